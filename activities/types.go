@@ -1,0 +1,97 @@
+package activities
+
+import (
+	"time"
+
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// Activity names, registered by the worker and used by the workflow.
+const (
+	EnsureRunningName = "EnsureRunning"
+	WaitForExitName   = "WaitForExit"
+	StopName          = "Stop"
+	IsolateName       = "Isolate"
+	LogsName          = "Logs"
+)
+
+// Error types that are permanent: retrying the same call cannot help.
+const (
+	ErrTypeImageNotFound = "ImageNotFound"
+	ErrTypeBadSpec       = "BadSpec"
+)
+
+// NodeTaskQueue is the activity task queue of the worker on node.
+// containerd is host-local, so every container activity runs there.
+func NodeTaskQueue(node string) string { return "vigil-node-" + node }
+
+// EnsureRunningInput asks for the container to exist and have a running task.
+type EnsureRunningInput struct {
+	ID   runtime.ContainerID   `json:"id"`
+	Spec runtime.ContainerSpec `json:"spec"`
+	// After is the exit being answered (or the time supervision decided to
+	// start). A task that exited after it was started by an earlier attempt of
+	// this same call: it is not started again, so a retried activity never
+	// doubles a restart; WaitForExit then reports that exit.
+	After time.Time `json:"after"`
+}
+
+// EnsureRunningResult says what EnsureRunning found or did.
+type EnsureRunningResult struct {
+	StartedAt      time.Time `json:"started_at"`
+	AlreadyRunning bool      `json:"already_running,omitempty"`
+	// ExitedSince is true when a task started by an earlier attempt has
+	// already exited; nothing was started.
+	ExitedSince bool `json:"exited_since,omitempty"`
+}
+
+// WaitForExitInput asks to block until the container leaves Running.
+type WaitForExitInput struct {
+	ID runtime.ContainerID `json:"id"`
+	// PollInterval is the fallback state poll, in case an exit event is missed.
+	PollInterval time.Duration `json:"poll_interval"`
+}
+
+// WaitForExitResult is the container's exit, from the runtime's own records.
+type WaitForExitResult struct {
+	ExitCode int       `json:"exit_code"`
+	ExitedAt time.Time `json:"exited_at"`
+	// Reason is set when the container failed rather than exited (code -1),
+	// e.g. it was deleted behind Vigil's back.
+	Reason string `json:"reason,omitempty"`
+}
+
+// StopInput asks to stop the container: SIGTERM, then SIGKILL after Grace.
+type StopInput struct {
+	ID    runtime.ContainerID `json:"id"`
+	Grace time.Duration       `json:"grace"`
+	// Remove also deletes the container and its snapshot.
+	Remove bool `json:"remove,omitempty"`
+}
+
+// StopResult is the state the container was left in.
+type StopResult struct {
+	ExitCode int       `json:"exit_code"`
+	ExitedAt time.Time `json:"exited_at"`
+}
+
+// IsolateInput asks to mark a crashed container isolated and to call the hook.
+type IsolateInput struct {
+	ID       runtime.ContainerID `json:"id"`
+	ExitCode int                 `json:"exit_code"`
+	// Webhook, if set, receives a JSON POST describing the isolation. A failed
+	// call is logged and does not fail the activity: isolation must not hinge
+	// on a third party.
+	Webhook string `json:"webhook,omitempty"`
+}
+
+// LogsInput asks for the tail of a container's captured output.
+type LogsInput struct {
+	ID   runtime.ContainerID `json:"id"`
+	Tail int                 `json:"tail"`
+}
+
+// LogsResult is captured stdout and stderr, interleaved as written.
+type LogsResult struct {
+	Output string `json:"output"`
+}

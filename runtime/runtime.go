@@ -1,0 +1,141 @@
+// Package runtime is the boundary between Vigil and whatever actually runs
+// containers. Activities talk to a Runtime; the workflow never does.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ContainerID names one replica of one service of one deployment.
+// Replicas count from 1.
+type ContainerID struct {
+	Deployment string `json:"deployment"`
+	Service    string `json:"service"`
+	Replica    int    `json:"replica"`
+}
+
+// String is the replica's short name, "<service>-rep-<replica>".
+func (id ContainerID) String() string {
+	return fmt.Sprintf("%s-rep-%d", id.Service, id.Replica)
+}
+
+// Ref is the operator-facing ID used by the CLI: "<deployment>/<service>-rep-<replica>".
+func (id ContainerID) Ref() string {
+	return id.Deployment + "/" + id.String()
+}
+
+// Status is the coarse lifecycle state of a container, as in the original supervisor.
+type Status string
+
+const (
+	StatusPending      Status = "Pending"
+	StatusInitializing Status = "Initializing"
+	StatusRunning      Status = "Running"
+	StatusStopping     Status = "Stopping"
+	StatusExited       Status = "Exited"
+	StatusFailed       Status = "Failed"
+)
+
+// FailedExitCode is the exit code a Failed container counts as.
+const FailedExitCode = -1
+
+// ContainerState is a container's state. ExitCode and ExitedAt are set for
+// Exited; Reason is set for Failed.
+type ContainerState struct {
+	Status   Status    `json:"status"`
+	ExitCode int       `json:"exit_code,omitempty"`
+	ExitedAt time.Time `json:"exited_at,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// Exited is the state of a container whose task ended with code at the given time.
+func Exited(code int, at time.Time) ContainerState {
+	return ContainerState{Status: StatusExited, ExitCode: code, ExitedAt: at}
+}
+
+// Failed is the state of a container that could not run at all.
+func Failed(reason string) ContainerState {
+	return ContainerState{Status: StatusFailed, ExitCode: FailedExitCode, Reason: reason}
+}
+
+// Running is the state of a container whose task is alive.
+func Running() ContainerState { return ContainerState{Status: StatusRunning} }
+
+// Done reports whether the container has left the running part of its life.
+func (s ContainerState) Done() bool {
+	return s.Status == StatusExited || s.Status == StatusFailed
+}
+
+// Code is the exit code the supervisor acts on: a Failed state counts as -1.
+func (s ContainerState) Code() int {
+	if s.Status == StatusFailed {
+		return FailedExitCode
+	}
+	return s.ExitCode
+}
+
+// PullPolicy says when to fetch the image from a registry.
+type PullPolicy string
+
+const (
+	PullAlways       PullPolicy = "always"
+	PullIfNotPresent PullPolicy = "if_not_present"
+	PullNever        PullPolicy = "never"
+)
+
+// ContainerSpec is what is needed to create a container. Env values may be
+// references of the form "$E:NAME", which the node resolves from its own
+// environment so that secrets never enter workflow history.
+type ContainerSpec struct {
+	Image      string            `json:"image"`
+	PullPolicy PullPolicy        `json:"pull_policy,omitempty"`
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Args       []string          `json:"args,omitempty"`
+	WorkDir    string            `json:"workdir,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+}
+
+// StartInfo describes a task that Start found or made running.
+type StartInfo struct {
+	// StartedAt is when the running task was started (the runtime's clock where
+	// it has one).
+	StartedAt time.Time `json:"started_at"`
+	// AlreadyRunning is true when Start found the task running and did nothing.
+	AlreadyRunning bool   `json:"already_running,omitempty"`
+	PID            uint32 `json:"pid,omitempty"`
+}
+
+// Runtime runs containers on one node. Every method must be safe to call
+// again after a failure or a crash of the caller (activities run at least once).
+type Runtime interface {
+	// Create creates the container if it does not exist (it is not an error if it does).
+	Create(ctx context.Context, id ContainerID, spec ContainerSpec) error
+	// Start makes the container's task run. A running task is left alone
+	// (AlreadyRunning); an exited task is deleted and a new one started.
+	Start(ctx context.Context, id ContainerID) (StartInfo, error)
+	// State reports the container's current state. A missing container is ErrContainerNotFound.
+	State(ctx context.Context, id ContainerID) (ContainerState, error)
+	// Wait blocks until the container's current task is no longer running and
+	// returns its final state. If it has already exited it returns at once.
+	Wait(ctx context.Context, id ContainerID) (ContainerState, error)
+	// Stop sends SIGTERM, then SIGKILL after grace. Stopping a stopped container is a no-op.
+	Stop(ctx context.Context, id ContainerID, grace time.Duration) error
+	// Remove deletes the task, the container and its snapshot. Missing is not an error.
+	Remove(ctx context.Context, id ContainerID) error
+	// Isolate marks the container as isolated (label vigil.isolated=true) and
+	// keeps its exited task and logs for debugging.
+	Isolate(ctx context.Context, id ContainerID) error
+	// Logs returns up to the last tail lines of the container's captured
+	// stdout and stderr (all of it if tail <= 0), across restarts.
+	Logs(ctx context.Context, id ContainerID, tail int) ([]byte, error)
+}
+
+// Typed errors. Activities treat ErrImageNotFound as permanent and retry the others.
+var (
+	ErrImageNotFound     = errors.New("image not found")
+	ErrContainerNotFound = errors.New("container not found")
+	ErrUnavailable       = errors.New("container runtime unavailable")
+)

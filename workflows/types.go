@@ -1,0 +1,161 @@
+package workflows
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// Names used by clients and workers.
+const (
+	// DefaultTaskQueue is the workflow task queue; workflows can run on any worker.
+	DefaultTaskQueue = "vigil"
+
+	SupervisorWorkflowName = "Supervise"
+	FetchLogsWorkflowName  = "FetchLogs"
+
+	QueryState  = "state"
+	QueryConfig = "config"
+
+	UpdateRelease     = "release"
+	UpdateRestart     = "restart"
+	UpdateUnsupervise = "unsupervise"
+)
+
+// Search attributes upserted on every state change (all Keyword).
+var (
+	SearchAttrState      = temporal.NewSearchAttributeKeyKeyword("VigilState")
+	SearchAttrService    = temporal.NewSearchAttributeKeyKeyword("VigilService")
+	SearchAttrDeployment = temporal.NewSearchAttributeKeyKeyword("VigilDeployment")
+)
+
+// SearchAttributeNames are the names a worker registers when they are missing.
+var SearchAttributeNames = []string{"VigilState", "VigilService", "VigilDeployment"}
+
+// WorkflowID is the ID of the workflow that supervises one replica:
+// "vigil/<deployment>/<service>-rep-<replica>".
+func WorkflowID(id runtime.ContainerID) string {
+	return "vigil/" + id.Deployment + "/" + id.String()
+}
+
+var refPattern = regexp.MustCompile(`^(?:vigil/)?([^/]+)/([^/]+)-rep-([0-9]+)$`)
+
+// ParseRef parses "<deployment>/<service>-rep-<replica>" (or a full workflow ID).
+func ParseRef(ref string) (runtime.ContainerID, error) {
+	m := refPattern.FindStringSubmatch(ref)
+	if m == nil {
+		return runtime.ContainerID{}, fmt.Errorf("ID %q: want <deployment>/<service>-rep-<replica>, e.g. shop/api-rep-1", ref)
+	}
+	n, err := strconv.Atoi(m[3])
+	if err != nil || n < 1 {
+		return runtime.ContainerID{}, fmt.Errorf("ID %q: replica must be a number from 1", ref)
+	}
+	return runtime.ContainerID{Deployment: m[1], Service: m[2], Replica: n}, nil
+}
+
+// State is a supervised replica's state, as in the original supervisor.
+type State string
+
+const (
+	StateRunning          State = "Running"
+	StateRestarting       State = "Restarting"
+	StateCrashLoopBackOff State = "CrashLoopBackOff"
+	StateIsolated         State = "Isolated"
+	StateShutdown         State = "Shutdown"
+	StateCompleted        State = "Completed"
+)
+
+// AllStates lists the states in a stable order (for counts and validation).
+var AllStates = []State{StateRunning, StateRestarting, StateCrashLoopBackOff, StateIsolated, StateShutdown, StateCompleted}
+
+// EventType names a supervision event, as in the original supervisor.
+type EventType string
+
+const (
+	EventContainerRestarted EventType = "ContainerRestarted"
+	EventCrashLoopBackOff   EventType = "CrashLoopBackOff"
+	EventContainerIsolated  EventType = "ContainerIsolated"
+	EventServiceShutdown    EventType = "ServiceShutdown"
+	EventContainerCompleted EventType = "ContainerCompleted"
+)
+
+// Event is one supervision decision, with the time it happened.
+type Event struct {
+	Type         EventType `json:"type"`
+	Time         time.Time `json:"time"`
+	ExitCode     *int      `json:"exit_code"`
+	RestartCount int       `json:"restart_count"`
+}
+
+// SupervisionInput starts (or continues) the supervision of one replica.
+type SupervisionInput struct {
+	ID     runtime.ContainerID   `json:"id"`
+	Spec   runtime.ContainerSpec `json:"spec"`
+	Policy policy.Policy         `json:"policy"`
+	// Node is the host whose containerd runs the container; its worker polls
+	// NodeTaskQueue(Node).
+	Node string `json:"node"`
+	// IsolateWebhook, if set, is called when the container is isolated.
+	IsolateWebhook string `json:"isolate_webhook,omitempty"`
+	// StopGrace is the time between SIGTERM and SIGKILL (default 10s).
+	StopGrace time.Duration `json:"stop_grace,omitempty"`
+	// Carry is the state carried across continue-as-new; nil on first start.
+	Carry *Carry `json:"carry,omitempty"`
+}
+
+// Carry is everything a continued run needs to pick up where the last one stood.
+type Carry struct {
+	State           State          `json:"state"`
+	History         policy.History `json:"history"`
+	TotalRestarts   int            `json:"total_restarts"`
+	LastExitCode    *int           `json:"last_exit_code"`
+	LastExitAt      time.Time      `json:"last_exit_at"`
+	SupervisedSince time.Time      `json:"supervised_since"`
+	// NextRestartAt is the deadline of a backoff in progress (zero if none).
+	NextRestartAt time.Time `json:"next_restart_at"`
+	Events        []Event   `json:"events"`
+	Runs          int       `json:"runs"`
+}
+
+// StateView is the answer to the "state" query and the object `vigil status --json` prints.
+type StateView struct {
+	ID              string   `json:"id"`
+	Deployment      string   `json:"deployment"`
+	Service         string   `json:"service"`
+	Replica         int      `json:"replica"`
+	State           State    `json:"state"`
+	PanicAction     string   `json:"panic_action"`
+	TotalRestarts   int      `json:"total_restarts"`
+	RestartTimes    []string `json:"restart_times"`
+	LastExitCode    *int     `json:"last_exit_code"`
+	SupervisedSince string   `json:"supervised_since"`
+	NextRestartAt   *string  `json:"next_restart_at"`
+	Events          []Event  `json:"events"`
+}
+
+// ReleaseRequest is the "release" update's argument.
+type ReleaseRequest struct{}
+
+// RestartRequest is the "restart" update's argument.
+type RestartRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// UnsuperviseRequest is the "unsupervise" update's argument.
+type UnsuperviseRequest struct {
+	// Stop also stops the container; otherwise it is left as it is.
+	Stop bool `json:"stop,omitempty"`
+}
+
+// FetchLogsInput asks the node that runs a replica for its captured output.
+type FetchLogsInput struct {
+	ID   runtime.ContainerID `json:"id"`
+	Node string              `json:"node"`
+	Tail int                 `json:"tail"`
+}
