@@ -1,18 +1,569 @@
 // Package workflows holds the durable supervisor: one workflow per replica.
+//
+// The workflow is a thin deterministic shell around policy.Decide: it watches
+// the container through activities on the replica's node, asks the policy
+// what an exit means, and carries the answer out with activities and durable
+// timers. Everything it knows lives in Carry, so a continued run, a replayed
+// run or a run on another worker picks up exactly where the last one stood.
 package workflows
 
 import (
 	"errors"
+	"fmt"
+	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/policy"
 )
+
+const (
+	// DefaultStopGrace is the time between SIGTERM and SIGKILL.
+	DefaultStopGrace = 10 * time.Second
+	// DefaultContinueAsNewAfter bounds the restarts handled by one run, so a
+	// crash-looping replica's history stays far below Temporal's limits.
+	DefaultContinueAsNewAfter = 100
+	// maxEvents bounds the events kept in state; all of them are in history.
+	maxEvents = 50
+	// Start retries after the activity's own retries are spent.
+	startRetryFirst = 5 * time.Second
+	startRetryMax   = 5 * time.Minute
+	// watchHeartbeat is short so a dead worker's watch moves to a live one
+	// within about 15 s.
+	watchHeartbeat = 10 * time.Second
+	// Memo keys: the last event and the last start error, shown in the Web UI.
+	memoLastEvent  = "vigil.last_event"
+	memoStartError = "vigil.start_error"
+)
+
+// errUnsupervised ends the run when an operator ends supervision.
+var errUnsupervised = errors.New("unsupervised")
+
+type commandKind string
+
+const (
+	cmdRelease     commandKind = UpdateRelease
+	cmdRestart     commandKind = UpdateRestart
+	cmdUnsupervise commandKind = UpdateUnsupervise
+)
+
+// command is an operator request handed from an update handler to the main loop.
+type command struct {
+	kind commandKind
+	stop bool // unsupervise only
+	done bool
+	err  error
+}
+
+// supervisor is the workflow's state and the code that moves it.
+type supervisor struct {
+	in       SupervisionInput
+	st       Carry
+	commands workflow.Channel
+	inFlight *command
+	// fresh is true on the first run of a supervision (no carried state).
+	fresh bool
+	// restartsThisRun counts restarts since this run began, for continue-as-new.
+	restartsThisRun int
+}
 
 // Supervise supervises one container replica until it completes or is unsupervised.
 func Supervise(ctx workflow.Context, in SupervisionInput) error {
-	return errors.New("not implemented yet")
+	s := newSupervisor(ctx, in)
+	if err := s.registerHandlers(ctx); err != nil {
+		return err
+	}
+	err := s.run(ctx)
+	if errors.Is(err, errUnsupervised) {
+		return nil
+	}
+	return err
 }
+
+func newSupervisor(ctx workflow.Context, in SupervisionInput) *supervisor {
+	in.Policy = in.Policy.WithDefaults()
+	if in.StopGrace <= 0 {
+		in.StopGrace = DefaultStopGrace
+	}
+	s := &supervisor{in: in, commands: workflow.NewBufferedChannel(ctx, 8), fresh: in.Carry == nil}
+	if in.Carry != nil {
+		s.st = *in.Carry
+		s.in.Carry = nil
+	} else {
+		s.st = Carry{State: StateRunning, SupervisedSince: workflow.Now(ctx)}
+	}
+	return s
+}
+
+func (s *supervisor) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (StateView, error) {
+		return s.view(), nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryConfig, func() (SupervisionInput, error) {
+		return s.in, nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRelease,
+		func(ctx workflow.Context, _ ReleaseRequest) error {
+			return s.submit(ctx, &command{kind: cmdRelease})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ReleaseRequest) error {
+			return s.validate(cmdRelease)
+		}}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRestart,
+		func(ctx workflow.Context, _ RestartRequest) error {
+			return s.submit(ctx, &command{kind: cmdRestart})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(RestartRequest) error {
+			return s.validate(cmdRestart)
+		}}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateUnsupervise,
+		func(ctx workflow.Context, req UnsuperviseRequest) error {
+			return s.submit(ctx, &command{kind: cmdUnsupervise, stop: req.Stop})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(UnsuperviseRequest) error {
+			return s.validate(cmdUnsupervise)
+		}})
+}
+
+// validate rejects a request before it reaches history. It must not change state.
+func (s *supervisor) validate(kind commandKind) error {
+	if s.inFlight != nil && (kind != cmdUnsupervise || s.inFlight.kind == cmdUnsupervise) {
+		return fmt.Errorf("%s: another request (%s) is in progress; retry when it has finished", kind, s.inFlight.kind)
+	}
+	switch kind {
+	case cmdRelease:
+		if s.st.State != StateIsolated && s.st.State != StateShutdown {
+			return fmt.Errorf("release: replica is %s; release applies only to Isolated or Shutdown replicas", s.st.State)
+		}
+	case cmdRestart:
+		if s.st.State != StateRunning && s.st.State != StateCrashLoopBackOff {
+			return fmt.Errorf("restart: replica is %s; restart applies only to Running or CrashLoopBackOff replicas (use release for Isolated or Shutdown)", s.st.State)
+		}
+	}
+	return nil
+}
+
+// submit hands a command to the main loop and waits until it has been carried out.
+func (s *supervisor) submit(ctx workflow.Context, c *command) error {
+	s.inFlight = c
+	s.commands.Send(ctx, c)
+	if err := workflow.Await(ctx, func() bool { return c.done }); err != nil {
+		return err
+	}
+	return c.err
+}
+
+func (s *supervisor) finish(c *command, err error) {
+	c.done, c.err = true, err
+	if s.inFlight == c {
+		s.inFlight = nil
+	}
+}
+
+// run is the main loop: one step per state until supervision ends.
+func (s *supervisor) run(ctx workflow.Context) error {
+	s.publishState(ctx)
+	if s.fresh {
+		// Make sure the container exists and runs. A task that exited before
+		// now is started again; one already running is left alone.
+		if err := s.start(ctx, workflow.Now(ctx)); err != nil {
+			return err
+		}
+		s.setState(ctx, StateRunning)
+	}
+	for {
+		if s.shouldContinueAsNew(ctx) {
+			return s.continueAsNew(ctx)
+		}
+		var err error
+		switch s.st.State {
+		case StateRunning:
+			err = s.watch(ctx)
+		case StateRestarting:
+			err = s.restartNow(ctx)
+		case StateCrashLoopBackOff:
+			err = s.waitBackoff(ctx)
+		case StateIsolated, StateShutdown:
+			err = s.waitForOperator(ctx)
+		case StateCompleted:
+			return nil
+		default:
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown state %q", s.st.State), "BadState", nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// watch blocks on the container's exit (or an operator command) and acts on it.
+func (s *supervisor) watch(ctx workflow.Context) error {
+	s.details(ctx, "watching: container running")
+	watchCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	future := workflow.ExecuteActivity(s.watchOptions(watchCtx), activities.WaitForExitName,
+		activities.WaitForExitInput{ID: s.in.ID, PollInterval: s.in.Policy.PollInterval})
+
+	var exit activities.WaitForExitResult
+	var watchErr error
+	var cmd *command
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(future, func(f workflow.Future) { watchErr = f.Get(ctx, &exit) })
+	sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
+	sel.Select(ctx)
+
+	if cmd != nil {
+		cancel()
+		return s.handle(ctx, cmd)
+	}
+	if watchErr != nil {
+		// The watch retries forever on its own; reaching here means a permanent
+		// failure. Keep supervising: look again after a pause.
+		workflow.GetLogger(ctx).Error("watch failed; retrying", "error", watchErr)
+		return s.sleep(ctx, startRetryFirst, "watch failed; looking again")
+	}
+	return s.onExit(ctx, policy.Exit{Code: exit.ExitCode, At: exit.ExitedAt, Reason: exit.Reason})
+}
+
+// onExit asks the policy what an exit means and carries the decision out.
+func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
+	now := workflow.Now(ctx)
+	d := s.in.Policy.Decide(s.st.History, exit, now)
+	s.st.History = d.History
+	code := exit.Code
+	s.st.LastExitCode = &code
+	s.st.LastExitAt = exit.At
+	workflow.GetLogger(ctx).Info("container exited",
+		"exit_code", exit.Code, "reason", exit.Reason, "decision", string(d.Outcome), "why", d.Reason)
+
+	switch d.Outcome {
+	case policy.Complete:
+		s.setState(ctx, StateCompleted)
+		s.emit(ctx, EventContainerCompleted, &code)
+		return nil
+	case policy.Restart:
+		s.setState(ctx, StateRestarting)
+		return s.restartNow(ctx)
+	case policy.BackOff:
+		s.st.NextRestartAt = d.RestartAt
+		s.setState(ctx, StateCrashLoopBackOff)
+		s.emit(ctx, EventCrashLoopBackOff, &code)
+		return nil
+	case policy.Shutdown:
+		s.setState(ctx, StateShutdown)
+		s.emit(ctx, EventServiceShutdown, &code)
+		return nil
+	case policy.Isolate:
+		if err := s.isolate(ctx, code); err != nil {
+			return err
+		}
+		s.setState(ctx, StateIsolated)
+		s.emit(ctx, EventContainerIsolated, &code)
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown decision %q", d.Outcome), "BadDecision", nil)
+}
+
+// restartNow starts the container after a crash and counts the restart.
+func (s *supervisor) restartNow(ctx workflow.Context) error {
+	s.details(ctx, "restarting after a crash")
+	if err := s.start(ctx, s.st.LastExitAt); err != nil {
+		return err
+	}
+	s.countRestart(ctx)
+	return nil
+}
+
+// waitBackoff waits out a crash-loop backoff on a durable timer, then starts
+// the container once. The container is neither watched nor counted meanwhile.
+func (s *supervisor) waitBackoff(ctx workflow.Context) error {
+	remaining := s.st.NextRestartAt.Sub(workflow.Now(ctx))
+	s.details(ctx, "crash-loop backoff until "+s.st.NextRestartAt.UTC().Format(time.RFC3339))
+	if remaining > 0 {
+		timerCtx, cancel := workflow.WithCancel(ctx)
+		defer cancel()
+		timer := workflow.NewTimerWithOptions(timerCtx, remaining,
+			workflow.TimerOptions{Summary: "crash-loop backoff"})
+		var cmd *command
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(timer, func(workflow.Future) {})
+		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
+		sel.Select(ctx)
+		if cmd != nil {
+			cancel()
+			return s.handle(ctx, cmd)
+		}
+	}
+	return s.endBackoff(ctx)
+}
+
+// endBackoff is the one delayed start of a crash-loop episode.
+func (s *supervisor) endBackoff(ctx workflow.Context) error {
+	s.setState(ctx, StateRestarting)
+	if err := s.start(ctx, s.st.LastExitAt); err != nil {
+		return err
+	}
+	s.st.NextRestartAt = time.Time{}
+	s.countRestart(ctx)
+	return nil
+}
+
+// countRestart records a restart actually made after a crash.
+func (s *supervisor) countRestart(ctx workflow.Context) {
+	s.st.TotalRestarts++
+	s.restartsThisRun++
+	s.setState(ctx, StateRunning)
+	s.emit(ctx, EventContainerRestarted, s.st.LastExitCode)
+}
+
+// waitForOperator parks an Isolated or Shutdown replica until release or unsupervise.
+func (s *supervisor) waitForOperator(ctx workflow.Context) error {
+	s.details(ctx, string(s.st.State)+": waiting for release or unsupervise")
+	var cmd *command
+	s.commands.Receive(ctx, &cmd)
+	return s.handle(ctx, cmd)
+}
+
+// handle carries out an operator command and reports the result to its update.
+func (s *supervisor) handle(ctx workflow.Context, c *command) error {
+	log := workflow.GetLogger(ctx)
+	log.Info("operator request", "request", string(c.kind), "state", string(s.st.State))
+	switch c.kind {
+	case cmdUnsupervise:
+		if c.stop {
+			if _, err := s.stop(ctx); err != nil {
+				s.finish(c, err)
+				return nil
+			}
+		}
+		s.details(ctx, "unsupervised")
+		s.finish(c, nil)
+		return errUnsupervised
+
+	case cmdRestart:
+		// Not a crash: nothing is counted, the window is untouched.
+		inBackoff := s.st.State == StateCrashLoopBackOff
+		after := s.st.LastExitAt
+		if !inBackoff {
+			stopped, err := s.stop(ctx)
+			if err != nil {
+				s.finish(c, err)
+				return nil
+			}
+			after = stopped.ExitedAt
+		}
+		s.setState(ctx, StateRestarting)
+		err := s.start(ctx, after)
+		if err == nil && inBackoff {
+			// Ending a backoff early is the episode's one delayed start.
+			s.st.NextRestartAt = time.Time{}
+			s.countRestart(ctx)
+		} else if err == nil {
+			s.setState(ctx, StateRunning)
+		}
+		s.finish(c, err)
+		return unlessUnsupervised(err)
+
+	case cmdRelease:
+		// The operator takes responsibility: the crash window starts afresh.
+		s.st.History = policy.History{}
+		s.setState(ctx, StateRestarting)
+		err := s.start(ctx, s.st.LastExitAt)
+		if err == nil {
+			s.setState(ctx, StateRunning)
+		}
+		s.finish(c, err)
+		return unlessUnsupervised(err)
+	}
+	s.finish(c, fmt.Errorf("unknown request %q", c.kind))
+	return nil
+}
+
+// unlessUnsupervised passes on only the error that ends supervision; other
+// failures were already reported to the operator's update.
+func unlessUnsupervised(err error) error {
+	if errors.Is(err, errUnsupervised) {
+		return err
+	}
+	return nil
+}
+
+// start makes the container run. It never gives up: after the activity's own
+// retries it waits on a durable timer, with growing delays, and tries again,
+// keeping the state and the last error visible. An unsupervise request ends it.
+func (s *supervisor) start(ctx workflow.Context, after time.Time) error {
+	delay := startRetryFirst
+	for attempt := 1; ; attempt++ {
+		var res activities.EnsureRunningResult
+		err := workflow.ExecuteActivity(s.startOptions(ctx), activities.EnsureRunningName,
+			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: after}).Get(ctx, &res)
+		if err == nil {
+			if attempt > 1 {
+				_ = workflow.UpsertMemo(ctx, map[string]any{memoStartError: nil})
+			}
+			return nil
+		}
+		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
+		_ = workflow.UpsertMemo(ctx, map[string]any{memoStartError: err.Error()})
+		if s.st.State == StateRunning {
+			s.setState(ctx, StateRestarting)
+		}
+		if err := s.sleep(ctx, delay, fmt.Sprintf("start failed (attempt %d); retrying in %s", attempt, delay)); err != nil {
+			return err
+		}
+		delay = min(delay*2, startRetryMax)
+	}
+}
+
+// sleep waits on a durable timer. Only unsupervise interrupts it: other
+// requests are answered with an error, since the replica is not ready for them.
+func (s *supervisor) sleep(ctx workflow.Context, d time.Duration, why string) error {
+	s.details(ctx, why)
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	timer := workflow.NewTimerWithOptions(timerCtx, d, workflow.TimerOptions{Summary: why})
+	for {
+		fired := false
+		var cmd *command
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(timer, func(workflow.Future) { fired = true })
+		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
+		sel.Select(ctx)
+		if fired {
+			return nil
+		}
+		if cmd.kind == cmdUnsupervise {
+			return s.handle(ctx, cmd)
+		}
+		s.finish(cmd, fmt.Errorf("%s: the replica is waiting to retry a failed start; try again later", cmd.kind))
+	}
+}
+
+func (s *supervisor) stop(ctx workflow.Context) (activities.StopResult, error) {
+	var res activities.StopResult
+	err := workflow.ExecuteActivity(s.stopOptions(ctx), activities.StopName,
+		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace}).Get(ctx, &res)
+	return res, err
+}
+
+func (s *supervisor) isolate(ctx workflow.Context, code int) error {
+	err := workflow.ExecuteActivity(s.stopOptions(ctx), activities.IsolateName,
+		activities.IsolateInput{ID: s.in.ID, ExitCode: code, Webhook: s.in.IsolateWebhook}).Get(ctx, nil)
+	if err != nil {
+		// The replica is isolated either way: it will not be restarted.
+		workflow.GetLogger(ctx).Error("isolate hook failed", "error", err)
+	}
+	return nil
+}
+
+// setState moves to st and publishes it as a search attribute.
+func (s *supervisor) setState(ctx workflow.Context, st State) {
+	if s.st.State == st {
+		return
+	}
+	s.st.State = st
+	s.publishState(ctx)
+}
+
+func (s *supervisor) publishState(ctx workflow.Context) {
+	err := workflow.UpsertTypedSearchAttributes(ctx,
+		SearchAttrState.ValueSet(string(s.st.State)),
+		SearchAttrService.ValueSet(s.in.ID.Service),
+		SearchAttrDeployment.ValueSet(s.in.ID.Deployment))
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("search attributes not upserted", "error", err)
+	}
+}
+
+// emit records an event in state and, through the memo, in history. It never blocks.
+func (s *supervisor) emit(ctx workflow.Context, typ EventType, exitCode *int) {
+	ev := Event{Type: typ, Time: workflow.Now(ctx), RestartCount: s.st.TotalRestarts}
+	if exitCode != nil {
+		code := *exitCode
+		ev.ExitCode = &code
+	}
+	s.st.Events = append(s.st.Events, ev)
+	if n := len(s.st.Events); n > maxEvents {
+		s.st.Events = append([]Event(nil), s.st.Events[n-maxEvents:]...)
+	}
+	workflow.GetLogger(ctx).Info("supervision event", "event", string(typ), "restart_count", ev.RestartCount)
+	if err := workflow.UpsertMemo(ctx, map[string]any{memoLastEvent: ev}); err != nil {
+		workflow.GetLogger(ctx).Warn("event not recorded in memo", "error", err)
+	}
+}
+
+func (s *supervisor) details(ctx workflow.Context, what string) {
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s — %s, %d restarts", s.in.ID.Ref(), what, s.st.TotalRestarts))
+}
+
+func (s *supervisor) shouldContinueAsNew(ctx workflow.Context) bool {
+	limit := s.in.ContinueAsNewAfter
+	if limit <= 0 {
+		limit = DefaultContinueAsNewAfter
+	}
+	return s.restartsThisRun >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+}
+
+// continueAsNew hands the whole state, including a backoff deadline, to a new run.
+func (s *supervisor) continueAsNew(ctx workflow.Context) error {
+	if err := workflow.Await(ctx, func() bool {
+		return s.commands.Len() == 0 && s.inFlight == nil && workflow.AllHandlersFinished(ctx)
+	}); err != nil {
+		return err
+	}
+	next := s.in
+	carry := s.st
+	carry.Runs++
+	next.Carry = &carry
+	workflow.GetLogger(ctx).Info("continuing as new", "runs", carry.Runs, "total_restarts", carry.TotalRestarts)
+	return workflow.NewContinueAsNewError(ctx, SupervisorWorkflowName, next)
+}
+
+// view renders the state for the "state" query.
+func (s *supervisor) view() StateView {
+	v := StateView{
+		ID:              s.in.ID.Ref(),
+		Deployment:      s.in.ID.Deployment,
+		Service:         s.in.ID.Service,
+		Replica:         s.in.ID.Replica,
+		State:           s.st.State,
+		PanicAction:     string(s.in.Policy.Action),
+		TotalRestarts:   s.st.TotalRestarts,
+		RestartTimes:    make([]string, 0, len(s.st.History.RestartTimes)),
+		LastExitCode:    s.st.LastExitCode,
+		SupervisedSince: formatTime(s.st.SupervisedSince),
+		Events:          append([]Event{}, s.st.Events...),
+	}
+	for _, t := range s.st.History.RestartTimes {
+		v.RestartTimes = append(v.RestartTimes, formatTime(t))
+	}
+	if s.st.State == StateCrashLoopBackOff && !s.st.NextRestartAt.IsZero() {
+		at := formatTime(s.st.NextRestartAt)
+		v.NextRestartAt = &at
+	}
+	return v
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // FetchLogs runs the Logs activity on the replica's node and returns its output.
 func FetchLogs(ctx workflow.Context, in FetchLogsInput) (string, error) {
-	return "", errors.New("not implemented yet")
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           activities.NodeTaskQueue(in.Node),
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var res activities.LogsResult
+	err := workflow.ExecuteActivity(ctx, activities.LogsName, activities.LogsInput{ID: in.ID, Tail: in.Tail}).Get(ctx, &res)
+	return res.Output, err
 }

@@ -105,6 +105,9 @@ type SupervisionInput struct {
 	IsolateWebhook string `json:"isolate_webhook,omitempty"`
 	// StopGrace is the time between SIGTERM and SIGKILL (default 10s).
 	StopGrace time.Duration `json:"stop_grace,omitempty"`
+	// ContinueAsNewAfter is the number of restarts one run handles before it
+	// continues as new (default DefaultContinueAsNewAfter).
+	ContinueAsNewAfter int `json:"continue_as_new_after,omitempty"`
 	// Carry is the state carried across continue-as-new; nil on first start.
 	Carry *Carry `json:"carry,omitempty"`
 }

@@ -1,0 +1,64 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+)
+
+// Activity options. Every container activity goes to the node's task queue,
+// because containerd is host-local; the workflow itself can run anywhere.
+
+// watchOptions: the watch may last for days without adding to history. A
+// dead worker stops heartbeating, the attempt times out after watchHeartbeat
+// and is retried (unlimited attempts, which history does not record) on
+// whichever worker polls the node queue next.
+func (s *supervisor) watchOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           activities.NodeTaskQueue(s.in.Node),
+		StartToCloseTimeout: 24 * time.Hour,
+		HeartbeatTimeout:    watchHeartbeat,
+		WaitForCancellation: false,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    5 * time.Second,
+		},
+		Summary: "watch " + s.in.ID.Ref(),
+	})
+}
+
+// startOptions: a few quick retries inside the activity; the workflow's own
+// retry loop (with durable, growing delays) takes over after them.
+func (s *supervisor) startOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           activities.NodeTaskQueue(s.in.Node),
+		StartToCloseTimeout: 5 * time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        10 * time.Second,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: []string{activities.ErrTypeImageNotFound, activities.ErrTypeBadSpec},
+		},
+		Summary: "start " + s.in.ID.Ref(),
+	})
+}
+
+// stopOptions: stop waits out the grace period before SIGKILL.
+func (s *supervisor) stopOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           activities.NodeTaskQueue(s.in.Node),
+		StartToCloseTimeout: s.in.StopGrace + time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Second,
+			MaximumAttempts:    5,
+		},
+	})
+}
