@@ -22,7 +22,7 @@ import (
 const (
 	// DefaultStopGrace is the time between SIGTERM and SIGKILL.
 	DefaultStopGrace = 10 * time.Second
-	// DefaultContinueAsNewAfter bounds the restarts handled by one run, so a
+	// DefaultContinueAsNewAfter bounds the exits handled by one run, so a
 	// crash-looping replica's history stays far below Temporal's limits.
 	DefaultContinueAsNewAfter = 100
 	// maxEvents bounds the events kept in state; all of them are in history.
@@ -65,8 +65,8 @@ type supervisor struct {
 	inFlight *command
 	// fresh is true on the first run of a supervision (no carried state).
 	fresh bool
-	// restartsThisRun counts restarts since this run began, for continue-as-new.
-	restartsThisRun int
+	// exitsThisRun counts the exits this run has handled, for continue-as-new.
+	exitsThisRun int
 }
 
 // Supervise supervises one container replica until it completes or is unsupervised.
@@ -237,6 +237,7 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 
 // onExit asks the policy what an exit means and carries the decision out.
 func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
+	s.exitsThisRun++
 	now := workflow.Now(ctx)
 	d := s.in.Policy.Decide(s.st.History, exit, now)
 	s.st.History = d.History
@@ -321,7 +322,6 @@ func (s *supervisor) endBackoff(ctx workflow.Context) error {
 // countRestart records a restart actually made after a crash.
 func (s *supervisor) countRestart(ctx workflow.Context) {
 	s.st.TotalRestarts++
-	s.restartsThisRun++
 	s.setState(ctx, StateRunning)
 	s.emit(ctx, EventContainerRestarted, s.st.LastExitCode)
 }
@@ -511,7 +511,7 @@ func (s *supervisor) shouldContinueAsNew(ctx workflow.Context) bool {
 	if limit <= 0 {
 		limit = DefaultContinueAsNewAfter
 	}
-	return s.restartsThisRun >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	return s.exitsThisRun >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
 }
 
 // continueAsNew hands the whole state, including a backoff deadline, to a new run.

@@ -71,6 +71,12 @@ const (
 	StateCompleted        State = "Completed"
 )
 
+// Watched reports whether the container is watched for exits in this state.
+// Only Running is: during a crash-loop backoff the container is down by
+// design, and watching it then is what made the original restart it every
+// poll interval.
+func (s State) Watched() bool { return s == StateRunning }
+
 // AllStates lists the states in a stable order (for counts and validation).
 var AllStates = []State{StateRunning, StateRestarting, StateCrashLoopBackOff, StateIsolated, StateShutdown, StateCompleted}
 
@@ -105,7 +111,7 @@ type SupervisionInput struct {
 	IsolateWebhook string `json:"isolate_webhook,omitempty"`
 	// StopGrace is the time between SIGTERM and SIGKILL (default 10s).
 	StopGrace time.Duration `json:"stop_grace,omitempty"`
-	// ContinueAsNewAfter is the number of restarts one run handles before it
+	// ContinueAsNewAfter is the number of exits one run handles before it
 	// continues as new (default DefaultContinueAsNewAfter).
 	ContinueAsNewAfter int `json:"continue_as_new_after,omitempty"`
 	// Carry is the state carried across continue-as-new; nil on first start.
