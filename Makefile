@@ -1,0 +1,109 @@
+# Vigil: `make run` brings up a local stack (private containerd, Temporal dev
+# server, worker) and supervises examples/demo.yaml; `make test` runs every
+# check and test. State lives in .vigil/, tools in ~/.cache/vigil/bin.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VIGIL_BIN := $(HOME)/.cache/vigil/bin
+export PATH := $(VIGIL_BIN):$(PATH)
+
+CONTAINERD_SOCK = $(shell scripts/containerd.sh address)
+DEMO ?= examples/demo.yaml
+IMAGE_TAR := .vigil/busybox.tar
+GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './.vigil/*' -not -path '*/testdata/*')
+FUZZTIME ?= 20s
+
+.PHONY: help deps build image run stop test fmt-check vet workflowcheck fuzz-short bench chaos clean
+
+help:
+	@echo 'make run     start containerd, the Temporal dev server and a worker; supervise $(DEMO)'
+	@echo 'make stop    stop what make run started (state stays in .vigil/)'
+	@echo 'make test    gofmt, go vet, workflowcheck, a short fuzz run, and every test'
+	@echo 'make build   build bin/vigil and bin/vigil-worker'
+	@echo 'make image   build the busybox image and import it into the local containerd'
+	@echo 'make bench   run the benchmark harness (bench/)'
+	@echo 'make chaos   run the chaos soak (chaos/)'
+	@echo 'make clean   stop, then delete bin/ and .vigil/'
+
+deps:
+	@scripts/ensure-deps.sh
+
+build:
+	go build -o bin/vigil ./starter
+	go build -o bin/vigil-worker ./worker
+
+# tools/mkimage writes a docker-archive/OCI tarball of docker.io/library/busybox:local
+# built from the host's static busybox, so no registry is needed.
+$(IMAGE_TAR): $(wildcard tools/mkimage/*.go) /bin/busybox
+	@test -d tools/mkimage || { echo 'error: tools/mkimage does not exist yet; it builds the demo image' >&2; exit 1; }
+	@mkdir -p $(@D)
+	go run ./tools/mkimage -o $@
+
+image: $(IMAGE_TAR)
+	@scripts/containerd.sh start
+	ctr --address $(CONTAINERD_SOCK) --namespace vigil images import $(IMAGE_TAR)
+
+run: deps
+	@scripts/containerd.sh start
+	@scripts/temporal-dev.sh start
+	@$(MAKE) --no-print-directory build image
+	@scripts/worker.sh start
+	bin/vigil supervise -f $(DEMO)
+	@echo
+	@echo 'Temporal Web UI: http://localhost:8233  (workflows of $(DEMO))'
+	@echo 'Stop everything: make stop'
+	@echo
+	bin/vigil list
+
+stop:
+	@scripts/stop.sh
+
+test: deps fmt-check vet workflowcheck fuzz-short
+	@echo '==> go test ./... (unit, integration, end-to-end)'
+	VIGIL_REQUIRE_INTEGRATION=1 go test ./... -count=1 -timeout 25m
+
+fmt-check:
+	@echo '==> gofmt'
+	@unformatted=$$(gofmt -l $(GO_FILES)); \
+	if [[ -n $$unformatted ]]; then echo "error: not gofmt-ed (run gofmt -w):" >&2; echo "$$unformatted" >&2; exit 1; fi
+
+vet:
+	@echo '==> go vet ./...'
+	@go vet ./...
+
+workflowcheck:
+	@echo '==> workflowcheck ./workflows/...'
+	@workflowcheck ./workflows/...
+
+# The deployment-file parser must have a fuzz target once spec/ exists; the
+# decision function's (policy.FuzzDecide) is run when present. Output is shown
+# in full only on failure (it names the failing input's corpus file).
+fuzz = out=$$(go test ./$(1) -run '^$$' -fuzz '^$(2)$$' -fuzztime $(FUZZTIME) 2>&1) \
+	|| { echo "$$out" >&2; exit 1; }; echo "$$out" | tail -n 1
+
+fuzz-short:
+	@if [[ -d spec ]]; then \
+		grep -qs 'func FuzzParse(' spec/*_test.go || { echo 'error: spec/ has no FuzzParse fuzz target (spec/*_test.go)' >&2; exit 1; }; \
+		echo '==> fuzz ./spec FuzzParse for $(FUZZTIME)'; \
+		$(call fuzz,spec,FuzzParse); \
+	else \
+		echo '==> fuzz: spec/ does not exist yet, skipped'; \
+	fi
+	@if grep -qs 'func FuzzDecide(' policy/*_test.go; then \
+		echo '==> fuzz ./policy FuzzDecide for $(FUZZTIME)'; \
+		$(call fuzz,policy,FuzzDecide); \
+	fi
+
+bench: deps
+	@test -d bench || { echo 'error: bench/ does not exist yet (issue 5: the benchmark harness)' >&2; exit 1; }
+	go run ./bench $(BENCH_ARGS)
+
+chaos: deps
+	@test -d chaos || { echo 'error: chaos/ does not exist yet (issue 6: the chaos soak)' >&2; exit 1; }
+	go run ./chaos $(CHAOS_ARGS)
+
+clean: stop
+	rm -rf bin .vigil
+	@sock=$$(scripts/containerd.sh address); [[ $$sock == /run/vigil-* ]] && rm -rf "$$(dirname "$$sock")" || true
