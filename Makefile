@@ -36,7 +36,7 @@ build:
 
 # tools/mkimage writes a docker-archive/OCI tarball of docker.io/library/busybox:local
 # built from the host's static busybox, so no registry is needed.
-$(IMAGE_TAR): $(wildcard tools/mkimage/*.go) /bin/busybox
+$(IMAGE_TAR): $(wildcard tools/mkimage/*.go internal/testimage/*.go) /bin/busybox
 	@test -d tools/mkimage || { echo 'error: tools/mkimage does not exist yet; it builds the demo image' >&2; exit 1; }
 	@mkdir -p $(@D)
 	go run ./tools/mkimage -o $@
