@@ -1,0 +1,40 @@
+package spec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// FuzzParse checks that no input makes the parser panic, that every error
+// is a one-line *FieldError naming a field, and that whatever parses yields
+// valid supervision inputs.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(shop))
+	f.Add([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n"))
+	f.Add([]byte("version: v1\ndeployment: &a x\nservices: *a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := Parse(data)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %T is not a *FieldError: %v", err, err)
+			}
+			if fe.Path == "" || fe.Msg == "" {
+				t.Fatalf("error names no field or says nothing: %q", err)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		for _, in := range d.Inputs("node") {
+			if err := in.Policy.Validate(); err != nil {
+				t.Fatalf("%v: invalid policy accepted: %v", in.ID, err)
+			}
+			if in.ID.Replica < 1 || !namePattern.MatchString(in.ID.Deployment) || !namePattern.MatchString(in.ID.Service) {
+				t.Fatalf("bad ID accepted: %+v", in.ID)
+			}
+		}
+	})
+}

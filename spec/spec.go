@@ -1,0 +1,139 @@
+// Package spec reads deployment files: the original supervisor's YAML format,
+// the subset Vigil acts on, strictly validated.
+//
+// Parsing walks yaml.v3 nodes by hand rather than decoding into structs so
+// that every error can name the field's full path and line, and so that
+// unknown fields are rejected instead of silently ignored.
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// Version is the only deployment file version understood.
+const Version = "v1"
+
+// RTypeService is the only resource type supervised: a long-running container.
+const RTypeService = "service"
+
+// ScaleFixed is the only scale mode: a fixed number of replicas.
+const ScaleFixed = "fixed"
+
+// DefaultStopGrace is the time between SIGTERM and SIGKILL when stopping.
+const DefaultStopGrace = 10 * time.Second
+
+// Limits that keep a typo from starting thousands of workflows or a
+// malicious file from exhausting memory.
+const (
+	MaxFileSize    = 1 << 20
+	MaxReplicas    = 1000
+	MaxServices    = 1000
+	MaxNameLength  = 40
+	MaxEnvVars     = 1000
+	MaxArgs        = 1000
+	MaxStringBytes = 64 << 10
+)
+
+// Deployment is a parsed, validated deployment file.
+type Deployment struct {
+	Version string
+	Name    string
+	// Services in the order the file lists them.
+	Services []Service
+}
+
+// Service is one service of a deployment.
+type Service struct {
+	Name     string
+	RType    string
+	Spec     runtime.ContainerSpec
+	Replicas int
+	// Policy has the defaults filled in and is valid.
+	Policy         policy.Policy
+	IsolateWebhook string
+	StopGrace      time.Duration
+}
+
+// ParseFile reads and parses the deployment file at path. Errors name the
+// file, the line and the field.
+func ParseFile(path string) (*Deployment, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &FieldError{File: path, Path: "file", Msg: fmt.Sprintf("cannot read: %v; pass an existing deployment file with -f", errReason(err))}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &FieldError{File: path, Path: "file", Msg: fmt.Sprintf("cannot read: %v; pass a readable deployment file with -f", errReason(err))}
+	}
+	d, err := Parse(data)
+	if fe, ok := err.(*FieldError); ok {
+		fe.File = path
+	}
+	return d, err
+}
+
+// Parse parses and validates a deployment file's contents. The error, if
+// any, is a *FieldError naming one field.
+func Parse(data []byte) (*Deployment, error) {
+	return parse(data)
+}
+
+// Inputs turns the deployment into one supervision input per replica, in file
+// order, for the node that is to run them.
+func (d *Deployment) Inputs(node string) []workflows.SupervisionInput {
+	var out []workflows.SupervisionInput
+	for _, s := range d.Services {
+		for r := 1; r <= s.Replicas; r++ {
+			out = append(out, workflows.SupervisionInput{
+				ID:             runtime.ContainerID{Deployment: d.Name, Service: s.Name, Replica: r},
+				Spec:           cloneSpec(s.Spec),
+				Policy:         s.Policy,
+				Node:           node,
+				IsolateWebhook: s.IsolateWebhook,
+				StopGrace:      s.StopGrace,
+			})
+		}
+	}
+	return out
+}
+
+// cloneSpec copies the slices and map so inputs never share memory.
+func cloneSpec(s runtime.ContainerSpec) runtime.ContainerSpec {
+	c := s
+	c.Entrypoint = append([]string(nil), s.Entrypoint...)
+	c.Args = append([]string(nil), s.Args...)
+	if s.Env != nil {
+		c.Env = make(map[string]string, len(s.Env))
+		for k, v := range s.Env {
+			c.Env[k] = v
+		}
+	}
+	return c
+}
+
+// ReplicaCount is the number of supervised replicas in the deployment.
+func (d *Deployment) ReplicaCount() int {
+	n := 0
+	for _, s := range d.Services {
+		n += s.Replicas
+	}
+	return n
+}
+
+// errReason drops the path from file system errors; the caller names the file.
+func errReason(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
