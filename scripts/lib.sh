@@ -43,7 +43,7 @@ pid_alive() {
 	[[ -s $pidfile ]] || return 1
 	pid=$(<"$pidfile")
 	[[ -r /proc/$pid/cmdline ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker"
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker"
 }
 
 # stop_pid NAME PIDFILE MARKER sends SIGTERM, waits up to 15 s, then SIGKILL.
