@@ -6,7 +6,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-VIGIL_BIN := $(HOME)/.cache/vigil/bin
+VIGIL_BIN ?= $(HOME)/.cache/vigil/bin
+export VIGIL_BIN
 export PATH := $(VIGIL_BIN):$(PATH)
 
 CONTAINERD_SOCK = $(shell scripts/containerd.sh address)
