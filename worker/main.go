@@ -1,0 +1,231 @@
+// Command vigil-worker runs Vigil's supervisor workflows and, for the node it
+// runs on, the container activities against the local containerd.
+//
+// One process polls two task queues: the shared workflow queue (any worker
+// may run any supervisor) and its own node queue (only this host can reach
+// its containerd).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/config"
+	"github.com/vigil-run/vigil/logging"
+	"github.com/vigil-run/vigil/runtime/containerd"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// stopTimeout is how long running activities get to finish on shutdown.
+// WaitForExit is cancelled and simply resumes on the next worker.
+const stopTimeout = 10 * time.Second
+
+type options struct {
+	conn                config.Connection
+	log                 logging.Options
+	node                string
+	containerdAddress   string
+	containerdNamespace string
+	logDir              string
+	noActivities        bool
+}
+
+// workerEnv maps this binary's own flags to their environment fallbacks.
+var workerEnv = map[string]string{
+	"node":                 "VIGIL_NODE",
+	"containerd-address":   "CONTAINERD_ADDRESS",
+	"containerd-namespace": "VIGIL_CONTAINERD_NAMESPACE",
+	"log-dir":              "VIGIL_LOG_DIR",
+	"log-format":           "VIGIL_LOG_FORMAT",
+	"log-level":            "VIGIL_LOG_LEVEL",
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stderr))
+}
+
+// parseFlags parses args with environment fallbacks. A nil error with nil
+// options means --help was printed.
+func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := pflag.NewFlagSet("vigil-worker", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host, _ := os.Hostname()
+	o.conn.AddFlags(fs)
+	o.log.AddFlags(fs)
+	fs.StringVar(&o.node, "node", host, "this node's name; its activity queue is vigil-node-<node> (env VIGIL_NODE)")
+	fs.StringVar(&o.containerdAddress, "containerd-address", containerd.DefaultAddress, "containerd socket (env CONTAINERD_ADDRESS)")
+	fs.StringVar(&o.containerdNamespace, "containerd-namespace", containerd.DefaultNamespace, "containerd namespace for Vigil's containers (env VIGIL_CONTAINERD_NAMESPACE)")
+	fs.StringVar(&o.logDir, "log-dir", containerd.DefaultLogDir, "directory for containers' captured output (env VIGIL_LOG_DIR)")
+	fs.BoolVar(&o.noActivities, "no-activities", false, "run workflows only: do not connect to containerd or poll this node's queue")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: vigil-worker [flags]\n\nRuns Vigil's supervisor workflows and this node's container activities.\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q; vigil-worker takes only flags", fs.Arg(0))
+	}
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		env, ok := workerEnv[f.Name]
+		if !ok || f.Changed || err != nil {
+			return
+		}
+		if v, set := lookup(env); set && v != "" {
+			if serr := f.Value.Set(v); serr != nil {
+				err = fmt.Errorf("%s: invalid value for --%s", env, f.Name)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := o.conn.Resolve(fs, lookup); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(o.node) == "" {
+		return nil, errors.New("--node: empty; give this host's name (or set VIGIL_NODE)")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stderr io.Writer) int {
+	o, err := parseFlags(args, lookup, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil-worker: %v\n", err)
+		return exitUsage
+	}
+	if o == nil {
+		return exitOK
+	}
+	log, err := logging.New(o.log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil-worker: %v\n", err)
+		return exitUsage
+	}
+	defer func() { _ = log.Sync() }()
+	if err := serve(ctx, o, log); err != nil {
+		log.Error("vigil-worker stopped", zap.Error(err))
+		return exitFail
+	}
+	return exitOK
+}
+
+// serve connects, registers, polls until ctx is done, then stops gracefully.
+func serve(ctx context.Context, o *options, log *zap.Logger) error {
+	log.Info("starting vigil-worker", zap.String("connection", o.conn.String()), zap.String("node", o.node),
+		zap.Bool("activities", !o.noActivities))
+
+	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := o.conn.Dial(dialCtx, logging.Temporal(log))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := config.EnsureSearchAttributes(dialCtx, c, o.conn.Namespace); err != nil {
+		return err
+	}
+
+	fatal := make(chan error, 2)
+	onFatal := func(err error) {
+		select {
+		case fatal <- err:
+		default:
+		}
+	}
+	// cleanup runs in reverse order of setup: the activity worker stops
+	// before the containerd connection it uses is closed.
+	var cleanup []func()
+	defer func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+		log.Info("vigil-worker stopped")
+	}()
+
+	wf := worker.New(c, o.conn.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout, OnFatalError: onFatal})
+	registerWorkflows(wf)
+	if err := wf.Start(); err != nil {
+		return fmt.Errorf("cannot start the workflow worker on task queue %s: %w", o.conn.TaskQueue, err)
+	}
+	cleanup = append(cleanup, wf.Stop)
+
+	if !o.noActivities {
+		rt, err := containerd.New(ctx, containerd.Config{
+			Address:   o.containerdAddress,
+			Namespace: o.containerdNamespace,
+			LogDir:    o.logDir,
+		})
+		if err != nil {
+			return fmt.Errorf("containerd at %s: %w", o.containerdAddress, err)
+		}
+		cleanup = append(cleanup, func() { _ = rt.Close() })
+		queue := activities.NodeTaskQueue(o.node)
+		aw := worker.New(c, queue, worker.Options{WorkerStopTimeout: stopTimeout, OnFatalError: onFatal})
+		registerActivities(aw, activities.New(rt, activities.Options{}))
+		if err := aw.Start(); err != nil {
+			return fmt.Errorf("cannot start the activity worker on task queue %s: %w", queue, err)
+		}
+		cleanup = append(cleanup, aw.Stop)
+		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue), zap.String("activity_task_queue", queue))
+	} else {
+		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue))
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("signal received; stopping")
+		return nil
+	case err := <-fatal:
+		return fmt.Errorf("worker failed: %w", err)
+	}
+}
+
+// registerWorkflows registers the workflows under the names clients use.
+func registerWorkflows(w worker.WorkflowRegistry) {
+	w.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: workflows.SupervisorWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.FetchLogs, workflow.RegisterOptions{Name: workflows.FetchLogsWorkflowName})
+}
+
+// registerActivities registers each container activity under its constant
+// name, so renaming a method cannot silently change the wire name.
+func registerActivities(w worker.ActivityRegistry, a *activities.Activities) {
+	for name, fn := range map[string]any{
+		activities.EnsureRunningName: a.EnsureRunning,
+		activities.WaitForExitName:   a.WaitForExit,
+		activities.StopName:          a.Stop,
+		activities.IsolateName:       a.Isolate,
+		activities.LogsName:          a.Logs,
+	} {
+		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
+}
