@@ -1,0 +1,350 @@
+// Package containerdtest runs a private containerd (its own root, state,
+// socket and config under one directory) for integration tests, end-to-end
+// tests, benchmarks and `make run`, and imports the local busybox test image.
+//
+// Containers of different private daemons share runc's state directory
+// (/run/containerd/runc/<namespace>) and cgroup paths (/<namespace>/<id>),
+// so each daemon gets its own namespace by default: use Daemon.Namespace.
+package containerdtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+
+	"github.com/vigil-run/vigil/internal/testimage"
+	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
+)
+
+// Options tune StartDaemon. The zero value is usable.
+type Options struct {
+	// Namespace the test image is imported into (default: a fresh "vt-<random>").
+	Namespace string
+	// NoImage skips importing the busybox test image.
+	NoImage bool
+	// Detach lets the daemon outlive the calling process (for `make run`):
+	// it gets its own session and is not killed when the caller dies.
+	Detach bool
+	// Binary is the containerd executable (default: "containerd" on PATH).
+	Binary string
+}
+
+// Daemon is a running private containerd.
+type Daemon struct {
+	Dir       string // everything lives here
+	Address   string // gRPC socket
+	Namespace string // namespace holding the test image
+	LogPath   string // containerd's own output
+	Config    string // generated config.toml
+
+	opts Options
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	exit chan struct{}
+}
+
+// StartDaemon starts containerd with everything under dir (created if
+// missing; keep it short, unix sockets allow ~108 bytes), waits until it
+// serves, and imports the test image unless opts.NoImage.
+func StartDaemon(ctx context.Context, dir string, opts Options) (*Daemon, error) {
+	if opts.Binary == "" {
+		opts.Binary = "containerd"
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "vt-" + randomHex(4)
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		Dir:       dir,
+		Address:   filepath.Join(dir, "c.sock"),
+		Namespace: opts.Namespace,
+		LogPath:   filepath.Join(dir, "containerd.log"),
+		Config:    filepath.Join(dir, "config.toml"),
+		opts:      opts,
+	}
+	if len(d.Address)+len(".ttrpc") >= 100 {
+		return nil, fmt.Errorf("containerd dir %s is too long for a unix socket path; use a shorter one (e.g. under /tmp)", dir)
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(d.Config, []byte(d.config()), 0o644); err != nil {
+		return nil, err
+	}
+	if err := d.Start(ctx); err != nil {
+		return nil, err
+	}
+	if !opts.NoImage {
+		if _, err := d.ImportTestImage(ctx, d.Namespace); err != nil {
+			_ = d.Stop()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// config is a containerd 1.6/1.7 (version 2) config: no CRI, private paths.
+func (d *Daemon) config() string {
+	return fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+`, filepath.Join(d.Dir, "root"), filepath.Join(d.Dir, "state"), d.Address, d.Address+".ttrpc")
+}
+
+// Start (re)starts the daemon process and waits until it serves.
+func (d *Daemon) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd != nil {
+		return errors.New("containerd is already running")
+	}
+	logf, err := os.OpenFile(d.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(d.opts.Binary, "--config", d.Config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if d.opts.Detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	} else {
+		// A test binary that dies must not leave the daemon behind.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	exit := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(exit)
+	}()
+	d.cmd, d.exit = cmd, exit
+	if err := d.waitServing(ctx, exit); err != nil {
+		_ = cmd.Process.Kill()
+		<-exit
+		d.cmd = nil
+		return err
+	}
+	return nil
+}
+
+func (d *Daemon) waitServing(ctx context.Context, exit <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	client, err := containerd.New(d.Address, containerd.WithTimeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	for {
+		select {
+		case <-exit:
+			return fmt.Errorf("containerd exited during startup: %s", d.LogTail(10))
+		default:
+		}
+		if _, err := os.Stat(d.Address); err == nil {
+			pctx, pcancel := context.WithTimeout(ctx, time.Second)
+			ok, _ := client.IsServing(pctx)
+			pcancel()
+			if ok {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("containerd did not serve on %s: %w; log: %s", d.Address, ctx.Err(), d.LogTail(10))
+		case <-exit:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Stop stops the daemon with SIGTERM (SIGKILL after 10 s). Running
+// containers live on in their shims, as with a real containerd restart.
+func (d *Daemon) Stop() error { return d.signal(syscall.SIGTERM, 10*time.Second) }
+
+// Kill kills the daemon with SIGKILL, as a crash would.
+func (d *Daemon) Kill() error { return d.signal(syscall.SIGKILL, 0) }
+
+// Restart stops the daemon and starts it again on the same root and state.
+func (d *Daemon) Restart(ctx context.Context) error {
+	if err := d.Stop(); err != nil {
+		return err
+	}
+	return d.Start(ctx)
+}
+
+// PID is the daemon's process ID (0 when stopped).
+func (d *Daemon) PID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
+func (d *Daemon) signal(sig syscall.Signal, grace time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		return nil
+	}
+	_ = d.cmd.Process.Signal(sig)
+	select {
+	case <-d.exit:
+	case <-time.After(grace):
+		_ = d.cmd.Process.Kill()
+		<-d.exit
+	}
+	d.cmd = nil
+	return nil
+}
+
+// Shutdown kills every container of every namespace, stops the daemon, and
+// unmounts what it left mounted under Dir. It does not remove Dir.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	var errs []error
+	if d.PID() != 0 {
+		errs = append(errs, d.removeAllContainers(ctx))
+	}
+	errs = append(errs, d.Stop(), unmountUnder(d.Dir))
+	removeNamespaceLeftovers(d.Namespace)
+	return errors.Join(errs...)
+}
+
+// removeNamespaceLeftovers removes the empty per-namespace directories runc
+// leaves in its state root and the cgroup hierarchies. Only the random
+// namespaces made here: a shared one ("vigil") may be in use by another daemon.
+func removeNamespaceLeftovers(ns string) {
+	if !strings.HasPrefix(ns, "vt-") {
+		return
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", ns))
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", ns), filepath.Join("/run/containerd/runc", ns))
+	for _, dir := range dirs {
+		_ = syscall.Rmdir(dir) // fails, harmlessly, when not empty
+	}
+}
+
+func (d *Daemon) removeAllContainers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	client, err := containerd.New(d.Address)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	nss, err := client.NamespaceService().List(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ns := range nss {
+		nctx := namespaces.WithNamespace(ctx, ns)
+		cs, err := client.Containers(nctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, c := range cs {
+			if task, err := c.Task(nctx, nil); err == nil {
+				if _, err := task.Delete(nctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+					errs = append(errs, err)
+				}
+			}
+			if err := c.Delete(nctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ImportTestImage builds the busybox test image and imports it into namespace.
+func (d *Daemon) ImportTestImage(ctx context.Context, namespace string) ([]string, error) {
+	tar, err := testimage.Tar()
+	if err != nil {
+		return nil, err
+	}
+	rt, err := vcontainerd.New(ctx, vcontainerd.Config{Address: d.Address, Namespace: namespace, LogDir: filepath.Join(d.Dir, "logs")})
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Close()
+	return rt.ImportImage(ctx, bytes.NewReader(tar))
+}
+
+// LogTail is the last n lines of containerd's own log, for error messages.
+func (d *Daemon) LogTail(n int) string {
+	b, _ := os.ReadFile(d.LogPath)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// unmountUnder lazily unmounts every mount below dir, deepest first.
+func unmountUnder(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var mounts []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+			mounts = append(mounts, fields[4])
+		}
+	}
+	var errs []error
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mounts[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mounts[i], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

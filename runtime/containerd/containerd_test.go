@@ -1,0 +1,418 @@
+package containerd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/runtime"
+	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
+)
+
+var replicas atomic.Int32
+
+// newID is a fresh replica of deployment "t" for each call.
+func newID(service string) runtime.ContainerID {
+	return runtime.ContainerID{Deployment: "t", Service: service, Replica: int(replicas.Add(1))}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// setup starts a private containerd and names a fresh replica of service.
+func setup(t *testing.T, service string) (*containerdtest.Daemon, *vcontainerd.Runtime, context.Context, runtime.ContainerID) {
+	d := containerdtest.Start(t)
+	return d, d.Runtime(t), testCtx(t), newID(service)
+}
+
+// run creates and starts a busybox container running script.
+func run(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID, script string) runtime.StartInfo {
+	t.Helper()
+	return runSpec(t, rt, id, containerdtest.TestImage(script))
+}
+
+// runSpec creates and starts a container.
+func runSpec(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID, spec runtime.ContainerSpec) runtime.StartInfo {
+	t.Helper()
+	ctx := testCtx(t)
+	if err := rt.Create(ctx, id, spec); err != nil {
+		t.Fatalf("create %s: %v", id, err)
+	}
+	info, err := rt.Start(ctx, id)
+	if err != nil {
+		t.Fatalf("start %s: %v", id, err)
+	}
+	return info
+}
+
+func wait(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID) runtime.ContainerState {
+	t.Helper()
+	st, err := rt.Wait(testCtx(t), id)
+	if err != nil {
+		t.Fatalf("wait %s: %v", id, err)
+	}
+	return st
+}
+
+// killTask sends sig to the task directly, as something outside Vigil would.
+func killTask(t *testing.T, d *containerdtest.Daemon, id runtime.ContainerID, sig syscall.Signal) {
+	t.Helper()
+	client, err := containerd.New(d.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx := namespaces.WithNamespace(testCtx(t), d.Namespace)
+	c, err := client.LoadContainer(ctx, vcontainerd.ContainerName(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Kill(ctx, sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExitCodeFidelity(t *testing.T) {
+	d := containerdtest.Start(t)
+	rt := d.Runtime(t)
+
+	for _, tc := range []struct {
+		script string
+		kill   bool
+		want   int
+	}{
+		{script: "exit 0", want: 0},
+		{script: "exit 3", want: 3},
+		{script: "echo up; sleep 1000", kill: true, want: 137},
+	} {
+		t.Run(fmt.Sprintf("exit-%d", tc.want), func(t *testing.T) {
+			id := newID("exit")
+			began := time.Now()
+			info := run(t, rt, id, tc.script)
+			t.Logf("create+start of busybox took %v (pid %d)", time.Since(began), info.PID)
+			if info.AlreadyRunning || info.StartedAt.IsZero() {
+				t.Fatalf("start info = %+v, want a fresh start with a time", info)
+			}
+			if tc.kill {
+				killTask(t, d, id, syscall.SIGKILL)
+			}
+			st := wait(t, rt, id)
+			if st.Status != runtime.StatusExited || st.ExitCode != tc.want {
+				t.Fatalf("state = %+v, want Exited with code %d", st, tc.want)
+			}
+			if st.ExitedAt.Before(began.Add(-time.Second)) || st.ExitedAt.After(time.Now().Add(time.Second)) {
+				t.Fatalf("exited at %v, not between start %v and now", st.ExitedAt, began)
+			}
+			again, err := rt.State(testCtx(t), id)
+			if err != nil || again != st {
+				t.Fatalf("State after Wait = %+v, %v; want %+v", again, err, st)
+			}
+		})
+	}
+}
+
+func TestStartIsIdempotent(t *testing.T) {
+	_, rt, ctx, id := setup(t, "idem")
+
+	first := run(t, rt, id, "sleep 1000")
+	if err := rt.Create(ctx, id, containerdtest.TestImage("sleep 1000")); err != nil {
+		t.Fatalf("second create: %v", err)
+	}
+	second, err := rt.Start(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.AlreadyRunning || second.PID != first.PID || !second.StartedAt.Equal(first.StartedAt) {
+		t.Fatalf("second start = %+v, want AlreadyRunning with pid %d started %v", second, first.PID, first.StartedAt)
+	}
+
+	if err := rt.Stop(ctx, id, 0); err != nil {
+		t.Fatal(err)
+	}
+	third, err := rt.Start(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.AlreadyRunning || third.PID == first.PID {
+		t.Fatalf("start after exit = %+v, want a new task", third)
+	}
+	if st, _ := rt.State(ctx, id); st.Status != runtime.StatusRunning {
+		t.Fatalf("state after restart = %+v, want Running", st)
+	}
+}
+
+func TestWaitReturnsExitThatHappenedUnwatched(t *testing.T) {
+	_, rt, ctx, id := setup(t, "unwatched")
+
+	run(t, rt, id, "exit 7")
+	eventually(t, func() (bool, string) {
+		st, err := rt.State(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Done(), fmt.Sprintf("container still %v", st.Status)
+	})
+	time.Sleep(200 * time.Millisecond)
+	called := time.Now()
+	st := wait(t, rt, id)
+	if st.ExitCode != 7 || !st.ExitedAt.Before(called) {
+		t.Fatalf("wait = %+v, want code 7 from before %v", st, called)
+	}
+}
+
+func TestStopGraceThenKill(t *testing.T) {
+	d := containerdtest.Start(t)
+	rt := d.Runtime(t)
+	ctx := testCtx(t)
+
+	t.Run("trapped SIGTERM exits gracefully", func(t *testing.T) {
+		id := newID("trap")
+		run(t, rt, id, "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.1; done")
+		waitForLog(t, rt, id, "ready")
+		if err := rt.Stop(ctx, id, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		st, err := rt.State(ctx, id)
+		if err != nil || st.Status != runtime.StatusExited || st.ExitCode != 0 {
+			t.Fatalf("state after graceful stop = %+v, %v; want exit 0", st, err)
+		}
+		waitForLog(t, rt, id, "got TERM")
+	})
+
+	t.Run("ignored SIGTERM is followed by SIGKILL", func(t *testing.T) {
+		id := newID("ignore")
+		run(t, rt, id, "trap '' TERM; echo ready; while :; do sleep 0.1; done")
+		waitForLog(t, rt, id, "ready")
+		grace := time.Second
+		began := time.Now()
+		if err := rt.Stop(ctx, id, grace); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(began); took < grace {
+			t.Fatalf("stop returned after %v, before the %v grace period", took, grace)
+		}
+		st, err := rt.State(ctx, id)
+		if err != nil || st.ExitCode != 137 {
+			t.Fatalf("state after kill = %+v, %v; want exit 137", st, err)
+		}
+		if err := rt.Stop(ctx, id, grace); err != nil {
+			t.Fatalf("stopping a stopped container: %v", err)
+		}
+	})
+}
+
+func waitForLog(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID, want string) {
+	t.Helper()
+	eventually(t, func() (bool, string) {
+		out, err := rt.Logs(testCtx(t), id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(out), want), fmt.Sprintf("log of %s never showed %q; it has:\n%s", id, want, out)
+	})
+}
+
+// eventually polls check until it holds, failing with its message after 30 s.
+func eventually(t *testing.T, check func() (ok bool, failure string)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok, failure := check()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(failure)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLogsKeptAcrossRestarts(t *testing.T) {
+	_, rt, ctx, id := setup(t, "logs")
+	spec := containerdtest.TestImage("echo out; echo err >&2; sleep 0.2; echo last; exit 1")
+
+	if err := rt.Create(ctx, id, spec); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := rt.Start(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if st := wait(t, rt, id); st.ExitCode != 1 {
+			t.Fatalf("run %d: %+v", i, st)
+		}
+	}
+	out, err := rt.Logs(ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// stdout and stderr are separate pipes: only their own order is kept.
+	if strings.Count(string(out), "out\n") != 3 || strings.Count(string(out), "err\n") != 3 || strings.Count(string(out), "last\n") != 3 {
+		t.Fatalf("logs after 3 runs:\n%s", out)
+	}
+	last, err := rt.Logs(ctx, id, 1)
+	if err != nil || string(last) != "last\n" {
+		t.Fatalf("tail 1 = %q, %v", last, err)
+	}
+}
+
+func TestEnvWorkdirAndEntrypoint(t *testing.T) {
+	_, rt, ctx, id := setup(t, "env")
+	spec := containerdtest.TestImage(`echo "mode=$MODE dir=$(pwd) host=$(hostname) uid=$(id -u)"`)
+	spec.Env = map[string]string{"MODE": "prod"}
+	spec.WorkDir = "/tmp"
+	runSpec(t, rt, id, spec)
+	wait(t, rt, id)
+	want := fmt.Sprintf("mode=prod dir=/tmp host=%s uid=0\n", vcontainerd.ContainerName(id))
+	if out, _ := rt.Logs(ctx, id, 0); string(out) != want {
+		t.Fatalf("output = %q, want %q", out, want)
+	}
+
+	// Args alone replace the image's CMD (sh), as in Docker.
+	argsOnly := newID("args")
+	runSpec(t, rt, argsOnly, runtime.ContainerSpec{Image: "busybox:local", PullPolicy: runtime.PullNever, Args: []string{"echo", "hi"}})
+	wait(t, rt, argsOnly)
+	if out, _ := rt.Logs(ctx, argsOnly, 0); string(out) != "hi\n" {
+		t.Fatalf("args-only output = %q", out)
+	}
+}
+
+func TestTypedErrors(t *testing.T) {
+	d, rt, ctx, id := setup(t, "missing")
+
+	spec := containerdtest.TestImage("true")
+	spec.Image = "docker.io/library/not-imported:1"
+	if err := rt.Create(ctx, id, spec); !errors.Is(err, runtime.ErrImageNotFound) {
+		t.Fatalf("create with a missing image: %v, want ErrImageNotFound", err)
+	}
+	if _, err := rt.Start(ctx, id); !errors.Is(err, runtime.ErrContainerNotFound) {
+		t.Fatalf("start of a missing container: %v, want ErrContainerNotFound", err)
+	}
+	if _, err := rt.State(ctx, id); !errors.Is(err, runtime.ErrContainerNotFound) {
+		t.Fatalf("state of a missing container: %v, want ErrContainerNotFound", err)
+	}
+	if _, err := rt.Wait(ctx, id); !errors.Is(err, runtime.ErrContainerNotFound) {
+		t.Fatalf("wait on a missing container: %v, want ErrContainerNotFound", err)
+	}
+	if err := rt.Remove(ctx, id); err != nil {
+		t.Fatalf("remove of a missing container: %v", err)
+	}
+
+	down, err := vcontainerd.New(ctx, vcontainerd.Config{Address: d.Dir + "/nobody.sock", LogDir: d.Dir + "/logs2", DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	if _, err := down.State(ctx, id); !errors.Is(err, runtime.ErrUnavailable) {
+		t.Fatalf("state with containerd down: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestIsolateAndRemove(t *testing.T) {
+	d, rt, ctx, id := setup(t, "iso")
+	run(t, rt, id, "echo crashed; exit 2")
+	wait(t, rt, id)
+	if err := rt.Isolate(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	nctx := namespaces.WithNamespace(ctx, d.Namespace)
+	c, err := rt.Client().LoadContainer(nctx, vcontainerd.ContainerName(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, err := c.Labels(nctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"vigil.isolated": "true", "vigil.deployment": "t", "vigil.service": "iso", "vigil.replica": fmt.Sprint(id.Replica)} {
+		if labels[k] != v {
+			t.Errorf("label %s = %q, want %q (all: %v)", k, labels[k], v, labels)
+		}
+	}
+	if st, err := rt.State(ctx, id); err != nil || st.ExitCode != 2 {
+		t.Fatalf("isolated container's exit must be kept: %+v, %v", st, err)
+	}
+	if out, _ := rt.Logs(ctx, id, 0); string(out) != "crashed\n" {
+		t.Fatalf("isolated container's log must be kept: %q", out)
+	}
+
+	if err := rt.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.State(ctx, id); !errors.Is(err, runtime.ErrContainerNotFound) {
+		t.Fatalf("state after remove: %v", err)
+	}
+	// The same replica can be created again afterwards (its snapshot is gone too).
+	run(t, rt, id, "exit 0")
+	if st := wait(t, rt, id); st.ExitCode != 0 {
+		t.Fatalf("recreated: %+v", st)
+	}
+}
+
+func TestWaitSurvivesContainerdRestart(t *testing.T) {
+	d := containerdtest.Start(t)
+	rt := d.Runtime(t)
+	id := newID("restart")
+	run(t, rt, id, "trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done")
+	waitForLog(t, rt, id, "ready")
+
+	type result struct {
+		st  runtime.ContainerState
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := rt.Wait(testCtx(t), id)
+		done <- result{st, err}
+	}()
+	time.Sleep(300 * time.Millisecond) // let Wait reach containerd
+
+	if err := d.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	select {
+	case r := <-done:
+		t.Fatalf("wait returned while containerd was down: %+v, %v", r.st, r.err)
+	default:
+	}
+	if err := d.Start(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	select {
+	case r := <-done:
+		t.Fatalf("wait returned after containerd came back, before the container exited: %+v, %v", r.st, r.err)
+	default:
+	}
+	if st, err := rt.State(testCtx(t), id); err != nil || st.Status != runtime.StatusRunning {
+		t.Fatalf("container after containerd restart: %+v, %v; want Running", st, err)
+	}
+
+	killTask(t, d, id, syscall.SIGUSR1)
+	select {
+	case r := <-done:
+		if r.err != nil || r.st.Status != runtime.StatusExited || r.st.ExitCode != 5 {
+			t.Fatalf("wait after restart = %+v, %v; want exit 5", r.st, r.err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("wait did not return after the container exited")
+	}
+}

@@ -1,0 +1,77 @@
+package containerd
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+)
+
+// trimLog cuts a log file larger than max down to about its last half,
+// at a line boundary, with a note saying how much was dropped. The shim
+// appends with O_APPEND, so truncating in place is safe while it writes.
+func trimLog(path string, max int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || info.Size() <= max {
+		return err
+	}
+	keep := make([]byte, max/2)
+	n, err := f.ReadAt(keep, info.Size()-int64(len(keep)))
+	if err != nil && err != io.EOF {
+		return err
+	}
+	keep = keep[:n]
+	if i := bytes.IndexByte(keep, '\n'); i >= 0 && i < len(keep)-1 {
+		keep = keep[i+1:]
+	}
+	note := fmt.Sprintf("[vigil: %d bytes of older output dropped]\n", info.Size()-int64(len(keep)))
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err = f.WriteAt(append([]byte(note), keep...), 0)
+	return err
+}
+
+// tailFile returns the last tail lines of the file (all if tail <= 0),
+// reading at most limit bytes from its end.
+func tailFile(path string, tail int, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	start := max(0, info.Size()-limit)
+	buf := make([]byte, info.Size()-start)
+	n, err := f.ReadAt(buf, start)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	buf = buf[:n]
+	if tail <= 0 {
+		return buf, nil
+	}
+	end := len(buf)
+	if end > 0 && buf[end-1] == '\n' {
+		end-- // the final newline ends the last line, it does not start a new one
+	}
+	for i := end - 1; i >= 0; i-- {
+		if buf[i] == '\n' {
+			if tail--; tail == 0 {
+				return buf[i+1:], nil
+			}
+		}
+	}
+	return buf, nil
+}
