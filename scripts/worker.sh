@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Vigil worker for the local stack, against the private containerd and the
-# dev server, its log in .vigil/worker.log.
+# dev server, its log in .vigil/worker.log and the containers' output in
+# .vigil/logs/containers/.
 #   worker.sh start   start it (a running worker is reused unless bin/vigil-worker is newer)
 #   worker.sh stop    stop it (SIGTERM: it finishes its current tasks)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,17 +10,12 @@ WORKER_BIN=$VIGIL_REPO/bin/vigil-worker
 WORKER_PID=$VIGIL_RUN/worker.pid
 WORKER_LOG=$VIGIL_DIR/worker.log
 
-# polling succeeds once some worker polled the workflow queue after this one
-# was started (pollers of dead workers stay listed for minutes).
+# polling succeeds once the worker started by this script logged that the
+# SDK's pollers are up (only the log written since then is read: pollers of
+# a dead worker stay listed on the server for minutes, so asking it would
+# not tell the new worker from the old one).
 polling() {
-	local started seen
-	started=$(stat -c %Y "$WORKER_PID")
-	for seen in $(temporal task-queue describe --address "$TEMPORAL_ADDRESS" --task-queue vigil \
-		--task-queue-type workflow -o json --command-timeout 2s 2>/dev/null |
-		sed -n 's/.*"lastAccessTime": "\([^"]*\)".*/\1/p'); do
-		(($(date -d "$seen" +%s) >= started)) && return 0
-	done
-	return 1
+	tail -c "+$((WORKER_LOG_OFFSET + 1))" "$WORKER_LOG" | grep -q 'Started Worker'
 }
 
 start() {
@@ -33,10 +29,12 @@ start() {
 			return 0
 		fi
 	fi
+	WORKER_LOG_OFFSET=$(stat -c %s "$WORKER_LOG" 2>/dev/null || echo 0)
 	start_daemon worker "$WORKER_PID" "$WORKER_LOG" "$WORKER_BIN" \
 		--address "$TEMPORAL_ADDRESS" \
 		--containerd-address "$(containerd_socket)" \
 		--containerd-namespace "$CONTAINERD_NAMESPACE" \
+		--log-dir "$VIGIL_LOGS/containers" \
 		--log-format console
 	wait_until worker 30 "$WORKER_PID" "$WORKER_BIN" "$WORKER_LOG" polling
 	log "worker: polling (node queue vigil-node-$(hostname))"
