@@ -3,12 +3,38 @@
 package activities
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/runtime"
 )
+
+// ErrTypeContainerNotFound marks a call about a container that does not
+// exist (e.g. logs of an unknown replica); retrying cannot help.
+const ErrTypeContainerNotFound = "ContainerNotFound"
+
+// Defaults for the zero Options and inputs.
+const (
+	DefaultPollInterval      = 5 * time.Second
+	DefaultHeartbeatInterval = 3 * time.Second
+	DefaultStopGrace         = 10 * time.Second
+	// envRefPrefix marks an env value resolved on the node: "$E:NAME".
+	envRefPrefix = "$E:"
+)
+
+// DeletedReason is the WaitForExit reason when the container vanished.
+const DeletedReason = "container was deleted outside Vigil"
 
 // Options tune the activities. The zero value is usable.
 type Options struct {
@@ -16,6 +42,11 @@ type Options struct {
 	HTTPClient *http.Client
 	// LookupEnv resolves "$E:NAME" env references (default: os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// HeartbeatInterval is how often long activities heartbeat (default: a
+	// third of the activity's heartbeat timeout, else DefaultHeartbeatInterval).
+	HeartbeatInterval time.Duration
+	// Node is reported in isolate webhooks (default: the host name).
+	Node string
 }
 
 // Activities holds the dependencies of every container activity.
@@ -26,32 +57,305 @@ type Activities struct {
 
 // New returns the activities over rt.
 func New(rt runtime.Runtime, opts Options) *Activities {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	if opts.Node == "" {
+		opts.Node, _ = os.Hostname()
+	}
 	return &Activities{rt: rt, opts: opts}
 }
 
-var errTODO = errors.New("not implemented yet")
-
-// EnsureRunning creates and starts the container unless its task already runs.
+// EnsureRunning creates and starts the container unless its task already
+// runs. A task that ended after in.After was started by an earlier attempt
+// of this call: it is not started again (ExitedSince), so a retry never
+// doubles a restart. A task that cannot start at all (e.g. no such
+// executable) is reported the same way; WaitForExit then returns it as
+// Failed with the reason.
 func (a *Activities) EnsureRunning(ctx context.Context, in EnsureRunningInput) (EnsureRunningResult, error) {
-	return EnsureRunningResult{}, errTODO
+	logger := activity.GetLogger(ctx)
+	spec, err := a.resolveEnv(in.Spec)
+	if err != nil {
+		return EnsureRunningResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadSpec, nil)
+	}
+	if err := a.rt.Create(ctx, in.ID, spec); err != nil {
+		return EnsureRunningResult{}, activityError("create", in.ID, err)
+	}
+	if !in.After.IsZero() {
+		st, err := a.rt.State(ctx, in.ID)
+		if err != nil {
+			return EnsureRunningResult{}, activityError("state", in.ID, err)
+		}
+		if st.Status == runtime.StatusExited && st.ExitedAt.After(in.After) {
+			logger.Info("Container already ran and exited since; not starting it again",
+				"container", in.ID.Ref(), "exit_code", st.ExitCode, "exited_at", st.ExitedAt, "after", in.After)
+			return EnsureRunningResult{ExitedSince: true}, nil
+		}
+	}
+	info, err := a.rt.Start(ctx, in.ID)
+	if err != nil {
+		if retryable(ctx, err) {
+			return EnsureRunningResult{}, activityError("start", in.ID, err)
+		}
+		logger.Warn("Container failed to start", "container", in.ID.Ref(), "error", err)
+		return EnsureRunningResult{ExitedSince: true, StartError: err.Error()}, nil
+	}
+	if info.AlreadyRunning {
+		logger.Info("Container already running", "container", in.ID.Ref(), "pid", info.PID)
+	} else {
+		logger.Info("Container started", "container", in.ID.Ref(), "pid", info.PID, "image", spec.Image)
+	}
+	return EnsureRunningResult{StartedAt: info.StartedAt, AlreadyRunning: info.AlreadyRunning}, nil
 }
 
-// WaitForExit blocks until the container leaves Running, heartbeating meanwhile.
+// retryable reports whether a Start error may pass: the runtime was
+// unreachable, the container vanished meanwhile, or the call was cut short.
+// Any other Start error means the task could not run as specified.
+func retryable(ctx context.Context, err error) bool {
+	return errors.Is(err, runtime.ErrUnavailable) || errors.Is(err, runtime.ErrContainerNotFound) ||
+		ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// resolveEnv replaces "$E:NAME" values with the worker's own environment, so
+// secrets never enter workflow history. Values are never logged.
+func (a *Activities) resolveEnv(spec runtime.ContainerSpec) (runtime.ContainerSpec, error) {
+	if len(spec.Env) == 0 {
+		return spec, nil
+	}
+	keys := make([]string, 0, len(spec.Env))
+	for k := range spec.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	env := make(map[string]string, len(spec.Env))
+	for _, k := range keys {
+		v := spec.Env[k]
+		if name, ok := strings.CutPrefix(v, envRefPrefix); ok {
+			resolved, found := a.opts.LookupEnv(name)
+			if !found {
+				return spec, fmt.Errorf("env.%s: %s%s is not set in the environment of the worker on this node; export %s before starting vigil-worker", k, envRefPrefix, name, name)
+			}
+			v = resolved
+		}
+		env[k] = v
+	}
+	spec.Env = env
+	return spec, nil
+}
+
+// WaitForExit blocks until the container leaves Running and returns its exit
+// from the runtime's own records. It heartbeats while waiting, polls State
+// every PollInterval in case an exit event is missed, and keeps waiting
+// through runtime outages (a containerd restart leaves tasks running).
 func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (WaitForExitResult, error) {
-	return WaitForExitResult{}, errTODO
+	logger := activity.GetLogger(ctx)
+	poll := in.PollInterval
+	if poll <= 0 {
+		poll = DefaultPollInterval
+	}
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type waited struct {
+		st  runtime.ContainerState
+		err error
+	}
+	exits := make(chan waited, 1)
+	startWait := func() {
+		go func() {
+			st, err := a.rt.Wait(waitCtx, in.ID)
+			exits <- waited{st, err}
+		}()
+	}
+	startWait()
+
+	pollTicker := time.NewTicker(poll)
+	defer pollTicker.Stop()
+	heartbeat := time.NewTicker(a.heartbeatInterval(ctx))
+	defer heartbeat.Stop()
+	var rewait <-chan time.Time
+	status := "waiting"
+	for {
+		select {
+		case w := <-exits:
+			if w.err == nil {
+				return a.exitResult(ctx, in.ID, w.st), nil
+			}
+			if errors.Is(w.err, runtime.ErrContainerNotFound) {
+				return a.deleted(ctx, in.ID), nil
+			}
+			if ctx.Err() != nil {
+				return WaitForExitResult{}, ctx.Err()
+			}
+			logger.Warn("Waiting for container failed; retrying", "container", in.ID.Ref(), "error", w.err)
+			status = "runtime unavailable: " + w.err.Error()
+			rewait = time.After(time.Second)
+		case <-rewait:
+			rewait = nil
+			startWait()
+		case <-pollTicker.C:
+			st, err := a.rt.State(ctx, in.ID)
+			switch {
+			case err == nil && st.Done():
+				return a.exitResult(ctx, in.ID, st), nil
+			case errors.Is(err, runtime.ErrContainerNotFound):
+				return a.deleted(ctx, in.ID), nil
+			case err != nil:
+				status = "runtime unavailable: " + err.Error()
+			default:
+				status = "waiting"
+			}
+		case <-heartbeat.C:
+			activity.RecordHeartbeat(ctx, status)
+		case <-ctx.Done():
+			return WaitForExitResult{}, ctx.Err()
+		}
+	}
 }
 
-// Stop stops the container (SIGTERM, then SIGKILL after the grace period).
+func (a *Activities) exitResult(ctx context.Context, id runtime.ContainerID, st runtime.ContainerState) WaitForExitResult {
+	res := WaitForExitResult{ExitCode: st.Code(), ExitedAt: st.ExitedAt, Reason: st.Reason}
+	if st.Status == runtime.StatusFailed && res.ExitedAt.IsZero() {
+		// The runtime has no exit of its own to report: this is when it was found.
+		res.ExitedAt = time.Now().UTC()
+	}
+	activity.GetLogger(ctx).Info("Container exited", "container", id.Ref(), "exit_code", res.ExitCode, "exited_at", res.ExitedAt, "reason", res.Reason)
+	return res
+}
+
+func (a *Activities) deleted(ctx context.Context, id runtime.ContainerID) WaitForExitResult {
+	return a.exitResult(ctx, id, runtime.Failed(DeletedReason))
+}
+
+func (a *Activities) heartbeatInterval(ctx context.Context) time.Duration {
+	if a.opts.HeartbeatInterval > 0 {
+		return a.opts.HeartbeatInterval
+	}
+	if timeout := activity.GetInfo(ctx).HeartbeatTimeout; timeout > 0 {
+		return max(timeout/3, 100*time.Millisecond)
+	}
+	return DefaultHeartbeatInterval
+}
+
+// whileHeartbeating runs fn, heartbeating until it returns, so a long stop
+// grace period does not look like a dead worker.
+func (a *Activities) whileHeartbeating(ctx context.Context, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	ticker := time.NewTicker(a.heartbeatInterval(ctx))
+	defer ticker.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ticker.C:
+			activity.RecordHeartbeat(ctx, "stopping")
+		}
+	}
+}
+
+// Stop stops the container (SIGTERM, then SIGKILL after the grace period)
+// and reports its exit. A missing container counts as stopped.
 func (a *Activities) Stop(ctx context.Context, in StopInput) (StopResult, error) {
-	return StopResult{}, errTODO
+	grace := in.Grace
+	if grace <= 0 {
+		grace = DefaultStopGrace
+	}
+	err := a.whileHeartbeating(ctx, func() error { return a.rt.Stop(ctx, in.ID, grace) })
+	if errors.Is(err, runtime.ErrContainerNotFound) {
+		return StopResult{ExitCode: runtime.FailedExitCode}, nil
+	}
+	if err != nil {
+		return StopResult{}, activityError("stop", in.ID, err)
+	}
+	var res StopResult
+	if st, err := a.rt.State(ctx, in.ID); err == nil {
+		res = StopResult{ExitCode: st.Code(), ExitedAt: st.ExitedAt}
+	}
+	if in.Remove {
+		if err := a.rt.Remove(ctx, in.ID); err != nil {
+			return StopResult{}, activityError("remove", in.ID, err)
+		}
+	}
+	activity.GetLogger(ctx).Info("Container stopped", "container", in.ID.Ref(), "exit_code", res.ExitCode, "removed", in.Remove)
+	return res, nil
 }
 
-// Isolate marks a crashed container isolated and calls the webhook.
+// IsolationEvent is the JSON body POSTed to an isolate webhook.
+type IsolationEvent struct {
+	Event      string    `json:"event"` // always "ContainerIsolated"
+	Ref        string    `json:"ref"`   // "<deployment>/<service>-rep-<replica>"
+	Deployment string    `json:"deployment"`
+	Service    string    `json:"service"`
+	Replica    int       `json:"replica"`
+	ExitCode   int       `json:"exit_code"`
+	Node       string    `json:"node"`
+	Time       time.Time `json:"time"`
+}
+
+// Isolate marks a crashed container isolated, keeping its exited task and
+// logs for debugging, and calls the webhook. A failed webhook is logged and
+// does not fail the activity: isolation must not hinge on a third party.
 func (a *Activities) Isolate(ctx context.Context, in IsolateInput) error {
-	return errTODO
+	logger := activity.GetLogger(ctx)
+	if err := a.rt.Isolate(ctx, in.ID); err != nil && !errors.Is(err, runtime.ErrContainerNotFound) {
+		return activityError("isolate", in.ID, err)
+	}
+	logger.Info("Container isolated", "container", in.ID.Ref(), "exit_code", in.ExitCode)
+	if in.Webhook == "" {
+		return nil
+	}
+	event := IsolationEvent{
+		Event: "ContainerIsolated", Ref: in.ID.Ref(), Deployment: in.ID.Deployment, Service: in.ID.Service,
+		Replica: in.ID.Replica, ExitCode: in.ExitCode, Node: a.opts.Node, Time: time.Now().UTC(),
+	}
+	if err := a.postWebhook(ctx, in.Webhook, event); err != nil {
+		logger.Warn("Isolate webhook failed", "container", in.ID.Ref(), "error", err)
+	}
+	return nil
+}
+
+func (a *Activities) postWebhook(ctx context.Context, url string, event IsolationEvent) error {
+	body, err := json.Marshal(event)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.opts.HTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook answered %s", resp.Status)
+	}
+	return nil
 }
 
 // Logs returns the tail of the container's captured output.
 func (a *Activities) Logs(ctx context.Context, in LogsInput) (LogsResult, error) {
-	return LogsResult{}, errTODO
+	out, err := a.rt.Logs(ctx, in.ID, in.Tail)
+	if err != nil {
+		return LogsResult{}, activityError("logs", in.ID, err)
+	}
+	return LogsResult{Output: string(out)}, nil
+}
+
+// activityError marks permanent runtime errors non-retryable; the rest are
+// retried by the activity's retry policy.
+func activityError(op string, id runtime.ContainerID, err error) error {
+	msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)
+	switch {
+	case errors.Is(err, runtime.ErrImageNotFound):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeImageNotFound, err)
+	case errors.Is(err, runtime.ErrContainerNotFound):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeContainerNotFound, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, id.Ref(), err)
 }

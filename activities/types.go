@@ -43,6 +43,9 @@ type EnsureRunningResult struct {
 	// ExitedSince is true when a task started by an earlier attempt has
 	// already exited; nothing was started.
 	ExitedSince bool `json:"exited_since,omitempty"`
+	// StartError is set (with ExitedSince) when the task could not start at
+	// all, e.g. its executable is missing; WaitForExit reports it as Failed (-1).
+	StartError string `json:"start_error,omitempty"`
 }
 
 // WaitForExitInput asks to block until the container leaves Running.

@@ -43,6 +43,8 @@ const (
 	LabelSpec = "vigil.spec"
 	// LabelStartedAt is when Vigil last started the container's task (RFC 3339).
 	LabelStartedAt = "vigil.started-at"
+	// LabelStartError is why the last start failed; State reports it.
+	LabelStartError = "vigil.start-error"
 )
 
 // Defaults for Config.
@@ -416,16 +418,22 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		return runtime.StartInfo{}, fmt.Errorf("trim log %s: %w", logPath, err)
 	}
 	task, err = c.NewTask(ctx, cio.LogFile(logPath))
+	if err == nil {
+		if err = task.Start(ctx); err != nil {
+			// Leave no half-made task behind; the next Start begins afresh anyway.
+			_, _ = task.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+		}
+	}
 	if err != nil {
+		if !isUnavailable(err) && !errdefs.IsNotFound(err) {
+			// The container cannot run as specified (e.g. no such executable):
+			// keep the reason where State and `ctr containers info` show it.
+			_, _ = c.SetLabels(ctx, map[string]string{LabelStartError: truncate(err.Error(), 1024)})
+		}
 		return runtime.StartInfo{}, wrap("start", name, err, runtime.ErrContainerNotFound)
 	}
-	if err := task.Start(ctx); err != nil {
-		// Leave no half-made task behind; the next Start begins afresh anyway.
-		_, _ = task.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
-		return runtime.StartInfo{}, wrap("start", name, err, nil)
-	}
 	startedAt := time.Now().UTC()
-	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: startedAt.Format(time.RFC3339Nano)}); err != nil {
+	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: startedAt.Format(time.RFC3339Nano), LabelStartError: ""}); err != nil {
 		return runtime.StartInfo{}, wrap("start", name, err, nil)
 	}
 	return runtime.StartInfo{StartedAt: startedAt, PID: task.Pid()}, nil
@@ -449,17 +457,33 @@ func (r *Runtime) State(ctx context.Context, id runtime.ContainerID) (runtime.Co
 
 const noTaskReason = "container has no task (never started, task deleted, or the host restarted)"
 
+// noTask is the state of a container without a task: Failed, with the reason
+// its last start failed when there is one.
+func noTask(ctx context.Context, c containerd.Container) runtime.ContainerState {
+	if labels, err := c.Labels(ctx); err == nil && labels[LabelStartError] != "" {
+		return runtime.Failed("task failed to start: " + labels[LabelStartError])
+	}
+	return runtime.Failed(noTaskReason)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
 func (r *Runtime) taskState(ctx context.Context, c containerd.Container) (runtime.ContainerState, error) {
 	task, err := c.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
-		return runtime.Failed(noTaskReason), nil
+		return noTask(ctx, c), nil
 	}
 	if err != nil {
 		return runtime.ContainerState{}, err
 	}
 	st, err := task.Status(ctx)
 	if errdefs.IsNotFound(err) {
-		return runtime.Failed(noTaskReason), nil
+		return noTask(ctx, c), nil
 	}
 	if err != nil {
 		return runtime.ContainerState{}, err
@@ -506,7 +530,7 @@ func (r *Runtime) waitOnce(ctx context.Context, name string) (runtime.ContainerS
 	}
 	task, err := c.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
-		return runtime.Failed(noTaskReason), nil
+		return noTask(ctx, c), nil
 	}
 	if err != nil {
 		return runtime.ContainerState{}, wrap("wait", name, err, nil)
@@ -514,7 +538,7 @@ func (r *Runtime) waitOnce(ctx context.Context, name string) (runtime.ContainerS
 	// Wait answers at once for a task that already exited.
 	exitc, err := task.Wait(ctx)
 	if errdefs.IsNotFound(err) {
-		return runtime.Failed(noTaskReason), nil
+		return noTask(ctx, c), nil
 	}
 	if err != nil {
 		return runtime.ContainerState{}, wrap("wait", name, err, nil)
@@ -526,7 +550,7 @@ func (r *Runtime) waitOnce(ctx context.Context, name string) (runtime.ContainerS
 				return runtime.ContainerState{}, wrap("wait", name, ctx.Err(), nil)
 			}
 			if errdefs.IsNotFound(err) {
-				return runtime.Failed(noTaskReason), nil
+				return noTask(ctx, c), nil
 			}
 			return runtime.ContainerState{}, wrap("wait", name, err, nil)
 		}

@@ -416,3 +416,22 @@ func TestWaitSurvivesContainerdRestart(t *testing.T) {
 		t.Fatal("wait did not return after the container exited")
 	}
 }
+
+func TestStartFailureIsReportedAsFailed(t *testing.T) {
+	_, rt, ctx, id := setup(t, "noexec")
+	spec := containerdtest.TestImage("")
+	spec.Entrypoint = []string{"/no/such/binary"}
+	if err := rt.Create(ctx, id, spec); err != nil {
+		t.Fatal(err)
+	}
+	_, err := rt.Start(ctx, id)
+	if err == nil || errors.Is(err, runtime.ErrUnavailable) || errors.Is(err, runtime.ErrContainerNotFound) {
+		t.Fatalf("start of a missing executable: %v, want an untyped start failure", err)
+	}
+	for _, get := range []func(context.Context, runtime.ContainerID) (runtime.ContainerState, error){rt.State, rt.Wait} {
+		st, err := get(ctx, id)
+		if err != nil || st.Status != runtime.StatusFailed || st.Code() != -1 || !strings.Contains(st.Reason, "task failed to start") {
+			t.Fatalf("state after failed start = %+v, %v; want Failed with the reason", st, err)
+		}
+	}
+}

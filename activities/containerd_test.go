@@ -1,0 +1,85 @@
+package activities_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// These run the activities over the real containerd runtime.
+
+func TestActivitiesOnContainerd(t *testing.T) {
+	d := containerdtest.Start(t)
+	h := newHarness(t, d.Runtime(t), activities.Options{
+		HeartbeatInterval: 100 * time.Millisecond,
+		LookupEnv: func(name string) (string, bool) {
+			return "s3cret", name == "API_TOKEN"
+		},
+	})
+
+	t.Run("real exit code with heartbeats while waiting", func(t *testing.T) {
+		id := runtime.ContainerID{Deployment: "act", Service: "exit", Replica: 1}
+		spec := containerdtest.TestImage(`sleep 1; [ "$TOKEN" = s3cret ] && exit 4; exit 9`)
+		spec.Env = map[string]string{"TOKEN": "$E:API_TOKEN"}
+		res := h.ensure(activities.EnsureRunningInput{ID: id, Spec: spec, After: time.Now()})
+		if res.AlreadyRunning || res.StartedAt.IsZero() {
+			t.Fatalf("EnsureRunning = %+v", res)
+		}
+		before := h.Heartbeats()
+		exit := h.waitForExit(id, 5*time.Second)
+		if exit.ExitCode != 4 {
+			t.Fatalf("WaitForExit = %+v, want 4 (the $E: env reached the container)", exit)
+		}
+		if !exit.ExitedAt.After(res.StartedAt) {
+			t.Fatalf("exited at %v, before the start at %v", exit.ExitedAt, res.StartedAt)
+		}
+		if h.Heartbeats() == before {
+			t.Fatal("WaitForExit did not heartbeat")
+		}
+		again := h.ensure(activities.EnsureRunningInput{ID: id, Spec: spec, After: time.Now().Add(-time.Minute)})
+		if !again.ExitedSince {
+			t.Fatalf("retry after the exit = %+v, want ExitedSince", again)
+		}
+	})
+
+	t.Run("stop after grace", func(t *testing.T) {
+		id := runtime.ContainerID{Deployment: "act", Service: "stop", Replica: 1}
+		h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("trap '' TERM; while :; do sleep 0.1; done")})
+		var res activities.StopResult
+		if err := h.run(activities.StopName, activities.StopInput{ID: id, Grace: 500 * time.Millisecond, Remove: true}, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode != 137 || res.ExitedAt.IsZero() {
+			t.Fatalf("Stop = %+v, want 137", res)
+		}
+	})
+
+	t.Run("missing image is permanent", func(t *testing.T) {
+		id := runtime.ContainerID{Deployment: "act", Service: "noimage", Replica: 1}
+		spec := containerdtest.TestImage("true")
+		spec.Image = "docker.io/library/never-imported:1"
+		err := h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: id, Spec: spec}, nil)
+		applicationError(t, err, activities.ErrTypeImageNotFound, true)
+	})
+
+	t.Run("wait survives a containerd restart", func(t *testing.T) {
+		id := runtime.ContainerID{Deployment: "act", Service: "restart", Replica: 1}
+		h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("sleep 4; exit 6")})
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			if err := d.Kill(); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(time.Second)
+			if err := d.Start(t.Context()); err != nil {
+				t.Error(err)
+			}
+		}()
+		if exit := h.waitForExit(id, 300*time.Millisecond); exit.ExitCode != 6 {
+			t.Fatalf("WaitForExit across a containerd restart = %+v, want the real exit 6", exit)
+		}
+	})
+}

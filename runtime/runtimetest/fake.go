@@ -1,0 +1,364 @@
+// Package runtimetest is an in-memory runtime.Runtime for unit tests, with
+// knobs to script what real containers do: exit with a code, fail to start,
+// vanish, or have their runtime become unavailable.
+package runtimetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// Op names a Runtime method, for counting calls and injecting errors.
+type Op string
+
+const (
+	OpCreate  Op = "Create"
+	OpStart   Op = "Start"
+	OpState   Op = "State"
+	OpWait    Op = "Wait"
+	OpStop    Op = "Stop"
+	OpRemove  Op = "Remove"
+	OpIsolate Op = "Isolate"
+	OpLogs    Op = "Logs"
+)
+
+// Fake is a scriptable in-memory Runtime. The zero value is not usable; use New.
+type Fake struct {
+	mu            sync.Mutex
+	now           func() time.Time
+	containers    map[runtime.ContainerID]*container
+	missingImages map[string]bool
+	errs          map[Op][]error // injected errors, consumed one per call
+	calls         map[Op]int
+	nextPID       uint32
+	// exitOnStart makes each new task of a container exit at once with the code.
+	exitOnStart map[runtime.ContainerID]int
+	// startErr makes starts of a container fail with the error (it stays Failed).
+	startErr map[runtime.ContainerID]error
+}
+
+type container struct {
+	spec      runtime.ContainerSpec
+	state     runtime.ContainerState
+	startedAt time.Time
+	pid       uint32
+	starts    int
+	isolated  bool
+	logs      bytes.Buffer
+	exited    chan struct{} // closed when the current task stops or the container is deleted
+}
+
+// New returns an empty fake runtime using the wall clock.
+func New() *Fake {
+	return &Fake{
+		now:           time.Now,
+		containers:    map[runtime.ContainerID]*container{},
+		missingImages: map[string]bool{},
+		errs:          map[Op][]error{},
+		calls:         map[Op]int{},
+		exitOnStart:   map[runtime.ContainerID]int{},
+		startErr:      map[runtime.ContainerID]error{},
+		nextPID:       100,
+	}
+}
+
+var _ runtime.Runtime = (*Fake)(nil)
+
+// SetClock replaces the clock used for start and exit times.
+func (f *Fake) SetClock(now func() time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = now
+}
+
+// --- scripting ---
+
+// FailNext makes the next calls of op fail with errs, one error per call.
+func (f *Fake) FailNext(op Op, errs ...error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs[op] = append(f.errs[op], errs...)
+}
+
+// MissingImage makes Create of image fail with runtime.ErrImageNotFound.
+func (f *Fake) MissingImage(image string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.missingImages[image] = true
+}
+
+// ExitOnStart makes every later task of id exit at once with code (-1 to stop doing so).
+func (f *Fake) ExitOnStart(id runtime.ContainerID, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if code < 0 {
+		delete(f.exitOnStart, id)
+		return
+	}
+	f.exitOnStart[id] = code
+}
+
+// FailStarts makes every later Start of id fail with err, leaving it Failed (nil to stop).
+func (f *Fake) FailStarts(id runtime.ContainerID, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		delete(f.startErr, id)
+		return
+	}
+	f.startErr[id] = err
+}
+
+// Exit makes the running task of id exit with code now.
+func (f *Fake) Exit(id runtime.ContainerID, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.containers[id]; c != nil && c.state.Status == runtime.StatusRunning {
+		f.exit(c, code)
+	}
+}
+
+// Delete removes id behind the supervisor's back; waiters see ErrContainerNotFound.
+func (f *Fake) Delete(id runtime.ContainerID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.containers[id]; c != nil {
+		closeOnce(c.exited)
+		delete(f.containers, id)
+	}
+}
+
+// WriteLog appends output to id's captured log.
+func (f *Fake) WriteLog(id runtime.ContainerID, output string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.containers[id]; c != nil {
+		c.logs.WriteString(output)
+	}
+}
+
+// --- inspection ---
+
+// Snapshot is what a test can see of a fake container.
+type Snapshot struct {
+	Spec      runtime.ContainerSpec
+	State     runtime.ContainerState
+	StartedAt time.Time
+	Starts    int // tasks started so far
+	Isolated  bool
+}
+
+// Container returns what the fake holds for id.
+func (f *Fake) Container(id runtime.ContainerID) (Snapshot, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.containers[id]
+	if c == nil {
+		return Snapshot{}, false
+	}
+	return Snapshot{Spec: c.spec, State: c.state, StartedAt: c.startedAt, Starts: c.starts, Isolated: c.isolated}, true
+}
+
+// Calls counts the calls of op so far, failed ones included.
+func (f *Fake) Calls(op Op) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[op]
+}
+
+// --- runtime.Runtime ---
+
+// enter counts the call and returns an injected error, if any. f.mu must be held.
+func (f *Fake) enter(op Op) error {
+	f.calls[op]++
+	if errs := f.errs[op]; len(errs) > 0 {
+		f.errs[op] = errs[1:]
+		return errs[0]
+	}
+	return nil
+}
+
+// get returns id's container or ErrContainerNotFound. f.mu must be held.
+func (f *Fake) get(id runtime.ContainerID) (*container, error) {
+	c := f.containers[id]
+	if c == nil {
+		return nil, fmt.Errorf("fake %s: %w", id.Ref(), runtime.ErrContainerNotFound)
+	}
+	return c, nil
+}
+
+func (f *Fake) Create(ctx context.Context, id runtime.ContainerID, spec runtime.ContainerSpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpCreate); err != nil {
+		return err
+	}
+	if f.containers[id] != nil {
+		return nil
+	}
+	if f.missingImages[spec.Image] {
+		return fmt.Errorf("fake image %s: %w", spec.Image, runtime.ErrImageNotFound)
+	}
+	f.containers[id] = &container{spec: spec, state: runtime.Failed("never started"), exited: make(chan struct{})}
+	return nil
+}
+
+func (f *Fake) Start(ctx context.Context, id runtime.ContainerID) (runtime.StartInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpStart); err != nil {
+		return runtime.StartInfo{}, err
+	}
+	c, err := f.get(id)
+	if err != nil {
+		return runtime.StartInfo{}, err
+	}
+	if c.state.Status == runtime.StatusRunning {
+		return runtime.StartInfo{StartedAt: c.startedAt, AlreadyRunning: true, PID: c.pid}, nil
+	}
+	closeOnce(c.exited)
+	c.exited = make(chan struct{})
+	if err := f.startErr[id]; err != nil {
+		c.state = runtime.Failed(err.Error())
+		closeOnce(c.exited)
+		return runtime.StartInfo{}, err
+	}
+	f.nextPID++
+	c.pid, c.startedAt, c.state = f.nextPID, f.now(), runtime.Running()
+	c.starts++
+	if code, ok := f.exitOnStart[id]; ok {
+		f.exit(c, code)
+	}
+	return runtime.StartInfo{StartedAt: c.startedAt, PID: c.pid}, nil
+}
+
+// exit ends c's task. f.mu must be held.
+func (f *Fake) exit(c *container, code int) {
+	at := f.now()
+	if at.Before(c.startedAt) {
+		at = c.startedAt
+	}
+	c.state = runtime.Exited(code, at)
+	closeOnce(c.exited)
+}
+
+func (f *Fake) State(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpState); err != nil {
+		return runtime.ContainerState{}, err
+	}
+	c, err := f.get(id)
+	if err != nil {
+		return runtime.ContainerState{}, err
+	}
+	return c.state, nil
+}
+
+func (f *Fake) Wait(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {
+	f.mu.Lock()
+	if err := f.enter(OpWait); err != nil {
+		f.mu.Unlock()
+		return runtime.ContainerState{}, err
+	}
+	c, err := f.get(id)
+	if err != nil {
+		f.mu.Unlock()
+		return runtime.ContainerState{}, err
+	}
+	exited := c.exited
+	f.mu.Unlock()
+
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		return runtime.ContainerState{}, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, err = f.get(id); err != nil {
+		return runtime.ContainerState{}, err
+	}
+	return c.state, nil
+}
+
+// Stop ends a running task: 143 (SIGTERM) with a grace period, 137 (SIGKILL) without.
+func (f *Fake) Stop(ctx context.Context, id runtime.ContainerID, grace time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpStop); err != nil {
+		return err
+	}
+	c, err := f.get(id)
+	if err != nil {
+		return err
+	}
+	if c.state.Status == runtime.StatusRunning {
+		code := 137
+		if grace > 0 {
+			code = 143
+		}
+		f.exit(c, code)
+	}
+	return nil
+}
+
+func (f *Fake) Remove(ctx context.Context, id runtime.ContainerID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpRemove); err != nil {
+		return err
+	}
+	if c := f.containers[id]; c != nil {
+		closeOnce(c.exited)
+		delete(f.containers, id)
+	}
+	return nil
+}
+
+func (f *Fake) Isolate(ctx context.Context, id runtime.ContainerID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpIsolate); err != nil {
+		return err
+	}
+	c, err := f.get(id)
+	if err != nil {
+		return err
+	}
+	c.isolated = true
+	return nil
+}
+
+func (f *Fake) Logs(ctx context.Context, id runtime.ContainerID, tail int) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpLogs); err != nil {
+		return nil, err
+	}
+	c, err := f.get(id)
+	if err != nil {
+		return nil, err
+	}
+	lines := bytes.SplitAfter(c.logs.Bytes(), []byte("\n"))
+	if n := len(lines); n > 0 && len(lines[n-1]) == 0 {
+		lines = lines[:n-1]
+	}
+	if tail > 0 && len(lines) > tail {
+		lines = lines[len(lines)-tail:]
+	}
+	return bytes.Join(lines, nil), nil
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
