@@ -394,7 +394,7 @@ func parseErrors(n *yaml.Node, path string) (policy.Policy, string, error) {
 }
 
 func checkName(n *yaml.Node, path, name string) error {
-	if len(name) > MaxNameLength || !namePattern.MatchString(name) {
+	if !ValidName(name) {
 		return fieldErr(n, path, "%s is not a valid name; %s", quote(name), nameRule)
 	}
 	return nil
@@ -609,4 +609,10 @@ func describe(n *yaml.Node) string {
 		return quote(n.Value)
 	}
 	return kindName(n)
+}
+
+// ValidName reports whether name is acceptable as a deployment or service
+// name (the rule the parser enforces).
+func ValidName(name string) bool {
+	return len(name) <= MaxNameLength && namePattern.MatchString(name)
 }

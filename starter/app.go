@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/vigil-run/vigil/config"
+)
+
+// Exit codes of the vigil command.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the operation failed: unknown ID, server unreachable, rejected update
+	exitUsage = 2 // bad flags or arguments, invalid deployment file
+)
+
+// usageError is a mistake in the command line or the deployment file: exit 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// failure is an operation that was attempted and failed: exit 1.
+type failure struct{ err error }
+
+func (e failure) Error() string { return e.err.Error() }
+func (e failure) Unwrap() error { return e.err }
+
+// exitCode maps an error to the process exit code. Errors cobra itself
+// returns (unknown flag or command, wrong argument count) are usage errors.
+func exitCode(err error) int {
+	var f failure
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &f):
+		return exitFail
+	default:
+		return exitUsage
+	}
+}
+
+// dialer connects to Temporal; tests replace it with one returning a mock.
+type dialer func(ctx context.Context, opts client.Options) (client.Client, error)
+
+// app is the state shared by the commands: output, connection, and the
+// client, which is made only when a command first needs it so that local
+// mistakes (a bad deployment file) never touch the network.
+type app struct {
+	stdout, stderr io.Writer
+	json           bool
+	timeout        time.Duration
+	conn           config.Connection
+
+	connect func(ctx context.Context) (client.Client, error)
+	c       client.Client
+}
+
+// client returns the connected client, dialing on first use.
+func (a *app) client(ctx context.Context) (client.Client, error) {
+	if a.c != nil {
+		return a.c, nil
+	}
+	c, err := a.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.c = c
+	return c, nil
+}
+
+func (a *app) close() {
+	if a.c != nil {
+		a.c.Close()
+	}
+}
+
+func (a *app) printer() printer {
+	return printer{out: a.stdout, json: a.json}
+}
+
+// quietLogger keeps the SDK's own log lines out of the CLI's output; the CLI
+// reports what matters itself.
+func quietLogger() tlog.Logger {
+	return tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+}
+
+// describeErr turns a Temporal error about replica ref into one line an
+// operator can act on, marked as a failed operation.
+func describeErr(ref string, err error) error {
+	var notFound *serviceerror.NotFound
+	var unavailable *serviceerror.Unavailable
+	var deadline *serviceerror.DeadlineExceeded
+	var appErr *temporal.ApplicationError
+	switch {
+	case errors.As(err, &notFound):
+		return failure{fmt.Errorf("unknown ID %s: no replica with this ID is supervised; see vigil list", ref)}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &deadline):
+		return failure{fmt.Errorf("%s: timed out; is a vigil-worker running and the server reachable? (raise --timeout to wait longer)", ref)}
+	case errors.As(err, &unavailable):
+		return failure{fmt.Errorf("%s: Temporal is unavailable: %s", ref, oneLine(err.Error()))}
+	case errors.As(err, &appErr):
+		// The workflow's own refusal, e.g. "restart: replica is Isolated; ...".
+		return failure{fmt.Errorf("%s: %s", ref, oneLine(appErr.Message()))}
+	}
+	return failure{fmt.Errorf("%s: %s", ref, oneLine(err.Error()))}
+}
+
+// oneLine collapses whitespace so every error fits on one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/spec"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// parseRef parses a command's ID argument; a malformed ID is a usage error.
+func parseRef(arg string) (runtime.ContainerID, error) {
+	id, err := workflows.ParseRef(arg)
+	if err != nil {
+		return id, usageError{err}
+	}
+	return id, nil
+}
+
+// queryState asks the replica's supervisor for its state.
+func queryState(ctx context.Context, c client.Client, id runtime.ContainerID) (workflows.StateView, error) {
+	var view workflows.StateView
+	v, err := c.QueryWorkflow(ctx, workflows.WorkflowID(id), "", workflows.QueryState)
+	if err != nil {
+		return view, describeErr(id.Ref(), err)
+	}
+	if err := v.Get(&view); err != nil {
+		return view, failure{fmt.Errorf("%s: cannot decode the state: %v", id.Ref(), err)}
+	}
+	return view, nil
+}
+
+func statusCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status ID",
+		Short: "Show a replica's supervision state",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseRef(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.withTimeout(cmd)
+			defer cancel()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			view, err := queryState(ctx, c, id)
+			if err != nil {
+				return err
+			}
+			return printStatus(a.printer(), view)
+		},
+	}
+}
+
+func printStatus(p printer, v workflows.StateView) error {
+	if p.json {
+		return p.JSON(v)
+	}
+	next := "-"
+	if v.NextRestartAt != nil {
+		next = shortTime(*v.NextRestartAt)
+	}
+	last := "-"
+	if n := len(v.Events); n > 0 {
+		e := v.Events[n-1]
+		last = fmt.Sprintf("%s at %s", e.Type, shortTime(e.Time.Format(time.RFC3339Nano)))
+	}
+	return p.Fields([][2]string{
+		{"ID", v.ID},
+		{"STATE", string(v.State)},
+		{"PANIC ACTION", v.PanicAction},
+		{"RESTARTS", fmt.Sprintf("%d total, %d in the restart window", v.TotalRestarts, len(v.RestartTimes))},
+		{"LAST EXIT", exitText(v.LastExitCode)},
+		{"SUPERVISED SINCE", shortTime(v.SupervisedSince)},
+		{"NEXT RESTART", next},
+		{"LAST EVENT", last},
+	})
+}
+
+func eventsCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "events ID",
+		Short: "Show a replica's supervision events, oldest first",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseRef(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.withTimeout(cmd)
+			defer cancel()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			view, err := queryState(ctx, c, id)
+			if err != nil {
+				return err
+			}
+			events := append([]workflows.Event{}, view.Events...)
+			sort.SliceStable(events, func(i, j int) bool { return events[i].Time.Before(events[j].Time) })
+			p := a.printer()
+			if p.json {
+				return p.JSON(events)
+			}
+			rows := make([][]string, 0, len(events))
+			for _, e := range events {
+				rows = append(rows, []string{e.Time.Local().Format("2006-01-02 15:04:05.000"), string(e.Type), exitText(e.ExitCode), strconv.Itoa(e.RestartCount)})
+			}
+			return p.Table([]string{"TIME", "EVENT", "EXIT", "RESTARTS"}, rows)
+		},
+	}
+}
+
+// listFilter narrows `vigil list`.
+type listFilter struct {
+	deployment, service, state string
+}
+
+// validate keeps filter values to names and states, which also keeps them
+// from changing the meaning of the visibility query they are quoted into.
+func (f listFilter) validate() error {
+	if f.deployment != "" && !spec.ValidName(f.deployment) {
+		return usagef("--deployment: %q is not a valid deployment name", f.deployment)
+	}
+	if f.service != "" && !spec.ValidName(f.service) {
+		return usagef("--service: %q is not a valid service name", f.service)
+	}
+	if f.state != "" {
+		for _, s := range workflows.AllStates {
+			if string(s) == f.state {
+				return nil
+			}
+		}
+		names := make([]string, len(workflows.AllStates))
+		for i, s := range workflows.AllStates {
+			names[i] = string(s)
+		}
+		return usagef("--state: %q is not one of %s", f.state, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// query is the visibility query: supervisors that are running, plus those
+// that ended because their container completed. Runs closed by
+// continue-as-new or by unsupervise are not supervised replicas.
+func (f listFilter) query() string {
+	q := fmt.Sprintf("WorkflowType = '%s' AND (ExecutionStatus = 'Running' OR (ExecutionStatus = 'Completed' AND VigilState = '%s'))",
+		workflows.SupervisorWorkflowName, workflows.StateCompleted)
+	if f.deployment != "" {
+		q += fmt.Sprintf(" AND VigilDeployment = '%s'", f.deployment)
+	}
+	if f.service != "" {
+		q += fmt.Sprintf(" AND VigilService = '%s'", f.service)
+	}
+	if f.state != "" {
+		q += fmt.Sprintf(" AND VigilState = '%s'", f.state)
+	}
+	return q
+}
+
+// listedReplica is one supervisor found by the visibility query.
+type listedReplica struct {
+	id      runtime.ContainerID
+	state   workflows.State
+	running bool
+	started time.Time
+}
+
+// listReplicas pages through the visibility query and keeps one entry per
+// replica: the running supervisor if there is one, else the latest.
+func listReplicas(ctx context.Context, c client.Client, namespace string, f listFilter) ([]listedReplica, error) {
+	byID := map[string]listedReplica{}
+	var token []byte
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: namespace, Query: f.query(), NextPageToken: token,
+		})
+		if err != nil {
+			return nil, describeErr("list", err)
+		}
+		for _, e := range resp.GetExecutions() {
+			id, err := workflows.ParseRef(e.GetExecution().GetWorkflowId())
+			if err != nil {
+				continue // not one of ours
+			}
+			r := listedReplica{
+				id:      id,
+				running: e.GetCloseTime() == nil,
+				started: e.GetStartTime().AsTime(),
+				state:   workflows.State(keyword(e.GetSearchAttributes().GetIndexedFields()["VigilState"])),
+			}
+			key := workflows.WorkflowID(id)
+			if prev, ok := byID[key]; !ok || (r.running && !prev.running) || (r.running == prev.running && r.started.After(prev.started)) {
+				byID[key] = r
+			}
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 {
+			break
+		}
+	}
+	out := make([]listedReplica, 0, len(byID))
+	for _, r := range byID {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].id, out[j].id
+		if a.Deployment != b.Deployment {
+			return a.Deployment < b.Deployment
+		}
+		if a.Service != b.Service {
+			return a.Service < b.Service
+		}
+		return a.Replica < b.Replica
+	})
+	return out, nil
+}
+
+// keyword decodes a Keyword search attribute; missing or odd values are "".
+func keyword(p *commonpb.Payload) string {
+	var s string
+	if p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &s)
+	}
+	return s
+}
+
+// listQueryConcurrency bounds the state queries `vigil list` sends at once.
+const listQueryConcurrency = 8
+
+// listViews queries each replica's state. A replica whose query fails
+// (e.g. no worker to answer) is shown with its last published state only;
+// the count of those is returned so the caller can say so.
+func listViews(ctx context.Context, c client.Client, replicas []listedReplica) ([]workflows.StateView, int) {
+	views := make([]workflows.StateView, len(replicas))
+	failed := make([]bool, len(replicas))
+	sem := make(chan struct{}, listQueryConcurrency)
+	var wg sync.WaitGroup
+	for i, r := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			v, err := queryState(qctx, c, r.id)
+			if err != nil {
+				failed[i] = true
+				v = workflows.StateView{ID: r.id.Ref(), Deployment: r.id.Deployment, Service: r.id.Service, Replica: r.id.Replica, State: r.state}
+			}
+			views[i] = v
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for _, f := range failed {
+		if f {
+			n++
+		}
+	}
+	return views, n
+}
+
+func listCommand(a *app) *cobra.Command {
+	var f listFilter
+	var counts bool
+	cmd := &cobra.Command{
+		Use:   "list [--deployment D] [--service S] [--state STATE] [--counts]",
+		Short: "List supervised replicas with state, restarts and last exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.validate(); err != nil {
+				return err
+			}
+			ctx, cancel := a.withTimeout(cmd)
+			defer cancel()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			replicas, err := listReplicas(ctx, c, a.conn.Namespace, f)
+			if err != nil {
+				return err
+			}
+			if counts {
+				return printCounts(a.printer(), replicas)
+			}
+			views, unanswered := listViews(ctx, c, replicas)
+			if unanswered > 0 {
+				fmt.Fprintf(a.stderr, "vigil: %d of %d replicas did not answer the state query (is a vigil-worker running?); showing their last published state\n", unanswered, len(views))
+			}
+			return printList(a.printer(), views)
+		},
+	}
+	cmd.Flags().StringVar(&f.deployment, "deployment", "", "only this deployment")
+	cmd.Flags().StringVar(&f.service, "service", "", "only this service")
+	cmd.Flags().StringVar(&f.state, "state", "", "only this state (Running, Restarting, CrashLoopBackOff, Isolated, Shutdown, Completed)")
+	cmd.Flags().BoolVar(&counts, "counts", false, "print the number of replicas per state")
+	return cmd
+}
+
+func printList(p printer, views []workflows.StateView) error {
+	if p.json {
+		return p.JSON(views)
+	}
+	rows := make([][]string, 0, len(views))
+	for _, v := range views {
+		rows = append(rows, []string{v.ID, string(v.State), strconv.Itoa(v.TotalRestarts), exitText(v.LastExitCode)})
+	}
+	return p.Table([]string{"ID", "STATE", "RESTARTS", "LAST EXIT"}, rows)
+}
+
+// printCounts counts replicas per published state. Counting here rather
+// than with a GROUP BY count keeps the numbers identical to `vigil list`
+// (one entry per replica, continued runs not double counted).
+func printCounts(p printer, replicas []listedReplica) error {
+	counts := make(map[workflows.State]int, len(workflows.AllStates))
+	for _, r := range replicas {
+		counts[r.state]++
+	}
+	if p.json {
+		obj := make(map[string]int, len(counts)+1)
+		for _, s := range workflows.AllStates {
+			obj[string(s)] = counts[s]
+		}
+		obj["total"] = len(replicas)
+		return p.JSON(obj)
+	}
+	rows := make([][]string, 0, len(workflows.AllStates)+1)
+	for _, s := range workflows.AllStates {
+		rows = append(rows, []string{string(s), strconv.Itoa(counts[s])})
+	}
+	rows = append(rows, []string{"TOTAL", strconv.Itoa(len(replicas))})
+	return p.Table([]string{"STATE", "COUNT"}, rows)
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// printer writes command results either as tables for people or, with
+// --json, as one JSON document for scripts. Nothing else goes to stdout.
+type printer struct {
+	out  io.Writer
+	json bool
+}
+
+// JSON writes v as indented JSON.
+func (p printer) JSON(v any) error {
+	enc := json.NewEncoder(p.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// Table writes rows under a header, aligned in columns.
+func (p printer) Table(header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(p.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// Fields writes label/value pairs aligned, one per line.
+func (p printer) Fields(pairs [][2]string) error {
+	tw := tabwriter.NewWriter(p.out, 0, 4, 2, ' ', 0)
+	for _, kv := range pairs {
+		fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
+	}
+	return tw.Flush()
+}
+
+// orDash shows empty values as "-" so table columns stay aligned.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func exitText(code *int) string {
+	if code == nil {
+		return "-"
+	}
+	return fmt.Sprint(*code)
+}
+
+// shortTime shows an RFC 3339 time in the local zone to the second.
+func shortTime(rfc3339 string) string {
+	t, err := time.Parse(time.RFC3339Nano, rfc3339)
+	if err != nil {
+		return orDash(rfc3339)
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
