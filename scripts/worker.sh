@@ -2,7 +2,7 @@
 # The Vigil worker for the local stack, against the private containerd and the
 # dev server, its log in .vigil/worker.log and the containers' output in
 # .vigil/logs/containers/.
-#   worker.sh start   start it (a running worker is reused unless bin/vigil-worker is newer)
+#   worker.sh start   start it (a running worker is reused unless bin/vigil-worker changed)
 #   worker.sh stop    stop it (SIGTERM: it finishes its current tasks)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -21,8 +21,9 @@ polling() {
 start() {
 	[[ -x $WORKER_BIN ]] || die "$WORKER_BIN not found; run make build"
 	if pid_alive "$WORKER_PID" "$WORKER_BIN"; then
-		if [[ $WORKER_BIN -nt $WORKER_PID ]]; then
-			log "worker: binary rebuilt, restarting"
+		# go build rewrites the file every time; only new contents count.
+		if ! cmp -s "/proc/$(<"$WORKER_PID")/exe" "$WORKER_BIN"; then
+			log "worker: bin/vigil-worker changed, restarting"
 			stop
 		else
 			log "worker: already running (pid $(<"$WORKER_PID"))"
