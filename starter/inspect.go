@@ -84,7 +84,8 @@ func printStatus(p printer, v workflows.StateView) error {
 		{"ID", v.ID},
 		{"STATE", string(v.State)},
 		{"PANIC ACTION", v.PanicAction},
-		{"RESTARTS", fmt.Sprintf("%d total, %d in the restart window", v.TotalRestarts, len(v.RestartTimes))},
+		{"RESTARTS", strconv.Itoa(v.TotalRestarts)},
+		{"CRASHES IN WINDOW", strconv.Itoa(len(v.RestartTimes))},
 		{"LAST EXIT", exitText(v.LastExitCode)},
 		{"SUPERVISED SINCE", shortTime(v.SupervisedSince)},
 		{"NEXT RESTART", next},
@@ -327,9 +328,11 @@ func printList(p printer, views []workflows.StateView) error {
 	return p.Table([]string{"ID", "STATE", "RESTARTS", "LAST EXIT"}, rows)
 }
 
-// printCounts counts replicas per published state. Counting here rather
-// than with a GROUP BY count keeps the numbers identical to `vigil list`
-// (one entry per replica, continued runs not double counted).
+// printCounts counts replicas per published state. It counts here, from the
+// list, because visibility's GROUP BY supports only ExecutionStatus (the dev
+// server rejects GROUP BY VigilState), and because this keeps the numbers
+// identical to `vigil list`: one entry per replica, continued runs not
+// counted twice.
 func printCounts(p printer, replicas []listedReplica) error {
 	counts := make(map[workflows.State]int, len(workflows.AllStates))
 	for _, r := range replicas {
