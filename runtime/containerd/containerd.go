@@ -673,6 +673,7 @@ func (r *Runtime) Logs(ctx context.Context, id runtime.ContainerID, tail int) ([
 	if err := validateID(id); err != nil {
 		return nil, err
 	}
+	_ = trimLog(r.LogPath(id), r.cfg.MaxLogBytes) // best effort; tailFile reads at most MaxLogBytes anyway
 	out, err := tailFile(r.LogPath(id), tail, r.cfg.MaxLogBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		// No output yet is not an error; an unknown container is.

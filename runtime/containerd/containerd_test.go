@@ -1,9 +1,12 @@
 package containerd_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/internal/testimage"
 	"github.com/vigil-run/vigil/runtime"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
@@ -433,5 +437,110 @@ func TestStartFailureIsReportedAsFailed(t *testing.T) {
 		if err != nil || st.Status != runtime.StatusFailed || st.Code() != -1 || !strings.Contains(st.Reason, "task failed to start") {
 			t.Fatalf("state after failed start = %+v, %v; want Failed with the reason", st, err)
 		}
+	}
+}
+
+func TestChangedSpecReplacesStoppedContainer(t *testing.T) {
+	_, rt, ctx, id := setup(t, "respec")
+	run(t, rt, id, "echo v1")
+	wait(t, rt, id)
+	runSpec(t, rt, id, containerdtest.TestImage("echo v2"))
+	wait(t, rt, id)
+	if out, _ := rt.Logs(ctx, id, 1); string(out) != "v2\n" {
+		t.Fatalf("after a spec change the container ran %q, want v2", out)
+	}
+
+	// A running task is never replaced under the supervisor's feet.
+	run(t, rt, id, "sleep 1000")
+	if err := rt.Create(ctx, id, containerdtest.TestImage("echo v3")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := rt.State(ctx, id); st.Status != runtime.StatusRunning {
+		t.Fatalf("create with a new spec touched the running task: %+v", st)
+	}
+}
+
+func TestLogsStayBounded(t *testing.T) {
+	d := containerdtest.Start(t)
+	cfg := d.RuntimeConfig()
+	cfg.MaxLogBytes = 16 << 10
+	rt, err := vcontainerd.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	ctx, id := testCtx(t), newID("chatty")
+	runSpec(t, rt, id, containerdtest.TestImage("seq 1 5000; echo done"))
+	wait(t, rt, id)
+	if _, err := rt.Start(ctx, id); err != nil { // the next start trims the log
+		t.Fatal(err)
+	}
+	wait(t, rt, id)
+	out, err := rt.Logs(ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(out)) > cfg.MaxLogBytes || !strings.HasSuffix(string(out), "4999\n5000\ndone\n") || !strings.Contains(string(out), "older output dropped") {
+		t.Fatalf("log is %d bytes (max %d), ends %q", len(out), cfg.MaxLogBytes, out[max(0, len(out)-40):])
+	}
+}
+
+func TestImportDockerArchiveAndPullPolicies(t *testing.T) {
+	d, rt, ctx, id := setup(t, "policy")
+	tarball, err := testimage.Tar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep only what `docker save` writes: manifest.json and the blobs.
+	var docker bytes.Buffer
+	tw := tar.NewWriter(&docker)
+	tr := tar.NewReader(bytes.NewReader(tarball))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Name == "index.json" || hdr.Name == "oci-layout" {
+			continue
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Close()
+
+	other := d.RuntimeConfig()
+	other.Namespace = d.Namespace + "-docker"
+	rt2, err := vcontainerd.New(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	names, err := rt2.ImportImage(ctx, &docker)
+	if err != nil || len(names) != 1 || names[0] != testimage.Ref {
+		t.Fatalf("import docker archive = %v, %v", names, err)
+	}
+	if ok, err := rt2.HasImage(ctx, "busybox:local"); !ok || err != nil {
+		t.Fatalf("HasImage after import = %v, %v", ok, err)
+	}
+	spec := containerdtest.TestImage("exit 0")
+	spec.PullPolicy = runtime.PullIfNotPresent // present: no registry needed
+	runSpec(t, rt2, id, spec)
+	if st := wait(t, rt2, id); st.ExitCode != 0 {
+		t.Fatalf("container from the docker archive: %+v", st)
+	}
+	if err := rt2.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+
+	spec.PullPolicy = "sometimes"
+	if err := rt.Create(ctx, id, spec); err == nil || !strings.Contains(err.Error(), "pull_policy") {
+		t.Fatalf("bad pull policy: %v", err)
 	}
 }
