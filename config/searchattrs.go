@@ -14,6 +14,11 @@ import (
 	"github.com/vigil-run/vigil/workflows"
 )
 
+// ErrNoOperatorAccess means the connection may not list or add search
+// attributes (e.g. a Temporal Cloud API key without admin rights). The
+// attributes must then be created by an administrator.
+var ErrNoOperatorAccess = errors.New("no access to the operator service")
+
 // EnsureSearchAttributes registers Vigil's Keyword search attributes in
 // namespace when they are missing, and waits until the server lists them
 // (a workflow started before that is rejected). Running it again, or from
@@ -32,6 +37,9 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 	}
 	if _, err := c.OperatorService().AddSearchAttributes(ctx, req); err != nil {
 		var exists *serviceerror.AlreadyExists
+		if noAccess(err) {
+			return fmt.Errorf("%w: cannot register search attributes %v in namespace %s; register them as Keyword with `temporal operator search-attribute create` (or tcld)", ErrNoOperatorAccess, missing, namespace)
+		}
 		if !errors.As(err, &exists) {
 			return fmt.Errorf("cannot register search attributes %v in namespace %s: %v; register them as Keyword with `temporal operator search-attribute create`", missing, namespace, err)
 		}
@@ -51,6 +59,9 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 
 func missingSearchAttributes(ctx context.Context, c client.Client, namespace string) ([]string, error) {
 	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if noAccess(err) {
+		return nil, fmt.Errorf("%w: cannot list search attributes of namespace %s: %v", ErrNoOperatorAccess, namespace, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot list search attributes of namespace %s: %v", namespace, err)
 	}
@@ -61,4 +72,10 @@ func missingSearchAttributes(ctx context.Context, c client.Client, namespace str
 		}
 	}
 	return missing, nil
+}
+
+func noAccess(err error) bool {
+	var denied *serviceerror.PermissionDenied
+	var unimplemented *serviceerror.Unimplemented
+	return errors.As(err, &denied) || errors.As(err, &unimplemented)
 }

@@ -151,7 +151,10 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		return err
 	}
 	defer c.Close()
-	if err := config.EnsureSearchAttributes(dialCtx, c, o.conn.Namespace); err != nil {
+	if err := config.EnsureSearchAttributes(dialCtx, c, o.conn.Namespace); errors.Is(err, config.ErrNoOperatorAccess) {
+		// Typical of Temporal Cloud API keys: the attributes may well exist.
+		log.Warn("search attributes not checked; make sure they exist", zap.Error(err))
+	} else if err != nil {
 		return err
 	}
 
