@@ -5,44 +5,13 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/testsuite"
+	"github.com/vigil-run/vigil/config/configtest"
 )
-
-// temporalCLI finds the Temporal CLI for a dev server. A missing binary
-// skips the test, or fails it when VIGIL_REQUIRE_INTEGRATION=1.
-func temporalCLI(t *testing.T) string {
-	t.Helper()
-	candidates := []string{os.Getenv("VIGIL_BIN"), filepath.Join(os.Getenv("HOME"), ".cache", "vigil", "bin")}
-	for _, dir := range candidates {
-		if dir == "" {
-			continue
-		}
-		if p := filepath.Join(dir, "temporal"); isExecutable(p) {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("temporal"); err == nil {
-		return p
-	}
-	if os.Getenv("VIGIL_REQUIRE_INTEGRATION") == "1" {
-		t.Fatal("temporal CLI not found in $VIGIL_BIN, ~/.cache/vigil/bin or PATH (VIGIL_REQUIRE_INTEGRATION=1)")
-	}
-	t.Skip("temporal CLI not found; run make deps or set VIGIL_BIN")
-	return ""
-}
-
-func isExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
-}
 
 // tlsProxy terminates (m)TLS in front of a plaintext dev server, which has
 // no TLS of its own: the same shape as a TLS-terminating load balancer in
@@ -87,14 +56,9 @@ func tlsProxy(t *testing.T, backend string, cfg *tls.Config) string {
 }
 
 func TestDialDevServerThroughMTLS(t *testing.T) {
-	cli := temporalCLI(t)
+	srv := configtest.StartDevServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{ExistingPath: cli, LogLevel: "error", Stdout: io.Discard, Stderr: io.Discard})
-	if err != nil {
-		t.Fatalf("dev server: %v", err)
-	}
-	defer srv.Stop()
 
 	p := newPKI(t)
 	addr := tlsProxy(t, srv.FrontendHostPort(), &tls.Config{

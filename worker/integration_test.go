@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,31 +12,17 @@ import (
 	"time"
 
 	"go.temporal.io/api/operatorservice/v1"
-	"go.temporal.io/sdk/testsuite"
 
+	"github.com/vigil-run/vigil/config/configtest"
 	"github.com/vigil-run/vigil/workflows"
 )
 
 // TestWorkerRegistersAndStopsOnSIGTERM runs the real binary against a dev
 // server: it must register the search attributes, poll, and exit 0 on SIGTERM.
 func TestWorkerRegistersAndStopsOnSIGTERM(t *testing.T) {
-	cli := filepath.Join(os.Getenv("HOME"), ".cache", "vigil", "bin", "temporal")
-	if dir := os.Getenv("VIGIL_BIN"); dir != "" {
-		cli = filepath.Join(dir, "temporal")
-	}
-	if _, err := os.Stat(cli); err != nil {
-		if os.Getenv("VIGIL_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("temporal CLI missing at %s (VIGIL_REQUIRE_INTEGRATION=1)", cli)
-		}
-		t.Skipf("temporal CLI missing at %s; run make deps", cli)
-	}
+	srv := configtest.StartDevServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{ExistingPath: cli, LogLevel: "error", Stdout: io.Discard, Stderr: io.Discard})
-	if err != nil {
-		t.Fatalf("dev server: %v", err)
-	}
-	defer srv.Stop()
 
 	bin := filepath.Join(t.TempDir(), "vigil-worker")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
