@@ -106,6 +106,7 @@ func describeErr(ref string, err error) error {
 	var unavailable *serviceerror.Unavailable
 	var deadline *serviceerror.DeadlineExceeded
 	var appErr *temporal.ApplicationError
+	var invalid *serviceerror.InvalidArgument
 	switch {
 	case errors.As(err, &notFound):
 		return failure{fmt.Errorf("unknown ID %s: no replica with this ID is supervised; see vigil list", ref)}
@@ -113,6 +114,8 @@ func describeErr(ref string, err error) error {
 		return failure{fmt.Errorf("%s: timed out; is a vigil-worker running and the server reachable? (raise --timeout to wait longer)", ref)}
 	case errors.As(err, &unavailable):
 		return failure{fmt.Errorf("%s: Temporal is unavailable: %s", ref, oneLine(err.Error()))}
+	case errors.As(err, &invalid) && strings.Contains(err.Error(), "search attribute"):
+		return failure{fmt.Errorf("%s: %s; start vigil-worker once, it registers Vigil's search attributes", ref, oneLine(invalid.Error()))}
 	case errors.As(err, &appErr):
 		// The workflow's own refusal, e.g. "restart: replica is Isolated; ...".
 		return failure{fmt.Errorf("%s: %s", ref, oneLine(appErr.Message()))}

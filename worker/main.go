@@ -49,6 +49,10 @@ type options struct {
 	containerdNamespace string
 	logDir              string
 	noActivities        bool
+	// maxActivities bounds concurrent activities on the node queue. Every
+	// supervised replica holds one (its WaitForExit) for as long as its
+	// container runs, so this is also the most replicas one node can run.
+	maxActivities int
 }
 
 // workerEnv maps this binary's own flags to their environment fallbacks.
@@ -80,6 +84,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.containerdAddress, "containerd-address", containerd.DefaultAddress, "containerd socket (env CONTAINERD_ADDRESS)")
 	fs.StringVar(&o.containerdNamespace, "containerd-namespace", containerd.DefaultNamespace, "containerd namespace for Vigil's containers (env VIGIL_CONTAINERD_NAMESPACE)")
 	fs.StringVar(&o.logDir, "log-dir", containerd.DefaultLogDir, "directory for containers' captured output (env VIGIL_LOG_DIR)")
+	fs.IntVar(&o.maxActivities, "max-activities", 2000, "most activities run at once on this node; each running replica holds one")
 	fs.BoolVar(&o.noActivities, "no-activities", false, "run workflows only: do not connect to containerd or poll this node's queue")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: vigil-worker [flags]\n\nRuns Vigil's supervisor workflows and this node's container activities.\n\nFlags:\n%s", fs.FlagUsages())
@@ -110,6 +115,9 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	}
 	if err := o.conn.Resolve(fs, lookup); err != nil {
 		return nil, err
+	}
+	if o.maxActivities < 1 {
+		return nil, fmt.Errorf("--max-activities: %d must be at least 1, e.g. 2000", o.maxActivities)
 	}
 	if strings.TrimSpace(o.node) == "" {
 		return nil, errors.New("--node: empty; give this host's name (or set VIGIL_NODE)")
@@ -193,7 +201,11 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		}
 		cleanup = append(cleanup, func() { _ = rt.Close() })
 		queue := activities.NodeTaskQueue(o.node)
-		aw := worker.New(c, queue, worker.Options{WorkerStopTimeout: stopTimeout, OnFatalError: onFatal})
+		aw := worker.New(c, queue, worker.Options{
+			WorkerStopTimeout:                  stopTimeout,
+			OnFatalError:                       onFatal,
+			MaxConcurrentActivityExecutionSize: o.maxActivities,
+		})
 		registerActivities(aw, activities.New(rt, activities.Options{}))
 		if err := aw.Start(); err != nil {
 			return fmt.Errorf("cannot start the activity worker on task queue %s: %w", queue, err)

@@ -33,6 +33,7 @@ func TestBadUsageExits2(t *testing.T) {
 		{"--log-format", "xml"},
 		{"--address", "noport"},
 		{"--tls-cert-file", "only-cert.pem"},
+		{"--max-activities", "0"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(context.Background(), args, env(nil), &stderr); code != exitUsage {
