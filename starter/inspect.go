@@ -264,7 +264,10 @@ func listViews(ctx context.Context, c client.Client, replicas []listedReplica) (
 			v, err := queryState(qctx, c, r.id)
 			if err != nil {
 				failed[i] = true
-				v = workflows.StateView{ID: r.id.Ref(), Deployment: r.id.Deployment, Service: r.id.Service, Replica: r.id.Replica, State: r.state}
+				v = workflows.StateView{
+					ID: r.id.Ref(), Deployment: r.id.Deployment, Service: r.id.Service, Replica: r.id.Replica,
+					State: r.state, RestartTimes: []string{}, Events: []workflows.Event{},
+				}
 			}
 			views[i] = v
 		}()
