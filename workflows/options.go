@@ -49,8 +49,8 @@ func (s *supervisor) startOptions(ctx workflow.Context) workflow.Context {
 	})
 }
 
-// stopOptions: stop waits out the grace period before SIGKILL.
-func (s *supervisor) stopOptions(ctx workflow.Context) workflow.Context {
+// controlOptions: stop and isolate; stop waits out the grace period before SIGKILL.
+func (s *supervisor) controlOptions(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           activities.NodeTaskQueue(s.in.Node),
 		StartToCloseTimeout: s.in.StopGrace + time.Minute,

@@ -451,13 +451,13 @@ func (s *supervisor) sleep(ctx workflow.Context, d time.Duration, why string) er
 
 func (s *supervisor) stop(ctx workflow.Context) (activities.StopResult, error) {
 	var res activities.StopResult
-	err := workflow.ExecuteActivity(s.stopOptions(ctx), activities.StopName,
+	err := workflow.ExecuteActivity(s.controlOptions(ctx), activities.StopName,
 		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace}).Get(ctx, &res)
 	return res, err
 }
 
 func (s *supervisor) isolate(ctx workflow.Context, code int) error {
-	err := workflow.ExecuteActivity(s.stopOptions(ctx), activities.IsolateName,
+	err := workflow.ExecuteActivity(s.controlOptions(ctx), activities.IsolateName,
 		activities.IsolateInput{ID: s.in.ID, ExitCode: code, Webhook: s.in.IsolateWebhook}).Get(ctx, nil)
 	if err != nil {
 		// The replica is isolated either way: it will not be restarted.

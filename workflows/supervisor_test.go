@@ -1,0 +1,606 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+var replicaID = runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 1}
+
+func input(p policy.Policy) SupervisionInput {
+	return SupervisionInput{
+		ID:     replicaID,
+		Spec:   runtime.ContainerSpec{Image: "docker.io/library/busybox:local", PullPolicy: runtime.PullNever},
+		Policy: p,
+		Node:   "node-a",
+	}
+}
+
+// node is a scripted stand-in for the node's activities. Activities run on
+// real goroutines in the test environment, so everything is locked.
+type node struct {
+	env *testsuite.TestWorkflowEnvironment
+	mu  sync.Mutex
+	// exits[i] is what the i-th watch returns; past the end, the watch
+	// blocks until cancelled (a healthy container).
+	exits []activities.WaitForExitResult
+	// startErrs[i] is the error of the i-th start attempt (nil: success).
+	startErrs []error
+
+	starts    []time.Time // mock time of each successful start
+	attempts  int
+	watches   int
+	stops     []activities.StopInput
+	isolates  []activities.IsolateInput
+	afters    []time.Time
+	cancelled int
+	blocking  int // watches that found a healthy container and block
+	done      chan struct{}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func crash(code int) activities.WaitForExitResult {
+	return activities.WaitForExitResult{ExitCode: code, ExitedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func crashes(n, code int) []activities.WaitForExitResult {
+	out := make([]activities.WaitForExitResult, n)
+	for i := range out {
+		out[i] = crash(code)
+	}
+	return out
+}
+
+func newEnv(t *testing.T, n *node) *testsuite.TestWorkflowEnvironment {
+	var suite testsuite.WorkflowTestSuite
+	// Workflow and SDK logs go to t.Log: shown only when a test fails or with -v.
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, nil))))
+	env := suite.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(30 * time.Second)
+	n.env = env
+	n.done = make(chan struct{})
+	t.Cleanup(func() { close(n.done) })
+	// The test environment does not cancel a mock's context; it reports the
+	// cancellation here instead.
+	env.SetOnActivityCanceledListener(func(info *activity.Info) {
+		if info.ActivityType.Name == activities.WaitForExitName {
+			n.mu.Lock()
+			n.cancelled++
+			n.mu.Unlock()
+		}
+	})
+	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
+	env.RegisterActivity(activities.New(nil, activities.Options{}))
+
+	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			i := n.attempts
+			n.attempts++
+			n.afters = append(n.afters, in.After)
+			if i < len(n.startErrs) && n.startErrs[i] != nil {
+				return activities.EnsureRunningResult{}, n.startErrs[i]
+			}
+			n.starts = append(n.starts, env.Now())
+			return activities.EnsureRunningResult{StartedAt: env.Now()}, nil
+		})
+	env.OnActivity(activities.WaitForExitName, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, _ activities.WaitForExitInput) (activities.WaitForExitResult, error) {
+			n.mu.Lock()
+			i := n.watches
+			n.watches++
+			n.mu.Unlock()
+			if i < len(n.exits) {
+				return n.exits[i], nil
+			}
+			n.mu.Lock()
+			n.blocking++
+			n.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return activities.WaitForExitResult{}, ctx.Err()
+			case <-n.done:
+				return activities.WaitForExitResult{}, errors.New("test over")
+			}
+		})
+	env.OnActivity(activities.StopName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.StopInput) (activities.StopResult, error) {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			n.stops = append(n.stops, in)
+			return activities.StopResult{ExitCode: 143, ExitedAt: env.Now()}, nil
+		})
+	env.OnActivity(activities.IsolateName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.IsolateInput) error {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			n.isolates = append(n.isolates, in)
+			return nil
+		})
+	return env
+}
+
+func queryState(t *testing.T, env *testsuite.TestWorkflowEnvironment) StateView {
+	t.Helper()
+	v, err := env.QueryWorkflow(QueryState)
+	require.NoError(t, err)
+	var view StateView
+	require.NoError(t, v.Get(&view))
+	return view
+}
+
+// update sends an update from inside the test environment's event loop and
+// records whether it was rejected and how it completed.
+type updateResult struct {
+	rejected error
+	err      error
+	done     bool
+}
+
+func sendUpdate(env *testsuite.TestWorkflowEnvironment, name string, arg any, res *updateResult) {
+	env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+		OnReject:   func(err error) { res.rejected = err; res.done = true },
+		OnAccept:   func() {},
+		OnComplete: func(_ any, err error) { res.err = err; res.done = true },
+	}, arg)
+}
+
+// whenWatching runs fn on the environment's event loop once the k-th watch of a
+// healthy container has begun. Mock time cannot skip while an activity runs,
+// so this polls every few milliseconds instead of waiting on a long delayed
+// callback. Polling starts after the given mock delay.
+func whenWatching(env *testsuite.TestWorkflowEnvironment, n *node, k int, after time.Duration, fn func()) {
+	var poll func()
+	poll = func() {
+		n.mu.Lock()
+		ready := n.blocking >= k
+		n.mu.Unlock()
+		if ready {
+			fn()
+			return
+		}
+		env.RegisterDelayedCallback(poll, 5*time.Millisecond)
+	}
+	env.RegisterDelayedCallback(poll, after)
+}
+
+func unsuperviseWhenWatching(env *testsuite.TestWorkflowEnvironment, n *node, k int, after time.Duration) *updateResult {
+	res := &updateResult{}
+	whenWatching(env, n, k, after, func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res) })
+	return res
+}
+
+func requireTime(t *testing.T, want, got time.Time, what string) {
+	t.Helper()
+	require.Truef(t, want.Equal(got), "%s: want %v, got %v", what, want, got)
+}
+
+func unsuperviseAt(env *testsuite.TestWorkflowEnvironment, d time.Duration) *updateResult {
+	res := &updateResult{}
+	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res) }, d)
+	return res
+}
+
+func eventTypes(v StateView) []EventType {
+	out := make([]EventType, len(v.Events))
+	for i, e := range v.Events {
+		out[i] = e.Type
+	}
+	return out
+}
+
+// An instant crasher under the default policy: 5 immediate restarts, then
+// exactly one 30 s backoff per crash-loop episode and one start after it. Over
+// ten simulated minutes the starts are exactly what the policy allows.
+// Also the original's bug 1: the container is never watched or started during a backoff.
+func TestInstantCrasherRestartsThenBacksOff(t *testing.T) {
+	n := &node{exits: crashes(1000, 1)}
+	env := newEnv(t, n)
+	start := env.Now()
+	var mid StateView
+	env.RegisterDelayedCallback(func() { mid = queryState(t, env) }, 45*time.Second)
+	unsuperviseAt(env, 10*time.Minute-time.Second)
+
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+
+	// Initial start + 5 restarts at t=0, then one start every 30 s (t=30..570).
+	require.Len(t, n.starts, 6+19)
+	for i := 0; i < 6; i++ {
+		requireTime(t, start, n.starts[i], "immediate start")
+	}
+	for k := 1; k <= 19; k++ {
+		requireTime(t, start.Add(time.Duration(k)*30*time.Second), n.starts[5+k], "delayed start")
+	}
+	// One watch per start: nothing watched the container while it was backing off.
+	require.Equal(t, len(n.starts), n.watches)
+
+	v := queryState(t, env)
+	require.Equal(t, StateCrashLoopBackOff, v.State)
+	require.Equal(t, 24, v.TotalRestarts, "restarts actually made")
+	require.Equal(t, 1, *v.LastExitCode)
+	require.NotNil(t, v.NextRestartAt)
+
+	require.Equal(t, StateCrashLoopBackOff, mid.State, "state at 45 s")
+	require.Equal(t, 6, mid.TotalRestarts, "5 immediate + 1 delayed by 45 s")
+	require.Equal(t, formatTime(start.Add(60*time.Second)), *mid.NextRestartAt)
+	require.Equal(t, []EventType{
+		EventContainerRestarted, EventContainerRestarted, EventContainerRestarted, EventContainerRestarted,
+		EventContainerRestarted, EventCrashLoopBackOff, EventContainerRestarted, EventCrashLoopBackOff,
+	}, eventTypes(mid))
+	// The delayed start is a restart too, with its time and count.
+	delayed := mid.Events[6]
+	requireTime(t, start.Add(30*time.Second), delayed.Time, "delayed restart event")
+	require.Equal(t, 6, delayed.RestartCount)
+	require.Equal(t, 1, *delayed.ExitCode)
+}
+
+// Five crashes, then more than restart_window passes, then a sixth crash: not a
+// crash loop. Mock time cannot pass inside an activity in the test
+// environment, so the time passes in the durable retries of a failing start.
+func TestCrashAfterWindowIsNotCrashLoop(t *testing.T) {
+	imageGone := temporal.NewNonRetryableApplicationError("image missing", activities.ErrTypeImageNotFound, nil)
+	// Starts: initial, restarts 1-4 succeed; restart 5 fails 6 times
+	// (5+10+20+40+80+160 = 315 s of retries), then succeeds.
+	errs := make([]error, 5+6)
+	for i := 5; i < 11; i++ {
+		errs[i] = imageGone
+	}
+	n := &node{exits: crashes(6, 1), startErrs: errs}
+	env := newEnv(t, n)
+	start := env.Now()
+	var retrying StateView
+	env.RegisterDelayedCallback(func() { retrying = queryState(t, env) }, 100*time.Second)
+	unsuperviseWhenWatching(env, n, 1, 314*time.Second)
+
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+
+	require.Equal(t, StateRestarting, retrying.State, "a failing start stays visible")
+	v := queryState(t, env)
+	require.Equal(t, StateRunning, v.State, "the sixth crash was restarted, not backed off")
+	require.Equal(t, 6, v.TotalRestarts)
+	require.Len(t, v.RestartTimes, 1, "crashes older than the window are forgotten")
+	last := n.starts[len(n.starts)-1]
+	// 4 s more: the activity's own retry delays (1 s, 2 s... ) inside each
+	// failing attempt are mock time too.
+	require.True(t, !last.Before(start.Add(315*time.Second)), "sixth crash at %v, want >= 315 s after start", last.Sub(start))
+	for _, e := range v.Events {
+		require.NotEqual(t, EventCrashLoopBackOff, e.Type)
+	}
+}
+
+// The original's bug 2: a failed start never drops supervision. The start is
+// retried with growing durable delays, and supervision goes on once it works.
+func TestFailedStartIsRetriedUntilItWorks(t *testing.T) {
+	boom := errors.New("containerd unavailable")
+	n := &node{startErrs: []error{boom, boom, boom, boom, boom, boom}, exits: crashes(1, 2)}
+	env := newEnv(t, n)
+	start := env.Now()
+	unsuperviseWhenWatching(env, n, 1, 0)
+
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+
+	// 6 failed attempts (each after the activity's own 3 tries), then the
+	// start works; the container crashes once and is restarted and watched again.
+	require.Len(t, n.starts, 2)
+	// Each failing activity is tried 3 times (1 s, 2 s apart), then the
+	// workflow waits 5 s and 10 s on durable timers: 3 + 5 + 3 + 10 + 0 = 21 s.
+	requireTime(t, start.Add(21*time.Second), n.starts[0], "first successful start")
+	v := queryState(t, env)
+	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, 1, v.TotalRestarts)
+	require.Equal(t, 2, *v.LastExitCode)
+	require.Equal(t, 2, n.watches)
+}
+
+func TestExitZeroCompletes(t *testing.T) {
+	n := &node{exits: crashes(1, 0)}
+	env := newEnv(t, n)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+
+	v := queryState(t, env)
+	require.Equal(t, StateCompleted, v.State)
+	require.Equal(t, 0, v.TotalRestarts)
+	require.Equal(t, 0, *v.LastExitCode)
+	require.Equal(t, []EventType{EventContainerCompleted}, eventTypes(v))
+	require.Len(t, n.starts, 1)
+}
+
+// A Failed container (e.g. deleted behind Vigil's back) counts as exit -1.
+func TestFailedContainerCountsAsCrash(t *testing.T) {
+	n := &node{exits: []activities.WaitForExitResult{{ExitCode: runtime.FailedExitCode, Reason: "container missing"}}}
+	env := newEnv(t, n)
+	unsuperviseWhenWatching(env, n, 1, 0)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+
+	v := queryState(t, env)
+	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, -1, *v.LastExitCode)
+	require.Equal(t, 1, v.TotalRestarts)
+	require.Equal(t, -1, *v.Events[0].ExitCode)
+}
+
+// The original's bug 4: total_restarts counts restarts actually made, so a
+// shutdown counts none.
+func TestShutdownPolicy(t *testing.T) {
+	n := &node{exits: crashes(1, 2)}
+	env := newEnv(t, n)
+	var parked StateView
+	env.RegisterDelayedCallback(func() { parked = queryState(t, env) }, time.Hour)
+	unsuperviseAt(env, 2*time.Hour)
+	env.ExecuteWorkflow(Supervise, input(policy.Policy{Action: policy.ActionShutdown}))
+	require.NoError(t, env.GetWorkflowError())
+
+	require.Equal(t, StateShutdown, parked.State, "still shut down an hour later")
+	require.Equal(t, 0, parked.TotalRestarts)
+	require.Equal(t, "shutdown", parked.PanicAction)
+	require.Equal(t, []EventType{EventServiceShutdown}, eventTypes(parked))
+	require.Equal(t, 2, *parked.Events[0].ExitCode)
+	require.Len(t, n.starts, 1)
+	require.Equal(t, 1, n.watches)
+}
+
+// Isolate: the hook runs with the exit code, the replica stays Isolated and is
+// not restarted; release supervises it again.
+func TestIsolateThenRelease(t *testing.T) {
+	n := &node{exits: crashes(1, 3)}
+	env := newEnv(t, n)
+	p := policy.Policy{Action: policy.ActionIsolate}
+	in := input(p)
+	in.IsolateWebhook = "http://127.0.0.1:9/hook"
+	var isolated, released StateView
+	rel := &updateResult{}
+	env.RegisterDelayedCallback(func() {
+		isolated = queryState(t, env)
+		sendUpdate(env, UpdateRelease, ReleaseRequest{}, rel)
+	}, time.Hour)
+	whenWatching(env, n, 1, time.Hour, func() {
+		released = queryState(t, env)
+		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+	})
+	env.ExecuteWorkflow(Supervise, in)
+	require.NoError(t, env.GetWorkflowError())
+
+	require.Equal(t, StateIsolated, isolated.State)
+	require.Equal(t, "isolate", isolated.PanicAction)
+	require.Equal(t, 0, isolated.TotalRestarts)
+	require.Equal(t, []EventType{EventContainerIsolated}, eventTypes(isolated))
+	require.Equal(t, []activities.IsolateInput{{ID: replicaID, ExitCode: 3, Webhook: in.IsolateWebhook}}, n.isolates)
+
+	require.True(t, rel.done)
+	require.NoError(t, rel.rejected)
+	require.NoError(t, rel.err)
+	require.Equal(t, StateRunning, released.State)
+	require.Equal(t, 0, released.TotalRestarts, "a release is not a crash restart")
+	require.Len(t, n.starts, 2)
+}
+
+// An operator restart stops and starts the container without counting a crash.
+func TestOperatorRestart(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	res := &updateResult{}
+	whenWatching(env, n, 1, 0, func() { sendUpdate(env, UpdateRestart, RestartRequest{}, res) })
+	unsuperviseWhenWatching(env, n, 2, 0)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+
+	require.NoError(t, res.rejected)
+	require.NoError(t, res.err)
+	require.Len(t, n.stops, 1)
+	require.Equal(t, DefaultStopGrace, n.stops[0].Grace)
+	require.Len(t, n.starts, 2)
+	require.Equal(t, n.stops[0].ID, replicaID)
+	v := queryState(t, env)
+	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, 0, v.TotalRestarts)
+	require.Empty(t, v.RestartTimes)
+	require.Empty(t, v.Events)
+	require.Equal(t, 1, n.cancelled, "the restart cancelled the first watch (the second ended with the workflow)")
+}
+
+// Updates that make no sense in the current state are rejected by the
+// validator, before they reach history, and change nothing.
+func TestRejectedUpdates(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	release := &updateResult{}
+	whenWatching(env, n, 1, 0, func() {
+		sendUpdate(env, UpdateRelease, ReleaseRequest{}, release)
+		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+	})
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+
+	require.ErrorContains(t, release.rejected, "release: replica is Running")
+	require.Len(t, n.starts, 1)
+	require.Empty(t, n.stops)
+}
+
+func TestRestartRejectedWhenShutdown(t *testing.T) {
+	n := &node{exits: crashes(1, 1)}
+	env := newEnv(t, n)
+	res := &updateResult{}
+	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateRestart, RestartRequest{}, res) }, time.Minute)
+	unsuperviseAt(env, time.Hour)
+	env.ExecuteWorkflow(Supervise, input(policy.Policy{Action: policy.ActionShutdown}))
+	require.NoError(t, env.GetWorkflowError())
+	require.ErrorContains(t, res.rejected, "use release")
+}
+
+// Unsupervise with stop stops the container and ends the workflow.
+func TestUnsuperviseStops(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	res := &updateResult{}
+	whenWatching(env, n, 1, 0, func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{Stop: true}, res) })
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.NoError(t, res.err)
+	require.Len(t, n.stops, 1)
+}
+
+// An operator restart during a backoff ends the backoff early: the one
+// delayed start of the episode, counted.
+func TestRestartDuringBackoff(t *testing.T) {
+	n := &node{exits: crashes(6, 1)}
+	env := newEnv(t, n)
+	start := env.Now()
+	res := &updateResult{}
+	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateRestart, RestartRequest{}, res) }, 10*time.Second)
+	unsuperviseWhenWatching(env, n, 1, 0)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+	require.NoError(t, res.err)
+	require.Len(t, n.starts, 7)
+	requireTime(t, start.Add(10*time.Second), n.starts[6], "operator-ended backoff")
+	require.Empty(t, n.stops)
+	v := queryState(t, env)
+	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, 6, v.TotalRestarts)
+	require.Nil(t, v.NextRestartAt)
+}
+
+// Continue-as-new in the middle of a backoff carries the deadline: the new run
+// starts the container at the original deadline, not 30 s after it began.
+func TestContinueAsNewDuringBackoffKeepsDeadline(t *testing.T) {
+	n := &node{exits: crashes(6, 1)}
+	env := newEnv(t, n)
+	start := env.Now()
+	in := input(policy.Default())
+	in.ContinueAsNewAfter = 6
+	env.ExecuteWorkflow(Supervise, in)
+	require.True(t, env.IsWorkflowCompleted())
+
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "want continue-as-new, got %v", env.GetWorkflowError())
+	var next SupervisionInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Carry)
+	require.Equal(t, StateCrashLoopBackOff, next.Carry.State)
+	requireTime(t, start.Add(30*time.Second), next.Carry.NextRestartAt, "carried deadline")
+	require.Equal(t, 5, next.Carry.TotalRestarts)
+	require.Len(t, next.Carry.History.RestartTimes, 6)
+	require.Equal(t, 1, next.Carry.Runs)
+	require.Len(t, n.starts, 6, "no start during the backoff before continuing")
+
+	// The next run begins 12 s later (say a worker was down): it waits only
+	// the remaining 18 s, does not watch meanwhile, and starts once.
+	n2 := &node{}
+	env2 := newEnv(t, n2)
+	env2.SetStartTime(start.Add(12 * time.Second))
+	var during StateView
+	env2.RegisterDelayedCallback(func() { during = queryState(t, env2) }, 5*time.Second)
+	unsuperviseWhenWatching(env2, n2, 1, 0)
+	env2.ExecuteWorkflow(Supervise, next)
+	require.NoError(t, env2.GetWorkflowError())
+
+	require.Equal(t, StateCrashLoopBackOff, during.State)
+	require.Equal(t, 5, during.TotalRestarts)
+	require.Equal(t, formatTime(start.Add(30*time.Second)), *during.NextRestartAt)
+	require.Equal(t, formatTime(start), during.SupervisedSince, "supervised_since survives continue-as-new")
+	require.Len(t, n2.starts, 1)
+	requireTime(t, start.Add(30*time.Second), n2.starts[0], "delayed start in the continued run")
+	v := queryState(t, env2)
+	require.Equal(t, 6, v.TotalRestarts)
+	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, EventContainerRestarted, v.Events[len(v.Events)-1].Type)
+}
+
+// The original's bug 3: events never block supervision. Hundreds of events
+// with nobody reading: supervision goes on, state keeps a bounded tail, and the
+// run continues as new at its bound.
+func TestManyEventsNeverBlock(t *testing.T) {
+	n := &node{exits: crashes(DefaultContinueAsNewAfter, 1)}
+	env := newEnv(t, n)
+	p := policy.Default()
+	p.MaxRestarts = 10000
+	env.ExecuteWorkflow(Supervise, input(p))
+	require.True(t, env.IsWorkflowCompleted())
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "want continue-as-new, got %v", env.GetWorkflowError())
+	v := queryState(t, env)
+	require.Equal(t, DefaultContinueAsNewAfter, v.TotalRestarts)
+	require.Len(t, v.Events, maxEvents)
+	require.Equal(t, DefaultContinueAsNewAfter, v.Events[maxEvents-1].RestartCount)
+}
+
+// Ported from the original: test_supervise_container and test_get_container_info.
+func TestNewSupervisionIsRunning(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	start := env.Now()
+	var v StateView
+	whenWatching(env, n, 1, 0, func() {
+		v = queryState(t, env)
+		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+	})
+	env.ExecuteWorkflow(Supervise, input(policy.Policy{Action: policy.ActionIsolate}))
+	require.NoError(t, env.GetWorkflowError())
+
+	require.Equal(t, "shop/api-rep-1", v.ID)
+	require.Equal(t, "shop", v.Deployment)
+	require.Equal(t, "api", v.Service)
+	require.Equal(t, 1, v.Replica)
+	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, "isolate", v.PanicAction)
+	require.Equal(t, 0, v.TotalRestarts)
+	require.Nil(t, v.LastExitCode)
+	require.Nil(t, v.NextRestartAt)
+	require.NotEmpty(t, v.SupervisedSince)
+	requireTime(t, start, n.afters[0], "the first start restarts only tasks that exited before supervision began")
+}
+
+// Ported from the original: test_supervised_state_should_monitor, with bug 1
+// fixed: a replica in CrashLoopBackOff is not watched.
+func TestOnlyRunningIsWatched(t *testing.T) {
+	for _, s := range AllStates {
+		require.Equal(t, s == StateRunning, s.Watched(), "%s", s)
+	}
+}
+
+func TestWorkflowIDAndRef(t *testing.T) {
+	require.Equal(t, "vigil/shop/api-rep-1", WorkflowID(replicaID))
+	require.Equal(t, "api-rep-1", replicaID.String())
+	for _, ref := range []string{"shop/api-rep-1", "vigil/shop/api-rep-1"} {
+		id, err := ParseRef(ref)
+		require.NoError(t, err)
+		require.Equal(t, replicaID, id)
+	}
+	for _, bad := range []string{"", "shop", "shop/api", "shop/api-rep-0", "shop/api-rep-x", "a/b/api-rep-1"} {
+		_, err := ParseRef(bad)
+		require.Error(t, err, bad)
+	}
+}
