@@ -1,12 +1,14 @@
 package activities_test
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/runtime"
+	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
 
 // These run the activities over the real containerd runtime.
@@ -22,22 +24,27 @@ func TestActivitiesOnContainerd(t *testing.T) {
 
 	t.Run("real exit code with heartbeats while waiting", func(t *testing.T) {
 		id := runtime.ContainerID{Deployment: "act", Service: "exit", Replica: 1}
-		spec := containerdtest.TestImage(`sleep 1; [ "$TOKEN" = s3cret ] && exit 4; exit 9`)
+		spec := containerdtest.TestImage(`trap '[ "$TOKEN" = s3cret ] && exit 4; exit 9' USR1; while :; do sleep 0.1; done`)
 		spec.Env = map[string]string{"TOKEN": "$E:API_TOKEN"}
 		res := h.ensure(activities.EnsureRunningInput{ID: id, Spec: spec, After: time.Now()})
 		if res.AlreadyRunning || res.StartedAt.IsZero() {
 			t.Fatalf("EnsureRunning = %+v", res)
 		}
 		before := h.Heartbeats()
+		go func() { // the container exits once WaitForExit has heartbeaten
+			for h.Heartbeats() == before {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := d.Signal(t.Context(), vcontainerd.ContainerName(id), syscall.SIGUSR1); err != nil {
+				t.Error(err)
+			}
+		}()
 		exit := h.waitForExit(id, 5*time.Second)
 		if exit.ExitCode != 4 {
 			t.Fatalf("WaitForExit = %+v, want 4 (the $E: env reached the container)", exit)
 		}
 		if !exit.ExitedAt.After(res.StartedAt) {
 			t.Fatalf("exited at %v, before the start at %v", exit.ExitedAt, res.StartedAt)
-		}
-		if h.Heartbeats() == before {
-			t.Fatal("WaitForExit did not heartbeat")
 		}
 		again := h.ensure(activities.EnsureRunningInput{ID: id, Spec: spec, After: time.Now().Add(-time.Minute)})
 		if !again.ExitedSince {

@@ -348,3 +348,23 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Signal sends sig to the task of a container in the daemon's namespace, as
+// something outside Vigil would (an OOM kill, an operator, a crash).
+func (d *Daemon) Signal(ctx context.Context, containerID string, sig syscall.Signal) error {
+	client, err := containerd.New(d.Address)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	ctx = namespaces.WithNamespace(ctx, d.Namespace)
+	c, err := client.LoadContainer(ctx, containerID)
+	if err != nil {
+		return err
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return task.Kill(ctx, sig)
+}

@@ -211,16 +211,20 @@ func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runti
 		if st, err := r.taskState(ctx, existing); err == nil && !st.Done() {
 			return nil
 		}
-		if err := r.deleteContainer(ctx, existing); err != nil {
-			return wrap("create", name, err, nil)
-		}
-	case !errdefs.IsNotFound(err):
+	case errdefs.IsNotFound(err):
+		existing = nil
+	default:
 		return wrap("create", name, err, nil)
 	}
 
 	image, err := r.ensureImage(ctx, spec)
 	if err != nil {
-		return err
+		return err // before deleting anything: a bad new image keeps the old container
+	}
+	if existing != nil {
+		if err := r.deleteContainer(ctx, existing); err != nil {
+			return wrap("create", name, err, nil)
+		}
 	}
 	// A snapshot left by a create that failed half-way would block the new one.
 	if err := r.client.SnapshotService(r.cfg.Snapshotter).Remove(ctx, name); err != nil && !errdefs.IsNotFound(err) {

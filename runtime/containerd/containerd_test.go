@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
@@ -73,21 +72,7 @@ func wait(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID) runtime
 // killTask sends sig to the task directly, as something outside Vigil would.
 func killTask(t *testing.T, d *containerdtest.Daemon, id runtime.ContainerID, sig syscall.Signal) {
 	t.Helper()
-	client, err := containerd.New(d.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	ctx := namespaces.WithNamespace(testCtx(t), d.Namespace)
-	c, err := client.LoadContainer(ctx, vcontainerd.ContainerName(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := c.Task(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := task.Kill(ctx, sig); err != nil {
+	if err := d.Signal(testCtx(t), vcontainerd.ContainerName(id), sig); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -542,5 +527,21 @@ func TestImportDockerArchiveAndPullPolicies(t *testing.T) {
 	spec.PullPolicy = "sometimes"
 	if err := rt.Create(ctx, id, spec); err == nil || !strings.Contains(err.Error(), "pull_policy") {
 		t.Fatalf("bad pull policy: %v", err)
+	}
+}
+
+func TestExitWhileContainerdIsDownKeepsItsCode(t *testing.T) {
+	d, rt, ctx, id := setup(t, "down")
+	run(t, rt, id, "sleep 1; exit 6")
+	if err := d.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the task exits meanwhile; its shim keeps the status
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := wait(t, rt, id)
+	if st.Status != runtime.StatusExited || st.ExitCode != 6 || st.ExitedAt.IsZero() {
+		t.Fatalf("exit while containerd was down = %+v, want 6 with its time", st)
 	}
 }
