@@ -427,7 +427,7 @@ func entries(n *yaml.Node, path string) ([]entry, error) {
 		return nil, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, fieldErr(n, path, "want a mapping of name: value, got %s", kindName(n))
+		return nil, fieldErr(n, path, "want a mapping of name: value, got %s; write name: value pairs", kindName(n))
 	}
 	seen := make(map[string]bool, len(n.Content)/2)
 	var out []entry
@@ -507,7 +507,7 @@ func scalar(n *yaml.Node, path string) (string, error) {
 		return "", err
 	}
 	if n.Kind != yaml.ScalarNode || isNull(n) {
-		return "", fieldErr(n, path, "want a single value, got %s", kindName(n))
+		return "", fieldErr(n, path, "want a single value, got %s; write one plain value (quote it if needed)", kindName(n))
 	}
 	if len(n.Value) > MaxStringBytes {
 		return "", fieldErr(n, path, "longer than %d bytes; shorten it", MaxStringBytes)
@@ -523,7 +523,7 @@ func integer(n *yaml.Node, path string) (int, error) {
 		return 0, err
 	}
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-		return 0, fieldErr(n, path, "want a whole number, got %s", describe(n))
+		return 0, fieldErr(n, path, "want a whole number, got %s; write e.g. 2", describe(n))
 	}
 	var v int
 	if err := n.Decode(&v); err != nil {
