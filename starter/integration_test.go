@@ -103,7 +103,7 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		t.Fatalf("second supervise: %q %v", again.stdout, err)
 	}
 	for i := range second {
-		if second[i].Result != resultAlreadySupervised || second[i].RunID != started[i].RunID {
+		if second[i].Result != resultAlreadySupervised || second[i].RunID != started[i].RunID || second[i].Differs {
 			t.Errorf("second supervise changed %s: %+v, first %+v", second[i].ID, second[i], started[i])
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/spec"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -190,6 +191,14 @@ func TestSuperviseStartsThenIsIdempotent(t *testing.T) {
 		Run(capture).Return(newRun(t, "run-1"), nil).Once()
 	c.On("ExecuteWorkflow", mock.Anything, startOptionsFor(t, "vigil/shop/api-rep-2"), workflows.SupervisorWorkflowName, mock.Anything).
 		Run(capture).Return(newRun(t, "run-2b"), nil).Once()
+	// rep-2 runs with exactly the file's configuration (after the workflow's defaults).
+	parsed, err := spec.ParseFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := parsed.Inputs("node-a")[1]
+	running.StopGrace = 10 * time.Second
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-2", "", workflows.QueryConfig).Return(value{running}, nil).Once()
 	c.On("Close").Return()
 
 	r := vigil(t, c, map[string]string{"VIGIL_TASK_QUEUE": "q1", "API_TOKEN": secret},
@@ -219,9 +228,13 @@ func TestSuperviseTable(t *testing.T) {
 	c := mocks.NewClient(t)
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("r1", "r1"), nil)
 	c.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.SupervisorWorkflowName, mock.Anything).Return(newRun(t, "r1"), nil)
+	// The running supervisor uses another image than the file now names.
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryConfig).Return(value{workflows.SupervisionInput{
+		Spec: runtime.ContainerSpec{Image: "docker.io/library/busybox:old"}}}, nil)
 	c.On("Close").Return()
 	r := vigil(t, c, nil, "supervise", "-f", file)
-	if r.code != exitOK || !strings.Contains(r.stdout, "ID") || !regexpMatch(`shop/api-rep-1\s+vigil/shop/api-rep-1\s+already supervised`, r.stdout) {
+	if r.code != exitOK || !strings.Contains(r.stdout, "ID") ||
+		!regexpMatch(`shop/api-rep-1\s+vigil/shop/api-rep-1\s+already supervised \(runs with another configuration`, r.stdout) {
 		t.Errorf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 }

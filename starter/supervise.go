@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"reflect"
+	"time"
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -27,6 +29,9 @@ type SuperviseResult struct {
 	WorkflowID string `json:"workflow_id"`
 	RunID      string `json:"run_id"`
 	Result     string `json:"result"`
+	// Differs is set when an already supervised replica runs with another
+	// configuration than the file's; supervise leaves it as it is.
+	Differs bool `json:"differs,omitempty"`
 }
 
 func superviseCommand(a *app, taskQueue func() string, lookup func(string) (string, bool)) *cobra.Command {
@@ -113,8 +118,34 @@ func superviseOne(ctx context.Context, c client.Client, taskQueue string, in wor
 	res := SuperviseResult{ID: ref, WorkflowID: wid, RunID: run.GetRunID(), Result: resultStarted}
 	if before != nil && sameSupervision(ctx, c, wid, before, run.GetRunID()) {
 		res.Result = resultAlreadySupervised
+		res.Differs = configDiffers(ctx, c, wid, in)
 	}
 	return res, nil
+}
+
+// configDiffQueryTimeout bounds the config query; without a worker to
+// answer, supervise must not hang on a courtesy check.
+const configDiffQueryTimeout = 3 * time.Second
+
+// configDiffers reports whether the running supervisor was started with
+// another configuration than in. Any failure to tell counts as "no".
+func configDiffers(ctx context.Context, c client.Client, wid string, in workflows.SupervisionInput) bool {
+	qctx, cancel := context.WithTimeout(ctx, configDiffQueryTimeout)
+	defer cancel()
+	v, err := c.QueryWorkflow(qctx, wid, "", workflows.QueryConfig)
+	if err != nil {
+		return false
+	}
+	var running workflows.SupervisionInput
+	if err := v.Get(&running); err != nil {
+		return false
+	}
+	// The workflow fills in defaults; compare what the file decides.
+	return !reflect.DeepEqual(running.Spec, in.Spec) ||
+		running.Policy != in.Policy.WithDefaults() ||
+		running.Node != in.Node ||
+		running.IsolateWebhook != in.IsolateWebhook ||
+		(in.StopGrace != 0 && running.StopGrace != in.StopGrace)
 }
 
 // runningExecution describes the workflow's run and returns it if it is
@@ -161,7 +192,11 @@ func printSupervise(p printer, results []SuperviseResult) error {
 	}
 	rows := make([][]string, 0, len(results))
 	for _, r := range results {
-		rows = append(rows, []string{r.ID, r.WorkflowID, r.Result})
+		result := r.Result
+		if r.Differs {
+			result += " (runs with another configuration than the file; unsupervise and supervise again to apply it)"
+		}
+		rows = append(rows, []string{r.ID, r.WorkflowID, result})
 	}
 	if len(rows) == 0 {
 		return nil
