@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -543,5 +544,56 @@ func TestExitWhileContainerdIsDownKeepsItsCode(t *testing.T) {
 	st := wait(t, rt, id)
 	if st.Status != runtime.StatusExited || st.ExitCode != 6 || st.ExitedAt.IsZero() {
 		t.Fatalf("exit while containerd was down = %+v, want 6 with its time", st)
+	}
+}
+
+func TestPullPolicies(t *testing.T) {
+	_, rt, ctx, _ := setup(t, "pull")
+	tarball, err := testimage.Tar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	registry, err := testimage.NewRegistry(tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := httptest.NewServer(registry)
+	host := strings.TrimPrefix(server.URL, "http://")
+	spec := containerdtest.TestImage("echo pulled")
+	spec.Image = host + "/demo/busybox:v1"
+
+	spec.PullPolicy = runtime.PullNever
+	if err := rt.Create(ctx, newID("pull"), spec); !errors.Is(err, runtime.ErrImageNotFound) {
+		t.Fatalf("never, not present: %v, want ErrImageNotFound", err)
+	}
+
+	spec.PullPolicy = runtime.PullIfNotPresent
+	id := newID("pull")
+	runSpec(t, rt, id, spec)
+	if st := wait(t, rt, id); st.ExitCode != 0 || registry.Pulls() == 0 {
+		t.Fatalf("if_not_present, not present: %+v after %d pulls", st, registry.Pulls())
+	}
+	pulls := registry.Pulls()
+	runSpec(t, rt, newID("pull"), spec)
+	if registry.Pulls() != pulls {
+		t.Fatal("if_not_present pulled an image that was present")
+	}
+
+	spec.PullPolicy = runtime.PullAlways
+	runSpec(t, rt, newID("pull"), spec)
+	if registry.Pulls() == pulls {
+		t.Fatal("always did not pull")
+	}
+
+	missing := spec
+	missing.Image = host + "/missing/busybox:v1"
+	if err := rt.Create(ctx, newID("pull"), missing); !errors.Is(err, runtime.ErrImageNotFound) {
+		t.Fatalf("always, unknown to the registry: %v, want ErrImageNotFound", err)
+	}
+
+	server.Close()
+	err = rt.Create(ctx, newID("pull"), spec)
+	if err == nil || errors.Is(err, runtime.ErrImageNotFound) {
+		t.Fatalf("always, registry down: %v, want a retryable error", err)
 	}
 }
