@@ -107,4 +107,3 @@ chaos: deps
 
 clean: stop
 	rm -rf bin .vigil
-	@sock=$$(scripts/containerd.sh address); [[ $$sock == /run/vigil-* ]] && rm -rf "$$(dirname "$$sock")" || true

@@ -78,7 +78,10 @@ stop() {
 		kill_tasks
 	fi
 	stop_pid containerd "$CTRD_PID" "$CTRD_CONFIG"
-	rm -f "$VIGIL_DIR/containerd.address"
+	rm -f "$VIGIL_DIR/containerd.address" "$CTRD_SOCK" "$CTRD_SOCK.ttrpc"
+	if [[ $CTRD_SOCK == /run/vigil-* ]]; then
+		rmdir "$(dirname "$CTRD_SOCK")" 2>/dev/null || true
+	fi
 }
 
 case ${1:-} in
