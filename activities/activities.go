@@ -75,7 +75,19 @@ func New(rt runtime.Runtime, opts Options) *Activities {
 // doubles a restart. A task that cannot start at all (e.g. no such
 // executable) is reported the same way; WaitForExit then returns it as
 // Failed with the reason.
+//
+// It heartbeats while it works: pulling an image can take longer than the
+// heartbeat timeout.
 func (a *Activities) EnsureRunning(ctx context.Context, in EnsureRunningInput) (EnsureRunningResult, error) {
+	var res EnsureRunningResult
+	err := a.whileHeartbeating(ctx, "starting", func() (err error) {
+		res, err = a.ensureRunning(ctx, in)
+		return err
+	})
+	return res, err
+}
+
+func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (EnsureRunningResult, error) {
 	logger := activity.GetLogger(ctx)
 	spec, err := a.resolveEnv(in.Spec)
 	if err != nil {
@@ -239,9 +251,9 @@ func (a *Activities) heartbeatInterval(ctx context.Context) time.Duration {
 	return DefaultHeartbeatInterval
 }
 
-// whileHeartbeating runs fn, heartbeating until it returns, so a long stop
-// grace period does not look like a dead worker.
-func (a *Activities) whileHeartbeating(ctx context.Context, fn func() error) error {
+// whileHeartbeating runs fn, heartbeating what it does until it returns, so
+// a long pull or stop grace period does not look like a dead worker.
+func (a *Activities) whileHeartbeating(ctx context.Context, doing string, fn func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- fn() }()
 	ticker := time.NewTicker(a.heartbeatInterval(ctx))
@@ -251,7 +263,7 @@ func (a *Activities) whileHeartbeating(ctx context.Context, fn func() error) err
 		case err := <-done:
 			return err
 		case <-ticker.C:
-			activity.RecordHeartbeat(ctx, "stopping")
+			activity.RecordHeartbeat(ctx, doing)
 		}
 	}
 }
@@ -263,7 +275,7 @@ func (a *Activities) Stop(ctx context.Context, in StopInput) (StopResult, error)
 	if grace <= 0 {
 		grace = DefaultStopGrace
 	}
-	err := a.whileHeartbeating(ctx, func() error { return a.rt.Stop(ctx, in.ID, grace) })
+	err := a.whileHeartbeating(ctx, "stopping", func() error { return a.rt.Stop(ctx, in.ID, grace) })
 	if errors.Is(err, runtime.ErrContainerNotFound) {
 		return StopResult{ExitCode: runtime.FailedExitCode}, nil
 	}
