@@ -448,3 +448,19 @@ func regexpMatch(pattern, s string) bool {
 }
 
 func mustCompile(pattern string) *regexp.Regexp { return regexp.MustCompile("(?m)" + pattern) }
+
+func TestSuperviseSkipsConfigCheckWithoutWorker(t *testing.T) {
+	file := writeFile(t, twoReplicas)
+	c := mocks.NewClient(t)
+	for _, wid := range []string{"vigil/shop/api-rep-1", "vigil/shop/api-rep-2"} {
+		c.On("DescribeWorkflowExecution", mock.Anything, wid, "").Return(describeRunning("r-"+wid, "r-"+wid), nil).Once()
+		c.On("ExecuteWorkflow", mock.Anything, startOptionsFor(t, wid), workflows.SupervisorWorkflowName, mock.Anything).Return(newRun(t, "r-"+wid), nil).Once()
+	}
+	// Only the first replica is asked: no worker answers, so the second is not.
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryConfig).Return(nil, context.DeadlineExceeded).Once()
+	c.On("Close").Return()
+	r := vigil(t, c, map[string]string{"VIGIL_TASK_QUEUE": "q1"}, "supervise", "-f", file)
+	if r.code != exitOK || strings.Count(r.stdout, "already supervised") != 2 || strings.Contains(r.stdout, "another configuration") {
+		t.Errorf("exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}

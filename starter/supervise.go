@@ -82,8 +82,11 @@ func superviseCommand(a *app, taskQueue func() string, lookup func(string) (stri
 // far, so the operator sees which replicas are covered.
 func supervise(ctx context.Context, c client.Client, taskQueue string, inputs []workflows.SupervisionInput) ([]SuperviseResult, error) {
 	var out []SuperviseResult
+	// The configuration check needs a worker to answer; after one
+	// unanswered query, skip it for the rest rather than wait each time.
+	check := true
 	for _, in := range inputs {
-		r, err := superviseOne(ctx, c, taskQueue, in)
+		r, err := superviseOne(ctx, c, taskQueue, in, &check)
 		if err != nil {
 			return out, err
 		}
@@ -92,7 +95,7 @@ func supervise(ctx context.Context, c client.Client, taskQueue string, inputs []
 	return out, nil
 }
 
-func superviseOne(ctx context.Context, c client.Client, taskQueue string, in workflows.SupervisionInput) (SuperviseResult, error) {
+func superviseOne(ctx context.Context, c client.Client, taskQueue string, in workflows.SupervisionInput, checkConfig *bool) (SuperviseResult, error) {
 	ref, wid := in.ID.Ref(), workflows.WorkflowID(in.ID)
 	before, err := runningExecution(ctx, c, wid, "")
 	if err != nil {
@@ -118,7 +121,11 @@ func superviseOne(ctx context.Context, c client.Client, taskQueue string, in wor
 	res := SuperviseResult{ID: ref, WorkflowID: wid, RunID: run.GetRunID(), Result: resultStarted}
 	if before != nil && sameSupervision(ctx, c, wid, before, run.GetRunID()) {
 		res.Result = resultAlreadySupervised
-		res.Differs = configDiffers(ctx, c, wid, in)
+		if *checkConfig {
+			var answered bool
+			res.Differs, answered = configDiffers(ctx, c, wid, in)
+			*checkConfig = answered
+		}
 	}
 	return res, nil
 }
@@ -128,24 +135,26 @@ func superviseOne(ctx context.Context, c client.Client, taskQueue string, in wor
 const configDiffQueryTimeout = 3 * time.Second
 
 // configDiffers reports whether the running supervisor was started with
-// another configuration than in. Any failure to tell counts as "no".
-func configDiffers(ctx context.Context, c client.Client, wid string, in workflows.SupervisionInput) bool {
+// another configuration than in, and whether the workflow answered at all.
+// Not knowing counts as "no difference".
+func configDiffers(ctx context.Context, c client.Client, wid string, in workflows.SupervisionInput) (differs, answered bool) {
 	qctx, cancel := context.WithTimeout(ctx, configDiffQueryTimeout)
 	defer cancel()
 	v, err := c.QueryWorkflow(qctx, wid, "", workflows.QueryConfig)
 	if err != nil {
-		return false
+		return false, false
 	}
 	var running workflows.SupervisionInput
 	if err := v.Get(&running); err != nil {
-		return false
+		return false, true
 	}
 	// The workflow fills in defaults; compare what the file decides.
-	return !reflect.DeepEqual(running.Spec, in.Spec) ||
+	differs = !reflect.DeepEqual(running.Spec, in.Spec) ||
 		running.Policy != in.Policy.WithDefaults() ||
 		running.Node != in.Node ||
 		running.IsolateWebhook != in.IsolateWebhook ||
 		(in.StopGrace != 0 && running.StopGrace != in.StopGrace)
+	return differs, true
 }
 
 // runningExecution describes the workflow's run and returns it if it is
