@@ -16,6 +16,10 @@ IMAGE_TAR := .vigil/busybox.tar
 GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './.vigil/*' -not -path '*/testdata/*')
 FUZZTIME ?= 20s
 
+# One step at a time even under -j: the steps share the local stack and
+# their output should read top to bottom.
+.NOTPARALLEL:
+
 .PHONY: help deps build image run stop test fmt-check vet workflowcheck fuzz-short bench chaos clean
 
 help:
@@ -46,6 +50,9 @@ image: $(IMAGE_TAR)
 	@scripts/containerd.sh start
 	ctr --address $(CONTAINERD_SOCK) --namespace vigil images import $(IMAGE_TAR)
 
+# The CLI talks to the local dev server even when the shell points elsewhere.
+run: export TEMPORAL_ADDRESS := 127.0.0.1:7233
+run: export TEMPORAL_NAMESPACE := default
 run: deps
 	@scripts/containerd.sh start
 	@scripts/temporal-dev.sh start
