@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/vigil-run/vigil/config/configtest"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -75,8 +75,8 @@ func TestCrashLoopEndToEnd(t *testing.T) {
 	}
 	// The real output of the crashing container, across restarts.
 	logs := s.vigil("logs", "loop/crasher-rep-1", "--tail", "100")
-	if logs.code != 0 || strings.Count(logs.stdout, "down") < 3 {
-		t.Fatalf("vigil logs: exit %d, %q", logs.code, logs.stdout)
+	if logs.Code != 0 || strings.Count(logs.Stdout, "down") < 3 {
+		t.Fatalf("vigil logs: exit %d, %q", logs.Code, logs.Stdout)
 	}
 
 	// The real history replays deterministically with today's workflow code.
@@ -172,17 +172,17 @@ func TestSuperviseTwiceAndBadInput(t *testing.T) {
 	before := s.waitFor("twice/steady-rep-1", "Running", time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
 
 	again := s.vigil("supervise", "-f", file)
-	if again.code != 0 || !strings.Contains(again.stdout, "already") {
-		t.Fatalf("second supervise: exit %d, %q %q", again.code, again.stdout, again.stderr)
+	if again.Code != 0 || !strings.Contains(again.Stdout, "already") {
+		t.Fatalf("second supervise: exit %d, %q %q", again.Code, again.Stdout, again.Stderr)
 	}
 	bad := s.deployment("bad", strings.Replace(crashLoopDeployment("twice", 1, "3s"), "action: restart", "action: reboot", 1))
 	r := s.vigil("supervise", "-f", bad)
-	if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "action") {
-		t.Fatalf("bad file: exit %d, stderr %q; want exit 2 and one line naming the field", r.code, r.stderr)
+	if r.Code != 2 || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 || !strings.Contains(r.Stderr, "action") {
+		t.Fatalf("bad file: exit %d, stderr %q; want exit 2 and one line naming the field", r.Code, r.Stderr)
 	}
 	r = s.vigil("status", "twice/nope-rep-1")
-	if r.code != 1 || !strings.Contains(r.stderr, "nope-rep-1") {
-		t.Fatalf("unknown ID: exit %d, stderr %q", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "nope-rep-1") {
+		t.Fatalf("unknown ID: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 
 	after, _ := s.status("twice/steady-rep-1")
@@ -198,17 +198,17 @@ func TestSuperviseTwiceAndBadInput(t *testing.T) {
 // current workflow code; a nondeterministic change fails here. With
 // VIGIL_RECORD_HISTORY=path it also writes the history as JSON for the
 // workflows package's replay test.
-func replayHistory(t *testing.T, s *stack, workflowID string) {
+func replayHistory(t *testing.T, s *tstack, workflowID string) {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: s.hostPort})
+	c, err := s.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	// Unsupervise first so the recorded history is complete.
 	r := s.vigil("unsupervise", strings.TrimPrefix(workflowID, "vigil/"))
-	if r.code != 0 {
-		t.Fatalf("unsupervise: %s%s", r.stdout, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("unsupervise: %s%s", r.Stdout, r.Stderr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -226,7 +226,7 @@ func replayHistory(t *testing.T, s *stack, workflowID string) {
 		t.Fatalf("replay of the real history failed: %v", err)
 	}
 	if path := os.Getenv("VIGIL_RECORD_HISTORY"); path != "" {
-		out, err := exec.Command(s.cli, "workflow", "show", "--address", s.hostPort, "-w", workflowID, "--output", "json").Output()
+		out, err := exec.Command(configtest.TemporalCLI(t), "workflow", "show", "--address", s.HostPort, "-w", workflowID, "--output", "json").Output()
 		if err != nil {
 			t.Fatalf("temporal workflow show: %v", err)
 		}

@@ -1,0 +1,297 @@
+// Package stack runs a whole Vigil installation on this machine for
+// end-to-end tests, benchmarks and the chaos soak: a private containerd, a
+// Temporal dev server on a database file, vigil-worker processes and the
+// vigil CLI, all built from this repository.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// Build builds vigil and vigil-worker from the module at repo into dir.
+func Build(repo, dir string) (vigil, worker string, err error) {
+	for pkg, name := range map[string]string{"./starter": "vigil", "./worker": "vigil-worker"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+		cmd.Dir = repo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return filepath.Join(dir, "vigil"), filepath.Join(dir, "vigil-worker"), nil
+}
+
+// Options say where things are. Dir must be short enough for unix sockets.
+type Options struct {
+	Dir         string // everything lives here (containerd under Dir/ctd)
+	TemporalCLI string
+	VigilBin    string
+	WorkerBin   string
+	Node        string // default "local"
+	// WorkerArgs are added to every vigil-worker command line.
+	WorkerArgs []string
+}
+
+// Stack is one running installation.
+type Stack struct {
+	Options
+	Containerd *containerdtest.Daemon
+	HostPort   string
+	DBPath     string
+
+	srv        *testsuite.DevServer
+	worker     *exec.Cmd
+	workerDone chan struct{}
+	workers    int
+}
+
+// Start starts containerd (with the busybox test image) and the dev server;
+// call StartWorker next.
+func Start(ctx context.Context, opts Options) (*Stack, error) {
+	if opts.Node == "" {
+		opts.Node = "local"
+	}
+	s := &Stack{Options: opts, DBPath: filepath.Join(opts.Dir, "temporal.db")}
+	var err error
+	if s.HostPort, err = freeHostPort(); err != nil {
+		return nil, err
+	}
+	if s.Containerd, err = containerdtest.StartDaemon(ctx, filepath.Join(opts.Dir, "ctd"), containerdtest.Options{}); err != nil {
+		return nil, fmt.Errorf("containerd: %w", err)
+	}
+	if err := s.StartServer(ctx); err != nil {
+		_ = s.Close(ctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+func freeHostPort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// StartServer starts the dev server on the stack's database file and port,
+// with Vigil's search attributes registered, as `make run` does.
+func (s *Stack) StartServer(ctx context.Context) error {
+	args := []string{"--dynamic-config-value", "system.enableActivityEagerExecution=true"}
+	for _, name := range workflows.SearchAttributeNames {
+		args = append(args, "--search-attribute", name+"=Keyword")
+	}
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  s.TemporalCLI,
+		ClientOptions: &client.Options{HostPort: s.HostPort},
+		DBFilename:    s.DBPath,
+		LogLevel:      "error",
+		ExtraArgs:     args,
+		Stdout:        io.Discard,
+		Stderr:        io.Discard,
+	})
+	if err != nil {
+		return fmt.Errorf("dev server: %w", err)
+	}
+	s.srv = srv
+	return nil
+}
+
+// StopServer stops the dev server; its database file stays.
+func (s *Stack) StopServer() error {
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Stop()
+	s.srv = nil
+	return err
+}
+
+// WorkerLog is the path of the n-th worker's output (from 1).
+func (s *Stack) WorkerLog(n int) string {
+	return filepath.Join(s.Dir, fmt.Sprintf("worker-%d.log", n))
+}
+
+// StartWorker starts a vigil-worker process for the stack's node.
+func (s *Stack) StartWorker() error {
+	s.workers++
+	out, err := os.Create(s.WorkerLog(s.workers))
+	if err != nil {
+		return err
+	}
+	args := append([]string{
+		"--address", s.HostPort,
+		"--node", s.Node,
+		"--containerd-address", s.Containerd.Address,
+		"--containerd-namespace", s.Containerd.Namespace,
+		"--log-dir", filepath.Join(s.Dir, "logs"),
+		"--log-format", "console",
+	}, s.WorkerArgs...)
+	cmd := exec.Command(s.WorkerBin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); out.Close(); close(done) }()
+	s.worker, s.workerDone = cmd, done
+	return nil
+}
+
+// WorkerPID is the running worker's process ID (0 if none).
+func (s *Stack) WorkerPID() int {
+	if s.worker == nil {
+		return 0
+	}
+	return s.worker.Process.Pid
+}
+
+// KillWorker kills the worker with SIGKILL, as a crash of the host agent would.
+func (s *Stack) KillWorker() {
+	if s.worker == nil {
+		return
+	}
+	_ = s.worker.Process.Signal(syscall.SIGKILL)
+	<-s.workerDone
+	s.worker = nil
+}
+
+// WorkerLogTail returns the last n lines of every worker's output.
+func (s *Stack) WorkerLogTail(n int) string {
+	var b strings.Builder
+	for i := 1; i <= s.workers; i++ {
+		data, _ := os.ReadFile(s.WorkerLog(i))
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "worker %d (%s):\n%s\n", i, s.WorkerLog(i), strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
+// Close stops the worker, the dev server and containerd (removing its containers).
+func (s *Stack) Close(ctx context.Context) error {
+	s.KillWorker()
+	err := s.StopServer()
+	if s.Containerd != nil {
+		err = errors.Join(err, s.Containerd.Shutdown(ctx))
+	}
+	return err
+}
+
+// Client dials the stack's Temporal server.
+func (s *Stack) Client() (client.Client, error) {
+	return client.Dial(client.Options{HostPort: s.HostPort, Logger: quietLogger{}})
+}
+
+// Result is one run of the vigil CLI.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// Vigil runs the CLI against the stack.
+func (s *Stack) Vigil(args ...string) (Result, error) {
+	full := append([]string{"--address", s.HostPort}, args...)
+	cmd := exec.Command(s.VigilBin, full...)
+	cmd.Env = append(os.Environ(), "VIGIL_NODE="+s.Node)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return Result{stdout.String(), stderr.String(), exitErr.ExitCode()}, nil
+	}
+	return Result{stdout.String(), stderr.String(), 0}, err
+}
+
+// Deployment writes a deployment file into the stack's directory.
+func (s *Stack) Deployment(name, yaml string) (string, error) {
+	p := filepath.Join(s.Dir, name+".yaml")
+	return p, os.WriteFile(p, []byte(yaml), 0o644)
+}
+
+// Supervise runs `vigil supervise -f file`.
+func (s *Stack) Supervise(file string) error {
+	r, err := s.Vigil("supervise", "-f", file)
+	if err != nil {
+		return err
+	}
+	if r.Code != 0 {
+		return fmt.Errorf("vigil supervise: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	return nil
+}
+
+// Status returns a replica's state query, or false while it cannot be read
+// (the server is restarting, no worker answers, or it has not started yet).
+func (s *Stack) Status(ref string) (workflows.StateView, bool, error) {
+	r, err := s.Vigil("status", ref, "--json", "--timeout", "10s")
+	if err != nil || r.Code != 0 {
+		return workflows.StateView{}, false, err
+	}
+	var v workflows.StateView
+	if err := json.Unmarshal([]byte(r.Stdout), &v); err != nil {
+		return v, false, fmt.Errorf("vigil status --json: %v\n%s", err, r.Stdout)
+	}
+	return v, true, nil
+}
+
+// WaitFor polls a replica's state until cond holds or limit passes. The limit
+// only bounds a broken run; it is not a performance assertion.
+func (s *Stack) WaitFor(ref, what string, limit time.Duration, cond func(workflows.StateView) bool) (workflows.StateView, error) {
+	deadline := time.Now().Add(limit)
+	var last workflows.StateView
+	for time.Now().Before(deadline) {
+		v, ok, err := s.Status(ref)
+		if err != nil {
+			return v, err
+		}
+		if ok {
+			last = v
+			if cond(v) {
+				return v, nil
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return last, fmt.Errorf("%s: %s not reached within %s; last state: %+v", ref, what, limit, last)
+}
+
+// ContainerIDs lists the containers in containerd's own view, with ctr.
+func (s *Stack) ContainerIDs() ([]string, error) {
+	out, err := exec.Command("ctr", "--address", s.Containerd.Address, "--namespace", s.Containerd.Namespace,
+		"containers", "list", "--quiet").Output()
+	if err != nil {
+		return nil, fmt.Errorf("ctr containers list: %w", err)
+	}
+	return strings.Fields(string(out)), nil
+}
+
+// quietLogger drops the SDK client's own log lines.
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}
