@@ -101,9 +101,10 @@ type Runtime struct {
 	cfg    Config
 	logDir string // cfg.LogDir/<namespace>
 
-	locks keyedMutex
-	stop  chan struct{}
-	done  chan struct{}
+	locks     keyedMutex
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -134,9 +135,23 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 
 // Close stops background work and disconnects. Containers keep running.
 func (r *Runtime) Close() error {
-	close(r.stop)
-	<-r.done
-	return r.client.Close()
+	var err error
+	r.closeOnce.Do(func() {
+		close(r.stop)
+		<-r.done
+		err = r.client.Close()
+	})
+	return err
+}
+
+// Version asks the daemon for its version, e.g. "1.6.20~ds1"; use it to check
+// that containerd is reachable (runtime.ErrUnavailable when it is not).
+func (r *Runtime) Version(ctx context.Context) (string, error) {
+	v, err := r.client.Version(ctx)
+	if err != nil {
+		return "", wrap("version", r.cfg.Address, err, nil)
+	}
+	return v.Version, nil
 }
 
 // Client is the underlying containerd client, for tools and tests.

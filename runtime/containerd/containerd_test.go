@@ -359,10 +359,25 @@ func TestIsolateAndRemove(t *testing.T) {
 func TestWaitSurvivesContainerdRestart(t *testing.T) {
 	d := containerdtest.Start(t)
 	rt := d.Runtime(t)
-	id := newID("restart")
-	run(t, rt, id, "trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done")
-	waitForLog(t, rt, id, "ready")
+	for _, how := range []struct {
+		name string
+		stop func() error
+	}{{"crash", d.Kill}, {"graceful", d.Stop}} {
+		t.Run(how.name, func(t *testing.T) {
+			id := newID("restart")
+			run(t, rt, id, "trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done")
+			waitForLog(t, rt, id, "ready")
+			waitAcrossRestart(t, d, rt, id, how.stop)
+		})
+	}
+	if v, err := rt.Version(testCtx(t)); err != nil || v == "" {
+		t.Fatalf("version after restarts: %q, %v", v, err)
+	}
+}
 
+// waitAcrossRestart waits on id while containerd is stopped and started
+// again, then makes the container exit with 5.
+func waitAcrossRestart(t *testing.T, d *containerdtest.Daemon, rt *vcontainerd.Runtime, id runtime.ContainerID, stop func() error) {
 	type result struct {
 		st  runtime.ContainerState
 		err error
@@ -374,7 +389,7 @@ func TestWaitSurvivesContainerdRestart(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond) // let Wait reach containerd
 
-	if err := d.Kill(); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
