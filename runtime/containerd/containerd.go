@@ -521,7 +521,8 @@ func (r *Runtime) taskState(ctx context.Context, c containerd.Container) (runtim
 
 // Wait blocks until the current task is no longer running. It rides out
 // containerd restarts: the task lives on in its shim, so Wait reconnects and
-// keeps waiting rather than inventing an exit.
+// keeps waiting rather than inventing an exit. It returns an error only for
+// a missing container or when ctx ends.
 func (r *Runtime) Wait(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
@@ -529,8 +530,11 @@ func (r *Runtime) Wait(ctx context.Context, id runtime.ContainerID) (runtime.Con
 	}
 	backoff := 200 * time.Millisecond
 	for {
+		// Any failure other than a missing container is looked at again: the
+		// daemon may be restarting, or the shim died and the next look finds
+		// the task gone (Failed) rather than an invented exit.
 		st, err := r.waitOnce(ctx, name)
-		if err == nil || !errors.Is(err, runtime.ErrUnavailable) || ctx.Err() != nil {
+		if err == nil || errors.Is(err, runtime.ErrContainerNotFound) || ctx.Err() != nil {
 			return st, err
 		}
 		select {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -610,5 +612,42 @@ func TestPullPolicies(t *testing.T) {
 	err = rt.Create(ctx, newID("pull"), spec)
 	if err == nil || errors.Is(err, runtime.ErrImageNotFound) {
 		t.Fatalf("always, registry down: %v, want a retryable error", err)
+	}
+}
+
+func TestShimKilledIsAFailureNotAnExit0(t *testing.T) {
+	_, rt, ctx, id := setup(t, "shim")
+	info := run(t, rt, id, "sleep 1000")
+	done := make(chan runtime.ContainerState, 1)
+	go func() {
+		st, err := rt.Wait(ctx, id)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- st
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	// The shim is the parent of the container's init process.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", info.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	shim, err := strconv.Atoi(fields[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(shim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-done:
+		if st.Code() == 0 || !st.Done() {
+			t.Fatalf("wait after the shim died = %+v, want a non-zero end", st)
+		}
+		t.Logf("shim killed: %+v", st)
+	case <-time.After(30 * time.Second):
+		t.Fatal("wait did not return after the shim died")
 	}
 }
