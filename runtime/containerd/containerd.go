@@ -258,6 +258,7 @@ func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runti
 	opts = append(opts,
 		containerd.WithNewSnapshot(name, image),
 		containerd.WithContainerLabels(labels),
+		containerd.WithImageStopSignal(image, "SIGTERM"), // after the labels, which it adds to
 		containerd.WithNewSpec(specOpts(image, spec, name)...),
 	)
 	if _, err := r.client.NewContainer(ctx, name, opts...); err != nil && !errdefs.IsAlreadyExists(err) {
@@ -583,7 +584,8 @@ func (r *Runtime) waitOnce(ctx context.Context, name string) (runtime.ContainerS
 	}
 }
 
-// Stop sends SIGTERM, then SIGKILL to every process of the task after grace.
+// Stop sends SIGTERM (or the image's STOPSIGNAL), then SIGKILL to every
+// process of the task after grace.
 func (r *Runtime) Stop(ctx context.Context, id runtime.ContainerID, grace time.Duration) error {
 	ctx, name, unlock, err := r.exclusive(ctx, id)
 	if err != nil {
@@ -621,7 +623,12 @@ func (r *Runtime) stopTask(ctx context.Context, c containerd.Container, grace ti
 		grace = 0
 	}
 	if grace > 0 {
-		if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+		// The image's STOPSIGNAL if it has one (e.g. SIGQUIT for nginx), else SIGTERM.
+		sig, err := containerd.GetStopSignal(ctx, c, syscall.SIGTERM)
+		if err != nil {
+			return err
+		}
+		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
 			return err
 		}
 		timer := time.NewTimer(grace)
