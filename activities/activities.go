@@ -353,21 +353,23 @@ func (a *Activities) postWebhook(ctx context.Context, url string, event Isolatio
 // Logs returns the tail of the container's captured output.
 func (a *Activities) Logs(ctx context.Context, in LogsInput) (LogsResult, error) {
 	out, err := a.rt.Logs(ctx, in.ID, in.Tail)
+	if errors.Is(err, runtime.ErrContainerNotFound) {
+		msg := fmt.Sprintf("logs %s: %v", in.ID.Ref(), err)
+		return LogsResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeContainerNotFound, err)
+	}
 	if err != nil {
 		return LogsResult{}, activityError("logs", in.ID, err)
 	}
 	return LogsResult{Output: string(out)}, nil
 }
 
-// activityError marks permanent runtime errors non-retryable; the rest are
-// retried by the activity's retry policy.
+// activityError marks a missing image non-retryable; the rest are retried
+// by the activity's retry policy (a container that vanished between calls is
+// simply created again by the retry).
 func activityError(op string, id runtime.ContainerID, err error) error {
-	msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)
-	switch {
-	case errors.Is(err, runtime.ErrImageNotFound):
+	if errors.Is(err, runtime.ErrImageNotFound) {
+		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypeImageNotFound, err)
-	case errors.Is(err, runtime.ErrContainerNotFound):
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeContainerNotFound, err)
 	}
 	return fmt.Errorf("%s %s: %w", op, id.Ref(), err)
 }

@@ -97,6 +97,15 @@ func applicationError(t *testing.T, err error, errType string, nonRetryable bool
 	}
 }
 
+// retryableError asserts err is an error the retry policy will retry.
+func retryableError(t *testing.T, err error) {
+	t.Helper()
+	var appErr *temporal.ApplicationError
+	if err == nil || (errors.As(err, &appErr) && appErr.NonRetryable()) {
+		t.Fatalf("error %v, want a retryable one", err)
+	}
+}
+
 func TestEnsureRunningIsIdempotent(t *testing.T) {
 	rt := runtimetest.New()
 	h := newHarness(t, rt, activities.Options{})
@@ -176,10 +185,7 @@ func TestEnsureRunningErrors(t *testing.T) {
 
 	rt.FailNext(runtimetest.OpCreate, fmt.Errorf("dial: %w", runtime.ErrUnavailable))
 	err = h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil)
-	var appErr *temporal.ApplicationError
-	if err == nil || (errors.As(err, &appErr) && appErr.NonRetryable()) {
-		t.Fatalf("unavailable runtime: %v, want a retryable error", err)
-	}
+	retryableError(t, err)
 }
 
 func TestStartFailureBecomesAFailedExit(t *testing.T) {
@@ -339,4 +345,14 @@ func TestLogs(t *testing.T) {
 	unknown := runtime.ContainerID{Deployment: "shop", Service: "nope", Replica: 1}
 	err := h.run(activities.LogsName, activities.LogsInput{ID: unknown}, nil)
 	applicationError(t, err, activities.ErrTypeContainerNotFound, true)
+}
+
+func TestContainerVanishingBeforeStartIsRetried(t *testing.T) {
+	rt := runtimetest.New()
+	h := newHarness(t, rt, activities.Options{})
+	rt.FailNext(runtimetest.OpStart, fmt.Errorf("fake: %w", runtime.ErrContainerNotFound))
+	retryableError(t, h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil))
+	if res := h.ensure(activities.EnsureRunningInput{ID: web, Spec: busybox}); res.StartedAt.IsZero() {
+		t.Fatalf("the retry did not start the container: %+v", res)
+	}
 }
