@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-run/vigil/internal/containerdtest"
+)
+
+// TestShortSoak is a bounded soak with a fixed seed inside `make test`: the
+// same replicas and fault kinds as `make chaos`, for about four minutes.
+func TestShortSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping the chaos soak in -short mode")
+	}
+	if os.Getenv(containerdtest.RequireEnv) != "1" {
+		t.Skip("skipping the chaos soak (about 4 minutes); set " + containerdtest.RequireEnv + "=1 or run make chaos")
+	}
+	if _, err := temporalCLI(); err != nil {
+		containerdtest.Unavailable(t, err.Error())
+	}
+	if err := containerdtest.Prerequisites(); err != nil {
+		containerdtest.Unavailable(t, err.Error())
+	}
+	repo, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cfg := config{
+		Seed: 6, Duration: 100 * time.Second, Replicas: 20, MaxFaults: 12,
+		MinGap: 6 * time.Second, MaxGap: 12 * time.Second,
+		Warmup: 15 * time.Second, Heal: 90 * time.Second,
+		Repo: repo, Out: &out,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	rep, err := soak(ctx, cfg)
+	if rep != nil {
+		printReport(&out, rep)
+	}
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatalf("the soak could not run: %v", err)
+	}
+	if len(rep.Violations) > 0 {
+		t.Fatalf("%d invariant violations (seed %d):\n%s", len(rep.Violations), rep.Seed, strings.Join(rep.Violations, "\n"))
+	}
+	kinds := map[faultKind]bool{}
+	for _, f := range rep.Faults {
+		kinds[f.Kind] = true
+	}
+	if len(kinds) != len(allFaults) {
+		t.Fatalf("only %d of %d fault kinds were injected", len(kinds), len(allFaults))
+	}
+}

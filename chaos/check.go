@@ -1,0 +1,403 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/internal/stack"
+	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+const (
+	// settle: a replica is judged only when containerd has been quiet about
+	// it this long, so the workflow has caught up with its last start or exit.
+	settle = 2 * time.Second
+	// firstCheckAfter: the last fault's effects (a dead worker's heartbeat
+	// timeout, a start retry) take this long to show before anything is judged.
+	firstCheckAfter = 15 * time.Second
+	// backoffLate: a backoff deadline may pass by this much (a timer firing,
+	// a start) before the replica counts as stuck in it.
+	backoffLate = 15 * time.Second
+	// pendingGrace is added to an activity's timeout before it counts as stuck.
+	pendingGrace = 15 * time.Second
+)
+
+// activityTimeouts are the workflow's heartbeat (or start-to-close) timeouts
+// per activity (workflows/options.go), for the stuck-activity check.
+var activityTimeouts = map[string]time.Duration{
+	activities.WaitForExitName:   10 * time.Second,
+	activities.EnsureRunningName: 30 * time.Second,
+	activities.StopName:          2*time.Second + time.Minute,
+	activities.IsolateName:       2*time.Second + time.Minute,
+}
+
+// row is one replica's line in the final table.
+type row struct {
+	Replica       string
+	Behaviour     string
+	State         string
+	Workflow      string // workflow status
+	Restarts      int    // the workflow's count
+	StartsLog     int    // start markers in the container's own output
+	StartsEvents  int    // containerd /tasks/start events
+	Exits         int    // containerd /tasks/exit events
+	Backoffs      int    // crash-loop backoffs checked against exit times
+	MinBackoff    time.Duration
+	Task          string // containerd's task status (and exit code)
+	HistoryLength int64
+	ExitsThisRun  int
+	Violations    []string
+}
+
+// checker checks the invariants from outside Vigil: containerd's view and
+// the workflows' own answers.
+type checker struct {
+	st       *stack.Stack
+	client   client.Client
+	rec      *recorder
+	replicas []replica
+	logf     func(string, ...any)
+	ctd      *containerd.Client
+}
+
+// check judges every replica, retrying those in violation until heal has
+// passed: a violation that outlasts it is real.
+func (c *checker) check(ctx context.Context, heal time.Duration) ([]row, []string) {
+	deadline := time.Now().Add(heal)
+	sleepCtx(ctx, min(firstCheckAfter, heal))
+	ctd, err := containerd.New(c.st.Containerd.Address, containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, []string{"containerd: " + err.Error()}
+	}
+	defer ctd.Close()
+	c.ctd = ctd
+
+	rows := make([]row, len(c.replicas))
+	done := make([]bool, len(c.replicas))
+	for round := 1; ; round++ {
+		pending := 0
+		for i, r := range c.replicas {
+			if done[i] {
+				continue
+			}
+			rows[i] = c.judge(ctx, r)
+			if len(rows[i].Violations) == 0 {
+				done[i] = true
+			} else {
+				pending++
+			}
+		}
+		if pending == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			c.logf("checks done after %d rounds", round)
+			break
+		}
+		sleepCtx(ctx, 3*time.Second)
+	}
+	var violations []string
+	for _, r := range rows {
+		for _, v := range r.Violations {
+			violations = append(violations, r.Replica+": "+v)
+		}
+	}
+	return rows, violations
+}
+
+// judge checks one replica once containerd has been quiet about it for settle.
+func (c *checker) judge(ctx context.Context, r replica) row {
+	for attempt := 0; ; attempt++ {
+		before := c.rec.of(r.Container)
+		if n := len(before); n > 0 && time.Since(before[n-1].At) < settle && attempt < 10 {
+			time.Sleep(settle - time.Since(before[n-1].At))
+			continue
+		}
+		out := c.judgeOnce(ctx, r, before)
+		if len(c.rec.of(r.Container)) == len(before) || attempt >= 10 {
+			return out
+		}
+	}
+}
+
+func (c *checker) judgeOnce(ctx context.Context, r replica, events []taskEvent) row {
+	out := row{Replica: r.ID.Ref(), Behaviour: r.Behaviour.Service}
+	fail := func(format string, args ...any) {
+		out.Violations = append(out.Violations, fmt.Sprintf(format, args...))
+	}
+	wid := workflows.WorkflowID(r.ID)
+	qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+
+	// The workflow's own view.
+	desc, err := c.client.DescribeWorkflowExecution(qctx, wid, "")
+	if err != nil {
+		fail("describe workflow: %v", err)
+		return out
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	status := info.GetStatus()
+	out.Workflow = strings.TrimPrefix(status.String(), "WORKFLOW_EXECUTION_STATUS_")
+	out.HistoryLength = info.GetHistoryLength()
+	wantStatus := enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	if r.Behaviour.Final == string(workflows.StateCompleted) {
+		wantStatus = enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
+	}
+	if status != wantStatus {
+		fail("workflow is %s, want %s", out.Workflow, strings.TrimPrefix(wantStatus.String(), "WORKFLOW_EXECUTION_STATUS_"))
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		typ := pa.GetActivityType().GetName()
+		limit := activityTimeouts[typ] + pendingGrace
+		switch pa.GetState() {
+		case enumspb.PENDING_ACTIVITY_STATE_STARTED:
+			last := pa.GetLastStartedTime().AsTime()
+			if hb := pa.GetLastHeartbeatTime().AsTime(); hb.After(last) {
+				last = hb
+			}
+			if age := time.Since(last); age > limit {
+				fail("pending activity %s (attempt %d) silent for %s, longer than its timeout %s", typ, pa.GetAttempt(), age.Round(time.Second), activityTimeouts[typ])
+			}
+		case enumspb.PENDING_ACTIVITY_STATE_SCHEDULED:
+			since := pa.GetScheduledTime().AsTime()
+			if next := pa.GetNextAttemptScheduleTime(); next != nil && next.AsTime().After(since) {
+				since = next.AsTime()
+			}
+			if age := time.Since(since); age > limit {
+				fail("pending activity %s (attempt %d) not picked up for %s", typ, pa.GetAttempt(), age.Round(time.Second))
+			}
+		}
+	}
+	exitsThisRun, err := c.exitsThisRun(qctx, wid)
+	if err != nil {
+		fail("history: %v", err)
+	}
+	out.ExitsThisRun = exitsThisRun
+	if exitsThisRun > workflows.DefaultContinueAsNewAfter {
+		fail("this run handled %d exits; it should have continued as new after %d", exitsThisRun, workflows.DefaultContinueAsNewAfter)
+	}
+
+	resp, err := c.client.QueryWorkflow(qctx, wid, "", workflows.QueryState)
+	if err != nil {
+		fail("state query: %v", err)
+		return out
+	}
+	var v workflows.StateView
+	if err := resp.Get(&v); err != nil {
+		fail("state query: %v", err)
+		return out
+	}
+	out.State, out.Restarts = string(v.State), v.TotalRestarts
+
+	// containerd's view.
+	task := c.task(ctx, r)
+	out.Task = task.String()
+	out.StartsLog = c.startsInLog(r)
+	for _, e := range events {
+		if e.Start {
+			out.StartsEvents++
+		} else {
+			out.Exits++
+		}
+	}
+	gaps := c.rec.gapsCopy()
+
+	// Every replica whose policy says it should run is running.
+	switch {
+	case r.Behaviour.ShouldRun:
+		switch v.State {
+		case workflows.StateRunning:
+			if !task.running {
+				fail("state Running but containerd's task is %s", task)
+			}
+		case workflows.StateCrashLoopBackOff:
+			if v.NextRestartAt == nil {
+				fail("CrashLoopBackOff without a restart time")
+			} else if at, err := time.Parse(time.RFC3339Nano, *v.NextRestartAt); err == nil && time.Since(at) > backoffLate {
+				fail("still in CrashLoopBackOff %s after its restart time", time.Since(at).Round(time.Second))
+			}
+			if task.running {
+				fail("CrashLoopBackOff but containerd's task is running")
+			}
+		default:
+			fail("state %s; its policy keeps it running", v.State)
+		}
+	default:
+		if string(v.State) != r.Behaviour.Final {
+			fail("state %s, want %s", v.State, r.Behaviour.Final)
+			break
+		}
+		// Completed, Isolated and Shutdown replicas stay as they were.
+		if task.running {
+			fail("%s but containerd's task is running", v.State)
+		}
+		if v.LastExitCode == nil {
+			fail("%s without a last exit code", v.State)
+		} else if task.exists && task.stopped && int(task.code) != *v.LastExitCode {
+			fail("%s with last exit %d, but containerd's task exited %d", v.State, *v.LastExitCode, task.code)
+		}
+		if v.State == workflows.StateCompleted && v.LastExitCode != nil && *v.LastExitCode != 0 {
+			fail("Completed after exit code %d", *v.LastExitCode)
+		}
+		if v.State == workflows.StateIsolated {
+			if !task.exists || !task.stopped {
+				fail("isolated container has no exited task (%s)", task)
+			}
+			if !task.isolatedLabel {
+				fail("isolated container lacks the %s=true label", vcontainerd.LabelIsolated)
+			}
+			if out.StartsLog == 0 {
+				fail("isolated container's log is gone")
+			}
+		}
+		if n := len(events); n > 0 && events[n-1].Start && !inGap(gaps, events[n-1].At, time.Now()) {
+			fail("%s, yet containerd started it again at %s", v.State, events[n-1].At.UTC().Format("15:04:05.000"))
+		}
+	}
+
+	// No replica was started twice for one crash: every start after the
+	// first answers one exit, and the workflow counted each as a restart.
+	if v.TotalRestarts != out.StartsLog-1 {
+		fail("workflow counts %d restarts; the container was started %d times (its log), so %d restarts", v.TotalRestarts, out.StartsLog, out.StartsLog-1)
+	}
+	if out.StartsEvents != out.StartsLog && len(gaps) == 0 {
+		fail("containerd published %d starts; the container's log has %d", out.StartsEvents, out.StartsLog)
+	}
+	for i := 1; i < len(events); i++ {
+		if events[i].Start && events[i-1].Start && !inGap(gaps, events[i-1].At, events[i].At) {
+			fail("started at %s and again at %s without an exit between: two tasks for one crash",
+				events[i-1].At.UTC().Format("15:04:05.000"), events[i].At.UTC().Format("15:04:05.000"))
+		}
+	}
+
+	// Each crash-loop backoff lasted at least its configured time, from
+	// containerd's exit time to its next start.
+	for _, ev := range v.Events {
+		if ev.Type != workflows.EventCrashLoopBackOff {
+			continue
+		}
+		exit, start, ok := exitAndNextStart(events, ev.Time)
+		if !ok {
+			continue // the restart has not happened yet, or its events fell into a gap
+		}
+		out.Backoffs++
+		took := start.At.Sub(exit.At)
+		if out.MinBackoff == 0 || took < out.MinBackoff {
+			out.MinBackoff = took
+		}
+		if took < r.Behaviour.Backoff {
+			fail("crash-loop backoff from exit at %s to start at %s lasted %s, less than %s",
+				exit.At.UTC().Format("15:04:05.000"), start.At.UTC().Format("15:04:05.000"), took.Round(time.Millisecond), r.Behaviour.Backoff)
+		}
+	}
+	return out
+}
+
+// exitAndNextStart finds the exit a backoff decided at decided answered (the
+// last exit before it) and the start that followed it.
+func exitAndNextStart(events []taskEvent, decided time.Time) (exit, start taskEvent, ok bool) {
+	ei := -1
+	for i, e := range events {
+		if !e.Start && !e.At.After(decided) {
+			ei = i
+		}
+	}
+	if ei < 0 || decided.Sub(events[ei].At) > time.Minute {
+		return exit, start, false
+	}
+	for _, e := range events[ei+1:] {
+		if e.Start {
+			return events[ei], e, true
+		}
+	}
+	return exit, start, false
+}
+
+// exitsThisRun counts the WaitForExit activities the current run completed:
+// the exits it handled, which continue-as-new bounds.
+func (c *checker) exitsThisRun(ctx context.Context, wid string) (int, error) {
+	iter := c.client.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	types := map[int64]string{}
+	n := 0
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return n, err
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			types[ev.GetEventId()] = a.GetActivityType().GetName()
+		}
+		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && types[a.GetScheduledEventId()] == activities.WaitForExitName {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// taskView is containerd's view of a replica's container.
+type taskView struct {
+	exists, hasTask, running, stopped bool
+	code                              uint32
+	isolatedLabel                     bool
+	err                               error
+}
+
+func (t taskView) String() string {
+	switch {
+	case t.err != nil:
+		return "error: " + t.err.Error()
+	case !t.exists:
+		return "no container"
+	case !t.hasTask:
+		return "no task"
+	case t.running:
+		return "running"
+	case t.stopped:
+		return fmt.Sprintf("exited %d", t.code)
+	}
+	return "other"
+}
+
+func (c *checker) task(ctx context.Context, r replica) taskView {
+	ctx = namespaces.WithNamespace(ctx, c.st.Containerd.Namespace)
+	var v taskView
+	ctr, err := c.ctd.LoadContainer(ctx, r.Container)
+	if err != nil {
+		return v
+	}
+	v.exists = true
+	if labels, err := ctr.Labels(ctx); err == nil {
+		v.isolatedLabel = labels[vcontainerd.LabelIsolated] == "true"
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return v
+	}
+	v.hasTask = true
+	st, err := task.Status(ctx)
+	if err != nil {
+		v.err = err
+		return v
+	}
+	v.running = st.Status == containerd.Running
+	v.stopped = st.Status == containerd.Stopped
+	v.code = st.ExitStatus
+	return v
+}
+
+// startsInLog counts the start markers in the container's captured output.
+func (c *checker) startsInLog(r replica) int {
+	data, err := os.ReadFile(filepath.Join(c.st.Dir, "logs", c.st.Containerd.Namespace, r.Container+".log"))
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(data), startMarker+"\n")
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+
+	"github.com/vigil-run/vigil/internal/stack"
+)
+
+// faultKind is one kind of injected failure.
+type faultKind string
+
+const (
+	faultWorkerKill        faultKind = "worker-sigkill"
+	faultServerRestart     faultKind = "devserver-restart"
+	faultContainerdRestart faultKind = "containerd-restart"
+	faultTaskKill          faultKind = "task-sigkill"
+	faultContainerDelete   faultKind = "container-delete"
+)
+
+// allFaults in a fixed order; the first faults of a soak are a seeded
+// permutation of them, so even a short soak injects every kind.
+var allFaults = []faultKind{faultWorkerKill, faultServerRestart, faultContainerdRestart, faultTaskKill, faultContainerDelete}
+
+// faultWeights: the cheap container faults come more often than the daemon ones.
+var faultWeights = map[faultKind]int{
+	faultWorkerKill: 2, faultServerRestart: 1, faultContainerdRestart: 1, faultTaskKill: 4, faultContainerDelete: 2,
+}
+
+// fault is one injected failure, as logged.
+type fault struct {
+	N      int
+	At     time.Time
+	Kind   faultKind
+	Target string // container, or the process restarted
+	Took   time.Duration
+	Err    string
+}
+
+func (f fault) String() string {
+	s := fmt.Sprintf("#%d %s %-19s %-28s took %s", f.N, f.At.UTC().Format("15:04:05.000"), f.Kind, f.Target, f.Took.Round(time.Millisecond))
+	if f.Err != "" {
+		s += " error: " + f.Err
+	}
+	return s
+}
+
+// driver injects faults at seeded random times.
+type driver struct {
+	st       *stack.Stack
+	rng      *rand.Rand
+	replicas []replica
+	// MinGap and MaxGap bound the pause between faults.
+	MinGap, MaxGap time.Duration
+	MaxFaults      int
+	logf           func(string, ...any)
+
+	// serverDown is set when the dev server could not be started again.
+	serverDown bool
+
+	mu  sync.Mutex
+	log []fault
+}
+
+// run injects faults until the deadline or MaxFaults were injected. A fault
+// under way at the deadline is carried out to the end (ctx ends it only when
+// the soak is cancelled), so no daemon is left down.
+func (d *driver) run(ctx context.Context, deadline time.Time) {
+	order := append([]faultKind(nil), allFaults...)
+	d.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	for n := 1; n <= d.MaxFaults; n++ {
+		gap := d.MinGap + time.Duration(d.rng.Int64N(int64(d.MaxGap-d.MinGap)+1))
+		if time.Now().Add(gap).After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(gap):
+		}
+		kind := d.pick()
+		if n <= len(order) {
+			kind = order[n-1]
+		}
+		f := d.inject(ctx, n, kind)
+		d.mu.Lock()
+		d.log = append(d.log, f)
+		d.mu.Unlock()
+		d.logf("fault %s", f)
+	}
+}
+
+func (d *driver) pick() faultKind {
+	total := 0
+	for _, k := range allFaults {
+		total += faultWeights[k]
+	}
+	n := d.rng.IntN(total)
+	for _, k := range allFaults {
+		if n -= faultWeights[k]; n < 0 {
+			return k
+		}
+	}
+	return allFaults[0]
+}
+
+func (d *driver) faults() []fault {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]fault(nil), d.log...)
+}
+
+// inject carries out one fault. Pauses inside it are seeded too.
+func (d *driver) inject(ctx context.Context, n int, kind faultKind) fault {
+	f := fault{N: n, At: time.Now(), Kind: kind}
+	var err error
+	switch kind {
+	case faultWorkerKill:
+		f.Target = fmt.Sprintf("vigil-worker pid %d", d.st.WorkerPID())
+		d.st.KillWorker()
+		time.Sleep(d.pause(500*time.Millisecond, 3*time.Second))
+		err = d.st.StartWorker()
+	case faultServerRestart:
+		f.Target = "temporal dev server " + d.st.HostPort
+		if err = d.st.StopServer(); err == nil {
+			time.Sleep(d.pause(time.Second, 4*time.Second))
+			err = d.startServer(ctx)
+			d.serverDown = err != nil
+		}
+	case faultContainerdRestart:
+		f.Target = fmt.Sprintf("containerd pid %d", d.st.Containerd.PID())
+		err = d.st.Containerd.Restart(ctx)
+	case faultTaskKill, faultContainerDelete:
+		f.Target, err = d.hitContainer(ctx, kind)
+	}
+	f.Took = time.Since(f.At)
+	if err != nil {
+		f.Err = err.Error()
+	}
+	return f
+}
+
+func (d *driver) pause(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(d.rng.Int64N(int64(hi-lo)+1))
+}
+
+// startServer starts the dev server again on the same database, retrying
+// while the old one's port is still being released.
+func (d *driver) startServer(ctx context.Context) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err = d.st.StartServer(sctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return err
+}
+
+// hitContainer SIGKILLs the task of, or deletes, a random container whose
+// task is running, as something outside Vigil would.
+func (d *driver) hitContainer(ctx context.Context, kind faultKind) (string, error) {
+	client, err := containerd.New(d.st.Containerd.Address, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return "", err
+	}
+	defer client.Close()
+	ctx = namespaces.WithNamespace(ctx, d.st.Containerd.Namespace)
+	var candidates []containerd.Task
+	var names []string
+	for _, r := range d.replicas {
+		if kind == faultContainerDelete && !r.Behaviour.Deletable {
+			continue
+		}
+		c, err := client.LoadContainer(ctx, r.Container)
+		if err != nil {
+			continue
+		}
+		task, err := c.Task(ctx, nil)
+		if err != nil {
+			continue
+		}
+		if st, err := task.Status(ctx); err == nil && st.Status == containerd.Running {
+			candidates = append(candidates, task)
+			names = append(names, r.Container)
+		}
+	}
+	if len(candidates) == 0 {
+		return "(none running)", nil
+	}
+	i := d.rng.IntN(len(candidates))
+	task, name := candidates[i], names[i]
+	if kind == faultTaskKill {
+		return name, ignoreNotFound(task.Kill(ctx, syscall.SIGKILL))
+	}
+	// Delete the task (killing it) and the container with its snapshot.
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return name, err
+	}
+	c, err := client.LoadContainer(ctx, name)
+	if err != nil {
+		return name, ignoreNotFound(err)
+	}
+	return name, ignoreNotFound(c.Delete(ctx, containerd.WithSnapshotCleanup))
+}
+
+func ignoreNotFound(err error) error {
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// faultLog renders the fault log, one fault a line.
+func faultLog(faults []fault) string {
+	var b strings.Builder
+	for _, f := range faults {
+		b.WriteString(f.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/internal/stack"
+)
+
+// config is one soak's parameters.
+type config struct {
+	Seed     uint64
+	Duration time.Duration // how long faults are injected
+	Replicas int
+	// MaxFaults bounds the faults injected; MinGap and MaxGap the pauses between them.
+	MaxFaults      int
+	MinGap, MaxGap time.Duration
+	// Warmup runs the replicas before the first fault; Heal lets the last
+	// fault heal before the checks (a bound, not a wait: checks retry within it).
+	Warmup, Heal time.Duration
+	// Keep keeps the soak's directory (logs, database) even when it passes.
+	Keep bool
+	Repo string // the module to build vigil and vigil-worker from
+	Out  io.Writer
+}
+
+// report is what a soak found.
+type report struct {
+	Seed       uint64
+	Faults     []fault
+	Rows       []row
+	Violations []string
+	Dir        string
+}
+
+func (c config) logf(format string, args ...any) {
+	fmt.Fprintf(c.Out, "%s chaos: %s\n", time.Now().UTC().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+// soak runs one chaos soak: it starts a whole installation, supervises the
+// roster, injects faults for Duration, lets them heal and checks the
+// invariants. An error means the soak could not run; violations are in the report.
+func soak(ctx context.Context, cfg config) (*report, error) {
+	replicas, err := roster(cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := temporalCLI()
+	if err != nil {
+		return nil, err
+	}
+	if err := containerdtest.Prerequisites(); err != nil {
+		return nil, err
+	}
+	// Short: the containerd socket lives under it.
+	dir, err := os.MkdirTemp("", "chaos")
+	if err != nil {
+		return nil, err
+	}
+	rep := &report{Seed: cfg.Seed, Dir: dir}
+	cfg.logf("seed %d, %d replicas, faults for %s (at most %d, every %s-%s), state in %s",
+		cfg.Seed, len(replicas), cfg.Duration, cfg.MaxFaults, cfg.MinGap, cfg.MaxGap, dir)
+
+	cfg.logf("building vigil and vigil-worker")
+	vigilBin, workerBin, err := stack.Build(cfg.Repo, filepath.Join(dir, "bin"))
+	if err != nil {
+		return nil, err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	st, err := stack.Start(startCtx, stack.Options{Dir: dir, TemporalCLI: cli, VigilBin: vigilBin, WorkerBin: workerBin, Node: "chaos"})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	passed := false
+	defer func() {
+		if !passed {
+			fmt.Fprintf(cfg.Out, "\n--- worker logs (tail) ---\n%s\n--- containerd log (tail) ---\n%s\n", st.WorkerLogTail(30), st.Containerd.LogTail(20))
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := st.Close(cctx); err != nil {
+			cfg.logf("stopping the stack: %v", err)
+		}
+		if passed && !cfg.Keep {
+			_ = os.RemoveAll(dir)
+		} else {
+			cfg.logf("kept %s (worker logs, containerd log, temporal.db, container logs)", dir)
+		}
+	}()
+
+	rec := &recorder{}
+	recCtx, stopRec := context.WithCancel(ctx)
+	defer stopRec()
+	ready := make(chan struct{})
+	go rec.run(recCtx, st.Containerd.Address, st.Containerd.Namespace, ready)
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		return nil, errors.New("could not subscribe to containerd's events")
+	}
+
+	if err := st.StartWorker(); err != nil {
+		return nil, err
+	}
+	file, err := st.Deployment(deploymentName, deploymentYAML(replicas))
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Supervise(file); err != nil {
+		return nil, err
+	}
+	cfg.logf("supervising %d replicas; warming up for %s", len(replicas), cfg.Warmup)
+	sleepCtx(ctx, cfg.Warmup)
+
+	drv := &driver{st: st, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), replicas: replicas,
+		MinGap: cfg.MinGap, MaxGap: cfg.MaxGap, MaxFaults: cfg.MaxFaults, logf: cfg.logf}
+	drv.run(ctx, time.Now().Add(cfg.Duration))
+	rep.Faults = drv.faults()
+	if ctx.Err() != nil {
+		return rep, ctx.Err()
+	}
+	// A failed fault may have left a daemon down.
+	if err := heal(ctx, st, drv.serverDown); err != nil {
+		return rep, err
+	}
+	cfg.logf("%d faults injected; letting the last one heal (checks retry for up to %s)", len(rep.Faults), cfg.Heal)
+
+	c, err := st.Client()
+	if err != nil {
+		return rep, err
+	}
+	defer c.Close()
+	chk := &checker{st: st, client: c, rec: rec, replicas: replicas, logf: cfg.logf}
+	rep.Rows, rep.Violations = chk.check(ctx, cfg.Heal)
+	passed = len(rep.Violations) == 0
+	return rep, nil
+}
+
+// heal makes sure every daemon runs after the last fault.
+func heal(ctx context.Context, st *stack.Stack, serverDown bool) error {
+	if serverDown {
+		if err := st.StartServer(ctx); err != nil {
+			return err
+		}
+	}
+	if st.Containerd.PID() == 0 {
+		if err := st.Containerd.Start(ctx); err != nil {
+			return err
+		}
+	}
+	if st.WorkerPID() == 0 {
+		return st.StartWorker()
+	}
+	return nil
+}
+
+// temporalCLI finds the Temporal CLI as `make deps` installs it.
+func temporalCLI() (string, error) {
+	for _, dir := range []string{os.Getenv("VIGIL_BIN"), filepath.Join(os.Getenv("HOME"), ".cache", "vigil", "bin")} {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, "temporal")
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("temporal"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("temporal CLI not found in $VIGIL_BIN, ~/.cache/vigil/bin or PATH; run make deps")
+}
+
+// moduleRoot finds the directory of go.mod from the working directory up.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory; run from the repository")
+		}
+		dir = parent
+	}
+}
