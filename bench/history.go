@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+func historyEvents(ctx context.Context, c client.Client, wfID string) ([]*historypb.HistoryEvent, error) {
+	iter := c.GetWorkflowHistory(ctx, wfID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var out []*historypb.HistoryEvent
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// historyLengths is the total number of events in the current runs of wfIDs.
+func historyLengths(ctx context.Context, c client.Client, wfIDs []string) (int, error) {
+	total := 0
+	for _, id := range wfIDs {
+		resp, err := c.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			return 0, err
+		}
+		total += int(resp.GetWorkflowExecutionInfo().GetHistoryLength())
+	}
+	return total, nil
+}
+
+// Breakdown is where a restart's time goes, in medians over the measured
+// cycles, from containerd's timestamps and the history's event times.
+type Breakdown struct {
+	Cycles int `json:"cycles"`
+	// Exit -> WaitForExit's ActivityTaskCompleted: noticing the exit and reporting it.
+	ExitToReported float64 `json:"exit_to_watch_completed_ms"`
+	// -> WorkflowTaskStarted: the first handoff (server -> workflow worker).
+	ReportedToDecision float64 `json:"watch_completed_to_workflow_task_started_ms"`
+	// WorkflowTaskStarted -> Completed: the workflow's own work (policy.Decide, commands).
+	Decision float64 `json:"workflow_task_ms"`
+	// WorkflowTaskCompleted -> EnsureRunning's ActivityTaskStarted: the second handoff.
+	DecisionToStart float64 `json:"workflow_task_completed_to_start_activity_started_ms"`
+	// EnsureRunning started -> containerd's TaskStart: the runtime's work.
+	StartActivityToTask float64 `json:"start_activity_started_to_task_start_ms"`
+	// Sum of the medians (close to, but not exactly, the median total).
+	Sum float64 `json:"sum_of_medians_ms"`
+	// After the task started (not part of the latency): EnsureRunning's tail
+	// and the third handoff to the next WaitForExit.
+	TaskToStartCompleted  float64 `json:"task_start_to_start_activity_completed_ms"`
+	StartCompletedToWatch float64 `json:"start_completed_to_watch_started_ms"`
+}
+
+// HistoryResult is history growth in a crash loop.
+type HistoryResult struct {
+	EventsPerRestart      float64 `json:"events_per_restart"`
+	WorkflowTasksPerCycle float64 `json:"workflow_tasks_per_restart"`
+	ActivitiesPerCycle    float64 `json:"activities_per_restart"`
+	// A run continues as new after workflows.DefaultContinueAsNewAfter exits.
+	ContinueAsNewEveryRestarts int `json:"continue_as_new_every_restarts"`
+	EventsPerRun               int `json:"events_per_run_approx"`
+}
+
+type cycle struct {
+	exit, watchDone, wtStarted, wtDone, startStarted, startDone, watchStarted time.Time
+	startSched                                                                int64
+}
+
+// analyseHistory walks a crash-loop history: a cycle runs from one
+// WaitForExit completion to the next.
+func analyseHistory(events []*historypb.HistoryEvent, te *taskEvents, container string) (*Breakdown, *HistoryResult) {
+	actType := map[int64]string{}
+	var cycles []*cycle
+	var cur *cycle
+	var watchDoneIdx []int
+	var wtIdx, schedIdx []int
+	for i, ev := range events {
+		at := ev.GetEventTime().AsTime()
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			name := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+			actType[ev.GetEventId()] = name
+			if cur != nil && name == activities.EnsureRunningName && cur.startSched == 0 {
+				cur.startSched = ev.GetEventId()
+			}
+			schedIdx = append(schedIdx, i)
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			id := ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId()
+			if cur != nil && id == cur.startSched {
+				cur.startStarted = at
+			}
+			if cur != nil && actType[id] == activities.WaitForExitName && !cur.startDone.IsZero() {
+				cur.watchStarted = at
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			attrs := ev.GetActivityTaskCompletedEventAttributes()
+			switch actType[attrs.GetScheduledEventId()] {
+			case activities.WaitForExitName:
+				var res activities.WaitForExitResult
+				_ = converter.GetDefaultDataConverter().FromPayloads(attrs.GetResult(), &res)
+				cur = &cycle{exit: res.ExitedAt, watchDone: at}
+				cycles = append(cycles, cur)
+				watchDoneIdx = append(watchDoneIdx, i)
+			case activities.EnsureRunningName:
+				if cur != nil && attrs.GetScheduledEventId() == cur.startSched {
+					cur.startDone = at
+				}
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			if cur != nil && cur.wtStarted.IsZero() {
+				cur.wtStarted = at
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			if cur != nil && cur.wtDone.IsZero() {
+				cur.wtDone = at
+			}
+			wtIdx = append(wtIdx, i)
+		}
+	}
+	b := &Breakdown{}
+	var exitRep, repDec, dec, decStart, startTask, taskDone, doneWatch []time.Duration
+	for _, c := range cycles {
+		if c.startStarted.IsZero() || c.startDone.IsZero() || c.watchStarted.IsZero() || c.exit.IsZero() {
+			continue
+		}
+		task, ok := te.startsAfter(container, c.exit)
+		if !ok || task.After(c.startDone) {
+			continue
+		}
+		b.Cycles++
+		exitRep = append(exitRep, c.watchDone.Sub(c.exit))
+		repDec = append(repDec, c.wtStarted.Sub(c.watchDone))
+		dec = append(dec, c.wtDone.Sub(c.wtStarted))
+		decStart = append(decStart, c.startStarted.Sub(c.wtDone))
+		startTask = append(startTask, task.Sub(c.startStarted))
+		taskDone = append(taskDone, c.startDone.Sub(task))
+		doneWatch = append(doneWatch, c.watchStarted.Sub(c.startDone))
+	}
+	b.ExitToReported = median(exitRep)
+	b.ReportedToDecision = median(repDec)
+	b.Decision = median(dec)
+	b.DecisionToStart = median(decStart)
+	b.StartActivityToTask = median(startTask)
+	b.Sum = round1(b.ExitToReported + b.ReportedToDecision + b.Decision + b.DecisionToStart + b.StartActivityToTask)
+	b.TaskToStartCompleted = median(taskDone)
+	b.StartCompletedToWatch = median(doneWatch)
+
+	h := &HistoryResult{ContinueAsNewEveryRestarts: workflows.DefaultContinueAsNewAfter}
+	if n := len(watchDoneIdx); n >= 2 {
+		span := float64(n - 1)
+		h.EventsPerRestart = round1(float64(watchDoneIdx[n-1]-watchDoneIdx[0]) / span)
+		first, last := watchDoneIdx[0], watchDoneIdx[n-1]
+		h.WorkflowTasksPerCycle = round1(float64(countBetween(wtIdx, first, last)) / span)
+		h.ActivitiesPerCycle = round1(float64(countBetween(schedIdx, first, last)) / span)
+		h.EventsPerRun = int(h.EventsPerRestart * float64(h.ContinueAsNewEveryRestarts))
+	}
+	return b, h
+}
+
+func median(ds []time.Duration) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return round1(float64(s[len(s)/2].Microseconds()) / 1000)
+}
+
+// countBetween counts the indices in (from, to].
+func countBetween(idx []int, from, to int) int {
+	n := 0
+	for _, i := range idx {
+		if i > from && i <= to {
+			n++
+		}
+	}
+	return n
+}

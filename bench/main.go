@@ -1,0 +1,219 @@
+// Command bench measures Vigil on this machine, side by side with Docker's
+// restart manager: restart latency (with containerd's own floor), the steady
+// cost of supervising N healthy containers, a crash storm, the loss of the
+// worker, and history growth per crash. It starts everything it needs (a
+// private containerd and Temporal dev server, vigil-worker, a private
+// dockerd), prints a table and writes JSON under bench/results/.
+//
+//	go run ./bench [--quick] [--skip-docker] [--out bench/results]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is what one run measures; --quick shrinks every dimension.
+type config struct {
+	Quick            bool          `json:"quick"`
+	Restarts         int           `json:"restarts"`
+	DockerRestarts   int           `json:"docker_restarts"`
+	DockerLongRuns   int           `json:"docker_long_runs"`
+	FloorRestarts    int           `json:"floor_restarts"`
+	SteadySizes      []int         `json:"steady_sizes"`
+	SteadyInterval   time.Duration `json:"steady_interval_ns"`
+	StormSize        int           `json:"storm_size"`
+	LossCrashes      int           `json:"worker_loss_crashes"`
+	LossWorkerDown   time.Duration `json:"worker_loss_down_ns"`
+	SkipDocker       bool          `json:"skip_docker"`
+	ContainerCommand string        `json:"container_command"`
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "a smaller run that finishes in under 5 minutes")
+	skipDocker := flag.Bool("skip-docker", false, "do not measure Docker")
+	out := flag.String("out", "bench/results", "directory for the results JSON")
+	sizes := flag.String("steady", "", "comma-separated steady-state sizes (default 10,100,500; quick: 10)")
+	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
+	flag.Parse()
+
+	cfg := config{
+		Restarts: 50, FloorRestarts: 30, DockerRestarts: 10, DockerLongRuns: 4,
+		SteadySizes: []int{10, 100, 500}, SteadyInterval: 60 * time.Second,
+		StormSize: 100, LossCrashes: 10, LossWorkerDown: 3 * time.Second,
+		SkipDocker: *skipDocker, ContainerCommand: "sleep 1; exit 1",
+	}
+	if *quick {
+		cfg.Quick = true
+		cfg.Restarts, cfg.FloorRestarts, cfg.DockerRestarts, cfg.DockerLongRuns = 20, 10, 6, 0
+		cfg.SteadySizes, cfg.SteadyInterval = []int{10}, 20*time.Second
+		cfg.StormSize = 50
+	}
+	if *restarts > 0 {
+		cfg.Restarts = *restarts
+	}
+	if *sizes != "" {
+		cfg.SteadySizes = nil
+		for _, s := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "bench: --steady: %q is not a positive number; write e.g. --steady 10,100\n", s)
+				os.Exit(2)
+			}
+			cfg.SteadySizes = append(cfg.SteadySizes, n)
+		}
+	}
+	if err := run(cfg, *out); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// Results is the JSON written under bench/results/.
+type Results struct {
+	Started  time.Time         `json:"started"`
+	Duration string            `json:"duration"`
+	Machine  Machine           `json:"machine"`
+	Config   config            `json:"config"`
+	Latency  LatencyResults    `json:"restart_latency"`
+	Steady   []SteadyResult    `json:"steady_state"`
+	Storm    *StormResult      `json:"crash_storm,omitempty"`
+	Loss     *WorkerLossResult `json:"worker_loss,omitempty"`
+	History  *HistoryResult    `json:"history_per_crash,omitempty"`
+	Errors   []string          `json:"errors,omitempty"`
+}
+
+// Machine is where the numbers were taken.
+type Machine struct {
+	CPUs       int    `json:"cpus"`
+	CPUModel   string `json:"cpu_model"`
+	MemoryGiB  int    `json:"memory_gib"`
+	Kernel     string `json:"kernel"`
+	Go         string `json:"go"`
+	Containerd string `json:"containerd"`
+	Runc       string `json:"runc"`
+	Temporal   string `json:"temporal_cli"`
+	Docker     string `json:"docker,omitempty"`
+	Commit     string `json:"vigil_commit"`
+}
+
+func run(cfg config, outDir string) error {
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root (containerd and dockerd need it)")
+	}
+	ctx := context.Background()
+	res := &Results{Started: time.Now().UTC(), Config: cfg, Machine: machine()}
+	fail := func(what string, err error) {
+		msg := fmt.Sprintf("%s: %v", what, err)
+		fmt.Fprintln(os.Stderr, "bench: "+msg)
+		res.Errors = append(res.Errors, msg)
+	}
+
+	v, err := startVigil(ctx)
+	if err != nil {
+		return err
+	}
+	defer v.Close(ctx)
+	res.Machine.Temporal = v.temporalVersion()
+
+	phase("floor: containerd restart without Temporal (%d restarts)", cfg.FloorRestarts)
+	if res.Latency.FloorClient, res.Latency.FloorRuntime, err = v.floor(ctx, cfg); err != nil {
+		fail("floor", err)
+	}
+	phase("Vigil restart latency (%d restarts of %q)", cfg.Restarts, cfg.ContainerCommand)
+	var lat *vigilLatency
+	if lat, err = v.restartLatency(ctx, cfg); err != nil {
+		fail("vigil restart latency", err)
+	}
+	if lat != nil {
+		res.Latency.Vigil = lat.dist
+		res.Latency.Breakdown = lat.breakdown
+		res.History = lat.history
+	}
+
+	if !cfg.SkipDocker {
+		phase("Docker --restart always (%d restarts; %d of a container that runs 10 s)", cfg.DockerRestarts, cfg.DockerLongRuns)
+		if err := dockerLatency(ctx, cfg, res); err != nil {
+			fail("docker", err)
+		}
+	}
+
+	steady, storm, loss, err := v.scale(ctx, cfg)
+	res.Steady, res.Storm, res.Loss = steady, storm, loss
+	if err != nil {
+		fail("scale", err)
+	}
+
+	res.Duration = time.Since(res.Started).Round(time.Second).String()
+	printTable(res)
+	path, err := writeResults(res, outDir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nresults: %s\n", path)
+	if len(res.Errors) > 0 {
+		return fmt.Errorf("%d measurement(s) failed; see errors in %s", len(res.Errors), path)
+	}
+	return nil
+}
+
+func phase(format string, args ...any) {
+	fmt.Printf("==> %s %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func writeResults(res *Results, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	kind := "full"
+	if res.Config.Quick {
+		kind = "quick"
+	}
+	name := fmt.Sprintf("%s-%s.json", res.Started.Format("20060102T150405Z"), kind)
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name)
+	return path, os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func machine() Machine {
+	m := Machine{CPUs: goruntime.NumCPU(), Go: goruntime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if name, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"), "%d", &kb)
+		m.MemoryGiB = int((kb + 1<<19) >> 20)
+	}
+	m.Kernel = firstLine("uname", "-r")
+	m.Containerd = firstLine("containerd", "--version")
+	m.Runc = firstLine("runc", "--version")
+	m.Commit = firstLine("git", "rev-parse", "--short", "HEAD")
+	return m
+}
+
+func firstLine(name string, args ...string) string {
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}

@@ -1,0 +1,518 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"go.temporal.io/sdk/client"
+
+	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/internal/stack"
+	"github.com/vigil-run/vigil/runtime"
+	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// Heartbeat settings of the WaitForExit activity every running replica
+// holds: the SDK sends at most one heartbeat per 80% of the timeout.
+const (
+	watchHeartbeatTimeout = 10 * time.Second
+	heartbeatsPerSecond   = 1 / (0.8 * 10.0)
+)
+
+const benchImage = "docker.io/library/busybox:local"
+
+// vigilBench is a whole local installation plus a view of its containerd's events.
+type vigilBench struct {
+	dir    string
+	stack  *stack.Stack
+	events *taskEvents
+	tc     client.Client
+	cli    string
+}
+
+func temporalCLI() (string, error) {
+	for _, dir := range []string{os.Getenv("VIGIL_BIN"), filepath.Join(os.Getenv("HOME"), ".cache/vigil/bin")} {
+		if dir == "" {
+			continue
+		}
+		if p := filepath.Join(dir, "temporal"); fileExists(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("temporal"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("temporal CLI not found in $VIGIL_BIN, ~/.cache/vigil/bin or PATH; run make deps")
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func startVigil(ctx context.Context) (*vigilBench, error) {
+	if err := containerdtest.Prerequisites(); err != nil {
+		return nil, err
+	}
+	cli, err := temporalCLI()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "vb") // short: containerd's socket lives under it
+	if err != nil {
+		return nil, err
+	}
+	phase("building vigil and vigil-worker; starting containerd, the dev server and a worker in %s", dir)
+	vigilBin, workerBin, err := stack.Build(".", dir)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	st, err := stack.Start(sctx, stack.Options{Dir: dir, TemporalCLI: cli, VigilBin: vigilBin, WorkerBin: workerBin, Node: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	v := &vigilBench{dir: dir, stack: st, cli: cli}
+	if err := st.StartWorker(); err != nil {
+		v.Close(ctx)
+		return nil, err
+	}
+	if v.tc, err = st.Client(); err != nil {
+		v.Close(ctx)
+		return nil, err
+	}
+	if v.events, err = subscribe(ctx, st.Containerd.Address, st.Containerd.Namespace); err != nil {
+		v.Close(ctx)
+		return nil, err
+	}
+	return v, nil
+}
+
+func (v *vigilBench) Close(ctx context.Context) {
+	if v.events != nil {
+		v.events.Close()
+	}
+	if v.tc != nil {
+		v.tc.Close()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := v.stack.Close(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: stop the stack: %v\n", err)
+	}
+	_ = os.RemoveAll(v.dir)
+}
+
+func (v *vigilBench) temporalVersion() string { return firstLine(v.cli, "--version") }
+
+func (v *vigilBench) runtime(ctx context.Context) (*vcontainerd.Runtime, error) {
+	return vcontainerd.New(ctx, vcontainerd.Config{
+		Address: v.stack.Containerd.Address, Namespace: v.stack.Containerd.Namespace, LogDir: filepath.Join(v.dir, "floorlogs"),
+	})
+}
+
+func crashSpec(cmd string) runtime.ContainerSpec {
+	return runtime.ContainerSpec{Image: benchImage, PullPolicy: runtime.PullNever, Entrypoint: []string{"/bin/sh", "-c"}, Args: []string{cmd}}
+}
+
+// floor restarts the same container without Temporal, as soon as it exits:
+// once with the bare containerd client (delete the task, new task, start)
+// and once through Vigil's runtime doing what EnsureRunning does (Create,
+// State, Start).
+func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, err error) {
+	r, err := v.runtime(ctx)
+	if err != nil {
+		return Dist{}, Dist{}, err
+	}
+	defer r.Close()
+	spec := crashSpec(cfg.ContainerCommand)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.FloorRestarts)*5*time.Second+time.Minute)
+	defer cancel()
+
+	// The bare client.
+	rawID := runtime.ContainerID{Deployment: "floor", Service: "client", Replica: 1}
+	if err := r.Create(ctx, rawID, spec); err != nil {
+		return Dist{}, Dist{}, err
+	}
+	nctx := namespaces.WithNamespace(ctx, r.Namespace())
+	c, err := r.Client().LoadContainer(nctx, vcontainerd.ContainerName(rawID))
+	if err != nil {
+		return Dist{}, Dist{}, err
+	}
+	for i := 0; i <= cfg.FloorRestarts; i++ {
+		task, err := c.NewTask(nctx, cio.NullIO)
+		if err != nil {
+			return Dist{}, Dist{}, err
+		}
+		exitc, err := task.Wait(nctx)
+		if err != nil {
+			return Dist{}, Dist{}, err
+		}
+		if err := task.Start(nctx); err != nil {
+			return Dist{}, Dist{}, err
+		}
+		<-exitc
+		if _, err := task.Delete(nctx); err != nil {
+			return Dist{}, Dist{}, err
+		}
+	}
+	raw, err := v.events.waitRestarts(ctx, vcontainerd.ContainerName(rawID), cfg.FloorRestarts)
+	if err != nil {
+		return Dist{}, Dist{}, err
+	}
+
+	// Vigil's runtime, as EnsureRunning calls it.
+	id := runtime.ContainerID{Deployment: "floor", Service: "runtime", Replica: 1}
+	var last time.Time
+	for i := 0; i <= cfg.FloorRestarts; i++ {
+		if err := r.Create(ctx, id, spec); err != nil {
+			return Dist{}, Dist{}, err
+		}
+		if !last.IsZero() {
+			if _, err := r.State(ctx, id); err != nil {
+				return Dist{}, Dist{}, err
+			}
+		}
+		if _, err := r.Start(ctx, id); err != nil {
+			return Dist{}, Dist{}, err
+		}
+		st, err := r.Wait(ctx, id)
+		if err != nil {
+			return Dist{}, Dist{}, err
+		}
+		last = st.ExitedAt
+	}
+	viaRuntime, err := v.events.waitRestarts(ctx, vcontainerd.ContainerName(id), cfg.FloorRestarts)
+	return dist(raw), dist(viaRuntime), err
+}
+
+func crashDeployment(name, cmd string, replicas int, onPanic string) string {
+	return fmt.Sprintf(`version: v1
+deployment: %s
+services:
+  c:
+    rtype: service
+    image: { name: %s, pull_policy: never }
+    command: { entrypoint: ["/bin/sh", "-c"], args: [%q] }
+    scale: { mode: fixed, replicas: %d }
+%s`, name, benchImage, cmd, replicas, onPanic)
+}
+
+type vigilLatency struct {
+	dist      Dist
+	breakdown *Breakdown
+	history   *HistoryResult
+}
+
+// restartLatency supervises one crashing container with a policy that never
+// backs off and measures exit -> next start from containerd's events.
+func (v *vigilBench) restartLatency(ctx context.Context, cfg config) (*vigilLatency, error) {
+	yaml := crashDeployment("lat", cfg.ContainerCommand, 1,
+		"    errors:\n      on_panic: { action: restart, max_restarts: 1000000, restart_window: 10s, backoff: 1s, poll_interval: 5s }\n")
+	file, err := v.stack.Deployment("lat", yaml)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.stack.Supervise(file); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Restarts)*5*time.Second+time.Minute)
+	defer cancel()
+	name := "lat.c-rep-1"
+	lat, err := v.events.waitRestarts(ctx, name, cfg.Restarts)
+	if err != nil {
+		return nil, err
+	}
+	out := &vigilLatency{dist: dist(lat)}
+	wfID := workflows.WorkflowID(runtime.ContainerID{Deployment: "lat", Service: "c", Replica: 1})
+	events, err := historyEvents(ctx, v.tc, wfID)
+	if err != nil {
+		return out, err
+	}
+	out.breakdown, out.history = analyseHistory(events, v.events, name)
+	// Stop the crash loop: later phases measure an otherwise quiet system.
+	if r, err := v.stack.Vigil("unsupervise", "lat/c-rep-1", "--stop"); err != nil || r.Code != 0 {
+		return out, fmt.Errorf("vigil unsupervise lat/c-rep-1: %v %s%s", err, r.Stdout, r.Stderr)
+	}
+	return out, nil
+}
+
+// replicaSet is a set of supervised healthy containers.
+type replicaSet struct {
+	names []string // containerd container names
+	wfIDs []string
+}
+
+// superviseHealthy supervises n more long-running containers in a new
+// deployment and waits until they all run.
+func (v *vigilBench) superviseHealthy(ctx context.Context, set *replicaSet, deployment string, n int) error {
+	file, err := v.stack.Deployment(deployment, crashDeployment(deployment, "exec sleep 100000", n, ""))
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := v.stack.Supervise(file); err != nil {
+		return err
+	}
+	var names []string
+	for i := 1; i <= n; i++ {
+		id := runtime.ContainerID{Deployment: deployment, Service: "c", Replica: i}
+		names = append(names, vcontainerd.ContainerName(id))
+		set.wfIDs = append(set.wfIDs, workflows.WorkflowID(id))
+	}
+	set.names = append(set.names, names...)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(n)*time.Second)
+	defer cancel()
+	started, err := v.events.waitAllStarted(wctx, names, t0.Add(-time.Second))
+	if err != nil {
+		return err
+	}
+	var last time.Time
+	for _, s := range started {
+		if s.After(last) {
+			last = s
+		}
+	}
+	fmt.Printf("    %d containers of %s running %.1f s after supervise\n", n, deployment, last.Sub(t0).Seconds())
+	return nil
+}
+
+// SteadyResult is the cost of supervising N healthy containers.
+type SteadyResult struct {
+	Containers             int     `json:"containers"`
+	IntervalSeconds        float64 `json:"interval_s"`
+	HistoryEvents          int     `json:"history_events_added"`
+	EventsPerContainerHour float64 `json:"history_events_per_container_hour"`
+	HeartbeatsPerSecond    float64 `json:"heartbeat_rpcs_per_s_derived"`
+	WorkerCPUPercent       float64 `json:"worker_cpu_percent"`
+	WorkerRSSMiB           float64 `json:"worker_rss_mib"`
+	ServerCPUPercent       float64 `json:"dev_server_cpu_percent"`
+	ServerRSSMiB           float64 `json:"dev_server_rss_mib"`
+}
+
+func (v *vigilBench) serverPID() int { return findProcess("server", "start-dev", v.stack.DBPath) }
+
+func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.Duration) (SteadyResult, error) {
+	// Let the last starts settle into their watches.
+	time.Sleep(5*time.Second + time.Duration(len(set.wfIDs))*20*time.Millisecond)
+	before, err := historyLengths(ctx, v.tc, set.wfIDs)
+	if err != nil {
+		return SteadyResult{}, err
+	}
+	wpid, spid := v.stack.WorkerPID(), v.serverPID()
+	w0, err := sampleProc(wpid)
+	if err != nil {
+		return SteadyResult{}, fmt.Errorf("worker process: %w", err)
+	}
+	s0, err := sampleProc(spid)
+	if err != nil {
+		return SteadyResult{}, fmt.Errorf("dev server process (pid %d): %w", spid, err)
+	}
+	time.Sleep(interval)
+	w1, _ := sampleProc(wpid)
+	s1, _ := sampleProc(spid)
+	after, err := historyLengths(ctx, v.tc, set.wfIDs)
+	if err != nil {
+		return SteadyResult{}, err
+	}
+	n := len(set.wfIDs)
+	r := SteadyResult{
+		Containers: n, IntervalSeconds: round1(w1.at.Sub(w0.at).Seconds()), HistoryEvents: after - before,
+		HeartbeatsPerSecond: round1(float64(n) * heartbeatsPerSecond),
+		WorkerCPUPercent:    cpuPercent(w0, w1), WorkerRSSMiB: round1(float64(w1.rssKB) / 1024),
+		ServerCPUPercent: cpuPercent(s0, s1), ServerRSSMiB: round1(float64(s1.rssKB) / 1024),
+	}
+	r.EventsPerContainerHour = round1(float64(r.HistoryEvents) / float64(n) / (r.IntervalSeconds / 3600))
+	fmt.Printf("    N=%d: %d history events in %.0f s, worker %.1f%% CPU %.0f MiB, dev server %.1f%% CPU\n",
+		n, r.HistoryEvents, r.IntervalSeconds, r.WorkerCPUPercent, r.WorkerRSSMiB, r.ServerCPUPercent)
+	return r, nil
+}
+
+// killTasks SIGKILLs the tasks of the named containers, all at once.
+func (v *vigilBench) killTasks(ctx context.Context, names []string) error {
+	c, err := containerd.New(v.stack.Containerd.Address)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx = namespaces.WithNamespace(ctx, v.stack.Containerd.Namespace)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names))
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctr, err := c.LoadContainer(ctx, name)
+			if err == nil {
+				var task containerd.Task
+				if task, err = ctr.Task(ctx, nil); err == nil {
+					err = task.Kill(ctx, syscall.SIGKILL)
+				}
+			}
+			if err != nil {
+				errs <- fmt.Errorf("kill %s: %w", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// StormResult: every container crashed at once.
+type StormResult struct {
+	Containers int `json:"containers"`
+	// AllRunningSeconds is from the kill until the last container runs again.
+	AllRunningSeconds float64 `json:"all_running_again_s"`
+	// PerContainer is each container's exit -> start.
+	PerContainer Dist `json:"per_container"`
+}
+
+func (v *vigilBench) storm(ctx context.Context, names []string) (*StormResult, error) {
+	t0 := time.Now()
+	if err := v.killTasks(ctx, names); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	started, err := v.events.waitAllStarted(wctx, names, t0)
+	if err != nil {
+		return nil, err
+	}
+	last, lat := v.restartsSince(names, started, t0)
+	r := &StormResult{Containers: len(names), AllRunningSeconds: round3(last.Sub(t0).Seconds()), PerContainer: dist(lat)}
+	fmt.Printf("    %d crashed at once: all running again after %.2f s; per container %s\n", len(names), r.AllRunningSeconds, r.PerContainer)
+	return r, nil
+}
+
+// restartsSince pairs each container's first exit after t0 with its start.
+func (v *vigilBench) restartsSince(names []string, started map[string]time.Time, t0 time.Time) (time.Time, []time.Duration) {
+	var last time.Time
+	var lat []time.Duration
+	for _, n := range names {
+		s := started[n]
+		if s.After(last) {
+			last = s
+		}
+		for _, e := range v.events.exitsOf(n) {
+			if !e.Before(t0) && e.Before(s) {
+				lat = append(lat, s.Sub(e))
+				break
+			}
+		}
+	}
+	return last, lat
+}
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+// WorkerLossResult: the worker is SIGKILLed, containers crash while no
+// worker runs, a new worker starts.
+type WorkerLossResult struct {
+	Supervised        int     `json:"supervised"`
+	Crashed           int     `json:"crashed"`
+	WorkerDownSeconds float64 `json:"worker_down_s"`
+	// From the new worker's start and from the crash to the last restart.
+	FromWorkerStartSeconds float64 `json:"all_running_from_worker_start_s"`
+	FromCrashSeconds       float64 `json:"all_running_from_crash_s"`
+	PerContainer           Dist    `json:"per_container_exit_to_start"`
+}
+
+func (v *vigilBench) workerLoss(ctx context.Context, set *replicaSet, crashes int, down time.Duration) (*WorkerLossResult, error) {
+	time.Sleep(5 * time.Second) // every watch is back in place after the storm
+	v.stack.KillWorker()
+	victims := set.names[:crashes]
+	tCrash := time.Now()
+	if err := v.killTasks(ctx, victims); err != nil {
+		return nil, err
+	}
+	time.Sleep(down)
+	tWorker := time.Now()
+	if err := v.stack.StartWorker(); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	started, err := v.events.waitAllStarted(wctx, victims, tCrash)
+	if err != nil {
+		return nil, err
+	}
+	last, lat := v.restartsSince(victims, started, tCrash)
+	r := &WorkerLossResult{
+		Supervised: len(set.names), Crashed: crashes, WorkerDownSeconds: round3(tWorker.Sub(tCrash).Seconds()),
+		FromWorkerStartSeconds: round3(last.Sub(tWorker).Seconds()), FromCrashSeconds: round3(last.Sub(tCrash).Seconds()),
+		PerContainer: dist(lat),
+	}
+	fmt.Printf("    worker killed, %d crashed, new worker after %.1f s: all running %.2f s after its start (%.2f s after the crash)\n",
+		crashes, r.WorkerDownSeconds, r.FromWorkerStartSeconds, r.FromCrashSeconds)
+	return r, nil
+}
+
+// scale runs the steady-state sizes in ascending order, with the crash storm
+// and the worker loss on the first StormSize containers when they run.
+func (v *vigilBench) scale(ctx context.Context, cfg config) ([]SteadyResult, *StormResult, *WorkerLossResult, error) {
+	sizes := append([]int(nil), cfg.SteadySizes...)
+	sort.Ints(sizes)
+	set := &replicaSet{}
+	var steady []SteadyResult
+	var storm *StormResult
+	var loss *WorkerLossResult
+	var errs []error
+	grow := func(to int) error {
+		if to <= len(set.names) {
+			return nil
+		}
+		return v.superviseHealthy(ctx, set, fmt.Sprintf("idle%d", to), to-len(set.names))
+	}
+	stormDone := false
+	doStorm := func() {
+		stormDone = true
+		if err := grow(cfg.StormSize); err != nil {
+			errs = append(errs, fmt.Errorf("supervise %d for the storm: %w", cfg.StormSize, err))
+			return
+		}
+		phase("crash storm: %d containers SIGKILLed at once", cfg.StormSize)
+		var err error
+		if storm, err = v.storm(ctx, set.names[:cfg.StormSize]); err != nil {
+			errs = append(errs, fmt.Errorf("crash storm: %w", err))
+		}
+		phase("worker loss: SIGKILL the worker, crash %d of %d, start a new worker", cfg.LossCrashes, len(set.names))
+		if loss, err = v.workerLoss(ctx, set, cfg.LossCrashes, cfg.LossWorkerDown); err != nil {
+			errs = append(errs, fmt.Errorf("worker loss: %w", err))
+		}
+	}
+	for _, n := range sizes {
+		if !stormDone && n > cfg.StormSize {
+			doStorm()
+		}
+		phase("steady state: %d healthy containers for %s", n, cfg.SteadyInterval)
+		if err := grow(n); err != nil {
+			errs = append(errs, fmt.Errorf("supervise %d: %w", n, err))
+			break
+		}
+		r, err := v.steady(ctx, &replicaSet{names: set.names[:n], wfIDs: set.wfIDs[:n]}, cfg.SteadyInterval)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("steady %d: %w", n, err))
+			continue
+		}
+		steady = append(steady, r)
+	}
+	if !stormDone {
+		doStorm()
+	}
+	return steady, storm, loss, errors.Join(errs...)
+}
