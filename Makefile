@@ -20,7 +20,7 @@ FUZZTIME ?= 20s
 # their output should read top to bottom.
 .NOTPARALLEL:
 
-.PHONY: help deps build image run stop test fmt-check vet workflowcheck fuzz-short bench chaos clean
+.PHONY: help deps build image run stop test fmt-check vet workflowcheck fuzz-short bench bench-quick chaos clean
 
 help:
 	@echo 'make run     start containerd, the Temporal dev server and a worker; supervise $(DEMO)'
@@ -28,8 +28,8 @@ help:
 	@echo 'make test    gofmt, go vet, workflowcheck, a short fuzz run, and every test'
 	@echo 'make build   build bin/vigil and bin/vigil-worker'
 	@echo 'make image   build the busybox image and import it into the local containerd'
-	@echo 'make bench   run the benchmark harness (bench/)'
-	@echo 'make chaos   run the chaos soak (chaos/)'
+	@echo 'make bench   run the benchmark harness (bench/; make bench-quick: under 5 minutes)'
+	@echo 'make chaos   run the chaos soak (chaos/; CHAOS_ARGS="--seed N --duration 10m")'
 	@echo 'make clean   stop, then delete bin/ and .vigil/'
 
 deps:
@@ -107,6 +107,9 @@ fuzz-short:
 bench: deps
 	@test -d bench || { echo 'error: bench/ does not exist yet (issue 5: the benchmark harness)' >&2; exit 1; }
 	go run ./bench $(BENCH_ARGS)
+
+bench-quick: BENCH_ARGS += --quick
+bench-quick: bench
 
 chaos: deps
 	@test -d chaos || { echo 'error: chaos/ does not exist yet (issue 6: the chaos soak)' >&2; exit 1; }
