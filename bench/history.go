@@ -77,14 +77,28 @@ type cycle struct {
 	startSched                                                                int64
 }
 
-// analyseHistory walks a crash-loop history: a cycle runs from one
-// WaitForExit completion to the next.
+// analyseHistory walks a crash-loop history.
 func analyseHistory(events []*historypb.HistoryEvent, te *taskEvents, container string) (*Breakdown, *HistoryResult) {
+	cycles, watchDoneIdx, wtIdx, schedIdx := historyCycles(events)
+	b := breakdown(cycles, te, container, time.Time{})
+	h := &HistoryResult{ContinueAsNewEveryRestarts: workflows.DefaultContinueAsNewAfter}
+	if n := len(watchDoneIdx); n >= 2 {
+		span := float64(n - 1)
+		h.EventsPerRestart = round1(float64(watchDoneIdx[n-1]-watchDoneIdx[0]) / span)
+		first, last := watchDoneIdx[0], watchDoneIdx[n-1]
+		h.WorkflowTasksPerCycle = round1(float64(countBetween(wtIdx, first, last)) / span)
+		h.ActivitiesPerCycle = round1(float64(countBetween(schedIdx, first, last)) / span)
+		h.EventsPerRun = int(h.EventsPerRestart * float64(h.ContinueAsNewEveryRestarts))
+	}
+	return b, h
+}
+
+// historyCycles splits a history into restart cycles (a cycle runs from one
+// WaitForExit completion to the next), with the indices of the watch
+// completions, workflow task completions and activity schedulings.
+func historyCycles(events []*historypb.HistoryEvent) (cycles []*cycle, watchDoneIdx, wtIdx, schedIdx []int) {
 	actType := map[int64]string{}
-	var cycles []*cycle
 	var cur *cycle
-	var watchDoneIdx []int
-	var wtIdx, schedIdx []int
 	for i, ev := range events {
 		at := ev.GetEventTime().AsTime()
 		switch ev.GetEventType() {
@@ -128,10 +142,15 @@ func analyseHistory(events []*historypb.HistoryEvent, te *taskEvents, container 
 			wtIdx = append(wtIdx, i)
 		}
 	}
+	return cycles, watchDoneIdx, wtIdx, schedIdx
+}
+
+// breakdown aggregates the complete cycles whose exit is at or after since.
+func breakdown(cycles []*cycle, te *taskEvents, container string, since time.Time) *Breakdown {
 	b := &Breakdown{}
 	var exitRep, repDec, dec, decStart, startTask, taskDone, doneWatch []time.Duration
 	for _, c := range cycles {
-		if c.startStarted.IsZero() || c.startDone.IsZero() || c.watchStarted.IsZero() || c.exit.IsZero() {
+		if c.startStarted.IsZero() || c.startDone.IsZero() || c.watchStarted.IsZero() || c.exit.IsZero() || c.exit.Before(since) {
 			continue
 		}
 		task, ok := te.startsAfter(container, c.exit)
@@ -155,17 +174,54 @@ func analyseHistory(events []*historypb.HistoryEvent, te *taskEvents, container 
 	b.Sum = round1(b.ExitToReported + b.ReportedToDecision + b.Decision + b.DecisionToStart + b.StartActivityToTask)
 	b.TaskToStartCompleted = median(taskDone)
 	b.StartCompletedToWatch = median(doneWatch)
+	return b
+}
 
-	h := &HistoryResult{ContinueAsNewEveryRestarts: workflows.DefaultContinueAsNewAfter}
-	if n := len(watchDoneIdx); n >= 2 {
-		span := float64(n - 1)
-		h.EventsPerRestart = round1(float64(watchDoneIdx[n-1]-watchDoneIdx[0]) / span)
-		first, last := watchDoneIdx[0], watchDoneIdx[n-1]
-		h.WorkflowTasksPerCycle = round1(float64(countBetween(wtIdx, first, last)) / span)
-		h.ActivitiesPerCycle = round1(float64(countBetween(schedIdx, first, last)) / span)
-		h.EventsPerRun = int(h.EventsPerRestart * float64(h.ContinueAsNewEveryRestarts))
+// stormBreakdown is where the time of the cycles after since went, over
+// many workflows (one cycle each): per phase, the median over workflows.
+func stormBreakdown(ctx context.Context, c client.Client, te *taskEvents, wfIDs, names []string, since time.Time) (*Breakdown, error) {
+	var all []*cycle
+	var owners []string
+	for i, id := range wfIDs {
+		events, err := historyEvents(ctx, c, id)
+		if err != nil {
+			return nil, err
+		}
+		cycles, _, _, _ := historyCycles(events)
+		for _, cy := range cycles {
+			all = append(all, cy)
+			owners = append(owners, names[i])
+		}
 	}
-	return b, h
+	// breakdown pairs each cycle with its own container's start.
+	var parts []*Breakdown
+	for i, cy := range all {
+		if b := breakdown([]*cycle{cy}, te, owners[i], since); b.Cycles > 0 {
+			parts = append(parts, b)
+		}
+	}
+	return mergeBreakdowns(parts), nil
+}
+
+// mergeBreakdowns is the per-phase median of several breakdowns.
+func mergeBreakdowns(bs []*Breakdown) *Breakdown {
+	out := &Breakdown{}
+	fields := func(b *Breakdown) []*float64 {
+		return []*float64{&b.ExitToReported, &b.ReportedToDecision, &b.Decision, &b.DecisionToStart,
+			&b.StartActivityToTask, &b.TaskToStartCompleted, &b.StartCompletedToWatch}
+	}
+	for i, dst := range fields(out) {
+		var vals []time.Duration
+		for _, b := range bs {
+			vals = append(vals, time.Duration(*fields(b)[i]*float64(time.Millisecond)))
+		}
+		*dst = median(vals)
+	}
+	for _, b := range bs {
+		out.Cycles += b.Cycles
+	}
+	out.Sum = round1(out.ExitToReported + out.ReportedToDecision + out.Decision + out.DecisionToStart + out.StartActivityToTask)
+	return out
 }
 
 func median(ds []time.Duration) float64 {

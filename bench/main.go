@@ -25,18 +25,19 @@ import (
 
 // config is what one run measures; --quick shrinks every dimension.
 type config struct {
-	Quick            bool          `json:"quick"`
-	Restarts         int           `json:"restarts"`
-	DockerRestarts   int           `json:"docker_restarts"`
-	DockerLongRuns   int           `json:"docker_long_runs"`
-	FloorRestarts    int           `json:"floor_restarts"`
-	SteadySizes      []int         `json:"steady_sizes"`
-	SteadyInterval   time.Duration `json:"steady_interval_ns"`
-	StormSize        int           `json:"storm_size"`
-	LossCrashes      int           `json:"worker_loss_crashes"`
-	LossWorkerDown   time.Duration `json:"worker_loss_down_ns"`
-	SkipDocker       bool          `json:"skip_docker"`
-	ContainerCommand string        `json:"container_command"`
+	Quick            bool            `json:"quick"`
+	Restarts         int             `json:"restarts"`
+	DockerRestarts   int             `json:"docker_restarts"`
+	DockerLongRuns   int             `json:"docker_long_runs"`
+	FloorRestarts    int             `json:"floor_restarts"`
+	SteadySizes      []int           `json:"steady_sizes"`
+	SteadyInterval   time.Duration   `json:"steady_interval_ns"`
+	StormSize        int             `json:"storm_size"`
+	LossCrashes      int             `json:"worker_loss_crashes"`
+	LossWorkerDown   time.Duration   `json:"worker_loss_down_ns"`
+	SkipDocker       bool            `json:"skip_docker"`
+	ContainerCommand string          `json:"container_command"`
+	Phases           map[string]bool `json:"phases"`
 }
 
 func main() {
@@ -44,6 +45,9 @@ func main() {
 	skipDocker := flag.Bool("skip-docker", false, "do not measure Docker")
 	out := flag.String("out", "bench/results", "directory for the results JSON")
 	sizes := flag.String("steady", "", "comma-separated steady-state sizes (default 10,100,500; quick: 10)")
+	phases := flag.String("phases", "floor,latency,docker,scale", "comma-separated phases to run: floor, latency, docker, scale")
+	stormSize := flag.Int("storm", 0, "containers in the crash storm and the worker-loss test (default 100; quick: 50)")
+	interval := flag.Duration("interval", 0, "steady-state measurement interval (default 60s; quick: 20s)")
 	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
 	flag.Parse()
 
@@ -62,6 +66,12 @@ func main() {
 	if *restarts > 0 {
 		cfg.Restarts = *restarts
 	}
+	if *stormSize > 0 {
+		cfg.StormSize = *stormSize
+	}
+	if *interval > 0 {
+		cfg.SteadyInterval = *interval
+	}
 	if *sizes != "" {
 		cfg.SteadySizes = nil
 		for _, s := range strings.Split(*sizes, ",") {
@@ -71,6 +81,16 @@ func main() {
 				os.Exit(2)
 			}
 			cfg.SteadySizes = append(cfg.SteadySizes, n)
+		}
+	}
+	cfg.Phases = map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "floor", "latency", "docker", "scale":
+			cfg.Phases[p] = true
+		default:
+			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, latency, docker, scale\n", p)
+			os.Exit(2)
 		}
 	}
 	if err := run(cfg, *out); err != nil {
@@ -87,10 +107,18 @@ type Results struct {
 	Config   config            `json:"config"`
 	Latency  LatencyResults    `json:"restart_latency"`
 	Steady   []SteadyResult    `json:"steady_state"`
-	Storm    *StormResult      `json:"crash_storm,omitempty"`
+	Storm    StormResults      `json:"crash_storm"`
 	Loss     *WorkerLossResult `json:"worker_loss,omitempty"`
 	History  *HistoryResult    `json:"history_per_crash,omitempty"`
 	Errors   []string          `json:"errors,omitempty"`
+}
+
+// StormResults compare the same storm under Vigil, under the runtime
+// alone (no Temporal) and under Docker.
+type StormResults struct {
+	Vigil  *StormResult `json:"vigil,omitempty"`
+	Floor  *StormResult `json:"floor_vigil_runtime,omitempty"`
+	Docker *StormResult `json:"docker,omitempty"`
 }
 
 // Machine is where the numbers were taken.
@@ -126,32 +154,42 @@ func run(cfg config, outDir string) error {
 	defer v.Close(ctx)
 	res.Machine.Temporal = v.temporalVersion()
 
-	phase("floor: containerd restart without Temporal (%d restarts)", cfg.FloorRestarts)
-	if res.Latency.FloorClient, res.Latency.FloorRuntime, err = v.floor(ctx, cfg); err != nil {
-		fail("floor", err)
+	if cfg.Phases["floor"] {
+		phase("floor: containerd restart without Temporal (%d restarts)", cfg.FloorRestarts)
+		if res.Latency.FloorClient, res.Latency.FloorRuntime, err = v.floor(ctx, cfg); err != nil {
+			fail("floor", err)
+		}
+		phase("floor: crash storm of %d without Temporal", cfg.StormSize)
+		if res.Storm.Floor, err = v.floorStorm(ctx, cfg.StormSize); err != nil {
+			fail("floor storm", err)
+		}
 	}
-	phase("Vigil restart latency (%d restarts of %q)", cfg.Restarts, cfg.ContainerCommand)
-	var lat *vigilLatency
-	if lat, err = v.restartLatency(ctx, cfg); err != nil {
-		fail("vigil restart latency", err)
-	}
-	if lat != nil {
-		res.Latency.Vigil = lat.dist
-		res.Latency.Breakdown = lat.breakdown
-		res.History = lat.history
+	if cfg.Phases["latency"] {
+		phase("Vigil restart latency (%d restarts of %q)", cfg.Restarts, cfg.ContainerCommand)
+		lat, err := v.restartLatency(ctx, cfg)
+		if err != nil {
+			fail("vigil restart latency", err)
+		}
+		if lat != nil {
+			res.Latency.Vigil = lat.dist
+			res.Latency.Breakdown = lat.breakdown
+			res.History = lat.history
+		}
 	}
 
-	if !cfg.SkipDocker {
-		phase("Docker --restart always (%d restarts; %d of a container that runs 10 s)", cfg.DockerRestarts, cfg.DockerLongRuns)
+	if !cfg.SkipDocker && cfg.Phases["docker"] {
+		phase("Docker --restart always (%d restarts; %d of a container that runs 11 s; a storm of %d)", cfg.DockerRestarts, cfg.DockerLongRuns, cfg.StormSize)
 		if err := dockerLatency(ctx, cfg, res); err != nil {
 			fail("docker", err)
 		}
 	}
 
-	steady, storm, loss, err := v.scale(ctx, cfg)
-	res.Steady, res.Storm, res.Loss = steady, storm, loss
-	if err != nil {
-		fail("scale", err)
+	if cfg.Phases["scale"] {
+		steady, storm, loss, err := v.scale(ctx, cfg)
+		res.Steady, res.Storm.Vigil, res.Loss = steady, storm, loss
+		if err != nil {
+			fail("scale", err)
+		}
 	}
 
 	res.Duration = time.Since(res.Started).Round(time.Second).String()

@@ -104,7 +104,20 @@ func dockerLatency(ctx context.Context, cfg config, res *Results) error {
 	if err != nil {
 		return err
 	}
-	return longErr
+	if longErr != nil {
+		return longErr
+	}
+
+	ids := make([]string, cfg.StormSize)
+	if err := parallel(len(ids), 4, func(i int) (err error) {
+		ids[i], err = run(fmt.Sprintf("storm%d", i+1), "exec sleep 100000")
+		return err
+	}); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	res.Storm.Docker, err = storm(ctx, te, d.containerd.Address, dockerNamespace, ids, nil)
+	return err
 }
 
 func printTable(r *Results) {
@@ -138,16 +151,7 @@ func printTable(r *Results) {
 	}
 	if b := l.Breakdown; b != nil && b.Cycles > 0 {
 		fmt.Printf("\nWHERE VIGIL'S RESTART TIME GOES (medians over %d cycles, ms)\n", b.Cycles)
-		w = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintf(w, "exit -> WaitForExit completed\t%.1f\n", b.ExitToReported)
-		fmt.Fprintf(w, "-> workflow task started (handoff 1)\t%.1f\n", b.ReportedToDecision)
-		fmt.Fprintf(w, "workflow task (policy.Decide, commands)\t%.1f\n", b.Decision)
-		fmt.Fprintf(w, "-> EnsureRunning started (handoff 2)\t%.1f\n", b.DecisionToStart)
-		fmt.Fprintf(w, "EnsureRunning started -> task start\t%.1f\n", b.StartActivityToTask)
-		fmt.Fprintf(w, "sum\t%.1f\n", b.Sum)
-		fmt.Fprintf(w, "(after the start) task start -> EnsureRunning completed\t%.1f\n", b.TaskToStartCompleted)
-		fmt.Fprintf(w, "(after the start) -> next WaitForExit started\t%.1f\n", b.StartCompletedToWatch)
-		w.Flush()
+		printBreakdown(b)
 	}
 	if h := r.History; h != nil {
 		fmt.Printf("\nHISTORY PER CRASH: %.1f events, %.1f workflow tasks, %.1f activities per restart; continue-as-new every %d restarts (~%d events per run)\n",
@@ -163,9 +167,19 @@ func printTable(r *Results) {
 		}
 		w.Flush()
 	}
-	if s := r.Storm; s != nil {
-		fmt.Printf("\nCRASH STORM: %d containers SIGKILLed at once: all running again after %.2f s; per container exit->start %s\n",
-			s.Containers, s.AllRunningSeconds, s.PerContainer)
+	if r.Storm.Vigil != nil || r.Storm.Floor != nil || r.Storm.Docker != nil {
+		fmt.Println("\nCRASH STORM (all SIGKILLed at once)")
+		w = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "\tcontainers\tall running again s\tper container p50 ms\tp99 ms")
+		for _, s := range []struct {
+			name string
+			r    *StormResult
+		}{{"floor: Vigil runtime, no Temporal", r.Storm.Floor}, {"Vigil", r.Storm.Vigil}, {"Docker", r.Storm.Docker}} {
+			if s.r != nil {
+				fmt.Fprintf(w, "%s\t%d\t%.2f\t%.0f\t%.0f\n", s.name, s.r.Containers, s.r.AllRunningSeconds, s.r.PerContainer.P50, s.r.PerContainer.P99)
+			}
+		}
+		w.Flush()
 	}
 	if s := r.Loss; s != nil {
 		fmt.Printf("WORKER LOSS: %d supervised, worker SIGKILLed, %d crashed, new worker %.1f s later: all %d running %.2f s after the new worker started, %.2f s after the crash\n",
@@ -181,4 +195,17 @@ func kind(r *Results) string {
 		return "quick"
 	}
 	return "full"
+}
+
+func printBreakdown(b *Breakdown) {
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "    exit -> WaitForExit completed\t%.1f\n", b.ExitToReported)
+	fmt.Fprintf(w, "    -> workflow task started (handoff 1)\t%.1f\n", b.ReportedToDecision)
+	fmt.Fprintf(w, "    workflow task (policy.Decide, commands)\t%.1f\n", b.Decision)
+	fmt.Fprintf(w, "    -> EnsureRunning started (handoff 2)\t%.1f\n", b.DecisionToStart)
+	fmt.Fprintf(w, "    EnsureRunning started -> task start\t%.1f\n", b.StartActivityToTask)
+	fmt.Fprintf(w, "    sum\t%.1f\n", b.Sum)
+	fmt.Fprintf(w, "    (after the start) task start -> EnsureRunning completed\t%.1f\n", b.TaskToStartCompleted)
+	fmt.Fprintf(w, "    (after the start) -> next WaitForExit started\t%.1f\n", b.StartCompletedToWatch)
+	w.Flush()
 }

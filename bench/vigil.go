@@ -8,11 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"sync"
-	"syscall"
 	"time"
 
-	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"go.temporal.io/sdk/client"
@@ -338,84 +335,18 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 	return r, nil
 }
 
-// killTasks SIGKILLs the tasks of the named containers, all at once.
-func (v *vigilBench) killTasks(ctx context.Context, names []string) error {
-	c, err := containerd.New(v.stack.Containerd.Address)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx = namespaces.WithNamespace(ctx, v.stack.Containerd.Namespace)
-	var wg sync.WaitGroup
-	errs := make(chan error, len(names))
-	for _, name := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctr, err := c.LoadContainer(ctx, name)
-			if err == nil {
-				var task containerd.Task
-				if task, err = ctr.Task(ctx, nil); err == nil {
-					err = task.Kill(ctx, syscall.SIGKILL)
-				}
-			}
-			if err != nil {
-				errs <- fmt.Errorf("kill %s: %w", name, err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
-	return errors.Join(all...)
-}
-
-// StormResult: every container crashed at once.
-type StormResult struct {
-	Containers int `json:"containers"`
-	// AllRunningSeconds is from the kill until the last container runs again.
-	AllRunningSeconds float64 `json:"all_running_again_s"`
-	// PerContainer is each container's exit -> start.
-	PerContainer Dist `json:"per_container"`
-}
-
-func (v *vigilBench) storm(ctx context.Context, names []string) (*StormResult, error) {
+func (v *vigilBench) storm(ctx context.Context, set *replicaSet, n int) (*StormResult, error) {
 	t0 := time.Now()
-	if err := v.killTasks(ctx, names); err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	started, err := v.events.waitAllStarted(wctx, names, t0)
+	res, err := storm(ctx, v.events, v.stack.Containerd.Address, v.stack.Containerd.Namespace, set.names[:n], nil)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
-	last, lat := v.restartsSince(names, started, t0)
-	r := &StormResult{Containers: len(names), AllRunningSeconds: round3(last.Sub(t0).Seconds()), PerContainer: dist(lat)}
-	fmt.Printf("    %d crashed at once: all running again after %.2f s; per container %s\n", len(names), r.AllRunningSeconds, r.PerContainer)
-	return r, nil
-}
-
-// restartsSince pairs each container's first exit after t0 with its start.
-func (v *vigilBench) restartsSince(names []string, started map[string]time.Time, t0 time.Time) (time.Time, []time.Duration) {
-	var last time.Time
-	var lat []time.Duration
-	for _, n := range names {
-		s := started[n]
-		if s.After(last) {
-			last = s
-		}
-		for _, e := range v.events.exitsOf(n) {
-			if !e.Before(t0) && e.Before(s) {
-				lat = append(lat, s.Sub(e))
-				break
-			}
-		}
+	time.Sleep(3 * time.Second) // every EnsureRunning has completed and its watch started
+	res.Breakdown, err = stormBreakdown(ctx, v.tc, v.events, set.wfIDs[:n], set.names[:n], t0)
+	if err == nil {
+		printBreakdown(res.Breakdown)
 	}
-	return last, lat
+	return res, err
 }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
@@ -437,7 +368,7 @@ func (v *vigilBench) workerLoss(ctx context.Context, set *replicaSet, crashes in
 	v.stack.KillWorker()
 	victims := set.names[:crashes]
 	tCrash := time.Now()
-	if err := v.killTasks(ctx, victims); err != nil {
+	if err := killTasks(ctx, v.stack.Containerd.Address, v.stack.Containerd.Namespace, victims); err != nil {
 		return nil, err
 	}
 	time.Sleep(down)
@@ -451,7 +382,7 @@ func (v *vigilBench) workerLoss(ctx context.Context, set *replicaSet, crashes in
 	if err != nil {
 		return nil, err
 	}
-	last, lat := v.restartsSince(victims, started, tCrash)
+	last, lat := v.events.restartsSince(victims, started, tCrash)
 	r := &WorkerLossResult{
 		Supervised: len(set.names), Crashed: crashes, WorkerDownSeconds: round3(tWorker.Sub(tCrash).Seconds()),
 		FromWorkerStartSeconds: round3(last.Sub(tWorker).Seconds()), FromCrashSeconds: round3(last.Sub(tCrash).Seconds()),
@@ -487,7 +418,7 @@ func (v *vigilBench) scale(ctx context.Context, cfg config) ([]SteadyResult, *St
 		}
 		phase("crash storm: %d containers SIGKILLed at once", cfg.StormSize)
 		var err error
-		if storm, err = v.storm(ctx, set.names[:cfg.StormSize]); err != nil {
+		if storm, err = v.storm(ctx, set, cfg.StormSize); err != nil {
 			errs = append(errs, fmt.Errorf("crash storm: %w", err))
 		}
 		phase("worker loss: SIGKILL the worker, crash %d of %d, start a new worker", cfg.LossCrashes, len(set.names))
