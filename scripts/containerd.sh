@@ -12,7 +12,7 @@ CTRD_PID=$VIGIL_RUN/containerd.pid
 CTRD_LOG=$VIGIL_LOGS/containerd.log
 CTRD_SOCK=$(containerd_socket)
 
-ctr_() { ctr --address "$CTRD_SOCK" --namespace "$CONTAINERD_NAMESPACE" "$@"; }
+ctr_vigil() { ctr --address "$CTRD_SOCK" --namespace "$CONTAINERD_NAMESPACE" "$@"; }
 
 write_config() {
 	mkdir -p "$CTRD_DIR/root" "$CTRD_DIR/state" "$CTRD_DIR/opt" "$(dirname "$CTRD_SOCK")"
@@ -61,12 +61,12 @@ start() {
 # the stack. The worker must already be stopped, or it would restart them.
 kill_tasks() {
 	local task i
-	for task in $(ctr_ tasks list -q 2>/dev/null); do
-		ctr_ tasks kill --signal SIGKILL "$task" >/dev/null 2>&1 || true
+	for task in $(ctr_vigil tasks list -q 2>/dev/null); do
+		ctr_vigil tasks kill --signal SIGKILL "$task" >/dev/null 2>&1 || true
 	done
-	for task in $(ctr_ tasks list -q 2>/dev/null); do
+	for task in $(ctr_vigil tasks list -q 2>/dev/null); do
 		for ((i = 0; i < 50; i++)); do
-			ctr_ tasks delete "$task" >/dev/null 2>&1 && break
+			ctr_vigil tasks delete "$task" >/dev/null 2>&1 && break
 			sleep 0.1
 		done
 		log "containerd: stopped container $task"
