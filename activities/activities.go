@@ -33,6 +33,10 @@ const (
 	envRefPrefix = "$E:"
 )
 
+// ErrTypeWorkerStopping marks a watch handed over because its worker is
+// shutting down; it is retried on the next worker.
+const ErrTypeWorkerStopping = "WorkerStopping"
+
 // DeletedReason is the WaitForExit reason when the container vanished.
 const DeletedReason = "container was deleted outside Vigil"
 
@@ -187,6 +191,7 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 	defer pollTicker.Stop()
 	heartbeat := time.NewTicker(a.heartbeatInterval(ctx))
 	defer heartbeat.Stop()
+	workerStop := activity.GetWorkerStopChannel(ctx)
 	var rewait <-chan time.Time
 	status := "waiting"
 	for {
@@ -221,6 +226,12 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 			}
 		case <-heartbeat.C:
 			activity.RecordHeartbeat(ctx, status)
+		case <-workerStop:
+			// Hand the watch over at once instead of holding up the worker's
+			// shutdown: the retry runs on the node's next worker, and a retry
+			// adds nothing to history.
+			logger.Info("Worker stopping; the watch continues on the next worker", "container", in.ID.Ref())
+			return WaitForExitResult{}, temporal.NewApplicationError("worker stopping", ErrTypeWorkerStopping)
 		case <-ctx.Done():
 			return WaitForExitResult{}, ctx.Err()
 		}

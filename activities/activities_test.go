@@ -1,6 +1,7 @@
 package activities_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -214,6 +215,23 @@ func TestWaitForExit(t *testing.T) {
 		}
 		if h.Heartbeats() == 0 {
 			t.Fatal("no heartbeat while waiting")
+		}
+	})
+
+	t.Run("worker stopping hands the watch over", func(t *testing.T) {
+		rt := runtimetest.New()
+		h := newHarness(t, rt, activities.Options{})
+		h.ensure(activities.EnsureRunningInput{ID: web, Spec: busybox})
+		stop := make(chan struct{})
+		h.env.SetWorkerStopChannel(stop)
+		time.AfterFunc(100*time.Millisecond, func() { close(stop) })
+		err := h.run(activities.WaitForExitName, activities.WaitForExitInput{ID: web, PollInterval: time.Minute}, nil)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeWorkerStopping || appErr.NonRetryable() {
+			t.Fatalf("WaitForExit on worker stop = %v, want a retryable %s error", err, activities.ErrTypeWorkerStopping)
+		}
+		if st, _ := rt.State(context.Background(), web); st.Status != runtime.StatusRunning {
+			t.Fatalf("container %s after the handover, want it left running", st.Status)
 		}
 	})
 
