@@ -52,6 +52,7 @@ type row struct {
 	StartsLog     int    // start markers in the container's own output
 	StartsEvents  int    // containerd /tasks/start events
 	Exits         int    // containerd /tasks/exit events
+	Hits          int    // injected task kills and deletions
 	Backoffs      int    // crash-loop backoffs checked against exit times
 	MinBackoff    time.Duration
 	Task          string // containerd's task status (and exit code)
@@ -69,6 +70,9 @@ type checker struct {
 	replicas []replica
 	logf     func(string, ...any)
 	ctd      *containerd.Client
+	// killed and uncertain are the injected kills per container (see hits).
+	killed    map[string]int
+	uncertain map[string]bool
 }
 
 // check judges every replica, retrying those in violation until heal has
@@ -267,6 +271,17 @@ func (c *checker) judgeOnce(ctx context.Context, r replica, events []taskEvent) 
 	// first answers one exit, and the workflow counted each as a restart.
 	if v.TotalRestarts != out.StartsLog-1 {
 		fail("workflow counts %d restarts; the container was started %d times (its log), so %d restarts", v.TotalRestarts, out.StartsLog, out.StartsLog-1)
+	}
+	// A healthy replica never exits by itself: each of its restarts answers
+	// one of the driver's kills.
+	// (The last kill is still unanswered during a crash-loop backoff.)
+	out.Hits = c.killed[r.Container]
+	answered := out.Hits
+	if v.State == workflows.StateCrashLoopBackOff {
+		answered--
+	}
+	if r.Behaviour.Service == "healthy" && !c.uncertain[r.Container] && v.TotalRestarts != answered {
+		fail("healthy replica restarted %d times; the driver killed it %d times", v.TotalRestarts, out.Hits)
 	}
 	if out.StartsEvents != out.StartsLog && len(gaps) == 0 {
 		fail("containerd published %d starts; the container's log has %d", out.StartsEvents, out.StartsLog)

@@ -25,15 +25,23 @@ const (
 	faultContainerdRestart faultKind = "containerd-restart"
 	faultTaskKill          faultKind = "task-sigkill"
 	faultContainerDelete   faultKind = "container-delete"
+	// faultContainerdCrash kills containerd with SIGKILL and keeps it down a
+	// few seconds, so start attempts fail and the workflow retries them.
+	faultContainerdCrash faultKind = "containerd-sigkill"
+	// faultKillDuringRestart SIGKILLs a task, then the worker a moment later,
+	// while its EnsureRunning for the restart is likely under way.
+	faultKillDuringRestart faultKind = "task+worker-sigkill"
 )
 
 // allFaults in a fixed order; the first faults of a soak are a seeded
 // permutation of them, so even a short soak injects every kind.
-var allFaults = []faultKind{faultWorkerKill, faultServerRestart, faultContainerdRestart, faultTaskKill, faultContainerDelete}
+var allFaults = []faultKind{faultWorkerKill, faultServerRestart, faultContainerdRestart, faultTaskKill, faultContainerDelete,
+	faultContainerdCrash, faultKillDuringRestart}
 
 // faultWeights: the cheap container faults come more often than the daemon ones.
 var faultWeights = map[faultKind]int{
 	faultWorkerKill: 2, faultServerRestart: 1, faultContainerdRestart: 1, faultTaskKill: 4, faultContainerDelete: 2,
+	faultContainerdCrash: 1, faultKillDuringRestart: 2,
 }
 
 // fault is one injected failure, as logged.
@@ -113,6 +121,23 @@ func (d *driver) pick() faultKind {
 	return allFaults[0]
 }
 
+// hits counts the faults that killed each container's task, and marks the
+// containers hit by a fault that failed half-way (count unknown).
+func hits(faults []fault) (killed map[string]int, uncertain map[string]bool) {
+	killed, uncertain = map[string]int{}, map[string]bool{}
+	for _, f := range faults {
+		if f.Kind != faultTaskKill && f.Kind != faultContainerDelete && f.Kind != faultKillDuringRestart {
+			continue
+		}
+		if f.Err != "" {
+			uncertain[f.Target] = true
+		} else {
+			killed[f.Target]++
+		}
+	}
+	return killed, uncertain
+}
+
 func (d *driver) faults() []fault {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -139,8 +164,21 @@ func (d *driver) inject(ctx context.Context, n int, kind faultKind) fault {
 	case faultContainerdRestart:
 		f.Target = fmt.Sprintf("containerd pid %d", d.st.Containerd.PID())
 		err = d.st.Containerd.Restart(ctx)
+	case faultContainerdCrash:
+		f.Target = fmt.Sprintf("containerd pid %d", d.st.Containerd.PID())
+		if err = d.st.Containerd.Kill(); err == nil {
+			time.Sleep(d.pause(time.Second, 6*time.Second))
+			err = d.st.Containerd.Start(ctx)
+		}
 	case faultTaskKill, faultContainerDelete:
 		f.Target, err = d.hitContainer(ctx, kind)
+	case faultKillDuringRestart:
+		if f.Target, err = d.hitContainer(ctx, faultTaskKill); err == nil {
+			time.Sleep(d.pause(50*time.Millisecond, 700*time.Millisecond))
+			d.st.KillWorker()
+			time.Sleep(d.pause(500*time.Millisecond, 2*time.Second))
+			err = d.st.StartWorker()
+		}
 	}
 	f.Took = time.Since(f.At)
 	if err != nil {

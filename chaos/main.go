@@ -91,7 +91,7 @@ func printReport(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "\nseed %d: %d faults\n%s\n", rep.Seed, len(rep.Faults), faultLog(rep.Faults))
 	if len(rep.Rows) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "REPLICA\tBEHAVIOUR\tSTATE\tWORKFLOW\tRESTARTS\tSTARTS(LOG)\tSTARTS(EVENTS)\tEXITS\tBACKOFFS\tMIN BACKOFF\tTASK\tHISTORY\tEXITS/RUN\tOK")
+		fmt.Fprintln(tw, "REPLICA\tBEHAVIOUR\tSTATE\tWORKFLOW\tRESTARTS\tSTARTS(LOG)\tSTARTS(EVENTS)\tEXITS\tKILLED\tBACKOFFS\tMIN BACKOFF\tTASK\tHISTORY\tEXITS/RUN\tOK")
 		for _, r := range rep.Rows {
 			ok := "ok"
 			if len(r.Violations) > 0 {
@@ -101,8 +101,8 @@ func printReport(w io.Writer, rep *report) {
 			if r.Backoffs > 0 {
 				minBackoff = r.MinBackoff.Round(time.Millisecond).String()
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", r.Replica, r.Behaviour, r.State, r.Workflow,
-				r.Restarts, r.StartsLog, r.StartsEvents, r.Exits, r.Backoffs, minBackoff, r.Task, r.HistoryLength, r.ExitsThisRun, ok)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", r.Replica, r.Behaviour, r.State, r.Workflow,
+				r.Restarts, r.StartsLog, r.StartsEvents, r.Exits, r.Hits, r.Backoffs, minBackoff, r.Task, r.HistoryLength, r.ExitsThisRun, ok)
 		}
 		_ = tw.Flush()
 	}

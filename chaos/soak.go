@@ -139,7 +139,8 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 		return rep, err
 	}
 	defer c.Close()
-	chk := &checker{st: st, client: c, rec: rec, replicas: replicas, logf: cfg.logf}
+	killed, uncertain := hits(rep.Faults)
+	chk := &checker{st: st, client: c, rec: rec, replicas: replicas, logf: cfg.logf, killed: killed, uncertain: uncertain}
 	rep.Rows, rep.Violations = chk.check(ctx, cfg.Heal)
 	passed = len(rep.Violations) == 0
 	return rep, nil
