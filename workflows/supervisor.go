@@ -183,7 +183,9 @@ func (s *supervisor) run(ctx workflow.Context) error {
 	}
 	for {
 		if s.shouldContinueAsNew(ctx) {
-			return s.continueAsNew(ctx)
+			if err := s.continueAsNew(ctx); err != nil {
+				return err
+			}
 		}
 		var err error
 		switch s.st.State {
@@ -514,12 +516,17 @@ func (s *supervisor) shouldContinueAsNew(ctx workflow.Context) bool {
 	return s.exitsThisRun >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
 }
 
-// continueAsNew hands the whole state, including a backoff deadline, to a new run.
+// continueAsNew hands the whole state, including a backoff deadline, to a new
+// run, once every update handler has finished. An operator request that is
+// waiting is served first: it returns nil, and the loop comes back here later.
 func (s *supervisor) continueAsNew(ctx workflow.Context) error {
 	if err := workflow.Await(ctx, func() bool {
-		return s.commands.Len() == 0 && s.inFlight == nil && workflow.AllHandlersFinished(ctx)
+		return s.commands.Len() > 0 || (s.inFlight == nil && workflow.AllHandlersFinished(ctx))
 	}); err != nil {
 		return err
+	}
+	if s.commands.Len() > 0 {
+		return nil
 	}
 	next := s.in
 	carry := s.st

@@ -44,6 +44,8 @@ type node struct {
 	exits []activities.WaitForExitResult
 	// startErrs[i] is the error of the i-th start attempt (nil: success).
 	startErrs []error
+	// slowStarts makes every start after the first take this long (wall time).
+	slowStarts time.Duration
 
 	starts    []time.Time // mock time of each successful start
 	attempts  int
@@ -107,6 +109,11 @@ func newEnv(t *testing.T, n *node) *testsuite.TestWorkflowEnvironment {
 				return activities.EnsureRunningResult{}, n.startErrs[i]
 			}
 			n.starts = append(n.starts, env.Now())
+			if len(n.starts) > 1 && n.slowStarts > 0 {
+				n.mu.Unlock()
+				time.Sleep(n.slowStarts)
+				n.mu.Lock()
+			}
 			return activities.EnsureRunningResult{StartedAt: env.Now()}, nil
 		})
 	env.OnActivity(activities.WaitForExitName, mock.Anything, mock.Anything).Return(
@@ -537,6 +544,27 @@ func TestContinueAsNewDuringBackoffKeepsDeadline(t *testing.T) {
 	require.Equal(t, 6, v.TotalRestarts)
 	require.Equal(t, StateRunning, v.State)
 	require.Equal(t, EventContainerRestarted, v.Events[len(v.Events)-1].Type)
+}
+
+// A request that arrives while the run is about to continue as new is served
+// first, not left waiting (which would deadlock the run).
+func TestUpdateWhileContinuingAsNew(t *testing.T) {
+	n := &node{exits: crashes(1, 1), slowStarts: 300 * time.Millisecond}
+	env := newEnv(t, n)
+	in := input(policy.Default())
+	in.ContinueAsNewAfter = 1
+	res := &updateResult{}
+	// Polls every few ms of wall time while the slow restart runs.
+	env.RegisterDelayedCallback(func() {
+		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res)
+	}, 100*time.Millisecond)
+	env.ExecuteWorkflow(Supervise, in)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError(), "unsupervise was served before continuing as new")
+	require.True(t, res.done)
+	require.NoError(t, res.rejected)
+	require.NoError(t, res.err)
+	require.Len(t, n.starts, 2)
 }
 
 // The original's bug 3: events never block supervision. Hundreds of events
