@@ -150,7 +150,8 @@ func breakdown(cycles []*cycle, te *taskEvents, container string, since time.Tim
 	b := &Breakdown{}
 	var exitRep, repDec, dec, decStart, startTask, taskDone, doneWatch []time.Duration
 	for _, c := range cycles {
-		if c.startStarted.IsZero() || c.startDone.IsZero() || c.watchStarted.IsZero() || c.exit.IsZero() || c.exit.Before(since) {
+		// The last watch has no started event until it completes.
+		if c.startStarted.IsZero() || c.startDone.IsZero() || c.exit.IsZero() || c.exit.Before(since) {
 			continue
 		}
 		task, ok := te.startsAfter(container, c.exit)
@@ -164,7 +165,9 @@ func breakdown(cycles []*cycle, te *taskEvents, container string, since time.Tim
 		decStart = append(decStart, c.startStarted.Sub(c.wtDone))
 		startTask = append(startTask, task.Sub(c.startStarted))
 		taskDone = append(taskDone, c.startDone.Sub(task))
-		doneWatch = append(doneWatch, c.watchStarted.Sub(c.startDone))
+		if !c.watchStarted.IsZero() {
+			doneWatch = append(doneWatch, c.watchStarted.Sub(c.startDone))
+		}
 	}
 	b.ExitToReported = median(exitRep)
 	b.ReportedToDecision = median(repDec)
@@ -213,7 +216,9 @@ func mergeBreakdowns(bs []*Breakdown) *Breakdown {
 	for i, dst := range fields(out) {
 		var vals []time.Duration
 		for _, b := range bs {
-			vals = append(vals, time.Duration(*fields(b)[i]*float64(time.Millisecond)))
+			if v := *fields(b)[i]; v != 0 {
+				vals = append(vals, time.Duration(v*float64(time.Millisecond)))
+			}
 		}
 		*dst = median(vals)
 	}

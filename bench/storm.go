@@ -24,6 +24,9 @@ type StormResult struct {
 	PerContainer Dist `json:"per_container"`
 	// Breakdown (Vigil only) is where the time went, per phase the median over containers.
 	Breakdown *Breakdown `json:"breakdown,omitempty"`
+	// CPUSeconds (Vigil only) is the CPU time each process used from the kill
+	// until all ran again: vigil-worker, the dev server, containerd.
+	CPUSeconds map[string]float64 `json:"cpu_seconds,omitempty"`
 }
 
 // storm SIGKILLs the tasks of names on one containerd at once (after

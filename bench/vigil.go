@@ -171,7 +171,9 @@ func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, er
 	// Vigil's runtime, as EnsureRunning calls it.
 	id := runtime.ContainerID{Deployment: "floor", Service: "runtime", Replica: 1}
 	var last time.Time
+	var checks, starts []time.Duration
 	for i := 0; i <= cfg.FloorRestarts; i++ {
+		t0 := time.Now()
 		if err := r.Create(ctx, id, spec); err != nil {
 			return Dist{}, Dist{}, err
 		}
@@ -180,8 +182,12 @@ func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, er
 				return Dist{}, Dist{}, err
 			}
 		}
+		t1 := time.Now()
 		if _, err := r.Start(ctx, id); err != nil {
 			return Dist{}, Dist{}, err
+		}
+		if !last.IsZero() {
+			checks, starts = append(checks, t1.Sub(t0)), append(starts, time.Since(t1))
 		}
 		st, err := r.Wait(ctx, id)
 		if err != nil {
@@ -189,6 +195,7 @@ func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, er
 		}
 		last = st.ExitedAt
 	}
+	fmt.Printf("    runtime restart steps: Create+State (no-ops here) %s; Start %s\n", dist(checks), dist(starts))
 	viaRuntime, err := v.events.waitRestarts(ctx, vcontainerd.ContainerName(id), cfg.FloorRestarts)
 	return dist(raw), dist(viaRuntime), err
 }
@@ -336,11 +343,22 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 }
 
 func (v *vigilBench) storm(ctx context.Context, set *replicaSet, n int) (*StormResult, error) {
+	pids := map[string]int{"vigil-worker": v.stack.WorkerPID(), "dev server": v.serverPID(), "containerd": v.stack.Containerd.PID()}
+	before := map[string]procSample{}
+	for name, pid := range pids {
+		before[name], _ = sampleProc(pid)
+	}
 	t0 := time.Now()
 	res, err := storm(ctx, v.events, v.stack.Containerd.Address, v.stack.Containerd.Namespace, set.names[:n], nil)
 	if err != nil {
 		return res, err
 	}
+	res.CPUSeconds = map[string]float64{}
+	for name, pid := range pids {
+		after, _ := sampleProc(pid)
+		res.CPUSeconds[name] = round1((after.cpu - before[name].cpu).Seconds())
+	}
+	fmt.Printf("    CPU seconds used meanwhile: %v\n", res.CPUSeconds)
 	time.Sleep(3 * time.Second) // every EnsureRunning has completed and its watch started
 	res.Breakdown, err = stormBreakdown(ctx, v.tc, v.events, set.wfIDs[:n], set.names[:n], t0)
 	if err == nil {
@@ -361,6 +379,8 @@ type WorkerLossResult struct {
 	FromWorkerStartSeconds float64 `json:"all_running_from_worker_start_s"`
 	FromCrashSeconds       float64 `json:"all_running_from_crash_s"`
 	PerContainer           Dist    `json:"per_container_exit_to_start"`
+	// Breakdown is where the time went, per phase the median over the crashed containers.
+	Breakdown *Breakdown `json:"breakdown,omitempty"`
 }
 
 func (v *vigilBench) workerLoss(ctx context.Context, set *replicaSet, crashes int, down time.Duration) (*WorkerLossResult, error) {
@@ -390,7 +410,12 @@ func (v *vigilBench) workerLoss(ctx context.Context, set *replicaSet, crashes in
 	}
 	fmt.Printf("    worker killed, %d crashed, new worker after %.1f s: all running %.2f s after its start (%.2f s after the crash)\n",
 		crashes, r.WorkerDownSeconds, r.FromWorkerStartSeconds, r.FromCrashSeconds)
-	return r, nil
+	time.Sleep(3 * time.Second)
+	r.Breakdown, err = stormBreakdown(ctx, v.tc, v.events, set.wfIDs[:crashes], victims, tCrash)
+	if err == nil {
+		printBreakdown(r.Breakdown)
+	}
+	return r, err
 }
 
 // scale runs the steady-state sizes in ascending order, with the crash storm
