@@ -238,3 +238,41 @@ func replayHistory(t *testing.T, s *tstack, workflowID string) {
 		}
 	}
 }
+
+// An image that is missing: the start fails permanently, supervision stays,
+// visible as Restarting with the error, and the replica runs once the image
+// arrives. Nothing else is disturbed.
+func TestImageMissingThenImported(t *testing.T) {
+	s := newStack(t)
+	s.supervise(s.deployment("img", strings.Replace(crashLoopDeployment("img", 5, "3s"),
+		`image: { name: docker.io/library/busybox:local, pull_policy: never }
+    command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 3600"] }`,
+		`image: { name: docker.io/library/ghost:1, pull_policy: never }
+    command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 3600"] }`, 1)))
+
+	s.waitFor("img/steady-rep-1", "Restarting", time.Minute, func(v workflows.StateView) bool {
+		return v.State == workflows.StateRestarting
+	})
+	r := s.vigil("status", "img/steady-rep-1")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "START ERROR") || !strings.Contains(r.Stdout, "ghost:1") {
+		t.Fatalf("status of the replica whose image is missing: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if v, _ := s.status("img/crasher-rep-1"); v.State == workflows.StateRestarting && v.TotalRestarts == 0 && v.LastExitCode == nil {
+		t.Fatalf("the other service did not start: %+v", v)
+	}
+
+	out, err := exec.Command("ctr", "--address", s.Containerd.Address, "--namespace", s.Containerd.Namespace,
+		"images", "tag", "docker.io/library/busybox:local", "docker.io/library/ghost:1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ctr images tag: %v\n%s", err, out)
+	}
+	v := s.waitFor("img/steady-rep-1", "Running once the image is there", 3*time.Minute, func(v workflows.StateView) bool {
+		return v.State == workflows.StateRunning
+	})
+	if v.TotalRestarts != 0 || v.LastExitCode != nil {
+		t.Fatalf("after the image arrived: %d restarts, last exit %v; the first start is not a restart", v.TotalRestarts, v.LastExitCode)
+	}
+	if r := s.vigil("status", "img/steady-rep-1"); strings.Contains(r.Stdout, "START ERROR") {
+		t.Fatalf("start error still shown after a successful start:\n%s", r.Stdout)
+	}
+}

@@ -62,15 +62,33 @@ func statusCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printStatus(a.printer(), view)
+			p := a.printer()
+			if p.json {
+				return p.JSON(view)
+			}
+			return printStatus(p, view, startError(ctx, c, id))
 		},
 	}
 }
 
-func printStatus(p printer, v workflows.StateView) error {
-	if p.json {
-		return p.JSON(v)
+// startError is the error of a start that keeps failing, from the workflow's
+// memo ("" if none, or if it cannot be read: the state query already answered).
+func startError(ctx context.Context, c client.Client, id runtime.ContainerID) string {
+	resp, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
+	if err != nil {
+		return ""
 	}
+	field := resp.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoStartError]
+	var msg string
+	if field == nil || converter.GetDefaultDataConverter().FromPayload(field, &msg) != nil {
+		return ""
+	}
+	return oneLine(msg)
+}
+
+// printStatus prints the state as a table; startErr, if set, says why the
+// replica is stuck in Restarting.
+func printStatus(p printer, v workflows.StateView, startErr string) error {
 	next := "-"
 	if v.NextRestartAt != nil {
 		next = shortTime(*v.NextRestartAt)
@@ -80,7 +98,7 @@ func printStatus(p printer, v workflows.StateView) error {
 		e := v.Events[n-1]
 		last = fmt.Sprintf("%s at %s", e.Type, shortTime(e.Time.Format(time.RFC3339Nano)))
 	}
-	return p.Fields([][2]string{
+	rows := [][2]string{
 		{"ID", v.ID},
 		{"STATE", string(v.State)},
 		{"PANIC ACTION", v.PanicAction},
@@ -90,7 +108,11 @@ func printStatus(p printer, v workflows.StateView) error {
 		{"SUPERVISED SINCE", shortTime(v.SupervisedSince)},
 		{"NEXT RESTART", next},
 		{"LAST EVENT", last},
-	})
+	}
+	if startErr != "" {
+		rows = append(rows, [2]string{"START ERROR", startErr})
+	}
+	return p.Fields(rows)
 }
 
 func eventsCommand(a *app) *cobra.Command {

@@ -283,9 +283,24 @@ func TestStatusAndEventsTables(t *testing.T) {
 	c := mocks.NewClient(t)
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryState).Return(value{sampleView()}, nil)
 	c.On("Close").Return()
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil).Once()
 	r := vigil(t, c, nil, "status", "vigil/shop/api-rep-1")
-	if r.code != exitOK || !regexpMatch(`STATE\s+CrashLoopBackOff`, r.stdout) || !regexpMatch(`LAST EXIT\s+3`, r.stdout) {
+	if r.code != exitOK || !regexpMatch(`STATE\s+CrashLoopBackOff`, r.stdout) || !regexpMatch(`LAST EXIT\s+3`, r.stdout) ||
+		strings.Contains(r.stdout, "START ERROR") {
 		t.Errorf("status: %q %q", r.stdout, r.stderr)
+	}
+
+	// A start that keeps failing: its error, from the memo, on one line.
+	failing := describeRunning("run-1", "run-1")
+	msg, err := converter.GetDefaultDataConverter().ToPayload("image not found: docker.io/library/nope:1\n(non-retryable)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing.WorkflowExecutionInfo.Memo = &commonpb.Memo{Fields: map[string]*commonpb.Payload{workflows.MemoStartError: msg}}
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(failing, nil).Once()
+	r = vigil(t, c, nil, "status", "shop/api-rep-1")
+	if r.code != exitOK || !regexpMatch(`START ERROR\s+image not found: docker.io/library/nope:1 \(non-retryable\)`, r.stdout) {
+		t.Errorf("status with a failing start: %q %q", r.stdout, r.stderr)
 	}
 	r = vigil(t, c, nil, "events", "shop/api-rep-1")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")

@@ -33,9 +33,6 @@ const (
 	// watchHeartbeat is short so a dead worker's watch moves to a live one
 	// within about 15 s.
 	watchHeartbeat = 10 * time.Second
-	// Memo keys: the last event and the last start error, shown in the Web UI.
-	memoLastEvent  = "vigil.last_event"
-	memoStartError = "vigil.start_error"
 )
 
 // errUnsupervised ends the run when an operator ends supervision.
@@ -411,12 +408,12 @@ func (s *supervisor) start(ctx workflow.Context, after time.Time) error {
 			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: after}).Get(ctx, &res)
 		if err == nil {
 			if attempt > 1 {
-				_ = workflow.UpsertMemo(ctx, map[string]any{memoStartError: nil})
+				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
 			}
 			return nil
 		}
 		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
-		_ = workflow.UpsertMemo(ctx, map[string]any{memoStartError: err.Error()})
+		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
 		if s.st.State == StateRunning {
 			s.setState(ctx, StateRestarting)
 		}
@@ -499,7 +496,7 @@ func (s *supervisor) emit(ctx workflow.Context, typ EventType, exitCode *int) {
 		s.st.Events = append([]Event(nil), s.st.Events[n-maxEvents:]...)
 	}
 	workflow.GetLogger(ctx).Info("supervision event", "event", string(typ), "restart_count", ev.RestartCount)
-	if err := workflow.UpsertMemo(ctx, map[string]any{memoLastEvent: ev}); err != nil {
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoLastEvent: ev}); err != nil {
 		workflow.GetLogger(ctx).Warn("event not recorded in memo", "error", err)
 	}
 }

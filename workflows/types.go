@@ -28,6 +28,13 @@ const (
 	UpdateUnsupervise = "unsupervise"
 )
 
+// Memo keys, shown in the Web UI: the last supervision event, and the error of
+// a start that keeps failing (removed once a start works).
+const (
+	MemoLastEvent  = "vigil.last_event"
+	MemoStartError = "vigil.start_error"
+)
+
 // Search attributes upserted on every state change (all Keyword).
 var (
 	SearchAttrState      = temporal.NewSearchAttributeKeyKeyword("VigilState")
