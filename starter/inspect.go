@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -66,29 +67,36 @@ func statusCommand(a *app) *cobra.Command {
 			if p.json {
 				return p.JSON(view)
 			}
-			return printStatus(p, view, startError(ctx, c, id))
+			return printStatus(p, view, describeStatus(ctx, c, id))
 		},
 	}
 }
 
-// startError is the error of a start that keeps failing, from the workflow's
-// memo ("" if none, or if it cannot be read: the state query already answered).
-func startError(ctx context.Context, c client.Client, id runtime.ContainerID) string {
-	resp, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
-	if err != nil {
-		return ""
-	}
-	field := resp.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoStartError]
-	var msg string
-	if field == nil || converter.GetDefaultDataConverter().FromPayload(field, &msg) != nil {
-		return ""
-	}
-	return oneLine(msg)
+// supervision is what the state query does not say: whether supervision
+// still runs, and why a start keeps failing (from the workflow's memo).
+type supervision struct {
+	ended    bool
+	startErr string
 }
 
-// printStatus prints the state as a table; startErr, if set, says why the
-// replica is stuck in Restarting.
-func printStatus(p printer, v workflows.StateView, startErr string) error {
+// describeStatus reads it best effort: the state query has already answered.
+func describeStatus(ctx context.Context, c client.Client, id runtime.ContainerID) supervision {
+	resp, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
+	if err != nil {
+		return supervision{}
+	}
+	info := resp.GetWorkflowExecutionInfo()
+	sup := supervision{ended: info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
+	var msg string
+	if field := info.GetMemo().GetFields()[workflows.MemoStartError]; field != nil &&
+		converter.GetDefaultDataConverter().FromPayload(field, &msg) == nil {
+		sup.startErr = oneLine(msg)
+	}
+	return sup
+}
+
+// printStatus prints the state as a table, with what describeStatus found.
+func printStatus(p printer, v workflows.StateView, sup supervision) error {
 	next := "-"
 	if v.NextRestartAt != nil {
 		next = shortTime(*v.NextRestartAt)
@@ -109,8 +117,11 @@ func printStatus(p printer, v workflows.StateView, startErr string) error {
 		{"NEXT RESTART", next},
 		{"LAST EVENT", last},
 	}
-	if startErr != "" {
-		rows = append(rows, [2]string{"START ERROR", startErr})
+	if sup.startErr != "" {
+		rows = append(rows, [2]string{"START ERROR", sup.startErr})
+	}
+	if sup.ended && v.State != workflows.StateCompleted {
+		rows = append(rows, [2]string{"SUPERVISION", "ended (unsupervised); vigil supervise starts it again"})
 	}
 	return p.Fields(rows)
 }

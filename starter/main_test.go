@@ -299,8 +299,18 @@ func TestStatusAndEventsTables(t *testing.T) {
 	failing.WorkflowExecutionInfo.Memo = &commonpb.Memo{Fields: map[string]*commonpb.Payload{workflows.MemoStartError: msg}}
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(failing, nil).Once()
 	r = vigil(t, c, nil, "status", "shop/api-rep-1")
-	if r.code != exitOK || !regexpMatch(`START ERROR\s+image not found: docker.io/library/nope:1 \(non-retryable\)`, r.stdout) {
+	if r.code != exitOK || !regexpMatch(`START ERROR\s+image not found: docker.io/library/nope:1 \(non-retryable\)`, r.stdout) ||
+		strings.Contains(r.stdout, "SUPERVISION") {
 		t.Errorf("status with a failing start: %q %q", r.stdout, r.stderr)
+	}
+
+	// Unsupervised: the last state, and a line saying supervision has ended.
+	ended := describeRunning("run-1", "run-1")
+	ended.WorkflowExecutionInfo.Status = enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(ended, nil).Once()
+	r = vigil(t, c, nil, "status", "shop/api-rep-1")
+	if r.code != exitOK || !regexpMatch(`SUPERVISION\s+ended \(unsupervised\)`, r.stdout) {
+		t.Errorf("status after unsupervise: %q %q", r.stdout, r.stderr)
 	}
 	r = vigil(t, c, nil, "events", "shop/api-rep-1")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
