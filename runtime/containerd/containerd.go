@@ -21,12 +21,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/distribution/reference"
 
 	"github.com/vigil-run/vigil/runtime"
@@ -438,6 +440,19 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		return runtime.StartInfo{}, fmt.Errorf("trim log %s: %w", logPath, err)
 	}
 	task, err = c.NewTask(ctx, cio.LogFile(logPath))
+	if errdefs.IsAlreadyExists(err) {
+		// A task containerd no longer reports (Task says not found) still
+		// blocks the new one: containerd 1.6 keeps it when the client that
+		// deleted it died half-way (a killed worker), across restarts too.
+		// The task service still finds it by ID: delete it and try again.
+		if derr := deleteStaleTask(ctx, r.client, name); derr == nil {
+			task, err = c.NewTask(ctx, cio.LogFile(logPath))
+		}
+		if errdefs.IsAlreadyExists(err) {
+			// Not the container's fault: retry later rather than report a crash.
+			return runtime.StartInfo{}, &Error{Op: "start", ID: name, Kind: runtime.ErrUnavailable, Err: err}
+		}
+	}
 	if err == nil {
 		if err = task.Start(ctx); err != nil {
 			// Leave no half-made task behind; the next Start begins afresh anyway.
@@ -457,6 +472,13 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		return runtime.StartInfo{}, wrap("start", name, err, nil)
 	}
 	return runtime.StartInfo{StartedAt: startedAt, PID: task.Pid()}, nil
+}
+
+// deleteStaleTask deletes a container's task through the task service,
+// which finds tasks the client's Container.Task no longer does.
+func deleteStaleTask(ctx context.Context, client *containerd.Client, name string) error {
+	_, err := client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: name})
+	return ignoreNotFound(errgrpc.ToNative(err))
 }
 
 // State reports the container's state from containerd's own records.
