@@ -180,9 +180,12 @@ func (c *checker) judgeOnce(ctx context.Context, r replica, events []taskEvent) 
 			}
 		}
 	}
-	exitsThisRun, err := c.exitsThisRun(qctx, wid)
+	exitsThisRun, taskFailures, err := c.readHistory(qctx, wid)
 	if err != nil {
 		fail("history: %v", err)
+	}
+	for _, f := range taskFailures {
+		fail("workflow task failed: %s", f)
 	}
 	out.ExitsThisRun = exitsThisRun
 	if exitsThisRun > workflows.DefaultContinueAsNewAfter {
@@ -336,16 +339,29 @@ func exitAndNextStart(events []taskEvent, decided time.Time) (exit, start taskEv
 	return exit, start, false
 }
 
-// exitsThisRun counts the WaitForExit activities the current run completed:
-// the exits it handled, which continue-as-new bounds.
-func (c *checker) exitsThisRun(ctx context.Context, wid string) (int, error) {
+// benignTaskFailure: workflow task failures the server causes by design
+// (a sticky queue reset after a worker died, a signal or update arriving
+// while a task completes).
+var benignTaskFailure = map[enumspb.WorkflowTaskFailedCause]bool{
+	enumspb.WORKFLOW_TASK_FAILED_CAUSE_RESET_STICKY_TASK_QUEUE: true,
+	enumspb.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND:       true,
+}
+
+// readHistory reads the current run's history: the WaitForExit activities it
+// completed (the exits it handled, which continue-as-new bounds) and its
+// failed workflow tasks (a panic or nondeterminism in the workflow code;
+// a task that timed out with a killed worker is not a failure).
+func (c *checker) readHistory(ctx context.Context, wid string) (exits int, taskFailures []string, err error) {
 	iter := c.client.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	types := map[int64]string{}
 	n := 0
 	for iter.HasNext() {
 		ev, err := iter.Next()
 		if err != nil {
-			return n, err
+			return n, taskFailures, err
+		}
+		if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil && !benignTaskFailure[a.GetCause()] {
+			taskFailures = append(taskFailures, fmt.Sprintf("event %d: %s: %s", ev.GetEventId(), a.GetCause(), a.GetFailure().GetMessage()))
 		}
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
 			types[ev.GetEventId()] = a.GetActivityType().GetName()
@@ -354,7 +370,7 @@ func (c *checker) exitsThisRun(ctx context.Context, wid string) (int, error) {
 			n++
 		}
 	}
-	return n, nil
+	return n, taskFailures, nil
 }
 
 // taskView is containerd's view of a replica's container.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
@@ -142,6 +143,7 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	killed, uncertain := hits(rep.Faults)
 	chk := &checker{st: st, client: c, rec: rec, replicas: replicas, logf: cfg.logf, killed: killed, uncertain: uncertain}
 	rep.Rows, rep.Violations = chk.check(ctx, cfg.Heal)
+	rep.Violations = append(rep.Violations, workerLogProblems(st)...)
 	passed = len(rep.Violations) == 0
 	return rep, nil
 }
@@ -162,6 +164,35 @@ func heal(ctx context.Context, st *stack.Stack, serverDown bool) error {
 		return st.StartWorker()
 	}
 	return nil
+}
+
+// workerLogProblems finds panics and nondeterminism in every worker's log.
+func workerLogProblems(st *stack.Stack) []string {
+	var out []string
+	paths, _ := filepath.Glob(filepath.Join(st.Dir, "worker-*.log"))
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			out = append(out, err.Error())
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			lower := strings.ToLower(line)
+			// Not "panic" alone: the panic action's decisions are logged too.
+			if strings.HasPrefix(line, "panic:") || strings.Contains(lower, "workflow panic") ||
+				strings.Contains(lower, "panicerror") || strings.Contains(lower, "nondetermin") {
+				out = append(out, fmt.Sprintf("%s: %s", filepath.Base(p), truncate(line, 300)))
+			}
+		}
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // temporalCLI finds the Temporal CLI as `make deps` installs it.
