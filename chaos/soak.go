@@ -116,8 +116,18 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Supervise(file); err != nil {
-		return nil, err
+	// Supervising is idempotent; a dev server that has just started may not
+	// know its namespace on every call yet.
+	for attempt := 1; ; attempt++ {
+		err := st.Supervise(file)
+		if err == nil {
+			break
+		}
+		if attempt == 5 {
+			return nil, err
+		}
+		cfg.logf("supervise failed (attempt %d), retrying: %v", attempt, err)
+		time.Sleep(2 * time.Second)
 	}
 	cfg.logf("supervising %d replicas; warming up for %s", len(replicas), cfg.Warmup)
 	sleepCtx(ctx, cfg.Warmup)
