@@ -436,9 +436,13 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 	}
 
 	logPath := r.LogPath(id)
-	if err := trimLog(logPath, r.cfg.MaxLogBytes); err != nil {
-		return runtime.StartInfo{}, fmt.Errorf("trim log %s: %w", logPath, err)
+	// The worker creates the log itself: the shim (root) then appends to it,
+	// and a worker that does not run as root can still trim and read it.
+	// Both are best effort: a log must never keep a container down.
+	if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640); err == nil {
+		_ = f.Close()
 	}
+	_ = trimLog(logPath, r.cfg.MaxLogBytes)
 	task, err = c.NewTask(ctx, cio.LogFile(logPath))
 	if errdefs.IsAlreadyExists(err) {
 		// A task containerd no longer reports (Task says not found) still
