@@ -15,7 +15,9 @@ import (
 // watchOptions: the watch may last for days without adding to history. A
 // dead worker stops heartbeating, the attempt times out after watchHeartbeat
 // and is retried (unlimited attempts, which history does not record) on
-// whichever worker polls the node queue next.
+// whichever worker polls the node queue next. The first retry comes soon:
+// after a worker loss every moment of it delays the restart of a container
+// that crashed meanwhile.
 func (s *supervisor) watchOptions(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           activities.NodeTaskQueue(s.in.Node),
@@ -23,7 +25,7 @@ func (s *supervisor) watchOptions(ctx workflow.Context) workflow.Context {
 		HeartbeatTimeout:    watchHeartbeat,
 		WaitForCancellation: false,
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
+			InitialInterval:    200 * time.Millisecond,
 			BackoffCoefficient: 2,
 			MaximumInterval:    5 * time.Second,
 		},
