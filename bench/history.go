@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"sort"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -60,6 +61,9 @@ type Breakdown struct {
 	// and the third handoff to the next WaitForExit.
 	TaskToStartCompleted  float64 `json:"task_start_to_start_activity_completed_ms"`
 	StartCompletedToWatch float64 `json:"start_completed_to_watch_started_ms"`
+	// Trouble counts what went wrong meanwhile (storm and worker loss only):
+	// retried activity attempts, timed-out or failed tasks, retry timers.
+	Trouble map[string]int `json:"trouble,omitempty"`
 }
 
 // HistoryResult is history growth in a crash loop.
@@ -185,11 +189,13 @@ func breakdown(cycles []*cycle, te *taskEvents, container string, since time.Tim
 func stormBreakdown(ctx context.Context, c client.Client, te *taskEvents, wfIDs, names []string, since time.Time) (*Breakdown, error) {
 	var all []*cycle
 	var owners []string
+	trouble := map[string]int{}
 	for i, id := range wfIDs {
 		events, err := historyEvents(ctx, c, id)
 		if err != nil {
 			return nil, err
 		}
+		countTrouble(events, since, trouble)
 		cycles, _, _, _ := historyCycles(events)
 		for _, cy := range cycles {
 			all = append(all, cy)
@@ -203,7 +209,29 @@ func stormBreakdown(ctx context.Context, c client.Client, te *taskEvents, wfIDs,
 			parts = append(parts, b)
 		}
 	}
-	return mergeBreakdowns(parts), nil
+	b := mergeBreakdowns(parts)
+	b.Trouble = trouble
+	return b, nil
+}
+
+// countTrouble counts, from since on, what shows a restart did not go
+// straight through: retried attempts, timeouts, failures, retry timers.
+func countTrouble(events []*historypb.HistoryEvent, since time.Time, into map[string]int) {
+	for _, ev := range events {
+		if ev.GetEventTime().AsTime().Before(since) {
+			continue
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			if a := ev.GetActivityTaskStartedEventAttributes().GetAttempt(); a > 1 {
+				into["activity attempts after the first"] += int(a - 1)
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED, enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+			enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED, enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+			enumspb.EVENT_TYPE_TIMER_STARTED:
+			into[strings.ToLower(strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_"))]++
+		}
+	}
 }
 
 // mergeBreakdowns is the per-phase median of several breakdowns.

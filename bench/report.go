@@ -208,4 +208,7 @@ func printBreakdown(b *Breakdown) {
 	fmt.Fprintf(w, "    (after the start) task start -> EnsureRunning completed\t%.1f\n", b.TaskToStartCompleted)
 	fmt.Fprintf(w, "    (after the start) -> next WaitForExit started\t%.1f\n", b.StartCompletedToWatch)
 	w.Flush()
+	if len(b.Trouble) > 0 {
+		fmt.Printf("    meanwhile in history: %v\n", b.Trouble)
+	}
 }
