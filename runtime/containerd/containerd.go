@@ -222,7 +222,7 @@ func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runti
 		if err != nil {
 			return wrap("create", name, err, runtime.ErrContainerNotFound)
 		}
-		if labels[LabelSpec] == digest {
+		if labels[LabelSpec] == digest && !r.vanished(ctx, existing) {
 			return nil
 		}
 		if st, err := r.taskState(ctx, existing); err == nil && !st.Done() {
@@ -463,6 +463,11 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 			_, _ = task.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
 		}
 	}
+	if err != nil && !isUnavailable(err) && !errdefs.IsNotFound(err) && r.vanished(ctx, c) {
+		// Deleted behind Vigil's back while starting (its snapshot goes first):
+		// not the container's fault; the next attempt creates it again.
+		return runtime.StartInfo{}, &Error{Op: "start", ID: name, Kind: runtime.ErrContainerNotFound, Err: err}
+	}
 	if err != nil {
 		if !isUnavailable(err) && !errdefs.IsNotFound(err) {
 			// The container cannot run as specified (e.g. no such executable):
@@ -476,6 +481,19 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		return runtime.StartInfo{}, wrap("start", name, err, nil)
 	}
 	return runtime.StartInfo{StartedAt: startedAt, PID: task.Pid()}, nil
+}
+
+// vanished reports whether the container or its snapshot is gone.
+func (r *Runtime) vanished(ctx context.Context, c containerd.Container) bool {
+	info, err := c.Info(ctx)
+	if errdefs.IsNotFound(err) {
+		return true
+	}
+	if err != nil || info.SnapshotKey == "" {
+		return false
+	}
+	_, err = r.client.SnapshotService(info.Snapshotter).Stat(ctx, info.SnapshotKey)
+	return errdefs.IsNotFound(err)
 }
 
 // deleteStaleTask deletes a container's task through the task service,
