@@ -265,8 +265,10 @@ func (v *vigilBench) superviseHealthy(ctx context.Context, set *replicaSet, depl
 		return err
 	}
 	t0 := time.Now()
-	if err := v.stack.Supervise(file); err != nil {
-		return err
+	// The CLI starts the workflows one by one: give a few hundred time.
+	timeout := (30*time.Second + time.Duration(n)*300*time.Millisecond).String()
+	if r, err := v.stack.Vigil("supervise", "-f", file, "--timeout", timeout); err != nil || r.Code != 0 {
+		return fmt.Errorf("vigil supervise -f %s: %v %s%s", file, err, lastLines([]byte(r.Stdout), 3), r.Stderr)
 	}
 	var names []string
 	for i := 1; i <= n; i++ {
