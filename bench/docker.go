@@ -115,10 +115,15 @@ func startDocker(ctx context.Context, dir string) (*privateDocker, error) {
 	return d, nil
 }
 
+// run returns the command's standard output; the CLI sometimes logs to
+// standard error even when it succeeds (e.g. "error waiting for container").
 func (d *privateDocker) run(args ...string) (string, error) {
-	out, err := exec.Command(dockerCLI(), append([]string{"-H", d.host}, args...)...).CombinedOutput()
+	cmd := exec.Command(dockerCLI(), append([]string{"-H", d.host}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		return "", fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return strings.TrimSpace(string(out)), nil
 }
