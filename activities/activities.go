@@ -29,6 +29,9 @@ const (
 	DefaultPollInterval      = 5 * time.Second
 	DefaultHeartbeatInterval = 3 * time.Second
 	DefaultStopGrace         = 10 * time.Second
+	// startConfirmDelay is the pause before a failed start is tried again
+	// to tell a passing failure from a container that cannot run.
+	startConfirmDelay = time.Second
 	// envRefPrefix marks an env value resolved on the node: "$E:NAME".
 	envRefPrefix = "$E:"
 )
@@ -112,6 +115,22 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 		}
 	}
 	info, err := a.rt.Start(ctx, in.ID)
+	if err != nil && !retryable(ctx, err) {
+		// Some failures pass by themselves (containerd still cleaning up a
+		// task deleted behind Vigil's back): only a failure that happens
+		// again means the container cannot run as specified. Reporting a
+		// passing one would count a restart that never happened.
+		logger.Info("Container did not start; trying once more", "container", in.ID.Ref(), "error", err)
+		select {
+		case <-ctx.Done():
+			return EnsureRunningResult{}, activityError("start", in.ID, ctx.Err())
+		case <-time.After(startConfirmDelay):
+		}
+		if err := a.rt.Create(ctx, in.ID, spec); err != nil {
+			return EnsureRunningResult{}, activityError("create", in.ID, err)
+		}
+		info, err = a.rt.Start(ctx, in.ID)
+	}
 	if err != nil {
 		if retryable(ctx, err) {
 			return EnsureRunningResult{}, activityError("start", in.ID, err)
