@@ -430,5 +430,11 @@ func (c *checker) startsInLog(r replica) int {
 	if err != nil {
 		return 0
 	}
-	return strings.Count(string(data), startMarker+"\n")
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, startMarker+" ") {
+			n++
+		}
+	}
+	return n
 }

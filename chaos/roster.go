@@ -94,7 +94,8 @@ func deploymentYAML(replicas []replica) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "version: v1\ndeployment: %s\nservices:\n", deploymentName)
 	for _, bh := range behaviours {
-		script := fmt.Sprintf("echo %s; %s", startMarker, bh.Script)
+		// The marker carries the start's time (seconds) for reading the logs.
+		script := fmt.Sprintf("echo %s $(date -u +%%H:%%M:%%S); %s", startMarker, bh.Script)
 		fmt.Fprintf(&b, `  %s:
     rtype: service
     image: { name: docker.io/library/busybox:local, pull_policy: never }
