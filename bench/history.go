@@ -226,9 +226,12 @@ func countTrouble(events []*historypb.HistoryEvent, since time.Time, into map[st
 			if a := ev.GetActivityTaskStartedEventAttributes().GetAttempt(); a > 1 {
 				into["activity attempts after the first"] += int(a - 1)
 			}
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+			// ScheduleToStart: it waited out the sticky queue's timeout.
+			kind := ev.GetWorkflowTaskTimedOutEventAttributes().GetTimeoutType().String()
+			into["workflow task timed out "+strings.ToLower(strings.TrimPrefix(kind, "TIMEOUT_TYPE_"))]++
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED, enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
-			enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED, enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
-			enumspb.EVENT_TYPE_TIMER_STARTED:
+			enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED, enumspb.EVENT_TYPE_TIMER_STARTED:
 			into[strings.ToLower(strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_"))]++
 		}
 	}
