@@ -458,8 +458,11 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		}
 	}
 	if err == nil {
-		if err = task.Start(ctx); err != nil {
-			// Leave no half-made task behind; the next Start begins afresh anyway.
+		// Leave no half-made task behind; the next Start begins afresh anyway.
+		// But when containerd went away during the call the task may well have
+		// started: the next Start finds it running instead of killing a started
+		// container (found by the chaos soak, seed 3: one crash, two starts).
+		if err = task.Start(ctx); err != nil && !isUnavailable(err) {
 			_, _ = task.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
 		}
 	}
