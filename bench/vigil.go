@@ -10,8 +10,10 @@ import (
 	"sort"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
 	"go.temporal.io/sdk/client"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
@@ -102,12 +104,45 @@ func (v *vigilBench) Close(ctx context.Context) {
 	if v.tc != nil {
 		v.tc.Close()
 	}
+	// containerdtest's shutdown gives itself 30 s to remove containers, too
+	// little for hundreds: remove them first, with the worker gone.
+	v.stack.KillWorker()
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer rcancel()
+	if err := v.removeContainers(rctx); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: remove containers: %v\n", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := v.stack.Close(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: stop the stack: %v\n", err)
 	}
 	_ = os.RemoveAll(v.dir)
+}
+
+// removeContainers kills and deletes every container in the stack's namespace.
+func (v *vigilBench) removeContainers(ctx context.Context) error {
+	c, err := containerd.New(v.stack.Containerd.Address)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx = namespaces.WithNamespace(ctx, v.stack.Containerd.Namespace)
+	cs, err := c.Containers(ctx)
+	if err != nil {
+		return err
+	}
+	return parallel(len(cs), 8, func(i int) error {
+		if task, err := cs[i].Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
+		}
+		if err := cs[i].Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
 }
 
 func (v *vigilBench) temporalVersion() string { return firstLine(v.cli, "--version") }
