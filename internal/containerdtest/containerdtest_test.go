@@ -2,7 +2,9 @@ package containerdtest
 
 import (
 	"context"
+	"fmt"
 	"os"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -60,15 +62,46 @@ func TestStartDaemonRejectsLongDirs(t *testing.T) {
 	}
 }
 
+// recordingTB records what Unavailable asks of its test instead of doing it,
+// so both paths are tested without a skipped test in the run.
+type recordingTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+// Like the real ones, Skip and Fatalf end the goroutine that calls them.
+func (r *recordingTB) Skip(args ...any) {
+	r.skipped = fmt.Sprint(args...)
+	goruntime.Goexit()
+}
+
+func (r *recordingTB) Fatalf(format string, args ...any) {
+	r.failed = fmt.Sprintf(format, args...)
+	goruntime.Goexit()
+}
+
+// unavailable calls Unavailable on a goroutine of its own, which it may end.
+func unavailable(tb *recordingTB, reason string) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Unavailable(tb, reason)
+	}()
+	<-done
+}
+
 func TestUnavailableSkipsUnlessRequired(t *testing.T) {
-	if os.Getenv(RequireEnv) == "1" {
-		t.Skip("exercises the skip path, which " + RequireEnv + "=1 turns into a failure")
+	t.Setenv(RequireEnv, "")
+	skip := &recordingTB{TB: t}
+	unavailable(skip, "no containerd here")
+	if !strings.Contains(skip.skipped, "no containerd here") || skip.failed != "" {
+		t.Fatalf("without %s: skipped %q, failed %q; want a skip with the reason", RequireEnv, skip.skipped, skip.failed)
 	}
-	ran := t.Run("inner", func(t *testing.T) {
-		Unavailable(t, "no containerd here")
-		t.Error("Unavailable did not stop the test")
-	})
-	if !ran {
-		t.Fatal("a skipped test must not fail")
+
+	t.Setenv(RequireEnv, "1")
+	fail := &recordingTB{TB: t}
+	unavailable(fail, "no containerd here")
+	if !strings.Contains(fail.failed, "no containerd here") || fail.skipped != "" {
+		t.Fatalf("with %s=1: skipped %q, failed %q; want a failure with the reason", RequireEnv, fail.skipped, fail.failed)
 	}
 }
