@@ -9,12 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/config"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // Exit codes of the vigil command.
@@ -71,6 +73,22 @@ type app struct {
 }
 
 // client returns the connected client, dialing on first use.
+// onReplica is the prologue of every command about one replica: parse its
+// ID (a usage error), dial the server within the command's timeout, run fn.
+func (a *app) onReplica(cmd *cobra.Command, ref string, fn func(ctx context.Context, c client.Client, id runtime.ContainerID) error) error {
+	id, err := parseRef(ref)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.withTimeout(cmd)
+	defer cancel()
+	c, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, c, id)
+}
+
 func (a *app) client(ctx context.Context) (client.Client, error) {
 	if a.c != nil {
 		return a.c, nil

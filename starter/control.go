@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -20,35 +22,27 @@ type UpdateResult struct {
 // sendUpdate runs one of the supervisor's updates and waits until the
 // workflow has carried it out.
 func sendUpdate(cmd *cobra.Command, a *app, ref, name string, arg any) error {
-	id, err := parseRef(ref)
-	if err != nil {
+	return a.onReplica(cmd, ref, func(ctx context.Context, c client.Client, id runtime.ContainerID) error {
+		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+			WorkflowID:   workflows.WorkflowID(id),
+			UpdateName:   name,
+			Args:         []any{arg},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		if err != nil {
+			return describeErr(id.Ref(), err)
+		}
+		if err := h.Get(ctx, nil); err != nil {
+			return describeErr(id.Ref(), err)
+		}
+		res := UpdateResult{ID: id.Ref(), Update: name, Result: "done"}
+		p := a.printer()
+		if p.json {
+			return p.JSON(res)
+		}
+		_, err = fmt.Fprintf(p.out, "%s: %s done\n", res.ID, name)
 		return err
-	}
-	ctx, cancel := a.withTimeout(cmd)
-	defer cancel()
-	c, err := a.client(ctx)
-	if err != nil {
-		return err
-	}
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   workflows.WorkflowID(id),
-		UpdateName:   name,
-		Args:         []any{arg},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
-	if err != nil {
-		return describeErr(id.Ref(), err)
-	}
-	if err := h.Get(ctx, nil); err != nil {
-		return describeErr(id.Ref(), err)
-	}
-	res := UpdateResult{ID: id.Ref(), Update: name, Result: "done"}
-	p := a.printer()
-	if p.json {
-		return p.JSON(res)
-	}
-	_, err = fmt.Fprintf(p.out, "%s: %s done\n", res.ID, name)
-	return err
 }
 
 // updateCommand is release or restart: an update without options.
@@ -95,46 +89,38 @@ func logsCommand(a *app, taskQueue func() string) *cobra.Command {
 		Short: "Print a replica's captured stdout and stderr",
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
 			if tail < 0 {
 				return usagef("--tail: %d is negative; use 0 for everything or a number of lines", tail)
 			}
-			ctx, cancel := a.withTimeout(cmd)
-			defer cancel()
-			c, err := a.client(ctx)
-			if err != nil {
+			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id runtime.ContainerID) error {
+				// The logs live on the replica's node; ask its supervisor where that is.
+				v, err := c.QueryWorkflow(ctx, workflows.WorkflowID(id), "", workflows.QueryConfig)
+				if err != nil {
+					return describeErr(id.Ref(), err)
+				}
+				var in workflows.SupervisionInput
+				if err := v.Get(&in); err != nil {
+					return failure{fmt.Errorf("%s: cannot decode the configuration: %v", id.Ref(), err)}
+				}
+				run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+					ID:                       fmt.Sprintf("vigil-logs/%s/%d", id.Ref(), time.Now().UnixNano()),
+					TaskQueue:                taskQueue(),
+					WorkflowExecutionTimeout: a.timeout,
+				}, workflows.FetchLogsWorkflowName, workflows.FetchLogsInput{ID: id, Node: in.Node, Tail: tail})
+				if err != nil {
+					return describeErr(id.Ref(), err)
+				}
+				var out string
+				if err := run.Get(ctx, &out); err != nil {
+					return describeErr(id.Ref(), err)
+				}
+				p := a.printer()
+				if p.json {
+					return p.JSON(LogsResult{ID: id.Ref(), Node: in.Node, Output: out})
+				}
+				_, err = fmt.Fprint(p.out, out)
 				return err
-			}
-			// The logs live on the replica's node; ask its supervisor where that is.
-			v, err := c.QueryWorkflow(ctx, workflows.WorkflowID(id), "", workflows.QueryConfig)
-			if err != nil {
-				return describeErr(id.Ref(), err)
-			}
-			var in workflows.SupervisionInput
-			if err := v.Get(&in); err != nil {
-				return failure{fmt.Errorf("%s: cannot decode the configuration: %v", id.Ref(), err)}
-			}
-			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID:                       fmt.Sprintf("vigil-logs/%s/%d", id.Ref(), time.Now().UnixNano()),
-				TaskQueue:                taskQueue(),
-				WorkflowExecutionTimeout: a.timeout,
-			}, workflows.FetchLogsWorkflowName, workflows.FetchLogsInput{ID: id, Node: in.Node, Tail: tail})
-			if err != nil {
-				return describeErr(id.Ref(), err)
-			}
-			var out string
-			if err := run.Get(ctx, &out); err != nil {
-				return describeErr(id.Ref(), err)
-			}
-			p := a.printer()
-			if p.json {
-				return p.JSON(LogsResult{ID: id.Ref(), Node: in.Node, Output: out})
-			}
-			_, err = fmt.Fprint(p.out, out)
-			return err
+			})
 		},
 	}
 	cmd.Flags().IntVar(&tail, "tail", 100, "number of last lines to print (0 for all)")

@@ -49,25 +49,17 @@ func statusCommand(a *app) *cobra.Command {
 		Short: "Show a replica's supervision state",
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd)
-			defer cancel()
-			c, err := a.client(ctx)
-			if err != nil {
-				return err
-			}
-			view, err := queryState(ctx, c, id)
-			if err != nil {
-				return err
-			}
-			p := a.printer()
-			if p.json {
-				return p.JSON(view)
-			}
-			return printStatus(p, view, describeStatus(ctx, c, id))
+			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id runtime.ContainerID) error {
+				view, err := queryState(ctx, c, id)
+				if err != nil {
+					return err
+				}
+				p := a.printer()
+				if p.json {
+					return p.JSON(view)
+				}
+				return printStatus(p, view, describeStatus(ctx, c, id))
+			})
 		},
 	}
 }
@@ -132,31 +124,23 @@ func eventsCommand(a *app) *cobra.Command {
 		Short: "Show a replica's supervision events, oldest first",
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd)
-			defer cancel()
-			c, err := a.client(ctx)
-			if err != nil {
-				return err
-			}
-			view, err := queryState(ctx, c, id)
-			if err != nil {
-				return err
-			}
-			events := append([]workflows.Event{}, view.Events...)
-			sort.SliceStable(events, func(i, j int) bool { return events[i].Time.Before(events[j].Time) })
-			p := a.printer()
-			if p.json {
-				return p.JSON(events)
-			}
-			rows := make([][]string, 0, len(events))
-			for _, e := range events {
-				rows = append(rows, []string{e.Time.Local().Format("2006-01-02 15:04:05.000"), string(e.Type), exitText(e.ExitCode), strconv.Itoa(e.RestartCount)})
-			}
-			return p.Table([]string{"TIME", "EVENT", "EXIT", "RESTARTS"}, rows)
+			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id runtime.ContainerID) error {
+				view, err := queryState(ctx, c, id)
+				if err != nil {
+					return err
+				}
+				events := append([]workflows.Event{}, view.Events...)
+				sort.SliceStable(events, func(i, j int) bool { return events[i].Time.Before(events[j].Time) })
+				p := a.printer()
+				if p.json {
+					return p.JSON(events)
+				}
+				rows := make([][]string, 0, len(events))
+				for _, e := range events {
+					rows = append(rows, []string{e.Time.Local().Format("2006-01-02 15:04:05.000"), string(e.Type), exitText(e.ExitCode), strconv.Itoa(e.RestartCount)})
+				}
+				return p.Table([]string{"TIME", "EVENT", "EXIT", "RESTARTS"}, rows)
+			})
 		},
 	}
 }
