@@ -180,7 +180,9 @@ func sendUpdate(env *testsuite.TestWorkflowEnvironment, name string, arg any, re
 // whenWatching runs fn on the environment's event loop once the k-th watch of a
 // healthy container has begun. Mock time cannot skip while an activity runs,
 // so this polls every few milliseconds instead of waiting on a long delayed
-// callback. Polling starts after the given mock delay.
+// callback. Polling starts after the given mock delay: a pending poll lets mock
+// time pass while a slow activity runs, so tests that assert exact times start
+// polling only after the moments they assert.
 func whenWatching(env *testsuite.TestWorkflowEnvironment, n *node, k int, after time.Duration, fn func()) {
 	var poll func()
 	poll = func() {
@@ -310,7 +312,7 @@ func TestFailedStartIsRetriedUntilItWorks(t *testing.T) {
 	n := &node{startErrs: []error{boom, boom, boom, boom, boom, boom}, exits: crashes(1, 2)}
 	env := newEnv(t, n)
 	start := env.Now()
-	unsuperviseWhenWatching(env, n, 1, 0)
+	unsuperviseWhenWatching(env, n, 1, 21*time.Second+100*time.Millisecond)
 
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
@@ -487,7 +489,7 @@ func TestRestartDuringBackoff(t *testing.T) {
 	start := env.Now()
 	res := &updateResult{}
 	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateRestart, RestartRequest{}, res) }, 10*time.Second)
-	unsuperviseWhenWatching(env, n, 1, 0)
+	unsuperviseWhenWatching(env, n, 1, 10*time.Second+100*time.Millisecond)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
 	require.NoError(t, res.err)
@@ -530,7 +532,7 @@ func TestContinueAsNewDuringBackoffKeepsDeadline(t *testing.T) {
 	env2.SetStartTime(start.Add(12 * time.Second))
 	var during StateView
 	env2.RegisterDelayedCallback(func() { during = queryState(t, env2) }, 5*time.Second)
-	unsuperviseWhenWatching(env2, n2, 1, 0)
+	unsuperviseWhenWatching(env2, n2, 1, 18*time.Second+100*time.Millisecond)
 	env2.ExecuteWorkflow(Supervise, next)
 	require.NoError(t, env2.GetWorkflowError())
 
