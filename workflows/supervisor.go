@@ -350,24 +350,20 @@ func (s *supervisor) handle(ctx workflow.Context, c *command) error {
 		return errUnsupervised
 
 	case cmdRestart:
+		if s.st.State == StateCrashLoopBackOff {
+			// Ending a backoff early is the episode's one delayed start.
+			err := s.endBackoff(ctx)
+			s.finish(c, err)
+			return unlessUnsupervised(err)
+		}
 		// Not a crash: nothing is counted, the window is untouched.
-		inBackoff := s.st.State == StateCrashLoopBackOff
-		after := s.st.LastExitAt
-		if !inBackoff {
-			stopped, err := s.stop(ctx)
-			if err != nil {
-				s.finish(c, err)
-				return nil
-			}
-			after = stopped.ExitedAt
+		stopped, err := s.stop(ctx)
+		if err != nil {
+			s.finish(c, err)
+			return nil
 		}
 		s.setState(ctx, StateRestarting)
-		err := s.start(ctx, after)
-		if err == nil && inBackoff {
-			// Ending a backoff early is the episode's one delayed start.
-			s.st.NextRestartAt = time.Time{}
-			s.countRestart(ctx)
-		} else if err == nil {
+		if err = s.start(ctx, stopped.ExitedAt); err == nil {
 			s.setState(ctx, StateRunning)
 		}
 		s.finish(c, err)
