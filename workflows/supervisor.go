@@ -58,6 +58,7 @@ type command struct {
 type supervisor struct {
 	in       SupervisionInput
 	st       Carry
+	ver      versions
 	commands workflow.Channel
 	inFlight *command
 	// fresh is true on the first run of a supervision (no carried state).
@@ -69,6 +70,7 @@ type supervisor struct {
 // Supervise supervises one container replica until it completes or is unsupervised.
 func Supervise(ctx workflow.Context, in SupervisionInput) error {
 	s := newSupervisor(ctx, in)
+	s.ver = readVersions(ctx)
 	if err := s.registerHandlers(ctx); err != nil {
 		return err
 	}

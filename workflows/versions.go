@@ -1,0 +1,32 @@
+package workflows
+
+import "go.temporal.io/sdk/workflow"
+
+// Workflow versioning. Replicas run for months, and a new worker replays the
+// histories an old worker wrote, so every change to the commands Supervise
+// issues goes behind a change ID read here, once, at the top of every run.
+//
+// The rule:
+//   - Add a change ID below (one const, with the release that added it and a
+//     one-line why), a field to versions, and one GetVersion line in
+//     readVersions. Branch on the field where the behaviour differs; the old
+//     branch keeps issuing exactly the old commands.
+//   - Record histories of the new behaviour (workflows/testdata/histories/
+//     <release>/) so replay in make test guards both branches.
+//   - Retiring: a run reads its versions when it starts, and every run
+//     continues as new at least once a day (periodic continue-as-new), so one
+//     day after the last worker of the old release stopped, no open run is on
+//     the old branch. Then the old branch is deleted and the GetVersion call
+//     kept with minSupported raised to the new version; the histories of the
+//     retired releases move to testdata/histories/retired/ (no longer replayed).
+//
+// Reading every version at the start of a run adds one marker event per
+// change to each new run and none to replays of older runs (they take
+// workflow.DefaultVersion).
+type versions struct{}
+
+// readVersions reads every change's version for this run. Call it once, first
+// thing in Supervise, before any other command.
+func readVersions(ctx workflow.Context) versions {
+	return versions{}
+}
