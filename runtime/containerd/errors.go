@@ -64,3 +64,10 @@ func isUnavailable(err error) bool {
 	}
 	return false
 }
+
+func ignoreNotFound(err error) error {
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

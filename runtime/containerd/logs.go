@@ -2,9 +2,15 @@ package containerd
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // trimLog cuts a log file larger than max down to about its last half,
@@ -74,4 +80,40 @@ func tailFile(path string, tail int, limit int64) ([]byte, error) {
 		}
 	}
 	return buf, nil
+}
+
+// Logs returns the last tail lines of the replica's log (all if tail <= 0).
+func (r *Runtime) Logs(ctx context.Context, id runtime.ContainerID, tail int) ([]byte, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	_ = trimLog(r.LogPath(id), r.cfg.MaxLogBytes) // best effort; tailFile reads at most MaxLogBytes anyway
+	out, err := tailFile(r.LogPath(id), tail, r.cfg.MaxLogBytes)
+	if errors.Is(err, os.ErrNotExist) {
+		// No output yet is not an error; an unknown container is.
+		if _, err := r.client.LoadContainer(r.nsCtx(ctx), ContainerName(id)); err != nil {
+			return nil, wrap("logs", ContainerName(id), err, runtime.ErrContainerNotFound)
+		}
+		return nil, nil
+	}
+	return out, err
+}
+
+// trimLogsLoop keeps the logs of long-running, chatty tasks bounded; Start
+// trims the log of each new task.
+func (r *Runtime) trimLogsLoop() {
+	defer close(r.done)
+	ticker := time.NewTicker(r.cfg.LogTrimInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-ticker.C:
+			paths, _ := filepath.Glob(filepath.Join(r.logDir, "*.log"))
+			for _, p := range paths {
+				_ = trimLog(p, r.cfg.MaxLogBytes)
+			}
+		}
+	}
 }

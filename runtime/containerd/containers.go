@@ -1,0 +1,189 @@
+package containerd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"sort"
+	"strconv"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// Create creates the container unless it exists with the same spec. A
+// container whose spec changed is replaced, unless its task is running (the
+// new spec then applies after the container is removed).
+func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runtime.ContainerSpec) error {
+	ctx, name, unlock, err := r.exclusive(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	digest := specDigest(spec)
+
+	existing, err := r.client.LoadContainer(ctx, name)
+	switch {
+	case err == nil:
+		labels, err := existing.Labels(ctx)
+		if err != nil {
+			return wrap("create", name, err, runtime.ErrContainerNotFound)
+		}
+		if labels[LabelSpec] == digest && !r.vanished(ctx, existing) {
+			return nil
+		}
+		if st, err := r.taskState(ctx, existing); err == nil && !st.Done() {
+			return nil
+		}
+	case errdefs.IsNotFound(err):
+		existing = nil
+	default:
+		return wrap("create", name, err, nil)
+	}
+
+	image, err := r.ensureImage(ctx, spec)
+	if err != nil {
+		return err // before deleting anything: a bad new image keeps the old container
+	}
+	if existing != nil {
+		if err := r.deleteContainer(ctx, existing); err != nil {
+			return wrap("create", name, err, nil)
+		}
+	}
+	// A snapshot left by a create that failed half-way would block the new one.
+	if err := r.client.SnapshotService(r.cfg.Snapshotter).Remove(ctx, name); err != nil && !errdefs.IsNotFound(err) {
+		return wrap("create", name, err, nil)
+	}
+	labels := map[string]string{
+		LabelDeployment: id.Deployment,
+		LabelService:    id.Service,
+		LabelReplica:    strconv.Itoa(id.Replica),
+		LabelSpec:       digest,
+	}
+	opts := []containerd.NewContainerOpts{containerd.WithImage(image)}
+	if r.cfg.Snapshotter != "" {
+		opts = append(opts, containerd.WithSnapshotter(r.cfg.Snapshotter))
+	}
+	opts = append(opts,
+		containerd.WithNewSnapshot(name, image),
+		containerd.WithContainerLabels(labels),
+		containerd.WithImageStopSignal(image, "SIGTERM"), // after the labels, which it adds to
+		containerd.WithNewSpec(specOpts(image, spec, name)...),
+	)
+	if _, err := r.client.NewContainer(ctx, name, opts...); err != nil && !errdefs.IsAlreadyExists(err) {
+		return wrap("create", name, err, nil)
+	}
+	return nil
+}
+
+// specOpts build an unprivileged OCI spec with no host mounts: the image's
+// config, overridden by the spec's command, workdir and env.
+func specOpts(image containerd.Image, spec runtime.ContainerSpec, hostname string) []oci.SpecOpts {
+	opts := []oci.SpecOpts{oci.WithImageConfig(image)}
+	switch {
+	case len(spec.Entrypoint) > 0:
+		// As in Docker: a new entrypoint drops the image's CMD.
+		opts = append(opts, oci.WithProcessArgs(append(append([]string{}, spec.Entrypoint...), spec.Args...)...))
+	case len(spec.Args) > 0:
+		opts = append(opts, oci.WithImageConfigArgs(image, spec.Args))
+	}
+	if spec.WorkDir != "" {
+		opts = append(opts, oci.WithProcessCwd(spec.WorkDir))
+	}
+	if len(spec.Env) > 0 {
+		keys := make([]string, 0, len(spec.Env))
+		for k := range spec.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		env := make([]string, 0, len(keys))
+		for _, k := range keys {
+			env = append(env, k+"="+spec.Env[k])
+		}
+		opts = append(opts, oci.WithEnv(env))
+	}
+	return append(opts, oci.WithHostname(hostname), oci.WithNoNewPrivileges)
+}
+
+// specDigest identifies a spec without revealing it (env may hold resolved secrets).
+func specDigest(spec runtime.ContainerSpec) string {
+	b, _ := json.Marshal(spec)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// vanished reports whether the container or its snapshot is gone.
+func (r *Runtime) vanished(ctx context.Context, c containerd.Container) bool {
+	info, err := c.Info(ctx)
+	if errdefs.IsNotFound(err) {
+		return true
+	}
+	if err != nil || info.SnapshotKey == "" {
+		return false
+	}
+	_, err = r.client.SnapshotService(info.Snapshotter).Stat(ctx, info.SnapshotKey)
+	return errdefs.IsNotFound(err)
+}
+
+// Remove kills and deletes the task, the container, its snapshot and its log.
+func (r *Runtime) Remove(ctx context.Context, id runtime.ContainerID) error {
+	ctx, name, unlock, err := r.exclusive(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c, err := r.client.LoadContainer(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return removeFile(r.LogPath(id))
+	}
+	if err != nil {
+		return wrap("remove", name, err, nil)
+	}
+	if err := r.deleteContainer(ctx, c); err != nil {
+		return wrap("remove", name, err, nil)
+	}
+	return removeFile(r.LogPath(id))
+}
+
+func (r *Runtime) deleteContainer(ctx context.Context, c containerd.Container) error {
+	if task, err := c.Task(ctx, nil); err == nil {
+		st, err := task.Status(ctx)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		if err := deleteTask(ctx, task, st.Status); err != nil {
+			return err
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return err
+	}
+	return ignoreNotFound(c.Delete(ctx, containerd.WithSnapshotCleanup))
+}
+
+// Isolate labels the container vigil.isolated=true. Its exited task and its
+// log stay in place for debugging.
+func (r *Runtime) Isolate(ctx context.Context, id runtime.ContainerID) error {
+	ctx, name, err := r.named(ctx, id)
+	if err != nil {
+		return err
+	}
+	c, err := r.client.LoadContainer(ctx, name)
+	if err != nil {
+		return wrap("isolate", name, err, runtime.ErrContainerNotFound)
+	}
+	_, err = c.SetLabels(ctx, map[string]string{LabelIsolated: "true"})
+	return wrap("isolate", name, err, runtime.ErrContainerNotFound)
+}
+
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
