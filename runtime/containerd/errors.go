@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
@@ -51,6 +52,15 @@ func wrap(op, id string, err error, notFound error) error {
 		e.Kind = runtime.ErrUnavailable
 	}
 	return e
+}
+
+// isShimStartFailure reports whether containerd failed to start the task's
+// shim. containerd gives no kind for it: its task manager wraps the cause
+// with fmt.Errorf("failed to start shim: %w") (core/runtime/v2), and over
+// gRPC that arrives as code Unknown with only this text. So this is the one
+// place that matches the text.
+func isShimStartFailure(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "failed to start shim")
 }
 
 // isUnavailable reports whether err means containerd could not be reached

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -69,10 +68,6 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		if derr := deleteStaleTask(ctx, r.client, name); derr == nil {
 			task, err = c.NewTask(ctx, cio.LogFile(logPath))
 		}
-		if errdefs.IsAlreadyExists(err) {
-			// Not the container's fault: retry later rather than report a crash.
-			return runtime.StartInfo{}, &Error{Op: "start", ID: name, Kind: runtime.ErrUnavailable, Err: err}
-		}
 	}
 	if err == nil {
 		// Leave no half-made task behind; the next Start begins afresh anyway.
@@ -83,32 +78,45 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 			_, _ = task.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
 		}
 	}
-	if err != nil && strings.Contains(err.Error(), "failed to start shim") {
-		// containerd could not start the task's shim, e.g. over the bundle of
-		// an earlier task it left behind when it crashed (found by the chaos
-		// soak, seed 4): a problem of the node, not of the container. Retried
-		// with backoff, the reason shown in status, rather than counted as a
-		// crash and restarted at once, over and over.
-		return runtime.StartInfo{}, &Error{Op: "start", ID: name, Kind: runtime.ErrUnavailable, Err: err}
-	}
-	if err != nil && !isUnavailable(err) && !errdefs.IsNotFound(err) && r.vanished(ctx, c) {
-		// Deleted behind Vigil's back while starting (its snapshot goes first):
-		// not the container's fault; the next attempt creates it again.
-		return runtime.StartInfo{}, &Error{Op: "start", ID: name, Kind: runtime.ErrContainerNotFound, Err: err}
-	}
 	if err != nil {
-		if !isUnavailable(err) && !errdefs.IsNotFound(err) {
-			// The container cannot run as specified (e.g. no such executable):
-			// keep the reason where State and `ctr containers info` show it.
-			_, _ = c.SetLabels(ctx, map[string]string{LabelStartError: truncate(err.Error(), 1024)})
-		}
-		return runtime.StartInfo{}, wrap("start", name, err, runtime.ErrContainerNotFound)
+		return runtime.StartInfo{}, r.classifyStartErr(ctx, c, name, err)
 	}
 	startedAt := time.Now().UTC()
 	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: startedAt.Format(time.RFC3339Nano), LabelStartError: ""}); err != nil {
 		return runtime.StartInfo{}, wrap("start", name, err, nil)
 	}
 	return runtime.StartInfo{StartedAt: startedAt, PID: task.Pid()}, nil
+}
+
+// classifyStartErr says whose fault a failed start is, as the kind of the
+// error: the node's (ErrUnavailable: retried with backoff, not counted as a
+// crash), the container's absence (ErrContainerNotFound: created again), or
+// the container's own (it cannot run as specified; the reason is kept).
+func (r *Runtime) classifyStartErr(ctx context.Context, c containerd.Container, name string, err error) error {
+	switch {
+	case errdefs.IsAlreadyExists(err):
+		// A stale task still blocks the new one after Start tried to delete it.
+		// Not the container's fault: retry later rather than report a crash.
+		return &Error{Op: "start", ID: name, Kind: runtime.ErrUnavailable, Err: err}
+	case isShimStartFailure(err):
+		// containerd could not start the task's shim, e.g. over the bundle of
+		// an earlier task it left behind when it crashed (found by the chaos
+		// soak, seed 4): a problem of the node, not of the container. Retried
+		// with backoff, the reason shown in status, rather than counted as a
+		// crash and restarted at once, over and over.
+		return &Error{Op: "start", ID: name, Kind: runtime.ErrUnavailable, Err: err}
+	case isUnavailable(err) || errdefs.IsNotFound(err):
+		return wrap("start", name, err, runtime.ErrContainerNotFound)
+	case r.vanished(ctx, c):
+		// Deleted behind Vigil's back while starting (its snapshot goes first):
+		// not the container's fault; the next attempt creates it again.
+		return &Error{Op: "start", ID: name, Kind: runtime.ErrContainerNotFound, Err: err}
+	default:
+		// The container cannot run as specified (e.g. no such executable):
+		// keep the reason where State and `ctr containers info` show it.
+		_, _ = c.SetLabels(ctx, map[string]string{LabelStartError: truncate(err.Error(), 1024)})
+		return wrap("start", name, err, runtime.ErrContainerNotFound)
+	}
 }
 
 // deleteStaleTask deletes a container's task through the task service,
