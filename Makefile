@@ -35,9 +35,12 @@ help:
 deps:
 	@scripts/ensure-deps.sh
 
+# The commit is stamped into `vigil version` (GOFLAGS may turn off go's own VCS stamping).
+LDFLAGS = -X github.com/vigil-run/vigil/version.commit=$(shell git rev-parse --short=12 HEAD 2>/dev/null)
+
 build:
-	go build -o bin/vigil ./starter
-	go build -o bin/vigil-worker ./worker
+	go build -ldflags '$(LDFLAGS)' -o bin/vigil ./starter
+	go build -ldflags '$(LDFLAGS)' -o bin/vigil-worker ./worker
 
 # tools/mkimage writes a docker-archive/OCI tarball of docker.io/library/busybox:local
 # built from the host's static busybox, so no registry is needed.

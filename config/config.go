@@ -45,6 +45,11 @@ type Connection struct {
 
 	APIKey string
 
+	// Identity is the Temporal client identity (not a flag): the worker sets
+	// it to version.Identity so the Web UI shows which release ran each task.
+	// Empty means the SDK's default.
+	Identity string
+
 	// tlsExplicit records that --tls (or TEMPORAL_TLS) was given, so that
 	// --tls=false can turn off the TLS an API key would otherwise imply.
 	tlsExplicit bool
@@ -188,7 +193,7 @@ func (c *Connection) ClientOptions(logger tlog.Logger) (client.Options, error) {
 	if err := c.Validate(); err != nil {
 		return client.Options{}, err
 	}
-	opts := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger}
+	opts := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger, Identity: c.Identity}
 	tlsCfg, err := c.TLSConfig()
 	if err != nil {
 		return client.Options{}, err

@@ -90,6 +90,7 @@ func newRootCommand(a *app, lookup func(string) (string, bool), dial dialer) *co
 		updateCommand(a, "restart", "Restart a Running or CrashLoopBackOff replica now"),
 		unsuperviseCommand(a),
 		logsCommand(a, taskQueue),
+		versionCommand(a),
 	)
 	return root
 }

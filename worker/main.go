@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/logging"
 	"github.com/vigil-run/vigil/runtime/containerd"
+	"github.com/vigil-run/vigil/version"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -55,6 +56,7 @@ type options struct {
 	containerdNamespace string
 	logDir              string
 	noActivities        bool
+	showVersion         bool
 	// maxActivities bounds concurrent activities on the node queue. Every
 	// supervised replica holds one (its WaitForExit) for as long as its
 	// container runs, so this is also the most replicas one node can run.
@@ -74,7 +76,7 @@ var workerEnv = map[string]string{
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
 // parseFlags parses args with environment fallbacks. A nil error with nil
@@ -92,6 +94,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.logDir, "log-dir", containerd.DefaultLogDir, "directory for containers' captured output (env VIGIL_LOG_DIR)")
 	fs.IntVar(&o.maxActivities, "max-activities", 2000, "most activities run at once on this node; each running replica holds one")
 	fs.BoolVar(&o.noActivities, "no-activities", false, "run workflows only: do not connect to containerd or poll this node's queue")
+	fs.BoolVar(&o.showVersion, "version", false, "print the release and commit, then exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: vigil-worker [flags]\n\nRuns Vigil's supervisor workflows and this node's container activities.\n\nFlags:\n%s", fs.FlagUsages())
 	}
@@ -131,7 +134,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	return o, nil
 }
 
-func run(ctx context.Context, args []string, lookup func(string) (string, bool), stderr io.Writer) int {
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, lookup, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "vigil-worker: %v\n", err)
@@ -140,6 +143,11 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if o == nil {
 		return exitOK
 	}
+	if o.showVersion {
+		fmt.Fprintln(stdout, "vigil-worker "+version.String())
+		return exitOK
+	}
+	o.conn.Identity = version.Identity("vigil-worker")
 	log, err := logging.New(o.log, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "vigil-worker: %v\n", err)
@@ -155,7 +163,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 
 // serve connects, registers, polls until ctx is done, then stops gracefully.
 func serve(ctx context.Context, o *options, log *zap.Logger) error {
-	log.Info("starting vigil-worker", zap.String("connection", o.conn.String()), zap.String("node", o.node),
+	log.Info("starting vigil-worker", zap.String("release", version.Release), zap.String("commit", version.Commit()),
+		zap.String("identity", o.conn.Identity), zap.String("connection", o.conn.String()), zap.String("node", o.node),
 		zap.Bool("activities", !o.noActivities))
 
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/vigil-run/vigil/version"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -36,7 +39,7 @@ func TestBadUsageExits2(t *testing.T) {
 		{"--max-activities", "0"},
 	} {
 		var stderr bytes.Buffer
-		if code := run(context.Background(), args, env(nil), &stderr); code != exitUsage {
+		if code := run(context.Background(), args, env(nil), io.Discard, &stderr); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, exitUsage, stderr.String())
 		}
 		if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines > 0 && args[0] != "--bogus" {
@@ -47,7 +50,7 @@ func TestBadUsageExits2(t *testing.T) {
 
 func TestHelpExits0(t *testing.T) {
 	var stderr bytes.Buffer
-	if code := run(context.Background(), []string{"--help"}, env(nil), &stderr); code != exitOK || !strings.Contains(stderr.String(), "--containerd-address") {
+	if code := run(context.Background(), []string{"--help"}, env(nil), io.Discard, &stderr); code != exitOK || !strings.Contains(stderr.String(), "--containerd-address") {
 		t.Errorf("exit %d: %s", code, stderr.String())
 	}
 }
@@ -56,11 +59,19 @@ func TestUnreachableServerExits1WithoutSecret(t *testing.T) {
 	const key = "sk-worker-secret-key"
 	var stderr bytes.Buffer
 	code := run(context.Background(), []string{"--address", "127.0.0.1:1", "--tls=false", "--no-activities"},
-		env(map[string]string{"TEMPORAL_API_KEY": key}), &stderr)
+		env(map[string]string{"TEMPORAL_API_KEY": key}), io.Discard, &stderr)
 	if code != exitFail {
 		t.Errorf("exit %d, want 1", code)
 	}
 	if strings.Contains(stderr.String(), key) || !strings.Contains(stderr.String(), "cannot reach Temporal") {
 		t.Errorf("stderr: %s", stderr.String())
+	}
+}
+
+func TestVersionPrintsReleaseAndCommit(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"--version"}, env(nil), &stdout, &stderr)
+	if code != exitOK || stdout.String() != "vigil-worker "+version.String()+"\n" || !strings.Contains(stdout.String(), version.Release) {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
 }

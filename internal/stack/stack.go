@@ -26,16 +26,55 @@ import (
 	"github.com/vigil-run/vigil/workflows"
 )
 
-// Build builds vigil and vigil-worker from the module at repo into dir.
+// Build builds vigil and vigil-worker from the module at repo into dir,
+// stamping the commit of repo's checkout into the version package.
 func Build(repo, dir string) (vigil, worker string, err error) {
+	ldflags := ""
+	if commit := CommitOf(repo); commit != "" {
+		ldflags = "-X github.com/vigil-run/vigil/version.commit=" + commit
+	}
 	for pkg, name := range map[string]string{"./starter": "vigil", "./worker": "vigil-worker"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+		cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = repo
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	}
 	return filepath.Join(dir, "vigil"), filepath.Join(dir, "vigil-worker"), nil
+}
+
+// CommitOf is the short commit of the git checkout at dir, with "+dirty"
+// when it has uncommitted changes, or "" outside git.
+func CommitOf(dir string) string {
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	commit := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", dir, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		commit += "+dirty"
+	}
+	return commit
+}
+
+// BuildCommit builds vigil and vigil-worker of commit (any revision of the
+// git repository at repo, e.g. a release's commit from RELEASES) into dir,
+// from a temporary git worktree that is removed afterwards.
+func BuildCommit(repo, commit, dir string) (vigil, worker string, err error) {
+	src, err := os.MkdirTemp("", "vigil-src-")
+	if err != nil {
+		return "", "", err
+	}
+	defer os.RemoveAll(src)
+	if out, err := exec.Command("git", "-C", repo, "worktree", "add", "--detach", src, commit).CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("git worktree add %s: %v: %s (a shallow clone lacks old commits: git fetch --unshallow)",
+			commit, err, strings.TrimSpace(string(out)))
+	}
+	defer func() {
+		_ = exec.Command("git", "-C", repo, "worktree", "remove", "--force", src).Run()
+		_ = exec.Command("git", "-C", repo, "worktree", "prune").Run()
+	}()
+	return Build(src, dir)
 }
 
 // Options say where things are. Dir must be short enough for unix sockets.
