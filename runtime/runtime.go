@@ -131,6 +131,41 @@ type Runtime interface {
 	// Logs returns up to the last tail lines of the container's captured
 	// stdout and stderr (all of it if tail <= 0), across restarts.
 	Logs(ctx context.Context, id ContainerID, tail int) ([]byte, error)
+	// Events follows the tasks of every container of this runtime: each
+	// task exit and each OOM kill from the moment it returns, until ctx ends
+	// or the stream breaks (e.g. the daemon restarts), when the error channel
+	// yields one error and both channels close. Events missed meanwhile are
+	// not replayed: call List after subscribing again to catch up.
+	Events(ctx context.Context) (<-chan TaskEvent, <-chan error)
+	// List reports every container of this runtime with its task's state.
+	List(ctx context.Context) ([]ContainerInfo, error)
+}
+
+// TaskEventKind says what happened to a task.
+type TaskEventKind string
+
+const (
+	// TaskExited: the container's task (its init process) ended.
+	TaskExited TaskEventKind = "exit"
+	// TaskOOM: the kernel's OOM killer killed a process of the task; its exit follows.
+	TaskOOM TaskEventKind = "oom"
+)
+
+// TaskEvent is one thing that happened to a container's task, with the
+// runtime's own exit code and time (Exited only).
+type TaskEvent struct {
+	Kind     TaskEventKind `json:"kind"`
+	ID       ContainerID   `json:"id"`
+	ExitCode int           `json:"exit_code,omitempty"`
+	ExitedAt time.Time     `json:"exited_at,omitempty"`
+}
+
+// ContainerInfo is one container of the runtime and the state of its task.
+type ContainerInfo struct {
+	ID    ContainerID    `json:"id"`
+	State ContainerState `json:"state"`
+	// StartedAt is when the runtime last started the container's task (zero if never).
+	StartedAt time.Time `json:"started_at,omitempty"`
 }
 
 // Typed errors. Activities treat ErrImageNotFound as permanent and retry the others.

@@ -25,6 +25,7 @@ const (
 	OpRemove  Op = "Remove"
 	OpIsolate Op = "Isolate"
 	OpLogs    Op = "Logs"
+	OpList    Op = "List"
 )
 
 // Fake is a scriptable in-memory Runtime. The zero value is not usable; use New.
@@ -40,9 +41,17 @@ type Fake struct {
 	exitOnStart map[runtime.ContainerID]int
 	// startErr makes starts of a container fail with the error (it stays Failed).
 	startErr map[runtime.ContainerID]error
+	// subs are the open Events streams.
+	subs map[*subscriber]struct{}
+}
+
+type subscriber struct {
+	events chan runtime.TaskEvent
+	errs   chan error
 }
 
 type container struct {
+	id        runtime.ContainerID
 	spec      runtime.ContainerSpec
 	state     runtime.ContainerState
 	startedAt time.Time
@@ -64,6 +73,7 @@ func New() *Fake {
 		exitOnStart:   map[runtime.ContainerID]int{},
 		startErr:      map[runtime.ContainerID]error{},
 		nextPID:       100,
+		subs:          map[*subscriber]struct{}{},
 	}
 }
 
@@ -128,6 +138,10 @@ func (f *Fake) Delete(id runtime.ContainerID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c := f.containers[id]; c != nil {
+		if c.state.Status == runtime.StatusRunning {
+			// Deleting a running task kills it, as containerd does.
+			f.publish(runtime.TaskEvent{Kind: runtime.TaskExited, ID: id, ExitCode: 137, ExitedAt: f.now()})
+		}
 		closeOnce(c.exited)
 		delete(f.containers, id)
 	}
@@ -204,7 +218,7 @@ func (f *Fake) Create(ctx context.Context, id runtime.ContainerID, spec runtime.
 	if f.missingImages[spec.Image] {
 		return fmt.Errorf("fake image %s: %w", spec.Image, runtime.ErrImageNotFound)
 	}
-	f.containers[id] = &container{spec: spec, state: runtime.Failed("never started"), exited: make(chan struct{})}
+	f.containers[id] = &container{id: id, spec: spec, state: runtime.Failed("never started"), exited: make(chan struct{})}
 	return nil
 }
 
@@ -245,6 +259,92 @@ func (f *Fake) exit(c *container, code int) {
 	}
 	c.state = runtime.Exited(code, at)
 	closeOnce(c.exited)
+	f.publish(runtime.TaskEvent{Kind: runtime.TaskExited, ID: c.id, ExitCode: code, ExitedAt: at})
+}
+
+// publish hands ev to every open Events stream. f.mu must be held. A stream
+// that does not keep up loses the event, as a real one would lose it to a
+// broken connection (List catches up).
+func (f *Fake) publish(ev runtime.TaskEvent) {
+	for s := range f.subs {
+		select {
+		case s.events <- ev:
+		default:
+		}
+	}
+}
+
+// OOM publishes an OOM kill of id's task (its exit is up to the test).
+func (f *Fake) OOM(id runtime.ContainerID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.publish(runtime.TaskEvent{Kind: runtime.TaskOOM, ID: id})
+}
+
+// BreakEvents ends every open Events stream with err, as a daemon restart does.
+func (f *Fake) BreakEvents(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.subs {
+		s.errs <- err
+		delete(f.subs, s)
+	}
+}
+
+// Subscribers is the number of open Events streams.
+func (f *Fake) Subscribers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.subs)
+}
+
+// Events streams the fake's exits and OOM kills until ctx ends or BreakEvents.
+func (f *Fake) Events(ctx context.Context) (<-chan runtime.TaskEvent, <-chan error) {
+	s := &subscriber{events: make(chan runtime.TaskEvent, 1024), errs: make(chan error, 1)}
+	out := make(chan runtime.TaskEvent)
+	errc := make(chan error, 1)
+	f.mu.Lock()
+	f.subs[s] = struct{}{}
+	f.mu.Unlock()
+	go func() {
+		defer close(out)
+		defer close(errc)
+		defer func() {
+			f.mu.Lock()
+			delete(f.subs, s)
+			f.mu.Unlock()
+		}()
+		for {
+			select {
+			case ev := <-s.events:
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			case err := <-s.errs:
+				errc <- err
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, errc
+}
+
+// List reports every container with its state.
+func (f *Fake) List(ctx context.Context) ([]runtime.ContainerInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpList); err != nil {
+		return nil, err
+	}
+	out := make([]runtime.ContainerInfo, 0, len(f.containers))
+	for id, c := range f.containers {
+		out = append(out, runtime.ContainerInfo{ID: id, State: c.state, StartedAt: c.startedAt})
+	}
+	return out, nil
 }
 
 func (f *Fake) State(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {

@@ -1,0 +1,118 @@
+package containerd_test
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/runtime"
+	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
+)
+
+func TestParseContainerName(t *testing.T) {
+	id := runtime.ContainerID{Deployment: "shop", Service: "api-rep-x", Replica: 12}
+	got, ok := vcontainerd.ParseContainerName(vcontainerd.ContainerName(id))
+	if !ok || got != id {
+		t.Fatalf("round trip of %+v = %+v, %v", id, got, ok)
+	}
+	for _, bad := range []string{"", "shop", "shop.api", "shop.api-rep-0", "shop.api-rep-x", ".api-rep-1", "shop.-rep-1", "shop.api-rep-01"} {
+		if got, ok := vcontainerd.ParseContainerName(bad); ok {
+			t.Errorf("ParseContainerName(%q) = %+v, want not Vigil's", bad, got)
+		}
+	}
+}
+
+// nextEvent is the next event of the stream, failing the test on an error or timeout.
+func nextEvent(t *testing.T, events <-chan runtime.TaskEvent, errs <-chan error) runtime.TaskEvent {
+	t.Helper()
+	select {
+	case ev := <-events:
+		return ev
+	case err := <-errs:
+		t.Fatalf("event stream: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event within 30 s")
+	}
+	return runtime.TaskEvent{}
+}
+
+// TestEventsAndList: containerd's own exit code and time reach Events, the
+// same exit is what List reports afterwards, and a container without a task
+// is Failed. A daemon restart ends the stream with ErrUnavailable; a new
+// subscription after it works.
+func TestEventsAndList(t *testing.T) {
+	d, rt, ctx, crash := setup(t, "evcrash")
+	healthy, never := newID("evhealthy"), newID("evnever")
+
+	evCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, errs := rt.Events(evCtx)
+	time.Sleep(200 * time.Millisecond) // the subscription is live once containerd has it
+
+	began := time.Now()
+	run(t, rt, healthy, "sleep 1000")
+	run(t, rt, crash, "exit 3")
+	ev := nextEvent(t, events, errs)
+	if ev.Kind != runtime.TaskExited || ev.ID != crash || ev.ExitCode != 3 {
+		t.Fatalf("event = %+v, want the exit 3 of %s", ev, crash.Ref())
+	}
+	if ev.ExitedAt.Before(began) || ev.ExitedAt.After(time.Now()) {
+		t.Fatalf("exited at %v, not between %v and now", ev.ExitedAt, began)
+	}
+	if err := rt.Create(ctx, never, containerdtest.TestImage("sleep 1")); err != nil {
+		t.Fatal(err)
+	}
+
+	list, err := rt.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[runtime.ContainerID]runtime.ContainerInfo{}
+	for _, c := range list {
+		byID[c.ID] = c
+	}
+	if got := byID[crash].State; got.Status != runtime.StatusExited || got.ExitCode != 3 || !got.ExitedAt.Equal(ev.ExitedAt) {
+		t.Errorf("List: %s = %+v, want the exit of the event (%v)", crash.Ref(), got, ev.ExitedAt)
+	}
+	if got := byID[healthy]; got.State.Status != runtime.StatusRunning || got.StartedAt.IsZero() {
+		t.Errorf("List: %s = %+v, want Running with a start time", healthy.Ref(), got)
+	}
+	if got := byID[never].State; got.Status != runtime.StatusFailed {
+		t.Errorf("List: %s = %+v, want Failed (no task)", never.Ref(), got)
+	}
+
+	killTask(t, d, healthy, syscall.SIGKILL)
+	if ev := nextEvent(t, events, errs); ev.ID != healthy || ev.ExitCode != 137 {
+		t.Fatalf("event = %+v, want the SIGKILL (137) of %s", ev, healthy.Ref())
+	}
+
+	if err := d.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		if !errors.Is(err, runtime.ErrUnavailable) {
+			t.Fatalf("stream error after a daemon restart = %v, want ErrUnavailable", err)
+		}
+	case ev, ok := <-events:
+		if ok {
+			t.Fatalf("event %+v, want the stream to end", ev)
+		}
+		if err := <-errs; !errors.Is(err, runtime.ErrUnavailable) {
+			t.Fatalf("stream error after a daemon restart = %v, want ErrUnavailable", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream did not end when containerd restarted")
+	}
+	events, errs = rt.Events(evCtx)
+	time.Sleep(200 * time.Millisecond)
+	if _, err := rt.Start(ctx, crash); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, events, errs); ev.ID != crash || ev.ExitCode != 3 {
+		t.Fatalf("event after resubscribing = %+v, want the exit 3 of %s", ev, crash.Ref())
+	}
+}
