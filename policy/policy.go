@@ -6,25 +6,35 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"time"
+
+	"github.com/vigil-run/vigil/runtime"
 )
 
-// Action is what a service asks for when one of its containers crashes
-// (the deployment file's errors.on_panic.action).
+// Action is what a service asks for when one of its containers exits
+// (the deployment file's errors.on_panic.action, or a rule's action).
 type Action string
 
 const (
 	ActionRestart  Action = "restart"
 	ActionShutdown Action = "shutdown"
 	ActionIsolate  Action = "isolate"
+	// ActionComplete ends supervision as a successful exit does (rules only).
+	ActionComplete Action = "complete"
 )
 
-// Defaults of the original supervisor.
+// Defaults of the original supervisor, and of the exponential backoff.
 const (
 	DefaultMaxRestarts   = 5
 	DefaultRestartWindow = 300 * time.Second
 	DefaultPollInterval  = 5 * time.Second
 	DefaultBackoff       = 30 * time.Second
+
+	DefaultBackoffInitial    = 10 * time.Second
+	DefaultBackoffMax        = 5 * time.Minute
+	DefaultBackoffMultiplier = 2.0
+	DefaultBackoffResetAfter = 10 * time.Minute
 )
 
 // Policy is one service's restart policy.
@@ -32,8 +42,52 @@ type Policy struct {
 	Action        Action        `json:"action"`
 	MaxRestarts   int           `json:"max_restarts"`
 	RestartWindow time.Duration `json:"restart_window"`
-	Backoff       time.Duration `json:"backoff"`
-	PollInterval  time.Duration `json:"poll_interval"`
+	// Backoff is the fixed crash-loop backoff, used when Exponential is nil.
+	Backoff      time.Duration `json:"backoff"`
+	PollInterval time.Duration `json:"poll_interval"`
+	// Exponential, when set, replaces the fixed Backoff.
+	Exponential *Exponential `json:"exponential,omitempty"`
+	// Rules are tried in order on every exit; the first match decides.
+	Rules []Rule `json:"rules,omitempty"`
+	// Seed makes the jitter of one replica deterministic (replays agree) and
+	// different from its siblings'. The workflow sets it from its ID; it is
+	// not part of the deployment file.
+	Seed uint64 `json:"-"`
+}
+
+// Exponential is a crash-loop backoff that grows with each episode: the
+// n-th waits min(Initial*Multiplier^(n-1), Max) plus up to Jitter of it.
+// ResetAfter of running without a crash starts the sequence again.
+type Exponential struct {
+	Initial    time.Duration `json:"initial"`
+	Max        time.Duration `json:"max"`
+	Multiplier float64       `json:"multiplier"`
+	Jitter     float64       `json:"jitter,omitempty"`
+	ResetAfter time.Duration `json:"reset_after"`
+}
+
+// Rule maps exits to an action: it matches an exit whose code is one of
+// ExitCodes or whose killing signal is one of Signals (canonical names,
+// "SIGSEGV").
+type Rule struct {
+	ExitCodes []int    `json:"exit_codes,omitempty"`
+	Signals   []string `json:"signals,omitempty"`
+	Action    Action   `json:"action"`
+}
+
+// Matches reports whether the rule applies to exit.
+func (r Rule) Matches(exit Exit) bool {
+	for _, c := range r.ExitCodes {
+		if c == exit.Code {
+			return true
+		}
+	}
+	for _, s := range r.Signals {
+		if exit.Signal != "" && s == exit.Signal {
+			return true
+		}
+	}
+	return false
 }
 
 // Default is the original supervisor's policy.
@@ -47,7 +101,8 @@ func Default() Policy {
 	}
 }
 
-// WithDefaults fills the zero fields of p with the defaults.
+// WithDefaults fills the zero fields of p (and of its exponential backoff)
+// with the defaults.
 func (p Policy) WithDefaults() Policy {
 	d := Default()
 	if p.Action == "" {
@@ -65,42 +120,139 @@ func (p Policy) WithDefaults() Policy {
 	if p.PollInterval == 0 {
 		p.PollInterval = d.PollInterval
 	}
+	if p.Exponential != nil {
+		e := *p.Exponential
+		if e.Initial == 0 {
+			e.Initial = DefaultBackoffInitial
+		}
+		if e.Max == 0 {
+			e.Max = max(DefaultBackoffMax, e.Initial)
+		}
+		if e.Multiplier == 0 {
+			e.Multiplier = DefaultBackoffMultiplier
+		}
+		if e.ResetAfter == 0 {
+			e.ResetAfter = DefaultBackoffResetAfter
+		}
+		p.Exponential = &e
+	}
 	return p
 }
 
-// Validate reports the first field that is out of range, naming it and the fix.
+// FieldError is a policy value out of range: Field is its name in the
+// deployment file's errors.on_panic ("backoff.multiplier", "rules[1].action"),
+// Msg what is wrong and the fix.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate reports the first field that is out of range as a *FieldError,
+// naming it and the fix.
 func (p Policy) Validate() error {
 	switch p.Action {
 	case ActionRestart, ActionShutdown, ActionIsolate:
 	default:
-		return fmt.Errorf("action: %q is not one of restart, shutdown, isolate", p.Action)
+		return fieldErr("action", "%q is not one of restart, shutdown, isolate", p.Action)
 	}
 	if p.MaxRestarts < 0 {
-		return fmt.Errorf("max_restarts: %d is negative; use 0 or more", p.MaxRestarts)
+		return fieldErr("max_restarts", "%d is negative; use 0 or more", p.MaxRestarts)
 	}
 	if p.RestartWindow <= 0 {
-		return fmt.Errorf("restart_window: %s must be positive, e.g. 300s", p.RestartWindow)
+		return fieldErr("restart_window", "%s must be positive, e.g. 300s", p.RestartWindow)
 	}
 	if p.Backoff <= 0 {
-		return fmt.Errorf("backoff: %s must be positive, e.g. 30s", p.Backoff)
+		return fieldErr("backoff", "%s must be positive, e.g. 30s", p.Backoff)
 	}
 	if p.PollInterval <= 0 {
-		return fmt.Errorf("poll_interval: %s must be positive, e.g. 5s", p.PollInterval)
+		return fieldErr("poll_interval", "%s must be positive, e.g. 5s", p.PollInterval)
+	}
+	if e := p.Exponential; e != nil {
+		if err := e.validate(); err != nil {
+			return err
+		}
+	}
+	for i, r := range p.Rules {
+		if err := r.validate(fmt.Sprintf("rules[%d]", i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e Exponential) validate() error {
+	switch {
+	case e.Initial <= 0:
+		return fieldErr("backoff.initial", "%s must be positive, e.g. 10s", e.Initial)
+	case e.Max < e.Initial:
+		return fieldErr("backoff.max", "%s is less than initial %s; use at least initial, e.g. 5m", e.Max, e.Initial)
+	case math.IsNaN(e.Multiplier) || e.Multiplier < 1 || e.Multiplier > 100:
+		return fieldErr("backoff.multiplier", "%v is out of range; use 1 (a fixed backoff) to 100, e.g. 2", e.Multiplier)
+	case math.IsNaN(e.Jitter) || e.Jitter < 0 || e.Jitter > 1:
+		return fieldErr("backoff.jitter", "%v is out of range; use 0 to 1, e.g. 0.1 for up to 10%% more", e.Jitter)
+	case e.ResetAfter <= 0:
+		return fieldErr("backoff.reset_after", "%s must be positive, e.g. 10m", e.ResetAfter)
+	}
+	return nil
+}
+
+func (r Rule) validate(field string) error {
+	switch r.Action {
+	case ActionRestart, ActionShutdown, ActionIsolate, ActionComplete:
+	default:
+		return fieldErr(field+".action", "%q is not one of restart, shutdown, isolate, complete", r.Action)
+	}
+	if len(r.ExitCodes) == 0 && len(r.Signals) == 0 {
+		return fieldErr(field, "matches nothing; give exit_codes (e.g. [42]) or signals (e.g. [SIGSEGV])")
+	}
+	for j, c := range r.ExitCodes {
+		if c < runtime.FailedExitCode || c > 255 {
+			return fieldErr(fmt.Sprintf("%s.exit_codes[%d]", field, j), "%d is out of range; use 0 to 255 (-1 for a container that could not run)", c)
+		}
+	}
+	for j, s := range r.Signals {
+		name, err := runtime.ParseSignal(s)
+		if err != nil {
+			return fieldErr(fmt.Sprintf("%s.signals[%d]", field, j), "%v", err)
+		}
+		if name != s {
+			return fieldErr(fmt.Sprintf("%s.signals[%d]", field, j), "%q is not canonical; write %s", s, name)
+		}
 	}
 	return nil
 }
 
 // History is what the policy remembers between exits: the times of the
-// crashes counted in the sliding window, oldest first.
+// crashes counted in the sliding window, oldest first, and, for the
+// exponential backoff, the episodes so far and the last crash.
 type History struct {
 	RestartTimes []time.Time `json:"restart_times"`
+	// Episodes counts the crash-loop episodes since the sequence last reset
+	// (exponential backoff only).
+	Episodes int `json:"episodes,omitempty"`
+	// LastCrash is the time of the last crash (exponential backoff only).
+	LastCrash time.Time `json:"last_crash,omitzero"`
 }
 
 // Exit is how a container left Running. A Failed container counts as code -1.
 type Exit struct {
-	Code   int       `json:"code"`
-	At     time.Time `json:"at"`
-	Reason string    `json:"reason,omitempty"`
+	Code int `json:"code"`
+	// Cause is why it exited: Exited, Signaled, OOMKilled, Unhealthy, Failed.
+	// Empty counts as Exited.
+	Cause runtime.ExitReason `json:"cause,omitempty"`
+	// Signal names the signal that killed it ("SIGKILL"), if one did.
+	Signal string `json:"signal,omitempty"`
+	// StartedAt is when the container's task started (zero if unknown).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	At        time.Time `json:"at"`
+	// Reason is the runtime's explanation of a Failed container.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Outcome is what the supervisor does next.
@@ -134,32 +286,103 @@ type Decision struct {
 	Reason  string
 	// RestartAt is the earliest time to start again (BackOff only).
 	RestartAt time.Time
+	// Episode is the crash-loop episode this backoff is (BackOff only, from 1).
+	Episode int
 	// History is the history after this exit.
 	History History
 }
 
 // Decide returns what to do about exit, given the history so far and the current time.
 //
-// A crash is counted in the window only when the panic action is restart:
-// the window exists to detect restart loops. More than MaxRestarts crashes
+// The first rule that matches the exit decides its action; with none, exit
+// code 0 completes (unless the container was stopped as unhealthy) and any
+// other exit takes the panic action. Only restarts are counted in the window:
+// the window exists to detect restart loops. More than MaxRestarts restarts
 // within RestartWindow (counting this one) is a crash loop.
 func (p Policy) Decide(h History, exit Exit, now time.Time) Decision {
-	kept := pruned(h.RestartTimes, now, p.RestartWindow)
-	if exit.Code == 0 {
-		return Decision{Outcome: Complete, Reason: ReasonExitedSuccessfully, History: History{RestartTimes: kept}}
+	next := History{RestartTimes: pruned(h.RestartTimes, now, p.RestartWindow), Episodes: h.Episodes, LastCrash: h.LastCrash}
+	action, why := p.action(exit)
+	switch action {
+	case ActionComplete:
+		return Decision{Outcome: Complete, Reason: why, History: next}
+	case ActionShutdown:
+		return Decision{Outcome: Shutdown, Reason: why, History: next}
+	case ActionIsolate:
+		return Decision{Outcome: Isolate, Reason: why, History: next}
+	}
+	if p.Exponential != nil {
+		if p.ranLongEnough(h, exit, now) {
+			next.Episodes = 0
+		}
+		next.LastCrash = now
+	}
+	next.RestartTimes = append(next.RestartTimes, now)
+	if len(next.RestartTimes) <= p.MaxRestarts {
+		return Decision{Outcome: Restart, Reason: why, History: next}
+	}
+	next.Episodes++
+	wait := p.Backoff
+	if p.Exponential != nil {
+		wait = p.Exponential.Delay(next.Episodes, p.Seed)
+	} else {
+		next.Episodes = 0 // the fixed backoff keeps no episodes
+	}
+	return Decision{Outcome: BackOff, Reason: ReasonCrashLoop, RestartAt: now.Add(wait), Episode: max(next.Episodes, 1), History: next}
+}
+
+// action is the action the exit calls for and why.
+func (p Policy) action(exit Exit) (Action, string) {
+	for i, r := range p.Rules {
+		if r.Matches(exit) {
+			return r.Action, fmt.Sprintf("exit matched rules[%d]; action %s", i, r.Action)
+		}
+	}
+	if exit.Code == 0 && exit.Cause != runtime.ExitUnhealthy {
+		return ActionComplete, ReasonExitedSuccessfully
 	}
 	switch p.Action {
 	case ActionShutdown:
-		return Decision{Outcome: Shutdown, Reason: ReasonShutdownPolicy, History: History{RestartTimes: kept}}
+		return ActionShutdown, ReasonShutdownPolicy
 	case ActionIsolate:
-		return Decision{Outcome: Isolate, Reason: ReasonIsolatePolicy, History: History{RestartTimes: kept}}
+		return ActionIsolate, ReasonIsolatePolicy
 	}
-	kept = append(kept, now)
-	next := History{RestartTimes: kept}
-	if len(kept) > p.MaxRestarts {
-		return Decision{Outcome: BackOff, Reason: ReasonCrashLoop, RestartAt: now.Add(p.Backoff), History: next}
+	return ActionRestart, ReasonWithinPolicy
+}
+
+// ranLongEnough reports whether the container ran ResetAfter without a
+// crash: measured from its own start when the runtime reported it, else
+// from the last crash.
+func (p Policy) ranLongEnough(h History, exit Exit, now time.Time) bool {
+	reset := p.Exponential.ResetAfter
+	if !exit.StartedAt.IsZero() && !exit.At.IsZero() {
+		return exit.At.Sub(exit.StartedAt) >= reset
 	}
-	return Decision{Outcome: Restart, Reason: ReasonWithinPolicy, History: next}
+	return !h.LastCrash.IsZero() && now.Sub(h.LastCrash) >= reset
+}
+
+// Delay is the wait of the n-th crash-loop episode (from 1):
+// min(Initial*Multiplier^(n-1), Max), plus up to Jitter of it, the jitter
+// drawn deterministically from seed and n.
+func (e Exponential) Delay(n int, seed uint64) time.Duration {
+	base := float64(e.Initial) * math.Pow(e.Multiplier, float64(max(n, 1)-1))
+	if base > float64(e.Max) || math.IsInf(base, 0) || math.IsNaN(base) {
+		base = float64(e.Max)
+	}
+	d := time.Duration(base)
+	if e.Jitter > 0 {
+		d += time.Duration(base * e.Jitter * unit(seed, uint64(n)))
+	}
+	return d
+}
+
+// unit maps (seed, n) to [0, 1) with SplitMix64, so that neighbouring seeds
+// and episodes give unrelated fractions.
+func unit(seed, n uint64) float64 {
+	z := seed + n*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return float64(z>>11) / (1 << 53)
 }
 
 // pruned returns the times still inside the window ending at now, in a new slice.

@@ -1,9 +1,13 @@
 package policy
 
 import (
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-run/vigil/runtime"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -91,11 +95,11 @@ func TestDefaults(t *testing.T) {
 		d.Backoff != 30*time.Second || d.Action != ActionRestart {
 		t.Fatalf("defaults = %+v", d)
 	}
-	if got := (Policy{}).WithDefaults(); got != d {
+	if got := (Policy{}).WithDefaults(); !reflect.DeepEqual(got, d) {
 		t.Fatalf("zero policy with defaults = %+v, want %+v", got, d)
 	}
 	custom := Policy{Action: ActionIsolate, MaxRestarts: 10, RestartWindow: 600 * time.Second, PollInterval: time.Second, Backoff: 3 * time.Second}
-	if got := custom.WithDefaults(); got != custom {
+	if got := custom.WithDefaults(); !reflect.DeepEqual(got, custom) {
 		t.Fatalf("custom policy changed by defaults: %+v", got)
 	}
 }
@@ -138,15 +142,218 @@ func TestValidate(t *testing.T) {
 		{Policy{RestartWindow: -time.Second}.WithDefaults(), "restart_window"},
 		{Policy{Backoff: -time.Second}.WithDefaults(), "backoff"},
 		{Policy{PollInterval: -time.Second}.WithDefaults(), "poll_interval"},
+		{withExp(Exponential{Initial: -time.Second}), "backoff.initial"},
+		{withExp(Exponential{Initial: time.Minute, Max: time.Second}), "backoff.max"},
+		{withExp(Exponential{Multiplier: 0.5}), "backoff.multiplier"},
+		{withExp(Exponential{Multiplier: 101}), "backoff.multiplier"},
+		{withExp(Exponential{Jitter: -0.1}), "backoff.jitter"},
+		{withExp(Exponential{Jitter: 1.5}), "backoff.jitter"},
+		{withExp(Exponential{ResetAfter: -time.Second}), "backoff.reset_after"},
+		{withRules(Rule{Action: ActionRestart}), "rules[0]"},
+		{withRules(Rule{ExitCodes: []int{1}, Action: ActionRestart}, Rule{ExitCodes: []int{2}, Action: "reboot"}), "rules[1].action"},
+		{withRules(Rule{ExitCodes: []int{256}, Action: ActionRestart}), "rules[0].exit_codes[0]"},
+		{withRules(Rule{Signals: []string{"SIGTERM", "SIGNOPE"}, Action: ActionRestart}), "rules[0].signals[1]"},
+		{withRules(Rule{Signals: []string{"segv"}, Action: ActionRestart}), "rules[0].signals[0]"},
 	}
 	for _, tc := range tests {
 		err := tc.policy.Validate()
-		if err == nil || !strings.HasPrefix(err.Error(), tc.field+":") {
-			t.Errorf("%+v: error %v, want one naming %s", tc.policy, err, tc.field)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tc.field || !strings.HasPrefix(err.Error(), tc.field+": ") {
+			t.Errorf("%+v: error %v, want a FieldError naming %s", tc.policy, err, tc.field)
 		}
+	}
+	ok := withExp(Exponential{Initial: 2 * time.Second, Max: 8 * time.Second, Multiplier: 2, Jitter: 1})
+	ok.Rules = []Rule{{ExitCodes: []int{0, -1, 255}, Signals: []string{"SIGSEGV"}, Action: ActionComplete}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("valid policy rejected: %v", err)
 	}
 	if err := Default().Validate(); err != nil {
 		t.Errorf("default policy invalid: %v", err)
+	}
+}
+
+func withExp(e Exponential) Policy {
+	return Policy{Exponential: &e}.WithDefaults()
+}
+
+func withRules(rules ...Rule) Policy {
+	return Policy{Rules: rules}.WithDefaults()
+}
+
+func TestRules(t *testing.T) {
+	rules := []Rule{
+		{ExitCodes: []int{42, 43}, Action: ActionShutdown},
+		{ExitCodes: []int{0}, Action: ActionRestart},
+		{Signals: []string{"SIGSEGV"}, Action: ActionIsolate},
+		{ExitCodes: []int{7}, Signals: []string{"SIGTERM"}, Action: ActionComplete},
+		{ExitCodes: []int{42}, Action: ActionIsolate}, // shadowed by the first
+	}
+	segv := Exit{Code: 139, Cause: runtime.ExitSignaled, Signal: "SIGSEGV"}
+	tests := []struct {
+		name   string
+		action Action // panic action
+		rules  []Rule
+		exit   Exit
+		want   Outcome
+		counts bool // the exit is counted in the window
+	}{
+		{"no rules: exit 0 completes", ActionRestart, nil, Exit{Code: 0}, Complete, false},
+		{"no rules: exit 3 restarts", ActionRestart, nil, Exit{Code: 3}, Restart, true},
+		{"no rules: shutdown action", ActionShutdown, nil, Exit{Code: 3}, Shutdown, false},
+		{"no rules: unhealthy exit 0 is a crash", ActionRestart, nil, Exit{Code: 0, Cause: runtime.ExitUnhealthy}, Restart, true},
+		{"no rules: unhealthy under isolate", ActionIsolate, nil, Exit{Code: 143, Cause: runtime.ExitUnhealthy, Signal: "SIGTERM"}, Isolate, false},
+		{"exit 42 shuts down", ActionRestart, rules, Exit{Code: 42}, Shutdown, false},
+		{"exit 43 shuts down", ActionRestart, rules, Exit{Code: 43}, Shutdown, false},
+		{"first match wins", ActionRestart, rules[4:], Exit{Code: 42}, Isolate, false},
+		{"exit 0 restarts by rule", ActionRestart, rules, Exit{Code: 0}, Restart, true},
+		{"SIGSEGV isolates", ActionRestart, rules, segv, Isolate, false},
+		{"exit 139 without a signal is not SIGSEGV", ActionRestart, rules, Exit{Code: 139}, Restart, true},
+		{"signal or code in one rule: code", ActionRestart, rules, Exit{Code: 7}, Complete, false},
+		{"signal or code in one rule: signal", ActionRestart, rules, Exit{Code: 143, Cause: runtime.ExitSignaled, Signal: "SIGTERM"}, Complete, false},
+		{"no match: panic action restart", ActionRestart, rules, Exit{Code: 3}, Restart, true},
+		{"no match: panic action shutdown", ActionShutdown, rules, Exit{Code: 3}, Shutdown, false},
+		{"no match: exit 0 under shutdown still completes without a 0 rule", ActionShutdown, rules[2:], Exit{Code: 0}, Complete, false},
+		{"rule restart under shutdown action", ActionShutdown, []Rule{{ExitCodes: []int{3}, Action: ActionRestart}}, Exit{Code: 3}, Restart, true},
+		{"OOM matched by SIGKILL", ActionRestart, []Rule{{Signals: []string{"SIGKILL"}, Action: ActionShutdown}},
+			Exit{Code: 137, Cause: runtime.ExitOOMKilled, Signal: "SIGKILL"}, Shutdown, false},
+		{"failed (-1) by code", ActionRestart, []Rule{{ExitCodes: []int{-1}, Action: ActionIsolate}}, Exit{Code: -1, Cause: runtime.ExitFailed}, Isolate, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Policy{Action: tc.action, Rules: tc.rules}.WithDefaults()
+			if err := p.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			tc.exit.At = t0
+			d := p.Decide(History{RestartTimes: at(-10)}, tc.exit, t0)
+			if d.Outcome != tc.want {
+				t.Fatalf("outcome = %s (%s), want %s", d.Outcome, d.Reason, tc.want)
+			}
+			if d.Reason == "" {
+				t.Error("decision has no reason")
+			}
+			want := 1
+			if tc.counts {
+				want = 2
+			}
+			if len(d.History.RestartTimes) != want {
+				t.Errorf("window = %v, want %d entries", d.History.RestartTimes, want)
+			}
+		})
+	}
+}
+
+// exp is the e2e backoff: {initial: 2s, max: 8s, multiplier: 2}.
+func exp(jitter float64, reset time.Duration) Policy {
+	return Policy{Action: ActionRestart, MaxRestarts: 1, RestartWindow: time.Hour,
+		Exponential: &Exponential{Initial: 2 * time.Second, Max: 8 * time.Second, Multiplier: 2, Jitter: jitter, ResetAfter: reset}}.WithDefaults()
+}
+
+func TestExponentialBackoff(t *testing.T) {
+	type step struct {
+		ranFor  time.Duration // how long the container ran before this crash (<= 0: start unknown; < 0: that much quiet time passes first)
+		want    Outcome
+		wait    time.Duration // backoff wait, for BackOff
+		episode int
+	}
+	tests := []struct {
+		name   string
+		policy Policy
+		steps  []step
+	}{
+		{"2s 4s 8s 8s", exp(0, time.Hour), []step{
+			{time.Second, Restart, 0, 0},
+			{time.Second, BackOff, 2 * time.Second, 1},
+			{time.Second, BackOff, 4 * time.Second, 2},
+			{time.Second, BackOff, 8 * time.Second, 3},
+			{time.Second, BackOff, 8 * time.Second, 4},
+		}},
+		{"a good run resets the sequence", exp(0, time.Minute), []step{
+			{time.Second, Restart, 0, 0},
+			{time.Second, BackOff, 2 * time.Second, 1},
+			{time.Second, BackOff, 4 * time.Second, 2},
+			{time.Minute, BackOff, 2 * time.Second, 1},
+			{59 * time.Second, BackOff, 4 * time.Second, 2},
+		}},
+		{"without a start time the gap since the last crash resets", exp(0, time.Minute), []step{
+			{0, Restart, 0, 0},
+			{0, BackOff, 2 * time.Second, 1},
+			{0, BackOff, 4 * time.Second, 2},
+			{-2 * time.Minute, BackOff, 2 * time.Second, 1}, // two quiet minutes since the last crash
+		}},
+		{"multiplier 1 is fixed", Policy{MaxRestarts: 1, Exponential: &Exponential{Initial: 3 * time.Second, Multiplier: 1}}.WithDefaults(), []step{
+			{time.Second, Restart, 0, 0},
+			{time.Second, BackOff, 3 * time.Second, 1},
+			{time.Second, BackOff, 3 * time.Second, 2},
+		}},
+		{"fixed backoff keeps today's", Policy{MaxRestarts: 1, Backoff: 3 * time.Second}.WithDefaults(), []step{
+			{time.Second, Restart, 0, 0},
+			{time.Second, BackOff, 3 * time.Second, 1},
+			{time.Hour, BackOff, 3 * time.Second, 1},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var h History
+			now := t0
+			for i, s := range tc.steps {
+				if s.ranFor < 0 {
+					now = now.Add(-s.ranFor)
+				}
+				exit := Exit{Code: 1, At: now}
+				if s.ranFor > 0 {
+					exit.StartedAt = now.Add(-s.ranFor)
+				}
+				d := tc.policy.Decide(h, exit, now)
+				if d.Outcome != s.want {
+					t.Fatalf("crash %d: outcome %s (%s), want %s", i+1, d.Outcome, d.Reason, s.want)
+				}
+				if s.want == BackOff {
+					if got := d.RestartAt.Sub(now); got != s.wait {
+						t.Errorf("crash %d: waits %s, want %s", i+1, got, s.wait)
+					}
+					if d.Episode != s.episode {
+						t.Errorf("crash %d: episode %d, want %d", i+1, d.Episode, s.episode)
+					}
+					now = d.RestartAt
+				}
+				h = d.History
+				now = now.Add(time.Second)
+			}
+		})
+	}
+}
+
+func TestJitter(t *testing.T) {
+	p := exp(0.5, time.Hour)
+	e := *p.Exponential
+	seen := map[time.Duration]bool{}
+	for seed := uint64(0); seed < 50; seed++ {
+		for n := 1; n <= 5; n++ {
+			base := e.Delay(n, seed)
+			if again := e.Delay(n, seed); again != base {
+				t.Fatalf("seed %d episode %d: %s then %s; want the same (replays must agree)", seed, n, base, again)
+			}
+			want := min(2*time.Second<<(n-1), 8*time.Second)
+			if base < want || base >= want+want/2 {
+				t.Fatalf("seed %d episode %d: %s outside [%s, %s)", seed, n, base, want, want+want/2)
+			}
+		}
+		seen[e.Delay(1, seed)] = true
+	}
+	if len(seen) < 45 {
+		t.Errorf("50 seeds gave only %d distinct first delays; replicas would back off in lockstep", len(seen))
+	}
+	if d := (Exponential{Initial: time.Second, Max: time.Hour, Multiplier: 100}).Delay(1000, 1); d != time.Hour {
+		t.Errorf("huge episode: %s, want the max", d)
+	}
+	// The decision uses the policy's seed.
+	a, b := p, p
+	a.Seed, b.Seed = 1, 2
+	h := History{RestartTimes: at(0)}
+	da, db := a.Decide(h, Exit{Code: 1}, t0), b.Decide(h, Exit{Code: 1}, t0)
+	if da.RestartAt.Equal(db.RestartAt) {
+		t.Errorf("seeds 1 and 2 back off until the same %v", da.RestartAt)
 	}
 }
 
@@ -155,6 +362,7 @@ func FuzzDecide(f *testing.F) {
 	f.Add(5, int64(300), int64(30), 1, int64(0), int64(10), uint8(0))
 	f.Add(0, int64(1), int64(1), 0, int64(5), int64(1), uint8(1))
 	f.Add(2, int64(60), int64(3), -1, int64(100), int64(200), uint8(2))
+	f.Add(1, int64(3600), int64(2), 42, int64(1), int64(5), uint8(7))
 	f.Fuzz(func(t *testing.T, maxRestarts int, windowS, backoffS int64, code int, gapS, nowS int64, action uint8) {
 		p := Policy{
 			Action:        []Action{ActionRestart, ActionShutdown, ActionIsolate}[int(action)%3],
@@ -162,6 +370,18 @@ func FuzzDecide(f *testing.F) {
 			RestartWindow: time.Duration(windowS%100000) * time.Second,
 			Backoff:       time.Duration(backoffS%100000) * time.Second,
 			PollInterval:  time.Second,
+			Seed:          uint64(gapS),
+		}
+		if action&4 != 0 {
+			p.Exponential = &Exponential{Initial: p.Backoff, Max: 4 * p.Backoff, Multiplier: float64(action%5) + 1,
+				Jitter: float64(action%3) / 2, ResetAfter: p.RestartWindow}
+		}
+		if action&8 != 0 {
+			p.Rules = []Rule{{ExitCodes: []int{code % 300}, Action: []Action{ActionRestart, ActionShutdown, ActionIsolate, ActionComplete}[int(action>>4)%4]}}
+		}
+		exit := Exit{Code: code}
+		if reason, sig := runtime.ExitCause(code); sig != "" {
+			exit.Cause, exit.Signal = reason, sig
 		}
 		if err := p.Validate(); err != nil {
 			if !strings.Contains(err.Error(), ":") {
@@ -174,17 +394,29 @@ func FuzzDecide(f *testing.F) {
 			h.RestartTimes = append(h.RestartTimes, t0.Add(time.Duration(i*(gapS%1000))*time.Second))
 		}
 		now := t0.Add(time.Duration(nowS%1000000) * time.Second)
-		d := p.Decide(h, Exit{Code: code}, now)
+		h.Episodes = int(gapS % 50)
+		d := p.Decide(h, exit, now)
+		if again := p.Decide(h, exit, now); !reflect.DeepEqual(again, d) {
+			t.Fatalf("Decide is not deterministic: %+v then %+v", d, again)
+		}
 		for _, rt := range d.History.RestartTimes {
 			if now.Sub(rt) >= p.RestartWindow {
 				t.Fatalf("history keeps %v, outside the window ending %v", rt, now)
 			}
 		}
+		wait := d.RestartAt.Sub(now)
 		switch {
-		case code == 0 && d.Outcome != Complete:
+		case code == 0 && len(p.Rules) == 0 && d.Outcome != Complete:
 			t.Fatalf("exit 0 gave %s", d.Outcome)
-		case d.Outcome == BackOff && !d.RestartAt.Equal(now.Add(p.Backoff)):
+		case len(p.Rules) > 0 && p.Rules[0].Matches(exit) && p.Rules[0].Action == ActionRestart && d.Outcome != Restart && d.Outcome != BackOff:
+			t.Fatalf("a matching restart rule gave %s", d.Outcome)
+		case d.Outcome == BackOff && p.Exponential == nil && wait != p.Backoff:
 			t.Fatalf("backoff until %v, want %v", d.RestartAt, now.Add(p.Backoff))
+		case d.Outcome == BackOff && p.Exponential != nil &&
+			(wait < p.Exponential.Initial || wait > p.Exponential.Max+time.Duration(float64(p.Exponential.Max)*p.Exponential.Jitter)):
+			t.Fatalf("exponential backoff waits %s, outside [initial %s, max %s plus jitter]", wait, p.Exponential.Initial, p.Exponential.Max)
+		case d.Outcome == BackOff && d.Episode < 1:
+			t.Fatalf("backoff episode %d", d.Episode)
 		case d.Outcome == BackOff && len(d.History.RestartTimes) <= p.MaxRestarts:
 			t.Fatalf("backoff with only %d crashes in the window", len(d.History.RestartTimes))
 		case d.Outcome == Restart && len(d.History.RestartTimes) > p.MaxRestarts:

@@ -373,9 +373,18 @@ func parseErrors(n *yaml.Node, path string) (policy.Policy, string, error) {
 	}
 	p = p.WithDefaults()
 	if err := p.Validate(); err != nil {
-		// Validate names the field first ("backoff: ..."); give it its full path.
-		field, msg, _ := strings.Cut(err.Error(), ": ")
-		return p, "", fieldErr(fields[field], path+"."+field, "%s", msg)
+		// Validate names the field; give it its full path and line.
+		var pe *policy.FieldError
+		if !errors.As(err, &pe) {
+			return p, "", fieldErr(on, path, "%v", err)
+		}
+		top, _, _ := strings.Cut(pe.Field, ".")
+		top, _, _ = strings.Cut(top, "[")
+		n := fields[top]
+		if n == nil {
+			n = on
+		}
+		return p, "", fieldErr(n, path+"."+pe.Field, "%s", pe.Msg)
 	}
 	var webhook string
 	if wn := fields["isolate_webhook"]; wn != nil {

@@ -73,7 +73,7 @@ func TestParseShop(t *testing.T) {
 		t.Errorf("workflow ID %q", got)
 	}
 	w := in[2]
-	if w.ID.Service != "worker" || w.Policy != (policy.Policy{Action: policy.ActionIsolate}).WithDefaults() ||
+	if w.ID.Service != "worker" || !reflect.DeepEqual(w.Policy, (policy.Policy{Action: policy.ActionIsolate}).WithDefaults()) ||
 		w.IsolateWebhook != "https://hooks.example.com/vigil" || w.StopGrace != 3*time.Second ||
 		w.Spec.PullPolicy != runtime.PullIfNotPresent || w.ID.Replica != 1 {
 		t.Errorf("worker-rep-1: %+v", w)
@@ -91,7 +91,7 @@ func TestParseMinimal(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := d.Services[0]
-	if s.Replicas != 1 || s.Policy != policy.Default() || s.RType != RTypeService || s.StopGrace != DefaultStopGrace {
+	if s.Replicas != 1 || !reflect.DeepEqual(s.Policy, policy.Default()) || s.RType != RTypeService || s.StopGrace != DefaultStopGrace {
 		t.Errorf("defaults: %+v", s)
 	}
 }

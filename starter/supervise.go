@@ -150,7 +150,7 @@ func configDiffers(ctx context.Context, c client.Client, wid string, in workflow
 	}
 	// The workflow fills in defaults; compare what the file decides.
 	differs = !reflect.DeepEqual(running.Spec, in.Spec) ||
-		running.Policy != in.Policy.WithDefaults() ||
+		!reflect.DeepEqual(running.Policy, in.Policy.WithDefaults()) ||
 		running.Node != in.Node ||
 		running.IsolateWebhook != in.IsolateWebhook ||
 		(in.StopGrace != 0 && running.StopGrace != in.StopGrace)
