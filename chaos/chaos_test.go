@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/internal/stack"
 )
 
 // TestShortSoak is a bounded soak with a fixed seed inside `make test`: the
@@ -20,13 +21,13 @@ func TestShortSoak(t *testing.T) {
 	if os.Getenv(containerdtest.RequireEnv) != "1" {
 		t.Skip("skipping the chaos soak (about 4 minutes); set " + containerdtest.RequireEnv + "=1 or run make chaos")
 	}
-	if _, err := temporalCLI(); err != nil {
+	if _, err := stack.FindTemporalCLI(); err != nil {
 		containerdtest.Unavailable(t, err.Error())
 	}
 	if err := containerdtest.Prerequisites(); err != nil {
 		containerdtest.Unavailable(t, err.Error())
 	}
-	repo, err := moduleRoot()
+	repo, err := stack.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

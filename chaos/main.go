@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/vigil-run/vigil/internal/stack"
 )
 
 func main() {
@@ -51,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "chaos:", err)
 		return 2
 	}
-	repo, err := moduleRoot()
+	repo, err := stack.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(stderr, "chaos:", err)
 		return 2

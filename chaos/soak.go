@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -54,7 +53,7 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	cli, err := temporalCLI()
+	cli, err := stack.FindTemporalCLI()
 	if err != nil {
 		return nil, err
 	}
@@ -203,39 +202,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
-}
-
-// temporalCLI finds the Temporal CLI as `make deps` installs it.
-func temporalCLI() (string, error) {
-	for _, dir := range []string{os.Getenv("VIGIL_BIN"), filepath.Join(os.Getenv("HOME"), ".cache", "vigil", "bin")} {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, "temporal")
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("temporal"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("temporal CLI not found in $VIGIL_BIN, ~/.cache/vigil/bin or PATH; run make deps")
-}
-
-// moduleRoot finds the directory of go.mod from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory; run from the repository")
-		}
-		dir = parent
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/config/configtest"
+	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -218,7 +219,7 @@ func replayHistory(t *testing.T, s *tstack, workflowID string) {
 	iter := c.GetWorkflowHistory(ctx, workflowID, "", false, 0)
 	replayer := worker.NewWorkflowReplayer()
 	replayer.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: workflows.SupervisorWorkflowName})
-	hist, err := collectHistory(iter)
+	hist, err := histories.Collect(iter)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/sdk/client"
-
 	"github.com/vigil-run/vigil/config/configtest"
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/internal/stack"
@@ -207,15 +204,3 @@ func idOf(t *testing.T, ref string) runtime.ContainerID {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
-func collectHistory(iter client.HistoryEventIterator) (*historypb.History, error) {
-	h := &historypb.History{}
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			return nil, err
-		}
-		h.Events = append(h.Events, ev)
-	}
-	return h, nil
-}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-run/vigil/config/configtest"
+	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -114,7 +115,7 @@ func rawHistory(t *testing.T, s *tstack, workflowID string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	hist, err := collectHistory(c.GetWorkflowHistory(t.Context(), workflowID, "", false, 0))
+	hist, err := histories.Collect(c.GetWorkflowHistory(t.Context(), workflowID, "", false, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

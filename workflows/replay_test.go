@@ -1,11 +1,69 @@
 package workflows
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 )
+
+// historiesDir holds the histories recorded from real runs of every release:
+// histories/<release>/<scenario>.json, recorded with
+//
+//	go run ./tools/record-histories --release <release> --commit <commit>
+//
+// (see internal/histories for the scenarios).
+const historiesDir = "testdata/histories"
+
+// minV010Histories is the issue's floor for v0.1.0's recorded set.
+const minV010Histories = 11
+
+func newReplayer() worker.WorkflowReplayer {
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
+	r.RegisterWorkflowWithOptions(FetchLogs, workflow.RegisterOptions{Name: FetchLogsWorkflowName})
+	return r
+}
+
+// TestReplayEveryRelease replays every recorded history of every release with
+// today's code: a change to the commands Supervise issues that is not behind
+// a version check (versions.go) fails here, in make test, before it can break
+// a replica that runs in the field.
+func TestReplayEveryRelease(t *testing.T) {
+	releases, err := os.ReadDir(historiesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, rel := range releases {
+		if !rel.IsDir() || rel.Name() == "retired" {
+			continue
+		}
+		files, err := filepath.Glob(filepath.Join(historiesDir, rel.Name(), "*.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(historiesDir, rel.Name(), "COMMIT")); err != nil {
+			t.Errorf("%s: no COMMIT file naming the commit its histories were recorded from", rel.Name())
+		}
+		if rel.Name() == "v0.1.0" && len(files) < minV010Histories {
+			t.Errorf("v0.1.0: %d recorded histories, want at least %d", len(files), minV010Histories)
+		}
+		for _, f := range files {
+			name := rel.Name() + "/" + strings.TrimSuffix(filepath.Base(f), ".json")
+			t.Run(name, func(t *testing.T) {
+				if err := newReplayer().ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+					t.Fatalf("replay of %s: %v", f, err)
+				}
+			})
+			total++
+		}
+	}
+	t.Logf("replayed %d recorded histories", total)
+}
 
 // TestReplayRecordedHistory replays a history recorded from a real run (a
 // crash loop with restarts, a backoff, a delayed start and an unsupervise
@@ -15,9 +73,7 @@ import (
 //	VIGIL_RECORD_HISTORY=$PWD/workflows/testdata/crashloop_history.json \
 //	  go test ./e2e -run TestCrashLoopEndToEnd
 func TestReplayRecordedHistory(t *testing.T) {
-	replayer := worker.NewWorkflowReplayer()
-	replayer.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
-	if err := replayer.ReplayWorkflowHistoryFromJSONFile(nil, "testdata/crashloop_history.json"); err != nil {
+	if err := newReplayer().ReplayWorkflowHistoryFromJSONFile(nil, "testdata/crashloop_history.json"); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
 }

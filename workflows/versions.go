@@ -11,8 +11,11 @@ import "go.temporal.io/sdk/workflow"
 //     one-line why), a field to versions, and one GetVersion line in
 //     readVersions. Branch on the field where the behaviour differs; the old
 //     branch keeps issuing exactly the old commands.
-//   - Record histories of the new behaviour (workflows/testdata/histories/
-//     <release>/) so replay in make test guards both branches.
+//   - Register a scenario for the new behaviour in internal/histories
+//     (Scenarios, Since: the release) so the release's recorded set
+//     (workflows/testdata/histories/<release>/, written by
+//     go run ./tools/record-histories) covers it; TestReplayEveryRelease
+//     replays every release's set in make test, guarding both branches.
 //   - Retiring: a run reads its versions when it starts, and every run
 //     continues as new at least once a day (periodic continue-as-new), so one
 //     day after the last worker of the old release stopped, no open run is on

@@ -334,3 +334,39 @@ func (quietLogger) Debug(string, ...any) {}
 func (quietLogger) Info(string, ...any)  {}
 func (quietLogger) Warn(string, ...any)  {}
 func (quietLogger) Error(string, ...any) {}
+
+// FindTemporalCLI finds the Temporal CLI as `make deps` installs it:
+// $VIGIL_BIN/temporal, ~/.cache/vigil/bin/temporal or temporal on PATH.
+func FindTemporalCLI() (string, error) {
+	for _, dir := range []string{os.Getenv("VIGIL_BIN"), filepath.Join(os.Getenv("HOME"), ".cache", "vigil", "bin")} {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, "temporal")
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("temporal"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("temporal CLI not found in $VIGIL_BIN, ~/.cache/vigil/bin or PATH; run make deps")
+}
+
+// ModuleRoot finds the directory of go.mod from the working directory up.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory; run from the repository")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,307 @@
+package histories
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// Scenarios is the one list of recorded situations. A release that adds
+// behaviour adds its scenarios here, with Since set to that release, and
+// records its set with tools/record-histories.
+var Scenarios = []Scenario{
+	{Name: "healthy", Since: "v0.1.0", Run: healthy},
+	{Name: "crash-restart", Since: "v0.1.0", Run: crashRestart},
+	{Name: "crashloop-backoff", Since: "v0.1.0", Run: crashLoopBackoff},
+	{Name: "backoff-ended", Since: "v0.1.0", Run: backoffEnded},
+	{Name: "isolate-release", Since: "v0.1.0", Run: isolateRelease},
+	{Name: "shutdown", Since: "v0.1.0", Run: shutdown},
+	{Name: "completed", Since: "v0.1.0", Run: completed},
+	{Name: "failed-start", Since: "v0.1.0", Run: failedStart},
+	{Name: "operator-restart", Since: "v0.1.0", Run: operatorRestart},
+	{Name: "unsupervise-stop", Since: "v0.1.0", Run: unsuperviseStop},
+	{Name: "continued-as-new", Since: "v0.1.0", Run: continuedAsNew},
+}
+
+// Image is the busybox image every private containerd of the tests holds.
+const Image = "docker.io/library/busybox:local"
+
+// Deployment is a one-service, one-replica deployment file.
+func Deployment(dep, service, image, script, onPanic string) string {
+	return fmt.Sprintf(`version: v1
+deployment: %s
+services:
+  %s:
+    rtype: service
+    image: { name: %s, pull_policy: never }
+    command: { entrypoint: ["/bin/sh", "-c"], args: [%q] }
+    scale: { mode: fixed, replicas: 1 }
+    stop_grace: 2s
+    errors:
+      on_panic: %s
+`, dep, service, image, script, onPanic)
+}
+
+const (
+	healthyScript = "exec sleep 3600"
+	crashScript   = "sleep 1; exit 3"
+	restartAlways = "{ action: restart, max_restarts: 1000, restart_window: 120s, backoff: 3s, poll_interval: 1s }"
+)
+
+// ref and workflow ID of replica 1 of the deployment's service.
+func ids(dep, service string) (ref, wid string) {
+	ref = dep + "/" + service + "-rep-1"
+	return ref, "vigil/" + ref
+}
+
+// watching: the history shows a watch scheduled after the last start.
+func watching(h *historypb.History) bool {
+	return CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >
+		CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)+
+			CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED)
+}
+
+// superviseWatched supervises a healthy replica and waits until it is watched.
+func superviseWatched(ctx context.Context, e *Env, dep string) (ref, wid string, err error) {
+	ref, wid = ids(dep, "web")
+	if err := e.Supervise(dep, Deployment(dep, "web", Image, healthyScript, restartAlways)); err != nil {
+		return "", "", err
+	}
+	return ref, wid, e.WaitHistory(ctx, wid, "watching", watching)
+}
+
+// unsupervise ends supervision and waits for the workflow to close.
+func unsupervise(ctx context.Context, e *Env, ref, wid string, stop bool) error {
+	args := []string{"unsupervise", ref}
+	if stop {
+		args = append(args, "--stop")
+	}
+	if err := e.Update(ctx, args...); err != nil {
+		return err
+	}
+	return e.WaitClosed(ctx, wid)
+}
+
+func one(wid, file string) []Capture { return []Capture{{File: file, WorkflowID: wid}} }
+
+// healthy: a running replica being watched (open).
+func healthy(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	_, wid, err := superviseWatched(ctx, e, dep)
+	return one(wid, "healthy"), err
+}
+
+// crash-restart: a container that crashes every second is restarted twice, then unsupervised.
+func crashRestart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "crasher")
+	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, crashScript, restartAlways)); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "two restarts", func(v workflows.StateView) bool { return v.TotalRestarts >= 2 }); err != nil {
+		return nil, err
+	}
+	return one(wid, "crash-restart"), unsupervise(ctx, e, ref, wid, false)
+}
+
+func inBackoff(v workflows.StateView) bool {
+	return v.State == workflows.StateCrashLoopBackOff && v.NextRestartAt != nil
+}
+
+// crashloop-backoff: a crash loop waiting out a long backoff (open).
+func crashLoopBackoff(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "crasher")
+	pol := "{ action: restart, max_restarts: 1, restart_window: 120s, backoff: 1h, poll_interval: 1s }"
+	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, crashScript, pol)); err != nil {
+		return nil, err
+	}
+	_, err := e.WaitState(ctx, ref, "CrashLoopBackOff", inBackoff)
+	return one(wid, "crashloop-backoff"), err
+}
+
+// backoff-ended: a short backoff runs out, the container is started once,
+// then supervision ends with --stop.
+func backoffEnded(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "crasher")
+	pol := "{ action: restart, max_restarts: 1, restart_window: 120s, backoff: 2s, poll_interval: 1s }"
+	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, crashScript, pol)); err != nil {
+		return nil, err
+	}
+	// One restart at once, the backoff, then the delayed start (restart 2).
+	if _, err := e.WaitState(ctx, ref, "the start after the backoff", func(v workflows.StateView) bool {
+		return v.TotalRestarts >= 2
+	}); err != nil {
+		return nil, err
+	}
+	return one(wid, "backoff-ended"), unsupervise(ctx, e, ref, wid, true)
+}
+
+// isolate-release: isolated after a crash, released, isolated again, unsupervised.
+func isolateRelease(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "crasher")
+	pol := "{ action: isolate, poll_interval: 1s }"
+	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, crashScript, pol)); err != nil {
+		return nil, err
+	}
+	isolated := func(n int) func(workflows.StateView) bool {
+		return func(v workflows.StateView) bool {
+			c := 0
+			for _, ev := range v.Events {
+				if ev.Type == workflows.EventContainerIsolated {
+					c++
+				}
+			}
+			return v.State == workflows.StateIsolated && c >= n
+		}
+	}
+	if _, err := e.WaitState(ctx, ref, "Isolated", isolated(1)); err != nil {
+		return nil, err
+	}
+	if err := e.Update(ctx, "release", ref); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "Isolated again", isolated(2)); err != nil {
+		return nil, err
+	}
+	return one(wid, "isolate-release"), unsupervise(ctx, e, ref, wid, false)
+}
+
+// shutdown: a crash under the shutdown policy, waiting for the operator (open).
+func shutdown(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "crasher")
+	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, "sleep 1; exit 5", "{ action: shutdown, poll_interval: 1s }")); err != nil {
+		return nil, err
+	}
+	_, err := e.WaitState(ctx, ref, "Shutdown", func(v workflows.StateView) bool { return v.State == workflows.StateShutdown })
+	return one(wid, "shutdown"), err
+}
+
+// completed: exit 0 ends supervision.
+func completed(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	_, wid := ids(dep, "job")
+	if err := e.Supervise(dep, Deployment(dep, "job", Image, "sleep 1; exit 0", restartAlways)); err != nil {
+		return nil, err
+	}
+	return one(wid, "completed"), e.WaitClosed(ctx, wid)
+}
+
+// failed-start: the image is missing; the start has failed and been retried
+// on a durable timer at least twice (open, still Restarting).
+func failedStart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	_, wid := ids(dep, "ghost")
+	if err := e.Supervise(dep, Deployment(dep, "ghost", "docker.io/library/ghost:1", healthyScript, restartAlways)); err != nil {
+		return nil, err
+	}
+	err := e.WaitHistory(ctx, wid, "two failed starts", func(h *historypb.History) bool {
+		return CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED) >= 2 &&
+			CountEvents(h, enumspb.EVENT_TYPE_TIMER_STARTED) >= 2
+	})
+	return one(wid, "failed-start"), err
+}
+
+// operator-restart: `vigil restart` of a running replica, then unsupervise.
+func operatorRestart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid, err := superviseWatched(ctx, e, dep)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Update(ctx, "restart", ref); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "watching after the restart", func(h *historypb.History) bool {
+		return CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) >= 2 && watching(h)
+	}); err != nil {
+		return nil, err
+	}
+	return one(wid, "operator-restart"), unsupervise(ctx, e, ref, wid, false)
+}
+
+// unsupervise-stop: a running replica unsupervised with --stop.
+func unsuperviseStop(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid, err := superviseWatched(ctx, e, dep)
+	if err != nil {
+		return nil, err
+	}
+	return one(wid, "unsupervise-stop"), unsupervise(ctx, e, ref, wid, true)
+}
+
+// continued-as-new: a crashing replica whose runs continue as new after two
+// exits. The deployment file has no setting for that, so the replica is
+// started the way the CLI starts it, with the configuration the CLI made
+// for replica 1 (read back with the config query) and continue_as_new_after
+// set. Both the first run (ended by continue-as-new) and the run it started
+// (carrying the state; then unsupervised) are recorded.
+func continuedAsNew(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref1, wid1 := ids(dep, "crasher")
+	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, crashScript, restartAlways)); err != nil {
+		return nil, err
+	}
+	v, err := e.Client.QueryWorkflow(ctx, wid1, "", workflows.QueryConfig)
+	if err != nil {
+		return nil, err
+	}
+	var in map[string]any
+	if err := v.Get(&in); err != nil {
+		return nil, err
+	}
+	if err := unsupervise(ctx, e, ref1, wid1, true); err != nil {
+		return nil, err
+	}
+	id, ok := in["id"].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("config query of %s has no id: %v", wid1, in)
+	}
+	id["replica"] = 2
+	in["continue_as_new_after"] = 2
+	ref := dep + "/crasher-rep-2"
+	wid := "vigil/" + ref
+	run, err := e.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        wid,
+		TaskQueue: workflows.DefaultTaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchAttrState.ValueSet(string(workflows.StateRunning)),
+			workflows.SearchAttrService.ValueSet("crasher"),
+			workflows.SearchAttrDeployment.ValueSet(dep),
+		),
+	}, workflows.SupervisorWorkflowName, in)
+	if err != nil {
+		return nil, err
+	}
+	first := run.GetRunID()
+	var second string
+	for second == "" {
+		d, err := e.Client.DescribeWorkflowExecution(ctx, wid, "")
+		if err != nil {
+			return nil, err
+		}
+		if r := d.GetWorkflowExecutionInfo().GetExecution().GetRunId(); r != first {
+			second = r
+			break
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("%s did not continue as new: %w", wid, err)
+		}
+	}
+	// The update goes to the current run (Update retries if it lands on a
+	// run that is just continuing as new).
+	if err := e.Update(ctx, "unsupervise", ref); err != nil {
+		return nil, err
+	}
+	if err := e.WaitClosed(ctx, wid); err != nil {
+		return nil, err
+	}
+	d, err := e.Client.DescribeWorkflowExecution(ctx, wid, "")
+	if err != nil {
+		return nil, err
+	}
+	return []Capture{
+		{File: "continued-as-new-run1", WorkflowID: wid, RunID: first},
+		{File: "continued-as-new", WorkflowID: wid, RunID: d.GetWorkflowExecutionInfo().GetExecution().GetRunId()},
+	}, nil
+}
