@@ -12,7 +12,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/vigil-run/vigil/runtime"
-	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
 
 // StormResult: every container crashed at once.
@@ -130,7 +129,7 @@ func (v *vigilBench) floorStorm(ctx context.Context, n int) (*StormResult, error
 	names := make([]string, n)
 	for i := range ids {
 		ids[i] = runtime.ContainerID{Deployment: "floorstorm", Service: "c", Replica: i + 1}
-		names[i] = vcontainerd.ContainerName(ids[i])
+		names[i] = ids[i].ContainerName()
 	}
 	defer func() {
 		_ = parallel(n, 8, func(i int) error { return r.Remove(context.WithoutCancel(ctx), ids[i]) })

@@ -20,7 +20,6 @@ import (
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/runtime"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
-	"github.com/vigil-run/vigil/workflows"
 )
 
 // Heartbeat settings of the WaitForExit activity every running replica
@@ -177,7 +176,7 @@ func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, er
 		return Dist{}, Dist{}, err
 	}
 	nctx := namespaces.WithNamespace(ctx, r.Namespace())
-	c, err := r.Client().LoadContainer(nctx, vcontainerd.ContainerName(rawID))
+	c, err := r.Client().LoadContainer(nctx, rawID.ContainerName())
 	if err != nil {
 		return Dist{}, Dist{}, err
 	}
@@ -198,7 +197,7 @@ func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, er
 			return Dist{}, Dist{}, err
 		}
 	}
-	raw, err := v.events.waitRestarts(ctx, vcontainerd.ContainerName(rawID), cfg.FloorRestarts)
+	raw, err := v.events.waitRestarts(ctx, rawID.ContainerName(), cfg.FloorRestarts)
 	if err != nil {
 		return Dist{}, Dist{}, err
 	}
@@ -231,7 +230,7 @@ func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, er
 		last = st.ExitedAt
 	}
 	fmt.Printf("    runtime restart steps: Create+State (no-ops here) %s; Start %s\n", dist(checks), dist(starts))
-	viaRuntime, err := v.events.waitRestarts(ctx, vcontainerd.ContainerName(id), cfg.FloorRestarts)
+	viaRuntime, err := v.events.waitRestarts(ctx, id.ContainerName(), cfg.FloorRestarts)
 	return dist(raw), dist(viaRuntime), err
 }
 
@@ -273,7 +272,7 @@ func (v *vigilBench) restartLatency(ctx context.Context, cfg config) (*vigilLate
 		return nil, err
 	}
 	out := &vigilLatency{dist: dist(lat)}
-	wfID := workflows.WorkflowID(runtime.ContainerID{Deployment: "lat", Service: "c", Replica: 1})
+	wfID := runtime.ContainerID{Deployment: "lat", Service: "c", Replica: 1}.WorkflowID()
 	events, err := historyEvents(ctx, v.tc, wfID)
 	if err != nil {
 		return out, err
@@ -308,8 +307,8 @@ func (v *vigilBench) superviseHealthy(ctx context.Context, set *replicaSet, depl
 	var names []string
 	for i := 1; i <= n; i++ {
 		id := runtime.ContainerID{Deployment: deployment, Service: "c", Replica: i}
-		names = append(names, vcontainerd.ContainerName(id))
-		set.wfIDs = append(set.wfIDs, workflows.WorkflowID(id))
+		names = append(names, id.ContainerName())
+		set.wfIDs = append(set.wfIDs, id.WorkflowID())
 	}
 	set.names = append(set.names, names...)
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(n)*time.Second)

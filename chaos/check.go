@@ -137,7 +137,7 @@ func (c *checker) judgeOnce(ctx context.Context, r replica, events []taskEvent) 
 	fail := func(format string, args ...any) {
 		out.Violations = append(out.Violations, fmt.Sprintf(format, args...))
 	}
-	wid := workflows.WorkflowID(r.ID)
+	wid := r.ID.WorkflowID()
 	qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/runtime"
-	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
 
 // deploymentName is the soak's deployment.
@@ -79,7 +78,7 @@ func roster(n int) ([]replica, error) {
 	for i, b := range behaviours {
 		for r := 1; r <= counts[i]; r++ {
 			id := runtime.ContainerID{Deployment: deploymentName, Service: b.Service, Replica: r}
-			out = append(out, replica{ID: id, Container: vcontainerd.ContainerName(id), Behaviour: b})
+			out = append(out, replica{ID: id, Container: id.ContainerName(), Behaviour: b})
 		}
 	}
 	return out, nil

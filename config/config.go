@@ -20,7 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
-	"github.com/vigil-run/vigil/workflows"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // Defaults of the connection flags.
@@ -75,7 +75,7 @@ var envOf = map[string]string{
 func (c *Connection) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Address, "address", DefaultAddress, "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
 	fs.StringVar(&c.Namespace, "namespace", DefaultNamespace, "Temporal namespace (env TEMPORAL_NAMESPACE)")
-	fs.StringVar(&c.TaskQueue, "task-queue", workflows.DefaultTaskQueue, "workflow task queue (env VIGIL_TASK_QUEUE)")
+	fs.StringVar(&c.TaskQueue, "task-queue", replica.DefaultTaskQueue, "workflow task queue (env VIGIL_TASK_QUEUE)")
 	fs.BoolVar(&c.TLS, "tls", false, "connect with TLS (env TEMPORAL_TLS; implied by the TLS files and by --api-key)")
 	fs.StringVar(&c.CAFile, "tls-ca-file", "", "PEM file of the CA that signed the server certificate (env TEMPORAL_TLS_CA_PATH)")
 	fs.StringVar(&c.CertFile, "tls-cert-file", "", "PEM client certificate for mTLS (env TEMPORAL_TLS_CERT_PATH)")
@@ -133,7 +133,7 @@ func (c *Connection) Validate() error {
 	case c.Namespace == "":
 		return errors.New("--namespace: empty; use e.g. " + DefaultNamespace)
 	case c.TaskQueue == "":
-		return errors.New("--task-queue: empty; use e.g. " + workflows.DefaultTaskQueue)
+		return errors.New("--task-queue: empty; use e.g. " + replica.DefaultTaskQueue)
 	case (c.CertFile == "") != (c.KeyFile == ""):
 		return errors.New("--tls-cert-file and --tls-key-file: give both for mTLS, or neither")
 	case strings.ContainsAny(c.APIKey, "\r\n"):

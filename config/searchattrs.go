@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/vigil-run/vigil/workflows"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // ErrNoOperatorAccess means the connection may not list or add search
@@ -66,7 +66,7 @@ func missingSearchAttributes(ctx context.Context, c client.Client, namespace str
 		return nil, fmt.Errorf("cannot list search attributes of namespace %s: %v", namespace, err)
 	}
 	var missing []string
-	for _, name := range workflows.SearchAttributeNames {
+	for _, name := range replica.SearchAttributeNames {
 		if _, ok := resp.GetCustomAttributes()[name]; !ok {
 			missing = append(missing, name)
 		}

@@ -5,27 +5,14 @@ package runtime
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/vigil-run/vigil/replica"
 )
 
-// ContainerID names one replica of one service of one deployment.
-// Replicas count from 1.
-type ContainerID struct {
-	Deployment string `json:"deployment"`
-	Service    string `json:"service"`
-	Replica    int    `json:"replica"`
-}
-
-// String is the replica's short name, "<service>-rep-<replica>".
-func (id ContainerID) String() string {
-	return fmt.Sprintf("%s-rep-%d", id.Service, id.Replica)
-}
-
-// Ref is the operator-facing ID used by the CLI: "<deployment>/<service>-rep-<replica>".
-func (id ContainerID) Ref() string {
-	return id.Deployment + "/" + id.String()
-}
+// ContainerID names one replica of one service of one deployment; its
+// string forms and parsing live in package replica.
+type ContainerID = replica.ID
 
 // Status is the coarse lifecycle state of a container, as in the original supervisor.
 type Status string

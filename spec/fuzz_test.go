@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/vigil-run/vigil/replica"
 )
 
 // FuzzParse checks that no input makes the parser panic, that every error
@@ -32,7 +34,7 @@ func FuzzParse(f *testing.F) {
 			if err := in.Policy.Validate(); err != nil {
 				t.Fatalf("%v: invalid policy accepted: %v", in.ID, err)
 			}
-			if in.ID.Replica < 1 || !namePattern.MatchString(in.ID.Deployment) || !namePattern.MatchString(in.ID.Service) {
+			if in.ID.Replica < 1 || !replica.ValidName(in.ID.Deployment) || !replica.ValidName(in.ID.Service) {
 				t.Fatalf("bad ID accepted: %+v", in.ID)
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -29,25 +30,13 @@ var (
 	onPanicFields    = []string{"action", "max_restarts", "restart_window", "backoff", "poll_interval", "isolate_webhook"}
 )
 
-var (
-	// namePattern keeps names valid as containerd IDs, as path elements and as
-	// parts of "<deployment>.<service>-rep-<replica>" and
-	// "vigil/<deployment>/<service>-rep-<replica>": no '/', '.', or control
-	// characters, separators only between letters and digits.
-	namePattern = regexp.MustCompile(`^[A-Za-z0-9]+(?:[_-][A-Za-z0-9]+)*$`)
-	envPattern  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
-
-// containerdMaxIDLength is containerd's limit on identifiers.
-const containerdMaxIDLength = 76
+var envPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // minPollInterval keeps a typo such as "5ms" from hammering containerd.
 const minPollInterval = 100 * time.Millisecond
 
 // EnvRefPrefix marks an env value resolved from the node's environment.
 const EnvRefPrefix = "$E:"
-
-const nameRule = "use letters, digits, '-' and '_', starting and ending with a letter or digit, at most 40 characters"
 
 func fieldErr(n *yaml.Node, path, format string, args ...any) *FieldError {
 	fe := &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}
@@ -403,8 +392,8 @@ func parseErrors(n *yaml.Node, path string) (policy.Policy, string, error) {
 }
 
 func checkName(n *yaml.Node, path, name string) error {
-	if !ValidName(name) {
-		return fieldErr(n, path, "%s is not a valid name; %s", quote(name), nameRule)
+	if !replica.ValidName(name) {
+		return fieldErr(n, path, "%s is not a valid name; %s", quote(name), replica.NameRule)
 	}
 	return nil
 }
@@ -412,9 +401,9 @@ func checkName(n *yaml.Node, path, name string) error {
 // checkIDLength checks that the longest containerd ID of the service,
 // "<deployment>.<service>-rep-<replicas>", fits containerd's limit.
 func checkIDLength(n *yaml.Node, path, deployment, service string, replicas int) error {
-	id := fmt.Sprintf("%s.%s-rep-%d", deployment, service, replicas)
-	if len(id) > containerdMaxIDLength {
-		return fieldErr(n, path, "container ID %s is longer than containerd's %d characters; shorten the deployment or service name", quote(id), containerdMaxIDLength)
+	id := replica.ID{Deployment: deployment, Service: service, Replica: replicas}.ContainerName()
+	if len(id) > replica.MaxContainerNameLength {
+		return fieldErr(n, path, "container ID %s is longer than containerd's %d characters; shorten the deployment or service name", quote(id), replica.MaxContainerNameLength)
 	}
 	return nil
 }
@@ -618,10 +607,4 @@ func describe(n *yaml.Node) string {
 		return quote(n.Value)
 	}
 	return kindName(n)
-}
-
-// ValidName reports whether name is acceptable as a deployment or service
-// name (the rule the parser enforces).
-func ValidName(name string) bool {
-	return len(name) <= MaxNameLength && namePattern.MatchString(name)
 }

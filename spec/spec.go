@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -36,7 +37,7 @@ const (
 	MaxFileSize    = 1 << 20
 	MaxReplicas    = 1000
 	MaxServices    = 1000
-	MaxNameLength  = 40
+	MaxNameLength  = replica.MaxNameLength
 	MaxEnvVars     = 1000
 	MaxArgs        = 1000
 	MaxStringBytes = 64 << 10
@@ -94,7 +95,7 @@ func (d *Deployment) Inputs(node string) []workflows.SupervisionInput {
 	for _, s := range d.Services {
 		for r := 1; r <= s.Replicas; r++ {
 			out = append(out, workflows.SupervisionInput{
-				ID:             runtime.ContainerID{Deployment: d.Name, Service: s.Name, Replica: r},
+				ID:             replica.ID{Deployment: d.Name, Service: s.Name, Replica: r},
 				Spec:           cloneSpec(s.Spec),
 				Policy:         s.Policy,
 				Node:           node,

@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/config"
-	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // Exit codes of the vigil command.
@@ -75,7 +75,7 @@ type app struct {
 // client returns the connected client, dialing on first use.
 // onReplica is the prologue of every command about one replica: parse its
 // ID (a usage error), dial the server within the command's timeout, run fn.
-func (a *app) onReplica(cmd *cobra.Command, ref string, fn func(ctx context.Context, c client.Client, id runtime.ContainerID) error) error {
+func (a *app) onReplica(cmd *cobra.Command, ref string, fn func(ctx context.Context, c client.Client, id replica.ID) error) error {
 	id, err := parseRef(ref)
 	if err != nil {
 		return err

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
-	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -22,9 +22,9 @@ type UpdateResult struct {
 // sendUpdate runs one of the supervisor's updates and waits until the
 // workflow has carried it out.
 func sendUpdate(cmd *cobra.Command, a *app, ref, name string, arg any) error {
-	return a.onReplica(cmd, ref, func(ctx context.Context, c client.Client, id runtime.ContainerID) error {
+	return a.onReplica(cmd, ref, func(ctx context.Context, c client.Client, id replica.ID) error {
 		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-			WorkflowID:   workflows.WorkflowID(id),
+			WorkflowID:   id.WorkflowID(),
 			UpdateName:   name,
 			Args:         []any{arg},
 			WaitForStage: client.WorkflowUpdateStageCompleted,
@@ -92,9 +92,9 @@ func logsCommand(a *app, taskQueue func() string) *cobra.Command {
 			if tail < 0 {
 				return usagef("--tail: %d is negative; use 0 for everything or a number of lines", tail)
 			}
-			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id runtime.ContainerID) error {
+			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id replica.ID) error {
 				// The logs live on the replica's node; ask its supervisor where that is.
-				v, err := c.QueryWorkflow(ctx, workflows.WorkflowID(id), "", workflows.QueryConfig)
+				v, err := c.QueryWorkflow(ctx, id.WorkflowID(), "", workflows.QueryConfig)
 				if err != nil {
 					return describeErr(id.Ref(), err)
 				}

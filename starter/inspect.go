@@ -16,14 +16,13 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/vigil-run/vigil/runtime"
-	"github.com/vigil-run/vigil/spec"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
 // parseRef parses a command's ID argument; a malformed ID is a usage error.
-func parseRef(arg string) (runtime.ContainerID, error) {
-	id, err := workflows.ParseRef(arg)
+func parseRef(arg string) (replica.ID, error) {
+	id, err := replica.ParseRef(arg)
 	if err != nil {
 		return id, usageError{err}
 	}
@@ -31,9 +30,9 @@ func parseRef(arg string) (runtime.ContainerID, error) {
 }
 
 // queryState asks the replica's supervisor for its state.
-func queryState(ctx context.Context, c client.Client, id runtime.ContainerID) (workflows.StateView, error) {
+func queryState(ctx context.Context, c client.Client, id replica.ID) (workflows.StateView, error) {
 	var view workflows.StateView
-	v, err := c.QueryWorkflow(ctx, workflows.WorkflowID(id), "", workflows.QueryState)
+	v, err := c.QueryWorkflow(ctx, id.WorkflowID(), "", workflows.QueryState)
 	if err != nil {
 		return view, describeErr(id.Ref(), err)
 	}
@@ -49,7 +48,7 @@ func statusCommand(a *app) *cobra.Command {
 		Short: "Show a replica's supervision state",
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id runtime.ContainerID) error {
+			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id replica.ID) error {
 				view, err := queryState(ctx, c, id)
 				if err != nil {
 					return err
@@ -72,8 +71,8 @@ type supervision struct {
 }
 
 // describeStatus reads it best effort: the state query has already answered.
-func describeStatus(ctx context.Context, c client.Client, id runtime.ContainerID) supervision {
-	resp, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
+func describeStatus(ctx context.Context, c client.Client, id replica.ID) supervision {
+	resp, err := c.DescribeWorkflowExecution(ctx, id.WorkflowID(), "")
 	if err != nil {
 		return supervision{}
 	}
@@ -124,7 +123,7 @@ func eventsCommand(a *app) *cobra.Command {
 		Short: "Show a replica's supervision events, oldest first",
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id runtime.ContainerID) error {
+			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id replica.ID) error {
 				view, err := queryState(ctx, c, id)
 				if err != nil {
 					return err
@@ -153,10 +152,10 @@ type listFilter struct {
 // validate keeps filter values to names and states, which also keeps them
 // from changing the meaning of the visibility query they are quoted into.
 func (f listFilter) validate() error {
-	if f.deployment != "" && !spec.ValidName(f.deployment) {
+	if f.deployment != "" && !replica.ValidName(f.deployment) {
 		return usagef("--deployment: %q is not a valid deployment name", f.deployment)
 	}
-	if f.service != "" && !spec.ValidName(f.service) {
+	if f.service != "" && !replica.ValidName(f.service) {
 		return usagef("--service: %q is not a valid service name", f.service)
 	}
 	if f.state != "" {
@@ -178,23 +177,23 @@ func (f listFilter) validate() error {
 // that ended because their container completed. Runs closed by
 // continue-as-new or by unsupervise are not supervised replicas.
 func (f listFilter) query() string {
-	q := fmt.Sprintf("WorkflowType = '%s' AND (ExecutionStatus = 'Running' OR (ExecutionStatus = 'Completed' AND VigilState = '%s'))",
-		workflows.SupervisorWorkflowName, workflows.StateCompleted)
+	q := fmt.Sprintf("WorkflowType = '%s' AND (ExecutionStatus = 'Running' OR (ExecutionStatus = 'Completed' AND %s = '%s'))",
+		workflows.SupervisorWorkflowName, replica.SearchAttrState, workflows.StateCompleted)
 	if f.deployment != "" {
-		q += fmt.Sprintf(" AND VigilDeployment = '%s'", f.deployment)
+		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrDeployment, f.deployment)
 	}
 	if f.service != "" {
-		q += fmt.Sprintf(" AND VigilService = '%s'", f.service)
+		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrService, f.service)
 	}
 	if f.state != "" {
-		q += fmt.Sprintf(" AND VigilState = '%s'", f.state)
+		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrState, f.state)
 	}
 	return q
 }
 
 // listedReplica is one supervisor found by the visibility query.
 type listedReplica struct {
-	id      runtime.ContainerID
+	id      replica.ID
 	state   workflows.State
 	running bool
 	started time.Time
@@ -213,7 +212,7 @@ func listReplicas(ctx context.Context, c client.Client, namespace string, f list
 			return nil, describeErr("list", err)
 		}
 		for _, e := range resp.GetExecutions() {
-			id, err := workflows.ParseRef(e.GetExecution().GetWorkflowId())
+			id, err := replica.ParseRef(e.GetExecution().GetWorkflowId())
 			if err != nil {
 				continue // not one of ours
 			}
@@ -221,9 +220,9 @@ func listReplicas(ctx context.Context, c client.Client, namespace string, f list
 				id:      id,
 				running: e.GetCloseTime() == nil,
 				started: e.GetStartTime().AsTime(),
-				state:   workflows.State(keyword(e.GetSearchAttributes().GetIndexedFields()["VigilState"])),
+				state:   workflows.State(keyword(e.GetSearchAttributes().GetIndexedFields()[replica.SearchAttrState])),
 			}
-			key := workflows.WorkflowID(id)
+			key := id.WorkflowID()
 			if prev, ok := byID[key]; !ok || (r.running && !prev.running) || (r.running == prev.running && r.started.After(prev.started)) {
 				byID[key] = r
 			}

@@ -96,7 +96,7 @@ func supervise(ctx context.Context, c client.Client, taskQueue string, inputs []
 }
 
 func superviseOne(ctx context.Context, c client.Client, taskQueue string, in workflows.SupervisionInput, checkConfig *bool) (SuperviseResult, error) {
-	ref, wid := in.ID.Ref(), workflows.WorkflowID(in.ID)
+	ref, wid := in.ID.Ref(), in.ID.WorkflowID()
 	before, err := runningExecution(ctx, c, wid, "")
 	if err != nil {
 		return SuperviseResult{}, describeErr(ref, err)

@@ -1,21 +1,19 @@
 package workflows
 
 import (
-	"fmt"
-	"regexp"
-	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
 // Names used by clients and workers.
 const (
 	// DefaultTaskQueue is the workflow task queue; workflows can run on any worker.
-	DefaultTaskQueue = "vigil"
+	DefaultTaskQueue = replica.DefaultTaskQueue
 
 	SupervisorWorkflowName = "Supervise"
 	FetchLogsWorkflowName  = "FetchLogs"
@@ -37,34 +35,19 @@ const (
 
 // Search attributes upserted on every state change (all Keyword).
 var (
-	SearchAttrState      = temporal.NewSearchAttributeKeyKeyword("VigilState")
-	SearchAttrService    = temporal.NewSearchAttributeKeyKeyword("VigilService")
-	SearchAttrDeployment = temporal.NewSearchAttributeKeyKeyword("VigilDeployment")
+	SearchAttrState      = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrState)
+	SearchAttrService    = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrService)
+	SearchAttrDeployment = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrDeployment)
 )
 
 // SearchAttributeNames are the names a worker registers when they are missing.
-var SearchAttributeNames = []string{"VigilState", "VigilService", "VigilDeployment"}
+var SearchAttributeNames = replica.SearchAttributeNames
 
-// WorkflowID is the ID of the workflow that supervises one replica:
-// "vigil/<deployment>/<service>-rep-<replica>".
-func WorkflowID(id runtime.ContainerID) string {
-	return "vigil/" + id.Deployment + "/" + id.String()
-}
+// WorkflowID is id.WorkflowID(), "vigil/<deployment>/<service>-rep-<replica>".
+func WorkflowID(id replica.ID) string { return id.WorkflowID() }
 
-var refPattern = regexp.MustCompile(`^(?:vigil/)?([^/]+)/([^/]+)-rep-([0-9]+)$`)
-
-// ParseRef parses "<deployment>/<service>-rep-<replica>" (or a full workflow ID).
-func ParseRef(ref string) (runtime.ContainerID, error) {
-	m := refPattern.FindStringSubmatch(ref)
-	if m == nil {
-		return runtime.ContainerID{}, fmt.Errorf("ID %q: want <deployment>/<service>-rep-<replica>, e.g. shop/api-rep-1", ref)
-	}
-	n, err := strconv.Atoi(m[3])
-	if err != nil || n < 1 {
-		return runtime.ContainerID{}, fmt.Errorf("ID %q: replica must be a number from 1", ref)
-	}
-	return runtime.ContainerID{Deployment: m[1], Service: m[2], Replica: n}, nil
-}
+// ParseRef is replica.ParseRef.
+func ParseRef(ref string) (replica.ID, error) { return replica.ParseRef(ref) }
 
 // State is a supervised replica's state, as in the original supervisor.
 type State string

@@ -148,10 +148,9 @@ func (r *Runtime) Client() *containerd.Client { return r.client }
 // Namespace is the containerd namespace the runtime works in.
 func (r *Runtime) Namespace() string { return r.cfg.Namespace }
 
-// ContainerName is the containerd container ID of a replica: "<deployment>.<service>-rep-<replica>".
-func ContainerName(id runtime.ContainerID) string {
-	return id.Deployment + "." + id.String()
-}
+// ContainerName is id.ContainerName(), the containerd container ID of a
+// replica: "<deployment>.<service>-rep-<replica>".
+func ContainerName(id runtime.ContainerID) string { return id.ContainerName() }
 
 // LogPath is where a replica's stdout and stderr are kept.
 func (r *Runtime) LogPath(id runtime.ContainerID) string {
