@@ -22,7 +22,7 @@ import (
 // The fields each mapping accepts, in the order they are listed in errors.
 var (
 	deploymentFields = []string{"version", "deployment", "services"}
-	serviceFields    = []string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace"}
+	serviceFields    = []string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node"}
 	imageFields      = []string{"name", "pull_policy"}
 	commandFields    = []string{"entrypoint", "args", "workdir"}
 	scaleFields      = []string{"mode", "replicas"}
@@ -30,7 +30,12 @@ var (
 	onPanicFields    = []string{"action", "max_restarts", "restart_window", "backoff", "poll_interval", "isolate_webhook"}
 )
 
-var envPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var (
+	envPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// A node is named as its worker's --node (by default the host name);
+	// it becomes the task queue "vigil-node-<node>".
+	nodePattern = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
+)
 
 // minPollInterval keeps a typo such as "5ms" from hammering containerd.
 const minPollInterval = 100 * time.Millisecond
@@ -176,6 +181,14 @@ func parseService(deployment string, p entry) (Service, error) {
 	if n := fields["stop_grace"]; n != nil {
 		if s.StopGrace, err = duration(n, path+".stop_grace"); err != nil {
 			return Service{}, err
+		}
+	}
+	if n := fields["node"]; n != nil {
+		if s.Node, err = scalar(n, path+".node"); err != nil {
+			return Service{}, err
+		}
+		if !nodePattern.MatchString(s.Node) {
+			return Service{}, fieldErr(n, path+".node", "%s is not a valid node name; use the --node name of a vigil-worker (letters, digits, '.', '-', '_'; at most 63)", quote(s.Node))
 		}
 	}
 	return s, nil

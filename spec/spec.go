@@ -61,6 +61,9 @@ type Service struct {
 	Policy         policy.Policy
 	IsolateWebhook string
 	StopGrace      time.Duration
+	// Node places every replica of the service on that node; empty means
+	// the node `vigil supervise` is given.
+	Node string
 }
 
 // ParseFile reads and parses the deployment file at path. Errors name the
@@ -89,10 +92,14 @@ func Parse(data []byte) (*Deployment, error) {
 }
 
 // Inputs turns the deployment into one supervision input per replica, in file
-// order, for the node that is to run them.
-func (d *Deployment) Inputs(node string) []workflows.SupervisionInput {
+// order, placed on the service's node, else on defaultNode.
+func (d *Deployment) Inputs(defaultNode string) []workflows.SupervisionInput {
 	var out []workflows.SupervisionInput
 	for _, s := range d.Services {
+		node := defaultNode
+		if s.Node != "" {
+			node = s.Node
+		}
 		for r := 1; r <= s.Replicas; r++ {
 			out = append(out, workflows.SupervisionInput{
 				ID:             replica.ID{Deployment: d.Name, Service: s.Name, Replica: r},

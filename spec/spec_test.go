@@ -38,6 +38,7 @@ services:
         action: isolate
         isolate_webhook: https://hooks.example.com/vigil
     stop_grace: 3s
+    node: node-b
 `
 
 func TestParseShop(t *testing.T) {
@@ -75,7 +76,7 @@ func TestParseShop(t *testing.T) {
 	w := in[2]
 	if w.ID.Service != "worker" || !reflect.DeepEqual(w.Policy, (policy.Policy{Action: policy.ActionIsolate}).WithDefaults()) ||
 		w.IsolateWebhook != "https://hooks.example.com/vigil" || w.StopGrace != 3*time.Second ||
-		w.Spec.PullPolicy != runtime.PullIfNotPresent || w.ID.Replica != 1 {
+		w.Spec.PullPolicy != runtime.PullIfNotPresent || w.ID.Replica != 1 || w.Node != "node-b" {
 		t.Errorf("worker-rep-1: %+v", w)
 	}
 	// Inputs must not share memory: a caller editing one must not change another.
@@ -178,6 +179,9 @@ func TestParseBad(t *testing.T) {
 		{"webhook not url", svc("    errors: { on_panic: { action: isolate, isolate_webhook: \"file:///etc/passwd\" } }\n"), "services.api.errors.on_panic.isolate_webhook", "not an http(s) URL", 6},
 		{"webhook with restart", svc("    errors: { on_panic: { isolate_webhook: \"https://x.example\" } }\n"), "services.api.errors.on_panic.isolate_webhook", "only used when action is isolate", 6},
 		{"stop_grace", svc("    stop_grace: soon\n"), "services.api.stop_grace", "not a duration", 6},
+		{"node spaces", svc("    node: node b\n"), "services.api.node", `"node b" is not a valid node name`, 6},
+		{"node slash", svc("    node: a/b\n"), "services.api.node", "use the --node name of a vigil-worker", 6},
+		{"node list", svc("    node: [a]\n"), "services.api.node", "", 6},
 		{"alias", "version: v1\ndeployment: &d shop\nservices:\n  api:\n    image: { name: *d }\n", "services.api.image.name", "aliases", 5},
 		{"merge key", head + "  api:\n    <<: {}\n    image: { name: busybox }\n", `services.api."<<"`, "unknown field", 5},
 		{"non-scalar key", head + "  api:\n    ? [a]\n    : b\n", "services.api", "keys must be plain names", 5},

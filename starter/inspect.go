@@ -99,6 +99,7 @@ func printStatus(p printer, v workflows.StateView, sup supervision) error {
 	}
 	rows := [][2]string{
 		{"ID", v.ID},
+		{"NODE", orDash(v.Node)},
 		{"STATE", string(v.State)},
 		{"PANIC ACTION", v.PanicAction},
 		{"RESTARTS", strconv.Itoa(v.TotalRestarts)},
@@ -342,9 +343,9 @@ func printList(p printer, views []workflows.StateView) error {
 	}
 	rows := make([][]string, 0, len(views))
 	for _, v := range views {
-		rows = append(rows, []string{v.ID, string(v.State), strconv.Itoa(v.TotalRestarts), exitText(v.LastExitCode)})
+		rows = append(rows, []string{v.ID, orDash(v.Node), string(v.State), strconv.Itoa(v.TotalRestarts), exitText(v.LastExitCode)})
 	}
-	return p.Table([]string{"ID", "STATE", "RESTARTS", "LAST EXIT"}, rows)
+	return p.Table([]string{"ID", "NODE", "STATE", "RESTARTS", "LAST EXIT"}, rows)
 }
 
 // printCounts counts replicas per published state. It counts here, from the

@@ -243,7 +243,7 @@ func sampleView() workflows.StateView {
 	code := 3
 	next := "2026-01-02T03:04:35.5Z"
 	return workflows.StateView{
-		ID: "shop/api-rep-1", Deployment: "shop", Service: "api", Replica: 1,
+		ID: "shop/api-rep-1", Deployment: "shop", Service: "api", Replica: 1, Node: "node-a",
 		State: workflows.StateCrashLoopBackOff, PanicAction: "restart", TotalRestarts: 6,
 		RestartTimes: []string{"2026-01-02T03:04:05.123Z"}, LastExitCode: &code,
 		SupervisedSince: "2026-01-02T03:00:00Z", NextRestartAt: &next,
@@ -269,13 +269,13 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 	if !reflect.DeepEqual(got, wantObj) {
 		t.Errorf("got %s\nwant %s", r.stdout, want)
 	}
-	for _, key := range []string{"id", "deployment", "service", "replica", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events"} {
+	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events"} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("missing key %q", key)
 		}
 	}
-	if len(got) != 12 {
-		t.Errorf("got %d keys, want exactly 12", len(got))
+	if len(got) != 13 {
+		t.Errorf("got %d keys, want exactly 13", len(got))
 	}
 }
 
@@ -285,7 +285,7 @@ func TestStatusAndEventsTables(t *testing.T) {
 	c.On("Close").Return()
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil).Once()
 	r := vigil(t, c, nil, "status", "vigil/shop/api-rep-1")
-	if r.code != exitOK || !regexpMatch(`STATE\s+CrashLoopBackOff`, r.stdout) || !regexpMatch(`LAST EXIT\s+3`, r.stdout) ||
+	if r.code != exitOK || !regexpMatch(`STATE\s+CrashLoopBackOff`, r.stdout) || !regexpMatch(`NODE\s+node-a`, r.stdout) || !regexpMatch(`LAST EXIT\s+3`, r.stdout) ||
 		strings.Contains(r.stdout, "START ERROR") {
 		t.Errorf("status: %q %q", r.stdout, r.stderr)
 	}
@@ -432,7 +432,7 @@ func TestListAndCounts(t *testing.T) {
 	})).Return(page2, nil)
 	code := 1
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/web-rep-1", "", workflows.QueryState).Return(value{workflows.StateView{
-		ID: "shop/web-rep-1", State: workflows.StateCrashLoopBackOff, TotalRestarts: 7, LastExitCode: &code}}, nil)
+		ID: "shop/web-rep-1", Node: "node-b", State: workflows.StateCrashLoopBackOff, TotalRestarts: 7, LastExitCode: &code}}, nil)
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/web-rep-2", "", workflows.QueryState).Return(value{workflows.StateView{
 		ID: "shop/web-rep-2", State: workflows.StateRunning}}, nil)
 	// No worker answers for api-rep-1: its published state is shown.
@@ -445,8 +445,8 @@ func TestListAndCounts(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 4 || !regexpMatch(`^shop/api-rep-1\s+Isolated\s+0\s+-`, lines[1]) ||
-		!regexpMatch(`^shop/web-rep-1\s+CrashLoopBackOff\s+7\s+1`, lines[2]) || !strings.HasPrefix(lines[3], "shop/web-rep-2") {
+	if len(lines) != 4 || !regexpMatch(`^shop/api-rep-1\s+-\s+Isolated\s+0\s+-`, lines[1]) ||
+		!regexpMatch(`^shop/web-rep-1\s+node-b\s+CrashLoopBackOff\s+7\s+1`, lines[2]) || !strings.HasPrefix(lines[3], "shop/web-rep-2") {
 		t.Errorf("list:\n%s", r.stdout)
 	}
 	if !strings.Contains(r.stderr, "1 of 3 replicas did not answer") {

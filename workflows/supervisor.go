@@ -538,6 +538,7 @@ func (s *supervisor) view() StateView {
 		Deployment:      s.in.ID.Deployment,
 		Service:         s.in.ID.Service,
 		Replica:         s.in.ID.Replica,
+		Node:            s.in.Node,
 		State:           s.st.State,
 		PanicAction:     string(s.in.Policy.Action),
 		TotalRestarts:   s.st.TotalRestarts,

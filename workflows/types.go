@@ -128,6 +128,7 @@ type StateView struct {
 	Deployment      string   `json:"deployment"`
 	Service         string   `json:"service"`
 	Replica         int      `json:"replica"`
+	Node            string   `json:"node"`
 	State           State    `json:"state"`
 	PanicAction     string   `json:"panic_action"`
 	TotalRestarts   int      `json:"total_restarts"`
