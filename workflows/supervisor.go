@@ -25,6 +25,12 @@ const (
 	// DefaultContinueAsNewAfter bounds the exits handled by one run, so a
 	// crash-looping replica's history stays far below Temporal's limits.
 	DefaultContinueAsNewAfter = 100
+	// DefaultContinueAsNewEvery bounds the workflow time of one run, so a
+	// healthy replica's run ends too (about 15 history events a day) and a
+	// version branch can be retired a day after its last worker is gone.
+	DefaultContinueAsNewEvery = 24 * time.Hour
+	// MinContinueAsNewEvery keeps a tiny setting from spinning runs.
+	MinContinueAsNewEvery = time.Second
 	// maxEvents bounds the events kept in state; all of them are in history.
 	maxEvents = 50
 	// Start retries after the activity's own retries are spent.
@@ -65,6 +71,9 @@ type supervisor struct {
 	fresh bool
 	// exitsThisRun counts the exits this run has handled, for continue-as-new.
 	exitsThisRun int
+	// canDue fires when this run has lasted ContinueAsNewEvery (nil for runs
+	// before changePeriodicCAN). One timer per run: every wait selects on it.
+	canDue workflow.Future
 }
 
 // Supervise supervises one container replica until it completes or is unsupervised.
@@ -86,6 +95,10 @@ func newSupervisor(ctx workflow.Context, in SupervisionInput) *supervisor {
 	if in.StopGrace <= 0 {
 		in.StopGrace = DefaultStopGrace
 	}
+	if in.ContinueAsNewEvery <= 0 {
+		in.ContinueAsNewEvery = DefaultContinueAsNewEvery
+	}
+	in.ContinueAsNewEvery = max(in.ContinueAsNewEvery, MinContinueAsNewEvery)
 	s := &supervisor{in: in, commands: workflow.NewBufferedChannel(ctx, 8), fresh: in.Carry == nil}
 	if in.Carry != nil {
 		s.st = *in.Carry
@@ -172,6 +185,10 @@ func (s *supervisor) finish(c *command, err error) {
 // run is the main loop: one step per state until supervision ends.
 func (s *supervisor) run(ctx workflow.Context) error {
 	s.publishState(ctx)
+	if s.ver.periodicCAN {
+		s.canDue = workflow.NewTimerWithOptions(ctx, s.in.ContinueAsNewEvery,
+			workflow.TimerOptions{Summary: "periodic continue-as-new"})
+	}
 	if s.fresh {
 		// Make sure the container exists and runs. A task that exited before
 		// now is started again; one already running is left alone.
@@ -221,11 +238,22 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 	sel := workflow.NewSelector(ctx)
 	sel.AddFuture(future, func(f workflow.Future) { watchErr = f.Get(ctx, &exit) })
 	sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
+	due := s.addContinueAsNewDue(sel)
 	sel.Select(ctx)
 
 	if cmd != nil {
 		cancel()
 		return s.handle(ctx, cmd)
+	}
+	if *due {
+		if !future.IsReady() {
+			// Time for a new run. The watch is dropped, not the exit: the next
+			// run's watch finds a container that exited meanwhile at once.
+			cancel()
+			return nil
+		}
+		// The exit came in the same workflow task: handle it in this run.
+		watchErr = future.Get(ctx, &exit)
 	}
 	if watchErr != nil {
 		// The watch retries forever on its own; reaching here means a permanent
@@ -297,13 +325,19 @@ func (s *supervisor) waitBackoff(ctx workflow.Context) error {
 		timer := workflow.NewTimerWithOptions(timerCtx, remaining,
 			workflow.TimerOptions{Summary: "crash-loop backoff"})
 		var cmd *command
+		fired := false
 		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(timer, func(workflow.Future) {})
+		sel.AddFuture(timer, func(workflow.Future) { fired = true })
 		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
+		due := s.addContinueAsNewDue(sel)
 		sel.Select(ctx)
 		if cmd != nil {
 			cancel()
 			return s.handle(ctx, cmd)
+		}
+		if *due && !fired {
+			// The deadline is in the carried state: the next run waits out the rest.
+			return nil
 		}
 	}
 	return s.endBackoff(ctx)
@@ -331,8 +365,25 @@ func (s *supervisor) countRestart(ctx workflow.Context) {
 func (s *supervisor) waitForOperator(ctx workflow.Context) error {
 	s.details(ctx, string(s.st.State)+": waiting for release or unsupervise")
 	var cmd *command
-	s.commands.Receive(ctx, &cmd)
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
+	s.addContinueAsNewDue(sel)
+	sel.Select(ctx)
+	if cmd == nil {
+		return nil // time for a new run, which waits on in the same state
+	}
 	return s.handle(ctx, cmd)
+}
+
+// addContinueAsNewDue adds the run's continue-as-new timer to a wait; the
+// returned flag is set when the wait ended because it fired. The main loop
+// then continues as new (shouldContinueAsNew).
+func (s *supervisor) addContinueAsNewDue(sel workflow.Selector) *bool {
+	due := new(bool)
+	if s.canDue != nil {
+		sel.AddFuture(s.canDue, func(workflow.Future) { *due = true })
+	}
+	return due
 }
 
 // handle carries out an operator command and reports the result to its update.
@@ -508,7 +559,8 @@ func (s *supervisor) shouldContinueAsNew(ctx workflow.Context) bool {
 	if limit <= 0 {
 		limit = DefaultContinueAsNewAfter
 	}
-	return s.exitsThisRun >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	return s.exitsThisRun >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested() ||
+		(s.canDue != nil && s.canDue.IsReady())
 }
 
 // continueAsNew hands the whole state, including a backoff deadline, to a new

@@ -42,6 +42,9 @@ type node struct {
 	// exits[i] is what the i-th watch returns; past the end, the watch
 	// blocks until cancelled (a healthy container).
 	exits []activities.WaitForExitResult
+	// exitsAt[i], if set, is how long (mock time) the i-th watch runs
+	// before it returns exits[i]; mock time can skip meanwhile.
+	exitsAt []time.Duration
 	// startErrs[i] is the error of the i-th start attempt (nil: success).
 	startErrs []error
 	// slowStarts makes every start after the first take this long (wall time).
@@ -116,7 +119,14 @@ func newEnv(t *testing.T, n *node) *testsuite.TestWorkflowEnvironment {
 			}
 			return activities.EnsureRunningResult{StartedAt: env.Now()}, nil
 		})
-	env.OnActivity(activities.WaitForExitName, mock.Anything, mock.Anything).Return(
+	env.OnActivity(activities.WaitForExitName, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if i := n.watches; i < len(n.exitsAt) && i < len(n.exits) {
+			return n.exitsAt[i]
+		}
+		return 0
+	}).Return(
 		func(ctx context.Context, _ activities.WaitForExitInput) (activities.WaitForExitResult, error) {
 			n.mu.Lock()
 			i := n.watches

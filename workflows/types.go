@@ -104,6 +104,10 @@ type SupervisionInput struct {
 	// ContinueAsNewAfter is the number of exits one run handles before it
 	// continues as new (default DefaultContinueAsNewAfter).
 	ContinueAsNewAfter int `json:"continue_as_new_after,omitempty"`
+	// ContinueAsNewEvery is the longest one run lasts, in workflow time,
+	// before it continues as new (default DefaultContinueAsNewEvery; at least
+	// MinContinueAsNewEvery). Runs started before v0.2.0 do not.
+	ContinueAsNewEvery time.Duration `json:"continue_as_new_every,omitempty"`
 	// Carry is the state carried across continue-as-new; nil on first start.
 	Carry *Carry `json:"carry,omitempty"`
 }

@@ -26,10 +26,23 @@ import "go.temporal.io/sdk/workflow"
 // Reading every version at the start of a run adds one marker event per
 // change to each new run and none to replays of older runs (they take
 // workflow.DefaultVersion).
-type versions struct{}
+type versions struct {
+	// periodicCAN: the run continues as new every ContinueAsNewEvery.
+	periodicCAN bool
+}
+
+// Change IDs, one per behaviour change, oldest first.
+const (
+	// changePeriodicCAN (release v0.2.0): a run continues as new once a day of
+	// workflow time (SupervisionInput.ContinueAsNewEvery), so a replica that is
+	// healthy for months still moves to new runs, and old branches can be retired.
+	changePeriodicCAN = "periodic-continue-as-new"
+)
 
 // readVersions reads every change's version for this run. Call it once, first
 // thing in Supervise, before any other command.
 func readVersions(ctx workflow.Context) versions {
-	return versions{}
+	return versions{
+		periodicCAN: workflow.GetVersion(ctx, changePeriodicCAN, workflow.DefaultVersion, 1) >= 1,
+	}
 }

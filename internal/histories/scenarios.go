@@ -29,6 +29,8 @@ var Scenarios = []Scenario{
 	{Name: "operator-restart", Since: "v0.1.0", Run: operatorRestart},
 	{Name: "unsupervise-stop", Since: "v0.1.0", Run: unsuperviseStop},
 	{Name: "continued-as-new", Since: "v0.1.0", Run: continuedAsNew},
+	{Name: "periodic-continue-as-new", Since: "v0.2.0", Run: periodicContinueAsNew},
+	{Name: "periodic-continue-as-new-backoff", Since: "v0.2.0", Run: periodicContinueAsNewBackoff},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -232,62 +234,60 @@ func unsuperviseStop(ctx context.Context, e *Env, dep string) ([]Capture, error)
 }
 
 // continued-as-new: a crashing replica whose runs continue as new after two
-// exits. The deployment file has no setting for that, so the replica is
-// started the way the CLI starts it, with the configuration the CLI made
-// for replica 1 (read back with the config query) and continue_as_new_after
-// set. Both the first run (ended by continue-as-new) and the run it started
+// exits. Both the first run (ended by continue-as-new) and the run it started
 // (carrying the state; then unsupervised) are recorded.
 func continuedAsNew(ctx context.Context, e *Env, dep string) ([]Capture, error) {
-	ref1, wid1 := ids(dep, "crasher")
-	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, crashScript, restartAlways)); err != nil {
-		return nil, err
-	}
-	v, err := e.Client.QueryWorkflow(ctx, wid1, "", workflows.QueryConfig)
+	ref, wid, first, err := e.StartVariant(ctx, dep, "crasher", Deployment(dep, "crasher", Image, crashScript, restartAlways),
+		func(in map[string]any) { in["continue_as_new_after"] = 2 })
 	if err != nil {
 		return nil, err
 	}
-	var in map[string]any
-	if err := v.Get(&in); err != nil {
+	if _, err := e.NextRun(ctx, wid, first); err != nil {
 		return nil, err
 	}
-	if err := unsupervise(ctx, e, ref1, wid1, true); err != nil {
-		return nil, err
-	}
-	id, ok := in["id"].(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("config query of %s has no id: %v", wid1, in)
-	}
-	id["replica"] = 2
-	in["continue_as_new_after"] = 2
-	ref := dep + "/crasher-rep-2"
-	wid := "vigil/" + ref
-	run, err := e.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        wid,
-		TaskQueue: workflows.DefaultTaskQueue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchAttrState.ValueSet(string(workflows.StateRunning)),
-			workflows.SearchAttrService.ValueSet("crasher"),
-			workflows.SearchAttrDeployment.ValueSet(dep),
-		),
-	}, workflows.SupervisorWorkflowName, in)
+	return e.unsuperviseChain(ctx, ref, wid, first, "continued-as-new")
+}
+
+// periodic-continue-as-new: a healthy replica whose run continues as new on
+// its timer (every 3 s here, a day by default) without a restart; the next
+// run is unsupervised.
+func periodicContinueAsNew(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid, first, err := e.StartVariant(ctx, dep, "web", Deployment(dep, "web", Image, healthyScript, restartAlways),
+		func(in map[string]any) { in["continue_as_new_every"] = int64(3 * time.Second) })
 	if err != nil {
 		return nil, err
 	}
-	first := run.GetRunID()
-	var second string
-	for second == "" {
-		d, err := e.Client.DescribeWorkflowExecution(ctx, wid, "")
-		if err != nil {
-			return nil, err
-		}
-		if r := d.GetWorkflowExecutionInfo().GetExecution().GetRunId(); r != first {
-			second = r
-			break
-		}
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
-			return nil, fmt.Errorf("%s did not continue as new: %w", wid, err)
-		}
+	if _, err := e.NextRun(ctx, wid, first); err != nil {
+		return nil, err
 	}
+	return e.unsuperviseChain(ctx, ref, wid, first, "periodic-continue-as-new")
+}
+
+// periodic-continue-as-new-backoff: the run's timer fires during a
+// crash-loop backoff; the next run waits out the same deadline (open).
+func periodicContinueAsNewBackoff(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	pol := "{ action: restart, max_restarts: 1, restart_window: 120s, backoff: 1h, poll_interval: 1s }"
+	ref, wid, first, err := e.StartVariant(ctx, dep, "crasher", Deployment(dep, "crasher", Image, crashScript, pol),
+		func(in map[string]any) { in["continue_as_new_every"] = int64(10 * time.Second) })
+	if err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "CrashLoopBackOff", inBackoff); err != nil {
+		return nil, err
+	}
+	second, err := e.NextRun(ctx, wid, first)
+	if err != nil {
+		return nil, err
+	}
+	return []Capture{
+		{File: "periodic-continue-as-new-backoff-run1", WorkflowID: wid, RunID: first},
+		{File: "periodic-continue-as-new-backoff", WorkflowID: wid, RunID: second},
+	}, nil
+}
+
+// unsuperviseChain unsupervises a continued replica and captures its first
+// run as <file>-run1 and its last run as <file>.
+func (e *Env) unsuperviseChain(ctx context.Context, ref, wid, first, file string) ([]Capture, error) {
 	// The update goes to the current run (Update retries if it lands on a
 	// run that is just continuing as new).
 	if err := e.Update(ctx, "unsupervise", ref); err != nil {
@@ -301,7 +301,68 @@ func continuedAsNew(ctx context.Context, e *Env, dep string) ([]Capture, error) 
 		return nil, err
 	}
 	return []Capture{
-		{File: "continued-as-new-run1", WorkflowID: wid, RunID: first},
-		{File: "continued-as-new", WorkflowID: wid, RunID: d.GetWorkflowExecutionInfo().GetExecution().GetRunId()},
+		{File: file + "-run1", WorkflowID: wid, RunID: first},
+		{File: file, WorkflowID: wid, RunID: d.GetWorkflowExecutionInfo().GetExecution().GetRunId()},
 	}, nil
+}
+
+// StartVariant starts replica 2 of a service with a setting the deployment
+// file does not have: it supervises the file (replica 1) with the release's
+// CLI, reads back the configuration the CLI made (the config query), stops
+// replica 1, changes the configuration with mutate and starts replica 2 the
+// way the CLI starts a replica. It returns replica 2's ref, workflow ID and
+// first run ID.
+func (e *Env) StartVariant(ctx context.Context, dep, service, yaml string, mutate func(map[string]any)) (ref, wid, runID string, err error) {
+	ref1, wid1 := ids(dep, service)
+	if err := e.Supervise(dep, yaml); err != nil {
+		return "", "", "", err
+	}
+	v, err := e.Client.QueryWorkflow(ctx, wid1, "", workflows.QueryConfig)
+	if err != nil {
+		return "", "", "", err
+	}
+	var in map[string]any
+	if err := v.Get(&in); err != nil {
+		return "", "", "", err
+	}
+	if err := unsupervise(ctx, e, ref1, wid1, true); err != nil {
+		return "", "", "", err
+	}
+	id, ok := in["id"].(map[string]any)
+	if !ok {
+		return "", "", "", fmt.Errorf("config query of %s has no id: %v", wid1, in)
+	}
+	id["replica"] = 2
+	mutate(in)
+	ref = dep + "/" + service + "-rep-2"
+	wid = "vigil/" + ref
+	run, err := e.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        wid,
+		TaskQueue: workflows.DefaultTaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchAttrState.ValueSet(string(workflows.StateRunning)),
+			workflows.SearchAttrService.ValueSet(service),
+			workflows.SearchAttrDeployment.ValueSet(dep),
+		),
+	}, workflows.SupervisorWorkflowName, in)
+	if err != nil {
+		return "", "", "", err
+	}
+	return ref, wid, run.GetRunID(), nil
+}
+
+// NextRun waits until the workflow's current run is no longer runID and returns it.
+func (e *Env) NextRun(ctx context.Context, wid, runID string) (string, error) {
+	for {
+		d, err := e.Client.DescribeWorkflowExecution(ctx, wid, "")
+		if err != nil {
+			return "", err
+		}
+		if r := d.GetWorkflowExecutionInfo().GetExecution().GetRunId(); r != runID {
+			return r, nil
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return "", fmt.Errorf("%s did not continue as new: %w", wid, err)
+		}
+	}
 }

@@ -1,0 +1,176 @@
+package workflows
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/policy"
+)
+
+// continuedInput returns the input a run continued as new with.
+func continuedInput(t *testing.T, env *testsuite.TestWorkflowEnvironment) SupervisionInput {
+	t.Helper()
+	require.True(t, env.IsWorkflowCompleted())
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "want continue-as-new, got %v", env.GetWorkflowError())
+	var next SupervisionInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Carry)
+	return next
+}
+
+// A healthy replica continues as new after a day of workflow time, without a
+// restart: the next run watches the same container, and the counts, window,
+// events and supervised_since are carried.
+func TestHealthyReplicaContinuesAsNewDaily(t *testing.T) {
+	// The container would exit after 48 h; the run ends at 24 h.
+	n := &node{exits: crashes(1, 1), exitsAt: []time.Duration{48 * time.Hour}}
+	env := newEnv(t, n)
+	start := env.Now()
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	next := continuedInput(t, env)
+
+	requireTime(t, start.Add(DefaultContinueAsNewEvery), env.Now(), "continued at")
+	require.Equal(t, StateRunning, next.Carry.State)
+	require.Equal(t, 0, next.Carry.TotalRestarts)
+	require.Equal(t, 1, next.Carry.Runs)
+	require.Empty(t, next.Carry.Events)
+	requireTime(t, start, next.Carry.SupervisedSince, "supervised_since")
+	require.Len(t, n.starts, 1, "no restart")
+	require.Equal(t, 0, n.watches, "the one watch never returned: it was dropped at the boundary")
+
+	// The next run only watches: no start, no restart.
+	n2 := &node{}
+	env2 := newEnv(t, n2)
+	env2.SetStartTime(start.Add(DefaultContinueAsNewEvery))
+	res := unsuperviseWhenWatching(env2, n2, 1, 0)
+	env2.ExecuteWorkflow(Supervise, next)
+	require.NoError(t, env2.GetWorkflowError())
+	require.NoError(t, res.err)
+	require.Empty(t, n2.starts)
+	require.Equal(t, 1, n2.watches)
+	v := queryState(t, env2)
+	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, 0, v.TotalRestarts)
+	require.Equal(t, formatTime(start), v.SupervisedSince)
+}
+
+// The periodic continue-as-new in the middle of a backoff carries the
+// deadline: the next run starts the container once, at the original deadline.
+func TestPeriodicContinueAsNewMidBackoffKeepsDeadline(t *testing.T) {
+	n := &node{exits: crashes(6, 1)}
+	env := newEnv(t, n)
+	start := env.Now()
+	p := policy.Default()
+	p.Backoff = 2 * time.Hour
+	in := input(p)
+	in.ContinueAsNewEvery = 75 * time.Minute
+	env.ExecuteWorkflow(Supervise, in)
+	next := continuedInput(t, env)
+
+	requireTime(t, start.Add(75*time.Minute), env.Now(), "continued at")
+	require.Equal(t, StateCrashLoopBackOff, next.Carry.State)
+	requireTime(t, start.Add(2*time.Hour), next.Carry.NextRestartAt, "carried deadline")
+	require.Equal(t, 5, next.Carry.TotalRestarts)
+	require.Len(t, n.starts, 6, "5 restarts, then the backoff")
+	require.Equal(t, 75*time.Minute, next.ContinueAsNewEvery, "the setting is carried")
+
+	n2 := &node{}
+	env2 := newEnv(t, n2)
+	env2.SetStartTime(start.Add(75 * time.Minute))
+	var during StateView
+	env2.RegisterDelayedCallback(func() { during = queryState(t, env2) }, 30*time.Minute)
+	unsuperviseWhenWatching(env2, n2, 1, 45*time.Minute+time.Second)
+	env2.ExecuteWorkflow(Supervise, next)
+	require.NoError(t, env2.GetWorkflowError())
+
+	require.Equal(t, StateCrashLoopBackOff, during.State)
+	require.Equal(t, formatTime(start.Add(2*time.Hour)), *during.NextRestartAt)
+	require.Len(t, n2.starts, 1, "one delayed start")
+	requireTime(t, start.Add(2*time.Hour), n2.starts[0], "delayed start at the original deadline")
+	require.Equal(t, 1, n2.watches, "not watched during the backoff")
+	v := queryState(t, env2)
+	require.Equal(t, 6, v.TotalRestarts)
+	require.Equal(t, StateRunning, v.State)
+}
+
+// The container exits exactly when the run is due to continue as new. The
+// exit is handled exactly once: by this run if it is already in, otherwise by
+// the next run, whose watch finds the exited container at once.
+func TestExitAtTheContinueAsNewBoundaryIsHandledOnce(t *testing.T) {
+	n := &node{exits: crashes(1, 7), exitsAt: []time.Duration{DefaultContinueAsNewEvery}}
+	env := newEnv(t, n)
+	start := env.Now()
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	next := continuedInput(t, env)
+	requireTime(t, start.Add(DefaultContinueAsNewEvery), env.Now(), "continued at")
+
+	n2 := &node{}
+	switch next.Carry.TotalRestarts {
+	case 1: // handled by the first run, which restarted the container
+		require.Len(t, n.starts, 2)
+	case 0: // handed over: the container's exited task is still there
+		require.Len(t, n.starts, 1)
+		n2.exits = crashes(1, 7)
+	default:
+		t.Fatalf("carried %d restarts", next.Carry.TotalRestarts)
+	}
+	t.Logf("the exit was handled by run %d", 2-next.Carry.TotalRestarts)
+
+	env2 := newEnv(t, n2)
+	env2.SetStartTime(env.Now())
+	unsuperviseWhenWatching(env2, n2, 1, 0)
+	env2.ExecuteWorkflow(Supervise, next)
+	require.NoError(t, env2.GetWorkflowError())
+	v := queryState(t, env2)
+	require.Equal(t, 1, v.TotalRestarts, "exactly one restart for one exit")
+	require.Equal(t, 7, *v.LastExitCode)
+	require.Equal(t, []EventType{EventContainerRestarted}, eventTypes(v))
+	require.Equal(t, 2, len(n.starts)+len(n2.starts), "the first start and one restart")
+}
+
+// Isolated and Shutdown replicas wait for an operator for as long as it
+// takes; their runs continue as new daily too, still waiting.
+func TestParkedReplicaContinuesAsNewDaily(t *testing.T) {
+	n := &node{exits: crashes(1, 4)}
+	env := newEnv(t, n)
+	start := env.Now()
+	env.ExecuteWorkflow(Supervise, input(policy.Policy{Action: policy.ActionShutdown}))
+	next := continuedInput(t, env)
+	requireTime(t, start.Add(DefaultContinueAsNewEvery), env.Now(), "continued at")
+	require.Equal(t, StateShutdown, next.Carry.State)
+	require.Equal(t, []EventType{EventServiceShutdown}, eventTypesOf(next.Carry.Events))
+}
+
+func eventTypesOf(evs []Event) []EventType {
+	out := make([]EventType, len(evs))
+	for i, e := range evs {
+		out[i] = e.Type
+	}
+	return out
+}
+
+// Runs before changePeriodicCAN never continue as new on a timer: a replayed
+// v0.1.0 history must not gain one (TestReplayEveryRelease); a tiny setting
+// is raised to the minimum so runs cannot spin.
+func TestContinueAsNewEveryDefaults(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	var cfg SupervisionInput
+	in := input(policy.Default())
+	in.ContinueAsNewEvery = time.Nanosecond
+	whenWatching(env, n, 1, 0, func() {
+		v, err := env.QueryWorkflow(QueryConfig)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&cfg))
+		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+	})
+	env.ExecuteWorkflow(Supervise, in)
+	require.Equal(t, MinContinueAsNewEvery, cfg.ContinueAsNewEvery)
+}
