@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -521,13 +520,7 @@ func TestContinueAsNewDuringBackoffKeepsDeadline(t *testing.T) {
 	in := input(policy.Default())
 	in.ContinueAsNewAfter = 6
 	env.ExecuteWorkflow(Supervise, in)
-	require.True(t, env.IsWorkflowCompleted())
-
-	var can *workflow.ContinueAsNewError
-	require.True(t, errors.As(env.GetWorkflowError(), &can), "want continue-as-new, got %v", env.GetWorkflowError())
-	var next SupervisionInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
-	require.NotNil(t, next.Carry)
+	next := continuedInput(t, env)
 	require.Equal(t, StateCrashLoopBackOff, next.Carry.State)
 	requireTime(t, start.Add(30*time.Second), next.Carry.NextRestartAt, "carried deadline")
 	require.Equal(t, 5, next.Carry.TotalRestarts)
