@@ -36,16 +36,24 @@ type ContainerState struct {
 	ExitCode int       `json:"exit_code,omitempty"`
 	ExitedAt time.Time `json:"exited_at,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
+	// Cause is why an Exited or Failed container left Running; Signal names
+	// the signal that killed it, if one did.
+	Cause  ExitReason `json:"cause,omitempty"`
+	Signal string     `json:"signal,omitempty"`
+	// StartedAt is when the task that exited was started (zero if unknown).
+	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
-// Exited is the state of a container whose task ended with code at the given time.
+// Exited is the state of a container whose task ended with code at the
+// given time; a code of 128+n reads as killed by signal n (see ExitCause).
 func Exited(code int, at time.Time) ContainerState {
-	return ContainerState{Status: StatusExited, ExitCode: code, ExitedAt: at}
+	cause, sig := ExitCause(code)
+	return ContainerState{Status: StatusExited, ExitCode: code, ExitedAt: at, Cause: cause, Signal: sig}
 }
 
 // Failed is the state of a container that could not run at all.
 func Failed(reason string) ContainerState {
-	return ContainerState{Status: StatusFailed, ExitCode: FailedExitCode, Reason: reason}
+	return ContainerState{Status: StatusFailed, ExitCode: FailedExitCode, Reason: reason, Cause: ExitFailed}
 }
 
 // Running is the state of a container whose task is alive.
@@ -83,6 +91,10 @@ type ContainerSpec struct {
 	Args       []string          `json:"args,omitempty"`
 	WorkDir    string            `json:"workdir,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
+	// Resources are the container's cgroup limits (none when nil).
+	Resources *Resources `json:"resources,omitempty"`
+	// Health holds the probes the node runs against the container.
+	Health *Health `json:"health,omitempty"`
 }
 
 // StartInfo describes a task that Start found or made running.

@@ -22,12 +22,12 @@ import (
 // The fields each mapping accepts, in the order they are listed in errors.
 var (
 	deploymentFields = []string{"version", "deployment", "services"}
-	serviceFields    = []string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node"}
+	serviceFields    = []string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node", "health", "resources"}
 	imageFields      = []string{"name", "pull_policy"}
 	commandFields    = []string{"entrypoint", "args", "workdir"}
 	scaleFields      = []string{"mode", "replicas"}
 	errorsFields     = []string{"on_panic"}
-	onPanicFields    = []string{"action", "max_restarts", "restart_window", "backoff", "poll_interval", "isolate_webhook"}
+	onPanicFields    = []string{"action", "max_restarts", "restart_window", "backoff", "poll_interval", "isolate_webhook", "rules"}
 )
 
 var (
@@ -191,6 +191,12 @@ func parseService(deployment string, p entry) (Service, error) {
 			return Service{}, fieldErr(n, path+".node", "%s is not a valid node name; use the --node name of a vigil-worker (letters, digits, '.', '-', '_'; at most 63)", quote(s.Node))
 		}
 	}
+	if s.Spec.Health, err = parseHealth(fields["health"], path+".health"); err != nil {
+		return Service{}, err
+	}
+	if s.Spec.Resources, err = parseResources(fields["resources"], path+".resources"); err != nil {
+		return Service{}, err
+	}
 	return s, nil
 }
 
@@ -334,6 +340,10 @@ func parseErrors(n *yaml.Node, path string) (policy.Policy, string, error) {
 	if fields, err = mapping(on, path, onPanicFields); err != nil {
 		return p, "", err
 	}
+	nodes := make(map[string]*yaml.Node, len(fields))
+	for k, v := range fields {
+		nodes[k] = v
+	}
 	if an := fields["action"]; an != nil {
 		v, err := scalar(an, path+".action")
 		if err != nil {
@@ -354,6 +364,17 @@ func parseErrors(n *yaml.Node, path string) (policy.Policy, string, error) {
 		// silently become the default; refuse it instead.
 		if p.MaxRestarts < 1 {
 			return p, "", fieldErr(mn, path+".max_restarts", "%d is out of range; use 1 or more (omit it for the default %d)", p.MaxRestarts, policy.DefaultMaxRestarts)
+		}
+	}
+	if bn := fields["backoff"]; bn != nil && bn.Kind == yaml.MappingNode {
+		if p.Exponential, err = parseExponential(bn, path+".backoff"); err != nil {
+			return p, "", err
+		}
+		delete(fields, "backoff")
+	}
+	if rn := fields["rules"]; rn != nil {
+		if p.Rules, err = parseRules(rn, path+".rules"); err != nil {
+			return p, "", err
 		}
 	}
 	for _, d := range []struct {
@@ -382,7 +403,7 @@ func parseErrors(n *yaml.Node, path string) (policy.Policy, string, error) {
 		}
 		top, _, _ := strings.Cut(pe.Field, ".")
 		top, _, _ = strings.Cut(top, "[")
-		n := fields[top]
+		n := nodes[top]
 		if n == nil {
 			n = on
 		}
@@ -568,17 +589,12 @@ func stringList(n *yaml.Node, path, example string) ([]string, error) {
 	if n == nil {
 		return nil, nil
 	}
-	if err := noAlias(n, path); err != nil {
+	items, err := list(n, path, "list of strings", example)
+	if err != nil {
 		return nil, err
 	}
-	if n.Kind != yaml.SequenceNode {
-		return nil, fieldErr(n, path, "want a list of strings, got %s; write e.g. %s", kindName(n), example)
-	}
-	if len(n.Content) > MaxArgs {
-		return nil, fieldErr(n, path, "%d items; use at most %d", len(n.Content), MaxArgs)
-	}
-	out := make([]string, 0, len(n.Content))
-	for i, item := range n.Content {
+	out := make([]string, 0, len(items))
+	for i, item := range items {
 		v, err := scalar(item, fmt.Sprintf("%s[%d]", path, i))
 		if err != nil {
 			return nil, err

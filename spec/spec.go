@@ -125,6 +125,14 @@ func cloneSpec(s runtime.ContainerSpec) runtime.ContainerSpec {
 			c.Env[k] = v
 		}
 	}
+	if s.Resources != nil {
+		r := *s.Resources
+		c.Resources = &r
+	}
+	if s.Health != nil {
+		h := runtime.Health{Liveness: cloneProbe(s.Health.Liveness), Startup: cloneProbe(s.Health.Startup)}
+		c.Health = &h
+	}
 	return c
 }
 
@@ -144,4 +152,21 @@ func errReason(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+func cloneProbe(p *runtime.Probe) *runtime.Probe {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Exec = append([]string(nil), p.Exec...)
+	if p.HTTP != nil {
+		h := *p.HTTP
+		c.HTTP = &h
+	}
+	if p.TCP != nil {
+		t := *p.TCP
+		c.TCP = &t
+	}
+	return &c
 }

@@ -186,6 +186,42 @@ func TestParseBad(t *testing.T) {
 		{"merge key", head + "  api:\n    <<: {}\n    image: { name: busybox }\n", `services.api."<<"`, "unknown field", 5},
 		{"non-scalar key", head + "  api:\n    ? [a]\n    : b\n", "services.api", "keys must be plain names", 5},
 		{"huge", "# " + strings.Repeat("x", MaxFileSize), "file", "larger than", 0},
+		{"backoff list", svc("    errors: { on_panic: { backoff: [1s] } }\n"), "services.api.errors.on_panic" + ".backoff", "want a single value", 6},
+		{"backoff map typo", svc("    errors: { on_panic: { backoff: { inital: 1s } } }\n"), "services.api.errors.on_panic" + ".backoff.inital", "unknown field; valid fields are initial, max, multiplier, jitter, reset_after", 6},
+		{"backoff initial negative", svc("    errors: { on_panic: { backoff: { initial: -1s } } }\n"), "services.api.errors.on_panic" + ".backoff.initial", "must be positive", 6},
+		{"backoff max below initial", svc("    errors: { on_panic: { backoff: { initial: 10s, max: 5s } } }\n"), "services.api.errors.on_panic" + ".backoff.max", "less than initial", 6},
+		{"backoff multiplier below 1", svc("    errors: { on_panic: { backoff: { multiplier: 0.5 } } }\n"), "services.api.errors.on_panic" + ".backoff.multiplier", "out of range; use 1", 6},
+		{"backoff multiplier text", svc("    errors: { on_panic: { backoff: { multiplier: two } } }\n"), "services.api.errors.on_panic" + ".backoff.multiplier", "want a number", 6},
+		{"backoff jitter above 1", svc("    errors: { on_panic: { backoff: { jitter: 1.5 } } }\n"), "services.api.errors.on_panic" + ".backoff.jitter", "out of range; use 0 to 1", 6},
+		{"backoff jitter negative", svc("    errors: { on_panic: { backoff: { jitter: -0.1 } } }\n"), "services.api.errors.on_panic" + ".backoff.jitter", "out of range", 6},
+		{"backoff reset negative", svc("    errors: { on_panic: { backoff: { reset_after: -10m } } }\n"), "services.api.errors.on_panic" + ".backoff.reset_after", "must be positive", 6},
+		{"rules not a list", svc("    errors: { on_panic: { rules: { exit_codes: [1] } } }\n"), "services.api.errors.on_panic" + ".rules", "want a list of rules", 6},
+		{"rule matches nothing", svc("    errors:\n      on_panic:\n        rules:\n          - { action: shutdown }\n"), "services.api.errors.on_panic" + ".rules[0]", "matches nothing", 9},
+		{"rule no action", svc("    errors:\n      on_panic:\n        rules:\n          - { exit_codes: [1] }\n"), "services.api.errors.on_panic" + ".rules[0].action", "missing", 9},
+		{"rule bad action", svc("    errors:\n      on_panic:\n        rules:\n          - { exit_codes: [1], action: restart }\n          - { exit_codes: [2], action: reboot }\n"), "services.api.errors.on_panic" + ".rules[1].action", `"reboot" is not one of restart, shutdown, isolate, complete`, 10},
+		{"rule exit code range", svc("    errors: { on_panic: { rules: [ { exit_codes: [256], action: shutdown } ] } }\n"), "services.api.errors.on_panic" + ".rules[0].exit_codes[0]", "out of range; use 0 to 255", 6},
+		{"rule exit code text", svc("    errors: { on_panic: { rules: [ { exit_codes: [one], action: shutdown } ] } }\n"), "services.api.errors.on_panic" + ".rules[0].exit_codes[0]", "want a whole number", 6},
+		{"rule unknown signal", svc("    errors: { on_panic: { rules: [ { signals: [SIGSEGV, SIGBOGUS], action: isolate } ] } }\n"), "services.api.errors.on_panic" + ".rules[0].signals[1]", `"SIGBOGUS" is not a signal name`, 6},
+		{"rule signal number", svc("    errors: { on_panic: { rules: [ { signals: [11], action: isolate } ] } }\n"), "services.api.errors.on_panic" + ".rules[0].signals[0]", "not a signal name", 6},
+		{"rule typo", svc("    errors: { on_panic: { rules: [ { exit_code: [1], action: isolate } ] } }\n"), "services.api.errors.on_panic" + ".rules[0].exit_code", "unknown field; valid fields are exit_codes, signals, action", 6},
+		{"health typo", svc("    health: { livenes: {} }\n"), "services.api.health.livenes", "unknown field; valid fields are liveness, startup", 6},
+		{"probe with none", svc("    health: { liveness: { period: 1s } }\n"), "services.api.health.liveness", "has 0 of exec, http and tcp; give exactly one", 6},
+		{"probe with two", svc("    health: { startup: { exec: [true], tcp: { port: 80 } } }\n"), "services.api.health.startup", "has 2 of exec, http and tcp", 6},
+		{"probe exec empty", svc("    health: { liveness: { exec: [] } }\n"), "services.api.health.liveness.exec", "empty", 6},
+		{"probe http no port", svc("    health: { liveness: { http: { path: /healthz } } }\n"), "services.api.health.liveness.http.port", "missing", 6},
+		{"probe http path", svc("    health: { liveness: { http: { port: 80, path: healthz } } }\n"), "services.api.health.liveness.http.path", "does not start with /", 6},
+		{"probe tcp port", svc("    health: { liveness: { tcp: { port: 70000 } } }\n"), "services.api.health.liveness.tcp.port", "out of range; use 1 to 65535", 6},
+		{"probe period negative", svc("    health: { liveness: { exec: [true], period: -1s } }\n"), "services.api.health.liveness.period", "must be positive", 6},
+		{"probe timeout no unit", svc("    health: { liveness: { exec: [true], timeout: 2 } }\n"), "services.api.health.liveness.timeout", "has no unit", 6},
+		{"probe threshold zero", svc("    health: { liveness: { exec: [true], failure_threshold: 0 } }\n"), "services.api.health.liveness.failure_threshold", "out of range; use 1 to 1000", 6},
+		{"probe initial delay negative", svc("    health: { liveness: { exec: [true], initial_delay: -5s } }\n"), "services.api.health.liveness.initial_delay", "must be positive", 6},
+		{"resources typo", svc("    resources: { mem: 64Mi }\n"), "services.api.resources.mem", "unknown field; valid fields are memory, cpus, pids", 6},
+		{"memory no unit too small", svc("    resources: { memory: 64 }\n"), "services.api.resources.memory", "less than 4Mi", 6},
+		{"memory bad unit", svc("    resources: { memory: 64MB }\n"), "services.api.resources.memory", "not a memory size", 6},
+		{"memory negative", svc("    resources: { memory: -64Mi }\n"), "services.api.resources.memory", "not a memory size", 6},
+		{"cpus zero", svc("    resources: { cpus: 0 }\n"), "services.api.resources.cpus", "out of range", 6},
+		{"cpus text", svc("    resources: { cpus: half }\n"), "services.api.resources.cpus", "want a number", 6},
+		{"pids zero", svc("    resources: { pids: 0 }\n"), "services.api.resources.pids", "out of range", 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,6 +244,95 @@ func TestParseBad(t *testing.T) {
 				t.Errorf("error is not one line: %q", msg)
 			}
 		})
+	}
+}
+
+// contract is the issue's deployment file contract, verbatim apart from the
+// commented-out alternatives.
+const contract = `version: v1
+deployment: shop
+services:
+  api:
+    image: { name: busybox }
+    errors:
+      on_panic:
+        action: restart
+        max_restarts: 5
+        restart_window: 300s
+        backoff: { initial: 10s, max: 5m, multiplier: 2, jitter: 0.1, reset_after: 10m }
+        rules:
+          - { exit_codes: [42, 43], action: shutdown }
+          - { exit_codes: [0], action: restart }
+          - { signals: [SIGSEGV], action: isolate }
+    health:
+      liveness:
+        exec: ["/bin/sh", "-c", "test -f /tmp/ok"]
+        period: 10s
+        timeout: 2s
+        failure_threshold: 3
+        initial_delay: 0s
+      startup: { http: { port: 8080, path: /healthz }, period: 1s, failure_threshold: 30 }
+    resources: { memory: 64Mi, cpus: 0.5, pids: 256 }
+  web:
+    image: { name: busybox }
+    errors: { on_panic: { backoff: 30s } }
+    health: { liveness: { tcp: { port: 8080 } } }
+`
+
+func TestParseContract(t *testing.T) {
+	d, err := Parse([]byte(contract))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, web := d.Services[0], d.Services[1]
+	wantPolicy := policy.Policy{
+		Action: policy.ActionRestart, MaxRestarts: 5, RestartWindow: 300 * time.Second, Backoff: policy.DefaultBackoff,
+		PollInterval: policy.DefaultPollInterval,
+		Exponential:  &policy.Exponential{Initial: 10 * time.Second, Max: 5 * time.Minute, Multiplier: 2, Jitter: 0.1, ResetAfter: 10 * time.Minute},
+		Rules: []policy.Rule{
+			{ExitCodes: []int{42, 43}, Action: policy.ActionShutdown},
+			{ExitCodes: []int{0}, Action: policy.ActionRestart},
+			{Signals: []string{"SIGSEGV"}, Action: policy.ActionIsolate},
+		},
+	}
+	if !reflect.DeepEqual(api.Policy, wantPolicy) {
+		t.Errorf("policy:\n got %+v\nwant %+v", api.Policy, wantPolicy)
+	}
+	wantHealth := &runtime.Health{
+		Liveness: &runtime.Probe{Exec: []string{"/bin/sh", "-c", "test -f /tmp/ok"}, Period: 10 * time.Second, Timeout: 2 * time.Second, FailureThreshold: 3},
+		Startup:  &runtime.Probe{HTTP: &runtime.HTTPProbe{Port: 8080, Path: "/healthz"}, Period: time.Second, Timeout: time.Second, FailureThreshold: 30},
+	}
+	if !reflect.DeepEqual(api.Spec.Health, wantHealth) {
+		t.Errorf("health:\n got %+v\nwant %+v", api.Spec.Health, wantHealth)
+	}
+	if want := (&runtime.Resources{MemoryBytes: 64 << 20, CPUs: 0.5, Pids: 256}); !reflect.DeepEqual(api.Spec.Resources, want) {
+		t.Errorf("resources %+v, want %+v", api.Spec.Resources, want)
+	}
+	if web.Policy.Exponential != nil || web.Policy.Backoff != 30*time.Second || web.Policy.Rules != nil || web.Spec.Resources != nil {
+		t.Errorf("web: a scalar backoff must keep the fixed one: %+v", web.Policy)
+	}
+	if p := web.Spec.Health.Liveness; p.TCP == nil || p.TCP.Port != 8080 || p.Period != runtime.DefaultProbePeriod || p.FailureThreshold != runtime.DefaultProbeFailureThreshold {
+		t.Errorf("web liveness defaults: %+v", p)
+	}
+	in := d.Inputs("n")
+	in[0].Spec.Health.Liveness.Exec[0] = "changed"
+	in[0].Spec.Resources.Pids = 1
+	if d.Services[0].Spec.Health.Liveness.Exec[0] != "/bin/sh" || d.Services[0].Spec.Resources.Pids != 256 {
+		t.Error("inputs share probes or resources with the deployment")
+	}
+	// Partial exponential backoff: the rest is defaulted.
+	d, err = Parse([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n    errors: { on_panic: { backoff: { initial: 2s, max: 8s } } }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := d.Services[0].Policy.Exponential; e == nil || e.Initial != 2*time.Second || e.Max != 8*time.Second || e.Multiplier != 2 || e.Jitter != 0 || e.ResetAfter != policy.DefaultBackoffResetAfter {
+		t.Errorf("partial backoff: %+v", e)
+	}
+	for in, want := range map[string]int64{"1Gi": 1 << 30, "500M": 500e6, "67108864": 64 << 20, "4096Ki": 4 << 20} {
+		d, err := Parse([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n    resources: { memory: " + in + " }\n"))
+		if err != nil || d.Services[0].Spec.Resources.MemoryBytes != want {
+			t.Errorf("memory %s: %v, %v; want %d bytes", in, d, err, want)
+		}
 	}
 }
 
