@@ -54,7 +54,20 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// Node is reported in isolate webhooks (default: the host name).
 	Node string
+	// Watched counts the containers watched now (default: not counted).
+	Watched Gauge
 }
+
+// Gauge is a value that goes up and down, e.g. a Prometheus gauge.
+type Gauge interface {
+	Inc()
+	Dec()
+}
+
+type noGauge struct{}
+
+func (noGauge) Inc() {}
+func (noGauge) Dec() {}
 
 // Activities holds the dependencies of every container activity.
 type Activities struct {
@@ -72,6 +85,9 @@ func New(rt runtime.Runtime, opts Options) *Activities {
 	}
 	if opts.Node == "" {
 		opts.Node, _ = os.Hostname()
+	}
+	if opts.Watched == nil {
+		opts.Watched = noGauge{}
 	}
 	return &Activities{rt: rt, opts: opts}
 }
@@ -187,6 +203,8 @@ func (a *Activities) resolveEnv(spec runtime.ContainerSpec) (runtime.ContainerSp
 // through runtime outages (a containerd restart leaves tasks running).
 func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (WaitForExitResult, error) {
 	logger := activity.GetLogger(ctx)
+	a.opts.Watched.Inc()
+	defer a.opts.Watched.Dec()
 	poll := in.PollInterval
 	if poll <= 0 {
 		poll = DefaultPollInterval

@@ -50,6 +50,10 @@ type Connection struct {
 	// Empty means the SDK's default.
 	Identity string
 
+	// MetricsHandler receives the SDK's metrics (nil: none). Set by the
+	// worker when it serves /metrics; not a flag.
+	MetricsHandler client.MetricsHandler
+
 	// tlsExplicit records that --tls (or TEMPORAL_TLS) was given, so that
 	// --tls=false can turn off the TLS an API key would otherwise imply.
 	tlsExplicit bool
@@ -193,7 +197,7 @@ func (c *Connection) ClientOptions(logger tlog.Logger) (client.Options, error) {
 	if err := c.Validate(); err != nil {
 		return client.Options{}, err
 	}
-	opts := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger, Identity: c.Identity}
+	opts := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger, Identity: c.Identity, MetricsHandler: c.MetricsHandler}
 	tlsCfg, err := c.TLSConfig()
 	if err != nil {
 		return client.Options{}, err

@@ -32,7 +32,9 @@ type tstack struct {
 	t *testing.T
 }
 
-func newStack(t *testing.T) *tstack {
+// newStack starts a stack and its worker, with workerArgs added to the
+// worker's command line.
+func newStack(t *testing.T, workerArgs ...string) *tstack {
 	t.Helper()
 	cli := configtest.TemporalCLI(t)
 	if err := containerdtest.Prerequisites(); err != nil {
@@ -56,7 +58,7 @@ func newStack(t *testing.T) *tstack {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{Dir: dir, TemporalCLI: cli, VigilBin: vigilBin, WorkerBin: workerBin, Node: "e2e"})
+	st, err := stack.Start(ctx, stack.Options{Dir: dir, TemporalCLI: cli, VigilBin: vigilBin, WorkerBin: workerBin, Node: "e2e", WorkerArgs: workerArgs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
@@ -26,6 +28,8 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/logging"
+	"github.com/vigil-run/vigil/metrics"
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/runtime/containerd"
 	"github.com/vigil-run/vigil/version"
 	"github.com/vigil-run/vigil/workflows"
@@ -55,6 +59,7 @@ type options struct {
 	containerdAddress   string
 	containerdNamespace string
 	logDir              string
+	metricsAddress      string
 	noActivities        bool
 	showVersion         bool
 	// maxActivities bounds concurrent activities on the node queue. Every
@@ -69,6 +74,7 @@ var workerEnv = map[string]string{
 	"containerd-address":   "CONTAINERD_ADDRESS",
 	"containerd-namespace": "VIGIL_CONTAINERD_NAMESPACE",
 	"log-dir":              "VIGIL_LOG_DIR",
+	"metrics-address":      "VIGIL_METRICS_ADDRESS",
 	"log-format":           "VIGIL_LOG_FORMAT",
 	"log-level":            "VIGIL_LOG_LEVEL",
 }
@@ -92,6 +98,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.containerdAddress, "containerd-address", containerd.DefaultAddress, "containerd socket (env CONTAINERD_ADDRESS)")
 	fs.StringVar(&o.containerdNamespace, "containerd-namespace", containerd.DefaultNamespace, "containerd namespace for Vigil's containers (env VIGIL_CONTAINERD_NAMESPACE)")
 	fs.StringVar(&o.logDir, "log-dir", containerd.DefaultLogDir, "directory for containers' captured output (env VIGIL_LOG_DIR)")
+	fs.StringVar(&o.metricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz on this host:port, e.g. 127.0.0.1:9464; off when empty (env VIGIL_METRICS_ADDRESS)")
 	fs.IntVar(&o.maxActivities, "max-activities", 2000, "most activities run at once on this node; each running replica holds one")
 	fs.BoolVar(&o.noActivities, "no-activities", false, "run workflows only: do not connect to containerd or poll this node's queue")
 	fs.BoolVar(&o.showVersion, "version", false, "print the release and commit, then exit")
@@ -127,6 +134,11 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	}
 	if o.maxActivities < 1 {
 		return nil, fmt.Errorf("--max-activities: %d must be at least 1, e.g. 2000", o.maxActivities)
+	}
+	if o.metricsAddress != "" {
+		if _, _, err := net.SplitHostPort(o.metricsAddress); err != nil {
+			return nil, fmt.Errorf("--metrics-address %q: want host:port, e.g. 127.0.0.1:9464 (empty turns metrics off)", o.metricsAddress)
+		}
 	}
 	if strings.TrimSpace(o.node) == "" {
 		return nil, errors.New("--node: empty; give this host's name (or set VIGIL_NODE)")
@@ -167,6 +179,31 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		zap.String("identity", o.conn.Identity), zap.String("connection", o.conn.String()), zap.String("node", o.node),
 		zap.Bool("activities", !o.noActivities))
 
+	// /healthz answers from the start; /readyz once both queues are polled
+	// and containerd answers.
+	var m *metrics.Metrics
+	wfQueue, nodeQueue := o.conn.TaskQueue, activities.NodeTaskQueue(o.node)
+	conditions := []string{"workflow task queue " + wfQueue + " polled"}
+	if !o.noActivities {
+		conditions = append(conditions, "node task queue "+nodeQueue+" polled")
+	}
+	ready := metrics.NewReadiness(conditions...)
+	if o.metricsAddress != "" {
+		m = metrics.New()
+		handler, closeHandler, err := m.Handler()
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer closeHandler()
+		o.conn.MetricsHandler = handler
+		srv, err := metrics.Listen(o.metricsAddress, m, ready)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = srv.Close(context.Background()) }()
+		log.Info("serving metrics", zap.String("address", srv.Addr()))
+	}
+
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c, err := o.conn.Dial(dialCtx, logging.Temporal(log))
@@ -174,6 +211,10 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		return err
 	}
 	defer c.Close()
+	ready.AddCheck("Temporal at "+o.conn.Address, func(ctx context.Context) error {
+		_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	})
 	if err := config.EnsureSearchAttributes(dialCtx, c, o.conn.Namespace); errors.Is(err, config.ErrNoOperatorAccess) {
 		// Typical of Temporal Cloud API keys: the attributes may well exist.
 		log.Warn("search attributes not checked; make sure they exist", zap.Error(err))
@@ -210,6 +251,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		return fmt.Errorf("cannot start the workflow worker on task queue %s: %w", o.conn.TaskQueue, err)
 	}
 	cleanup = append(cleanup, wf.Stop)
+	ready.Set(conditions[0])
 
 	if !o.noActivities {
 		rt, err := containerd.New(ctx, containerd.Config{
@@ -221,7 +263,11 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			return fmt.Errorf("containerd at %s: %w", o.containerdAddress, err)
 		}
 		cleanup = append(cleanup, func() { _ = rt.Close() })
-		queue := activities.NodeTaskQueue(o.node)
+		ready.AddCheck("containerd at "+o.containerdAddress, func(ctx context.Context) error {
+			_, err := rt.Version(ctx)
+			return err
+		})
+		queue := nodeQueue
 		aw := worker.New(c, queue, worker.Options{
 			WorkerStopTimeout:                  stopTimeout,
 			OnFatalError:                       onFatal,
@@ -232,11 +278,18 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			// Every 5 s leaves 5 s of slack.
 			MaxHeartbeatThrottleInterval: heartbeatThrottle,
 		})
-		registerActivities(aw, activities.New(rt, activities.Options{}))
+		var actRT runtime.Runtime = rt
+		actOpts := activities.Options{}
+		if m != nil {
+			actRT = m.Instrument(rt)
+			actOpts.Watched = m.Watched()
+		}
+		registerActivities(aw, activities.New(actRT, actOpts))
 		if err := aw.Start(); err != nil {
 			return fmt.Errorf("cannot start the activity worker on task queue %s: %w", queue, err)
 		}
 		cleanup = append(cleanup, aw.Stop)
+		ready.Set(conditions[1])
 		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue), zap.String("activity_task_queue", queue))
 	} else {
 		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue))

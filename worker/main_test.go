@@ -17,13 +17,14 @@ func env(m map[string]string) func(string) (string, bool) {
 func TestFlagsAndEnv(t *testing.T) {
 	o, err := parseFlags([]string{"--containerd-namespace", "flagns"}, env(map[string]string{
 		"VIGIL_NODE": "node-7", "CONTAINERD_ADDRESS": "/tmp/c.sock", "VIGIL_CONTAINERD_NAMESPACE": "envns",
-		"TEMPORAL_ADDRESS": "t:7233", "VIGIL_TASK_QUEUE": "q",
+		"TEMPORAL_ADDRESS": "t:7233", "VIGIL_TASK_QUEUE": "q", "VIGIL_METRICS_ADDRESS": "127.0.0.1:9464",
 	}), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.node != "node-7" || o.containerdAddress != "/tmp/c.sock" || o.containerdNamespace != "flagns" ||
-		o.conn.Address != "t:7233" || o.conn.TaskQueue != "q" || o.logDir != "/var/lib/vigil/logs" {
+		o.conn.Address != "t:7233" || o.conn.TaskQueue != "q" || o.logDir != "/var/lib/vigil/logs" ||
+		o.metricsAddress != "127.0.0.1:9464" {
 		t.Errorf("%+v", o)
 	}
 }
@@ -37,6 +38,7 @@ func TestBadUsageExits2(t *testing.T) {
 		{"--address", "noport"},
 		{"--tls-cert-file", "only-cert.pem"},
 		{"--max-activities", "0"},
+		{"--metrics-address", "9464"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(context.Background(), args, env(nil), io.Discard, &stderr); code != exitUsage {

@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/metrics"
 	"github.com/vigil-run/vigil/policy"
 )
 
@@ -192,7 +194,7 @@ func (s *supervisor) run(ctx workflow.Context) error {
 	if s.fresh {
 		// Make sure the container exists and runs. A task that exited before
 		// now is started again; one already running is left alone.
-		if err := s.start(ctx, workflow.Now(ctx)); err != nil {
+		if _, err := s.start(ctx, workflow.Now(ctx)); err != nil {
 			return err
 		}
 		s.setState(ctx, StateRunning)
@@ -275,6 +277,7 @@ func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 	s.st.LastExitAt = exit.At
 	workflow.GetLogger(ctx).Info("container exited",
 		"exit_code", exit.Code, "reason", exit.Reason, "decision", string(d.Outcome), "why", d.Reason)
+	s.metric(ctx, exitReason(exit)).Counter(metrics.ContainerExits).Inc(1)
 
 	switch d.Outcome {
 	case policy.Complete:
@@ -288,6 +291,7 @@ func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 		s.st.NextRestartAt = d.RestartAt
 		s.setState(ctx, StateCrashLoopBackOff)
 		s.emit(ctx, EventCrashLoopBackOff, &code)
+		s.metric(ctx, "").Counter(metrics.CrashLoopBackoffs).Inc(1)
 		return nil
 	case policy.Shutdown:
 		s.setState(ctx, StateShutdown)
@@ -307,8 +311,13 @@ func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 // restartNow starts the container after a crash and counts the restart.
 func (s *supervisor) restartNow(ctx workflow.Context) error {
 	s.details(ctx, "restarting after a crash")
-	if err := s.start(ctx, s.st.LastExitAt); err != nil {
+	started, err := s.start(ctx, s.st.LastExitAt)
+	if err != nil {
 		return err
+	}
+	if !started.StartedAt.IsZero() && !s.st.LastExitAt.IsZero() && started.StartedAt.After(s.st.LastExitAt) {
+		// Both times are containerd's: the exit to the new task running.
+		s.metric(ctx, "").Timer(metrics.RestartLatency).Record(started.StartedAt.Sub(s.st.LastExitAt))
 	}
 	s.countRestart(ctx)
 	return nil
@@ -346,7 +355,7 @@ func (s *supervisor) waitBackoff(ctx workflow.Context) error {
 // endBackoff is the one delayed start of a crash-loop episode.
 func (s *supervisor) endBackoff(ctx workflow.Context) error {
 	s.setState(ctx, StateRestarting)
-	if err := s.start(ctx, s.st.LastExitAt); err != nil {
+	if _, err := s.start(ctx, s.st.LastExitAt); err != nil {
 		return err
 	}
 	s.st.NextRestartAt = time.Time{}
@@ -357,6 +366,7 @@ func (s *supervisor) endBackoff(ctx workflow.Context) error {
 // countRestart records a restart actually made after a crash.
 func (s *supervisor) countRestart(ctx workflow.Context) {
 	s.st.TotalRestarts++
+	s.metric(ctx, "").Counter(metrics.ContainerRestarts).Inc(1)
 	s.setState(ctx, StateRunning)
 	s.emit(ctx, EventContainerRestarted, s.st.LastExitCode)
 }
@@ -416,7 +426,7 @@ func (s *supervisor) handle(ctx workflow.Context, c *command) error {
 			return nil
 		}
 		s.setState(ctx, StateRestarting)
-		if err = s.start(ctx, stopped.ExitedAt); err == nil {
+		if _, err = s.start(ctx, stopped.ExitedAt); err == nil {
 			s.setState(ctx, StateRunning)
 		}
 		s.finish(c, err)
@@ -426,7 +436,7 @@ func (s *supervisor) handle(ctx workflow.Context, c *command) error {
 		// The operator takes responsibility: the crash window starts afresh.
 		s.st.History = policy.History{}
 		s.setState(ctx, StateRestarting)
-		err := s.start(ctx, s.st.LastExitAt)
+		_, err := s.start(ctx, s.st.LastExitAt)
 		if err == nil {
 			s.setState(ctx, StateRunning)
 		}
@@ -449,7 +459,7 @@ func unlessUnsupervised(err error) error {
 // start makes the container run. It never gives up: after the activity's own
 // retries it waits on a durable timer, with growing delays, and tries again,
 // keeping the state and the last error visible. An unsupervise request ends it.
-func (s *supervisor) start(ctx workflow.Context, after time.Time) error {
+func (s *supervisor) start(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
 	delay := startRetryFirst
 	for attempt := 1; ; attempt++ {
 		var res activities.EnsureRunningResult
@@ -459,7 +469,7 @@ func (s *supervisor) start(ctx workflow.Context, after time.Time) error {
 			if attempt > 1 {
 				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
 			}
-			return nil
+			return res, nil
 		}
 		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
 		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
@@ -467,7 +477,7 @@ func (s *supervisor) start(ctx workflow.Context, after time.Time) error {
 			s.setState(ctx, StateRestarting)
 		}
 		if err := s.sleep(ctx, delay, fmt.Sprintf("start failed (attempt %d); retrying in %s", attempt, delay)); err != nil {
-			return err
+			return activities.EnsureRunningResult{}, err
 		}
 		delay = min(delay*2, startRetryMax)
 	}
@@ -549,6 +559,20 @@ func (s *supervisor) emit(ctx workflow.Context, typ EventType, exitCode *int) {
 		workflow.GetLogger(ctx).Warn("event not recorded in memo", "error", err)
 	}
 }
+
+// metric is the workflow's metrics handler tagged with this replica's
+// service (and reason, when given). The SDK skips it during replay, so every
+// decision is counted once.
+func (s *supervisor) metric(ctx workflow.Context, reason string) client.MetricsHandler {
+	tags := map[string]string{metrics.LabelDeployment: s.in.ID.Deployment, metrics.LabelService: s.in.ID.Service}
+	if reason != "" {
+		tags[metrics.LabelReason] = reason
+	}
+	return workflow.GetMetricsHandler(ctx).WithTags(tags)
+}
+
+// exitReason is the exit's reason label, as `vigil status` shows it.
+func exitReason(policy.Exit) string { return metrics.ReasonExited }
 
 func (s *supervisor) details(ctx workflow.Context, what string) {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s — %s, %d restarts", s.in.ID.Ref(), what, s.st.TotalRestarts))

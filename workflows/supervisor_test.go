@@ -80,9 +80,15 @@ func crashes(n, code int) []activities.WaitForExitResult {
 }
 
 func newEnv(t *testing.T, n *node) *testsuite.TestWorkflowEnvironment {
+	return newEnvWith(t, n, func(*testsuite.WorkflowTestSuite) {})
+}
+
+// newEnvWith is newEnv with the suite set up further by setup.
+func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite)) *testsuite.TestWorkflowEnvironment {
 	var suite testsuite.WorkflowTestSuite
 	// Workflow and SDK logs go to t.Log: shown only when a test fails or with -v.
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, nil))))
+	setup(&suite)
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * time.Second)
 	n.env = env
@@ -613,7 +619,12 @@ func TestNewSupervisionIsRunning(t *testing.T) {
 	require.Nil(t, v.LastExitCode)
 	require.Nil(t, v.NextRestartAt)
 	require.NotEmpty(t, v.SupervisedSince)
-	requireTime(t, start, n.afters[0], "the first start restarts only tasks that exited before supervision began")
+	// Compared with the run's own start time: the test clock may move between
+	// env.Now() above and the workflow's first task on a loaded machine.
+	since, err := time.Parse(time.RFC3339Nano, v.SupervisedSince)
+	require.NoError(t, err)
+	requireTime(t, since, n.afters[0], "the first start restarts only tasks that exited before supervision began")
+	require.False(t, since.Before(start), "supervised since %v, before the test started at %v", since, start)
 }
 
 // Ported from the original: test_supervised_state_should_monitor, with bug 1
