@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/vigil-run/vigil/metrics"
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -49,7 +50,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	if got := value(fams, metrics.ContainerRestarts, crasher); got != float64(v.TotalRestarts) || got != 2 {
 		t.Errorf("%s = %v; vigil status says %d restarts (want 2)", metrics.ContainerRestarts, got, v.TotalRestarts)
 	}
-	exited := map[string]string{"deployment": "m", "service": "crasher", "reason": metrics.ReasonExited}
+	exited := map[string]string{"deployment": "m", "service": "crasher", "reason": string(runtime.ExitExited)}
 	if got := value(fams, metrics.ContainerExits, exited); got != 3 {
 		t.Errorf("%s{reason=Exited} = %v, want 3", metrics.ContainerExits, got)
 	}

@@ -39,14 +39,6 @@ const (
 	LabelKind       = "kind"
 )
 
-// Exit reasons as `vigil status` shows them.
-const (
-	ReasonExited    = "Exited"
-	ReasonSignaled  = "Signaled"
-	ReasonOOMKilled = "OOMKilled"
-	ReasonUnhealthy = "Unhealthy"
-)
-
 // restartLatencyBuckets span a fast restart (~0.1 s) to a slow pull (~1 min).
 var restartLatencyBuckets = []float64{0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60}
 
@@ -71,7 +63,7 @@ func New() *Metrics {
 		Registry: reg,
 		exits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ContainerExits,
-			Help: "Container exits the supervisor acted on, by reason (Exited, Signaled, OOMKilled, Unhealthy).",
+			Help: "Container exits the supervisor acted on, by reason (Exited, Signaled, OOMKilled, Unhealthy, Failed).",
 		}, []string{LabelDeployment, LabelService, LabelReason}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ContainerRestarts,

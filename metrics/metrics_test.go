@@ -28,7 +28,7 @@ func TestHandlerRoutesVigilNamesWithExactLabels(t *testing.T) {
 	wf := h.WithTags(map[string]string{"namespace": "default", "task_queue": "vigil"}).
 		WithTags(map[string]string{LabelDeployment: "shop", LabelService: "api"})
 	wf.Counter(ContainerRestarts).Inc(2)
-	wf.WithTags(map[string]string{LabelReason: ReasonExited}).Counter(ContainerExits).Inc(1)
+	wf.WithTags(map[string]string{LabelReason: string(runtime.ExitExited)}).Counter(ContainerExits).Inc(1)
 	wf.Timer(RestartLatency).Record(150 * time.Millisecond)
 	wf.Counter("request").Inc(1) // an SDK metric
 	closeH()                     // flushes tally to the registry
@@ -36,7 +36,7 @@ func TestHandlerRoutesVigilNamesWithExactLabels(t *testing.T) {
 	if got := testutil.ToFloat64(m.Counter(ContainerRestarts, "shop", "api", "")); got != 2 {
 		t.Errorf("restarts = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(m.Counter(ContainerExits, "shop", "api", ReasonExited)); got != 1 {
+	if got := testutil.ToFloat64(m.Counter(ContainerExits, "shop", "api", string(runtime.ExitExited))); got != 1 {
 		t.Errorf("exits = %v, want 1", got)
 	}
 	if got := m.RestartLatencyCount(); got != 1 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vigil-run/vigil/metrics"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // The workflow counts each decision once, with the replica's service: the
@@ -43,7 +44,7 @@ func TestMetricsCountDecisions(t *testing.T) {
 	}, map[string]float64{
 		metrics.ContainerRestarts: testutil.ToFloat64(m.Counter(metrics.ContainerRestarts, "shop", "api", "")),
 		metrics.CrashLoopBackoffs: testutil.ToFloat64(m.Counter(metrics.CrashLoopBackoffs, "shop", "api", "")),
-		metrics.ContainerExits:    testutil.ToFloat64(m.Counter(metrics.ContainerExits, "shop", "api", metrics.ReasonExited)),
+		metrics.ContainerExits:    testutil.ToFloat64(m.Counter(metrics.ContainerExits, "shop", "api", string(runtime.ExitExited))),
 	})
 	// Latency is recorded for the immediate restarts only, not the delayed ones.
 	require.EqualValues(t, 5, m.RestartLatencyCount())

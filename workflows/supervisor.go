@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/metrics"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 const (
@@ -572,7 +573,12 @@ func (s *supervisor) metric(ctx workflow.Context, reason string) client.MetricsH
 }
 
 // exitReason is the exit's reason label, as `vigil status` shows it.
-func exitReason(policy.Exit) string { return metrics.ReasonExited }
+func exitReason(exit policy.Exit) string {
+	if exit.Cause == "" {
+		return string(runtime.ExitExited)
+	}
+	return string(exit.Cause)
+}
 
 func (s *supervisor) details(ctx workflow.Context, what string) {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s — %s, %d restarts", s.in.ID.Ref(), what, s.st.TotalRestarts))
