@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -26,14 +27,12 @@ const ErrTypeContainerNotFound = "ContainerNotFound"
 
 // Defaults for the zero Options and inputs.
 const (
-	DefaultPollInterval      = 5 * time.Second
+	DefaultPollInterval      = policy.DefaultPollInterval
 	DefaultHeartbeatInterval = 3 * time.Second
-	DefaultStopGrace         = 10 * time.Second
+	DefaultStopGrace         = runtime.DefaultStopGrace
 	// startConfirmDelay is the pause before a failed start is tried again
 	// to tell a passing failure from a container that cannot run.
 	startConfirmDelay = time.Second
-	// envRefPrefix marks an env value resolved on the node: "$E:NAME".
-	envRefPrefix = "$E:"
 )
 
 // ErrTypeWorkerStopping marks a watch handed over because its worker is
@@ -184,10 +183,10 @@ func (a *Activities) resolveEnv(spec runtime.ContainerSpec) (runtime.ContainerSp
 	env := make(map[string]string, len(spec.Env))
 	for _, k := range keys {
 		v := spec.Env[k]
-		if name, ok := strings.CutPrefix(v, envRefPrefix); ok {
+		if name, ok := strings.CutPrefix(v, runtime.EnvRefPrefix); ok {
 			resolved, found := a.opts.LookupEnv(name)
 			if !found {
-				return spec, fmt.Errorf("env.%s: %s%s is not set in the environment of the worker on this node; export %s before starting vigil-worker", k, envRefPrefix, name, name)
+				return spec, fmt.Errorf("env.%s: %s%s is not set in the environment of the worker on this node; export %s before starting vigil-worker", k, runtime.EnvRefPrefix, name, name)
 			}
 			v = resolved
 		}

@@ -20,14 +20,12 @@ import (
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/runtime"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
+	"github.com/vigil-run/vigil/workflows"
 )
 
 // Heartbeat settings of the WaitForExit activity every running replica
 // holds: the SDK sends at most one heartbeat per 80% of the timeout.
-const (
-	watchHeartbeatTimeout = 10 * time.Second
-	heartbeatsPerSecond   = 1 / (0.8 * 10.0)
-)
+var heartbeatsPerSecond = 1 / (0.8 * workflows.WatchOptions(workflows.SupervisionInput{}).HeartbeatTimeout.Seconds())
 
 const benchImage = "docker.io/library/busybox:local"
 

@@ -34,13 +34,16 @@ const (
 )
 
 // activityTimeouts are the workflow's heartbeat (or start-to-close) timeouts
-// per activity (workflows/options.go), for the stuck-activity check.
-var activityTimeouts = map[string]time.Duration{
-	activities.WaitForExitName:   10 * time.Second,
-	activities.EnsureRunningName: 30 * time.Second,
-	activities.StopName:          2*time.Second + time.Minute,
-	activities.IsolateName:       2*time.Second + time.Minute,
-}
+// per activity, read from its options, for the stuck-activity check.
+var activityTimeouts = func() map[string]time.Duration {
+	in := workflows.SupervisionInput{StopGrace: stopGrace}
+	return map[string]time.Duration{
+		activities.WaitForExitName:   workflows.WatchOptions(in).HeartbeatTimeout,
+		activities.EnsureRunningName: workflows.StartOptions(in).HeartbeatTimeout,
+		activities.StopName:          workflows.ControlOptions(in).StartToCloseTimeout,
+		activities.IsolateName:       workflows.ControlOptions(in).StartToCloseTimeout,
+	}
+}()
 
 // row is one replica's line in the final table.
 type row struct {

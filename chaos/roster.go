@@ -84,6 +84,9 @@ func roster(n int) ([]replica, error) {
 	return out, nil
 }
 
+// stopGrace is every service's stop_grace in the deployment file.
+const stopGrace = 2 * time.Second
+
 // deploymentYAML is the deployment file of the roster.
 func deploymentYAML(replicas []replica) string {
 	counts := map[string]int{}
@@ -100,10 +103,10 @@ func deploymentYAML(replicas []replica) string {
     image: { name: docker.io/library/busybox:local, pull_policy: never }
     command: { entrypoint: ["/bin/sh", "-c"], args: [%q] }
     scale: { mode: fixed, replicas: %d }
-    stop_grace: 2s
+    stop_grace: %s
     errors:
       on_panic: %s
-`, bh.Service, script, counts[bh.Service], bh.Policy)
+`, bh.Service, script, counts[bh.Service], stopGrace, bh.Policy)
 	}
 	return b.String()
 }

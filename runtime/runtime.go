@@ -81,9 +81,17 @@ const (
 	PullNever        PullPolicy = "never"
 )
 
+// EnvRefPrefix marks an env value that is a reference, "$E:NAME", which the
+// node resolves from its own environment so that secrets never enter
+// workflow history.
+const EnvRefPrefix = "$E:"
+
+// DefaultStopGrace is the time between SIGTERM and SIGKILL when a
+// container is stopped and its deployment file sets no stop_grace.
+const DefaultStopGrace = 10 * time.Second
+
 // ContainerSpec is what is needed to create a container. Env values may be
-// references of the form "$E:NAME", which the node resolves from its own
-// environment so that secrets never enter workflow history.
+// references of the form EnvRefPrefix+"NAME" (see EnvRefPrefix).
 type ContainerSpec struct {
 	Image      string            `json:"image"`
 	PullPolicy PullPolicy        `json:"pull_policy,omitempty"`

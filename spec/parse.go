@@ -41,7 +41,7 @@ var (
 const minPollInterval = 100 * time.Millisecond
 
 // EnvRefPrefix marks an env value resolved from the node's environment.
-const EnvRefPrefix = "$E:"
+const EnvRefPrefix = runtime.EnvRefPrefix
 
 func fieldErr(n *yaml.Node, path, format string, args ...any) *FieldError {
 	fe := &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}

@@ -16,7 +16,6 @@ import (
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
-	"github.com/vigil-run/vigil/workflows"
 )
 
 // Version is the only deployment file version understood.
@@ -29,7 +28,7 @@ const RTypeService = "service"
 const ScaleFixed = "fixed"
 
 // DefaultStopGrace is the time between SIGTERM and SIGKILL when stopping.
-const DefaultStopGrace = 10 * time.Second
+const DefaultStopGrace = runtime.DefaultStopGrace
 
 // Limits that keep a typo from starting thousands of workflows or a
 // malicious file from exhausting memory.
@@ -91,17 +90,30 @@ func Parse(data []byte) (*Deployment, error) {
 	return parse(data)
 }
 
+// Input is what the file decides for one replica on one node: the fields of
+// the supervisor workflow's input that come from the file, under the same
+// JSON names. spec has its own type so that the parser does not pull in
+// the workflow package and the Temporal SDK.
+type Input struct {
+	ID             replica.ID            `json:"id"`
+	Spec           runtime.ContainerSpec `json:"spec"`
+	Policy         policy.Policy         `json:"policy"`
+	Node           string                `json:"node"`
+	IsolateWebhook string                `json:"isolate_webhook,omitempty"`
+	StopGrace      time.Duration         `json:"stop_grace,omitempty"`
+}
+
 // Inputs turns the deployment into one supervision input per replica, in file
 // order, placed on the service's node, else on defaultNode.
-func (d *Deployment) Inputs(defaultNode string) []workflows.SupervisionInput {
-	var out []workflows.SupervisionInput
+func (d *Deployment) Inputs(defaultNode string) []Input {
+	var out []Input
 	for _, s := range d.Services {
 		node := defaultNode
 		if s.Node != "" {
 			node = s.Node
 		}
 		for r := 1; r <= s.Replicas; r++ {
-			out = append(out, workflows.SupervisionInput{
+			out = append(out, Input{
 				ID:             replica.ID{Deployment: d.Name, Service: s.Name, Replica: r},
 				Spec:           cloneSpec(s.Spec),
 				Policy:         s.Policy,

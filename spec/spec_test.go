@@ -53,7 +53,7 @@ func TestParseShop(t *testing.T) {
 	if len(in) != 3 {
 		t.Fatalf("got %d inputs, want 3", len(in))
 	}
-	want := workflows.SupervisionInput{
+	want := Input{
 		ID: runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 2},
 		Spec: runtime.ContainerSpec{
 			Image:      "docker.io/library/busybox:local",

@@ -62,7 +62,7 @@ func superviseCommand(a *app, taskQueue func() string, lookup func(string) (stri
 			if err != nil {
 				return err
 			}
-			results, err := supervise(ctx, c, taskQueue(), d.Inputs(node))
+			results, err := supervise(ctx, c, taskQueue(), supervisionInputs(d.Inputs(node)))
 			if perr := printSupervise(a.printer(), results); perr != nil && err == nil {
 				err = perr
 			}
@@ -75,6 +75,16 @@ func superviseCommand(a *app, taskQueue func() string, lookup func(string) (stri
 		node = v
 	}
 	return cmd
+}
+
+// supervisionInputs are the workflow's inputs for the file's replicas.
+func supervisionInputs(replicas []spec.Input) []workflows.SupervisionInput {
+	out := make([]workflows.SupervisionInput, len(replicas))
+	for i, r := range replicas {
+		out[i] = workflows.SupervisionInput{ID: r.ID, Spec: r.Spec, Policy: r.Policy, Node: r.Node,
+			IsolateWebhook: r.IsolateWebhook, StopGrace: r.StopGrace}
+	}
+	return out
 }
 
 // supervise starts a supervisor workflow for each input unless one is

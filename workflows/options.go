@@ -11,6 +11,8 @@ import (
 
 // Activity options. Every container activity goes to the node's task queue,
 // because containerd is host-local; the workflow itself can run anywhere.
+// WatchOptions, StartOptions and ControlOptions are exported so that the
+// chaos and bench harnesses read the timeouts instead of copying them.
 
 // watchOptions: the watch may last for days without adding to history. A
 // dead worker stops heartbeating, the attempt times out after watchHeartbeat
@@ -19,8 +21,13 @@ import (
 // after a worker loss every moment of it delays the restart of a container
 // that crashed meanwhile.
 func (s *supervisor) watchOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(s.in.Node),
+	return workflow.WithActivityOptions(ctx, WatchOptions(s.in))
+}
+
+// WatchOptions are the options of the WaitForExit activity (see watchOptions).
+func WatchOptions(in SupervisionInput) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		TaskQueue:           activities.NodeTaskQueue(in.Node),
 		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    watchHeartbeat,
 		WaitForCancellation: false,
@@ -29,15 +36,20 @@ func (s *supervisor) watchOptions(ctx workflow.Context) workflow.Context {
 			BackoffCoefficient: 2,
 			MaximumInterval:    5 * time.Second,
 		},
-		Summary: "watch " + s.in.ID.Ref(),
-	})
+		Summary: "watch " + in.ID.Ref(),
+	}
 }
 
 // startOptions: a few quick retries inside the activity; the workflow's own
 // retry loop (with durable, growing delays) takes over after them.
 func (s *supervisor) startOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(s.in.Node),
+	return workflow.WithActivityOptions(ctx, StartOptions(s.in))
+}
+
+// StartOptions are the options of the EnsureRunning activity (see startOptions).
+func StartOptions(in SupervisionInput) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		TaskQueue:           activities.NodeTaskQueue(in.Node),
 		StartToCloseTimeout: 5 * time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -47,20 +59,26 @@ func (s *supervisor) startOptions(ctx workflow.Context) workflow.Context {
 			MaximumAttempts:        3,
 			NonRetryableErrorTypes: []string{activities.ErrTypeImageNotFound, activities.ErrTypeBadSpec},
 		},
-		Summary: "start " + s.in.ID.Ref(),
-	})
+		Summary: "start " + in.ID.Ref(),
+	}
 }
 
 // controlOptions: stop and isolate; stop waits out the grace period before SIGKILL.
 func (s *supervisor) controlOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(s.in.Node),
-		StartToCloseTimeout: s.in.StopGrace + time.Minute,
+	return workflow.WithActivityOptions(ctx, ControlOptions(s.in))
+}
+
+// ControlOptions are the options of the Stop and Isolate activities (see
+// controlOptions); in.StopGrace must be set (the workflow sets its default).
+func ControlOptions(in SupervisionInput) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		TaskQueue:           activities.NodeTaskQueue(in.Node),
+		StartToCloseTimeout: in.StopGrace + time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
 			MaximumInterval:    10 * time.Second,
 			MaximumAttempts:    5,
 		},
-	})
+	}
 }

@@ -24,7 +24,7 @@ import (
 
 const (
 	// DefaultStopGrace is the time between SIGTERM and SIGKILL.
-	DefaultStopGrace = 10 * time.Second
+	DefaultStopGrace = runtime.DefaultStopGrace
 	// DefaultContinueAsNewAfter bounds the exits handled by one run, so a
 	// crash-looping replica's history stays far below Temporal's limits.
 	DefaultContinueAsNewAfter = 100

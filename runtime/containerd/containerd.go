@@ -41,7 +41,6 @@ const (
 	DefaultNamespace   = "vigil"
 	DefaultLogDir      = "/var/lib/vigil/logs"
 	DefaultMaxLogBytes = 8 << 20
-	DefaultStopGrace   = 10 * time.Second
 )
 
 // Config says which containerd to use and where to keep logs.
