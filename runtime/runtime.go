@@ -103,6 +103,8 @@ type ContainerSpec struct {
 	Resources *Resources `json:"resources,omitempty"`
 	// Health holds the probes the node runs against the container.
 	Health *Health `json:"health,omitempty"`
+	// Serving (network, ports, volumes, init, stop signal) is in its own type.
+	Serving
 }
 
 // StartInfo describes a task that Start found or made running.
@@ -113,6 +115,8 @@ type StartInfo struct {
 	// AlreadyRunning is true when Start found the task running and did nothing.
 	AlreadyRunning bool   `json:"already_running,omitempty"`
 	PID            uint32 `json:"pid,omitempty"`
+	// Network is where the container can be reached (nil without a bridge network).
+	Network *NetworkStatus `json:"network,omitempty"`
 }
 
 // Runtime runs containers on one node. Every method must be safe to call

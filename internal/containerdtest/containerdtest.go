@@ -74,7 +74,7 @@ func (d *Daemon) Runtime(t testing.TB) *vcontainerd.Runtime {
 
 // RuntimeConfig is the runtime configuration for this daemon and namespace.
 func (d *Daemon) RuntimeConfig() vcontainerd.Config {
-	return vcontainerd.Config{Address: d.Address, Namespace: d.Namespace, LogDir: d.Dir + "/logs"}
+	return vcontainerd.Config{Address: d.Address, Namespace: d.Namespace, LogDir: d.Dir + "/logs", StateDir: d.Dir + "/vigil"}
 }
 
 // TestImage is the spec of a busybox container running args with sh -c.
@@ -104,6 +104,10 @@ var packages = map[string]string{
 	"containerd-shim-runc-v2": "containerd",
 	"runc":                    "runc",
 	"/bin/busybox":            "busybox-static",
+	// Containers that serve: CNI bridge networking and the init.
+	"/usr/lib/cni/bridge":  "containernetworking-plugins",
+	"iptables-save":        "iptables",
+	"/usr/bin/tini-static": "tini",
 }
 
 func checkPrerequisites() error {

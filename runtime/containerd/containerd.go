@@ -59,6 +59,13 @@ type Config struct {
 	// LogTrimInterval is how often log files of running tasks are trimmed back
 	// under MaxLogBytes (default 30 s).
 	LogTrimInterval time.Duration
+	// StateDir keeps the node's state: named volumes, each container's
+	// network and the IPAM allocations (default DefaultStateDir).
+	StateDir string
+	// Network is the node's bridge network for containers with network bridge.
+	Network NetworkConfig
+	// InitPath is the static init mounted as PID 1 for init: true (default DefaultInitPath).
+	InitPath string
 }
 
 func (c *Config) setDefaults() {
@@ -80,6 +87,12 @@ func (c *Config) setDefaults() {
 	if c.LogTrimInterval <= 0 {
 		c.LogTrimInterval = 30 * time.Second
 	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.InitPath == "" {
+		c.InitPath = DefaultInitPath
+	}
 }
 
 // Runtime implements runtime.Runtime on containerd.
@@ -87,6 +100,7 @@ type Runtime struct {
 	client *containerd.Client
 	cfg    Config
 	logDir string // cfg.LogDir/<namespace>
+	net    *network
 
 	locks     keyedMutex
 	stop      chan struct{}
@@ -111,11 +125,15 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if cfg.OCIRuntime != "" {
 		opts = append(opts, containerd.WithDefaultRuntime(cfg.OCIRuntime))
 	}
+	net, err := newNetwork(cfg.Network, cfg.StateDir, cfg.Namespace)
+	if err != nil {
+		return nil, err
+	}
 	client, err := containerd.New(cfg.Address, opts...)
 	if err != nil {
 		return nil, wrap("connect", cfg.Address, err, nil)
 	}
-	r := &Runtime{client: client, cfg: cfg, logDir: logDir, stop: make(chan struct{}), done: make(chan struct{})}
+	r := &Runtime{client: client, cfg: cfg, logDir: logDir, net: net, stop: make(chan struct{}), done: make(chan struct{})}
 	go r.trimLogsLoop()
 	return r, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"sort"
 	"strconv"
@@ -56,6 +57,25 @@ func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runti
 			return wrap("create", name, err, nil)
 		}
 	}
+	serving, err := r.servingOpts(id, spec)
+	if err != nil {
+		return nodeError("create", name, err)
+	}
+	stopSignal, err := stopSignalOpts(spec)
+	if err != nil {
+		return &Error{Op: "create", ID: name, Kind: runtime.ErrInvalidSpec, Err: err}
+	}
+	var nsPath string
+	if spec.Network == runtime.NetworkBridge {
+		st, err := r.net.ensure(ctx, name, spec.Ports)
+		if err != nil {
+			return nodeError("create", name, err)
+		}
+		nsPath = st.NetNS
+	} else if err := r.net.release(ctx, name); err != nil {
+		// Left by a bridge container of this name deleted behind Vigil's back.
+		return nodeError("create", name, err)
+	}
 	// A snapshot left by a create that failed half-way would block the new one.
 	if err := r.client.SnapshotService(r.cfg.Snapshotter).Remove(ctx, name); err != nil && !errdefs.IsNotFound(err) {
 		return wrap("create", name, err, nil)
@@ -66,6 +86,7 @@ func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runti
 		LabelReplica:    strconv.Itoa(id.Replica),
 		LabelSpec:       digest,
 	}
+	maps.Copy(labels, networkLabels(spec))
 	opts := []containerd.NewContainerOpts{containerd.WithImage(image)}
 	if r.cfg.Snapshotter != "" {
 		opts = append(opts, containerd.WithSnapshotter(r.cfg.Snapshotter))
@@ -74,8 +95,10 @@ func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runti
 		containerd.WithNewSnapshot(name, image),
 		containerd.WithContainerLabels(labels),
 		containerd.WithImageStopSignal(image, "SIGTERM"), // after the labels, which it adds to
-		containerd.WithNewSpec(specOpts(image, spec, name)...),
 	)
+	opts = append(opts, stopSignal...) // after the image's, which it overrides
+	specOpts := append(specOpts(image, spec, name), networkSpecOpts(spec, nsPath)...)
+	opts = append(opts, containerd.WithNewSpec(append(specOpts, serving...)...)) // serving last: the init wraps the final args
 	if _, err := r.client.NewContainer(ctx, name, opts...); err != nil && !errdefs.IsAlreadyExists(err) {
 		return wrap("create", name, err, nil)
 	}
@@ -161,6 +184,10 @@ func (r *Runtime) deleteContainer(ctx context.Context, c containerd.Container) e
 			return err
 		}
 	} else if !errdefs.IsNotFound(err) {
+		return err
+	}
+	// No process is left in the namespace: release its address and ports.
+	if err := r.net.release(ctx, c.ID()); err != nil {
 		return err
 	}
 	return ignoreNotFound(c.Delete(ctx, containerd.WithSnapshotCleanup))

@@ -41,7 +41,7 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		case containerd.Running, containerd.Paused, containerd.Pausing:
 			labels, _ := c.Labels(ctx)
 			started, _ := time.Parse(time.RFC3339Nano, labels[LabelStartedAt])
-			return runtime.StartInfo{AlreadyRunning: true, StartedAt: started, PID: task.Pid()}, nil
+			return runtime.StartInfo{AlreadyRunning: true, StartedAt: started, PID: task.Pid(), Network: r.networkStatus(name)}, nil
 		}
 		// Stopped, or created by a start that failed half-way: begin afresh.
 		if err := deleteTask(ctx, task, st.Status); err != nil {
@@ -49,6 +49,11 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		}
 	case !errdefs.IsNotFound(err):
 		return runtime.StartInfo{}, wrap("start", name, err, nil)
+	}
+
+	network, err := r.startNetwork(ctx, c)
+	if err != nil {
+		return runtime.StartInfo{}, nodeError("start", name, err)
 	}
 
 	logPath := r.LogPath(id)
@@ -85,7 +90,7 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: startedAt.Format(time.RFC3339Nano), LabelStartError: ""}); err != nil {
 		return runtime.StartInfo{}, wrap("start", name, err, nil)
 	}
-	return runtime.StartInfo{StartedAt: startedAt, PID: task.Pid()}, nil
+	return runtime.StartInfo{StartedAt: startedAt, PID: task.Pid(), Network: network}, nil
 }
 
 // classifyStartErr says whose fault a failed start is, as the kind of the

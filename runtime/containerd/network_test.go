@@ -1,0 +1,226 @@
+package containerd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/runtime"
+	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
+)
+
+// httpdScript serves "hello from <hostname>" on port 8080.
+const httpdScript = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+// bridged starts a private containerd and a runtime on a private bridge network.
+func bridged(t *testing.T) (*containerdtest.Daemon, *vcontainerd.Runtime, containerdtest.PrivateNetwork) {
+	t.Helper()
+	d := containerdtest.Start(t)
+	n := containerdtest.Network(t, d.Dir)
+	cfg := d.RuntimeConfig()
+	cfg.Network, cfg.StateDir = n.Config, n.StateDir
+	rt, err := vcontainerd.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close() })
+	return d, rt, n
+}
+
+// freePort is a TCP port nothing listens on at 127.0.0.1 right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// get fetches http://127.0.0.1:port/ until it answers (the server may still
+// be starting), failing after 30 s.
+func get(t *testing.T, port int) string {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	var body string
+	eventually(t, func() (bool, string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false, fmt.Sprintf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == 200, fmt.Sprintf("GET %s: %s %q", url, resp.Status, body)
+	})
+	return body
+}
+
+func countState(t *testing.T, n containerdtest.PrivateNetwork) (ips, rules, namespaces int) {
+	t.Helper()
+	r, err := n.Rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(n.Allocations()), len(r), len(n.Namespaces())
+}
+
+// A bridge container gets an address of the node's subnet and its port is
+// published on 127.0.0.1; crash restarts keep the same namespace, address
+// and rules (nothing is set up again, nothing leaks), and Remove releases
+// all of it.
+func TestBridgePublishesPortAndReleasesEverything(t *testing.T) {
+	d, rt, n := bridged(t)
+	ctx := testCtx(t)
+	port := freePort(t)
+	id := newID("web")
+	spec := containerdtest.TestImage(httpdScript)
+	spec.Network = runtime.NetworkBridge
+	spec.Ports = []runtime.PortMapping{{Container: 8080, Host: port, Protocol: runtime.ProtocolTCP, HostIP: "127.0.0.1"}}
+
+	info := runSpec(t, rt, id, spec)
+	if info.Network == nil {
+		t.Fatal("Start reported no network for a bridge container")
+	}
+	ip, err := netip.ParseAddr(info.Network.IP)
+	if err != nil || !netip.MustParsePrefix(n.Config.Subnet).Contains(ip) {
+		t.Fatalf("container IP %q is not in the network's subnet %s", info.Network.IP, n.Config.Subnet)
+	}
+	if len(info.Network.Ports) != 1 || info.Network.Ports[0].Host != port {
+		t.Fatalf("published ports = %+v; want host port %d", info.Network.Ports, port)
+	}
+	if body := get(t, port); !strings.Contains(body, "hello from") {
+		t.Fatalf("GET answered %q", body)
+	}
+	ips, rules, nss := countState(t, n)
+	if ips != 1 || rules == 0 || nss != 1 {
+		t.Fatalf("after the first start: %d addresses, %d rules, %d namespaces; want 1, some, 1", ips, rules, nss)
+	}
+
+	for i := range 3 {
+		killTask(t, d, id, syscall.SIGKILL)
+		wait(t, rt, id)
+		again, err := rt.Start(ctx, id)
+		if err != nil {
+			t.Fatalf("restart %d: %v", i, err)
+		}
+		if again.Network == nil || again.Network.IP != info.Network.IP {
+			t.Fatalf("restart %d: network %+v; want the same address %s", i, again.Network, info.Network.IP)
+		}
+		get(t, port)
+	}
+	if i2, r2, n2 := countState(t, n); i2 != ips || r2 != rules || n2 != nss {
+		t.Fatalf("after crash restarts: %d addresses, %d rules, %d namespaces; before: %d, %d, %d", i2, r2, n2, ips, rules, nss)
+	}
+
+	if err := rt.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if i2, r2, n2 := countState(t, n); i2 != 0 || r2 != 0 || n2 != 0 {
+		rs, _ := n.Rules()
+		t.Fatalf("after Remove: %d addresses, %d rules (%v), %d namespaces left; want none", i2, r2, rs, n2)
+	}
+}
+
+// A namespace lost behind Vigil's back (as after a reboot) is made again on
+// the next start, the container pointed at it, and the port works again.
+func TestLostNamespaceIsMadeAgain(t *testing.T) {
+	d, rt, n := bridged(t)
+	ctx := testCtx(t)
+	port := freePort(t)
+	id := newID("lost")
+	spec := containerdtest.TestImage(httpdScript)
+	spec.Network = runtime.NetworkBridge
+	spec.Ports = []runtime.PortMapping{{Container: 8080, Host: port, Protocol: runtime.ProtocolTCP, HostIP: "127.0.0.1"}}
+	runSpec(t, rt, id, spec)
+	get(t, port)
+
+	killTask(t, d, id, syscall.SIGKILL)
+	wait(t, rt, id)
+	for _, ns := range n.Namespaces() {
+		p := filepath.Join(n.Config.NetNSDir, ns)
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rt.Start(ctx, id); err != nil {
+		t.Fatalf("start after the namespace was lost: %v", err)
+	}
+	get(t, port)
+	if ips, _, nss := countState(t, n); ips != 1 || nss != 1 {
+		t.Fatalf("after the namespace was made again: %d addresses, %d namespaces; want 1, 1", ips, nss)
+	}
+	if err := rt.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if ips, rules, nss := countState(t, n); ips != 0 || rules != 0 || nss != 0 {
+		t.Fatalf("after Remove: %d addresses, %d rules, %d namespaces left", ips, rules, nss)
+	}
+}
+
+// Two containers of one node cannot publish the same host port.
+func TestHostPortInUseIsRefused(t *testing.T) {
+	_, rt, _ := bridged(t)
+	ctx := testCtx(t)
+	port := freePort(t)
+	spec := containerdtest.TestImage("sleep 1000")
+	spec.Network = runtime.NetworkBridge
+	spec.Ports = []runtime.PortMapping{{Container: 8080, Host: port, Protocol: runtime.ProtocolTCP}}
+	first := newID("a")
+	if err := rt.Create(ctx, first, spec); err != nil {
+		t.Fatal(err)
+	}
+	spec.Ports[0].HostIP = "127.0.0.1"
+	err := rt.Create(ctx, newID("b"), spec)
+	if !errors.Is(err, runtime.ErrInvalidSpec) || !strings.Contains(err.Error(), "already published") {
+		t.Fatalf("second container on the same host port: %v; want ErrInvalidSpec naming the port", err)
+	}
+	if err := rt.Remove(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// network none has loopback only; host shares the node's interfaces.
+func TestNoneAndHostNetworks(t *testing.T) {
+	d, rt, _ := bridged(t)
+	_ = d
+	for _, tc := range []struct {
+		mode runtime.NetworkMode
+		want func(string) bool
+	}{
+		{runtime.NetworkNone, func(out string) bool { return strings.TrimSpace(out) == "lo" }},
+		{runtime.NetworkHost, func(out string) bool { return strings.Count(out, "\n") > 1 }},
+	} {
+		id := newID(string(tc.mode))
+		spec := containerdtest.TestImage("ls /sys/class/net")
+		spec.Network = tc.mode
+		info := runSpec(t, rt, id, spec)
+		if info.Network != nil {
+			t.Errorf("network %s: Start reported %+v; want no network status", tc.mode, info.Network)
+		}
+		wait(t, rt, id)
+		out, err := rt.Logs(testCtx(t), id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tc.want(string(out)) {
+			t.Errorf("network %s: interfaces %q", tc.mode, out)
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/moby/sys/signal"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// Defaults for the node's state and the init.
+const (
+	DefaultStateDir = "/var/lib/vigil"
+	// DefaultInitPath is Debian's static tini (package tini): static, so it
+	// runs in any image, mounted read-only from the node.
+	DefaultInitPath = "/usr/bin/tini-static"
+	// initTarget is where the init is mounted in the container (Docker uses
+	// /sbin/docker-init).
+	initTarget = "/sbin/vigil-init"
+)
+
+// VolumeDir is where a replica's named volume lives on the node:
+// <state>/volumes/<containerd namespace>/<deployment>/<service>-rep-<n>/<name>.
+// A named volume belongs to one replica, like a StatefulSet's claim, so
+// replicas never share (and corrupt) each other's data.
+func (r *Runtime) VolumeDir(id runtime.ContainerID, name string) string {
+	return filepath.Join(r.replicaVolumes(id), name)
+}
+
+func (r *Runtime) replicaVolumes(id runtime.ContainerID) string {
+	return filepath.Join(r.cfg.StateDir, "volumes", r.cfg.Namespace, id.Deployment, id.String())
+}
+
+// servingOpts are the OCI spec options of the spec's volumes and init. It
+// checks what only the node can (a bind source exists, the init is
+// installed) and creates named volumes that do not exist yet.
+func (r *Runtime) servingOpts(id runtime.ContainerID, spec runtime.ContainerSpec) ([]oci.SpecOpts, error) {
+	var mounts []specs.Mount
+	for i, v := range spec.Volumes {
+		field := fmt.Sprintf("volumes[%d]", i)
+		if !cleanAbs(v.Target) {
+			return nil, invalid("%s.target: %q is not a clean absolute path; write e.g. /data", field, v.Target)
+		}
+		src := v.Source
+		switch {
+		case v.Name != "" && v.Source == "":
+			if v.Name != filepath.Base(v.Name) || strings.HasPrefix(v.Name, ".") {
+				return nil, invalid("%s.name: %q is not a plain name; use letters, digits, '-' and '_'", field, v.Name)
+			}
+			src = r.VolumeDir(id, v.Name)
+			if err := os.MkdirAll(src, 0o755); err != nil {
+				return nil, fmt.Errorf("%s: named volume %s: %w", field, src, err)
+			}
+		case v.Source != "" && v.Name == "":
+			if !cleanAbs(v.Source) {
+				return nil, invalid("%s.source: %q is not a clean absolute path on the node", field, v.Source)
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				return nil, invalid("%s.source: %s does not exist on this node (%v); create it or fix the path", field, v.Source, errReason(err))
+			}
+		default:
+			return nil, invalid("%s: give either source (a bind mount) or name (a named volume)", field)
+		}
+		opt := "rw"
+		if v.ReadOnly {
+			opt = "ro"
+		}
+		mounts = append(mounts, specs.Mount{Destination: v.Target, Type: "bind", Source: src, Options: []string{"rbind", opt}})
+	}
+	var opts []oci.SpecOpts
+	if len(mounts) > 0 {
+		opts = append(opts, oci.WithMounts(mounts))
+	}
+	if spec.Init {
+		if _, err := os.Stat(r.cfg.InitPath); err != nil {
+			return nil, invalid("init: %s is missing on this node (%v); install Debian's tini package there, or set init: false", r.cfg.InitPath, errReason(err))
+		}
+		opts = append(opts, withInit(r.cfg.InitPath))
+	}
+	return opts, nil
+}
+
+// withInit runs the container's command under the init, mounted read-only.
+// It must come after every option that sets the process's arguments.
+func withInit(path string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Process == nil || len(s.Process.Args) == 0 {
+			return invalid("init: the container has no command to run under the init")
+		}
+		s.Process.Args = append([]string{initTarget, "--"}, s.Process.Args...)
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: initTarget, Type: "bind", Source: path, Options: []string{"rbind", "ro"}})
+		return nil
+	}
+}
+
+// stopSignalOpts override the image's STOPSIGNAL with the spec's.
+func stopSignalOpts(spec runtime.ContainerSpec) ([]containerd.NewContainerOpts, error) {
+	if spec.StopSignal == "" {
+		return nil, nil
+	}
+	if _, err := signal.ParseSignal(spec.StopSignal); err != nil {
+		return nil, invalid("stop_signal: %q is not a signal; use a name such as SIGTERM or SIGQUIT", spec.StopSignal)
+	}
+	return []containerd.NewContainerOpts{containerd.WithAdditionalContainerLabels(map[string]string{containerd.StopSignalLabel: spec.StopSignal})}, nil
+}
+
+// RemoveVolumes deletes the replica's named volumes. Only an explicit
+// request (unsupervise --stop --volumes) calls it.
+func (r *Runtime) RemoveVolumes(ctx context.Context, id runtime.ContainerID) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(r.replicaVolumes(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove volumes of %s: %w", id.Ref(), err)
+	}
+	return nil
+}
+
+func cleanAbs(p string) bool {
+	return filepath.IsAbs(p) && filepath.Clean(p) == p && !strings.Contains(p, "..")
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), runtime.ErrInvalidSpec)
+}
+
+// errReason drops the path from file system errors; the caller names the file.
+func errReason(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
