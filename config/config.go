@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/replica"
 )
 
@@ -164,7 +165,7 @@ func (c *Connection) TLSConfig() (*tls.Config, error) {
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-ca-file: cannot read %s: %v", c.CAFile, pathless(err))
+			return nil, fmt.Errorf("--tls-ca-file: cannot read %s: %v", c.CAFile, errtext.WithoutPath(err))
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
@@ -175,11 +176,11 @@ func (c *Connection) TLSConfig() (*tls.Config, error) {
 	if c.CertFile != "" {
 		certPEM, err := os.ReadFile(c.CertFile)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-cert-file: cannot read %s: %v", c.CertFile, pathless(err))
+			return nil, fmt.Errorf("--tls-cert-file: cannot read %s: %v", c.CertFile, errtext.WithoutPath(err))
 		}
 		keyPEM, err := os.ReadFile(c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-key-file: cannot read %s: %v", c.KeyFile, pathless(err))
+			return nil, fmt.Errorf("--tls-key-file: cannot read %s: %v", c.KeyFile, errtext.WithoutPath(err))
 		}
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
@@ -226,15 +227,6 @@ func (c *Connection) String() string {
 	return b.String()
 }
 
-// pathless drops the path from file errors (the caller names the file).
-func pathless(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 // Dial connects to Temporal and checks that the server answers. The error
 // is one line and carries no secret.
 func (c *Connection) Dial(ctx context.Context, logger tlog.Logger) (client.Client, error) {
@@ -244,9 +236,7 @@ func (c *Connection) Dial(ctx context.Context, logger tlog.Logger) (client.Clien
 	}
 	cl, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach Temporal at %s (namespace %s): %s", c.Address, c.Namespace, oneLine(err.Error()))
+		return nil, fmt.Errorf("cannot reach Temporal at %s (namespace %s): %s", c.Address, c.Namespace, errtext.OneLine(err.Error()))
 	}
 	return cl, nil
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -14,6 +14,7 @@ import (
 	"github.com/distribution/reference"
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -94,7 +95,7 @@ func syntaxError(err error) *FieldError {
 		msg = msg[len(m[0]):]
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = strings.Join(strings.Fields(msg), " ")
+	msg = errtext.OneLine(msg)
 	fe.Msg = "invalid YAML (" + msg + "); fix the syntax"
 	return fe
 }

@@ -7,12 +7,12 @@
 package spec
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -70,12 +70,12 @@ type Service struct {
 func ParseFile(path string) (*Deployment, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &FieldError{File: path, Path: "file", Msg: fmt.Sprintf("cannot read: %v; pass an existing deployment file with -f", errReason(err))}
+		return nil, &FieldError{File: path, Path: "file", Msg: fmt.Sprintf("cannot read: %v; pass an existing deployment file with -f", errtext.WithoutPath(err))}
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return nil, &FieldError{File: path, Path: "file", Msg: fmt.Sprintf("cannot read: %v; pass a readable deployment file with -f", errReason(err))}
+		return nil, &FieldError{File: path, Path: "file", Msg: fmt.Sprintf("cannot read: %v; pass a readable deployment file with -f", errtext.WithoutPath(err))}
 	}
 	d, err := Parse(data)
 	if fe, ok := err.(*FieldError); ok {
@@ -155,15 +155,6 @@ func (d *Deployment) ReplicaCount() int {
 		n += s.Replicas
 	}
 	return n
-}
-
-// errReason drops the path from file system errors; the caller names the file.
-func errReason(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 func cloneProbe(p *runtime.Probe) *runtime.Probe {

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/config"
+	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/replica"
 )
 
@@ -72,7 +73,6 @@ type app struct {
 	c       client.Client
 }
 
-// client returns the connected client, dialing on first use.
 // onReplica is the prologue of every command about one replica: parse its
 // ID (a usage error), dial the server within the command's timeout, run fn.
 func (a *app) onReplica(cmd *cobra.Command, ref string, fn func(ctx context.Context, c client.Client, id replica.ID) error) error {
@@ -89,6 +89,7 @@ func (a *app) onReplica(cmd *cobra.Command, ref string, fn func(ctx context.Cont
 	return fn(ctx, c, id)
 }
 
+// client returns the connected client, dialing on first use.
 func (a *app) client(ctx context.Context) (client.Client, error) {
 	if a.c != nil {
 		return a.c, nil
@@ -124,22 +125,27 @@ func describeErr(ref string, err error) error {
 	var unavailable *serviceerror.Unavailable
 	var deadline *serviceerror.DeadlineExceeded
 	var appErr *temporal.ApplicationError
-	var invalid *serviceerror.InvalidArgument
 	switch {
 	case errors.As(err, &notFound):
 		return failure{fmt.Errorf("unknown ID %s: no replica with this ID is supervised; see vigil list", ref)}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &deadline):
 		return failure{fmt.Errorf("%s: timed out; is a vigil-worker running and the server reachable? (raise --timeout to wait longer)", ref)}
 	case errors.As(err, &unavailable):
-		return failure{fmt.Errorf("%s: Temporal is unavailable: %s", ref, oneLine(err.Error()))}
-	case errors.As(err, &invalid) && strings.Contains(err.Error(), "search attribute"):
-		return failure{fmt.Errorf("%s: %s; start vigil-worker once, it registers Vigil's search attributes", ref, oneLine(invalid.Error()))}
+		return failure{fmt.Errorf("%s: Temporal is unavailable: %s", ref, errtext.OneLine(err.Error()))}
+	case isUnknownSearchAttribute(err):
+		return failure{fmt.Errorf("%s: %s; start vigil-worker once, it registers Vigil's search attributes", ref, errtext.OneLine(err.Error()))}
 	case errors.As(err, &appErr):
 		// The workflow's own refusal, e.g. "restart: replica is Isolated; ...".
-		return failure{fmt.Errorf("%s: %s", ref, oneLine(appErr.Message()))}
+		return failure{fmt.Errorf("%s: %s", ref, errtext.OneLine(appErr.Message()))}
 	}
-	return failure{fmt.Errorf("%s: %s", ref, oneLine(err.Error()))}
+	return failure{fmt.Errorf("%s: %s", ref, errtext.OneLine(err.Error()))}
 }
 
-// oneLine collapses whitespace so every error fits on one line.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// isUnknownSearchAttribute reports whether Temporal refused a request because
+// a search attribute is not registered in the namespace. The server says so
+// only in the text of an InvalidArgument (no detail type marks it), so this
+// is the one place that reads that text.
+func isUnknownSearchAttribute(err error) bool {
+	var invalid *serviceerror.InvalidArgument
+	return errors.As(err, &invalid) && strings.Contains(invalid.Error(), "search attribute")
+}

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -81,7 +82,7 @@ func describeStatus(ctx context.Context, c client.Client, id replica.ID) supervi
 	var msg string
 	if field := info.GetMemo().GetFields()[workflows.MemoStartError]; field != nil &&
 		converter.GetDefaultDataConverter().FromPayload(field, &msg) == nil {
-		sup.startErr = oneLine(msg)
+		sup.startErr = errtext.OneLine(msg)
 	}
 	return sup
 }

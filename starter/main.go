@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+
+	"github.com/vigil-run/vigil/internal/errtext"
 )
 
 func main() {
@@ -32,7 +34,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "vigil: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "vigil: %s\n", errtext.OneLine(err.Error()))
 	}
 	return exitCode(err)
 }
@@ -75,7 +77,7 @@ func newRootCommand(a *app, lookup func(string) (string, bool), dial dialer) *co
 		defer cancel()
 		c, err := dial(dctx, opts)
 		if err != nil {
-			return nil, failure{fmt.Errorf("cannot reach Temporal at %s (namespace %s): %s", conn.Address, conn.Namespace, oneLine(err.Error()))}
+			return nil, failure{fmt.Errorf("cannot reach Temporal at %s (namespace %s): %s", conn.Address, conn.Namespace, errtext.OneLine(err.Error()))}
 		}
 		return c, nil
 	}

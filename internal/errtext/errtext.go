@@ -1,0 +1,21 @@
+// Package errtext shapes the text of errors shown to operators: one line,
+// and file errors without the path the caller names anyway.
+package errtext
+
+import (
+	"errors"
+	"os"
+	"strings"
+)
+
+// OneLine collapses whitespace, line breaks included, so every error fits on one line.
+func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// WithoutPath drops the path from file system errors; the caller names the file.
+func WithoutPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
