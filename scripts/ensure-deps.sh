@@ -16,6 +16,7 @@ APT_PACKAGES=(
 	iproute2:ip
 	procps:ps
 	util-linux:setsid
+	prometheus:prometheus # e2e: the Grafana dashboard's queries run on a real Prometheus
 )
 
 missing=()
