@@ -235,30 +235,21 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 	future := workflow.ExecuteActivity(s.watchOptions(watchCtx), activities.WaitForExitName,
 		activities.WaitForExitInput{ID: s.in.ID, PollInterval: s.in.Policy.PollInterval})
 
-	var exit activities.WaitForExitResult
-	var watchErr error
-	var cmd *command
-	sel := workflow.NewSelector(ctx)
-	sel.AddFuture(future, func(f workflow.Future) { watchErr = f.Get(ctx, &exit) })
-	sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
-	due := s.addContinueAsNewDue(sel)
-	sel.Select(ctx)
-
-	if cmd != nil {
+	w := s.waitFor(ctx, future, true)
+	if w.cmd != nil {
 		cancel()
-		return s.handle(ctx, cmd)
+		return s.handle(ctx, w.cmd)
 	}
-	if *due {
-		if !future.IsReady() {
-			// Time for a new run. The watch is dropped, not the exit: the next
-			// run's watch finds a container that exited meanwhile at once.
-			cancel()
-			return nil
-		}
-		// The exit came in the same workflow task: handle it in this run.
-		watchErr = future.Get(ctx, &exit)
+	if w.due && !future.IsReady() {
+		// Time for a new run. The watch is dropped, not the exit: the next
+		// run's watch finds a container that exited meanwhile at once.
+		cancel()
+		return nil
 	}
-	if watchErr != nil {
+	// The exit came (possibly in the same workflow task as the due timer:
+	// it is handled in this run).
+	var exit activities.WaitForExitResult
+	if watchErr := future.Get(ctx, &exit); watchErr != nil {
 		// The watch retries forever on its own; reaching here means a permanent
 		// failure. Keep supervising: look again after a pause.
 		workflow.GetLogger(ctx).Error("watch failed; retrying", "error", watchErr)
@@ -299,9 +290,7 @@ func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 		s.emit(ctx, EventServiceShutdown, &code)
 		return nil
 	case policy.Isolate:
-		if err := s.isolate(ctx, code); err != nil {
-			return err
-		}
+		s.isolate(ctx, code)
 		s.setState(ctx, StateIsolated)
 		s.emit(ctx, EventContainerIsolated, &code)
 		return nil
@@ -334,18 +323,12 @@ func (s *supervisor) waitBackoff(ctx workflow.Context) error {
 		defer cancel()
 		timer := workflow.NewTimerWithOptions(timerCtx, remaining,
 			workflow.TimerOptions{Summary: "crash-loop backoff"})
-		var cmd *command
-		fired := false
-		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(timer, func(workflow.Future) { fired = true })
-		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
-		due := s.addContinueAsNewDue(sel)
-		sel.Select(ctx)
-		if cmd != nil {
+		w := s.waitFor(ctx, timer, true)
+		if w.cmd != nil {
 			cancel()
-			return s.handle(ctx, cmd)
+			return s.handle(ctx, w.cmd)
 		}
-		if *due && !fired {
+		if w.due && !w.ready {
 			// The deadline is in the carried state: the next run waits out the rest.
 			return nil
 		}
@@ -375,26 +358,38 @@ func (s *supervisor) countRestart(ctx workflow.Context) {
 // waitForOperator parks an Isolated or Shutdown replica until release or unsupervise.
 func (s *supervisor) waitForOperator(ctx workflow.Context) error {
 	s.details(ctx, string(s.st.State)+": waiting for release or unsupervise")
-	var cmd *command
-	sel := workflow.NewSelector(ctx)
-	sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
-	s.addContinueAsNewDue(sel)
-	sel.Select(ctx)
-	if cmd == nil {
+	w := s.waitFor(ctx, nil, true)
+	if w.cmd == nil {
 		return nil // time for a new run, which waits on in the same state
 	}
-	return s.handle(ctx, cmd)
+	return s.handle(ctx, w.cmd)
 }
 
-// addContinueAsNewDue adds the run's continue-as-new timer to a wait; the
-// returned flag is set when the wait ended because it fired. The main loop
-// then continues as new (shouldContinueAsNew).
-func (s *supervisor) addContinueAsNewDue(sel workflow.Selector) *bool {
-	due := new(bool)
-	if s.canDue != nil {
-		sel.AddFuture(s.canDue, func(workflow.Future) { *due = true })
+// wakeUp is what ended a wait: the awaited future or timer (ready), an
+// operator command (cmd), or the run's continue-as-new timer (due).
+type wakeUp struct {
+	ready bool
+	cmd   *command
+	due   bool
+}
+
+// waitFor is every wait of the workflow: it blocks until f is ready (nil:
+// nothing to await), an operator command arrives, or, with untilDue, the
+// run's continue-as-new timer fires; the main loop then continues as new
+// (shouldContinueAsNew). It does not Get f. The cases are added in this
+// order in every wait, so the commands issued stay the same.
+func (s *supervisor) waitFor(ctx workflow.Context, f workflow.Future, untilDue bool) wakeUp {
+	var w wakeUp
+	sel := workflow.NewSelector(ctx)
+	if f != nil {
+		sel.AddFuture(f, func(workflow.Future) { w.ready = true })
 	}
-	return due
+	sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &w.cmd) })
+	if untilDue && s.canDue != nil {
+		sel.AddFuture(s.canDue, func(workflow.Future) { w.due = true })
+	}
+	sel.Select(ctx)
+	return w
 }
 
 // handle carries out an operator command and reports the result to its update.
@@ -492,19 +487,16 @@ func (s *supervisor) sleep(ctx workflow.Context, d time.Duration, why string) er
 	defer cancel()
 	timer := workflow.NewTimerWithOptions(timerCtx, d, workflow.TimerOptions{Summary: why})
 	for {
-		fired := false
-		var cmd *command
-		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(timer, func(workflow.Future) { fired = true })
-		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
-		sel.Select(ctx)
-		if fired {
+		// Not untilDue: the main loop continues as new after the start (or
+		// the look) this pause is for.
+		w := s.waitFor(ctx, timer, false)
+		if w.ready {
 			return nil
 		}
-		if cmd.kind == cmdUnsupervise {
-			return s.handle(ctx, cmd)
+		if w.cmd.kind == cmdUnsupervise {
+			return s.handle(ctx, w.cmd)
 		}
-		s.finish(cmd, fmt.Errorf("%s: the replica is waiting to retry a failed start; try again later", cmd.kind))
+		s.finish(w.cmd, fmt.Errorf("%s: the replica is waiting to retry a failed start; try again later", w.cmd.kind))
 	}
 }
 
@@ -515,14 +507,14 @@ func (s *supervisor) stop(ctx workflow.Context) (activities.StopResult, error) {
 	return res, err
 }
 
-func (s *supervisor) isolate(ctx workflow.Context, code int) error {
+// isolate labels the container and calls the webhook. The replica is
+// isolated either way (it will not be restarted), so a failure is only logged.
+func (s *supervisor) isolate(ctx workflow.Context, code int) {
 	err := workflow.ExecuteActivity(s.controlOptions(ctx), activities.IsolateName,
 		activities.IsolateInput{ID: s.in.ID, ExitCode: code, Webhook: s.in.IsolateWebhook}).Get(ctx, nil)
 	if err != nil {
-		// The replica is isolated either way: it will not be restarted.
 		workflow.GetLogger(ctx).Error("isolate hook failed", "error", err)
 	}
-	return nil
 }
 
 // setState moves to st and publishes it as a search attribute.
