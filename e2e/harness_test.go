@@ -32,14 +32,28 @@ type tstack struct {
 	t *testing.T
 }
 
-// newStack starts a stack and its worker, with workerArgs added to the
-// worker's command line.
-func newStack(t *testing.T, workerArgs ...string) *tstack {
+// requirePrerequisites skips (or, under make test, fails) without the daemons.
+func requirePrerequisites(t *testing.T) string {
 	t.Helper()
 	cli := configtest.TemporalCLI(t)
 	if err := containerdtest.Prerequisites(); err != nil {
 		containerdtest.Unavailable(t, err.Error())
 	}
+	return cli
+}
+
+// newStack starts a stack of this tree's vigil and vigil-worker and its
+// worker, with workerArgs added to the worker's command line.
+func newStack(t *testing.T, workerArgs ...string) *tstack {
+	t.Helper()
+	requirePrerequisites(t)
+	vigil, worker := currentBinaries(t)
+	return newStackOf(t, vigil, worker, workerArgs...)
+}
+
+// currentBinaries builds this tree's vigil and vigil-worker, once per test run.
+func currentBinaries(t *testing.T) (vigil, worker string) {
+	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "vigil-e2e-bin")
 		if err != nil {
@@ -51,6 +65,13 @@ func newStack(t *testing.T, workerArgs ...string) *tstack {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+	return vigilBin, workerBin
+}
+
+// newStackOf starts a stack of the given binaries, with one worker running.
+func newStackOf(t *testing.T, vigilBin, workerBin string, workerArgs ...string) *tstack {
+	t.Helper()
+	cli := requirePrerequisites(t)
 	// Short: the containerd socket lives under it.
 	dir, err := os.MkdirTemp("", "e2e")
 	if err != nil {

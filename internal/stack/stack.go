@@ -214,6 +214,22 @@ func (s *Stack) KillWorker() {
 	s.worker = nil
 }
 
+// StopWorker stops the worker gracefully (SIGTERM, as systemd or a rolling
+// upgrade would) and waits for it to exit, killing it after grace.
+func (s *Stack) StopWorker(grace time.Duration) {
+	if s.worker == nil {
+		return
+	}
+	_ = s.worker.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.workerDone:
+	case <-time.After(grace):
+		_ = s.worker.Process.Signal(syscall.SIGKILL)
+		<-s.workerDone
+	}
+	s.worker = nil
+}
+
 // WorkerLogTail returns the last n lines of every worker's output.
 func (s *Stack) WorkerLogTail(n int) string {
 	var b strings.Builder
