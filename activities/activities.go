@@ -275,12 +275,14 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 }
 
 func (a *Activities) exitResult(ctx context.Context, id runtime.ContainerID, st runtime.ContainerState) WaitForExitResult {
-	res := WaitForExitResult{ExitCode: st.Code(), ExitedAt: st.ExitedAt, Reason: st.Reason}
+	res := WaitForExitResult{ExitCode: st.Code(), ExitedAt: st.ExitedAt, Reason: st.Reason,
+		Cause: st.Cause, Signal: st.Signal, StartedAt: st.StartedAt}
 	if st.Status == runtime.StatusFailed && res.ExitedAt.IsZero() {
 		// The runtime has no exit of its own to report: this is when it was found.
 		res.ExitedAt = time.Now().UTC()
 	}
-	activity.GetLogger(ctx).Info("Container exited", "container", id.Ref(), "exit_code", res.ExitCode, "exited_at", res.ExitedAt, "reason", res.Reason)
+	activity.GetLogger(ctx).Info("Container exited", "container", id.Ref(), "exit_code", res.ExitCode, "cause", res.Cause,
+		"signal", res.Signal, "exited_at", res.ExitedAt, "reason", res.Reason)
 	return res
 }
 

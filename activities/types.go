@@ -62,6 +62,12 @@ type WaitForExitResult struct {
 	// Reason is set when the container failed rather than exited (code -1),
 	// e.g. it was deleted behind Vigil's back.
 	Reason string `json:"reason,omitempty"`
+	// Cause is why it exited (Exited, Signaled, OOMKilled, Unhealthy,
+	// Failed); Signal names the signal that killed it, if one did.
+	Cause  runtime.ExitReason `json:"cause,omitempty"`
+	Signal string             `json:"signal,omitempty"`
+	// StartedAt is when the task that exited had started (zero if unknown).
+	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
 // StopInput asks to stop the container: SIGTERM, then SIGKILL after Grace.

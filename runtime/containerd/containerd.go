@@ -105,6 +105,7 @@ type Runtime struct {
 	locks     keyedMutex
 	stop      chan struct{}
 	done      chan struct{}
+	oomDone   chan struct{}
 	closeOnce sync.Once
 }
 
@@ -133,8 +134,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, wrap("connect", cfg.Address, err, nil)
 	}
-	r := &Runtime{client: client, cfg: cfg, logDir: logDir, net: net, stop: make(chan struct{}), done: make(chan struct{})}
+	r := &Runtime{client: client, cfg: cfg, logDir: logDir, net: net, stop: make(chan struct{}), done: make(chan struct{}), oomDone: make(chan struct{})}
 	go r.trimLogsLoop()
+	go r.recordOOMs()
 	return r, nil
 }
 
@@ -144,6 +146,7 @@ func (r *Runtime) Close() error {
 	r.closeOnce.Do(func() {
 		close(r.stop)
 		<-r.done
+		<-r.oomDone
 		err = r.client.Close()
 	})
 	return err

@@ -131,6 +131,17 @@ func specOpts(image containerd.Image, spec runtime.ContainerSpec, hostname strin
 		}
 		opts = append(opts, oci.WithEnv(env))
 	}
+	if r := spec.Resources; r != nil {
+		if r.MemoryBytes > 0 {
+			opts = append(opts, oci.WithMemoryLimit(uint64(r.MemoryBytes)))
+		}
+		if q := r.CPUQuota(); q > 0 {
+			opts = append(opts, oci.WithCPUCFS(q, runtime.CPUPeriod))
+		}
+		if r.Pids > 0 {
+			opts = append(opts, oci.WithPidsLimit(r.Pids))
+		}
+	}
 	return append(opts, oci.WithHostname(hostname), oci.WithNoNewPrivileges)
 }
 

@@ -138,7 +138,7 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.ContainerInfo, error) {
 				info.State = runtime.Failed("task failed to start: " + reason)
 			}
 		case p.Status == tasktypes.Status_STOPPED:
-			info.State = runtime.Exited(int(p.ExitStatus), p.ExitedAt.AsTime())
+			info.State = explain(runtime.Exited(int(p.ExitStatus), p.ExitedAt.AsTime()), c.Labels)
 		case p.Status == tasktypes.Status_CREATED:
 			info.State = runtime.ContainerState{Status: runtime.StatusInitializing}
 		default:

@@ -186,7 +186,8 @@ func (r *Runtime) taskState(ctx context.Context, c containerd.Container) (runtim
 	case containerd.Created:
 		return runtime.ContainerState{Status: runtime.StatusInitializing}, nil
 	case containerd.Stopped:
-		return runtime.Exited(int(st.ExitStatus), st.ExitTime), nil
+		labels, _ := c.Labels(ctx)
+		return explain(runtime.Exited(int(st.ExitStatus), st.ExitTime), labels), nil
 	default:
 		return runtime.ContainerState{}, fmt.Errorf("task status %q: %w", st.Status, runtime.ErrUnavailable)
 	}
@@ -250,7 +251,7 @@ func (r *Runtime) waitOnce(ctx context.Context, name string) (runtime.ContainerS
 			}
 			return runtime.ContainerState{}, wrap("wait", name, err, nil)
 		}
-		return runtime.Exited(int(es.ExitCode()), es.ExitTime()), nil
+		return explainExit(ctx, c, runtime.Exited(int(es.ExitCode()), es.ExitTime())), nil
 	case <-ctx.Done():
 		return runtime.ContainerState{}, wrap("wait", name, ctx.Err(), nil)
 	}

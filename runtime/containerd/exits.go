@@ -1,0 +1,113 @@
+package containerd
+
+import (
+	"context"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// Labels that explain a task's exit. They are set when it happens, so the
+// exit reads the same to every worker and after a worker restart.
+const (
+	// LabelOOMAt is when containerd reported an OOM kill of the task (RFC 3339).
+	LabelOOMAt = "vigil.oom-at"
+	// LabelUnhealthyAt is when Vigil stopped the task because its liveness
+	// probe failed (RFC 3339).
+	LabelUnhealthyAt = "vigil.unhealthy-at"
+)
+
+// oomGrace bounds how long an exit by SIGKILL waits for the OOM record: the
+// exit and the OOM event travel separately, and the exit may come first.
+const oomGrace = time.Second
+
+// recordOOMs follows containerd's /tasks/oom events and marks each OOM-killed
+// container with LabelOOMAt, until Close. A broken stream is subscribed again.
+func (r *Runtime) recordOOMs() {
+	defer close(r.oomDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-r.stop
+		cancel()
+	}()
+	for ctx.Err() == nil {
+		events, errs := r.Events(ctx)
+		for ev := range events {
+			if ev.Kind == runtime.TaskOOM {
+				r.markOOM(ctx, ev.ID)
+			}
+		}
+		<-errs
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (r *Runtime) markOOM(ctx context.Context, id runtime.ContainerID) {
+	r.setTimeLabel(ctx, id, LabelOOMAt)
+}
+
+// MarkUnhealthy records that the container is about to be stopped because its
+// liveness probe failed: its exit then reads Unhealthy.
+func (r *Runtime) MarkUnhealthy(ctx context.Context, id runtime.ContainerID) error {
+	return r.setTimeLabel(ctx, id, LabelUnhealthyAt)
+}
+
+func (r *Runtime) setTimeLabel(ctx context.Context, id runtime.ContainerID, label string) error {
+	ctx, name, err := r.named(ctx, id)
+	if err != nil {
+		return err
+	}
+	c, err := r.client.LoadContainer(ctx, name)
+	if err != nil {
+		return wrap("label", name, err, runtime.ErrContainerNotFound)
+	}
+	_, err = c.SetLabels(ctx, map[string]string{label: time.Now().UTC().Format(time.RFC3339Nano)})
+	return wrap("label", name, err, runtime.ErrContainerNotFound)
+}
+
+// explain fills in an exit's start time and its cause from the container's
+// labels: OOMKilled or Unhealthy when recorded since the task started.
+func explain(st runtime.ContainerState, labels map[string]string) runtime.ContainerState {
+	if st.Status != runtime.StatusExited {
+		return st
+	}
+	started, _ := time.Parse(time.RFC3339Nano, labels[LabelStartedAt])
+	st.StartedAt = started
+	since := func(label string) bool {
+		at, err := time.Parse(time.RFC3339Nano, labels[label])
+		return err == nil && !at.Before(started)
+	}
+	switch {
+	case since(LabelUnhealthyAt):
+		st.Cause = runtime.ExitUnhealthy
+	case since(LabelOOMAt):
+		st.Cause = runtime.ExitOOMKilled
+	}
+	return st
+}
+
+// explainExit is explain for a container just seen to exit: an exit by
+// SIGKILL waits up to oomGrace for the OOM record to arrive.
+func explainExit(ctx context.Context, c containerd.Container, st runtime.ContainerState) runtime.ContainerState {
+	labels, _ := c.Labels(ctx)
+	out := explain(st, labels)
+	if st.Status != runtime.StatusExited || st.Signal != "SIGKILL" || out.Cause != st.Cause {
+		return out
+	}
+	deadline := time.Now().Add(oomGrace)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+		if labels, err := c.Labels(ctx); err == nil {
+			if out = explain(st, labels); out.Cause != st.Cause {
+				break
+			}
+		}
+	}
+	return out
+}
