@@ -35,6 +35,13 @@ func (id ID) WorkflowID() string {
 	return "vigil/" + id.Ref()
 }
 
+// DeploymentWorkflowID is the ID of the workflow that holds a deployment's
+// desired state: "vigil/<deployment>". It cannot be taken for a replica's
+// workflow ID, which has one more segment ending in "-rep-<n>".
+func DeploymentWorkflowID(deployment string) string {
+	return "vigil/" + deployment
+}
+
 // ContainerName is the containerd container ID of the replica:
 // "<deployment>.<service>-rep-<replica>".
 func (id ID) ContainerName() string {

@@ -23,7 +23,8 @@ import (
 // The fields each mapping accepts, in the order they are listed in errors.
 var (
 	deploymentFields = []string{"version", "deployment", "services"}
-	serviceFields    = []string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node", "health", "resources"}
+	serviceFields    = []string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node", "health", "resources", "update"}
+	updateFields     = []string{"max_unavailable", "min_ready"}
 	imageFields      = []string{"name", "pull_policy"}
 	commandFields    = []string{"entrypoint", "args", "workdir"}
 	scaleFields      = []string{"mode", "replicas"}
@@ -198,7 +199,36 @@ func parseService(deployment string, p entry) (Service, error) {
 	if s.Spec.Resources, err = parseResources(fields["resources"], path+".resources"); err != nil {
 		return Service{}, err
 	}
+	if s.Update, err = parseUpdate(fields["update"], path+".update"); err != nil {
+		return Service{}, err
+	}
 	return s, nil
+}
+
+// parseUpdate reads the rollout settings: update: { max_unavailable: 1, min_ready: 5s }.
+func parseUpdate(n *yaml.Node, path string) (Update, error) {
+	var u Update
+	if n == nil {
+		return u, nil
+	}
+	fields, err := mapping(n, path, updateFields)
+	if err != nil {
+		return u, err
+	}
+	if mn := fields["max_unavailable"]; mn != nil {
+		if u.MaxUnavailable, err = integer(mn, path+".max_unavailable"); err != nil {
+			return u, err
+		}
+		if u.MaxUnavailable < 1 || u.MaxUnavailable > MaxReplicas {
+			return u, fieldErr(mn, path+".max_unavailable", "%d is out of range; use 1 (one replica replaced at a time) up to the number of replicas", u.MaxUnavailable)
+		}
+	}
+	if rn := fields["min_ready"]; rn != nil {
+		if u.MinReady, err = duration(rn, path+".min_ready"); err != nil {
+			return u, err
+		}
+	}
+	return u, nil
 }
 
 func parseImage(service, n *yaml.Node, path string) (runtime.ContainerSpec, error) {

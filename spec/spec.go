@@ -63,6 +63,9 @@ type Service struct {
 	// Node places every replica of the service on that node; empty means
 	// the node `vigil supervise` is given.
 	Node string
+	// Update says how changed containers are rolled out; zero fields take
+	// the defaults (workflows.UpdateSettings).
+	Update Update
 }
 
 // ParseFile reads and parses the deployment file at path. Errors name the
@@ -125,6 +128,16 @@ func (d *Deployment) Inputs(defaultNode string) []Input {
 	}
 	return out
 }
+
+// Update is a service's rollout settings: update: { max_unavailable, min_ready }.
+type Update struct {
+	MaxUnavailable int
+	MinReady       time.Duration
+}
+
+// CloneSpec copies the slices and maps of a container spec, so specs taken
+// from one parsed file never share memory.
+func CloneSpec(s runtime.ContainerSpec) runtime.ContainerSpec { return cloneSpec(s) }
 
 // cloneSpec copies the slices and map so inputs never share memory.
 func cloneSpec(s runtime.ContainerSpec) runtime.ContainerSpec {

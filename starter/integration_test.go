@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/config/configtest"
+	"github.com/vigil-run/vigil/workflows"
 )
 
 // cliRun is one invocation of the real vigil binary.
@@ -92,19 +93,34 @@ func TestCLIAgainstDevServer(t *testing.T) {
 	if first.code != 0 {
 		t.Fatalf("supervise: %d %s", first.code, first.stderr)
 	}
-	var started []SuperviseResult
-	if err := json.Unmarshal([]byte(first.stdout), &started); err != nil || len(started) != 2 || started[0].Result != resultStarted || started[1].Result != resultStarted {
+	var created []workflows.PlanItem
+	if err := json.Unmarshal([]byte(first.stdout), &created); err != nil || len(created) != 2 ||
+		created[0].Action != workflows.ActionCreate || created[1].Action != workflows.ActionCreate {
 		t.Fatalf("first supervise: %q %v", first.stdout, err)
 	}
-
-	again := vigil("supervise", "-f", good, "--json")
-	var second []SuperviseResult
-	if err := json.Unmarshal([]byte(again.stdout), &second); err != nil || len(second) != 2 {
-		t.Fatalf("second supervise: %q %v", again.stdout, err)
+	// The deployment workflow starts the replicas after answering.
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		st := vigil("rollout", "status", "shop", "--json")
+		var rs workflows.RolloutStatus
+		if st.code == 0 && json.Unmarshal([]byte(st.stdout), &rs) == nil && rs.State == workflows.RolloutComplete && rs.Updated == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollout not complete: %d %q %q", st.code, st.stdout, st.stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	for i := range second {
-		if second[i].Result != resultAlreadySupervised || second[i].RunID != started[i].RunID || second[i].Differs {
-			t.Errorf("second supervise changed %s: %+v, first %+v", second[i].ID, second[i], started[i])
+
+	// The same file again changes nothing.
+	again := vigil("apply", "-f", good, "--json")
+	var second []workflows.PlanItem
+	if err := json.Unmarshal([]byte(again.stdout), &second); err != nil || len(second) != 2 {
+		t.Fatalf("second apply: %q %v", again.stdout, err)
+	}
+	for _, it := range second {
+		if it.Action != workflows.ActionUnchanged {
+			t.Errorf("second apply: %+v; want unchanged", it)
 		}
 	}
 
@@ -140,17 +156,20 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		}
 	}
 
+	// After bad files and calls, the file still matches what runs.
 	third := vigil("supervise", "-f", good, "--json")
-	var after []SuperviseResult
+	var after []workflows.PlanItem
 	if err := json.Unmarshal([]byte(third.stdout), &after); err != nil || len(after) != 2 {
 		t.Fatalf("third supervise: %q", third.stdout)
 	}
-	for i := range after {
-		if after[i].RunID != started[i].RunID {
-			t.Errorf("%s: run changed from %s to %s", after[i].ID, started[i].RunID, after[i].RunID)
+	for _, it := range after {
+		if it.Action != workflows.ActionUnchanged {
+			t.Errorf("third supervise: %+v; want unchanged", it)
 		}
 	}
 
+	// The deployment workflow (vigil/shop) is not a replica: list and
+	// counts show the two replicas only.
 	// Visibility is eventually consistent: wait for both replicas to be listed.
 	var views []map[string]any
 	for deadline := time.Now().Add(30 * time.Second); ; {

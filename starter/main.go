@@ -84,11 +84,13 @@ func newRootCommand(a *app, lookup func(string) (string, bool), dial dialer) *co
 	taskQueue := func() string { return conn.TaskQueue }
 
 	root.AddCommand(
-		superviseCommand(a, taskQueue, lookup),
+		applyCommand(a, "apply", taskQueue, lookup),
+		applyCommand(a, "supervise", taskQueue, lookup),
+		rolloutCommand(a),
 		statusCommand(a),
 		listCommand(a),
 		eventsCommand(a),
-		updateCommand(a, "release", "Let an Isolated or Shutdown replica run again"),
+		updateCommand(a, "release", "Let an Isolated or Shutdown replica (or every one of a service: DEPLOYMENT/SERVICE) run again"),
 		updateCommand(a, "restart", "Restart a Running or CrashLoopBackOff replica now"),
 		unsuperviseCommand(a),
 		logsCommand(a, taskQueue),

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/mock"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -26,7 +27,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-run/vigil/runtime"
-	"github.com/vigil-run/vigil/spec"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -151,18 +151,6 @@ func TestUnreachableServerExits1(t *testing.T) {
 	}
 }
 
-func startOptionsFor(t *testing.T, wid string) any {
-	return mock.MatchedBy(func(o client.StartWorkflowOptions) bool {
-		state, _ := o.TypedSearchAttributes.GetKeyword(workflows.SearchAttrState)
-		dep, _ := o.TypedSearchAttributes.GetKeyword(workflows.SearchAttrDeployment)
-		svc, _ := o.TypedSearchAttributes.GetKeyword(workflows.SearchAttrService)
-		return o.ID == wid && o.TaskQueue == "q1" &&
-			o.WorkflowIDConflictPolicy == enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING &&
-			o.WorkflowIDReusePolicy == enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE &&
-			state == "Running" && dep == "shop" && svc == "api"
-	})
-}
-
 func describeRunning(runID, firstRunID string) *workflowservice.DescribeWorkflowExecutionResponse {
 	return &workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{
 		Execution:  &commonpb.WorkflowExecution{RunId: runID},
@@ -177,64 +165,89 @@ func newRun(t *testing.T, runID string) *mocks.WorkflowRun {
 	return run
 }
 
-func TestSuperviseStartsThenIsIdempotent(t *testing.T) {
+// applyCall captures what the CLI sent with update-with-start.
+type applyCall struct {
+	start   client.StartWorkflowOptions
+	startIn workflows.DeploymentInput
+	update  client.UpdateWorkflowOptions
+}
+
+// mockApply makes the client answer update-with-start: first with errs in
+// order, then with res.
+func mockApply(t *testing.T, c *mocks.Client, res workflows.ApplyResult, errs ...error) *[]applyCall {
+	var calls []applyCall
+	var last applyCall
+	c.On("NewWithStartWorkflowOperation", mock.Anything, workflows.DeploymentWorkflowName, mock.Anything).
+		Run(func(args mock.Arguments) {
+			last.start = args.Get(0).(client.StartWorkflowOptions)
+			last.startIn = args.Get(2).(workflows.DeploymentInput)
+		}).Return(nil)
+	handle := mocks.NewWorkflowUpdateHandle(t)
+	handle.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
+		*args.Get(1).(*workflows.ApplyResult) = res
+	}).Return(nil).Maybe()
+	n := 0
+	c.On("UpdateWithStartWorkflow", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, o client.UpdateWithStartWorkflowOptions) (client.WorkflowUpdateHandle, error) {
+			last.update = o.UpdateOptions
+			calls = append(calls, last)
+			if n < len(errs) {
+				n++
+				return nil, errs[n-1]
+			}
+			return handle, nil
+		})
+	return &calls
+}
+
+func TestApplySendsTheFileWithARequestID(t *testing.T) {
 	file := writeFile(t, twoReplicas)
 	c := mocks.NewClient(t)
-	// rep-1 is new; rep-2 is already supervised (after a continue-as-new:
-	// a different run ID of the same chain).
-	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(nil, serviceerror.NewNotFound("not found")).Once()
-	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-2", "").Return(describeRunning("run-2a", "run-2"), nil).Once()
-	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-2", "run-2b").Return(describeRunning("run-2b", "run-2"), nil).Once()
-	var inputs []workflows.SupervisionInput
-	capture := func(args mock.Arguments) { inputs = append(inputs, args.Get(3).(workflows.SupervisionInput)) }
-	c.On("ExecuteWorkflow", mock.Anything, startOptionsFor(t, "vigil/shop/api-rep-1"), workflows.SupervisorWorkflowName, mock.Anything).
-		Run(capture).Return(newRun(t, "run-1"), nil).Once()
-	c.On("ExecuteWorkflow", mock.Anything, startOptionsFor(t, "vigil/shop/api-rep-2"), workflows.SupervisorWorkflowName, mock.Anything).
-		Run(capture).Return(newRun(t, "run-2b"), nil).Once()
-	// rep-2 runs with exactly the file's configuration (after the workflow's defaults).
-	parsed, err := spec.ParseFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	running := parsed.Inputs("node-a")[1]
-	running.StopGrace = 10 * time.Second
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-2", "", workflows.QueryConfig).Return(value{running}, nil).Once()
+	plan := workflows.ApplyResult{Generation: 1, Plan: []workflows.PlanItem{
+		{ID: "shop/api-rep-1", Action: workflows.ActionCreate, Fields: []string{}},
+		{ID: "shop/api-rep-2", Action: workflows.ActionUpdate, Fields: []string{"args"}},
+	}}
+	// The first attempt finds the server unavailable; the retry must carry
+	// the same request ID, so the apply happens once.
+	calls := mockApply(t, c, plan, serviceerror.NewUnavailable("restarting"))
 	c.On("Close").Return()
-
-	r := vigil(t, c, map[string]string{"VIGIL_TASK_QUEUE": "q1", "API_TOKEN": secret},
-		"supervise", "-f", file, "--node", "node-a", "--json")
+	r := vigil(t, c, map[string]string{"VIGIL_TASK_QUEUE": "q1", "API_TOKEN": secret}, "apply", "-f", file, "--node", "node-a", "--json")
 	if r.code != exitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	var got []SuperviseResult
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-		t.Fatalf("stdout is not JSON: %q", r.stdout)
+	var got []workflows.PlanItem
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || !reflect.DeepEqual(got, plan.Plan) {
+		t.Fatalf("stdout %q (%v); want the plan %+v", r.stdout, err, plan.Plan)
 	}
-	want := []SuperviseResult{
-		{ID: "shop/api-rep-1", WorkflowID: "vigil/shop/api-rep-1", RunID: "run-1", Result: "started"},
-		{ID: "shop/api-rep-2", WorkflowID: "vigil/shop/api-rep-2", RunID: "run-2b", Result: "already supervised"},
+	if !strings.Contains(r.stdout, `"id"`) || !strings.Contains(r.stdout, `"action"`) || !strings.Contains(r.stdout, `"fields"`) {
+		t.Errorf("JSON keys: %s", r.stdout)
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %+v\nwant %+v", got, want)
+	if len(*calls) != 2 {
+		t.Fatalf("%d update-with-start calls, want 2", len(*calls))
 	}
-	if len(inputs) != 2 || inputs[1].Node != "node-a" || inputs[1].ID != (runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 2}) ||
-		inputs[0].Spec.Env["TOKEN"] != "$E:API_TOKEN" {
-		t.Errorf("inputs: %+v", inputs)
+	first, second := (*calls)[0], (*calls)[1]
+	if _, err := uuid.Parse(first.update.UpdateID); err != nil || first.update.UpdateID != second.update.UpdateID {
+		t.Errorf("request IDs %q and %q: want one UUID for both attempts", first.update.UpdateID, second.update.UpdateID)
+	}
+	if first.start.ID != "vigil/shop" || first.start.TaskQueue != "q1" || first.startIn.Name != "shop" ||
+		first.start.WorkflowIDConflictPolicy != enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING {
+		t.Errorf("start: %+v %+v", first.start, first.startIn)
+	}
+	req := first.update.Args[0].(workflows.ApplyRequest)
+	if first.update.UpdateName != workflows.UpdateApply || len(req.Spec.Services) != 1 || req.Spec.Services[0].Replicas != 2 ||
+		req.Spec.Services[0].Config.Node != "node-a" || req.Spec.Services[0].Config.Spec.Env["TOKEN"] != "$E:API_TOKEN" ||
+		req.Spec.Services[0].Update != (workflows.UpdateSettings{MaxUnavailable: 1, MinReady: 5 * time.Second}) {
+		t.Errorf("apply request: %+v", req)
 	}
 }
 
-func TestSuperviseTable(t *testing.T) {
+func TestSuperviseIsApply(t *testing.T) {
 	file := writeFile(t, strings.Replace(twoReplicas, "replicas: 2", "replicas: 1", 1))
 	c := mocks.NewClient(t)
-	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("r1", "r1"), nil)
-	c.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.SupervisorWorkflowName, mock.Anything).Return(newRun(t, "r1"), nil)
-	// The running supervisor uses another image than the file now names.
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryConfig).Return(value{workflows.SupervisionInput{
-		Spec: runtime.ContainerSpec{Image: "docker.io/library/busybox:old"}}}, nil)
+	mockApply(t, c, workflows.ApplyResult{Generation: 3, Plan: []workflows.PlanItem{{ID: "shop/api-rep-1", Action: workflows.ActionUnchanged, Fields: []string{}}}})
 	c.On("Close").Return()
 	r := vigil(t, c, nil, "supervise", "-f", file)
-	if r.code != exitOK || !strings.Contains(r.stdout, "ID") ||
-		!regexpMatch(`shop/api-rep-1\s+vigil/shop/api-rep-1\s+already supervised \(runs with another configuration`, r.stdout) {
+	if r.code != exitOK || !regexpMatch(`^shop/api-rep-1\s+unchanged\s+-$`, r.stdout) || !strings.Contains(r.stdout, "generation 3, nothing to change") {
 		t.Errorf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
@@ -269,13 +282,13 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 	if !reflect.DeepEqual(got, wantObj) {
 		t.Errorf("got %s\nwant %s", r.stdout, want)
 	}
-	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events"} {
+	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events", "generation"} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("missing key %q", key)
 		}
 	}
-	if len(got) != 13 {
-		t.Errorf("got %d keys, want exactly 13", len(got))
+	if len(got) != 14 {
+		t.Errorf("got %d keys, want exactly 14", len(got))
 	}
 }
 
@@ -473,19 +486,3 @@ func regexpMatch(pattern, s string) bool {
 }
 
 func mustCompile(pattern string) *regexp.Regexp { return regexp.MustCompile("(?m)" + pattern) }
-
-func TestSuperviseSkipsConfigCheckWithoutWorker(t *testing.T) {
-	file := writeFile(t, twoReplicas)
-	c := mocks.NewClient(t)
-	for _, wid := range []string{"vigil/shop/api-rep-1", "vigil/shop/api-rep-2"} {
-		c.On("DescribeWorkflowExecution", mock.Anything, wid, "").Return(describeRunning("r-"+wid, "r-"+wid), nil).Once()
-		c.On("ExecuteWorkflow", mock.Anything, startOptionsFor(t, wid), workflows.SupervisorWorkflowName, mock.Anything).Return(newRun(t, "r-"+wid), nil).Once()
-	}
-	// Only the first replica is asked: no worker answers, so the second is not.
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryConfig).Return(nil, context.DeadlineExceeded).Once()
-	c.On("Close").Return()
-	r := vigil(t, c, map[string]string{"VIGIL_TASK_QUEUE": "q1"}, "supervise", "-f", file)
-	if r.code != exitOK || strings.Count(r.stdout, "already supervised") != 2 || strings.Contains(r.stdout, "another configuration") {
-		t.Errorf("exit %d %q %q", r.code, r.stdout, r.stderr)
-	}
-}

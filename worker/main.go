@@ -27,6 +27,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/config"
+	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/logging"
 	"github.com/vigil-run/vigil/metrics"
 	"github.com/vigil-run/vigil/runtime"
@@ -247,6 +248,9 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		MaxConcurrentWorkflowTaskPollers: taskPollers,
 	})
 	registerWorkflows(wf)
+	// The deployment workflow's control activities need only Temporal, so
+	// every worker runs them on the workflow queue.
+	control.New(c).Register(wf)
 	if err := wf.Start(); err != nil {
 		return fmt.Errorf("cannot start the workflow worker on task queue %s: %w", o.conn.TaskQueue, err)
 	}
@@ -307,6 +311,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 // registerWorkflows registers the workflows under the names clients use.
 func registerWorkflows(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: workflows.SupervisorWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.FetchLogs, workflow.RegisterOptions{Name: workflows.FetchLogsWorkflowName})
 }
 

@@ -53,14 +53,19 @@ const (
 	cmdRelease     commandKind = UpdateRelease
 	cmdRestart     commandKind = UpdateRestart
 	cmdUnsupervise commandKind = UpdateUnsupervise
+	cmdReconfigure commandKind = UpdateReconfigure
+	cmdShutdown    commandKind = UpdateShutdown
 )
 
 // command is an operator request handed from an update handler to the main loop.
 type command struct {
 	kind commandKind
 	stop bool // unsupervise only
-	done bool
-	err  error
+	// reconf is the reconfigure request; result its answer.
+	reconf *ReconfigureRequest
+	result ReconfigureResult
+	done   bool
+	err    error
 }
 
 // supervisor is the workflow's state and the code that moves it.
@@ -107,7 +112,7 @@ func newSupervisor(ctx workflow.Context, in SupervisionInput) *supervisor {
 		s.st = *in.Carry
 		s.in.Carry = nil
 	} else {
-		s.st = Carry{State: StateRunning, SupervisedSince: workflow.Now(ctx)}
+		s.st = Carry{State: StateRunning, SupervisedSince: workflow.Now(ctx), Generation: in.Generation}
 	}
 	return s
 }
@@ -141,19 +146,22 @@ func (s *supervisor) registerHandlers(ctx workflow.Context) error {
 		}}); err != nil {
 		return err
 	}
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateUnsupervise,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateUnsupervise,
 		func(ctx workflow.Context, req UnsuperviseRequest) error {
 			return s.submit(ctx, &command{kind: cmdUnsupervise, stop: req.Stop})
 		},
 		workflow.UpdateHandlerOptions{Validator: func(UnsuperviseRequest) error {
 			return s.validate(cmdUnsupervise)
-		}})
+		}}); err != nil {
+		return err
+	}
+	return s.registerDeploymentHandlers(ctx)
 }
 
 // validate rejects a request before it reaches history. It must not change state.
 func (s *supervisor) validate(kind commandKind) error {
 	if s.inFlight != nil && (kind != cmdUnsupervise || s.inFlight.kind == cmdUnsupervise) {
-		return fmt.Errorf("%s: another request (%s) is in progress; retry when it has finished", kind, s.inFlight.kind)
+		return temporal.NewApplicationError(fmt.Sprintf("%s: another request (%s) is in progress; retry when it has finished", kind, s.inFlight.kind), ErrTypeBusy)
 	}
 	switch kind {
 	case cmdRelease:
@@ -163,6 +171,10 @@ func (s *supervisor) validate(kind commandKind) error {
 	case cmdRestart:
 		if s.st.State != StateRunning && s.st.State != StateCrashLoopBackOff {
 			return fmt.Errorf("restart: replica is %s; restart applies only to Running or CrashLoopBackOff replicas (use release for Isolated or Shutdown)", s.st.State)
+		}
+	case cmdReconfigure, cmdShutdown:
+		if s.st.State == StateCompleted {
+			return fmt.Errorf("%s: replica is Completed; its supervision has ended", kind)
 		}
 	}
 	return nil
@@ -288,6 +300,9 @@ func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 	case policy.Shutdown:
 		s.setState(ctx, StateShutdown)
 		s.emit(ctx, EventServiceShutdown, &code)
+		if s.ver.deployments {
+			s.shutDownService(ctx, code)
+		}
 		return nil
 	case policy.Isolate:
 		s.isolate(ctx, code)
@@ -438,6 +453,9 @@ func (s *supervisor) handle(ctx workflow.Context, c *command) error {
 		}
 		s.finish(c, err)
 		return unlessUnsupervised(err)
+
+	case cmdReconfigure, cmdShutdown:
+		return s.handleDeployment(ctx, c)
 	}
 	s.finish(c, fmt.Errorf("unknown request %q", c.kind))
 	return nil
@@ -495,6 +513,14 @@ func (s *supervisor) sleep(ctx workflow.Context, d time.Duration, why string) er
 		}
 		if w.cmd.kind == cmdUnsupervise {
 			return s.handle(ctx, w.cmd)
+		}
+		if w.cmd.kind == cmdReconfigure {
+			// A new generation may be just what makes the start work (a
+			// rollback of a bad image): take it now.
+			if err := s.handle(ctx, w.cmd); err != nil || w.cmd.reconf.Replace {
+				return err
+			}
+			continue
 		}
 		s.finish(w.cmd, fmt.Errorf("%s: the replica is waiting to retry a failed start; try again later", w.cmd.kind))
 	}
@@ -620,6 +646,7 @@ func (s *supervisor) view() StateView {
 		LastExitCode:    s.st.LastExitCode,
 		SupervisedSince: formatTime(s.st.SupervisedSince),
 		Events:          append([]Event{}, s.st.Events...),
+		Generation:      s.st.Generation,
 	}
 	for _, t := range s.st.History.RestartTimes {
 		v.RestartTimes = append(v.RestartTimes, formatTime(t))

@@ -46,6 +46,8 @@ type node struct {
 	exitsAt []time.Duration
 	// startErrs[i] is the error of the i-th start attempt (nil: success).
 	startErrs []error
+	// probeExited makes a start with After set report that the task exited since.
+	probeExited bool
 	// slowStarts makes every start after the first take this long (wall time).
 	slowStarts time.Duration
 
@@ -56,8 +58,21 @@ type node struct {
 	isolates  []activities.IsolateInput
 	afters    []time.Time
 	cancelled int
-	blocking  int // watches that found a healthy container and block
+	blocking  int         // watches that found a healthy container and block
+	blockedAt []time.Time // mock time each blocking watch began
+	signals   []ServiceShutdownSignal
+	specs     []runtime.ContainerSpec // the spec of each successful start
 	done      chan struct{}
+}
+
+// blockingStartedAt is when the last blocking watch began.
+func (n *node) blockingStartedAt() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.blockedAt) == 0 {
+		return time.Time{}
+	}
+	return n.blockedAt[len(n.blockedAt)-1]
 }
 
 type testWriter struct{ t *testing.T }
@@ -116,7 +131,11 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 			if i < len(n.startErrs) && n.startErrs[i] != nil {
 				return activities.EnsureRunningResult{}, n.startErrs[i]
 			}
+			if n.probeExited && !in.After.IsZero() {
+				return activities.EnsureRunningResult{ExitedSince: true}, nil
+			}
 			n.starts = append(n.starts, env.Now())
+			n.specs = append(n.specs, in.Spec)
 			if len(n.starts) > 1 && n.slowStarts > 0 {
 				n.mu.Unlock()
 				time.Sleep(n.slowStarts)
@@ -142,6 +161,7 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 			}
 			n.mu.Lock()
 			n.blocking++
+			n.blockedAt = append(n.blockedAt, n.env.Now())
 			n.mu.Unlock()
 			select {
 			case <-ctx.Done():
@@ -156,6 +176,13 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 			defer n.mu.Unlock()
 			n.stops = append(n.stops, in)
 			return activities.StopResult{ExitCode: 143, ExitedAt: env.Now()}, nil
+		})
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalServiceShutdown, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			n.signals = append(n.signals, arg.(ServiceShutdownSignal))
+			return nil
 		})
 	env.OnActivity(activities.IsolateName, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.IsolateInput) error {
@@ -182,13 +209,14 @@ type updateResult struct {
 	rejected error
 	err      error
 	done     bool
+	value    any
 }
 
 func sendUpdate(env *testsuite.TestWorkflowEnvironment, name string, arg any, res *updateResult) {
 	env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
 		OnReject:   func(err error) { res.rejected = err; res.done = true },
 		OnAccept:   func() {},
-		OnComplete: func(_ any, err error) { res.err = err; res.done = true },
+		OnComplete: func(v any, err error) { res.value, res.err = v, err; res.done = true },
 	}, arg)
 }
 
@@ -393,6 +421,8 @@ func TestShutdownPolicy(t *testing.T) {
 	require.Equal(t, 2, *parked.Events[0].ExitCode)
 	require.Len(t, n.starts, 1)
 	require.Equal(t, 1, n.watches)
+	// The deployment is told, so it shuts the rest of the service down.
+	require.Equal(t, []ServiceShutdownSignal{{Service: "api", Replica: 1, ExitCode: 2}}, n.signals)
 }
 
 // Isolate: the hook runs with the exit code, the replica stays Isolated and is

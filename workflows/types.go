@@ -16,6 +16,7 @@ const (
 	DefaultTaskQueue = replica.DefaultTaskQueue
 
 	SupervisorWorkflowName = "Supervise"
+	DeploymentWorkflowName = "Deployment"
 	FetchLogsWorkflowName  = "FetchLogs"
 
 	QueryState  = "state"
@@ -24,7 +25,22 @@ const (
 	UpdateRelease     = "release"
 	UpdateRestart     = "restart"
 	UpdateUnsupervise = "unsupervise"
+	// UpdateReconfigure brings a replica to a new generation of its
+	// deployment: a new policy in place, or a new container.
+	UpdateReconfigure = "reconfigure"
+	// UpdateShutdown stops a replica because its service is shut down.
+	UpdateShutdown = "shutdown"
+
+	// The deployment workflow's update, queries and signal.
+	UpdateApply           = "apply"
+	QueryRollout          = "rollout"
+	QueryReplicas         = "replicas"
+	SignalServiceShutdown = "service-shutdown"
 )
+
+// ErrTypeBusy marks an update refused because another request is in
+// progress: retrying later can work.
+const ErrTypeBusy = "Busy"
 
 // Memo keys, shown in the Web UI: the last supervision event, and the error of
 // a start that keeps failing (removed once a start works).
@@ -79,6 +95,9 @@ const (
 	EventContainerIsolated  EventType = "ContainerIsolated"
 	EventServiceShutdown    EventType = "ServiceShutdown"
 	EventContainerCompleted EventType = "ContainerCompleted"
+	// EventContainerReplaced: a new container was made from a new generation
+	// of the deployment (not a crash; not counted as a restart).
+	EventContainerReplaced EventType = "ContainerReplaced"
 )
 
 // Event is one supervision decision, with the time it happened.
@@ -108,6 +127,9 @@ type SupervisionInput struct {
 	// before it continues as new (default DefaultContinueAsNewEvery; at least
 	// MinContinueAsNewEvery). Runs started before v0.2.0 do not.
 	ContinueAsNewEvery time.Duration `json:"continue_as_new_every,omitempty"`
+	// Generation is the deployment generation the spec comes from (0 for
+	// replicas supervised before deployments had generations).
+	Generation int `json:"generation,omitempty"`
 	// Carry is the state carried across continue-as-new; nil on first start.
 	Carry *Carry `json:"carry,omitempty"`
 }
@@ -124,6 +146,8 @@ type Carry struct {
 	NextRestartAt time.Time `json:"next_restart_at"`
 	Events        []Event   `json:"events"`
 	Runs          int       `json:"runs"`
+	// Generation is the deployment generation the container was made from.
+	Generation int `json:"generation,omitempty"`
 }
 
 // StateView is the answer to the "state" query and the object `vigil status --json` prints.
@@ -141,6 +165,8 @@ type StateView struct {
 	SupervisedSince string   `json:"supervised_since"`
 	NextRestartAt   *string  `json:"next_restart_at"`
 	Events          []Event  `json:"events"`
+	// Generation is the deployment generation the container was made from.
+	Generation int `json:"generation"`
 }
 
 // ReleaseRequest is the "release" update's argument.
@@ -155,6 +181,40 @@ type RestartRequest struct {
 type UnsuperviseRequest struct {
 	// Stop also stops the container; otherwise it is left as it is.
 	Stop bool `json:"stop,omitempty"`
+}
+
+// ReconfigureRequest is the "reconfigure" update's argument: the replica's
+// config from deployment generation Generation.
+type ReconfigureRequest struct {
+	Generation int           `json:"generation"`
+	Config     ReplicaConfig `json:"config"`
+	// Replace makes a new container (stop with grace, remove, create, start)
+	// and answers once it has run MinReady without exiting. Otherwise only
+	// the policy changes, in place, keeping the crash window.
+	Replace  bool          `json:"replace,omitempty"`
+	MinReady time.Duration `json:"min_ready,omitempty"`
+}
+
+// ReconfigureResult says how a replacement went.
+type ReconfigureResult struct {
+	// Ready: the new container ran MinReady without exiting.
+	Ready bool `json:"ready"`
+	// Reason says why not.
+	Reason string `json:"reason,omitempty"`
+}
+
+// ShutdownRequest is the "shutdown" update's argument.
+type ShutdownRequest struct {
+	// Cause is the replica whose crash shut the service down.
+	Cause string `json:"cause,omitempty"`
+}
+
+// ServiceShutdownSignal tells the deployment that a replica's panic policy
+// shut its service down.
+type ServiceShutdownSignal struct {
+	Service  string `json:"service"`
+	Replica  int    `json:"replica"`
+	ExitCode int    `json:"exit_code"`
 }
 
 // FetchLogsInput asks the node that runs a replica for its captured output.

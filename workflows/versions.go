@@ -29,6 +29,8 @@ import "go.temporal.io/sdk/workflow"
 type versions struct {
 	// periodicCAN: the run continues as new every ContinueAsNewEvery.
 	periodicCAN bool
+	// deployments: a shutdown policy shuts the whole service down.
+	deployments bool
 }
 
 // Change IDs, one per behaviour change, oldest first.
@@ -37,6 +39,10 @@ const (
 	// workflow time (SupervisionInput.ContinueAsNewEvery), so a replica that is
 	// healthy for months still moves to new runs, and old branches can be retired.
 	changePeriodicCAN = "periodic-continue-as-new"
+	// changeDeployments (release v0.2.0): a replica whose panic policy shuts
+	// it down signals its deployment workflow, which shuts the whole service
+	// down; v0.1.0 stopped only the crashing replica.
+	changeDeployments = "deployments"
 )
 
 // readVersions reads every change's version for this run. Call it once, first
@@ -44,5 +50,6 @@ const (
 func readVersions(ctx workflow.Context) versions {
 	return versions{
 		periodicCAN: workflow.GetVersion(ctx, changePeriodicCAN, workflow.DefaultVersion, 1) >= 1,
+		deployments: workflow.GetVersion(ctx, changeDeployments, workflow.DefaultVersion, 1) >= 1,
 	}
 }

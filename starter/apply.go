@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/vigil-run/vigil/control"
+	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/spec"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// applyCommand is `vigil apply -f FILE` and, doing exactly the same,
+// `vigil supervise -f FILE`.
+func applyCommand(a *app, use string, taskQueue func() string, lookup func(string) (string, bool)) *cobra.Command {
+	var file, node string
+	var dryRun bool
+	host, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   use + " -f FILE [--node N] [--dry-run]",
+		Short: "Make the deployment run as the file says (desired state)",
+		Long: "Applies a deployment file as desired state: new services and replicas are supervised,\n" +
+			"removed ones are stopped, removed from containerd and unsupervised (highest-numbered\n" +
+			"first), a changed on_panic policy is applied in place, and a changed container spec is\n" +
+			"rolled out one replica at a time (update: max_unavailable, min_ready). Prints one line\n" +
+			"per replica: create, update (with the changed fields), remove or unchanged. The rollout\n" +
+			"runs in the deployment's workflow; follow it with vigil rollout status DEPLOYMENT.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usagef("%s: -f FILE is required; e.g. vigil %s -f examples/demo.yaml", use, use)
+			}
+			if node == "" {
+				return usagef("--node: empty; give the name of the node whose vigil-worker runs the containers")
+			}
+			// Parse before connecting: a bad file never reaches the server.
+			d, err := spec.ParseFile(file)
+			if err != nil {
+				return usageError{err}
+			}
+			desired := desiredState(d, node)
+			ctx, cancel := a.withTimeout(cmd)
+			defer cancel()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			var res workflows.ApplyResult
+			if dryRun {
+				res, err = planOnly(ctx, c, desired)
+			} else {
+				res, err = apply(ctx, c, taskQueue(), desired, uuid.NewString())
+			}
+			if err != nil {
+				return err
+			}
+			return printPlan(a.printer(), d.Name, res, dryRun)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "deployment file (YAML)")
+	cmd.Flags().StringVar(&node, "node", host, "node whose vigil-worker runs the containers (env VIGIL_NODE)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	if v, ok := lookup("VIGIL_NODE"); ok && v != "" {
+		node = v
+	}
+	return cmd
+}
+
+// applyRetryPause is the pause before a transient failure is retried.
+const applyRetryPause = time.Second
+
+// apply sends the file to the deployment's workflow, starting it if needed
+// (update-with-start). requestID is the update's ID: a retry after a lost
+// answer joins the same apply instead of making a second one.
+func apply(ctx context.Context, c client.Client, taskQueue string, desired workflows.DeploymentSpec, requestID string) (workflows.ApplyResult, error) {
+	ref := "deployment " + desired.Name
+	for {
+		res, err := applyOnce(ctx, c, taskQueue, desired, requestID)
+		if err == nil {
+			return res, nil
+		}
+		var unavailable *serviceerror.Unavailable
+		if !errors.As(err, &unavailable) || ctx.Err() != nil {
+			return res, describeErr(ref, err)
+		}
+		select {
+		case <-ctx.Done():
+			return res, describeErr(ref, err)
+		case <-time.After(applyRetryPause):
+		}
+	}
+}
+
+func applyOnce(ctx context.Context, c client.Client, taskQueue string, desired workflows.DeploymentSpec, requestID string) (workflows.ApplyResult, error) {
+	var res workflows.ApplyResult
+	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       workflows.DeploymentWorkflowID(desired.Name),
+		TaskQueue:                taskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+	}, workflows.DeploymentWorkflowName, workflows.DeploymentInput{Name: desired.Name})
+	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: start,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateID:     requestID,
+			UpdateName:   workflows.UpdateApply,
+			Args:         []any{workflows.ApplyRequest{Spec: desired}},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err != nil {
+		return res, err
+	}
+	err = h.Get(ctx, &res)
+	return res, err
+}
+
+// planOnly is the dry run: the same plan, from what runs now, with no
+// request sent that changes anything.
+func planOnly(ctx context.Context, c client.Client, desired workflows.DeploymentSpec) (workflows.ApplyResult, error) {
+	ref := "deployment " + desired.Name
+	var known []string
+	var gen int
+	records, err := deploymentReplicas(ctx, c, desired.Name)
+	switch {
+	case errors.Is(err, errNoDeployment):
+	case err != nil:
+		return workflows.ApplyResult{}, err
+	default:
+		for _, r := range records {
+			known = append(known, r.ID.Ref())
+		}
+		if st, err := rolloutStatus(ctx, c, desired.Name); err == nil {
+			gen = st.Generation
+		}
+	}
+	seen, err := control.Observe(ctx, c, workflows.ObserveInput{Deployment: desired.Name, Known: known})
+	if err != nil {
+		return workflows.ApplyResult{}, describeErr(ref, err)
+	}
+	current := make(map[string]workflows.ReplicaRecord, len(seen))
+	for _, r := range seen {
+		current[r.ID.Ref()] = r
+	}
+	steps := workflows.Plan(current, desired)
+	if workflows.Changes(workflows.Items(steps)) {
+		gen++
+	}
+	return workflows.ApplyResult{Generation: gen, Plan: workflows.Items(steps)}, nil
+}
+
+// errNoDeployment: nothing was ever applied under this name.
+var errNoDeployment = errors.New("no deployment workflow")
+
+func deploymentReplicas(ctx context.Context, c client.Client, name string) ([]workflows.ReplicaRecord, error) {
+	var out []workflows.ReplicaRecord
+	err := queryDeployment(ctx, c, name, workflows.QueryReplicas, &out)
+	return out, err
+}
+
+func rolloutStatus(ctx context.Context, c client.Client, name string) (workflows.RolloutStatus, error) {
+	var out workflows.RolloutStatus
+	err := queryDeployment(ctx, c, name, workflows.QueryRollout, &out)
+	return out, err
+}
+
+// queryDeployment queries the deployment's workflow; errNoDeployment if
+// there is none.
+func queryDeployment(ctx context.Context, c client.Client, name, query string, out any) error {
+	v, err := c.QueryWorkflow(ctx, workflows.DeploymentWorkflowID(name), "", query)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return errNoDeployment
+	}
+	if err != nil {
+		return describeErr("deployment "+name, err)
+	}
+	if err := v.Get(out); err != nil {
+		return failure{fmt.Errorf("deployment %s: cannot decode the %s query: %v", name, query, err)}
+	}
+	return nil
+}
+
+func printPlan(p printer, name string, res workflows.ApplyResult, dryRun bool) error {
+	if p.json {
+		if res.Plan == nil {
+			res.Plan = []workflows.PlanItem{}
+		}
+		return p.JSON(res.Plan)
+	}
+	rows := make([][]string, 0, len(res.Plan))
+	for _, it := range res.Plan {
+		fields := strings.Join(it.Fields, ",")
+		if fields == "" {
+			fields = "-"
+		}
+		rows = append(rows, []string{it.ID, string(it.Action), fields})
+	}
+	if err := p.Table([]string{"ID", "ACTION", "FIELDS"}, rows); err != nil {
+		return err
+	}
+	switch {
+	case dryRun:
+		_, err := fmt.Fprintf(p.out, "dry run: nothing changed (applying would make generation %d)\n", res.Generation)
+		return err
+	case workflows.Changes(res.Plan):
+		_, err := fmt.Fprintf(p.out, "deployment %s: generation %d rolling out; follow it with vigil rollout status %s\n", name, res.Generation, name)
+		return err
+	}
+	_, err := fmt.Fprintf(p.out, "deployment %s: generation %d, nothing to change\n", name, res.Generation)
+	return err
+}
+
+func rolloutCommand(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "rollout",
+		Short: "Follow a deployment's rollout",
+		Args:  cobra.NoArgs,
+	}
+	root.AddCommand(&cobra.Command{
+		Use:   "status DEPLOYMENT",
+		Short: "Show where the deployment's rollout stands: progressing, paused (and why) or complete",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("rollout status: want exactly one DEPLOYMENT, got %d arguments; e.g. vigil rollout status shop", len(args))
+			}
+			if !replica.ValidName(args[0]) {
+				return usagef("rollout status: %q is not a valid deployment name", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := a.withTimeout(cmd)
+			defer cancel()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			st, err := rolloutStatus(ctx, c, args[0])
+			if errors.Is(err, errNoDeployment) {
+				return failure{fmt.Errorf("unknown deployment %s: nothing was applied under this name; vigil apply -f FILE", args[0])}
+			}
+			if err != nil {
+				return err
+			}
+			p := a.printer()
+			if p.json {
+				return p.JSON(st)
+			}
+			rows := [][2]string{
+				{"DEPLOYMENT", st.Deployment},
+				{"GENERATION", fmt.Sprint(st.Generation)},
+				{"STATE", string(st.State)},
+				{"UPDATED", fmt.Sprintf("%d/%d", st.Updated, st.Total)},
+			}
+			if st.Reason != "" {
+				rows = append(rows, [2]string{"REASON", st.Reason})
+			}
+			return p.Fields(rows)
+		},
+	})
+	return root
+}
+
+// desiredState is the parsed file as the deployment workflow's desired
+// state: each service on its node, else on defaultNode.
+func desiredState(d *spec.Deployment, defaultNode string) workflows.DeploymentSpec {
+	out := workflows.DeploymentSpec{Name: d.Name}
+	for _, s := range d.Services {
+		node := defaultNode
+		if s.Node != "" {
+			node = s.Node
+		}
+		out.Services = append(out.Services, workflows.ServiceSpec{
+			Name:     s.Name,
+			Replicas: s.Replicas,
+			Config: workflows.ReplicaConfig{Spec: spec.CloneSpec(s.Spec), Policy: s.Policy,
+				IsolateWebhook: s.IsolateWebhook, StopGrace: s.StopGrace, Node: node},
+			Update: workflows.UpdateSettings{MaxUnavailable: s.Update.MaxUnavailable, MinReady: s.Update.MinReady}.WithDefaults(),
+		})
+	}
+	return out
+}

@@ -1,0 +1,287 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// cluster is a scripted stand-in for the replica workflows the deployment
+// drives through its control activities.
+type cluster struct {
+	mu       sync.Mutex
+	replicas map[string]ReplicaRecord
+	log      []string // "create shop/api-rep-1", "replace shop/api-rep-2 gen 2", ...
+	// down counts replicas being replaced at this moment; maxDown the most at once.
+	down, maxDown int
+	// notReady makes the replacement of these replicas report a crash.
+	notReady map[string]bool
+	deleted  []string
+}
+
+func (c *cluster) record(format string, args ...any) {
+	c.log = append(c.log, fmt.Sprintf(format, args...))
+}
+
+func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironment {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, nil))))
+	env := suite.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(30 * time.Second)
+	if c.replicas == nil {
+		c.replicas = map[string]ReplicaRecord{}
+	}
+	env.RegisterWorkflowWithOptions(Deployment, workflowName(DeploymentWorkflowName))
+	env.RegisterActivity(activities.New(nil, activities.Options{}))
+	env.RegisterActivityWithOptions(func(context.Context, ObserveInput) ([]ReplicaRecord, error) { return nil, nil }, activityName(ObserveReplicasName))
+	env.RegisterActivityWithOptions(func(context.Context, SupervisionInput) error { return nil }, activityName(StartReplicaName))
+	env.RegisterActivityWithOptions(func(context.Context, ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {
+		return ReconfigureReplicaResult{}, nil
+	}, activityName(ReconfigureReplicaName))
+	env.RegisterActivityWithOptions(func(context.Context, ReplicaRequest) error { return nil }, activityName(UnsuperviseReplicaName))
+	env.RegisterActivityWithOptions(func(context.Context, ReplicaRequest) error { return nil }, activityName(ShutdownReplicaName))
+
+	env.OnActivity(ObserveReplicasName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ObserveInput) ([]ReplicaRecord, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var out []ReplicaRecord
+		for _, r := range c.replicas {
+			out = append(out, r)
+		}
+		return out, nil
+	})
+	env.OnActivity(StartReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in SupervisionInput) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.record("create %s gen %d", in.ID.Ref(), in.Generation)
+		c.replicas[in.ID.Ref()] = ReplicaRecord{ID: in.ID, Config: in.Config(), Generation: in.Generation, State: StateRunning}
+		return nil
+	})
+	env.OnActivity(ReconfigureReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {
+		c.mu.Lock()
+		ref := in.ID.Ref()
+		rec := c.replicas[ref]
+		if !in.Request.Replace {
+			c.record("policy %s gen %d", ref, in.Request.Generation)
+			rec.Config.Policy = in.Request.Config.Policy
+			c.replicas[ref] = rec
+			c.mu.Unlock()
+			return ReconfigureReplicaResult{ReconfigureResult: ReconfigureResult{Ready: true}}, nil
+		}
+		c.record("replace %s gen %d", ref, in.Request.Generation)
+		c.down++
+		c.maxDown = max(c.maxDown, c.down)
+		c.mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // overlapping replacements would show in maxDown
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.down--
+		rec.Config, rec.Generation = in.Request.Config, in.Request.Generation
+		c.replicas[ref] = rec
+		if c.notReady[ref] {
+			return ReconfigureReplicaResult{ReconfigureResult: ReconfigureResult{Reason: ref + ": the new container exited within min_ready"}}, nil
+		}
+		return ReconfigureReplicaResult{ReconfigureResult: ReconfigureResult{Ready: true}}, nil
+	})
+	env.OnActivity(UnsuperviseReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReplicaRequest) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.record("unsupervise %s", in.ID.Ref())
+		delete(c.replicas, in.ID.Ref())
+		return nil
+	})
+	env.OnActivity(ShutdownReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReplicaRequest) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.record("shutdown %s", in.ID.Ref())
+		return nil
+	})
+	env.OnActivity(activities.StopName, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StopInput) (activities.StopResult, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.record("delete %s remove=%v", in.ID.Ref(), in.Remove)
+		return activities.StopResult{}, nil
+	})
+	return env
+}
+
+func shopSpec(replicas int, args string, p policy.Policy) DeploymentSpec {
+	return DeploymentSpec{Name: "shop", Services: []ServiceSpec{{
+		Name: "api", Replicas: replicas,
+		Config: ReplicaConfig{Spec: runtime.ContainerSpec{Image: "docker.io/library/busybox:local", Args: []string{args}},
+			Policy: p, StopGrace: 2 * time.Second, Node: "node-a"},
+		Update: UpdateSettings{}.WithDefaults(),
+	}}}
+}
+
+// applyAt sends an apply at mock time d and keeps its answer.
+func applyAt(env *testsuite.TestWorkflowEnvironment, d time.Duration, spec DeploymentSpec, out *updateResult) {
+	env.RegisterDelayedCallback(func() {
+		sendUpdate(env, UpdateApply, ApplyRequest{Spec: spec}, out)
+	}, d)
+}
+
+func rollout(t *testing.T, env *testsuite.TestWorkflowEnvironment) RolloutStatus {
+	t.Helper()
+	v, err := env.QueryWorkflow(QueryRollout)
+	require.NoError(t, err)
+	var st RolloutStatus
+	require.NoError(t, v.Get(&st))
+	return st
+}
+
+func planOf(t *testing.T, res *updateResult) ApplyResult {
+	t.Helper()
+	require.True(t, res.done)
+	require.NoError(t, res.rejected)
+	require.NoError(t, res.err)
+	return res.value.(ApplyResult)
+}
+
+func actions(items []PlanItem) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = fmt.Sprintf("%s %s %v", it.ID, it.Action, it.Fields)
+	}
+	return out
+}
+
+// Scale 2 -> 3 with a new command, then 3 -> 1, then the same file again:
+// creates first, replacements one at a time, removals highest-numbered
+// first, and an unchanged apply changes nothing.
+func TestDeploymentRollsOutScalesAndRemoves(t *testing.T) {
+	c := &cluster{}
+	env := newDeploymentEnv(t, c)
+	first, second, third, fourth := &updateResult{}, &updateResult{}, &updateResult{}, &updateResult{}
+	var afterSecond, afterThird RolloutStatus
+	applyAt(env, time.Minute, shopSpec(2, "v1", policy.Policy{}), first)
+	applyAt(env, 2*time.Minute, shopSpec(3, "v2", policy.Policy{}), second)
+	env.RegisterDelayedCallback(func() { afterSecond = rollout(t, env) }, 3*time.Minute-time.Second)
+	applyAt(env, 3*time.Minute, shopSpec(1, "v2", policy.Policy{}), third)
+	env.RegisterDelayedCallback(func() { afterThird = rollout(t, env) }, 4*time.Minute-time.Second)
+	applyAt(env, 4*time.Minute, shopSpec(1, "v2", policy.Policy{}), fourth)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+
+	require.Equal(t, []string{"shop/api-rep-1 create []", "shop/api-rep-2 create []"}, actions(planOf(t, first).Plan))
+	p2 := planOf(t, second)
+	require.Equal(t, 2, p2.Generation)
+	require.Equal(t, []string{"shop/api-rep-1 update [args]", "shop/api-rep-2 update [args]", "shop/api-rep-3 create []"}, actions(p2.Plan))
+	require.Equal(t, []string{"shop/api-rep-1 unchanged []", "shop/api-rep-3 remove []", "shop/api-rep-2 remove []"}, actions(planOf(t, third).Plan))
+	p4 := planOf(t, fourth)
+	require.Equal(t, []string{"shop/api-rep-1 unchanged []"}, actions(p4.Plan))
+	require.Equal(t, 3, p4.Generation, "an apply that changes nothing keeps the generation")
+
+	sort.Strings(c.log[:2]) // created at once
+	require.Equal(t, []string{
+		"create shop/api-rep-1 gen 1", "create shop/api-rep-2 gen 1",
+		"create shop/api-rep-3 gen 2", "replace shop/api-rep-1 gen 2", "replace shop/api-rep-2 gen 2",
+		"unsupervise shop/api-rep-3", "delete shop/api-rep-3 remove=true",
+		"unsupervise shop/api-rep-2", "delete shop/api-rep-2 remove=true",
+	}, c.log)
+	require.Equal(t, 1, c.maxDown, "max_unavailable 1")
+	require.Equal(t, RolloutStatus{Deployment: "shop", Generation: 2, State: RolloutComplete, Updated: 3, Total: 3}, afterSecond)
+	require.Equal(t, RolloutStatus{Deployment: "shop", Generation: 3, State: RolloutComplete, Updated: 1, Total: 1}, afterThird)
+}
+
+// A changed policy only is applied in place; max_unavailable 2 replaces two at once.
+func TestDeploymentPolicyInPlaceAndMaxUnavailable(t *testing.T) {
+	c := &cluster{}
+	env := newDeploymentEnv(t, c)
+	first, second, third := &updateResult{}, &updateResult{}, &updateResult{}
+	applyAt(env, time.Minute, shopSpec(4, "v1", policy.Policy{}), first)
+	applyAt(env, 2*time.Minute, shopSpec(4, "v1", policy.Policy{MaxRestarts: 9}), second)
+	wide := shopSpec(4, "v2", policy.Policy{MaxRestarts: 9})
+	wide.Services[0].Update.MaxUnavailable = 2
+	applyAt(env, 3*time.Minute, wide, third)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+
+	require.Equal(t, "shop/api-rep-1 update [on_panic]", actions(planOf(t, second).Plan)[0])
+	sort.Strings(c.log[4:8]) // in place, all at once
+	require.Equal(t, []string{
+		"policy shop/api-rep-1 gen 2", "policy shop/api-rep-2 gen 2", "policy shop/api-rep-3 gen 2", "policy shop/api-rep-4 gen 2",
+	}, c.log[4:8])
+	require.Len(t, c.log, 12)
+	require.Equal(t, 2, c.maxDown)
+}
+
+// A replacement that crashes within min_ready pauses the rollout; the other
+// replicas keep the old spec; applying the previous file rolls the crashed
+// one back and completes.
+func TestDeploymentPausesThenRollsBack(t *testing.T) {
+	c := &cluster{notReady: map[string]bool{"shop/api-rep-1": true}}
+	env := newDeploymentEnv(t, c)
+	first, bad, back := &updateResult{}, &updateResult{}, &updateResult{}
+	var paused, after RolloutStatus
+	applyAt(env, time.Minute, shopSpec(3, "v1", policy.Policy{}), first)
+	applyAt(env, 2*time.Minute, shopSpec(3, "crash", policy.Policy{}), bad)
+	env.RegisterDelayedCallback(func() {
+		paused = rollout(t, env)
+		c.mu.Lock()
+		c.notReady = nil
+		c.mu.Unlock()
+	}, 3*time.Minute)
+	applyAt(env, 4*time.Minute, shopSpec(3, "v1", policy.Policy{}), back)
+	env.RegisterDelayedCallback(func() { after = rollout(t, env) }, 5*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 6*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+
+	require.Equal(t, RolloutPaused, paused.State)
+	require.Equal(t, 2, paused.Generation)
+	require.Equal(t, 1, paused.Updated)
+	require.Contains(t, paused.Reason, "shop/api-rep-1: the new container exited within min_ready")
+	require.Equal(t, []string{"shop/api-rep-1 update [args]", "shop/api-rep-2 unchanged []", "shop/api-rep-3 unchanged []"}, actions(planOf(t, back).Plan))
+	require.Equal(t, RolloutStatus{Deployment: "shop", Generation: 3, State: RolloutComplete, Updated: 3, Total: 3}, after)
+	sort.Strings(c.log[:3])
+	require.Equal(t, []string{
+		"create shop/api-rep-1 gen 1", "create shop/api-rep-2 gen 1", "create shop/api-rep-3 gen 1",
+		"replace shop/api-rep-1 gen 2", "replace shop/api-rep-1 gen 3",
+	}, c.log)
+}
+
+// A replica's shutdown policy shuts the whole service down.
+func TestDeploymentShutsDownTheService(t *testing.T) {
+	c := &cluster{}
+	env := newDeploymentEnv(t, c)
+	applyAt(env, time.Minute, shopSpec(3, "v1", policy.Policy{Action: policy.ActionShutdown}), &updateResult{})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalServiceShutdown, ServiceShutdownSignal{Service: "api", Replica: 2, ExitCode: 7})
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+	sort.Strings(c.log[3:])
+	require.Equal(t, []string{"shutdown shop/api-rep-1", "shutdown shop/api-rep-3"}, c.log[3:])
+}
+
+// An apply for another deployment is refused before it reaches history.
+func TestDeploymentRefusesAnotherDeploymentsFile(t *testing.T) {
+	c := &cluster{}
+	env := newDeploymentEnv(t, c)
+	res := &updateResult{}
+	other := shopSpec(1, "v1", policy.Policy{})
+	other.Name = "other"
+	applyAt(env, time.Minute, other, res)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 2*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+	require.ErrorContains(t, res.rejected, `the file is for deployment "other"`)
+	require.Empty(t, c.log)
+}
+
+func workflowName(name string) workflow.RegisterOptions { return workflow.RegisterOptions{Name: name} }
+func activityName(name string) activity.RegisterOptions { return activity.RegisterOptions{Name: name} }

@@ -1,0 +1,272 @@
+package workflows
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// Rollout defaults, per service (`update: { max_unavailable: 1, min_ready: 5s }`).
+const (
+	DefaultMaxUnavailable = 1
+	DefaultMinReady       = 5 * time.Second
+)
+
+// UpdateSettings say how a service's changed containers are replaced.
+type UpdateSettings struct {
+	// MaxUnavailable is how many replicas of the service may be down for a
+	// replacement at once.
+	MaxUnavailable int `json:"max_unavailable"`
+	// MinReady is how long a new container must run without exiting before
+	// the rollout moves on.
+	MinReady time.Duration `json:"min_ready"`
+}
+
+// WithDefaults fills in the defaults.
+func (u UpdateSettings) WithDefaults() UpdateSettings {
+	if u.MaxUnavailable <= 0 {
+		u.MaxUnavailable = DefaultMaxUnavailable
+	}
+	if u.MinReady <= 0 {
+		u.MinReady = DefaultMinReady
+	}
+	return u
+}
+
+// ReplicaConfig is everything a replica is supervised with that a deployment
+// file decides.
+type ReplicaConfig struct {
+	Spec           runtime.ContainerSpec `json:"spec"`
+	Policy         policy.Policy         `json:"policy"`
+	IsolateWebhook string                `json:"isolate_webhook,omitempty"`
+	StopGrace      time.Duration         `json:"stop_grace,omitempty"`
+	Node           string                `json:"node"`
+}
+
+// normalized fills in the defaults the supervisor fills in, so a config read
+// back from a running replica compares equal to the file it came from.
+func (c ReplicaConfig) normalized() ReplicaConfig {
+	c.Policy = c.Policy.WithDefaults()
+	if c.StopGrace <= 0 {
+		c.StopGrace = DefaultStopGrace
+	}
+	return c
+}
+
+// Config is the part of the input a deployment file decides.
+func (in SupervisionInput) Config() ReplicaConfig {
+	return ReplicaConfig{Spec: in.Spec, Policy: in.Policy, IsolateWebhook: in.IsolateWebhook, StopGrace: in.StopGrace, Node: in.Node}
+}
+
+// Input is the supervision input of replica id with this config.
+func (c ReplicaConfig) Input(id runtime.ContainerID, generation int) SupervisionInput {
+	return SupervisionInput{ID: id, Spec: c.Spec, Policy: c.Policy, Node: c.Node,
+		IsolateWebhook: c.IsolateWebhook, StopGrace: c.StopGrace, Generation: generation}
+}
+
+// ServiceSpec is one service of a deployment as a file wants it.
+type ServiceSpec struct {
+	Name     string         `json:"name"`
+	Replicas int            `json:"replicas"`
+	Config   ReplicaConfig  `json:"config"`
+	Update   UpdateSettings `json:"update"`
+}
+
+// DeploymentSpec is a deployment file as desired state.
+type DeploymentSpec struct {
+	Name     string        `json:"name"`
+	Services []ServiceSpec `json:"services"`
+}
+
+// ReplicaCount is the number of replicas the spec wants.
+func (d DeploymentSpec) ReplicaCount() int {
+	n := 0
+	for _, s := range d.Services {
+		n += s.Replicas
+	}
+	return n
+}
+
+func (d DeploymentSpec) service(name string) (ServiceSpec, bool) {
+	for _, s := range d.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return ServiceSpec{}, false
+}
+
+// ReplicaRecord is what is known of one supervised replica.
+type ReplicaRecord struct {
+	ID     runtime.ContainerID `json:"id"`
+	Config ReplicaConfig       `json:"config"`
+	// Generation is the deployment generation its container was made from.
+	Generation int   `json:"generation"`
+	State      State `json:"state"`
+	// Closed: its supervision has ended (the container completed); the
+	// container may still exist.
+	Closed bool `json:"closed,omitempty"`
+}
+
+// PlanAction is what an apply does to one replica.
+type PlanAction string
+
+const (
+	ActionCreate    PlanAction = "create"
+	ActionUpdate    PlanAction = "update"
+	ActionRemove    PlanAction = "remove"
+	ActionUnchanged PlanAction = "unchanged"
+)
+
+// PlanItem is one line of an apply's plan (`vigil apply --dry-run --json`).
+type PlanItem struct {
+	ID     string     `json:"id"`
+	Action PlanAction `json:"action"`
+	// Fields are the changed fields of an update, e.g. ["args", "env"].
+	Fields []string `json:"fields"`
+}
+
+// Step is a plan item with what carrying it out takes.
+type Step struct {
+	Item    PlanItem
+	ID      runtime.ContainerID
+	Config  ReplicaConfig // the desired config (create, update)
+	Replace bool          // update: needs a new container (otherwise applied in place)
+	Closed  bool          // remove or create of a replica whose supervision has ended
+}
+
+// inPlaceField is the only change applied to a running container without
+// replacing it: the restart policy.
+const inPlaceField = "on_panic"
+
+// Plan compares the replicas that exist with the desired deployment. Items
+// come in file order (services, then replicas from 1), then the replicas to
+// remove, highest-numbered first.
+func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
+	var steps []Step
+	wanted := map[string]bool{}
+	for _, svc := range desired.Services {
+		for r := 1; r <= svc.Replicas; r++ {
+			id := runtime.ContainerID{Deployment: desired.Name, Service: svc.Name, Replica: r}
+			ref := id.Ref()
+			wanted[ref] = true
+			want := svc.Config.normalized()
+			rec, ok := current[ref]
+			switch {
+			case !ok:
+				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionCreate, Fields: []string{}}, ID: id, Config: want})
+				continue
+			}
+			fields := diffConfig(rec.Config.normalized(), want)
+			switch {
+			case len(fields) == 0:
+				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionUnchanged, Fields: []string{}}, ID: id, Config: want, Closed: rec.Closed})
+			case rec.Closed:
+				// Supervision has ended: start it afresh with the new config.
+				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionCreate, Fields: fields}, ID: id, Config: want, Closed: true})
+			default:
+				replace := len(fields) > 1 || fields[0] != inPlaceField
+				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionUpdate, Fields: fields}, ID: id, Config: want, Replace: replace})
+			}
+		}
+	}
+	var gone []ReplicaRecord
+	for ref, rec := range current {
+		if !wanted[ref] {
+			gone = append(gone, rec)
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool {
+		a, b := gone[i].ID, gone[j].ID
+		if a.Service != b.Service {
+			return a.Service < b.Service
+		}
+		return a.Replica > b.Replica
+	})
+	for _, rec := range gone {
+		steps = append(steps, Step{Item: PlanItem{ID: rec.ID.Ref(), Action: ActionRemove, Fields: []string{}}, ID: rec.ID, Config: rec.Config, Closed: rec.Closed})
+	}
+	return steps
+}
+
+// Items are the plan's lines.
+func Items(steps []Step) []PlanItem {
+	out := make([]PlanItem, len(steps))
+	for i, s := range steps {
+		out[i] = s.Item
+	}
+	return out
+}
+
+// Changes reports whether carrying out the plan would change anything.
+func Changes(items []PlanItem) bool {
+	for _, it := range items {
+		if it.Action != ActionUnchanged {
+			return true
+		}
+	}
+	return false
+}
+
+// diffConfig names the fields that differ: the container spec's fields by
+// their JSON names (so fields added to the spec later are named without a
+// change here), then stop_grace, node and on_panic.
+func diffConfig(have, want ReplicaConfig) []string {
+	var fields []string
+	hv, wv := reflect.ValueOf(have.Spec), reflect.ValueOf(want.Spec)
+	t := hv.Type()
+	for i := 0; i < t.NumField(); i++ {
+		a, b := hv.Field(i).Interface(), wv.Field(i).Interface()
+		if !reflect.DeepEqual(a, b) && !(isEmpty(hv.Field(i)) && isEmpty(wv.Field(i))) {
+			fields = append(fields, jsonName(t.Field(i)))
+		}
+	}
+	if have.StopGrace != want.StopGrace {
+		fields = append(fields, "stop_grace")
+	}
+	if have.Node != want.Node {
+		fields = append(fields, "node")
+	}
+	if !reflect.DeepEqual(have.Policy, want.Policy) || have.IsolateWebhook != want.IsolateWebhook {
+		fields = append(fields, inPlaceField)
+	}
+	return fields
+}
+
+// isEmpty treats nil and empty slices and maps alike (JSON round trips turn
+// one into the other).
+func isEmpty(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Slice, reflect.Map:
+		return v.Len() == 0
+	}
+	return v.IsZero()
+}
+
+func jsonName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "" || name == "-" {
+		return strings.ToLower(f.Name)
+	}
+	return name
+}
+
+// DeploymentWorkflowID is the ID of the deployment's workflow (see replica).
+func DeploymentWorkflowID(deployment string) string { return replica.DeploymentWorkflowID(deployment) }
+
+// reconfigureUpdateID names the update that brings one replica to one
+// generation, so an activity retried after a lost worker joins the same
+// update instead of making a second one.
+func reconfigureUpdateID(id runtime.ContainerID, generation int, replace bool) string {
+	kind := "policy"
+	if replace {
+		kind = "replace"
+	}
+	return fmt.Sprintf("%s/gen-%d/%s", DeploymentWorkflowID(id.Deployment), generation, kind)
+}

@@ -1,0 +1,78 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+func TestPlanNamesChangedFields(t *testing.T) {
+	base := shopSpec(1, "v1", policy.Policy{})
+	running := func(mut func(*ReplicaConfig)) map[string]ReplicaRecord {
+		cfg := base.Services[0].Config
+		cfg.Spec.Env = map[string]string{}
+		cfg.Policy = cfg.Policy.WithDefaults() // as read back from a running replica
+		if mut != nil {
+			mut(&cfg)
+		}
+		id := runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 1}
+		return map[string]ReplicaRecord{id.Ref(): {ID: id, Config: cfg}}
+	}
+	for _, tc := range []struct {
+		name    string
+		mut     func(*ReplicaConfig)
+		action  PlanAction
+		fields  []string
+		replace bool
+	}{
+		{"same (nil and empty env alike, defaults filled in)", nil, ActionUnchanged, []string{}, false},
+		{"image", func(c *ReplicaConfig) { c.Spec.Image = "docker.io/library/busybox:old" }, ActionUpdate, []string{"image"}, true},
+		{"pull policy and env", func(c *ReplicaConfig) {
+			c.Spec.PullPolicy = runtime.PullAlways
+			c.Spec.Env = map[string]string{"A": "1"}
+		},
+			ActionUpdate, []string{"pull_policy", "env"}, true},
+		{"command", func(c *ReplicaConfig) { c.Spec.Args = []string{"v0"} }, ActionUpdate, []string{"args"}, true},
+		{"stop grace", func(c *ReplicaConfig) { c.StopGrace = time.Minute }, ActionUpdate, []string{"stop_grace"}, true},
+		{"node", func(c *ReplicaConfig) { c.Node = "node-b" }, ActionUpdate, []string{"node"}, true},
+		{"policy only: in place", func(c *ReplicaConfig) { c.Policy.MaxRestarts = 9 }, ActionUpdate, []string{"on_panic"}, false},
+		{"webhook only: in place", func(c *ReplicaConfig) { c.IsolateWebhook = "http://127.0.0.1:9/x" }, ActionUpdate, []string{"on_panic"}, false},
+		{"policy and image", func(c *ReplicaConfig) { c.Policy.MaxRestarts = 9; c.Spec.Image = "x" }, ActionUpdate, []string{"image", "on_panic"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps := Plan(running(tc.mut), base)
+			require.Len(t, steps, 1)
+			require.Equal(t, tc.action, steps[0].Item.Action)
+			require.Equal(t, tc.fields, steps[0].Item.Fields)
+			require.Equal(t, tc.replace, steps[0].Replace)
+		})
+	}
+}
+
+func TestPlanOrdersRemovalsHighestFirst(t *testing.T) {
+	current := map[string]ReplicaRecord{}
+	for _, svc := range []string{"api", "web"} {
+		for r := 1; r <= 3; r++ {
+			id := runtime.ContainerID{Deployment: "shop", Service: svc, Replica: r}
+			current[id.Ref()] = ReplicaRecord{ID: id, Config: shopSpec(1, "v1", policy.Policy{}).Services[0].Config}
+		}
+	}
+	// api scaled to 1; web removed from the file.
+	steps := Plan(current, shopSpec(1, "v1", policy.Policy{}))
+	require.Equal(t, []string{
+		"shop/api-rep-1 unchanged []", "shop/api-rep-3 remove []", "shop/api-rep-2 remove []",
+		"shop/web-rep-3 remove []", "shop/web-rep-2 remove []", "shop/web-rep-1 remove []",
+	}, actions(Items(steps)))
+}
+
+func TestDeploymentWorkflowIDCannotBeAReplica(t *testing.T) {
+	wid := DeploymentWorkflowID("shop")
+	require.Equal(t, "vigil/shop", wid)
+	_, err := ParseRef(wid)
+	require.Error(t, err, "a deployment's workflow ID never parses as a replica's")
+	require.NotEqual(t, wid, WorkflowID(runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 1}))
+}

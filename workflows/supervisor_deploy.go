@@ -1,0 +1,169 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/policy"
+)
+
+// What the deployment workflow asks of a replica: a new generation of its
+// config (reconfigure) and a service-wide shutdown. Both are updates, so a
+// request that cannot apply is refused before it reaches history.
+
+func (s *supervisor) registerDeploymentHandlers(ctx workflow.Context) error {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReconfigure,
+		func(ctx workflow.Context, req ReconfigureRequest) (ReconfigureResult, error) {
+			c := &command{kind: cmdReconfigure, reconf: &req}
+			err := s.submit(ctx, c)
+			return c.result, err
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req ReconfigureRequest) error {
+			if req.Config.Spec.Image == "" {
+				return fmt.Errorf("reconfigure: config.spec.image is empty; send the replica's whole config")
+			}
+			return s.validate(cmdReconfigure)
+		}}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateShutdown,
+		func(ctx workflow.Context, _ ShutdownRequest) error {
+			return s.submit(ctx, &command{kind: cmdShutdown})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ShutdownRequest) error {
+			return s.validate(cmdShutdown)
+		}})
+}
+
+// handleDeployment carries out a reconfigure or shutdown request.
+func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
+	switch c.kind {
+	case cmdShutdown:
+		if s.st.State == StateShutdown || s.st.State == StateIsolated {
+			s.finish(c, nil) // already down; its own event says why
+			return nil
+		}
+		stopped, err := s.stop(ctx)
+		if err != nil {
+			s.finish(c, err)
+			return nil
+		}
+		// The exit is the stop's: what containerd reports for the task.
+		code := stopped.ExitCode
+		s.st.LastExitCode, s.st.LastExitAt = &code, stopped.ExitedAt
+		s.st.NextRestartAt = time.Time{}
+		s.setState(ctx, StateShutdown)
+		s.emit(ctx, EventServiceShutdown, &code)
+		s.finish(c, nil)
+		return nil
+
+	case cmdReconfigure:
+		req := c.reconf
+		if !req.Replace {
+			// The policy only: the container keeps running, the crash window
+			// and any backoff in progress are kept.
+			s.in.Policy = req.Config.Policy.WithDefaults()
+			s.in.IsolateWebhook = req.Config.IsolateWebhook
+			c.result = ReconfigureResult{Ready: true}
+			s.finish(c, nil)
+			return nil
+		}
+		if req.Generation <= s.st.Generation {
+			// Already done (a retried request after the update's run ended).
+			c.result = ReconfigureResult{Ready: s.st.State == StateRunning}
+			if !c.result.Ready {
+				c.result.Reason = fmt.Sprintf("%s is %s", s.in.ID.Ref(), s.st.State)
+			}
+			s.finish(c, nil)
+			return nil
+		}
+		c.result = s.replace(ctx, req)
+		s.finish(c, nil)
+		return nil
+	}
+	return nil
+}
+
+// replace makes a new container from a new generation: stop the old one
+// with its grace period, remove it, create and start the new one, and see
+// that it runs min_ready without exiting. Whatever state the replica was in
+// (a backoff, Isolated, Shutdown), it is Running afterwards: applying a new
+// spec is an operator's decision, like a release.
+func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) ReconfigureResult {
+	ref := s.in.ID.Ref()
+	s.details(ctx, fmt.Sprintf("replacing the container with generation %d", req.Generation))
+	// The old container is stopped on its own node with its own grace.
+	if _, err := s.stopAndRemove(ctx); err != nil {
+		return ReconfigureResult{Reason: fmt.Sprintf("%s: stopping the old container failed: %v", ref, err)}
+	}
+	if s.st.State == StateIsolated || s.st.State == StateShutdown {
+		s.st.History = policy.History{}
+	}
+	next := req.Config.Input(s.in.ID, req.Generation)
+	s.in.Spec, s.in.Policy, s.in.Node = next.Spec, next.Policy.WithDefaults(), next.Node
+	s.in.IsolateWebhook = next.IsolateWebhook
+	if next.StopGrace > 0 {
+		s.in.StopGrace = next.StopGrace
+	}
+	s.st.Generation = req.Generation
+	s.st.NextRestartAt = time.Time{}
+	s.setState(ctx, StateRestarting)
+
+	before := workflow.Now(ctx)
+	var res activities.EnsureRunningResult
+	err := workflow.ExecuteActivity(s.startOptions(ctx), activities.EnsureRunningName,
+		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec}).Get(ctx, &res)
+	if err != nil {
+		// Restarting: the main loop keeps trying, with growing delays.
+		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
+		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container did not start: %v", ref, err)}
+	}
+	s.setState(ctx, StateRunning)
+	s.emit(ctx, EventContainerReplaced, nil)
+	if res.ExitedSince {
+		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container could not run: %s", ref, res.StartError)}
+	}
+	if req.MinReady > 0 {
+		s.details(ctx, fmt.Sprintf("generation %d: waiting min_ready %s", req.Generation, req.MinReady))
+		if err := workflow.NewTimerWithOptions(ctx, req.MinReady,
+			workflow.TimerOptions{Summary: fmt.Sprintf("min_ready %s (generation %d)", req.MinReady, req.Generation)}).Get(ctx, nil); err != nil {
+			return ReconfigureResult{Reason: err.Error()}
+		}
+	}
+	// Has it exited since it started? EnsureRunning answers without
+	// starting anything when it has; the watch then reports the exit.
+	after := res.StartedAt
+	if after.IsZero() {
+		after = before
+	}
+	var probe activities.EnsureRunningResult
+	if err := workflow.ExecuteActivity(s.startOptions(ctx), activities.EnsureRunningName,
+		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: after}).Get(ctx, &probe); err != nil {
+		return ReconfigureResult{Reason: fmt.Sprintf("%s: checking the new container failed: %v", ref, err)}
+	}
+	if probe.ExitedSince {
+		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container exited within min_ready (%s)", ref, req.MinReady)}
+	}
+	return ReconfigureResult{Ready: true}
+}
+
+func (s *supervisor) stopAndRemove(ctx workflow.Context) (activities.StopResult, error) {
+	var res activities.StopResult
+	err := workflow.ExecuteActivity(s.controlOptions(ctx), activities.StopName,
+		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true}).Get(ctx, &res)
+	return res, err
+}
+
+// shutDownService tells the deployment workflow that this replica's panic
+// policy shut its service down; it stops the other replicas. Replicas
+// supervised without a deployment workflow have no one to tell.
+func (s *supervisor) shutDownService(ctx workflow.Context, code int) {
+	err := workflow.SignalExternalWorkflow(ctx, DeploymentWorkflowID(s.in.ID.Deployment), "", SignalServiceShutdown,
+		ServiceShutdownSignal{Service: s.in.ID.Service, Replica: s.in.ID.Replica, ExitCode: code}).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("the deployment workflow was not told of the shutdown; only this replica stops", "error", err)
+	}
+}
