@@ -173,7 +173,7 @@ func TestSuperviseTwiceAndBadInput(t *testing.T) {
 	before := s.waitFor("twice/steady-rep-1", "Running", time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
 
 	again := s.vigil("supervise", "-f", file)
-	if again.Code != 0 || !strings.Contains(again.Stdout, "already") {
+	if again.Code != 0 || strings.Count(again.Stdout, "unchanged") != 2 {
 		t.Fatalf("second supervise: exit %d, %q %q", again.Code, again.Stdout, again.Stderr)
 	}
 	bad := s.deployment("bad", strings.Replace(crashLoopDeployment("twice", 1, "3s"), "action: restart", "action: reboot", 1))
