@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -92,40 +93,43 @@ func (c *Connection) AddFlags(fs *pflag.FlagSet) {
 // Resolve applies environment fallbacks to every flag not given on the
 // command line, then checks the settings. lookup is usually os.LookupEnv.
 func (c *Connection) Resolve(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
-	var err error
-	fs.VisitAll(func(f *pflag.Flag) {
-		env, ok := envOf[f.Name]
-		if !ok || err != nil {
-			return
+	// --tls is read apart: whether it was given at all decides whether an
+	// API key implies TLS.
+	if f := fs.Lookup("tls"); f != nil && f.Changed {
+		c.tlsExplicit = true
+	} else if v, set := lookup(envOf["tls"]); f != nil && set && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not true or false", envOf["tls"], v)
 		}
-		if f.Changed {
-			if f.Name == "tls" {
-				c.tlsExplicit = true
-			}
-			return
-		}
-		v, set := lookup(env)
-		if !set || v == "" {
-			return
-		}
-		if f.Name == "tls" {
-			b, perr := strconv.ParseBool(v)
-			if perr != nil {
-				err = fmt.Errorf("%s: %q is not true or false", env, v)
-				return
-			}
-			c.TLS, c.tlsExplicit = b, true
-			return
-		}
-		if serr := f.Value.Set(v); serr != nil {
-			// Never echo the value: it may be the API key.
-			err = fmt.Errorf("%s: invalid value for --%s", env, f.Name)
-		}
-	})
-	if err != nil {
+		c.TLS, c.tlsExplicit = b, true
+	}
+	if err := ApplyEnv(fs, envOf, lookup, "tls"); err != nil {
 		return err
 	}
 	return c.Validate()
+}
+
+// ApplyEnv is the one environment-fallback mechanism of Vigil's commands:
+// every flag of fs named in env (flag name to variable) that was not given
+// on the command line takes the variable's value when it is set and not
+// empty. Flags named in skip are left to the caller. An invalid value is an
+// error naming the variable and the flag, never the value: it may be a
+// secret. lookup is usually os.LookupEnv.
+func ApplyEnv(fs *pflag.FlagSet, env map[string]string, lookup func(string) (string, bool), skip ...string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		name, ok := env[f.Name]
+		if !ok || f.Changed || err != nil || slices.Contains(skip, f.Name) {
+			return
+		}
+		if v, set := lookup(name); set && v != "" {
+			if serr := f.Value.Set(v); serr != nil {
+				err = fmt.Errorf("%s: invalid value for --%s", name, f.Name)
+			}
+		}
+	})
+	return err
 }
 
 // Validate checks the settings without touching the network or the files.

@@ -24,7 +24,8 @@ const (
 	ActionComplete Action = "complete"
 )
 
-// Defaults of the original supervisor, and of the exponential backoff.
+// Defaults of the original supervisor (the in-memory Rust supervisor Vigil
+// ports; see README.md), and of the exponential backoff.
 const (
 	DefaultMaxRestarts   = 5
 	DefaultRestartWindow = 300 * time.Second

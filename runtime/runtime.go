@@ -14,14 +14,14 @@ import (
 // string forms and parsing live in package replica.
 type ContainerID = replica.ID
 
-// Status is the coarse lifecycle state of a container, as in the original supervisor.
+// Status is the coarse lifecycle state of a container, as in the original
+// supervisor (the in-memory Rust supervisor Vigil ports; see README.md),
+// less the Pending and Stopping states no runtime reports.
 type Status string
 
 const (
-	StatusPending      Status = "Pending"
 	StatusInitializing Status = "Initializing"
 	StatusRunning      Status = "Running"
-	StatusStopping     Status = "Stopping"
 	StatusExited       Status = "Exited"
 	StatusFailed       Status = "Failed"
 )

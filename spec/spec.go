@@ -1,4 +1,5 @@
-// Package spec reads deployment files: the original supervisor's YAML format,
+// Package spec reads deployment files: the YAML format of the original
+// supervisor (the in-memory Rust supervisor Vigil ports; see README.md),
 // the subset Vigil acts on, strictly validated.
 //
 // Parsing walks yaml.v3 nodes by hand rather than decoding into structs so

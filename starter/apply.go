@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/spec"
@@ -37,6 +38,9 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 			"runs in the deployment's workflow; follow it with vigil rollout status DEPLOYMENT.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.ApplyEnv(cmd.Flags(), map[string]string{"node": "VIGIL_NODE"}, lookup); err != nil {
+				return usageError{err}
+			}
 			if file == "" {
 				return usagef("%s: -f FILE is required; e.g. vigil %s -f examples/demo.yaml", use, use)
 			}
@@ -70,9 +74,6 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 	cmd.Flags().StringVarP(&file, "file", "f", "", "deployment file (YAML)")
 	cmd.Flags().StringVar(&node, "node", host, "node whose vigil-worker runs the containers (env VIGIL_NODE)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
-	if v, ok := lookup("VIGIL_NODE"); ok && v != "" {
-		node = v
-	}
 	return cmd
 }
 

@@ -115,19 +115,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q; vigil-worker takes only flags", fs.Arg(0))
 	}
-	var err error
-	fs.VisitAll(func(f *pflag.Flag) {
-		env, ok := workerEnv[f.Name]
-		if !ok || f.Changed || err != nil {
-			return
-		}
-		if v, set := lookup(env); set && v != "" {
-			if serr := f.Value.Set(v); serr != nil {
-				err = fmt.Errorf("%s: invalid value for --%s", env, f.Name)
-			}
-		}
-	})
-	if err != nil {
+	if err := config.ApplyEnv(fs, workerEnv, lookup); err != nil {
 		return nil, err
 	}
 	if err := o.conn.Resolve(fs, lookup); err != nil {

@@ -65,7 +65,8 @@ func WorkflowID(id replica.ID) string { return id.WorkflowID() }
 // ParseRef is replica.ParseRef.
 func ParseRef(ref string) (replica.ID, error) { return replica.ParseRef(ref) }
 
-// State is a supervised replica's state, as in the original supervisor.
+// State is a supervised replica's state, as in the original supervisor (the
+// in-memory Rust supervisor Vigil ports; see README.md).
 type State string
 
 const (
@@ -79,7 +80,7 @@ const (
 
 // Watched reports whether the container is watched for exits in this state.
 // Only Running is: during a crash-loop backoff the container is down by
-// design, and watching it then is what made the original restart it every
+// design, and watching it then is what made the Rust original restart it every
 // poll interval.
 func (s State) Watched() bool { return s == StateRunning }
 
