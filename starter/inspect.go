@@ -105,10 +105,13 @@ func printStatus(p printer, v workflows.StateView, sup supervision) error {
 		{"PANIC ACTION", v.PanicAction},
 		{"RESTARTS", strconv.Itoa(v.TotalRestarts)},
 		{"CRASHES IN WINDOW", strconv.Itoa(len(v.RestartTimes))},
-		{"LAST EXIT", exitText(v.LastExitCode)},
+		{"LAST EXIT", lastExitText(v)},
 		{"SUPERVISED SINCE", shortTime(v.SupervisedSince)},
 		{"NEXT RESTART", next},
 		{"LAST EVENT", last},
+	}
+	if v.Health != nil {
+		rows = append(rows, [2]string{"HEALTH", *v.Health})
 	}
 	if sup.startErr != "" {
 		rows = append(rows, [2]string{"START ERROR", sup.startErr})

@@ -255,13 +255,15 @@ func TestSuperviseIsApply(t *testing.T) {
 func sampleView() workflows.StateView {
 	code := 3
 	next := "2026-01-02T03:04:35.5Z"
+	exited := "Exited"
 	return workflows.StateView{
-		ID: "shop/api-rep-1", Deployment: "shop", Service: "api", Replica: 1, Node: "node-a",
+		LastExitReason: &exited,
+		ID:             "shop/api-rep-1", Deployment: "shop", Service: "api", Replica: 1, Node: "node-a",
 		State: workflows.StateCrashLoopBackOff, PanicAction: "restart", TotalRestarts: 6,
 		RestartTimes: []string{"2026-01-02T03:04:05.123Z"}, LastExitCode: &code,
 		SupervisedSince: "2026-01-02T03:00:00Z", NextRestartAt: &next,
 		Events: []workflows.Event{
-			{Type: workflows.EventCrashLoopBackOff, Time: time.Date(2026, 1, 2, 3, 4, 5, 500_000_000, time.UTC), ExitCode: &code, RestartCount: 6},
+			{Type: workflows.EventCrashLoopBackOff, Time: time.Date(2026, 1, 2, 3, 4, 5, 500_000_000, time.UTC), ExitCode: &code, RestartCount: 6, Reason: &exited},
 			{Type: workflows.EventContainerRestarted, Time: time.Date(2026, 1, 2, 3, 4, 1, 0, time.UTC), ExitCode: &code, RestartCount: 5},
 		},
 	}
@@ -282,13 +284,23 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 	if !reflect.DeepEqual(got, wantObj) {
 		t.Errorf("got %s\nwant %s", r.stdout, want)
 	}
-	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events", "generation"} {
+	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events", "generation",
+		"last_exit_reason", "last_exit_signal"} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("missing key %q", key)
 		}
 	}
-	if len(got) != 14 {
-		t.Errorf("got %d keys, want exactly 14", len(got))
+	if len(got) != 16 {
+		t.Errorf("got %d keys, want exactly 16 (health only with a probe)", len(got))
+	}
+	if got["last_exit_reason"] != "Exited" || got["last_exit_signal"] != nil {
+		t.Errorf("last exit reason %v, signal %v; want Exited and null", got["last_exit_reason"], got["last_exit_signal"])
+	}
+	events, _ := got["events"].([]any)
+	for i, e := range events {
+		if _, ok := e.(map[string]any)["reason"]; !ok {
+			t.Errorf("event %d has no reason key", i)
+		}
 	}
 }
 
@@ -298,7 +310,7 @@ func TestStatusAndEventsTables(t *testing.T) {
 	c.On("Close").Return()
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil).Once()
 	r := vigil(t, c, nil, "status", "vigil/shop/api-rep-1")
-	if r.code != exitOK || !regexpMatch(`STATE\s+CrashLoopBackOff`, r.stdout) || !regexpMatch(`NODE\s+node-a`, r.stdout) || !regexpMatch(`LAST EXIT\s+3`, r.stdout) ||
+	if r.code != exitOK || !regexpMatch(`STATE\s+CrashLoopBackOff`, r.stdout) || !regexpMatch(`NODE\s+node-a`, r.stdout) || !regexpMatch(`LAST EXIT\s+3 \(Exited\)`, r.stdout) ||
 		strings.Contains(r.stdout, "START ERROR") {
 		t.Errorf("status: %q %q", r.stdout, r.stderr)
 	}

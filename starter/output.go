@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/vigil-run/vigil/workflows"
 )
 
 // printer writes command results either as tables for people or, with
@@ -55,6 +57,20 @@ func exitText(code *int) string {
 		return "-"
 	}
 	return fmt.Sprint(*code)
+}
+
+// lastExitText is the last exit's code with its reason and signal, e.g.
+// "137 (OOMKilled, SIGKILL)".
+func lastExitText(v workflows.StateView) string {
+	text := exitText(v.LastExitCode)
+	if v.LastExitReason == nil {
+		return text
+	}
+	why := *v.LastExitReason
+	if v.LastExitSignal != nil {
+		why += ", " + *v.LastExitSignal
+	}
+	return text + " (" + why + ")"
 }
 
 // shortTime shows an RFC 3339 time in the local zone to the second.

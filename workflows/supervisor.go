@@ -10,6 +10,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -91,6 +92,9 @@ func Supervise(ctx workflow.Context, in SupervisionInput) error {
 	if err := s.registerHandlers(ctx); err != nil {
 		return err
 	}
+	if s.ver.exitReasons {
+		workflow.Go(ctx, s.followHealth)
+	}
 	err := s.run(ctx)
 	if errors.Is(err, errUnsupervised) {
 		return nil
@@ -156,6 +160,26 @@ func (s *supervisor) registerHandlers(ctx workflow.Context) error {
 		return err
 	}
 	return s.registerDeploymentHandlers(ctx)
+}
+
+// followHealth records the probes' verdicts the node signals. Only the
+// container that runs now has a health: reports in other states are stale.
+func (s *supervisor) followHealth(ctx workflow.Context) {
+	ch := workflow.GetSignalChannel(ctx, SignalHealth)
+	for {
+		var r HealthReport
+		ch.Receive(ctx, &r)
+		if s.st.State != StateRunning || s.in.Spec.Health == nil {
+			continue
+		}
+		switch r.Status {
+		case runtime.HealthStarting, runtime.HealthHealthy, runtime.HealthUnhealthy:
+			if s.st.Health != r.Status {
+				workflow.GetLogger(ctx).Info("health changed", "from", string(s.st.Health), "to", string(r.Status))
+				s.st.Health = r.Status
+			}
+		}
+	}
 }
 
 // validate rejects a request before it reaches history. It must not change state.
@@ -267,20 +291,48 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 		workflow.GetLogger(ctx).Error("watch failed; retrying", "error", watchErr)
 		return s.sleep(ctx, startRetryFirst, "watch failed; looking again")
 	}
-	return s.onExit(ctx, policy.Exit{Code: exit.ExitCode, At: exit.ExitedAt, Reason: exit.Reason})
+	e := policy.Exit{Code: exit.ExitCode, At: exit.ExitedAt, Reason: exit.Reason}
+	if s.ver.exitReasons {
+		e.Cause, e.Signal, e.StartedAt = exit.Cause, exit.Signal, exit.StartedAt
+	}
+	return s.onExit(ctx, e)
+}
+
+// policy is the policy exits are decided by: the deployment's, with the
+// jitter seeded by this replica's workflow ID (the same in every replay and
+// run, different between replicas). Runs from before exit reasons decide
+// as v0.1.0 did.
+func (s *supervisor) policy(ctx workflow.Context) policy.Policy {
+	p := s.in.Policy
+	if !s.ver.exitReasons {
+		p.Rules, p.Exponential = nil, nil
+		return p
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(workflow.GetInfo(ctx).WorkflowExecution.ID))
+	p.Seed = h.Sum64()
+	return p
 }
 
 // onExit asks the policy what an exit means and carries the decision out.
 func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 	s.exitsThisRun++
 	now := workflow.Now(ctx)
-	d := s.in.Policy.Decide(s.st.History, exit, now)
+	d := s.policy(ctx).Decide(s.st.History, exit, now)
 	s.st.History = d.History
 	code := exit.Code
 	s.st.LastExitCode = &code
 	s.st.LastExitAt = exit.At
+	if s.ver.exitReasons {
+		s.st.LastExitReason = runtime.ExitReason(exitReason(exit))
+		s.st.LastExitSignal = exit.Signal
+		if s.st.Health != "" {
+			s.st.Health = runtime.HealthStarting // the next task starts over
+		}
+	}
 	workflow.GetLogger(ctx).Info("container exited",
-		"exit_code", exit.Code, "reason", exit.Reason, "decision", string(d.Outcome), "why", d.Reason)
+		"exit_code", exit.Code, "cause", string(exit.Cause), "signal", exit.Signal, "reason", exit.Reason,
+		"decision", string(d.Outcome), "why", d.Reason, "backoff_episode", d.Episode)
 	s.metric(ctx, exitReason(exit)).Counter(metrics.ContainerExits).Inc(1)
 
 	switch d.Outcome {
@@ -568,6 +620,10 @@ func (s *supervisor) emit(ctx workflow.Context, typ EventType, exitCode *int) {
 	if exitCode != nil {
 		code := *exitCode
 		ev.ExitCode = &code
+		if s.st.LastExitReason != "" {
+			reason := string(s.st.LastExitReason)
+			ev.Reason = &reason
+		}
 	}
 	s.st.Events = append(s.st.Events, ev)
 	if n := len(s.st.Events); n > maxEvents {
@@ -647,6 +703,15 @@ func (s *supervisor) view() StateView {
 		SupervisedSince: formatTime(s.st.SupervisedSince),
 		Events:          append([]Event{}, s.st.Events...),
 		Generation:      s.st.Generation,
+		LastExitReason:  nonEmpty(string(s.st.LastExitReason)),
+		LastExitSignal:  nonEmpty(s.st.LastExitSignal),
+	}
+	if h := s.in.Spec.Health; h != nil && (h.Liveness != nil || h.Startup != nil) {
+		health := string(s.st.Health)
+		if health == "" {
+			health = string(runtime.HealthStarting)
+		}
+		v.Health = &health
 	}
 	for _, t := range s.st.History.RestartTimes {
 		v.RestartTimes = append(v.RestartTimes, formatTime(t))
@@ -659,6 +724,14 @@ func (s *supervisor) view() StateView {
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// nonEmpty is s, or nil (JSON null) when s is empty.
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
 
 // FetchLogs runs the Logs activity on the replica's node and returns its output.
 func FetchLogs(ctx workflow.Context, in FetchLogsInput) (string, error) {

@@ -36,6 +36,9 @@ const (
 	QueryRollout          = "rollout"
 	QueryReplicas         = "replicas"
 	SignalServiceShutdown = "service-shutdown"
+
+	// SignalHealth carries a HealthReport from the node's probes.
+	SignalHealth = "health"
 )
 
 // ErrTypeBusy marks an update refused because another request is in
@@ -107,6 +110,9 @@ type Event struct {
 	Time         time.Time `json:"time"`
 	ExitCode     *int      `json:"exit_code"`
 	RestartCount int       `json:"restart_count"`
+	// Reason is the cause of the exit the event is about (Exited, Signaled,
+	// OOMKilled, Unhealthy, Failed); null for replicas started before v0.2.0.
+	Reason *string `json:"reason"`
 }
 
 // SupervisionInput starts (or continues) the supervision of one replica.
@@ -149,6 +155,11 @@ type Carry struct {
 	Runs          int       `json:"runs"`
 	// Generation is the deployment generation the container was made from.
 	Generation int `json:"generation,omitempty"`
+	// LastExitReason and LastExitSignal explain the last exit (empty if none).
+	LastExitReason runtime.ExitReason `json:"last_exit_reason,omitempty"`
+	LastExitSignal string             `json:"last_exit_signal,omitempty"`
+	// Health is what the probes last said (empty without probes).
+	Health runtime.HealthStatus `json:"health,omitempty"`
 }
 
 // StateView is the answer to the "state" query and the object `vigil status --json` prints.
@@ -168,6 +179,23 @@ type StateView struct {
 	Events          []Event  `json:"events"`
 	// Generation is the deployment generation the container was made from.
 	Generation int `json:"generation"`
+	// LastExitReason is Exited, Signaled, OOMKilled, Unhealthy or Failed;
+	// LastExitSignal names the signal that killed it. Null when none.
+	LastExitReason *string `json:"last_exit_reason"`
+	LastExitSignal *string `json:"last_exit_signal"`
+	// Health is starting, healthy or unhealthy; present only when the
+	// service has a probe.
+	Health *string `json:"health,omitempty"`
+}
+
+// HealthReport is the "health" signal: the node's probes changed their
+// verdict on the replica's container. Sent only on a change, so a healthy
+// container adds no history.
+type HealthReport struct {
+	Status runtime.HealthStatus `json:"status"`
+	// StartedAt identifies the container's task the verdict is about; a
+	// report about an earlier task is ignored.
+	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
 // ReleaseRequest is the "release" update's argument.

@@ -31,6 +31,10 @@ type versions struct {
 	periodicCAN bool
 	// deployments: a shutdown policy shuts the whole service down.
 	deployments bool
+	// exitReasons: exits carry their cause, signal and start time to the
+	// policy, whose rules and exponential backoff apply; events and status
+	// say why.
+	exitReasons bool
 }
 
 // Change IDs, one per behaviour change, oldest first.
@@ -43,6 +47,10 @@ const (
 	// it down signals its deployment workflow, which shuts the whole service
 	// down; v0.1.0 stopped only the crashing replica.
 	changeDeployments = "deployments"
+	// changeExitReasons (release v0.2.0): exit-code and signal rules,
+	// exponential backoff, and exit reasons (OOMKilled, Unhealthy, ...);
+	// runs before it decide every exit as v0.1.0 did.
+	changeExitReasons = "exit-reasons"
 )
 
 // readVersions reads every change's version for this run. Call it once, first
@@ -51,5 +59,6 @@ func readVersions(ctx workflow.Context) versions {
 	return versions{
 		periodicCAN: workflow.GetVersion(ctx, changePeriodicCAN, workflow.DefaultVersion, 1) >= 1,
 		deployments: workflow.GetVersion(ctx, changeDeployments, workflow.DefaultVersion, 1) >= 1,
+		exitReasons: workflow.GetVersion(ctx, changeExitReasons, workflow.DefaultVersion, 1) >= 1,
 	}
 }

@@ -31,6 +31,8 @@ var Scenarios = []Scenario{
 	{Name: "continued-as-new", Since: "v0.1.0", Run: continuedAsNew},
 	{Name: "periodic-continue-as-new", Since: "v0.2.0", Run: periodicContinueAsNew},
 	{Name: "periodic-continue-as-new-backoff", Since: "v0.2.0", Run: periodicContinueAsNewBackoff},
+	{Name: "exponential-backoff", Since: "v0.2.0", Run: exponentialBackoff},
+	{Name: "rule-shutdown", Since: "v0.2.0", Run: ruleShutdown},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -142,6 +144,33 @@ func backoffEnded(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 		return nil, err
 	}
 	return one(wid, "backoff-ended"), unsupervise(ctx, e, ref, wid, true)
+}
+
+// rulesPolicy restarts exit 3 with an exponential backoff and shuts down on exit 42.
+const rulesPolicy = "{ action: restart, max_restarts: 1, restart_window: 120s, poll_interval: 1s, " +
+	"backoff: { initial: 1s, max: 2s, multiplier: 2, jitter: 0.1 }, rules: [ { exit_codes: [42], action: shutdown } ] }"
+
+// exponential-backoff: two crash-loop episodes of an exponential backoff
+// (1 s, then 2 s), then supervision ends.
+func exponentialBackoff(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "crasher")
+	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, crashScript, rulesPolicy)); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "two backoff episodes", func(v workflows.StateView) bool { return v.TotalRestarts >= 3 }); err != nil {
+		return nil, err
+	}
+	return one(wid, "exponential-backoff"), unsupervise(ctx, e, ref, wid, false)
+}
+
+// rule-shutdown: exit 42 matches a rule whose action is shutdown (open).
+func ruleShutdown(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "crasher")
+	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, "sleep 1; exit 42", rulesPolicy)); err != nil {
+		return nil, err
+	}
+	_, err := e.WaitState(ctx, ref, "Shutdown", func(v workflows.StateView) bool { return v.State == workflows.StateShutdown })
+	return one(wid, "rule-shutdown"), err
 }
 
 // isolate-release: isolated after a crash, released, isolated again, unsupervised.
