@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -75,7 +76,7 @@ func Observe(ctx context.Context, c client.Client, in workflows.ObserveInput) ([
 			return nil, fmt.Errorf("list the replicas of %s: %w", in.Deployment, err)
 		}
 		for _, e := range resp.GetExecutions() {
-			if id, err := workflows.ParseRef(e.GetExecution().GetWorkflowId()); err == nil && id.Deployment == in.Deployment {
+			if id, err := replica.ParseRef(e.GetExecution().GetWorkflowId()); err == nil && id.Deployment == in.Deployment {
 				add(id.Ref())
 			}
 		}
@@ -100,11 +101,11 @@ func Observe(ctx context.Context, c client.Client, in workflows.ObserveInput) ([
 }
 
 func observeOne(ctx context.Context, c client.Client, ref string) (workflows.ReplicaRecord, bool, error) {
-	id, err := workflows.ParseRef(ref)
+	id, err := replica.ParseRef(ref)
 	if err != nil {
 		return workflows.ReplicaRecord{}, false, err
 	}
-	wid := workflows.WorkflowID(id)
+	wid := id.WorkflowID()
 	resp, err := c.DescribeWorkflowExecution(ctx, wid, "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
@@ -156,7 +157,7 @@ func (a *Activities) StartReplica(ctx context.Context, in workflows.SupervisionI
 // StartReplica starts the replica's supervisor workflow unless one runs.
 func StartReplica(ctx context.Context, c client.Client, taskQueue string, in workflows.SupervisionInput) (client.WorkflowRun, error) {
 	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        workflows.WorkflowID(in.ID),
+		ID:        in.ID.WorkflowID(),
 		TaskQueue: taskQueue,
 		// A running supervisor is never touched; a closed one (completed or
 		// unsupervised) may be started afresh.
@@ -221,7 +222,7 @@ func (a *Activities) update(ctx context.Context, id runtime.ContainerID, updateI
 	stop := heartbeat(ctx)
 	defer stop()
 	h, err := a.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   workflows.WorkflowID(id),
+		WorkflowID:   id.WorkflowID(),
 		UpdateID:     updateID,
 		UpdateName:   name,
 		Args:         []any{arg},

@@ -94,42 +94,6 @@ func Parse(data []byte) (*Deployment, error) {
 	return parse(data)
 }
 
-// Input is what the file decides for one replica on one node: the fields of
-// the supervisor workflow's input that come from the file, under the same
-// JSON names. spec has its own type so that the parser does not pull in
-// the workflow package and the Temporal SDK.
-type Input struct {
-	ID             replica.ID            `json:"id"`
-	Spec           runtime.ContainerSpec `json:"spec"`
-	Policy         policy.Policy         `json:"policy"`
-	Node           string                `json:"node"`
-	IsolateWebhook string                `json:"isolate_webhook,omitempty"`
-	StopGrace      time.Duration         `json:"stop_grace,omitempty"`
-}
-
-// Inputs turns the deployment into one supervision input per replica, in file
-// order, placed on the service's node, else on defaultNode.
-func (d *Deployment) Inputs(defaultNode string) []Input {
-	var out []Input
-	for _, s := range d.Services {
-		node := defaultNode
-		if s.Node != "" {
-			node = s.Node
-		}
-		for r := 1; r <= s.Replicas; r++ {
-			out = append(out, Input{
-				ID:             replica.ID{Deployment: d.Name, Service: s.Name, Replica: r},
-				Spec:           cloneSpec(s.Spec),
-				Policy:         s.Policy,
-				Node:           node,
-				IsolateWebhook: s.IsolateWebhook,
-				StopGrace:      s.StopGrace,
-			})
-		}
-	}
-	return out
-}
-
 // Update is a service's rollout settings: update: { max_unavailable, min_ready }.
 type Update struct {
 	MaxUnavailable int

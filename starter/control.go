@@ -75,7 +75,7 @@ func updateCommand(a *app, name, short string) *cobra.Command {
 
 // serviceRef recognizes "<deployment>/<service>" (not a replica's ID).
 func serviceRef(arg string) (deployment, service string, ok bool) {
-	if _, err := workflows.ParseRef(arg); err == nil {
+	if _, err := replica.ParseRef(arg); err == nil {
 		return "", "", false
 	}
 	deployment, service, found := strings.Cut(arg, "/")

@@ -174,15 +174,15 @@ func ContainerName(id runtime.ContainerID) string { return id.ContainerName() }
 
 // LogPath is where a replica's stdout and stderr are kept.
 func (r *Runtime) LogPath(id runtime.ContainerID) string {
-	return filepath.Join(r.logDir, ContainerName(id)+".log")
+	return filepath.Join(r.logDir, id.ContainerName()+".log")
 }
 
 func validateID(id runtime.ContainerID) error {
 	if id.Deployment == "" || id.Service == "" || id.Replica < 1 {
 		return fmt.Errorf("container id %+v: deployment and service must be set and replica >= 1", id)
 	}
-	if err := identifiers.Validate(ContainerName(id)); err != nil {
-		return fmt.Errorf("container id %q: %v; use letters, digits, '.', '_' and '-' in deployment and service names", ContainerName(id), err)
+	if err := identifiers.Validate(id.ContainerName()); err != nil {
+		return fmt.Errorf("container id %q: %v; use letters, digits, '.', '_' and '-' in deployment and service names", id.ContainerName(), err)
 	}
 	return nil
 }
@@ -196,7 +196,7 @@ func (r *Runtime) named(ctx context.Context, id runtime.ContainerID) (context.Co
 	if err := validateID(id); err != nil {
 		return ctx, "", err
 	}
-	return r.nsCtx(ctx), ContainerName(id), nil
+	return r.nsCtx(ctx), id.ContainerName(), nil
 }
 
 // exclusive is named plus exclusive access to the container among this

@@ -32,7 +32,7 @@ func ParseContainerName(name string) (runtime.ContainerID, bool) {
 		return runtime.ContainerID{}, false
 	}
 	id := runtime.ContainerID{Deployment: dep, Service: rest[:i], Replica: n}
-	return id, ContainerName(id) == name
+	return id, id.ContainerName() == name
 }
 
 // Events follows containerd's /tasks/exit and /tasks/oom events in the

@@ -91,8 +91,8 @@ func (r *Runtime) Logs(ctx context.Context, id runtime.ContainerID, tail int) ([
 	out, err := tailFile(r.LogPath(id), tail, r.cfg.MaxLogBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		// No output yet is not an error; an unknown container is.
-		if _, err := r.client.LoadContainer(r.nsCtx(ctx), ContainerName(id)); err != nil {
-			return nil, wrap("logs", ContainerName(id), err, runtime.ErrContainerNotFound)
+		if _, err := r.client.LoadContainer(r.nsCtx(ctx), id.ContainerName()); err != nil {
+			return nil, wrap("logs", id.ContainerName(), err, runtime.ErrContainerNotFound)
 		}
 		return nil, nil
 	}
