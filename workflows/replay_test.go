@@ -25,6 +25,7 @@ func newReplayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
 	r.RegisterWorkflowWithOptions(FetchLogs, workflow.RegisterOptions{Name: FetchLogsWorkflowName})
+	r.RegisterWorkflowWithOptions(Deployment, workflow.RegisterOptions{Name: DeploymentWorkflowName})
 	return r
 }
 

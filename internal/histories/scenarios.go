@@ -33,6 +33,8 @@ var Scenarios = []Scenario{
 	{Name: "periodic-continue-as-new-backoff", Since: "v0.2.0", Run: periodicContinueAsNewBackoff},
 	{Name: "exponential-backoff", Since: "v0.2.0", Run: exponentialBackoff},
 	{Name: "rule-shutdown", Since: "v0.2.0", Run: ruleShutdown},
+	{Name: "rolling-update", Since: "v0.2.0", Run: rollingUpdate},
+	{Name: "service-shutdown", Since: "v0.2.0", Run: serviceShutdown},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
