@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -64,8 +65,8 @@ const (
 
 // ref and workflow ID of replica 1 of the deployment's service.
 func ids(dep, service string) (ref, wid string) {
-	ref = dep + "/" + service + "-rep-1"
-	return ref, "vigil/" + ref
+	id := replica.ID{Deployment: dep, Service: service, Replica: 1}
+	return id.Ref(), id.WorkflowID()
 }
 
 // watching: the history shows a watch scheduled after the last start.
@@ -365,8 +366,8 @@ func (e *Env) StartVariant(ctx context.Context, dep, service, yaml string, mutat
 	}
 	id["replica"] = 2
 	mutate(in)
-	ref = dep + "/" + service + "-rep-2"
-	wid = "vigil/" + ref
+	id2 := replica.ID{Deployment: dep, Service: service, Replica: 2}
+	ref, wid = id2.Ref(), id2.WorkflowID()
 	run, err := e.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        wid,
 		TaskQueue: workflows.DefaultTaskQueue,
