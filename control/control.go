@@ -67,8 +67,7 @@ func Observe(ctx context.Context, c client.Client, in workflows.ObserveInput) ([
 	for _, ref := range in.Known {
 		add(ref)
 	}
-	query := fmt.Sprintf("WorkflowType = '%s' AND VigilDeployment = '%s' AND (ExecutionStatus = 'Running' OR (ExecutionStatus = 'Completed' AND VigilState = '%s'))",
-		workflows.SupervisorWorkflowName, in.Deployment, workflows.StateCompleted)
+	query := workflows.ReplicasQuery(in.Deployment, "", "")
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})

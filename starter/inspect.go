@@ -178,22 +178,9 @@ func (f listFilter) validate() error {
 	return nil
 }
 
-// query is the visibility query: supervisors that are running, plus those
-// that ended because their container completed. Runs closed by
-// continue-as-new or by unsupervise are not supervised replicas.
+// query is the visibility query of the replicas the filter lets through.
 func (f listFilter) query() string {
-	q := fmt.Sprintf("WorkflowType = '%s' AND (ExecutionStatus = 'Running' OR (ExecutionStatus = 'Completed' AND %s = '%s'))",
-		workflows.SupervisorWorkflowName, replica.SearchAttrState, workflows.StateCompleted)
-	if f.deployment != "" {
-		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrDeployment, f.deployment)
-	}
-	if f.service != "" {
-		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrService, f.service)
-	}
-	if f.state != "" {
-		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrState, f.state)
-	}
-	return q
+	return workflows.ReplicasQuery(f.deployment, f.service, f.state)
 }
 
 // listedReplica is one supervisor found by the visibility query.

@@ -1,0 +1,28 @@
+package workflows
+
+import (
+	"fmt"
+
+	"github.com/vigil-run/vigil/replica"
+)
+
+// ReplicasQuery is the visibility query for supervised replicas: supervisors
+// that are running, plus those that ended because their container
+// completed (runs closed by continue-as-new or by unsupervise are not
+// supervised replicas), narrowed to a deployment, a service and a state when
+// they are not empty. They are quoted into the query: pass only valid names
+// (replica.ValidName) and states.
+func ReplicasQuery(deployment, service, state string) string {
+	q := fmt.Sprintf("WorkflowType = '%s' AND (ExecutionStatus = 'Running' OR (ExecutionStatus = 'Completed' AND %s = '%s'))",
+		SupervisorWorkflowName, replica.SearchAttrState, StateCompleted)
+	if deployment != "" {
+		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrDeployment, deployment)
+	}
+	if service != "" {
+		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrService, service)
+	}
+	if state != "" {
+		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrState, state)
+	}
+	return q
+}
