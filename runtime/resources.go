@@ -27,6 +27,9 @@ type Health struct {
 	Liveness *Probe `json:"liveness,omitempty"`
 	// Startup must succeed once before liveness is probed.
 	Startup *Probe `json:"startup,omitempty"`
+	// StopGrace is the time between SIGTERM and SIGKILL when an unhealthy
+	// container is stopped (the service's stop_grace).
+	StopGrace time.Duration `json:"stop_grace,omitempty"`
 }
 
 // Probe checks a container: exactly one of Exec, HTTP and TCP is set.

@@ -196,6 +196,9 @@ func parseService(deployment string, p entry) (Service, error) {
 	if s.Spec.Health, err = parseHealth(fields["health"], path+".health"); err != nil {
 		return Service{}, err
 	}
+	if s.Spec.Health != nil {
+		s.Spec.Health.StopGrace = s.StopGrace
+	}
 	if s.Spec.Resources, err = parseResources(fields["resources"], path+".resources"); err != nil {
 		return Service{}, err
 	}

@@ -120,7 +120,7 @@ func cloneSpec(s runtime.ContainerSpec) runtime.ContainerSpec {
 		c.Resources = &r
 	}
 	if s.Health != nil {
-		h := runtime.Health{Liveness: cloneProbe(s.Health.Liveness), Startup: cloneProbe(s.Health.Startup)}
+		h := runtime.Health{Liveness: cloneProbe(s.Health.Liveness), Startup: cloneProbe(s.Health.Startup), StopGrace: s.Health.StopGrace}
 		c.Health = &h
 	}
 	return c

@@ -299,8 +299,9 @@ func TestParseContract(t *testing.T) {
 		t.Errorf("policy:\n got %+v\nwant %+v", api.Policy, wantPolicy)
 	}
 	wantHealth := &runtime.Health{
-		Liveness: &runtime.Probe{Exec: []string{"/bin/sh", "-c", "test -f /tmp/ok"}, Period: 10 * time.Second, Timeout: 2 * time.Second, FailureThreshold: 3},
-		Startup:  &runtime.Probe{HTTP: &runtime.HTTPProbe{Port: 8080, Path: "/healthz"}, Period: time.Second, Timeout: time.Second, FailureThreshold: 30},
+		Liveness:  &runtime.Probe{Exec: []string{"/bin/sh", "-c", "test -f /tmp/ok"}, Period: 10 * time.Second, Timeout: 2 * time.Second, FailureThreshold: 3},
+		Startup:   &runtime.Probe{HTTP: &runtime.HTTPProbe{Port: 8080, Path: "/healthz"}, Period: time.Second, Timeout: time.Second, FailureThreshold: 30},
+		StopGrace: DefaultStopGrace,
 	}
 	if !reflect.DeepEqual(api.Spec.Health, wantHealth) {
 		t.Errorf("health:\n got %+v\nwant %+v", api.Spec.Health, wantHealth)

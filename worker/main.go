@@ -271,7 +271,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			MaxHeartbeatThrottleInterval: heartbeatThrottle,
 		})
 		var actRT runtime.Runtime = rt
-		actOpts := activities.Options{}
+		actOpts := activities.Options{Probes: rt, ReportHealth: healthReporter(c)}
 		if m != nil {
 			actRT = m.Instrument(rt)
 			actOpts.Watched = m.Watched()
@@ -293,6 +293,17 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		return nil
 	case err := <-fatal:
 		return fmt.Errorf("worker failed: %w", err)
+	}
+}
+
+// healthReporter signals a replica's workflow when its container's health
+// changes (only then: a healthy container adds no history).
+func healthReporter(c client.Client) func(context.Context, runtime.ContainerID, runtime.HealthStatus, time.Time) error {
+	return func(ctx context.Context, id runtime.ContainerID, status runtime.HealthStatus, startedAt time.Time) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return c.SignalWorkflow(ctx, workflows.WorkflowID(id), "", workflows.SignalHealth,
+			workflows.HealthReport{Status: status, StartedAt: startedAt})
 	}
 }
 

@@ -28,6 +28,10 @@ func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runti
 	}
 	defer unlock()
 	digest := specDigest(spec)
+	health, err := healthLabel(spec)
+	if err != nil {
+		return &Error{Op: "create", ID: name, Kind: runtime.ErrInvalidSpec, Err: err}
+	}
 
 	existing, err := r.client.LoadContainer(ctx, name)
 	switch {
@@ -87,6 +91,9 @@ func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runti
 		LabelSpec:       digest,
 	}
 	maps.Copy(labels, networkLabels(spec))
+	if health != "" {
+		labels[LabelHealth] = health
+	}
 	opts := []containerd.NewContainerOpts{containerd.WithImage(image)}
 	if r.cfg.Snapshotter != "" {
 		opts = append(opts, containerd.WithSnapshotter(r.cfg.Snapshotter))
