@@ -91,7 +91,7 @@ func (r Rule) Matches(exit Exit) bool {
 	return false
 }
 
-// Default is the original supervisor's policy.
+// Default is the original supervisor's policy (the Rust supervisor Vigil ports; see README.md).
 func Default() Policy {
 	return Policy{
 		Action:        ActionRestart,

@@ -90,7 +90,8 @@ func (s State) Watched() bool { return s == StateRunning }
 // AllStates lists the states in a stable order (for counts and validation).
 var AllStates = []State{StateRunning, StateRestarting, StateCrashLoopBackOff, StateIsolated, StateShutdown, StateCompleted}
 
-// EventType names a supervision event, as in the original supervisor.
+// EventType names a supervision event, as in the original supervisor (the
+// Rust supervisor Vigil ports; see README.md).
 type EventType string
 
 const (
