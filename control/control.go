@@ -163,7 +163,8 @@ func StartReplica(ctx context.Context, c client.Client, taskQueue string, in wor
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchAttrState.ValueSet(string(workflows.StateRunning)),
+			// Until the workflow has started the container once.
+			workflows.SearchAttrState.ValueSet(string(workflows.StatePending)),
 			workflows.SearchAttrService.ValueSet(in.ID.Service),
 			workflows.SearchAttrDeployment.ValueSet(in.ID.Deployment),
 		),

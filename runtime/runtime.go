@@ -134,7 +134,8 @@ type Runtime interface {
 	Wait(ctx context.Context, id ContainerID) (ContainerState, error)
 	// Stop sends SIGTERM, then SIGKILL after grace. Stopping a stopped container is a no-op.
 	Stop(ctx context.Context, id ContainerID, grace time.Duration) error
-	// Remove deletes the task, the container and its snapshot. Missing is not an error.
+	// Remove deletes the task, the container and its snapshot; the log is
+	// kept. Missing is not an error.
 	Remove(ctx context.Context, id ContainerID) error
 	// Isolate marks the container as isolated (label vigil.isolated=true) and
 	// keeps its exited task and logs for debugging.

@@ -70,12 +70,12 @@ func parse(data []byte) (d *Deployment, err error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &FieldError{Path: "document", Msg: "empty; write a deployment with version, deployment and services"}
 		}
-		return nil, syntaxError(err)
+		return nil, syntaxError(data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, syntaxError(err)
+			return nil, syntaxError(data, err)
 		}
 		return nil, &FieldError{Line: extra.Line, Path: "document", Msg: "more than one YAML document; keep one deployment per file"}
 	}
@@ -88,7 +88,7 @@ func parse(data []byte) (d *Deployment, err error) {
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
 // syntaxError turns a YAML syntax error into a one-line FieldError.
-func syntaxError(err error) *FieldError {
+func syntaxError(data []byte, err error) *FieldError {
 	msg := err.Error()
 	fe := &FieldError{Path: "document"}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
@@ -96,9 +96,41 @@ func syntaxError(err error) *FieldError {
 		msg = msg[len(m[0]):]
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
+	if line := problemLine(data, msg); line > 0 {
+		fe.Line = line
+	}
 	msg = errtext.OneLine(msg)
 	fe.Msg = "invalid YAML (" + msg + "); fix the syntax"
 	return fe
+}
+
+// maxProblemLineSearch bounds the search below; deployment files are far
+// shorter, and a huge file only loses the line's precision.
+const maxProblemLineSearch = 1000
+
+// problemLine finds the line a YAML syntax error is on. yaml.v3 reports the
+// line where the enclosing construct began (often the line before), not the
+// line of the problem, so this parses ever longer prefixes of the file: the
+// first one that fails with the same problem ends on the line that has it.
+// 0 if not found.
+func problemLine(data []byte, problem string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > maxProblemLineSearch {
+		return 0
+	}
+	n := 0
+	for i, l := range lines {
+		n += len(l)
+		var doc yaml.Node
+		err := yaml.NewDecoder(bytes.NewReader(data[:n])).Decode(&doc)
+		if err == nil || errors.Is(err, io.EOF) {
+			continue
+		}
+		if msg := yamlLine.ReplaceAllString(err.Error(), ""); strings.TrimPrefix(msg, "yaml: ") == problem {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 func parseDeployment(root *yaml.Node) (*Deployment, error) {

@@ -77,13 +77,19 @@ func ParseFile(path string) (*Deployment, error) {
 		return nil, &FieldError{File: path, Path: "file", Msg: fmt.Sprintf("cannot read: %v; pass an existing deployment file with -f", errtext.WithoutPath(err))}
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	return ParseReader(path, f)
+}
+
+// ParseReader reads and parses a deployment file from r (e.g. stdin); name
+// stands for the file in errors.
+func ParseReader(name string, r io.Reader) (*Deployment, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
 	if err != nil {
-		return nil, &FieldError{File: path, Path: "file", Msg: fmt.Sprintf("cannot read: %v; pass a readable deployment file with -f", errtext.WithoutPath(err))}
+		return nil, &FieldError{File: name, Path: "file", Msg: fmt.Sprintf("cannot read: %v; pass a readable deployment file with -f", errtext.WithoutPath(err))}
 	}
 	d, err := Parse(data)
 	if fe, ok := err.(*FieldError); ok {
-		fe.File = path
+		fe.File = name
 	}
 	return d, err
 }

@@ -112,7 +112,14 @@ func TestParseBad(t *testing.T) {
 		{"empty", "", "document", "empty", 0},
 		{"comment only", "# nothing\n", "document", "empty", 0},
 		{"syntax", "version: v1\n  deployment: [\n", "document", "invalid YAML", 2},
-		{"tab indent", "version: v1\n\tdeployment: x\n", "document", "invalid YAML", 0},
+		{"tab indent", "version: v1\n\tdeployment: x\n", "document", "invalid YAML", 2},
+		// yaml.v3 names the line where the enclosing mapping began; the
+		// error must point at the line that has the mistake.
+		{"syntax bad indent", svc("   bad: 1\n"), "document", "invalid YAML (did not find expected key)", 6},
+		{"syntax two colons", svc("    x: y: z\n"), "document", "mapping values are not allowed", 6},
+		{"syntax open quote", svc("    env: \"abc\n"), "document", "invalid YAML", 6},
+		{"syntax open list", svc("    command: [a, b\n"), "document", "invalid YAML", 6},
+		{"syntax list in mapping", svc("    - a\n"), "document", "invalid YAML", 6},
 		{"two documents", "version: v1\n---\nversion: v1\n", "document", "more than one YAML document", 2},
 		{"not a mapping", "- a\n- b\n", "document", "want a mapping", 1},
 		{"unknown top", "version: v1\ndeploymnet: shop\n", "deploymnet", "unknown field; valid fields are version, deployment, services", 2},

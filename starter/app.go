@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,7 @@ type dialer func(ctx context.Context, opts client.Options) (client.Client, error
 // client, which is made only when a command first needs it so that local
 // mistakes (a bad deployment file) never touch the network.
 type app struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	json           bool
 	timeout        time.Duration
@@ -106,6 +108,17 @@ func (a *app) close() {
 	if a.c != nil {
 		a.c.Close()
 	}
+}
+
+// warn prints a warning on stderr: the command goes on and exits 0.
+func (a *app) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if a.json {
+		b, _ := json.Marshal(map[string]string{"warning": msg})
+		fmt.Fprintf(a.stderr, "%s\n", b)
+		return
+	}
+	fmt.Fprintf(a.stderr, "vigil: warning: %s\n", msg)
 }
 
 func (a *app) printer() printer {

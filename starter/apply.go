@@ -48,9 +48,9 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 				return usagef("--node: empty; give the name of the node whose vigil-worker runs the containers")
 			}
 			// Parse before connecting: a bad file never reaches the server.
-			d, err := spec.ParseFile(file)
+			d, err := a.parseDeployment(file)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			desired := desiredState(d, node)
 			ctx, cancel := a.withTimeout(cmd)
@@ -68,13 +68,48 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 			if err != nil {
 				return err
 			}
-			return printPlan(a.printer(), d.Name, res, dryRun)
+			if err := printPlan(a.printer(), d.Name, res, dryRun); err != nil {
+				return err
+			}
+			if !dryRun {
+				warnNodesWithoutWorker(ctx, a, c, desired)
+			}
+			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "deployment file (YAML)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "deployment file (YAML); - reads it from stdin")
 	cmd.Flags().StringVar(&node, "node", host, "node whose vigil-worker runs the containers (env VIGIL_NODE)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	return cmd
+}
+
+// parseDeployment reads the deployment file named by -f; "-" is stdin.
+func (a *app) parseDeployment(file string) (*spec.Deployment, error) {
+	var d *spec.Deployment
+	var err error
+	if file == "-" {
+		d, err = spec.ParseReader("stdin", a.stdin)
+	} else {
+		d, err = spec.ParseFile(file)
+	}
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return d, nil
+}
+
+// warnNodesWithoutWorker warns, once per node, when no worker polls the
+// queue of a node the deployment's replicas run on: they stay Pending.
+func warnNodesWithoutWorker(ctx context.Context, a *app, c client.Client, desired workflows.DeploymentSpec) {
+	workers := newNodeWorkers(c)
+	warned := map[string]bool{}
+	for _, s := range desired.Services {
+		node := s.Config.Node
+		if has, known := workers.has(ctx, node); known && !has && !warned[node] {
+			warned[node] = true
+			a.warn("%s", noWorkerText(node))
+		}
+	}
 }
 
 // applyRetryPause is the pause before a transient failure is retried.

@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
@@ -18,40 +24,97 @@ type UpdateResult struct {
 	ID     string `json:"id"`
 	Update string `json:"update"`
 	Result string `json:"result"`
+	// RequestID is the request's ID (also its Temporal update ID).
+	RequestID string `json:"request_id"`
+	// Note says what was done and what was not, e.g. a container that
+	// unsupervise --stop could not stop.
+	Note string `json:"note,omitempty"`
+}
+
+func releaseRequest(id string) any { return workflows.ReleaseRequest{RequestID: id} }
+
+// request is an operator request about to be sent: its update and an
+// argument carrying the request's ID.
+type request struct {
+	name string
+	arg  func(requestID string) any
 }
 
 // sendUpdate runs one of the supervisor's updates and waits until the
 // workflow has carried it out.
-func sendUpdate(cmd *cobra.Command, a *app, ref, name string, arg any) error {
+func sendUpdate(cmd *cobra.Command, a *app, ref string, req request) error {
 	return a.onReplica(cmd, ref, func(ctx context.Context, c client.Client, id replica.ID) error {
-		if err := runUpdate(ctx, c, id, name, arg); err != nil {
+		res, err := runUpdate(ctx, c, id, req)
+		if err != nil {
 			return err
 		}
-		res := UpdateResult{ID: id.Ref(), Update: name, Result: "done"}
 		p := a.printer()
 		if p.json {
 			return p.JSON(res)
 		}
-		_, err := fmt.Fprintf(p.out, "%s: %s done\n", res.ID, name)
+		_, err = fmt.Fprintln(p.out, res.line())
 		return err
 	})
 }
 
-// runUpdate runs one of the supervisor's updates to completion.
-func runUpdate(ctx context.Context, c client.Client, id replica.ID, name string, arg any) error {
+// runUpdate runs one of the supervisor's updates to completion. The
+// request's ID is a fresh UUID and the update's ID: the SDK's own retries of
+// the call are the same request, and the workflow treats a repetition of a
+// request in flight as that request.
+func runUpdate(ctx context.Context, c client.Client, id replica.ID, req request) (UpdateResult, error) {
+	requestID := uuid.NewString()
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		UpdateID:     requestID,
 		WorkflowID:   id.WorkflowID(),
-		UpdateName:   name,
-		Args:         []any{arg},
+		UpdateName:   req.name,
+		Args:         []any{req.arg(requestID)},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
-		return describeErr(id.Ref(), err)
+		return UpdateResult{}, updateErr(ctx, c, id, req.name, requestID, err)
 	}
-	if err := h.Get(ctx, nil); err != nil {
-		return describeErr(id.Ref(), err)
+	var out workflows.UpdateResult
+	// Workflows of v0.1.0 return nothing.
+	if err := h.Get(ctx, &out); err != nil && !errors.Is(err, temporal.ErrNoData) {
+		return UpdateResult{}, updateErr(ctx, c, id, req.name, requestID, err)
 	}
-	return nil
+	return UpdateResult{ID: id.Ref(), Update: req.name, Result: "done", RequestID: requestID, Note: out.Note}, nil
+}
+
+// line is the result as `vigil` prints it without --json.
+func (r UpdateResult) line() string {
+	line := fmt.Sprintf("%s: %s done", r.ID, r.Update)
+	if r.Note != "" {
+		line += " (" + r.Note + ")"
+	}
+	return line
+}
+
+// updateErr explains a failed request. A replica whose supervision has ended
+// is not an unknown ID (status still shows it); a request that timed out
+// still goes on in the workflow.
+func updateErr(ctx context.Context, c client.Client, id replica.ID, name, requestID string, err error) error {
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		if resp, derr := c.DescribeWorkflowExecution(ctx, id.WorkflowID(), ""); derr == nil &&
+			resp.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return failure{fmt.Errorf("%s: not supervised any more (supervision ended %s); vigil supervise -f FILE supervises it again (a container left running is adopted), then %s works",
+				id.Ref(), closeTime(resp.GetWorkflowExecutionInfo()), name)}
+		}
+	}
+	var deadline *serviceerror.DeadlineExceeded
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline) {
+		return failure{fmt.Errorf("%s: %s request %s is not finished after --timeout; it goes on: run the same command again to wait for it, and see vigil status %s",
+			id.Ref(), name, requestID, id.Ref())}
+	}
+	return describeErr(id.Ref(), err)
+}
+
+func closeTime(info *workflowpb.WorkflowExecutionInfo) string {
+	if t := info.GetCloseTime(); t != nil {
+		return t.AsTime().Local().Format(timeLayout)
+	}
+	return "earlier"
 }
 
 // updateCommand is release or restart: an update without options.
@@ -64,11 +127,11 @@ func updateCommand(a *app, name, short string) *cobra.Command {
 			if dep, svc, ok := serviceRef(args[0]); ok && name == workflows.UpdateRelease {
 				return releaseService(cmd, a, dep, svc)
 			}
-			var arg any = workflows.ReleaseRequest{}
+			req := request{name: name, arg: releaseRequest}
 			if name == workflows.UpdateRestart {
-				arg = workflows.RestartRequest{Reason: "vigil restart"}
+				req.arg = func(id string) any { return workflows.RestartRequest{Reason: "vigil restart", RequestID: id} }
 			}
-			return sendUpdate(cmd, a, args[0], name, arg)
+			return sendUpdate(cmd, a, args[0], req)
 		},
 	}
 }
@@ -111,10 +174,11 @@ func releaseService(cmd *cobra.Command, a *app, deployment, service string) erro
 		if v.State != workflows.StateShutdown && v.State != workflows.StateIsolated {
 			continue
 		}
-		if err := runUpdate(ctx, c, r.id, workflows.UpdateRelease, workflows.ReleaseRequest{}); err != nil {
+		res, err := runUpdate(ctx, c, r.id, request{name: workflows.UpdateRelease, arg: releaseRequest})
+		if err != nil {
 			return err
 		}
-		released = append(released, UpdateResult{ID: r.id.Ref(), Update: workflows.UpdateRelease, Result: "done"})
+		released = append(released, res)
 	}
 	if len(released) == 0 {
 		return failure{fmt.Errorf("%s: no replica of this service is Shutdown or Isolated; see vigil list --deployment %s --service %s", ref, deployment, service)}
@@ -124,7 +188,7 @@ func releaseService(cmd *cobra.Command, a *app, deployment, service string) erro
 		return p.JSON(released)
 	}
 	for _, r := range released {
-		if _, err := fmt.Fprintf(p.out, "%s: %s done\n", r.ID, r.Update); err != nil {
+		if _, err := fmt.Fprintln(p.out, r.line()); err != nil {
 			return err
 		}
 	}
@@ -138,10 +202,12 @@ func unsuperviseCommand(a *app) *cobra.Command {
 		Short: "End a replica's supervision, leaving its container as it is unless --stop",
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return sendUpdate(cmd, a, args[0], workflows.UpdateUnsupervise, workflows.UnsuperviseRequest{Stop: stop})
+			return sendUpdate(cmd, a, args[0], request{name: workflows.UpdateUnsupervise, arg: func(id string) any {
+				return workflows.UnsuperviseRequest{Stop: stop, RequestID: id}
+			}})
 		},
 	}
-	cmd.Flags().BoolVar(&stop, "stop", false, "also stop the container")
+	cmd.Flags().BoolVar(&stop, "stop", false, "also stop and remove the container (its log is kept)")
 	return cmd
 }
 

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,21 +54,43 @@ func statusCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				sup := describeStatus(ctx, c, id)
+				if view.Node != "" && !sup.ended {
+					has, known := newNodeWorkers(c).has(ctx, view.Node)
+					sup.noWorker = known && !has
+				}
 				p := a.printer()
 				if p.json {
-					return p.JSON(view)
+					return p.JSON(statusJSON{StateView: view, SupervisionEnded: sup.ended, StartError: optional(sup.startErr)})
 				}
-				return printStatus(p, view, describeStatus(ctx, c, id))
+				return printStatus(p, view, sup)
 			})
 		},
 	}
 }
 
+// statusJSON is what `vigil status --json` prints: the state query's
+// answer, every key of it, and what the CLI learns around it.
+type statusJSON struct {
+	workflows.StateView
+	SupervisionEnded bool    `json:"supervision_ended"`
+	StartError       *string `json:"start_error"`
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
 // supervision is what the state query does not say: whether supervision
-// still runs, and why a start keeps failing (from the workflow's memo).
+// still runs, why a start keeps failing (from the workflow's memo), and
+// whether the replica's node has a worker at all.
 type supervision struct {
 	ended    bool
 	startErr string
+	noWorker bool
 }
 
 // describeStatus reads it best effort: the state query has already answered.
@@ -82,9 +104,30 @@ func describeStatus(ctx context.Context, c client.Client, id replica.ID) supervi
 	var msg string
 	if field := info.GetMemo().GetFields()[workflows.MemoStartError]; field != nil &&
 		converter.GetDefaultDataConverter().FromPayload(field, &msg) == nil {
-		sup.startErr = errtext.OneLine(msg)
+		sup.startErr = shortStartError(msg)
 	}
 	return sup
+}
+
+// maxStartError keeps START ERROR to about one terminal line.
+const maxStartError = 200
+
+var (
+	activityErrPrefix = regexp.MustCompile(`^activity error \([^)]*\): `)
+	errTypeSuffix     = regexp.MustCompile(` \(type: [A-Za-z]+, retryable: (true|false)\)(: .*)?$`)
+)
+
+// shortStartError reduces a failed start's error, as the workflow recorded
+// it, to its cause: without the SDK's activity wrapper, and without the
+// cause's own repetition after the error type.
+func shortStartError(msg string) string {
+	msg = errtext.OneLine(msg)
+	msg = activityErrPrefix.ReplaceAllString(msg, "")
+	msg = errTypeSuffix.ReplaceAllString(msg, "")
+	if r := []rune(msg); len(r) > maxStartError {
+		msg = string(r[:maxStartError-1]) + "…"
+	}
+	return msg
 }
 
 // printStatus prints the state as a table, with what describeStatus found.
@@ -98,9 +141,13 @@ func printStatus(p printer, v workflows.StateView, sup supervision) error {
 		e := v.Events[n-1]
 		last = fmt.Sprintf("%s at %s", e.Type, shortTime(e.Time.Format(time.RFC3339Nano)))
 	}
+	node := orDash(v.Node)
+	if sup.noWorker {
+		node += " (no vigil-worker polls its queue; start one with --node " + v.Node + ")"
+	}
 	rows := [][2]string{
 		{"ID", v.ID},
-		{"NODE", orDash(v.Node)},
+		{"NODE", node},
 		{"STATE", string(v.State)},
 		{"PANIC ACTION", v.PanicAction},
 		{"RESTARTS", strconv.Itoa(v.TotalRestarts)},
@@ -141,7 +188,7 @@ func eventsCommand(a *app) *cobra.Command {
 				}
 				rows := make([][]string, 0, len(events))
 				for _, e := range events {
-					rows = append(rows, []string{e.Time.Local().Format("2006-01-02 15:04:05.000"), string(e.Type), exitText(e.ExitCode), strconv.Itoa(e.RestartCount)})
+					rows = append(rows, []string{e.Time.Local().Format(timeLayoutMillis), string(e.Type), exitText(e.ExitCode), strconv.Itoa(e.RestartCount)})
 				}
 				return p.Table([]string{"TIME", "EVENT", "EXIT", "RESTARTS"}, rows)
 			})
@@ -156,26 +203,22 @@ type listFilter struct {
 
 // validate keeps filter values to names and states, which also keeps them
 // from changing the meaning of the visibility query they are quoted into.
-func (f listFilter) validate() error {
+// It returns the filter with the state spelled as Vigil publishes it.
+func (f listFilter) validate() (listFilter, error) {
 	if f.deployment != "" && !replica.ValidName(f.deployment) {
-		return usagef("--deployment: %q is not a valid deployment name", f.deployment)
+		return f, usagef("--deployment: %q is not a valid deployment name", f.deployment)
 	}
 	if f.service != "" && !replica.ValidName(f.service) {
-		return usagef("--service: %q is not a valid service name", f.service)
+		return f, usagef("--service: %q is not a valid service name", f.service)
 	}
 	if f.state != "" {
-		for _, s := range workflows.AllStates {
-			if string(s) == f.state {
-				return nil
-			}
+		st, ok := workflows.ParseState(f.state)
+		if !ok {
+			return f, usagef("--state: %q is not one of %s", f.state, workflows.StateNames())
 		}
-		names := make([]string, len(workflows.AllStates))
-		for i, s := range workflows.AllStates {
-			names[i] = string(s)
-		}
-		return usagef("--state: %q is not one of %s", f.state, strings.Join(names, ", "))
+		f.state = string(st)
 	}
-	return nil
+	return f, nil
 }
 
 // query is the visibility query of the replicas the filter lets through.
@@ -298,7 +341,8 @@ func listCommand(a *app) *cobra.Command {
 		Short: "List supervised replicas with state, restarts and last exit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.validate(); err != nil {
+			f, err := f.validate()
+			if err != nil {
 				return err
 			}
 			ctx, cancel := a.withTimeout(cmd)
@@ -318,23 +362,35 @@ func listCommand(a *app) *cobra.Command {
 			if unanswered > 0 {
 				fmt.Fprintf(a.stderr, "vigil: %d of %d replicas did not answer the state query (is a vigil-worker running?); showing their last published state\n", unanswered, len(views))
 			}
-			return printList(a.printer(), views)
+			workers := newNodeWorkers(c)
+			noWorker := map[string]bool{}
+			for _, v := range views {
+				if has, known := workers.has(ctx, v.Node); known && !has && !noWorker[v.Node] {
+					noWorker[v.Node] = true
+					a.warn("%s", noWorkerText(v.Node))
+				}
+			}
+			return printList(a.printer(), views, noWorker)
 		},
 	}
 	cmd.Flags().StringVar(&f.deployment, "deployment", "", "only this deployment")
 	cmd.Flags().StringVar(&f.service, "service", "", "only this service")
-	cmd.Flags().StringVar(&f.state, "state", "", "only this state (Running, Restarting, CrashLoopBackOff, Isolated, Shutdown, Completed)")
+	cmd.Flags().StringVar(&f.state, "state", "", "only this state ("+workflows.StateNames()+"; any case)")
 	cmd.Flags().BoolVar(&counts, "counts", false, "print the number of replicas per state")
 	return cmd
 }
 
-func printList(p printer, views []workflows.StateView) error {
+func printList(p printer, views []workflows.StateView, noWorker map[string]bool) error {
 	if p.json {
 		return p.JSON(views)
 	}
 	rows := make([][]string, 0, len(views))
 	for _, v := range views {
-		rows = append(rows, []string{v.ID, orDash(v.Node), string(v.State), strconv.Itoa(v.TotalRestarts), exitText(v.LastExitCode)})
+		node := orDash(v.Node)
+		if noWorker[v.Node] {
+			node += " (no worker)"
+		}
+		rows = append(rows, []string{v.ID, node, string(v.State), strconv.Itoa(v.TotalRestarts), exitText(v.LastExitCode)})
 	}
 	return p.Table([]string{"ID", "NODE", "STATE", "RESTARTS", "LAST EXIT"}, rows)
 }

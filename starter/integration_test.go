@@ -52,12 +52,13 @@ func TestCLIAgainstDevServer(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = w.Process.Kill(); _ = w.Wait() })
 
-	vigil := func(args ...string) cliRun {
+	vigilIn := func(stdin string, args ...string) cliRun {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, vigilBin, args...)
 		cmd.Env = env
+		cmd.Stdin = strings.NewReader(stdin)
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		err := cmd.Run()
@@ -70,6 +71,7 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		}
 		return r
 	}
+	vigil := func(args ...string) cliRun { t.Helper(); return vigilIn("", args...) }
 	dir := t.TempDir()
 	file := func(name, body string) string {
 		p := filepath.Join(dir, name)
@@ -93,6 +95,12 @@ func TestCLIAgainstDevServer(t *testing.T) {
 	if first.code != 0 {
 		t.Fatalf("supervise: %d %s", first.code, first.stderr)
 	}
+	// No worker polls it-node's queue (the worker runs workflows only): a
+	// warning, in JSON as asked, and still exit 0.
+	var warning map[string]string
+	if err := json.Unmarshal([]byte(first.stderr), &warning); err != nil || !strings.Contains(warning["warning"], "no vigil-worker polls node it-node's queue") {
+		t.Errorf("supervise without a node worker: stderr %q, want a JSON warning", first.stderr)
+	}
 	var created []workflows.PlanItem
 	if err := json.Unmarshal([]byte(first.stdout), &created); err != nil || len(created) != 2 ||
 		created[0].Action != workflows.ActionCreate || created[1].Action != workflows.ActionCreate {
@@ -112,8 +120,8 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	// The same file again changes nothing.
-	again := vigil("apply", "-f", good, "--json")
+	// The same file again (from stdin) changes nothing.
+	again := vigilIn(twoReplicas, "apply", "-f", "-", "--json")
 	var second []workflows.PlanItem
 	if err := json.Unmarshal([]byte(again.stdout), &second); err != nil || len(second) != 2 {
 		t.Fatalf("second apply: %q %v", again.stdout, err)
@@ -124,10 +132,17 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		}
 	}
 
+	// Its container never ran: Pending, not Running.
 	status := vigil("status", "--json", "shop/api-rep-1")
 	var view map[string]any
-	if status.code != 0 || json.Unmarshal([]byte(status.stdout), &view) != nil || view["state"] != "Running" || view["id"] != "shop/api-rep-1" {
+	if status.code != 0 || json.Unmarshal([]byte(status.stdout), &view) != nil || view["state"] != "Pending" || view["id"] != "shop/api-rep-1" ||
+		view["supervision_ended"] != false || view["start_error"] != nil || view["node"] != "it-node" {
 		t.Errorf("status: %d %q %q", status.code, status.stdout, status.stderr)
+	}
+	table := vigil("status", "shop/api-rep-1")
+	if !regexpMatch(`^STATE\s+Pending$`, table.stdout) || !regexpMatch(`^NODE\s+it-node \(no vigil-worker polls its queue`, table.stdout) ||
+		!regexpMatch(`^SUPERVISED SINCE\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d$`, table.stdout) {
+		t.Errorf("status table: %q", table.stdout)
 	}
 
 	// Bad files and bad calls: exit 2, one line naming the field, nothing changed.
@@ -143,6 +158,10 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		{[]string{"status", "shop/api"}, "want <deployment>/<service>-rep-<replica>"},
 		{[]string{"list", "--state", "Dead"}, "--state"},
 		{[]string{"unsupervise"}, "want exactly one ID"},
+		// yaml.v3 alone says line 5 here: the line where the mapping began.
+		{[]string{"supervise", "-f", file("indent.yaml", twoReplicas+"   bad: 1\n")}, "indent.yaml:8: document: invalid YAML"},
+		{[]string{"list", "--state", "Sleeping", "--json"}, `{"error":"--state: \"Sleeping\" is not one of Pending, Running,`},
+		{[]string{"status", "--json", "shop/api"}, `{"error":"ID \"shop/api\": want`},
 	} {
 		r := vigil(tc.args...)
 		if r.code != 2 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.want) {
@@ -153,6 +172,11 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		r := vigil("status", id)
 		if r.code != 1 || !strings.Contains(r.stderr, "unknown ID "+id) {
 			t.Errorf("status %s: exit %d %q", id, r.code, r.stderr)
+		}
+		var jerr map[string]string
+		r = vigil("status", id, "--json")
+		if r.code != 1 || json.Unmarshal([]byte(r.stderr), &jerr) != nil || !strings.HasPrefix(jerr["error"], "unknown ID "+id) {
+			t.Errorf("status %s --json: exit %d %q", id, r.code, r.stderr)
 		}
 	}
 
@@ -185,8 +209,60 @@ func TestCLIAgainstDevServer(t *testing.T) {
 	}
 	counts := vigil("list", "--counts", "--json")
 	var byState map[string]int
-	if counts.code != 0 || json.Unmarshal([]byte(counts.stdout), &byState) != nil || byState["Running"] != 2 || byState["total"] != 2 {
+	if counts.code != 0 || json.Unmarshal([]byte(counts.stdout), &byState) != nil || byState["Pending"] != 2 || byState["Running"] != 0 || byState["total"] != 2 {
 		t.Errorf("counts: %q", counts.stdout)
+	}
+	// --state in any case.
+	pending := vigil("list", "--state", "pending")
+	if pending.code != 0 || strings.Count(pending.stdout, "shop/api-rep-") != 2 || !strings.Contains(pending.stdout, "it-node (no worker)") ||
+		!strings.Contains(pending.stderr, "warning: no vigil-worker polls node it-node's queue") {
+		t.Errorf("list --state pending: %d %q %q", pending.code, pending.stdout, pending.stderr)
+	}
+
+	// A restart waits for the start nobody takes: the CLI gives up, the
+	// request goes on, and running the command again joins it instead of
+	// being refused as "another request".
+	for i := 0; i < 2; i++ {
+		r := vigil("restart", "shop/api-rep-1", "--timeout", "3s")
+		if r.code != 1 || !strings.Contains(r.stderr, "restart request") || !strings.Contains(r.stderr, "it goes on: run the same command again") {
+			t.Errorf("restart %d without a node worker: exit %d %q", i, r.code, r.stderr)
+		}
+	}
+	// unsupervise --stop ends supervision promptly all the same, and says
+	// what it could not do.
+	began := time.Now()
+	unsup := vigil("unsupervise", "--stop", "shop/api-rep-1")
+	if unsup.code != 0 || !strings.Contains(unsup.stdout, "container NOT stopped: no vigil-worker on node it-node took the stop within 10s") {
+		t.Errorf("unsupervise --stop without a node worker: exit %d %q %q", unsup.code, unsup.stdout, unsup.stderr)
+	}
+	t.Logf("unsupervise --stop without a node worker took %s", time.Since(began).Round(time.Millisecond))
+	status = vigil("status", "--json", "shop/api-rep-1")
+	view = nil
+	if json.Unmarshal([]byte(status.stdout), &view) != nil || view["state"] != "Unsupervised" || view["supervision_ended"] != true {
+		t.Errorf("status after unsupervise: %q %q", status.stdout, status.stderr)
+	}
+	events := vigil("events", "--json", "shop/api-rep-1")
+	var evs []workflows.Event
+	if err := json.Unmarshal([]byte(events.stdout), &evs); err != nil || len(evs) != 2 ||
+		evs[0].Type != workflows.EventOperatorRestart || evs[1].Type != workflows.EventUnsupervised || !strings.Contains(evs[1].Note, "NOT stopped") {
+		t.Errorf("events: %q", events.stdout)
+	}
+	// The same ID resolves the same way for every command: not "unknown ID".
+	again2 := vigil("unsupervise", "--stop", "shop/api-rep-1")
+	if again2.code != 1 || !strings.Contains(again2.stderr, "shop/api-rep-1: not supervised any more") {
+		t.Errorf("unsupervise of an unsupervised replica: exit %d %q", again2.code, again2.stderr)
+	}
+	// Only what is supervised is counted.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		counts = vigil("list", "--counts", "--json")
+		byState = nil
+		if json.Unmarshal([]byte(counts.stdout), &byState) == nil && byState["Pending"] == 1 && byState["total"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counts after unsupervise: %q", counts.stdout)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 

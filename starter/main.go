@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -20,23 +21,50 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv, client.DialContext))
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv, client.DialContext))
 }
 
 // run executes the command line and returns the exit code. Errors are
-// printed as one line on stderr.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool), dial dialer) int {
-	a := &app{stdout: stdout, stderr: stderr}
+// printed as one line on stderr: {"error": "..."} with --json.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(string) (string, bool), dial dialer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	defer a.close()
 	root := newRootCommand(a, lookup, dial)
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "vigil: %s\n", errtext.OneLine(err.Error()))
+		printError(stderr, a.json || wantsJSON(args), err)
 	}
 	return exitCode(err)
+}
+
+// printError prints err on one line. With --json it is a JSON object, so a
+// script reads every answer, good or bad, the same way.
+func printError(w io.Writer, asJSON bool, err error) {
+	msg := errtext.OneLine(err.Error())
+	if !asJSON {
+		fmt.Fprintf(w, "vigil: %s\n", msg)
+		return
+	}
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	fmt.Fprintf(w, "%s\n", b)
+}
+
+// wantsJSON finds --json on a command line that cobra could not parse (the
+// flag was never set then, but the caller still reads JSON).
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
 }
 
 func newRootCommand(a *app, lookup func(string) (string, bool), dial dialer) *cobra.Command {

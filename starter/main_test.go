@@ -18,6 +18,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -53,7 +54,7 @@ func vigil(t *testing.T, c client.Client, env map[string]string, args ...string)
 		return c, nil
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	r.code = run(context.Background(), args, &out, &errOut, lookup, dial)
+	r.code = run(context.Background(), args, strings.NewReader(""), &out, &errOut, lookup, dial)
 	r.stdout, r.stderr = out.String(), errOut.String()
 	if strings.Count(r.stderr, "\n") > 1 {
 		t.Errorf("%v: stderr has more than one line: %q", args, r.stderr)
@@ -115,7 +116,7 @@ func TestUsageErrorsExit2WithoutDialing(t *testing.T) {
 		{[]string{"events", "../../etc/passwd"}, "want <deployment>/<service>-rep-<replica>"},
 		{[]string{"restart", "shop/api-rep-x"}, "want <deployment>/<service>-rep-<replica>"},
 		{[]string{"logs", "shop/api-rep-1", "--tail", "-1"}, "--tail: -1 is negative"},
-		{[]string{"list", "--state", "Sleeping"}, `--state: "Sleeping" is not one of Running,`},
+		{[]string{"list", "--state", "Sleeping"}, `--state: "Sleeping" is not one of Pending, Running,`},
 		{[]string{"list", "--deployment", "a' OR '1'='1"}, "--deployment"},
 		{[]string{"list", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
@@ -157,6 +158,15 @@ func describeRunning(runID, firstRunID string) *workflowservice.DescribeWorkflow
 		Status:     enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
 		FirstRunId: firstRunID,
 	}}
+}
+
+// nodeHasWorker answers the CLI's question whether a worker polls a node's queue.
+func nodeHasWorker(c *mocks.Client, has bool) {
+	resp := &workflowservice.DescribeTaskQueueResponse{}
+	if has {
+		resp.Pollers = []*taskqueuepb.PollerInfo{{Identity: "worker@node"}}
+	}
+	c.On("DescribeTaskQueue", mock.Anything, mock.Anything, enumspb.TASK_QUEUE_TYPE_ACTIVITY).Return(resp, nil).Maybe()
 }
 
 func newRun(t *testing.T, runID string) *mocks.WorkflowRun {
@@ -211,6 +221,7 @@ func TestApplySendsTheFileWithARequestID(t *testing.T) {
 	// the same request ID, so the apply happens once.
 	calls := mockApply(t, c, plan, serviceerror.NewUnavailable("restarting"))
 	c.On("Close").Return()
+	nodeHasWorker(c, true)
 	r := vigil(t, c, map[string]string{"VIGIL_TASK_QUEUE": "q1", "API_TOKEN": secret}, "apply", "-f", file, "--node", "node-a", "--json")
 	if r.code != exitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
@@ -246,6 +257,7 @@ func TestSuperviseIsApply(t *testing.T) {
 	c := mocks.NewClient(t)
 	mockApply(t, c, workflows.ApplyResult{Generation: 3, Plan: []workflows.PlanItem{{ID: "shop/api-rep-1", Action: workflows.ActionUnchanged, Fields: []string{}}}})
 	c.On("Close").Return()
+	nodeHasWorker(c, true)
 	r := vigil(t, c, nil, "supervise", "-f", file)
 	if r.code != exitOK || !regexpMatch(`^shop/api-rep-1\s+unchanged\s+-$`, r.stdout) || !strings.Contains(r.stdout, "generation 3, nothing to change") {
 		t.Errorf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
@@ -271,8 +283,10 @@ func sampleView() workflows.StateView {
 
 func TestStatusJSONIsTheStateQuery(t *testing.T) {
 	c := mocks.NewClient(t)
+	nodeHasWorker(c, true)
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryState).Return(value{sampleView()}, nil)
 	c.On("Close").Return()
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil)
 	r := vigil(t, c, nil, "status", "--json", "shop/api-rep-1")
 	if r.code != exitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
@@ -281,17 +295,19 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 	var got, wantObj map[string]any
 	_ = json.Unmarshal([]byte(r.stdout), &got)
 	_ = json.Unmarshal(want, &wantObj)
+	// Added by the CLI, beside every key of the state query's answer.
+	wantObj["supervision_ended"], wantObj["start_error"] = false, nil
 	if !reflect.DeepEqual(got, wantObj) {
 		t.Errorf("got %s\nwant %s", r.stdout, want)
 	}
 	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events", "generation",
-		"last_exit_reason", "last_exit_signal"} {
+		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error"} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("missing key %q", key)
 		}
 	}
-	if len(got) != 16 {
-		t.Errorf("got %d keys, want exactly 16 (health only with a probe)", len(got))
+	if len(got) != 18 {
+		t.Errorf("got %d keys, want exactly 18 (health only with a probe)", len(got))
 	}
 	if got["last_exit_reason"] != "Exited" || got["last_exit_signal"] != nil {
 		t.Errorf("last exit reason %v, signal %v; want Exited and null", got["last_exit_reason"], got["last_exit_signal"])
@@ -306,6 +322,7 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 
 func TestStatusAndEventsTables(t *testing.T) {
 	c := mocks.NewClient(t)
+	nodeHasWorker(c, true)
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryState).Return(value{sampleView()}, nil)
 	c.On("Close").Return()
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil).Once()
@@ -353,6 +370,7 @@ func TestUnknownIDExits1(t *testing.T) {
 	c := mocks.NewClient(t)
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-9", "", workflows.QueryState).Return(nil, serviceerror.NewNotFound("workflow not found"))
 	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("workflow not found"))
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-9", "").Return(nil, serviceerror.NewNotFound("workflow not found"))
 	c.On("Close").Return()
 	for _, args := range [][]string{{"status", "shop/api-rep-9"}, {"events", "shop/api-rep-9"}, {"restart", "shop/api-rep-9"}, {"unsupervise", "--stop", "shop/api-rep-9"}} {
 		r := vigil(t, c, nil, args...)
@@ -365,27 +383,39 @@ func TestUnknownIDExits1(t *testing.T) {
 func TestUpdates(t *testing.T) {
 	c := mocks.NewClient(t)
 	ok := mocks.NewWorkflowUpdateHandle(t)
-	ok.On("Get", mock.Anything, nil).Return(nil)
+	ok.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
+		*args.Get(1).(*workflows.UpdateResult) = workflows.UpdateResult{Note: "container stopped and removed; its log is kept"}
+	}).Return(nil).Once()
+	// A v0.1.0 workflow answers without a result.
+	old := mocks.NewWorkflowUpdateHandle(t)
+	old.On("Get", mock.Anything, mock.Anything).Return(temporal.ErrNoData)
 	refused := mocks.NewWorkflowUpdateHandle(t)
-	refused.On("Get", mock.Anything, nil).Return(temporal.NewApplicationError("release: replica is Running; release applies only to Isolated or Shutdown replicas", ""))
-	update := func(name string, arg any) any {
+	refused.On("Get", mock.Anything, mock.Anything).Return(temporal.NewApplicationError("release: replica is Running; release applies only to Isolated or Shutdown replicas", ""))
+	var ids []string
+	update := func(name string, arg func(id string) any) any {
 		return mock.MatchedBy(func(o client.UpdateWorkflowOptions) bool {
+			// Every request has a fresh UUID, which is also its update ID.
+			if _, err := uuid.Parse(o.UpdateID); err != nil {
+				return false
+			}
+			ids = append(ids, o.UpdateID)
 			return o.WorkflowID == "vigil/shop/api-rep-1" && o.UpdateName == name && o.WaitForStage == client.WorkflowUpdateStageCompleted &&
-				len(o.Args) == 1 && reflect.DeepEqual(o.Args[0], arg)
+				len(o.Args) == 1 && reflect.DeepEqual(o.Args[0], arg(o.UpdateID))
 		})
 	}
-	c.On("UpdateWorkflow", mock.Anything, update("unsupervise", workflows.UnsuperviseRequest{Stop: true})).Return(ok, nil)
-	c.On("UpdateWorkflow", mock.Anything, update("restart", workflows.RestartRequest{Reason: "vigil restart"})).Return(ok, nil)
-	c.On("UpdateWorkflow", mock.Anything, update("release", workflows.ReleaseRequest{})).Return(refused, nil)
+	c.On("UpdateWorkflow", mock.Anything, update("unsupervise", func(id string) any { return workflows.UnsuperviseRequest{Stop: true, RequestID: id} })).Return(ok, nil)
+	c.On("UpdateWorkflow", mock.Anything, update("restart", func(id string) any { return workflows.RestartRequest{Reason: "vigil restart", RequestID: id} })).Return(old, nil)
+	c.On("UpdateWorkflow", mock.Anything, update("release", func(id string) any { return workflows.ReleaseRequest{RequestID: id} })).Return(refused, nil)
 	c.On("Close").Return()
 
 	r := vigil(t, c, nil, "unsupervise", "shop/api-rep-1", "--stop")
-	if r.code != exitOK || r.stdout != "shop/api-rep-1: unsupervise done\n" {
+	if r.code != exitOK || r.stdout != "shop/api-rep-1: unsupervise done (container stopped and removed; its log is kept)\n" {
 		t.Errorf("unsupervise: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = vigil(t, c, nil, "restart", "--json", "shop/api-rep-1")
 	var res UpdateResult
-	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &res) != nil || res != (UpdateResult{ID: "shop/api-rep-1", Update: "restart", Result: "done"}) {
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &res) != nil || res != (UpdateResult{ID: "shop/api-rep-1", Update: "restart", Result: "done", RequestID: res.RequestID}) ||
+		res.RequestID == "" || res.RequestID == ids[0] {
 		t.Errorf("restart: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = vigil(t, c, nil, "release", "shop/api-rep-1")
@@ -433,6 +463,7 @@ func execution(wid string, state workflows.State, closed bool, start time.Time) 
 func TestListAndCounts(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := mocks.NewClient(t)
+	nodeHasWorker(c, true)
 	page1 := &workflowservice.ListWorkflowExecutionsResponse{
 		Executions: []*workflowpb.WorkflowExecutionInfo{
 			execution("vigil/shop/web-rep-2", workflows.StateRunning, false, t0),
@@ -498,3 +529,21 @@ func regexpMatch(pattern, s string) bool {
 }
 
 func mustCompile(pattern string) *regexp.Regexp { return regexp.MustCompile("(?m)" + pattern) }
+func TestApplyWarnsWithoutANodeWorker(t *testing.T) {
+	file := writeFile(t, twoReplicas)
+	c := mocks.NewClient(t)
+	mockApply(t, c, workflows.ApplyResult{Generation: 1, Plan: []workflows.PlanItem{
+		{ID: "shop/api-rep-1", Action: workflows.ActionCreate, Fields: []string{}},
+		{ID: "shop/api-rep-2", Action: workflows.ActionCreate, Fields: []string{}},
+	}})
+	c.On("Close").Return()
+	nodeHasWorker(c, false)
+	r := vigil(t, c, map[string]string{"VIGIL_TASK_QUEUE": "q1", "VIGIL_NODE": "n1"}, "apply", "-f", file)
+	if r.code != exitOK {
+		t.Errorf("exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// Said once, on stderr; the command still succeeds.
+	if r.stderr != "vigil: warning: "+noWorkerText("n1")+"\n" {
+		t.Errorf("stderr %q, want the no-worker warning", r.stderr)
+	}
+}

@@ -73,11 +73,17 @@ func lastExitText(v workflows.StateView) string {
 	return text + " (" + why + ")"
 }
 
+// Times in tables are in the local zone, and say which zone that is.
+const (
+	timeLayout       = "2006-01-02 15:04:05 -07:00"
+	timeLayoutMillis = "2006-01-02 15:04:05.000 -07:00"
+)
+
 // shortTime shows an RFC 3339 time in the local zone to the second.
 func shortTime(rfc3339 string) string {
 	t, err := time.Parse(time.RFC3339Nano, rfc3339)
 	if err != nil {
 		return orDash(rfc3339)
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return t.Local().Format(timeLayout)
 }

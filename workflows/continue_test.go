@@ -56,7 +56,8 @@ func TestHealthyReplicaContinuesAsNewDaily(t *testing.T) {
 	require.Empty(t, n2.starts)
 	require.Equal(t, 1, n2.watches)
 	v := queryState(t, env2)
-	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, StateRunning, res.before.State)
+	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 	require.Equal(t, 0, v.TotalRestarts)
 	require.Equal(t, formatTime(start), v.SupervisedSince)
 }
@@ -97,7 +98,7 @@ func TestPeriodicContinueAsNewMidBackoffKeepsDeadline(t *testing.T) {
 	require.Equal(t, 1, n2.watches, "not watched during the backoff")
 	v := queryState(t, env2)
 	require.Equal(t, 6, v.TotalRestarts)
-	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 }
 
 // The container exits exactly when the run is due to continue as new. The
@@ -131,7 +132,7 @@ func TestExitAtTheContinueAsNewBoundaryIsHandledOnce(t *testing.T) {
 	v := queryState(t, env2)
 	require.Equal(t, 1, v.TotalRestarts, "exactly one restart for one exit")
 	require.Equal(t, 7, *v.LastExitCode)
-	require.Equal(t, []EventType{EventContainerRestarted}, eventTypes(v))
+	require.Equal(t, []EventType{EventContainerRestarted, EventUnsupervised}, eventTypes(v))
 	require.Equal(t, 2, len(n.starts)+len(n2.starts), "the first start and one restart")
 }
 

@@ -42,8 +42,13 @@ func WatchOptions(in SupervisionInput) workflow.ActivityOptions {
 
 // startOptions: a few quick retries inside the activity; the workflow's own
 // retry loop (with durable, growing delays) takes over after them.
-func (s *supervisor) startOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, StartOptions(s.in))
+// why is the activity's summary (changeHonestState; "" for older runs).
+func (s *supervisor) startOptions(ctx workflow.Context, why string) workflow.Context {
+	o := StartOptions(s.in)
+	if why != "" {
+		o.Summary = why
+	}
+	return workflow.WithActivityOptions(ctx, o)
 }
 
 // StartOptions are the options of the EnsureRunning activity (see startOptions).
@@ -64,8 +69,11 @@ func StartOptions(in SupervisionInput) workflow.ActivityOptions {
 }
 
 // controlOptions: stop and isolate; stop waits out the grace period before SIGKILL.
-func (s *supervisor) controlOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, ControlOptions(s.in))
+// why is the activity's summary (changeHonestState; "" for older runs).
+func (s *supervisor) controlOptions(ctx workflow.Context, why string) workflow.Context {
+	o := ControlOptions(s.in)
+	o.Summary = why
+	return workflow.WithActivityOptions(ctx, o)
 }
 
 // ControlOptions are the options of the Stop and Isolate activities (see
@@ -81,4 +89,17 @@ func ControlOptions(in SupervisionInput) workflow.ActivityOptions {
 			MaximumAttempts:    5,
 		},
 	}
+}
+
+// unsuperviseStopOptions: unsupervise --stop ends supervision promptly even
+// when no worker serves the node (the stop then never starts) or the node's
+// containerd does not answer.
+func (s *supervisor) unsuperviseStopOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              activities.NodeTaskQueue(s.in.Node),
+		ScheduleToStartTimeout: unsuperviseStopWait,
+		StartToCloseTimeout:    s.in.StopGrace + 30*time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:                "stop and remove the container: unsupervise --stop",
+	})
 }

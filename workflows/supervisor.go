@@ -60,13 +60,15 @@ const (
 
 // command is an operator request handed from an update handler to the main loop.
 type command struct {
-	kind commandKind
-	stop bool // unsupervise only
+	kind      commandKind
+	stop      bool // unsupervise only
+	requestID string
 	// reconf is the reconfigure request; result its answer.
 	reconf *ReconfigureRequest
 	result ReconfigureResult
 	done   bool
 	err    error
+	note   string // what was done, for an operator request's result
 }
 
 // supervisor is the workflow's state and the code that moves it.
@@ -83,12 +85,21 @@ type supervisor struct {
 	// canDue fires when this run has lasted ContinueAsNewEvery (nil for runs
 	// before changePeriodicCAN). One timer per run: every wait selects on it.
 	canDue workflow.Future
+	// why is the reason for the next start, shown as its activity's summary.
+	why string
+	// waiting is a restart request answered by the outcome of the start in
+	// progress (changeHonestState).
+	waiting *command
 }
 
 // Supervise supervises one container replica until it completes or is unsupervised.
 func Supervise(ctx workflow.Context, in SupervisionInput) error {
 	s := newSupervisor(ctx, in)
 	s.ver = readVersions(ctx)
+	if s.fresh && s.ver.honestState {
+		// Nothing runs yet: Running only once the first start has worked.
+		s.st.State = StatePending
+	}
 	if err := s.registerHandlers(ctx); err != nil {
 		return err
 	}
@@ -133,29 +144,29 @@ func (s *supervisor) registerHandlers(ctx workflow.Context) error {
 		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRelease,
-		func(ctx workflow.Context, _ ReleaseRequest) error {
-			return s.submit(ctx, &command{kind: cmdRelease})
+		func(ctx workflow.Context, req ReleaseRequest) (UpdateResult, error) {
+			return s.submit(ctx, &command{kind: cmdRelease, requestID: req.RequestID})
 		},
-		workflow.UpdateHandlerOptions{Validator: func(ReleaseRequest) error {
-			return s.validate(cmdRelease)
+		workflow.UpdateHandlerOptions{Validator: func(req ReleaseRequest) error {
+			return s.validate(&command{kind: cmdRelease, requestID: req.RequestID})
 		}}); err != nil {
 		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRestart,
-		func(ctx workflow.Context, _ RestartRequest) error {
-			return s.submit(ctx, &command{kind: cmdRestart})
+		func(ctx workflow.Context, req RestartRequest) (UpdateResult, error) {
+			return s.submit(ctx, &command{kind: cmdRestart, requestID: req.RequestID})
 		},
-		workflow.UpdateHandlerOptions{Validator: func(RestartRequest) error {
-			return s.validate(cmdRestart)
+		workflow.UpdateHandlerOptions{Validator: func(req RestartRequest) error {
+			return s.validate(&command{kind: cmdRestart, requestID: req.RequestID})
 		}}); err != nil {
 		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateUnsupervise,
-		func(ctx workflow.Context, req UnsuperviseRequest) error {
-			return s.submit(ctx, &command{kind: cmdUnsupervise, stop: req.Stop})
+		func(ctx workflow.Context, req UnsuperviseRequest) (UpdateResult, error) {
+			return s.submit(ctx, &command{kind: cmdUnsupervise, stop: req.Stop, requestID: req.RequestID})
 		},
-		workflow.UpdateHandlerOptions{Validator: func(UnsuperviseRequest) error {
-			return s.validate(cmdUnsupervise)
+		workflow.UpdateHandlerOptions{Validator: func(req UnsuperviseRequest) error {
+			return s.validate(&command{kind: cmdUnsupervise, stop: req.Stop, requestID: req.RequestID})
 		}}); err != nil {
 		return err
 	}
@@ -182,8 +193,33 @@ func (s *supervisor) followHealth(ctx workflow.Context) {
 	}
 }
 
+// joins returns the request in flight that c is a repetition of: the same
+// request ID, or the same request (kind and options) sent again, e.g. by an
+// operator retrying after the CLI timed out. c then waits for its result
+// instead of being refused.
+func (s *supervisor) joins(c *command) *command {
+	in := s.inFlight
+	if !s.ver.honestState || in == nil {
+		return nil
+	}
+	if c.requestID != "" && c.requestID == in.requestID {
+		return in
+	}
+	// Only an operator's requests are joined by kind: a reconfigure carries
+	// its own generation.
+	operator := c.kind == cmdRelease || c.kind == cmdRestart || c.kind == cmdUnsupervise
+	if operator && c.kind == in.kind && c.stop == in.stop {
+		return in
+	}
+	return nil
+}
+
 // validate rejects a request before it reaches history. It must not change state.
-func (s *supervisor) validate(kind commandKind) error {
+func (s *supervisor) validate(c *command) error {
+	if s.joins(c) != nil {
+		return nil
+	}
+	kind := c.kind
 	if s.inFlight != nil && (kind != cmdUnsupervise || s.inFlight.kind == cmdUnsupervise) {
 		return temporal.NewApplicationError(fmt.Sprintf("%s: another request (%s) is in progress; retry when it has finished", kind, s.inFlight.kind), ErrTypeBusy)
 	}
@@ -193,6 +229,9 @@ func (s *supervisor) validate(kind commandKind) error {
 			return fmt.Errorf("release: replica is %s; release applies only to Isolated or Shutdown replicas", s.st.State)
 		}
 	case cmdRestart:
+		if s.ver.honestState && (s.st.State == StatePending || s.st.State == StateRestarting) {
+			return nil // a start that keeps failing is tried again now
+		}
 		if s.st.State != StateRunning && s.st.State != StateCrashLoopBackOff {
 			return fmt.Errorf("restart: replica is %s; restart applies only to Running or CrashLoopBackOff replicas (use release for Isolated or Shutdown)", s.st.State)
 		}
@@ -205,13 +244,17 @@ func (s *supervisor) validate(kind commandKind) error {
 }
 
 // submit hands a command to the main loop and waits until it has been carried out.
-func (s *supervisor) submit(ctx workflow.Context, c *command) error {
-	s.inFlight = c
-	s.commands.Send(ctx, c)
-	if err := workflow.Await(ctx, func() bool { return c.done }); err != nil {
-		return err
+func (s *supervisor) submit(ctx workflow.Context, c *command) (UpdateResult, error) {
+	if in := s.joins(c); in != nil {
+		c = in
+	} else {
+		s.inFlight = c
+		s.commands.Send(ctx, c)
 	}
-	return c.err
+	if err := workflow.Await(ctx, func() bool { return c.done }); err != nil {
+		return UpdateResult{}, err
+	}
+	return UpdateResult{RequestID: c.requestID, Note: c.note}, c.err
 }
 
 func (s *supervisor) finish(c *command, err error) {
@@ -231,6 +274,7 @@ func (s *supervisor) run(ctx workflow.Context) error {
 	if s.fresh {
 		// Make sure the container exists and runs. A task that exited before
 		// now is started again; one already running is left alone.
+		s.why = "first start"
 		if _, err := s.start(ctx, workflow.Now(ctx)); err != nil {
 			return err
 		}
@@ -244,6 +288,12 @@ func (s *supervisor) run(ctx workflow.Context) error {
 		}
 		var err error
 		switch s.st.State {
+		case StatePending:
+			// Only a continued run gets here (a fresh one started above).
+			s.why = "first start"
+			if _, err = s.start(ctx, workflow.Now(ctx)); err == nil {
+				s.setState(ctx, StateRunning)
+			}
 		case StateRunning:
 			err = s.watch(ctx)
 		case StateRestarting:
@@ -289,6 +339,13 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 		// The watch retries forever on its own; reaching here means a permanent
 		// failure. Keep supervising: look again after a pause.
 		workflow.GetLogger(ctx).Error("watch failed; retrying", "error", watchErr)
+		if s.ver.honestState {
+			restart, err := s.wait(ctx, startRetryFirst, "watch failed; looking again in "+human(startRetryFirst))
+			if err != nil || restart == nil {
+				return err
+			}
+			return s.handle(ctx, restart)
+		}
 		return s.sleep(ctx, startRetryFirst, "watch failed; looking again")
 	}
 	e := policy.Exit{Code: exit.ExitCode, At: exit.ExitedAt, Reason: exit.Reason}
@@ -341,6 +398,8 @@ func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 		s.emit(ctx, EventContainerCompleted, &code)
 		return nil
 	case policy.Restart:
+		s.why = fmt.Sprintf("restart after exit %d (crash %d of %d in %s)",
+			code, len(d.History.RestartTimes), s.in.Policy.MaxRestarts, human(s.in.Policy.RestartWindow))
 		s.setState(ctx, StateRestarting)
 		return s.restartNow(ctx)
 	case policy.BackOff:
@@ -357,7 +416,9 @@ func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 		}
 		return nil
 	case policy.Isolate:
-		s.isolate(ctx, code)
+		if err := s.isolate(ctx, code); err != nil {
+			return err
+		}
 		s.setState(ctx, StateIsolated)
 		s.emit(ctx, EventContainerIsolated, &code)
 		return nil
@@ -388,8 +449,12 @@ func (s *supervisor) waitBackoff(ctx workflow.Context) error {
 	if remaining > 0 {
 		timerCtx, cancel := workflow.WithCancel(ctx)
 		defer cancel()
+		summary := "crash-loop backoff"
+		if s.ver.honestState {
+			summary = "crash-loop backoff " + human(remaining.Round(time.Second))
+		}
 		timer := workflow.NewTimerWithOptions(timerCtx, remaining,
-			workflow.TimerOptions{Summary: "crash-loop backoff"})
+			workflow.TimerOptions{Summary: summary})
 		w := s.waitFor(ctx, timer, true)
 		if w.cmd != nil {
 			cancel()
@@ -400,6 +465,7 @@ func (s *supervisor) waitBackoff(ctx workflow.Context) error {
 			return nil
 		}
 	}
+	s.why = fmt.Sprintf("restart after crash-loop backoff %s (exit %s)", human(s.in.Policy.Backoff), exitText(s.st.LastExitCode))
 	return s.endBackoff(ctx)
 }
 
@@ -463,6 +529,9 @@ func (s *supervisor) waitFor(ctx workflow.Context, f workflow.Future, untilDue b
 func (s *supervisor) handle(ctx workflow.Context, c *command) error {
 	log := workflow.GetLogger(ctx)
 	log.Info("operator request", "request", string(c.kind), "state", string(s.st.State))
+	if s.ver.honestState {
+		return s.handleRequest(ctx, c)
+	}
 	switch c.kind {
 	case cmdUnsupervise:
 		if c.stop {
@@ -526,10 +595,13 @@ func unlessUnsupervised(err error) error {
 // retries it waits on a durable timer, with growing delays, and tries again,
 // keeping the state and the last error visible. An unsupervise request ends it.
 func (s *supervisor) start(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
+	if s.ver.honestState {
+		return s.startHeard(ctx, after)
+	}
 	delay := startRetryFirst
 	for attempt := 1; ; attempt++ {
 		var res activities.EnsureRunningResult
-		err := workflow.ExecuteActivity(s.startOptions(ctx), activities.EnsureRunningName,
+		err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
 			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: after}).Get(ctx, &res)
 		if err == nil {
 			if attempt > 1 {
@@ -580,19 +652,30 @@ func (s *supervisor) sleep(ctx workflow.Context, d time.Duration, why string) er
 
 func (s *supervisor) stop(ctx workflow.Context) (activities.StopResult, error) {
 	var res activities.StopResult
-	err := workflow.ExecuteActivity(s.controlOptions(ctx), activities.StopName,
+	err := workflow.ExecuteActivity(s.controlOptions(ctx, ""), activities.StopName,
 		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace}).Get(ctx, &res)
 	return res, err
 }
 
 // isolate labels the container and calls the webhook. The replica is
-// isolated either way (it will not be restarted), so a failure is only logged.
-func (s *supervisor) isolate(ctx workflow.Context, code int) {
-	err := workflow.ExecuteActivity(s.controlOptions(ctx), activities.IsolateName,
-		activities.IsolateInput{ID: s.in.ID, ExitCode: code, Webhook: s.in.IsolateWebhook}).Get(ctx, nil)
+// isolated either way (it will not be restarted), so a failure is only
+// logged; the error returned is only errUnsupervised (changeHonestState: an
+// unsupervise request interrupts the activity).
+func (s *supervisor) isolate(ctx workflow.Context, code int) error {
+	in := activities.IsolateInput{ID: s.in.ID, ExitCode: code, Webhook: s.in.IsolateWebhook}
+	var err error
+	if s.ver.honestState {
+		err = s.activity(ctx, s.controlOptions(ctx, fmt.Sprintf("isolate after exit %d", code)), activities.IsolateName, in, nil, "isolating the container", nil)
+		if errors.Is(err, errUnsupervised) {
+			return err
+		}
+	} else {
+		err = workflow.ExecuteActivity(s.controlOptions(ctx, ""), activities.IsolateName, in).Get(ctx, nil)
+	}
 	if err != nil {
 		workflow.GetLogger(ctx).Error("isolate hook failed", "error", err)
 	}
+	return nil
 }
 
 // setState moves to st and publishes it as a search attribute.
@@ -616,7 +699,7 @@ func (s *supervisor) publishState(ctx workflow.Context) {
 
 // emit records an event in state and, through the memo, in history. It never blocks.
 func (s *supervisor) emit(ctx workflow.Context, typ EventType, exitCode *int) {
-	ev := Event{Type: typ, Time: workflow.Now(ctx), RestartCount: s.st.TotalRestarts}
+	ev := Event{Type: typ}
 	if exitCode != nil {
 		code := *exitCode
 		ev.ExitCode = &code
@@ -625,11 +708,17 @@ func (s *supervisor) emit(ctx workflow.Context, typ EventType, exitCode *int) {
 			ev.Reason = &reason
 		}
 	}
+	s.emitEvent(ctx, ev)
+}
+
+// emitEvent stamps ev with the time and the restart count and records it.
+func (s *supervisor) emitEvent(ctx workflow.Context, ev Event) {
+	ev.Time, ev.RestartCount = workflow.Now(ctx), s.st.TotalRestarts
 	s.st.Events = append(s.st.Events, ev)
 	if n := len(s.st.Events); n > maxEvents {
 		s.st.Events = append([]Event(nil), s.st.Events[n-maxEvents:]...)
 	}
-	workflow.GetLogger(ctx).Info("supervision event", "event", string(typ), "restart_count", ev.RestartCount)
+	workflow.GetLogger(ctx).Info("supervision event", "event", string(ev.Type), "restart_count", ev.RestartCount)
 	if err := workflow.UpsertMemo(ctx, map[string]any{MemoLastEvent: ev}); err != nil {
 		workflow.GetLogger(ctx).Warn("event not recorded in memo", "error", err)
 	}

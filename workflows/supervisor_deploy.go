@@ -18,23 +18,24 @@ func (s *supervisor) registerDeploymentHandlers(ctx workflow.Context) error {
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReconfigure,
 		func(ctx workflow.Context, req ReconfigureRequest) (ReconfigureResult, error) {
 			c := &command{kind: cmdReconfigure, reconf: &req}
-			err := s.submit(ctx, c)
+			_, err := s.submit(ctx, c)
 			return c.result, err
 		},
 		workflow.UpdateHandlerOptions{Validator: func(req ReconfigureRequest) error {
 			if req.Config.Spec.Image == "" {
 				return fmt.Errorf("reconfigure: config.spec.image is empty; send the replica's whole config")
 			}
-			return s.validate(cmdReconfigure)
+			return s.validate(&command{kind: cmdReconfigure})
 		}}); err != nil {
 		return err
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateShutdown,
 		func(ctx workflow.Context, _ ShutdownRequest) error {
-			return s.submit(ctx, &command{kind: cmdShutdown})
+			_, err := s.submit(ctx, &command{kind: cmdShutdown})
+			return err
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ShutdownRequest) error {
-			return s.validate(cmdShutdown)
+			return s.validate(&command{kind: cmdShutdown})
 		}})
 }
 
@@ -114,7 +115,7 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 
 	before := workflow.Now(ctx)
 	var res activities.EnsureRunningResult
-	err := workflow.ExecuteActivity(s.startOptions(ctx), activities.EnsureRunningName,
+	err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
 		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec}).Get(ctx, &res)
 	if err != nil {
 		// Restarting: the main loop keeps trying, with growing delays.
@@ -140,7 +141,7 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 		after = before
 	}
 	var probe activities.EnsureRunningResult
-	if err := workflow.ExecuteActivity(s.startOptions(ctx), activities.EnsureRunningName,
+	if err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
 		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: after}).Get(ctx, &probe); err != nil {
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: checking the new container failed: %v", ref, err)}
 	}
@@ -152,7 +153,7 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 
 func (s *supervisor) stopAndRemove(ctx workflow.Context) (activities.StopResult, error) {
 	var res activities.StopResult
-	err := workflow.ExecuteActivity(s.controlOptions(ctx), activities.StopName,
+	err := workflow.ExecuteActivity(s.controlOptions(ctx, ""), activities.StopName,
 		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true}).Get(ctx, &res)
 	return res, err
 }

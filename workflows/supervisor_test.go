@@ -50,6 +50,8 @@ type node struct {
 	probeExited bool
 	// slowStarts makes every start after the first take this long (wall time).
 	slowStarts time.Duration
+	// blockStarts makes every start block until cancelled (no worker takes it).
+	blockStarts bool
 
 	starts    []time.Time // mock time of each successful start
 	attempts  int
@@ -122,8 +124,18 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
 
 	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
+		func(ctx context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
 			n.mu.Lock()
+			if n.blockStarts {
+				n.attempts++
+				n.mu.Unlock()
+				select {
+				case <-ctx.Done():
+					return activities.EnsureRunningResult{}, ctx.Err()
+				case <-n.done:
+					return activities.EnsureRunningResult{}, errors.New("test over")
+				}
+			}
 			defer n.mu.Unlock()
 			i := n.attempts
 			n.attempts++
@@ -203,6 +215,16 @@ func queryState(t *testing.T, env *testsuite.TestWorkflowEnvironment) StateView 
 	return view
 }
 
+// stateNow queries the state; a failed query leaves it empty (and the
+// test's assertions on it fail).
+func stateNow(env *testsuite.TestWorkflowEnvironment) StateView {
+	var view StateView
+	if v, err := env.QueryWorkflow(QueryState); err == nil {
+		_ = v.Get(&view)
+	}
+	return view
+}
+
 // update sends an update from inside the test environment's event loop and
 // records whether it was rejected and how it completed.
 type updateResult struct {
@@ -210,6 +232,8 @@ type updateResult struct {
 	err      error
 	done     bool
 	value    any
+	// before is the state just before the update was sent.
+	before StateView
 }
 
 func sendUpdate(env *testsuite.TestWorkflowEnvironment, name string, arg any, res *updateResult) {
@@ -243,7 +267,10 @@ func whenWatching(env *testsuite.TestWorkflowEnvironment, n *node, k int, after 
 
 func unsuperviseWhenWatching(env *testsuite.TestWorkflowEnvironment, n *node, k int, after time.Duration) *updateResult {
 	res := &updateResult{}
-	whenWatching(env, n, k, after, func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res) })
+	whenWatching(env, n, k, after, func() {
+		res.before = stateNow(env)
+		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res)
+	})
 	return res
 }
 
@@ -254,7 +281,10 @@ func requireTime(t *testing.T, want, got time.Time, what string) {
 
 func unsuperviseAt(env *testsuite.TestWorkflowEnvironment, d time.Duration) *updateResult {
 	res := &updateResult{}
-	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res) }, d)
+	env.RegisterDelayedCallback(func() {
+		res.before = stateNow(env)
+		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res)
+	}, d)
 	return res
 }
 
@@ -276,7 +306,7 @@ func TestInstantCrasherRestartsThenBacksOff(t *testing.T) {
 	start := env.Now()
 	var mid StateView
 	env.RegisterDelayedCallback(func() { mid = queryState(t, env) }, 45*time.Second)
-	unsuperviseAt(env, 10*time.Minute-time.Second)
+	end := unsuperviseAt(env, 10*time.Minute-time.Second)
 
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.True(t, env.IsWorkflowCompleted())
@@ -294,10 +324,11 @@ func TestInstantCrasherRestartsThenBacksOff(t *testing.T) {
 	require.Equal(t, len(n.starts), n.watches)
 
 	v := queryState(t, env)
-	require.Equal(t, StateCrashLoopBackOff, v.State)
+	require.Equal(t, StateCrashLoopBackOff, end.before.State)
+	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 	require.Equal(t, 24, v.TotalRestarts, "restarts actually made")
 	require.Equal(t, 1, *v.LastExitCode)
-	require.NotNil(t, v.NextRestartAt)
+	require.NotNil(t, end.before.NextRestartAt)
 
 	require.Equal(t, StateCrashLoopBackOff, mid.State, "state at 45 s")
 	require.Equal(t, 6, mid.TotalRestarts, "5 immediate + 1 delayed by 45 s")
@@ -329,14 +360,15 @@ func TestCrashAfterWindowIsNotCrashLoop(t *testing.T) {
 	start := env.Now()
 	var retrying StateView
 	env.RegisterDelayedCallback(func() { retrying = queryState(t, env) }, 100*time.Second)
-	unsuperviseWhenWatching(env, n, 1, 314*time.Second)
+	end := unsuperviseWhenWatching(env, n, 1, 314*time.Second)
 
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
 
 	require.Equal(t, StateRestarting, retrying.State, "a failing start stays visible")
 	v := queryState(t, env)
-	require.Equal(t, StateRunning, v.State, "the sixth crash was restarted, not backed off")
+	require.Equal(t, StateRunning, end.before.State, "the sixth crash was restarted, not backed off")
+	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 	require.Equal(t, 6, v.TotalRestarts)
 	require.Len(t, v.RestartTimes, 1, "crashes older than the window are forgotten")
 	last := n.starts[len(n.starts)-1]
@@ -355,7 +387,7 @@ func TestFailedStartIsRetriedUntilItWorks(t *testing.T) {
 	n := &node{startErrs: []error{boom, boom, boom, boom, boom, boom}, exits: crashes(1, 2)}
 	env := newEnv(t, n)
 	start := env.Now()
-	unsuperviseWhenWatching(env, n, 1, 21*time.Second+100*time.Millisecond)
+	end := unsuperviseWhenWatching(env, n, 1, 21*time.Second+100*time.Millisecond)
 
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
@@ -367,7 +399,8 @@ func TestFailedStartIsRetriedUntilItWorks(t *testing.T) {
 	// workflow waits 5 s and 10 s on durable timers: 3 + 5 + 3 + 10 + 0 = 21 s.
 	requireTime(t, start.Add(21*time.Second), n.starts[0], "first successful start")
 	v := queryState(t, env)
-	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, StateRunning, end.before.State)
+	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 	require.Equal(t, 1, v.TotalRestarts)
 	require.Equal(t, 2, *v.LastExitCode)
 	require.Equal(t, 2, n.watches)
@@ -392,12 +425,13 @@ func TestExitZeroCompletes(t *testing.T) {
 func TestFailedContainerCountsAsCrash(t *testing.T) {
 	n := &node{exits: []activities.WaitForExitResult{{ExitCode: runtime.FailedExitCode, Reason: "container missing"}}}
 	env := newEnv(t, n)
-	unsuperviseWhenWatching(env, n, 1, 0)
+	end := unsuperviseWhenWatching(env, n, 1, 0)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
 
 	v := queryState(t, env)
-	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, StateRunning, end.before.State)
+	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 	require.Equal(t, -1, *v.LastExitCode)
 	require.Equal(t, 1, v.TotalRestarts)
 	require.Equal(t, -1, *v.Events[0].ExitCode)
@@ -466,7 +500,7 @@ func TestOperatorRestart(t *testing.T) {
 	env := newEnv(t, n)
 	res := &updateResult{}
 	whenWatching(env, n, 1, 0, func() { sendUpdate(env, UpdateRestart, RestartRequest{}, res) })
-	unsuperviseWhenWatching(env, n, 2, 0)
+	end := unsuperviseWhenWatching(env, n, 2, 0)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
 
@@ -477,10 +511,14 @@ func TestOperatorRestart(t *testing.T) {
 	require.Len(t, n.starts, 2)
 	require.Equal(t, n.stops[0].ID, replicaID)
 	v := queryState(t, env)
-	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, StateRunning, end.before.State)
+	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 	require.Equal(t, 0, v.TotalRestarts)
 	require.Empty(t, v.RestartTimes)
-	require.Empty(t, v.Events)
+	// The operator's requests are events; no crash is.
+	require.Equal(t, []EventType{EventOperatorRestart, EventUnsupervised}, eventTypes(v))
+	require.False(t, v.Events[0].EndedBackoff)
+	require.Equal(t, "container left as it was", v.Events[1].Note)
 	require.Equal(t, 1, n.cancelled, "the restart cancelled the first watch (the second ended with the workflow)")
 }
 
@@ -534,7 +572,7 @@ func TestRestartDuringBackoff(t *testing.T) {
 	start := env.Now()
 	res := &updateResult{}
 	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateRestart, RestartRequest{}, res) }, 10*time.Second)
-	unsuperviseWhenWatching(env, n, 1, 10*time.Second+100*time.Millisecond)
+	end := unsuperviseWhenWatching(env, n, 1, 10*time.Second+100*time.Millisecond)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
 	require.NoError(t, res.err)
@@ -542,7 +580,8 @@ func TestRestartDuringBackoff(t *testing.T) {
 	requireTime(t, start.Add(10*time.Second), n.starts[6], "operator-ended backoff")
 	require.Empty(t, n.stops)
 	v := queryState(t, env)
-	require.Equal(t, StateRunning, v.State)
+	require.Equal(t, StateRunning, end.before.State)
+	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 	require.Equal(t, 6, v.TotalRestarts)
 	require.Nil(t, v.NextRestartAt)
 }
@@ -571,7 +610,7 @@ func TestContinueAsNewDuringBackoffKeepsDeadline(t *testing.T) {
 	env2.SetStartTime(start.Add(12 * time.Second))
 	var during StateView
 	env2.RegisterDelayedCallback(func() { during = queryState(t, env2) }, 5*time.Second)
-	unsuperviseWhenWatching(env2, n2, 1, 18*time.Second+100*time.Millisecond)
+	end := unsuperviseWhenWatching(env2, n2, 1, 18*time.Second+100*time.Millisecond)
 	env2.ExecuteWorkflow(Supervise, next)
 	require.NoError(t, env2.GetWorkflowError())
 
@@ -583,8 +622,10 @@ func TestContinueAsNewDuringBackoffKeepsDeadline(t *testing.T) {
 	requireTime(t, start.Add(30*time.Second), n2.starts[0], "delayed start in the continued run")
 	v := queryState(t, env2)
 	require.Equal(t, 6, v.TotalRestarts)
-	require.Equal(t, StateRunning, v.State)
-	require.Equal(t, EventContainerRestarted, v.Events[len(v.Events)-1].Type)
+	require.Equal(t, StateRunning, end.before.State)
+	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	require.Equal(t, EventContainerRestarted, v.Events[len(v.Events)-2].Type)
+	require.Equal(t, EventUnsupervised, v.Events[len(v.Events)-1].Type)
 }
 
 // A request that arrives while the run is about to continue as new is served

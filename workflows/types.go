@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -73,12 +74,17 @@ func ParseRef(ref string) (replica.ID, error) { return replica.ParseRef(ref) }
 type State string
 
 const (
+	// StatePending: supervised, but the container has not run yet (its first
+	// start has not succeeded, e.g. no worker serves the node).
+	StatePending          State = "Pending"
 	StateRunning          State = "Running"
 	StateRestarting       State = "Restarting"
 	StateCrashLoopBackOff State = "CrashLoopBackOff"
 	StateIsolated         State = "Isolated"
 	StateShutdown         State = "Shutdown"
 	StateCompleted        State = "Completed"
+	// StateUnsupervised: supervision ended by an operator; the run is closed.
+	StateUnsupervised State = "Unsupervised"
 )
 
 // Watched reports whether the container is watched for exits in this state.
@@ -88,7 +94,26 @@ const (
 func (s State) Watched() bool { return s == StateRunning }
 
 // AllStates lists the states in a stable order (for counts and validation).
-var AllStates = []State{StateRunning, StateRestarting, StateCrashLoopBackOff, StateIsolated, StateShutdown, StateCompleted}
+var AllStates = []State{StatePending, StateRunning, StateRestarting, StateCrashLoopBackOff, StateIsolated, StateShutdown, StateCompleted, StateUnsupervised}
+
+// ParseState finds the state named s, in any case ("crashloopbackoff").
+func ParseState(s string) (State, bool) {
+	for _, st := range AllStates {
+		if strings.EqualFold(string(st), s) {
+			return st, true
+		}
+	}
+	return "", false
+}
+
+// StateNames lists the states for help and error messages.
+func StateNames() string {
+	names := make([]string, len(AllStates))
+	for i, s := range AllStates {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
 
 // EventType names a supervision event, as in the original supervisor (the
 // Rust supervisor Vigil ports; see README.md).
@@ -103,6 +128,10 @@ const (
 	// EventContainerReplaced: a new container was made from a new generation
 	// of the deployment (not a crash; not counted as a restart).
 	EventContainerReplaced EventType = "ContainerReplaced"
+	// Operator requests (release v0.2.0).
+	EventOperatorRestart EventType = "OperatorRestart"
+	EventReleased        EventType = "Released"
+	EventUnsupervised    EventType = "Unsupervised"
 )
 
 // Event is one supervision decision, with the time it happened.
@@ -114,6 +143,13 @@ type Event struct {
 	// Reason is the cause of the exit the event is about (Exited, Signaled,
 	// OOMKilled, Unhealthy, Failed); null for replicas started before v0.2.0.
 	Reason *string `json:"reason"`
+	// EndedBackoff: an OperatorRestart that ended a crash-loop backoff early.
+	EndedBackoff bool `json:"ended_backoff,omitempty"`
+	// RequestID is the operator request's ID (operator events only).
+	RequestID string `json:"request_id,omitempty"`
+	// Note says what an operator request did, e.g. whether unsupervise
+	// stopped the container.
+	Note string `json:"note,omitempty"`
 }
 
 // SupervisionInput starts (or continues) the supervision of one replica.
@@ -199,18 +235,36 @@ type HealthReport struct {
 	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
+// Every operator request carries an ID (a UUID the CLI mints), which is also
+// its update ID: a retry with the same ID is the same request. Requests from
+// v0.1.0 clients have none.
+
 // ReleaseRequest is the "release" update's argument.
-type ReleaseRequest struct{}
+type ReleaseRequest struct {
+	RequestID string `json:"request_id,omitempty"`
+}
 
 // RestartRequest is the "restart" update's argument.
 type RestartRequest struct {
-	Reason string `json:"reason,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // UnsuperviseRequest is the "unsupervise" update's argument.
 type UnsuperviseRequest struct {
-	// Stop also stops the container; otherwise it is left as it is.
-	Stop bool `json:"stop,omitempty"`
+	// Stop also stops and removes the container (its log is kept);
+	// otherwise it is left as it is.
+	Stop      bool   `json:"stop,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// UpdateResult is what release, restart and unsupervise return (release
+// v0.2.0; earlier workflows return nothing).
+type UpdateResult struct {
+	RequestID string `json:"request_id,omitempty"`
+	// Note says what was done, and what was not (e.g. a container that could
+	// not be stopped because no worker serves its node).
+	Note string `json:"note,omitempty"`
 }
 
 // ReconfigureRequest is the "reconfigure" update's argument: the replica's

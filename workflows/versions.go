@@ -35,6 +35,8 @@ type versions struct {
 	// policy, whose rules and exponential backoff apply; events and status
 	// say why.
 	exitReasons bool
+	// honestState: see changeHonestState.
+	honestState bool
 }
 
 // Change IDs, one per behaviour change, oldest first.
@@ -51,6 +53,13 @@ const (
 	// exponential backoff, and exit reasons (OOMKilled, Unhealthy, ...);
 	// runs before it decide every exit as v0.1.0 did.
 	changeExitReasons = "exit-reasons"
+	// changeHonestState (release v0.2.0): the state says what is true and
+	// every request is heard. A replica is Pending until its container first
+	// runs and Unsupervised when supervision ends; unsupervise interrupts any
+	// activity and bounds its stop; restart retries a failing start; operator
+	// requests are events and join a running request of the same kind;
+	// activities and timers carry summaries saying why.
+	changeHonestState = "honest-state"
 )
 
 // readVersions reads every change's version for this run. Call it once, first
@@ -60,5 +69,6 @@ func readVersions(ctx workflow.Context) versions {
 		periodicCAN: workflow.GetVersion(ctx, changePeriodicCAN, workflow.DefaultVersion, 1) >= 1,
 		deployments: workflow.GetVersion(ctx, changeDeployments, workflow.DefaultVersion, 1) >= 1,
 		exitReasons: workflow.GetVersion(ctx, changeExitReasons, workflow.DefaultVersion, 1) >= 1,
+		honestState: workflow.GetVersion(ctx, changeHonestState, workflow.DefaultVersion, 1) >= 1,
 	}
 }

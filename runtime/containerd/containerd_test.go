@@ -351,6 +351,10 @@ func TestIsolateAndRemove(t *testing.T) {
 	if _, err := rt.State(ctx, id); !errors.Is(err, runtime.ErrContainerNotFound) {
 		t.Fatalf("state after remove: %v", err)
 	}
+	// The log outlives the container.
+	if out, err := rt.Logs(ctx, id, 0); err != nil || string(out) != "crashed\n" {
+		t.Fatalf("removed container's log must be kept: %q, %v", out, err)
+	}
 	// The same replica can be created again afterwards (its snapshot is gone too).
 	run(t, rt, id, "exit 0")
 	if st := wait(t, rt, id); st.ExitCode != 0 {

@@ -172,7 +172,10 @@ func (r *Runtime) vanished(ctx context.Context, c containerd.Container) bool {
 	return errdefs.IsNotFound(err)
 }
 
-// Remove kills and deletes the task, the container, its snapshot and its log.
+// Remove kills and deletes the task, the container and its snapshot. The
+// log stays: `vigil logs` still shows a removed replica's last output, and
+// a container created again for the replica appends to it (bounded by
+// MaxLogBytes like any log).
 func (r *Runtime) Remove(ctx context.Context, id runtime.ContainerID) error {
 	ctx, name, unlock, err := r.exclusive(ctx, id)
 	if err != nil {
@@ -181,7 +184,7 @@ func (r *Runtime) Remove(ctx context.Context, id runtime.ContainerID) error {
 	defer unlock()
 	c, err := r.client.LoadContainer(ctx, name)
 	if errdefs.IsNotFound(err) {
-		return removeFile(r.LogPath(id))
+		return nil
 	}
 	if err != nil {
 		return wrap("remove", name, err, nil)
@@ -189,7 +192,7 @@ func (r *Runtime) Remove(ctx context.Context, id runtime.ContainerID) error {
 	if err := r.deleteContainer(ctx, c); err != nil {
 		return wrap("remove", name, err, nil)
 	}
-	return removeFile(r.LogPath(id))
+	return nil
 }
 
 func (r *Runtime) deleteContainer(ctx context.Context, c containerd.Container) error {
@@ -226,6 +229,7 @@ func (r *Runtime) Isolate(ctx context.Context, id runtime.ContainerID) error {
 	return wrap("isolate", name, err, runtime.ErrContainerNotFound)
 }
 
+// removeFile removes path; a missing file is not an error.
 func removeFile(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
