@@ -78,7 +78,7 @@ func TestRestartRetriesAFailingStartNow(t *testing.T) {
 		before = queryState(t, env)
 		sendUpdate(env, UpdateRestart, RestartRequest{RequestID: "now"}, res)
 	}, 30*time.Second)
-	end := unsuperviseWhenWatching(env, n, 1, 31*time.Second)
+	end := unsuperviseWhenWatching(env, n, 1, 54*time.Second)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
 
