@@ -28,9 +28,7 @@ const ErrTypeContainerNotFound = "ContainerNotFound"
 
 // Defaults for the zero Options and inputs.
 const (
-	DefaultPollInterval      = policy.DefaultPollInterval
 	DefaultHeartbeatInterval = 3 * time.Second
-	DefaultStopGrace         = runtime.DefaultStopGrace
 	// startConfirmDelay is the pause before a failed start is tried again
 	// to tell a passing failure from a container that cannot run.
 	startConfirmDelay = time.Second
@@ -219,7 +217,7 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 	defer a.opts.Watched.Dec()
 	poll := in.PollInterval
 	if poll <= 0 {
-		poll = DefaultPollInterval
+		poll = policy.DefaultPollInterval
 	}
 	waitCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -367,7 +365,7 @@ func (a *Activities) whileHeartbeating(ctx context.Context, doing string, fn fun
 func (a *Activities) Stop(ctx context.Context, in StopInput) (StopResult, error) {
 	grace := in.Grace
 	if grace <= 0 {
-		grace = DefaultStopGrace
+		grace = runtime.DefaultStopGrace
 	}
 	err := a.whileHeartbeating(ctx, "stopping", func() error { return a.rt.Stop(ctx, in.ID, grace) })
 	if errors.Is(err, runtime.ErrContainerNotFound) {

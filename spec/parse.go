@@ -42,9 +42,6 @@ var (
 // minPollInterval keeps a typo such as "5ms" from hammering containerd.
 const minPollInterval = 100 * time.Millisecond
 
-// EnvRefPrefix marks an env value resolved from the node's environment.
-const EnvRefPrefix = runtime.EnvRefPrefix
-
 func fieldErr(n *yaml.Node, path, format string, args ...any) *FieldError {
 	fe := &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
@@ -350,7 +347,7 @@ func parseEnv(n *yaml.Node, path string) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ref, ok := strings.CutPrefix(v, EnvRefPrefix); ok && !envPattern.MatchString(ref) {
+		if ref, ok := strings.CutPrefix(v, runtime.EnvRefPrefix); ok && !envPattern.MatchString(ref) {
 			return nil, fieldErr(p.value, vpath, "%s is not a valid reference; write $E:NAME with NAME a variable of the worker's environment", quote(v))
 		}
 		env[p.key] = v

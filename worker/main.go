@@ -302,7 +302,7 @@ func healthReporter(c client.Client) func(context.Context, runtime.ContainerID, 
 	return func(ctx context.Context, id runtime.ContainerID, status runtime.HealthStatus, startedAt time.Time) error {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return c.SignalWorkflow(ctx, workflows.WorkflowID(id), "", workflows.SignalHealth,
+		return c.SignalWorkflow(ctx, id.WorkflowID(), "", workflows.SignalHealth,
 			workflows.HealthReport{Status: status, StartedAt: startedAt})
 	}
 }
