@@ -56,6 +56,8 @@ type taskEvents struct {
 type taskEvent struct {
 	container string
 	start     bool
+	// at is containerd's time: of publishing for a start, of the exit for an exit.
+	at time.Time
 }
 
 func recordTaskEvents(t *testing.T, s *tstack) *taskEvents {
@@ -78,10 +80,10 @@ func recordTaskEvents(t *testing.T, s *tstack) *taskEvents {
 				}
 				switch e := v.(type) {
 				case *apievents.TaskStart:
-					r.add(taskEvent{container: e.ContainerID, start: true})
+					r.add(taskEvent{container: e.ContainerID, start: true, at: env.Timestamp})
 				case *apievents.TaskExit:
 					if e.ID == e.ContainerID {
-						r.add(taskEvent{container: e.ContainerID})
+						r.add(taskEvent{container: e.ContainerID, at: e.ExitedAt.AsTime()})
 					}
 				}
 			case <-errs:
