@@ -491,6 +491,7 @@ func TestIsolateThenRelease(t *testing.T) {
 	require.NoError(t, rel.err)
 	require.Equal(t, StateRunning, released.State)
 	require.Equal(t, 0, released.TotalRestarts, "a release is not a crash restart")
+	require.Equal(t, []EventType{EventContainerIsolated, EventReleased}, eventTypes(released), "the release is an event")
 	require.Len(t, n.starts, 2)
 }
 
@@ -584,6 +585,15 @@ func TestRestartDuringBackoff(t *testing.T) {
 	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 	require.Equal(t, 6, v.TotalRestarts)
 	require.Nil(t, v.NextRestartAt)
+	// The operator's restart is an event that says it ended the backoff early.
+	var restarts []Event
+	for _, e := range v.Events {
+		if e.Type == EventOperatorRestart {
+			restarts = append(restarts, e)
+		}
+	}
+	require.Len(t, restarts, 1)
+	require.True(t, restarts[0].EndedBackoff)
 }
 
 // Continue-as-new in the middle of a backoff carries the deadline: the new run
