@@ -45,7 +45,7 @@ func main() {
 	skipDocker := flag.Bool("skip-docker", false, "do not measure Docker")
 	out := flag.String("out", "bench/results", "directory for the results JSON")
 	sizes := flag.String("steady", "", "comma-separated steady-state sizes (default 10,100,500; quick: 10)")
-	phases := flag.String("phases", "floor,latency,docker,scale", "comma-separated phases to run: floor, latency, docker, scale")
+	phases := flag.String("phases", "floor,latency,docker,scale,rollout", "comma-separated phases to run: floor, latency, docker, scale, rollout")
 	stormSize := flag.Int("storm", 0, "containers in the crash storm and the worker-loss test (default 100; quick: 50)")
 	interval := flag.Duration("interval", 0, "steady-state measurement interval (default 60s; quick: 20s)")
 	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
@@ -86,10 +86,10 @@ func main() {
 	cfg.Phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "floor", "latency", "docker", "scale":
+		case "floor", "latency", "docker", "scale", "rollout":
 			cfg.Phases[p] = true
 		default:
-			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, latency, docker, scale\n", p)
+			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, latency, docker, scale, rollout\n", p)
 			os.Exit(2)
 		}
 	}
@@ -110,6 +110,7 @@ type Results struct {
 	Storm    StormResults      `json:"crash_storm"`
 	Loss     *WorkerLossResult `json:"worker_loss,omitempty"`
 	History  *HistoryResult    `json:"history_per_crash,omitempty"`
+	Rollout  *RolloutResult    `json:"rolling_update,omitempty"`
 	Errors   []string          `json:"errors,omitempty"`
 }
 
@@ -189,6 +190,13 @@ func run(cfg config, outDir string) error {
 		res.Steady, res.Storm.Vigil, res.Loss = steady, storm, loss
 		if err != nil {
 			fail("scale", err)
+		}
+	}
+
+	if cfg.Phases["rollout"] {
+		phase("rolling update of 10 replicas, min_ready 5s")
+		if res.Rollout, err = v.rollout(ctx, 10, 5*time.Second); err != nil {
+			fail("rollout", err)
 		}
 	}
 
