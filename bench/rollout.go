@@ -26,7 +26,7 @@ deployment: %s
 services:
   r:
     image: { name: docker.io/library/busybox:local, pull_policy: never }
-    command: { entrypoint: ["/bin/sh", "-c"], args: ["echo %s; trap 'exit 0' TERM; while true; do sleep 1; done"] }
+    command: { entrypoint: ["/bin/sh", "-c"], args: ["echo %s; trap 'exit 0' TERM; sleep 100000 & wait"] }
     scale: { replicas: %d }
     stop_grace: 5s
     update: { max_unavailable: 1, min_ready: %s }
