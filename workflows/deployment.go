@@ -30,6 +30,7 @@ type pendingApply struct {
 }
 
 type deployer struct {
+	in       DeploymentInput
 	name     string
 	st       DeploymentCarry
 	applies  []*pendingApply
@@ -38,9 +39,13 @@ type deployer struct {
 
 // Deployment is the workflow of one deployment.
 func Deployment(ctx workflow.Context, in DeploymentInput) error {
-	d := &deployer{name: in.Name, shutdown: workflow.GetSignalChannel(ctx, SignalServiceShutdown)}
+	d := &deployer{in: in, name: in.Name, shutdown: workflow.GetSignalChannel(ctx, SignalServiceShutdown)}
 	if in.Carry != nil {
 		d.st = *in.Carry
+		d.in.Carry = nil
+	}
+	if d.in.ContinueAsNewAfter <= 0 {
+		d.in.ContinueAsNewAfter = deploymentContinueAfter
 	}
 	if d.st.Replicas == nil {
 		d.st.Replicas = map[string]ReplicaRecord{}
@@ -119,11 +124,14 @@ func (d *deployer) run(ctx workflow.Context) error {
 			return err
 		}
 		steps++
-		if (steps >= deploymentContinueAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) &&
+		if (steps >= d.in.ContinueAsNewAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) &&
 			len(d.applies) == 0 && d.shutdown.Len() == 0 && workflow.AllHandlersFinished(ctx) {
-			next := d.st
-			next.Runs++
-			return workflow.NewContinueAsNewError(ctx, DeploymentWorkflowName, DeploymentInput{Name: d.name, Carry: &next})
+			// Everything the next run needs is in the carry: the desired
+			// spec, the generation, the replicas and a pause.
+			next, carry := d.in, d.st
+			carry.Runs++
+			next.Carry = &carry
+			return workflow.NewContinueAsNewError(ctx, DeploymentWorkflowName, next)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -285,3 +286,35 @@ func TestDeploymentRefusesAnotherDeploymentsFile(t *testing.T) {
 
 func workflowName(name string) workflow.RegisterOptions { return workflow.RegisterOptions{Name: name} }
 func activityName(name string) activity.RegisterOptions { return activity.RegisterOptions{Name: name} }
+
+// A run continues as new after ContinueAsNewAfter steps, carrying the
+// desired spec, the generation and the replicas; the next run goes on.
+func TestDeploymentContinuesAsNewWithItsState(t *testing.T) {
+	c := &cluster{}
+	env := newDeploymentEnv(t, c)
+	applyAt(env, time.Minute, shopSpec(2, "v1", policy.Policy{}), &updateResult{})
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop", ContinueAsNewAfter: 2})
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next DeploymentInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, 2, next.ContinueAsNewAfter)
+	require.NotNil(t, next.Carry)
+	require.Equal(t, 1, next.Carry.Generation)
+	require.Equal(t, 1, next.Carry.Runs)
+	require.Len(t, next.Carry.Replicas, 2)
+	require.Equal(t, 2, next.Carry.Desired.Services[0].Replicas)
+
+	// The next run answers from the carried state: the same file is unchanged.
+	c2 := &cluster{replicas: next.Carry.Replicas}
+	env2 := newDeploymentEnv(t, c2)
+	res := &updateResult{}
+	var st RolloutStatus
+	env2.RegisterDelayedCallback(func() { st = rollout(t, env2) }, 30*time.Second)
+	applyAt(env2, time.Minute, shopSpec(2, "v1", policy.Policy{}), res)
+	env2.RegisterDelayedCallback(env2.CancelWorkflow, 2*time.Minute)
+	env2.ExecuteWorkflow(Deployment, next)
+	require.Equal(t, RolloutStatus{Deployment: "shop", Generation: 1, State: RolloutComplete, Updated: 2, Total: 2}, st)
+	require.Equal(t, []string{"shop/api-rep-1 unchanged []", "shop/api-rep-2 unchanged []"}, actions(planOf(t, res).Plan))
+	require.Empty(t, c2.log)
+}

@@ -18,8 +18,11 @@ const (
 
 // DeploymentInput starts (or continues) a deployment's workflow.
 type DeploymentInput struct {
-	Name  string           `json:"name"`
-	Carry *DeploymentCarry `json:"carry,omitempty"`
+	Name string `json:"name"`
+	// ContinueAsNewAfter is the number of steps one run takes before it
+	// continues as new (default deploymentContinueAfter).
+	ContinueAsNewAfter int              `json:"continue_as_new_after,omitempty"`
+	Carry              *DeploymentCarry `json:"carry,omitempty"`
 }
 
 // DeploymentCarry is everything a continued run of the deployment workflow needs.
