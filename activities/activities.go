@@ -18,7 +18,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/policy"
-	"github.com/vigil-run/vigil/probe"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -59,13 +58,6 @@ type Options struct {
 	// each change of health.
 	Probes       ProbeTarget
 	ReportHealth func(ctx context.Context, id runtime.ContainerID, status runtime.HealthStatus, startedAt time.Time) error
-}
-
-// ProbeTarget is the runtime's side of probing (runtime/containerd.Runtime):
-// the probes a container was created with, and the means to run them.
-type ProbeTarget interface {
-	probe.Target
-	Health(ctx context.Context, id runtime.ContainerID) (*runtime.Health, time.Time, error)
 }
 
 // Gauge is a value that goes up and down, e.g. a Prometheus gauge.
@@ -233,7 +225,9 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 		}()
 	}
 	startWait()
-	a.startProbes(waitCtx, in.ID)
+	if a.opts.Probes != nil {
+		a.startProbes(waitCtx, logger, in.ID)
+	}
 
 	pollTicker := time.NewTicker(poll)
 	defer pollTicker.Stop()
@@ -284,37 +278,6 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 			return WaitForExitResult{}, ctx.Err()
 		}
 	}
-}
-
-// startProbes probes the container, if it has probes, until ctx ends.
-func (a *Activities) startProbes(ctx context.Context, id runtime.ContainerID) {
-	if a.opts.Probes == nil {
-		return
-	}
-	logger := activity.GetLogger(ctx)
-	h, started, err := a.opts.Probes.Health(ctx, id)
-	if err != nil || h == nil {
-		if err != nil {
-			logger.Warn("Probes not read; the container is not probed", "container", id.Ref(), "error", err)
-		}
-		return
-	}
-	p := &probe.Prober{Target: a.opts.Probes, ID: id, Health: *h,
-		Logf: func(format string, args ...any) { logger.Info(fmt.Sprintf(format, args...)) },
-		OnChange: func(s runtime.HealthStatus) {
-			logger.Info("Health changed", "container", id.Ref(), "health", string(s))
-			if a.opts.ReportHealth == nil {
-				return
-			}
-			if err := a.opts.ReportHealth(context.WithoutCancel(ctx), id, s, started); err != nil {
-				logger.Warn("Health change not reported", "container", id.Ref(), "health", string(s), "error", err)
-			}
-		}}
-	go func() {
-		if err := p.Run(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("Probing stopped", "container", id.Ref(), "error", err)
-		}
-	}()
 }
 
 func (a *Activities) exitResult(ctx context.Context, id runtime.ContainerID, st runtime.ContainerState) WaitForExitResult {

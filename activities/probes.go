@@ -1,0 +1,121 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/log"
+
+	"github.com/vigil-run/vigil/probe"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// ProbeTarget is the runtime's side of probing (runtime/containerd.Runtime):
+// the probes a container was created with, and the means to run them.
+type ProbeTarget interface {
+	probe.Target
+	Health(ctx context.Context, id runtime.ContainerID) (*runtime.Health, time.Time, error)
+}
+
+// startProbes probes the container's running task, if it has probes, until
+// ctx ends or the prober has stopped it as unhealthy. It returns the task's
+// start time and whether a prober was started.
+func (a *Activities) startProbes(ctx context.Context, logger log.Logger, id runtime.ContainerID) (time.Time, bool) {
+	h, started, err := a.opts.Probes.Health(ctx, id)
+	if err != nil || h == nil {
+		if err != nil {
+			logger.Warn("Probes not read; the container is not probed", "container", id.Ref(), "error", err)
+		}
+		return started, false
+	}
+	p := &probe.Prober{Target: a.opts.Probes, ID: id, Health: *h,
+		Logf: func(format string, args ...any) { logger.Info(fmt.Sprintf(format, args...)) },
+		OnChange: func(s runtime.HealthStatus) {
+			logger.Info("Health changed", "container", id.Ref(), "health", string(s))
+			if a.opts.ReportHealth == nil {
+				return
+			}
+			if err := a.opts.ReportHealth(context.WithoutCancel(ctx), id, s, started); err != nil {
+				logger.Warn("Health change not reported", "container", id.Ref(), "health", string(s), "error", err)
+			}
+		}}
+	go func() {
+		if err := p.Run(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("Probing stopped", "container", id.Ref(), "error", err)
+		}
+	}()
+	return started, true
+}
+
+// ProbeSet runs one prober per running task that has probes, for a watch
+// that follows every container of the node: call Sync with the node's
+// containers at each scan, Stop when the watch ends.
+type ProbeSet struct {
+	a       *Activities
+	logger  log.Logger
+	mu      sync.Mutex
+	probing map[runtime.ContainerID]probing
+}
+
+type probing struct {
+	started time.Time // the task probed
+	cancel  context.CancelFunc
+}
+
+// NewProbeSet returns an empty set (nil when the worker has no probe
+// target); pass the watch's activity.GetLogger.
+func (a *Activities) NewProbeSet(logger log.Logger) *ProbeSet {
+	if a.opts.Probes == nil {
+		return nil
+	}
+	return &ProbeSet{a: a, logger: logger, probing: map[runtime.ContainerID]probing{}}
+}
+
+// Sync starts probing each running task not probed yet (a new task of a
+// container is a new prober) and stops probing tasks no longer running.
+func (ps *ProbeSet) Sync(ctx context.Context, containers []runtime.ContainerInfo) {
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	running := make(map[runtime.ContainerID]time.Time, len(containers))
+	for _, c := range containers {
+		if c.State.Status == runtime.StatusRunning {
+			running[c.ID] = c.StartedAt
+		}
+	}
+	for id, p := range ps.probing {
+		if started, ok := running[id]; !ok || !started.Equal(p.started) {
+			p.cancel()
+			delete(ps.probing, id)
+		}
+	}
+	for id, started := range running {
+		if _, ok := ps.probing[id]; ok {
+			continue
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		// A container without probes is remembered too, so it is looked up once per task.
+		if _, ok := ps.a.startProbes(pctx, ps.logger, id); !ok {
+			cancel()
+			cancel = func() {}
+		}
+		ps.probing[id] = probing{started: started, cancel: cancel}
+	}
+}
+
+// Stop stops every prober.
+func (ps *ProbeSet) Stop() {
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for id, p := range ps.probing {
+		p.cancel()
+		delete(ps.probing, id)
+	}
+}
