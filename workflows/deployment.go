@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"time"
 
@@ -35,6 +36,8 @@ type deployer struct {
 	st       DeploymentCarry
 	applies  []*pendingApply
 	shutdown workflow.ReceiveChannel
+	// stepping: a rollout step is in flight.
+	stepping bool
 }
 
 // Deployment is the workflow of one deployment.
@@ -70,6 +73,13 @@ func (d *deployer) register(ctx workflow.Context) error {
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateApply,
 		func(ctx workflow.Context, req ApplyRequest) (ApplyResult, error) {
 			p := &pendingApply{req: req}
+			if d.stepping {
+				// Answer now, from what the workflow knows, rather than after
+				// the step in flight (a replacement lasts its stop grace and
+				// min_ready); the rollout takes the new spec after the step.
+				d.decide(ctx, p)
+				return p.result, nil
+			}
 			d.applies = append(d.applies, p)
 			if err := workflow.Await(ctx, func() bool { return p.done }); err != nil {
 				return ApplyResult{}, err
@@ -145,18 +155,26 @@ func (d *deployer) takeApplies(ctx workflow.Context) error {
 	for len(d.applies) > 0 {
 		p := d.applies[0]
 		d.applies = d.applies[1:]
-		steps := Plan(d.st.Replicas, p.req.Spec)
-		if Changes(Items(steps)) {
-			d.st.Generation++
-			d.st.Paused = ""
-		}
-		spec := p.req.Spec
-		d.st.Desired = &spec
-		p.result = ApplyResult{Generation: d.st.Generation, Plan: Items(steps)}
-		p.done = true
-		workflow.GetLogger(ctx).Info("applied", "generation", d.st.Generation, "changes", Changes(Items(steps)))
+		d.decide(ctx, p)
 	}
 	return nil
+}
+
+// decide plans one apply against the known replicas and makes its spec the
+// desired one. A change raises the generation and ends a pause; the file
+// already being rolled out (not paused) changes nothing.
+func (d *deployer) decide(ctx workflow.Context, p *pendingApply) {
+	steps := Plan(d.st.Replicas, p.req.Spec)
+	same := d.st.Desired != nil && d.st.Paused == "" && reflect.DeepEqual(*d.st.Desired, p.req.Spec)
+	if Changes(Items(steps)) && !same {
+		d.st.Generation++
+		d.st.Paused = ""
+	}
+	spec := p.req.Spec
+	d.st.Desired = &spec
+	p.result = ApplyResult{Generation: d.st.Generation, Plan: Items(steps)}
+	p.done = true
+	workflow.GetLogger(ctx).Info("applied", "generation", d.st.Generation, "changes", Changes(Items(steps)))
 }
 
 // observe reads what runs: the replicas this workflow knows and any other
@@ -199,6 +217,8 @@ func (d *deployer) hasWork() bool {
 
 // step carries out the next step of the rollout.
 func (d *deployer) step(ctx workflow.Context) error {
+	d.stepping = true
+	defer func() { d.stepping = false }()
 	pending := d.pending()
 	for _, s := range pending {
 		if s.Item.Action == ActionRemove {
@@ -268,6 +288,7 @@ func (d *deployer) deleteContainer(ctx workflow.Context, id runtime.ContainerID,
 
 // create supervises new replicas, all at once: they add capacity.
 func (d *deployer) create(ctx workflow.Context, steps []Step) error {
+	gen := d.st.Generation
 	for _, s := range steps {
 		if s.Closed {
 			// Its supervision ended with the old spec; its exited container
@@ -279,15 +300,15 @@ func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 	}
 	futures := make([]workflow.Future, len(steps))
 	for i, s := range steps {
-		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("create %s (generation %d)", s.ID.Ref(), d.st.Generation), time.Minute),
-			StartReplicaName, s.Config.Input(s.ID, d.st.Generation))
+		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("create %s (generation %d)", s.ID.Ref(), gen), time.Minute),
+			StartReplicaName, s.Config.Input(s.ID, gen))
 	}
 	for i, f := range futures {
 		if err := f.Get(ctx, nil); err != nil {
 			return err
 		}
 		s := steps[i]
-		d.st.Replicas[s.ID.Ref()] = ReplicaRecord{ID: s.ID, Config: s.Config, Generation: d.st.Generation, State: StateRunning}
+		d.st.Replicas[s.ID.Ref()] = ReplicaRecord{ID: s.ID, Config: s.Config, Generation: gen, State: StateRunning}
 	}
 	return nil
 }
@@ -331,7 +352,8 @@ func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time
 			notReady = append(notReady, res.Reason)
 		}
 	}
-	if len(notReady) > 0 {
+	if len(notReady) > 0 && d.st.Generation == gen {
+		// (An apply made meanwhile has superseded this generation.)
 		d.st.Paused = fmt.Sprintf("generation %d: %s; the other replicas keep their spec: fix the file and apply it (or apply the previous one to roll back)", gen, notReady[0])
 		workflow.GetLogger(ctx).Warn("rollout paused", "reason", d.st.Paused)
 	}

@@ -33,6 +33,8 @@ type cluster struct {
 	// notReady makes the replacement of these replicas report a crash.
 	notReady map[string]bool
 	deleted  []string
+	// hold, if set, keeps the next replacement in flight until it is closed.
+	hold chan struct{}
 }
 
 func (c *cluster) record(format string, args ...any) {
@@ -87,7 +89,15 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.record("replace %s gen %d", ref, in.Request.Generation)
 		c.down++
 		c.maxDown = max(c.maxDown, c.down)
+		hold := c.hold
+		c.hold = nil
 		c.mu.Unlock()
+		if hold != nil {
+			select {
+			case <-hold:
+			case <-time.After(10 * time.Second):
+			}
+		}
 		time.Sleep(20 * time.Millisecond) // overlapping replacements would show in maxDown
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -317,4 +327,60 @@ func TestDeploymentContinuesAsNewWithItsState(t *testing.T) {
 	require.Equal(t, RolloutStatus{Deployment: "shop", Generation: 1, State: RolloutComplete, Updated: 2, Total: 2}, st)
 	require.Equal(t, []string{"shop/api-rep-1 unchanged []", "shop/api-rep-2 unchanged []"}, actions(planOf(t, res).Plan))
 	require.Empty(t, c2.log)
+}
+
+// A new apply while a replacement is in flight is answered at once and
+// supersedes the rollout: the rest of the replicas go straight to the new spec.
+func TestDeploymentNewApplySupersedesTheRollout(t *testing.T) {
+	c := &cluster{}
+	env := newDeploymentEnv(t, c)
+	first, second, third := &updateResult{}, &updateResult{}, &updateResult{}
+	var answeredInFlight bool
+	applyAt(env, time.Minute, shopSpec(2, "v1", policy.Policy{}), first)
+	env.RegisterDelayedCallback(func() {
+		c.mu.Lock()
+		c.hold = make(chan struct{})
+		hold := c.hold
+		c.mu.Unlock()
+		sendUpdate(env, UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, second)
+		// While rep-1's replacement is held, apply v3.
+		env.RegisterDelayedCallback(func() {
+			sendUpdate(env, UpdateApply, ApplyRequest{Spec: shopSpec(2, "v3", policy.Policy{})}, third)
+			env.RegisterDelayedCallback(func() {
+				answeredInFlight = third.done
+				close(hold)
+			}, 50*time.Millisecond)
+		}, 50*time.Millisecond)
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+
+	require.True(t, answeredInFlight, "the apply was answered while the replacement was in flight")
+	require.Equal(t, 3, planOf(t, third).Generation)
+	require.Equal(t, []string{"shop/api-rep-1 update [args]", "shop/api-rep-2 update [args]"}, actions(planOf(t, third).Plan))
+	require.Equal(t, []string{"replace shop/api-rep-1 gen 2", "replace shop/api-rep-1 gen 3", "replace shop/api-rep-2 gen 3"}, c.log[2:])
+}
+
+// Applying the file being rolled out again, mid-rollout, keeps its
+// generation and replaces nothing twice.
+func TestDeploymentSameFileMidRolloutKeepsTheGeneration(t *testing.T) {
+	c := &cluster{}
+	env := newDeploymentEnv(t, c)
+	first, second, again := &updateResult{}, &updateResult{}, &updateResult{}
+	applyAt(env, time.Minute, shopSpec(2, "v1", policy.Policy{}), first)
+	env.RegisterDelayedCallback(func() {
+		c.mu.Lock()
+		c.hold = make(chan struct{})
+		hold := c.hold
+		c.mu.Unlock()
+		sendUpdate(env, UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, second)
+		env.RegisterDelayedCallback(func() {
+			sendUpdate(env, UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, again)
+			env.RegisterDelayedCallback(func() { close(hold) }, 50*time.Millisecond)
+		}, 50*time.Millisecond)
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+	require.Equal(t, 2, planOf(t, again).Generation)
+	require.Equal(t, []string{"replace shop/api-rep-1 gen 2", "replace shop/api-rep-2 gen 2"}, c.log[2:])
 }
