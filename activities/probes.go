@@ -65,8 +65,9 @@ type probing struct {
 }
 
 // NewProbeSet returns an empty set (nil when the worker has no probe
-// target); pass the watch's activity.GetLogger.
-func (a *Activities) NewProbeSet(logger log.Logger) *ProbeSet {
+// target); pass the watch's activity.GetLogger. (A function, not a method:
+// every exported method of Activities is registered as an activity.)
+func NewProbeSet(a *Activities, logger log.Logger) *ProbeSet {
 	if a.opts.Probes == nil {
 		return nil
 	}

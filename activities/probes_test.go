@@ -79,7 +79,7 @@ func TestProbeSet(t *testing.T) {
 		reports[id] = append(reports[id], s)
 		return nil
 	}})
-	ps := a.NewProbeSet(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	ps := NewProbeSet(a, log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 	defer ps.Stop()
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
