@@ -22,6 +22,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/vigil-run/vigil/internal/errtext"
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
 )
 
@@ -202,7 +203,9 @@ func (c *Connection) ClientOptions(logger tlog.Logger) (client.Options, error) {
 	if err := c.Validate(); err != nil {
 		return client.Options{}, err
 	}
-	opts := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger, Identity: c.Identity, MetricsHandler: c.MetricsHandler}
+	opts := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger, Identity: c.Identity, MetricsHandler: c.MetricsHandler,
+		// Durations as "60s" in inputs, queries and results.
+		DataConverter: humanjson.DataConverter()}
 	tlsCfg, err := c.TLSConfig()
 	if err != nil {
 		return client.Options{}, err

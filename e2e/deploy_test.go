@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/internal/histories"
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -452,7 +453,10 @@ func replayDeployment(t *testing.T, s *tstack, dep string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replayer := worker.NewWorkflowReplayer()
+	replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: humanjson.DataConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	replayer.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflowName})
 	if err := replayer.ReplayWorkflowHistory(nil, hist); err != nil {
 		t.Fatalf("replay of the deployment workflow's history: %v", err)

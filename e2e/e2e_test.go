@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigil-run/vigil/config/configtest"
 	"github.com/vigil-run/vigil/internal/histories"
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -217,7 +218,10 @@ func replayHistory(t *testing.T, s *tstack, workflowID string) {
 		t.Fatalf("workflow result: %v", err)
 	}
 	iter := c.GetWorkflowHistory(ctx, workflowID, "", false, 0)
-	replayer := worker.NewWorkflowReplayer()
+	replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: humanjson.DataConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	replayer.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: workflows.SupervisorWorkflowName})
 	hist, err := histories.Collect(iter)
 	if err != nil {

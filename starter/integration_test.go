@@ -139,6 +139,17 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		view["supervision_ended"] != false || view["start_error"] != nil || view["node"] != "it-node" {
 		t.Errorf("status: %d %q %q", status.code, status.stdout, status.stderr)
 	}
+	// In the history (what the Web UI shows), durations read as a
+	// deployment file writes them, not as nanoseconds.
+	hist := srv.Client().GetWorkflowHistory(context.Background(), "vigil/shop/api-rep-1", "", false, 0)
+	first1, err := hist.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := string(first1.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()[0].GetData())
+	if !strings.Contains(input, `"restart_window":"5m"`) || !strings.Contains(input, `"stop_grace":"10s"`) || strings.Contains(input, "300000000000") {
+		t.Errorf("workflow input in history: %s; want durations as text", input)
+	}
 	table := vigil("status", "shop/api-rep-1")
 	if !regexpMatch(`^STATE\s+Pending$`, table.stdout) || !regexpMatch(`^NODE\s+it-node \(no vigil-worker polls its queue`, table.stdout) ||
 		!regexpMatch(`^SUPERVISED SINCE\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d$`, table.stdout) {

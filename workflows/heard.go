@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/policy"
 )
 
@@ -233,19 +234,7 @@ func (s *supervisor) emitRequest(ctx workflow.Context, typ EventType, c *command
 }
 
 // human writes a duration the way a deployment file does: 60s, 5m, 1h30m.
-func human(d time.Duration) string {
-	if d%time.Second == 0 && d < 100*time.Second {
-		return fmt.Sprintf("%ds", int64(d/time.Second))
-	}
-	str := d.String()
-	if strings.HasSuffix(str, "m0s") {
-		str = str[:len(str)-2]
-	}
-	if strings.HasSuffix(str, "h0m") {
-		str = str[:len(str)-2]
-	}
-	return str
-}
+func human(d time.Duration) string { return humanjson.Format(d) }
 
 func exitText(code *int) string {
 	if code == nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 )
@@ -22,7 +23,11 @@ const historiesDir = "testdata/histories"
 const minV010Histories = 11
 
 func newReplayer() worker.WorkflowReplayer {
-	r := worker.NewWorkflowReplayer()
+	// Histories of v0.2.0 on carry durations as text (humanjson).
+	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: humanjson.DataConverter()})
+	if err != nil {
+		panic(err) // the options are fixed: this is a programming error
+	}
 	r.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
 	r.RegisterWorkflowWithOptions(FetchLogs, workflow.RegisterOptions{Name: FetchLogsWorkflowName})
 	r.RegisterWorkflowWithOptions(Deployment, workflow.RegisterOptions{Name: DeploymentWorkflowName})

@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -256,7 +257,7 @@ func (s *Stack) Close(ctx context.Context) error {
 
 // Client dials the stack's Temporal server.
 func (s *Stack) Client() (client.Client, error) {
-	return client.Dial(client.Options{HostPort: s.HostPort, Logger: quietLogger{}})
+	return client.Dial(client.Options{HostPort: s.HostPort, Logger: quietLogger{}, DataConverter: humanjson.DataConverter()})
 }
 
 // Result is one run of the vigil CLI.
