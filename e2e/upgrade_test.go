@@ -196,6 +196,31 @@ func upgrade(t *testing.T, kill bool) {
 		t.Fatalf("status of the replica whose start keeps failing: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 
+	// rollover moves runs the previous release started onto this release's
+	// code (a new run, which reads the current versions), leaving the
+	// container alone: how their old branches are retired.
+	for _, ref := range []string{"up/down-rep-1", "up/web-rep-1"} {
+		wid := workflows.WorkflowID(idOf(t, ref))
+		old := s.history(wid)
+		if versionMarkers(old) != 0 {
+			t.Fatalf("%s: the run %s started has version markers already", ref, prev.Release)
+		}
+		beforeRoll, _ := s.status(ref)
+		rolled := time.Now()
+		if r := s.vigil("rollover", ref); r.Code != 0 {
+			t.Fatalf("rollover %s: exit %d: %s%s", ref, r.Code, r.Stdout, r.Stderr)
+		}
+		s.waitHistory(wid, "a new run with this release's versions", func(h *historypb.History) bool { return versionMarkers(h) > 0 })
+		after, _ := s.status(ref)
+		if after.State != beforeRoll.State || after.TotalRestarts != beforeRoll.TotalRestarts {
+			t.Fatalf("%s after rollover: %s with %d restarts; want %s with %d", ref, after.State, after.TotalRestarts, beforeRoll.State, beforeRoll.TotalRestarts)
+		}
+		requireIntact(t, ref, beforeRoll, after)
+		if at, ok := starts.waitFirstAfter(idOf(t, ref).ContainerName(), rolled, time.Second); ok {
+			t.Fatalf("%s: rollover started the container (at %s)", ref, at)
+		}
+	}
+
 	// No workflow task failed; the new release did the work after the switch.
 	for ref := range want {
 		wid := workflows.WorkflowID(idOf(t, ref))
@@ -261,6 +286,17 @@ func requireIntact(t *testing.T, ref string, before, after workflows.StateView) 
 			t.Fatalf("%s: event %d changed: before %+v, after %+v", ref, i, ev, a)
 		}
 	}
+}
+
+// versionMarkers counts the run's version markers (workflow.GetVersion).
+func versionMarkers(h *historypb.History) int {
+	n := 0
+	for _, ev := range h.Events {
+		if ev.GetMarkerRecordedEventAttributes().GetMarkerName() == "Version" {
+			n++
+		}
+	}
+	return n
 }
 
 func completedBy(h *historypb.History, identityPrefix string) bool {

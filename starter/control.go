@@ -117,7 +117,7 @@ func closeTime(info *workflowpb.WorkflowExecutionInfo) string {
 	return "earlier"
 }
 
-// updateCommand is release or restart: an update without options.
+// updateCommand is release, restart or rollover: an update without options.
 func updateCommand(a *app, name, short string) *cobra.Command {
 	return &cobra.Command{
 		Use:   name + " ID",
@@ -128,8 +128,11 @@ func updateCommand(a *app, name, short string) *cobra.Command {
 				return releaseService(cmd, a, dep, svc)
 			}
 			req := request{name: name, arg: releaseRequest}
-			if name == workflows.UpdateRestart {
+			switch name {
+			case workflows.UpdateRestart:
 				req.arg = func(id string) any { return workflows.RestartRequest{Reason: "vigil restart", RequestID: id} }
+			case workflows.UpdateRollover:
+				req.arg = func(id string) any { return workflows.RolloverRequest{RequestID: id} }
 			}
 			return sendUpdate(cmd, a, args[0], req)
 		},

@@ -120,6 +120,7 @@ func newRootCommand(a *app, lookup func(string) (string, bool), dial dialer) *co
 		eventsCommand(a),
 		updateCommand(a, "release", "Let an Isolated or Shutdown replica (or every one of a service: DEPLOYMENT/SERVICE) run again"),
 		updateCommand(a, "restart", "Restart a Running or CrashLoopBackOff replica now"),
+		updateCommand(a, "rollover", "Move a replica's supervision to a new workflow run now (after an upgrade), leaving its container alone"),
 		unsuperviseCommand(a),
 		logsCommand(a, taskQueue),
 		versionCommand(a),

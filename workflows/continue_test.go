@@ -175,3 +175,33 @@ func TestContinueAsNewEveryDefaults(t *testing.T) {
 	env.ExecuteWorkflow(Supervise, in)
 	require.Equal(t, MinContinueAsNewEvery, cfg.ContinueAsNewEvery)
 }
+
+// rollover moves a replica to a new run at once, carrying everything and
+// leaving the container alone: a watched one is not restarted, a backoff
+// keeps its deadline.
+func TestRolloverContinuesAsNewNow(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	res := &updateResult{}
+	whenWatching(env, n, 1, 0, func() { sendUpdate(env, UpdateRollover, RolloverRequest{}, res) })
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	next := continuedInput(t, env)
+	require.True(t, res.done)
+	require.NoError(t, res.rejected)
+	require.NoError(t, res.err)
+	require.Equal(t, StateRunning, next.Carry.State)
+	require.Len(t, n.starts, 1, "no restart")
+
+	// Mid-backoff: the deadline is carried.
+	n2 := &node{exits: crashes(6, 1)}
+	env2 := newEnv(t, n2)
+	start := env2.Now()
+	res2 := &updateResult{}
+	env2.RegisterDelayedCallback(func() { sendUpdate(env2, UpdateRollover, RolloverRequest{}, res2) }, 10*time.Second)
+	env2.ExecuteWorkflow(Supervise, input(policy.Default()))
+	next2 := continuedInput(t, env2)
+	require.NoError(t, res2.err)
+	require.Equal(t, StateCrashLoopBackOff, next2.Carry.State)
+	requireTime(t, start.Add(30*time.Second), next2.Carry.NextRestartAt, "carried deadline")
+	requireTime(t, start.Add(10*time.Second), env2.Now(), "continued at once")
+}

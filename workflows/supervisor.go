@@ -53,6 +53,7 @@ type commandKind string
 const (
 	cmdRelease     commandKind = UpdateRelease
 	cmdRestart     commandKind = UpdateRestart
+	cmdRollover    commandKind = UpdateRollover
 	cmdUnsupervise commandKind = UpdateUnsupervise
 	cmdReconfigure commandKind = UpdateReconfigure
 	cmdShutdown    commandKind = UpdateShutdown
@@ -90,6 +91,8 @@ type supervisor struct {
 	// waiting is a restart request answered by the outcome of the start in
 	// progress (changeHonestState).
 	waiting *command
+	// rollover: an operator asked for a new run now (UpdateRollover).
+	rollover bool
 }
 
 // Supervise supervises one container replica until it completes or is unsupervised.
@@ -158,6 +161,18 @@ func (s *supervisor) registerHandlers(ctx workflow.Context) error {
 		},
 		workflow.UpdateHandlerOptions{Validator: func(req RestartRequest) error {
 			return s.validate(&command{kind: cmdRestart, requestID: req.RequestID})
+		}}); err != nil {
+		return err
+	}
+	// Registered in every run, old ones too: registering issues no command,
+	// so a run started by an older release can be moved onto this release's
+	// code (its new run reads the current versions) without replay trouble.
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRollover,
+		func(ctx workflow.Context, req RolloverRequest) (UpdateResult, error) {
+			return s.submit(ctx, &command{kind: cmdRollover, requestID: req.RequestID})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req RolloverRequest) error {
+			return s.validate(&command{kind: cmdRollover, requestID: req.RequestID})
 		}}); err != nil {
 		return err
 	}
@@ -238,6 +253,10 @@ func (s *supervisor) validate(c *command) error {
 	case cmdReconfigure, cmdShutdown:
 		if s.st.State == StateCompleted {
 			return fmt.Errorf("%s: replica is Completed; its supervision has ended", kind)
+		}
+	case cmdRollover:
+		if s.st.State == StateRestarting || s.st.State == StatePending {
+			return fmt.Errorf("rollover: replica is %s; retry once its start has worked", s.st.State)
 		}
 	}
 	return nil
@@ -529,6 +548,14 @@ func (s *supervisor) waitFor(ctx workflow.Context, f workflow.Future, untilDue b
 func (s *supervisor) handle(ctx workflow.Context, c *command) error {
 	log := workflow.GetLogger(ctx)
 	log.Info("operator request", "request", string(c.kind), "state", string(s.st.State))
+	if c.kind == cmdRollover {
+		// In runs of every version: the main loop continues as new next
+		// (shouldContinueAsNew); a watch in flight was dropped, a backoff
+		// deadline is carried.
+		s.rollover = true
+		s.finish(c, nil)
+		return nil
+	}
 	if s.ver.honestState {
 		return s.handleRequest(ctx, c)
 	}
@@ -753,7 +780,7 @@ func (s *supervisor) shouldContinueAsNew(ctx workflow.Context) bool {
 		limit = DefaultContinueAsNewAfter
 	}
 	return s.exitsThisRun >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested() ||
-		(s.canDue != nil && s.canDue.IsReady())
+		(s.canDue != nil && s.canDue.IsReady()) || s.rollover
 }
 
 // continueAsNew hands the whole state, including a backoff deadline, to a new

@@ -26,6 +26,9 @@ const (
 	UpdateRelease     = "release"
 	UpdateRestart     = "restart"
 	UpdateUnsupervise = "unsupervise"
+	// UpdateRollover moves supervision to a new run now (continue-as-new),
+	// carrying everything; the container is not touched.
+	UpdateRollover = "rollover"
 	// UpdateReconfigure brings a replica to a new generation of its
 	// deployment: a new policy in place, or a new container.
 	UpdateReconfigure = "reconfigure"
@@ -247,6 +250,11 @@ type ReleaseRequest struct {
 // RestartRequest is the "restart" update's argument.
 type RestartRequest struct {
 	Reason    string `json:"reason,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// RolloverRequest is the "rollover" update's argument.
+type RolloverRequest struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 

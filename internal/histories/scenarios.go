@@ -36,6 +36,7 @@ var Scenarios = []Scenario{
 	{Name: "rule-shutdown", Since: "v0.2.0", Run: ruleShutdown},
 	{Name: "rolling-update", Since: "v0.2.0", Run: rollingUpdate},
 	{Name: "service-shutdown", Since: "v0.2.0", Run: serviceShutdown},
+	{Name: "rollover", Since: "v0.2.0", Run: rollover},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -315,6 +316,27 @@ func periodicContinueAsNewBackoff(ctx context.Context, e *Env, dep string) ([]Ca
 		{File: "periodic-continue-as-new-backoff-run1", WorkflowID: wid, RunID: first},
 		{File: "periodic-continue-as-new-backoff", WorkflowID: wid, RunID: second},
 	}, nil
+}
+
+// rollover: `vigil rollover` moves a watched replica to a new run; the new
+// run is unsupervised.
+func rollover(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid, err := superviseWatched(ctx, e, dep)
+	if err != nil {
+		return nil, err
+	}
+	d, err := e.Client.DescribeWorkflowExecution(ctx, wid, "")
+	if err != nil {
+		return nil, err
+	}
+	first := d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	if err := e.Update(ctx, "rollover", ref); err != nil {
+		return nil, err
+	}
+	if _, err := e.NextRun(ctx, wid, first); err != nil {
+		return nil, err
+	}
+	return e.unsuperviseChain(ctx, ref, wid, first, "rollover")
 }
 
 // unsuperviseChain unsupervises a continued replica and captures its first
