@@ -17,6 +17,11 @@ APT_PACKAGES=(
 	procps:ps
 	util-linux:setsid
 	prometheus:prometheus # e2e: the Grafana dashboard's queries run on a real Prometheus
+	# Containers that serve (internal/containerdtest's packages): CNI bridge
+	# networking, its iptables rules, and the init.
+	containernetworking-plugins:/usr/lib/cni/bridge
+	iptables:iptables-save
+	tini:/usr/bin/tini-static
 )
 
 missing=()
