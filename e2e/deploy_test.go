@@ -16,8 +16,11 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/internal/humanjson"
+	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/spec"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -460,5 +463,45 @@ func replayDeployment(t *testing.T, s *tstack, dep string) {
 	replayer.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflowName})
 	if err := replayer.ReplayWorkflowHistory(nil, hist); err != nil {
 		t.Fatalf("replay of the deployment workflow's history: %v", err)
+	}
+}
+
+// Replicas supervised before deployments existed (v0.1.0's supervise
+// started replica workflows only) are adopted by the first apply: the same
+// file leaves them unchanged, a new one rolls out to them.
+func TestApplyAdoptsReplicasSupervisedWithoutADeployment(t *testing.T) {
+	s := newStack(t)
+	const dep = "old"
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	file := s.deployment("old", webFile(dep, 2, "v1", "1s", false))
+	d, err := spec.ParseFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := d.Services[0]
+	for r := 1; r <= 2; r++ {
+		// As v0.1.0 did: one workflow per replica, no generation.
+		in := workflows.SupervisionInput{ID: replica.ID{Deployment: dep, Service: "web", Replica: r}, Spec: svc.Spec,
+			Policy: svc.Policy, Node: s.Node, StopGrace: svc.StopGrace}
+		if _, err := control.StartReplica(ctx, c, workflows.DefaultTaskQueue, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.waitContainers(2)
+	sameLines(t, "first apply", planLines(s.apply(file)), []string{"old/web-rep-1 unchanged ", "old/web-rep-2 unchanged "})
+	if st, _ := s.rollout(dep); st.Generation != 0 || st.State != workflows.RolloutComplete || st.Updated != 2 {
+		t.Fatalf("after adopting: %+v", st)
+	}
+	sameLines(t, "new command", planLines(s.apply(s.deployment("old2", webFile(dep, 2, "v2", "1s", false)))),
+		[]string{"old/web-rep-1 update args", "old/web-rep-2 update args"})
+	s.waitRollout(dep, "generation 1 complete", 2*time.Minute, completeAt(1))
+	if logs := s.vigil("logs", "old/web-rep-2"); !strings.Contains(logs.Stdout, "v2") {
+		t.Fatalf("logs after the rollout: %q", logs.Stdout)
 	}
 }
