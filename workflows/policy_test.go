@@ -136,7 +136,11 @@ func TestUnhealthyExitRestarts(t *testing.T) {
 		env.SignalWorkflow(SignalHealth, HealthReport{Status: runtime.HealthHealthy})
 	})
 	var healthy StateView
-	whenWatching(env, n, 1, time.Second, func() { healthy = queryState(t, env) })
+	whenWatching(env, n, 1, time.Second, func() {
+		// A late report about an earlier task changes nothing.
+		env.SignalWorkflow(SignalHealth, HealthReport{Status: runtime.HealthUnhealthy, StartedAt: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
+	})
+	whenWatching(env, n, 1, 1500*time.Millisecond, func() { healthy = queryState(t, env) })
 	unsuperviseWhenWatching(env, n, 1, 2*time.Second)
 
 	env.ExecuteWorkflow(Supervise, in)
@@ -146,7 +150,7 @@ func TestUnhealthyExitRestarts(t *testing.T) {
 	require.Equal(t, "OOMKilled", *first.LastExitReason)
 	require.Equal(t, "SIGKILL", *first.LastExitSignal)
 	require.Equal(t, "starting", *first.Health, "a probe is set: health is shown, starting until the node says")
-	require.Equal(t, "healthy", *healthy.Health)
+	require.Equal(t, "healthy", *healthy.Health, "a report about an earlier task is ignored")
 	require.Len(t, first.RestartTimes, 3, "unhealthy exits count in the window")
 }
 

@@ -198,6 +198,9 @@ func (s *supervisor) followHealth(ctx workflow.Context) {
 		if s.st.State != StateRunning || s.in.Spec.Health == nil {
 			continue
 		}
+		if !r.StartedAt.IsZero() && !s.st.TaskStartedAt.IsZero() && !r.StartedAt.Equal(s.st.TaskStartedAt) {
+			continue // about an earlier task
+		}
 		switch r.Status {
 		case runtime.HealthStarting, runtime.HealthHealthy, runtime.HealthUnhealthy:
 			if s.st.Health != r.Status {
@@ -622,6 +625,18 @@ func unlessUnsupervised(err error) error {
 // retries it waits on a durable timer, with growing delays, and tries again,
 // keeping the state and the last error visible. An unsupervise request ends it.
 func (s *supervisor) start(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
+	res, err := s.startTask(ctx, after)
+	if err == nil && s.ver.exitReasons && !res.StartedAt.Equal(s.st.TaskStartedAt) {
+		// A new task: its health is unknown until the node's probes say.
+		s.st.TaskStartedAt = res.StartedAt
+		if s.st.Health != "" {
+			s.st.Health = runtime.HealthStarting
+		}
+	}
+	return res, err
+}
+
+func (s *supervisor) startTask(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
 	if s.ver.honestState {
 		return s.startHeard(ctx, after)
 	}

@@ -198,8 +198,10 @@ type Carry struct {
 	// LastExitReason and LastExitSignal explain the last exit (empty if none).
 	LastExitReason runtime.ExitReason `json:"last_exit_reason,omitempty"`
 	LastExitSignal string             `json:"last_exit_signal,omitempty"`
-	// Health is what the probes last said (empty without probes).
-	Health runtime.HealthStatus `json:"health,omitempty"`
+	// Health is what the probes last said (empty without probes) about the
+	// task started at TaskStartedAt (the runtime's start time).
+	Health        runtime.HealthStatus `json:"health,omitempty"`
+	TaskStartedAt time.Time            `json:"task_started_at,omitzero"`
 }
 
 // StateView is the answer to the "state" query and the object `vigil status --json` prints.
