@@ -205,3 +205,49 @@ func TestRolloverContinuesAsNewNow(t *testing.T) {
 	requireTime(t, start.Add(30*time.Second), next2.Carry.NextRestartAt, "carried deadline")
 	requireTime(t, start.Add(10*time.Second), env2.Now(), "continued at once")
 }
+
+// A start that keeps failing does not keep one run growing: the run
+// continues as new when it is due, with the start still to do, and the next
+// run does it — a first start as a first start, a restart after a crash as
+// a counted restart.
+func TestFailingStartContinuesAsNewWhenDue(t *testing.T) {
+	boom := errors.New("containerd unavailable")
+	for _, tc := range []struct {
+		name     string
+		exits    int
+		okStarts int // starts that work before the failures
+		state    State
+		restarts int
+	}{
+		{"first start", 0, 0, StatePending, 0},
+		{"restart after a crash", 1, 1, StateRestarting, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := make([]error, tc.okStarts+1000)
+			for i := tc.okStarts; i < len(errs); i++ {
+				errs[i] = boom
+			}
+			n := &node{startErrs: errs, exits: crashes(tc.exits, 3)}
+			env := newEnv(t, n)
+			start := env.Now()
+			in := input(policy.Default())
+			in.ContinueAsNewEvery = time.Hour
+			env.ExecuteWorkflow(Supervise, in)
+			next := continuedInput(t, env)
+			require.Equal(t, tc.state, next.Carry.State)
+			require.Equal(t, 0, next.Carry.TotalRestarts)
+			require.Less(t, env.Now().Sub(start), time.Hour+6*time.Minute, "continued at the first retry after the hour")
+			require.Len(t, n.starts, tc.okStarts)
+
+			n2 := &node{}
+			env2 := newEnv(t, n2)
+			env2.SetStartTime(env.Now())
+			unsuperviseWhenWatching(env2, n2, 1, 0)
+			env2.ExecuteWorkflow(Supervise, next)
+			require.NoError(t, env2.GetWorkflowError())
+			require.Len(t, n2.starts, 1, "the next run did the start")
+			v := queryState(t, env2)
+			require.Equal(t, tc.restarts, v.TotalRestarts)
+		})
+	}
+}

@@ -149,6 +149,9 @@ func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activiti
 		if s.st.State == StateRunning {
 			s.setState(ctx, StateRestarting)
 		}
+		if err := s.continueAsNewWhileFailing(ctx); err != nil {
+			return activities.EnsureRunningResult{}, err
+		}
 		restart, err := s.wait(ctx, delay, fmt.Sprintf("start retry %d in %s", attempt+1, human(delay)))
 		if err != nil {
 			return activities.EnsureRunningResult{}, err
@@ -161,6 +164,23 @@ func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activiti
 		}
 		delay = min(delay*2, startRetryMax)
 	}
+}
+
+// continueAsNewWhileFailing ends the run, with the start still to do, when
+// it is due to continue as new (a day old, or the server suggests it): a
+// start that keeps failing adds about 13 events per attempt, 3 700 a day at
+// the 5 min cap, and one run must not grow until Temporal's history limit
+// ends supervision. The next run's main loop takes the start up: Pending is
+// the first start, Restarting the restart after a crash or a backoff. Not
+// while an operator's request waits on this start: the run cannot end before
+// its update is answered.
+func (s *supervisor) continueAsNewWhileFailing(ctx workflow.Context) error {
+	due := (s.canDue != nil && s.canDue.IsReady()) || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	if !due || s.inFlight != nil || s.waiting != nil ||
+		(s.st.State != StatePending && s.st.State != StateRestarting) {
+		return nil
+	}
+	return s.continueAsNew(ctx)
 }
 
 // takeRestart lets a restart request that arrives during a start wait for
