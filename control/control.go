@@ -233,6 +233,12 @@ func (a *Activities) update(ctx context.Context, id runtime.ContainerID, updateI
 	}
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
+		// The run the update met may have just continued as new: only a
+		// replica with no running supervisor is gone; otherwise try again.
+		if d, derr := a.c.DescribeWorkflowExecution(ctx, id.WorkflowID(), ""); derr == nil &&
+			d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return fmt.Errorf("%s: %s met a run that has ended and a new one runs; trying again: %w", id.Ref(), name, err)
+		}
 		return errGone
 	}
 	return err
