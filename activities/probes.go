@@ -108,6 +108,20 @@ func (ps *ProbeSet) Sync(ctx context.Context, containers []runtime.ContainerInfo
 	}
 }
 
+// Exited stops probing the container at once (its task exited), without
+// waiting for the next Sync.
+func (ps *ProbeSet) Exited(id runtime.ContainerID) {
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p, ok := ps.probing[id]; ok {
+		p.cancel()
+		delete(ps.probing, id)
+	}
+}
+
 // Stop stops every prober.
 func (ps *ProbeSet) Stop() {
 	if ps == nil {

@@ -108,12 +108,25 @@ func TestProbeSet(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// The healthy container exits: probing it stops.
-	ps.Sync(ctx, []runtime.ContainerInfo{{ID: healthy, State: runtime.Exited(0, t0)}})
+	// The healthy container exits: probing it stops at once.
+	ps.Exited(healthy)
 	time.Sleep(50 * time.Millisecond)
 	n := target.count(healthy)
 	time.Sleep(300 * time.Millisecond)
 	if after := target.count(healthy); after != n {
 		t.Errorf("probed %d more times after it stopped running", after-n)
+	}
+	// A new task of it is probed again; a Sync without it stops that too.
+	ps.Sync(ctx, []runtime.ContainerInfo{{ID: healthy, State: runtime.Running(), StartedAt: t0.Add(time.Minute)}})
+	time.Sleep(250 * time.Millisecond)
+	if m := target.count(healthy); m == n {
+		t.Error("the container's new task is not probed")
+	}
+	ps.Sync(ctx, []runtime.ContainerInfo{{ID: healthy, State: runtime.Exited(0, t0)}})
+	time.Sleep(50 * time.Millisecond)
+	n = target.count(healthy)
+	time.Sleep(250 * time.Millisecond)
+	if after := target.count(healthy); after != n {
+		t.Errorf("probed %d more times after Sync saw it exited", after-n)
 	}
 }

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -53,8 +54,17 @@ func (r *Runtime) markOOM(ctx context.Context, id runtime.ContainerID) {
 }
 
 // MarkUnhealthy records that the container is about to be stopped because its
-// liveness probe failed: its exit then reads Unhealthy.
+// liveness probe failed: its exit then reads Unhealthy. A task that is no
+// longer running is not marked (its exit is already what it is): the
+// error says so.
 func (r *Runtime) MarkUnhealthy(ctx context.Context, id runtime.ContainerID) error {
+	st, err := r.State(ctx, id)
+	if err != nil {
+		return err
+	}
+	if st.Status != runtime.StatusRunning {
+		return fmt.Errorf("mark %s unhealthy: its task is %s, not running", id.Ref(), st.Status)
+	}
 	return r.setTimeLabel(ctx, id, LabelUnhealthyAt)
 }
 

@@ -29,6 +29,13 @@ func TestExitReasons(t *testing.T) {
 		if st.Cause != runtime.ExitExited || st.Signal != "" || st.ExitCode != 3 || !st.StartedAt.Equal(info.StartedAt) {
 			t.Fatalf("state %+v, want Exited 3 started at %v", st, info.StartedAt)
 		}
+		// A prober late to an exited task cannot rename its exit.
+		if err := rt.MarkUnhealthy(testCtx(t), id); err == nil {
+			t.Fatal("an exited task was marked unhealthy")
+		}
+		if again, _ := rt.State(testCtx(t), id); again.Cause != runtime.ExitExited {
+			t.Fatalf("after a late mark: %+v", again)
+		}
 	})
 	t.Run("signaled", func(t *testing.T) {
 		id := newID("signaled")
