@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"fmt"
-	"reflect"
 	"sort"
 	"time"
 
@@ -165,7 +164,7 @@ func (d *deployer) takeApplies(ctx workflow.Context) error {
 // already being rolled out (not paused) changes nothing.
 func (d *deployer) decide(ctx workflow.Context, p *pendingApply) {
 	steps := Plan(d.st.Replicas, p.req.Spec)
-	same := d.st.Desired != nil && d.st.Paused == "" && reflect.DeepEqual(*d.st.Desired, p.req.Spec)
+	same := d.st.Desired != nil && d.st.Paused == "" && deepEqual(*d.st.Desired, p.req.Spec)
 	if Changes(Items(steps)) && !same {
 		d.st.Generation++
 		d.st.Paused = ""
@@ -414,8 +413,8 @@ func (d *deployer) controlOptions(ctx workflow.Context, summary string, timeout 
 // records lists the known replicas in a stable order.
 func (d *deployer) records() []ReplicaRecord {
 	out := make([]ReplicaRecord, 0, len(d.st.Replicas))
-	for _, r := range d.st.Replicas {
-		out = append(out, r)
+	for _, ref := range workflow.DeterministicKeys(d.st.Replicas) {
+		out = append(out, d.st.Replicas[ref])
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].ID, out[j].ID

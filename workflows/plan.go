@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/workflow"
+
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -177,9 +179,9 @@ func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
 		}
 	}
 	var gone []ReplicaRecord
-	for ref, rec := range current {
+	for _, ref := range workflow.DeterministicKeys(current) {
 		if !wanted[ref] {
-			gone = append(gone, rec)
+			gone = append(gone, current[ref])
 		}
 	}
 	sort.Slice(gone, func(i, j int) bool {
@@ -214,16 +216,25 @@ func Changes(items []PlanItem) bool {
 	return false
 }
 
+// deepEqual is reflect.DeepEqual, a pure comparison (see diffConfig).
+//
+//workflowcheck:ignore
+func deepEqual(a, b any) bool { return reflect.DeepEqual(a, b) }
+
 // diffConfig names the fields that differ: the container spec's fields by
 // their JSON names (so fields added to the spec later are named without a
-// change here), then stop_grace, node and on_panic.
+// change here), then stop_grace, node and on_panic. It is deterministic
+// (reflection over one struct type, fields in declaration order), though
+// workflowcheck flags reflect's internals (allocation, panics) as not.
+//
+//workflowcheck:ignore
 func diffConfig(have, want ReplicaConfig) []string {
 	var fields []string
 	hv, wv := reflect.ValueOf(have.Spec), reflect.ValueOf(want.Spec)
 	t := hv.Type()
 	for i := 0; i < t.NumField(); i++ {
 		a, b := hv.Field(i).Interface(), wv.Field(i).Interface()
-		if !reflect.DeepEqual(a, b) && !(isEmpty(hv.Field(i)) && isEmpty(wv.Field(i))) {
+		if !deepEqual(a, b) && !(isEmpty(hv.Field(i)) && isEmpty(wv.Field(i))) {
 			fields = append(fields, jsonName(t.Field(i)))
 		}
 	}
@@ -233,7 +244,7 @@ func diffConfig(have, want ReplicaConfig) []string {
 	if have.Node != want.Node {
 		fields = append(fields, "node")
 	}
-	if !reflect.DeepEqual(have.Policy, want.Policy) || have.IsolateWebhook != want.IsolateWebhook {
+	if !deepEqual(have.Policy, want.Policy) || have.IsolateWebhook != want.IsolateWebhook {
 		fields = append(fields, inPlaceField)
 	}
 	return fields
