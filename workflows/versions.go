@@ -16,16 +16,23 @@ import "go.temporal.io/sdk/workflow"
 //     (workflows/testdata/histories/<release>/, written by
 //     go run ./tools/record-histories) covers it; TestReplayEveryRelease
 //     replays every release's set in make test, guarding both branches.
-//   - Retiring: a run reads its versions when it starts, and every run
-//     continues as new at least once a day (periodic continue-as-new), so one
-//     day after the last worker of the old release stopped, no open run is on
-//     the old branch. Then the old branch is deleted and the GetVersion call
-//     kept with minSupported raised to the new version; the histories of the
-//     retired releases move to testdata/histories/retired/ (no longer replayed).
+//   - Retiring: a run reads its versions when it starts, and every run since
+//     v0.2.0 continues as new at least once a day (changePeriodicCAN; a
+//     failing start too, between attempts), so one day after the last worker
+//     of the old release stopped, no open run is on the old branch. Runs
+//     started before v0.2.0 have no such timer: `vigil rollover` (the
+//     "rollover" update, registered in every run) moves each to a new run.
+//     Check with the visibility query in the README (Upgrading Vigil). Then
+//     the old branch is deleted and the GetVersion call kept with
+//     minSupported raised to the new version; the histories of the retired
+//     releases move to testdata/histories/retired/ (no longer replayed).
+//   - Not commands only: payloads a workflow or activity of the previous
+//     release must read (inputs, results) must stay readable by it while
+//     both run (see the README on the mixed-fleet window and rolling back).
 //
-// Reading every version at the start of a run adds one marker event per
-// change to each new run and none to replays of older runs (they take
-// workflow.DefaultVersion).
+// Reading every version at the start of a run adds two events per change to
+// each new run (the marker and the SDK's TemporalChangeVersion upsert) and
+// none to replays of older runs (they take workflow.DefaultVersion).
 type versions struct {
 	// periodicCAN: the run continues as new every ContinueAsNewEvery.
 	periodicCAN bool
