@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/policy"
 )
@@ -95,4 +97,20 @@ func TestRestartRetriesAFailingStartNow(t *testing.T) {
 	require.Equal(t, StateRunning, end.before.State)
 	v := queryState(t, env)
 	require.Contains(t, eventTypes(v), EventOperatorRestart)
+}
+
+// A run that continues as new is marked in VigilState first, so that
+// counting VigilState='Running' counts each replica once, not each run.
+func TestContinuedRunIsNotCountedAsRunning(t *testing.T) {
+	n := &node{exits: crashes(1, 1), exitsAt: []time.Duration{48 * time.Hour}}
+	env := newEnv(t, n)
+	var states []string
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		if v, ok := args.Get(0).(temporal.SearchAttributes).GetKeyword(SearchAttrState); ok {
+			states = append(states, v)
+		}
+	}).Return(nil)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	continuedInput(t, env)
+	require.Equal(t, []string{"Pending", "Running", SearchStateContinuedAsNew}, states)
 }

@@ -815,6 +815,14 @@ func (s *supervisor) continueAsNew(ctx workflow.Context) error {
 	carry.Runs++
 	next.Carry = &carry
 	workflow.GetLogger(ctx).Info("continuing as new", "runs", carry.Runs, "total_restarts", carry.TotalRestarts)
+	if s.ver.honestState {
+		// The closed run keeps its search attributes: mark it, so that
+		// VigilState='Running' counts replicas, not runs. The next run
+		// publishes its state first thing.
+		if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttrState.ValueSet(SearchStateContinuedAsNew)); err != nil {
+			workflow.GetLogger(ctx).Warn("search attributes not upserted", "error", err)
+		}
+	}
 	return workflow.NewContinueAsNewError(ctx, SupervisorWorkflowName, next)
 }
 

@@ -63,6 +63,11 @@ var (
 	SearchAttrDeployment = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrDeployment)
 )
 
+// SearchStateContinuedAsNew is the VigilState of a run that continued as new
+// (release v0.2.0): not a replica's state, so that counting a state counts
+// each replica once.
+const SearchStateContinuedAsNew = "ContinuedAsNew"
+
 // SearchAttributeNames are the names a worker registers when they are missing.
 var SearchAttributeNames = replica.SearchAttributeNames
 
