@@ -17,7 +17,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/control"
-	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/spec"
@@ -445,17 +444,7 @@ services:
 // today's code.
 func replayDeployment(t *testing.T, s *tstack, dep string) {
 	t.Helper()
-	c, err := s.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	hist, err := histories.Collect(c.GetWorkflowHistory(ctx, workflows.DeploymentWorkflowID(dep), "", false, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	hist := s.history(workflows.DeploymentWorkflowID(dep))
 	replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: humanjson.DataConverter()})
 	if err != nil {
 		t.Fatal(err)

@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-
-	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -80,17 +76,7 @@ func (r *taskEvents) waits(container string) []time.Duration {
 // backoff timers, from its history: the waits the policy decided.
 func backoffTimers(t *testing.T, s *tstack, workflowID string) []time.Duration {
 	t.Helper()
-	c, err := s.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	h, err := histories.Collect(c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := s.history(workflowID)
 	var out []time.Duration
 	for _, ev := range h.Events {
 		if a := ev.GetTimerStartedEventAttributes(); a != nil && strings.Contains(ev.GetUserMetadata().GetSummary().String(), "crash-loop backoff") {
