@@ -127,26 +127,54 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 	if res.ExitedSince {
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container could not run: %s", ref, res.StartError)}
 	}
-	if req.MinReady > 0 {
-		s.details(ctx, fmt.Sprintf("generation %d: waiting min_ready %s", req.Generation, req.MinReady))
-		if err := workflow.NewTimerWithOptions(ctx, req.MinReady,
-			workflow.TimerOptions{Summary: fmt.Sprintf("min_ready %s (generation %d)", req.MinReady, req.Generation)}).Get(ctx, nil); err != nil {
-			return ReconfigureResult{Reason: err.Error()}
-		}
-	}
-	// Has it exited since it started? EnsureRunning answers without
-	// starting anything when it has; the watch then reports the exit.
 	after := res.StartedAt
 	if after.IsZero() {
 		after = before
 	}
+	return s.minReady(ctx, req, after)
+}
+
+// minReady watches the new container for min_ready: an exit within it ends
+// the wait at once (the main loop's next watch then reports that exit to the
+// policy, which handles it as usual). Should the watch itself fail, the
+// timer still runs out and containerd is asked whether the new task has
+// exited since it started.
+func (s *supervisor) minReady(ctx workflow.Context, req *ReconfigureRequest, startedAt time.Time) ReconfigureResult {
+	ref := s.in.ID.Ref()
+	notReady := ReconfigureResult{Reason: fmt.Sprintf("%s: the new container exited within min_ready (%s)", ref, req.MinReady)}
+	if req.MinReady > 0 {
+		s.details(ctx, fmt.Sprintf("generation %d: watching the new container for min_ready %s", req.Generation, req.MinReady))
+		watchCtx, cancelWatch := workflow.WithCancel(ctx)
+		defer cancelWatch()
+		watch := workflow.ExecuteActivity(s.watchOptions(watchCtx), activities.WaitForExitName,
+			activities.WaitForExitInput{ID: s.in.ID, PollInterval: s.in.Policy.PollInterval})
+		timer := workflow.NewTimerWithOptions(ctx, req.MinReady,
+			workflow.TimerOptions{Summary: fmt.Sprintf("min_ready %s (generation %d)", req.MinReady, req.Generation)})
+		exited := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(timer, func(workflow.Future) {})
+		sel.AddFuture(watch, func(f workflow.Future) { exited = f.Get(ctx, nil) == nil })
+		sel.Select(ctx)
+		if exited {
+			return notReady
+		}
+		if !timer.IsReady() {
+			// The watch failed: wait out min_ready, then ask.
+			if err := timer.Get(ctx, nil); err != nil {
+				return ReconfigureResult{Reason: err.Error()}
+			}
+		} else {
+			cancelWatch()
+			return ReconfigureResult{Ready: true}
+		}
+	}
 	var probe activities.EnsureRunningResult
 	if err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
-		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: after}).Get(ctx, &probe); err != nil {
+		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: startedAt}).Get(ctx, &probe); err != nil {
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: checking the new container failed: %v", ref, err)}
 	}
 	if probe.ExitedSince {
-		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container exited within min_ready (%s)", ref, req.MinReady)}
+		return notReady
 	}
 	return ReconfigureResult{Ready: true}
 }

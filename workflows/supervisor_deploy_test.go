@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/runtime"
 )
@@ -64,7 +65,8 @@ func TestReconfigureReplacesContainer(t *testing.T) {
 		sendUpdate(env, UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true, MinReady: time.Second}, res)
 	})
 	var after StateView
-	whenWatching(env, n, 2, 0, func() {
+	// Watches: the first container's, the new one's during min_ready, then the main loop's.
+	whenWatching(env, n, 3, 0, func() {
 		after = queryState(t, env)
 		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
 	})
@@ -75,10 +77,9 @@ func TestReconfigureReplacesContainer(t *testing.T) {
 	require.Len(t, n.stops, 1)
 	require.True(t, n.stops[0].Remove, "the old container is removed, so the new spec is used")
 	require.Equal(t, DefaultStopGrace, n.stops[0].Grace, "the old container's grace")
-	require.Len(t, n.specs, 3, "first start, new start, min_ready check")
+	require.Len(t, n.specs, 2, "first start, new start")
 	require.Equal(t, []string{"echo v2"}, n.specs[1].Args)
-	require.Equal(t, 3, n.attempts, "first start, new start, min_ready check")
-	require.False(t, n.afters[2].IsZero(), "the check starts nothing that has exited")
+	require.Equal(t, 3, n.watches, "the new container is watched during min_ready")
 	require.GreaterOrEqual(t, n.blockingStartedAt(), replacedAt.Add(time.Second), "watched again after min_ready")
 	require.Equal(t, 2, after.Generation)
 	require.Equal(t, StateRunning, after.State)
@@ -86,9 +87,9 @@ func TestReconfigureReplacesContainer(t *testing.T) {
 	require.Equal(t, []EventType{EventContainerReplaced}, eventTypes(after))
 }
 
-// A new container that exits within min_ready is reported not ready.
+// A new container that exits within min_ready is reported not ready at once.
 func TestReplacementExitingWithinMinReadyIsNotReady(t *testing.T) {
-	n := &node{probeExited: true}
+	n := &node{watchAt: map[int]activities.WaitForExitResult{1: crash(3)}}
 	env := newEnv(t, n)
 	res := &updateResult{}
 	next := input(policy.Policy{})
@@ -103,6 +104,7 @@ func TestReplacementExitingWithinMinReadyIsNotReady(t *testing.T) {
 	r := reconfigureResult(t, res)
 	require.False(t, r.Ready)
 	require.Contains(t, r.Reason, "exited within min_ready")
+	require.Equal(t, 2, n.attempts, "no check after min_ready: the watch saw the exit")
 }
 
 // A repeated request for a generation already made answers at once.

@@ -46,8 +46,8 @@ type node struct {
 	exitsAt []time.Duration
 	// startErrs[i] is the error of the i-th start attempt (nil: success).
 	startErrs []error
-	// probeExited makes a start with After set report that the task exited since.
-	probeExited bool
+	// watchAt[i], if set, is what the i-th watch returns (before exits applies).
+	watchAt map[int]activities.WaitForExitResult
 	// slowStarts makes every start after the first take this long (wall time).
 	slowStarts time.Duration
 	// blockStarts makes every start block until cancelled (no worker takes it).
@@ -143,9 +143,6 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 			if i < len(n.startErrs) && n.startErrs[i] != nil {
 				return activities.EnsureRunningResult{}, n.startErrs[i]
 			}
-			if n.probeExited && !in.After.IsZero() {
-				return activities.EnsureRunningResult{ExitedSince: true}, nil
-			}
 			n.starts = append(n.starts, env.Now())
 			n.specs = append(n.specs, in.Spec)
 			if len(n.starts) > 1 && n.slowStarts > 0 {
@@ -167,7 +164,11 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 			n.mu.Lock()
 			i := n.watches
 			n.watches++
+			at, ok := n.watchAt[i]
 			n.mu.Unlock()
+			if ok {
+				return at, nil
+			}
 			if i < len(n.exits) {
 				return n.exits[i], nil
 			}
