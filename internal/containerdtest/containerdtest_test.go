@@ -6,8 +6,11 @@ import (
 	"os"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/vigil-run/vigil/internal/testimage"
 	"github.com/vigil-run/vigil/runtime"
@@ -103,5 +106,62 @@ func TestUnavailableSkipsUnlessRequired(t *testing.T) {
 	unavailable(fail, "no containerd here")
 	if !strings.Contains(fail.failed, "no containerd here") || fail.skipped != "" {
 		t.Fatalf("with %s=1: skipped %q, failed %q; want a failure with the reason", RequireEnv, fail.skipped, fail.failed)
+	}
+}
+
+// The daemon dies with the test binary (Pdeathsig), but not with the OS
+// thread that started it: Go throws away threads that stay locked, as
+// netns.NewNetNS does, and that killed containerd in the middle of tests.
+func TestDaemonOutlivesTheThreadThatStartedIt(t *testing.T) {
+	if err := Prerequisites(); err != nil {
+		Unavailable(t, err.Error())
+	}
+	dir, err := os.MkdirTemp("", "ctd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type result struct {
+		d   *Daemon
+		tid int
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		// Hold this thread so that the starter below is not on the main
+		// thread, which Go wedges rather than ends.
+		goruntime.LockOSThread()
+		defer goruntime.UnlockOSThread()
+		inner := make(chan result)
+		go func() {
+			goruntime.LockOSThread() // never unlocked: the thread ends with this goroutine
+			d, err := StartDaemon(ctx, dir, Options{NoImage: true})
+			inner <- result{d, syscall.Gettid(), err}
+		}()
+		done <- <-inner
+	}()
+	r := <-done
+	if r.err != nil {
+		Unavailable(t, "private containerd did not start: "+r.err.Error())
+	}
+	defer func() { _ = r.d.Shutdown(context.Background()) }()
+	// The pdeath signal is sent as the thread exits, before its /proc entry goes.
+	task := fmt.Sprintf("/proc/self/task/%d", r.tid)
+	for _, err := os.Stat(task); err == nil; _, err = os.Stat(task) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("thread %d did not end", r.tid)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	client, err := containerd.New(r.d.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.Version(ctx); err != nil {
+		t.Fatalf("containerd died with the thread that started it: %v; log: %s", err, r.d.LogTail(5))
 	}
 }

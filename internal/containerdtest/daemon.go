@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -142,16 +143,28 @@ func (d *Daemon) Start(ctx context.Context) error {
 		// A test binary that dies must not leave the daemon behind.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start containerd: %w", err)
-	}
+	// Pdeathsig fires when the OS thread that forked the daemon ends, not
+	// the process, and Go ends threads: netns.NewNetNS and CNI leave theirs
+	// locked to be thrown away, and containerd was killed mid-test ("connection
+	// refused"). So the fork happens on a thread held until the daemon exits.
+	started := make(chan error, 1)
 	exit := make(chan struct{})
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		_ = cmd.Wait()
 		logf.Close()
 		close(exit)
 	}()
+	if err := <-started; err != nil {
+		logf.Close()
+		return fmt.Errorf("start containerd: %w", err)
+	}
 	d.cmd, d.exit = cmd, exit
 	if err := d.waitServing(ctx, exit); err != nil {
 		_ = cmd.Process.Kill()
