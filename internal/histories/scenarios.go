@@ -3,6 +3,7 @@ package histories
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -37,6 +38,8 @@ var Scenarios = []Scenario{
 	{Name: "rolling-update", Since: "v0.2.0", Run: rollingUpdate},
 	{Name: "service-shutdown", Since: "v0.2.0", Run: serviceShutdown},
 	{Name: "rollover", Since: "v0.2.0", Run: rollover},
+	{Name: "failed-start-restart", Since: "v0.2.0", Run: failedStartRestart},
+	{Name: "unsupervise-no-worker", Since: "v0.2.0", Run: unsuperviseNoWorker},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -238,6 +241,47 @@ func failedStart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 			CountEvents(h, enumspb.EVENT_TYPE_TIMER_STARTED) >= 2
 	})
 	return one(wid, "failed-start"), err
+}
+
+// failed-start-restart: a start that keeps failing (Pending), `vigil
+// restart` retrying it at once (it fails again), then unsupervise --stop
+// during the retry wait.
+func failedStartRestart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "ghost")
+	if err := e.Supervise(dep, Deployment(dep, "ghost", "docker.io/library/ghost:1", healthyScript, restartAlways)); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "a failed start and its retry timer", func(h *historypb.History) bool {
+		return CountEvents(h, enumspb.EVENT_TYPE_TIMER_STARTED) >= 1
+	}); err != nil {
+		return nil, err
+	}
+	// It fails again: the CLI exits 1, saying so.
+	if _, err := e.Stack.Vigil("restart", ref); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "the retry the restart made", func(h *historypb.History) bool {
+		return CountEvents(h, enumspb.EVENT_TYPE_TIMER_STARTED) >= 2
+	}); err != nil {
+		return nil, err
+	}
+	return one(wid, "failed-start-restart"), unsupervise(ctx, e, ref, wid, true)
+}
+
+// unsupervise-no-worker: a replica on a node no worker serves stays
+// Pending; unsupervise --stop ends it after the stop found no worker.
+func unsuperviseNoWorker(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "web")
+	yaml := strings.Replace(Deployment(dep, "web", Image, healthyScript, restartAlways), "    rtype: service\n", "    rtype: service\n    node: nowhere\n", 1)
+	if err := e.Supervise(dep, yaml); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "a start scheduled on the node's queue", func(h *historypb.History) bool {
+		return CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >= 1
+	}); err != nil {
+		return nil, err
+	}
+	return one(wid, "unsupervise-no-worker"), unsupervise(ctx, e, ref, wid, true)
 }
 
 // operator-restart: `vigil restart` of a running replica, then unsupervise.
