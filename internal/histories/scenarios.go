@@ -415,13 +415,20 @@ func (e *Env) StartVariant(ctx context.Context, dep, service, yaml string, mutat
 	if err := e.Supervise(dep, yaml); err != nil {
 		return "", "", "", err
 	}
-	v, err := e.Client.QueryWorkflow(ctx, wid1, "", workflows.QueryConfig)
-	if err != nil {
-		return "", "", "", err
-	}
+	// Since v0.2.0 a deployment workflow starts the replicas, a moment
+	// after the CLI returns.
 	var in map[string]any
-	if err := v.Get(&in); err != nil {
-		return "", "", "", err
+	for {
+		v, err := e.Client.QueryWorkflow(ctx, wid1, "", workflows.QueryConfig)
+		if err == nil {
+			if err := v.Get(&in); err != nil {
+				return "", "", "", err
+			}
+			break
+		}
+		if serr := sleep(ctx, 500*time.Millisecond); serr != nil {
+			return "", "", "", fmt.Errorf("config query of %s: %w", wid1, err)
+		}
 	}
 	if err := unsupervise(ctx, e, ref1, wid1, true); err != nil {
 		return "", "", "", err
@@ -430,9 +437,12 @@ func (e *Env) StartVariant(ctx context.Context, dep, service, yaml string, mutat
 	if !ok {
 		return "", "", "", fmt.Errorf("config query of %s has no id: %v", wid1, in)
 	}
-	id["replica"] = 2
+	// Another deployment name, which no deployment workflow manages (one
+	// would remove a replica its file does not have).
+	variant := dep + "-v"
+	id["deployment"], id["replica"] = variant, 2
 	mutate(in)
-	id2 := replica.ID{Deployment: dep, Service: service, Replica: 2}
+	id2 := replica.ID{Deployment: variant, Service: service, Replica: 2}
 	ref, wid = id2.Ref(), id2.WorkflowID()
 	run, err := e.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        wid,
@@ -440,7 +450,7 @@ func (e *Env) StartVariant(ctx context.Context, dep, service, yaml string, mutat
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SearchAttrState.ValueSet(string(workflows.StateRunning)),
 			workflows.SearchAttrService.ValueSet(service),
-			workflows.SearchAttrDeployment.ValueSet(dep),
+			workflows.SearchAttrDeployment.ValueSet(variant),
 		),
 	}, workflows.SupervisorWorkflowName, in)
 	if err != nil {
