@@ -118,6 +118,13 @@ func checkPrerequisites() error {
 	if len(missing) == 0 {
 		return nil
 	}
+	// An installed package whose command is not found is a PATH without
+	// /usr/sbin (env -i, cron), which apt-get cannot mend.
+	for _, pkg := range missing {
+		if out, _ := exec.Command("dpkg-query", "-W", "-f=${Status}", pkg).Output(); string(out) == "install ok installed" {
+			return fmt.Errorf("package %s is installed but its command is not on PATH (%s); add /usr/sbin and /sbin", pkg, os.Getenv("PATH"))
+		}
+	}
 	if _, err := exec.LookPath("apt-get"); err != nil {
 		return fmt.Errorf("missing %s and no apt-get to install them", strings.Join(missing, ", "))
 	}

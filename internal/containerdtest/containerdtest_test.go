@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	goruntime "runtime"
 	"strings"
 	"syscall"
@@ -163,5 +164,17 @@ func TestDaemonOutlivesTheThreadThatStartedIt(t *testing.T) {
 	defer client.Close()
 	if _, err := client.Version(ctx); err != nil {
 		t.Fatalf("containerd died with the thread that started it: %v; log: %s", err, r.d.LogTail(5))
+	}
+}
+
+// A root PATH without /usr/sbin (env -i) is reported as such, not mended by
+// an apt-get install of a package that is there.
+func TestInstalledButNotOnPath(t *testing.T) {
+	if out, _ := exec.Command("dpkg-query", "-W", "-f=${Status}", "iptables").Output(); string(out) != "install ok installed" || os.Geteuid() != 0 {
+		t.Skip("needs root and Debian's iptables package installed")
+	}
+	t.Setenv("PATH", "/usr/bin:/bin")
+	if err := checkPrerequisites(); err == nil || !strings.Contains(err.Error(), "iptables is installed but its command is not on PATH") {
+		t.Fatalf("checkPrerequisites with PATH=/usr/bin:/bin: %v; want iptables named as not on PATH", err)
 	}
 }
