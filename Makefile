@@ -20,12 +20,14 @@ FUZZTIME ?= 20s
 # their output should read top to bottom.
 .NOTPARALLEL:
 
-.PHONY: help deps build image run stop test fmt-check vet workflowcheck fuzz-short bench bench-quick chaos clean
+.PHONY: help deps build image run stop cluster cluster-stop cluster-deps test fmt-check vet workflowcheck fuzz-short bench bench-quick chaos clean
 
 help:
 	@echo 'make run     start containerd, the Temporal dev server and a worker; supervise $(DEMO)'
 	@echo 'make stop    stop what make run started (state stays in .vigil/)'
 	@echo 'make test    gofmt, go vet, workflowcheck, a short fuzz run, and every test'
+	@echo 'make cluster the production path here: PostgreSQL, a Temporal cluster (frontend 127.0.0.1:7333, Web UI :8080), two nodes'
+	@echo 'make cluster-stop  stop it (state stays in .vigil/cluster/)'
 	@echo 'make build   build bin/vigil and bin/vigil-worker'
 	@echo 'make image   build the busybox image and import it into the local containerd'
 	@echo 'make bench   run the benchmark harness (bench/; make bench-quick: under 5 minutes)'
@@ -70,7 +72,21 @@ run: deps
 stop:
 	@scripts/stop.sh
 
-test: deps fmt-check vet workflowcheck fuzz-short
+# The Temporal server, temporal-sql-tool and the Web UI server, built from
+# Go modules (tools/temporal-server, tools/temporal-ui) at the versions in
+# .env, into $(VIGIL_BIN); the first build takes minutes, later ones nothing.
+cluster-deps: deps
+	@go run ./tools/cluster build
+
+# PostgreSQL, the Temporal server as four processes, its Web UI and two
+# Vigil nodes (node-a, node-b), all on 127.0.0.1; state in .vigil/cluster/.
+cluster: cluster-deps build
+	@go run ./tools/cluster start --worker bin/vigil-worker
+
+cluster-stop:
+	@go run ./tools/cluster stop
+
+test: cluster-deps fmt-check vet workflowcheck fuzz-short
 	@echo '==> go test ./... (unit, integration, end-to-end)'
 	VIGIL_REQUIRE_INTEGRATION=1 go test ./... -count=1 -timeout 25m
 
@@ -108,5 +124,5 @@ bench-quick: bench
 chaos: deps
 	go run ./chaos $(CHAOS_ARGS)
 
-clean: stop
+clean: stop cluster-stop
 	rm -rf bin .vigil

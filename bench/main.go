@@ -38,6 +38,7 @@ type config struct {
 	SkipDocker       bool            `json:"skip_docker"`
 	ContainerCommand string          `json:"container_command"`
 	Phases           map[string]bool `json:"phases"`
+	Cluster          bool            `json:"cluster"`
 }
 
 func main() {
@@ -49,6 +50,7 @@ func main() {
 	stormSize := flag.Int("storm", 0, "containers in the crash storm and the worker-loss test (default 100; quick: 50)")
 	interval := flag.Duration("interval", 0, "steady-state measurement interval (default 60s; quick: 20s)")
 	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
+	onCluster := flag.Bool("cluster", false, "also measure restart latency and the crash storm on a Temporal cluster on PostgreSQL (internal/cluster)")
 	flag.Parse()
 
 	cfg := config{
@@ -56,6 +58,7 @@ func main() {
 		SteadySizes: []int{10, 100, 500}, SteadyInterval: 60 * time.Second,
 		StormSize: 100, LossCrashes: 10, LossWorkerDown: 3 * time.Second,
 		SkipDocker: *skipDocker, ContainerCommand: "sleep 1; exit 1",
+		Cluster: *onCluster,
 	}
 	if *quick {
 		cfg.Quick = true
@@ -111,6 +114,7 @@ type Results struct {
 	Loss     *WorkerLossResult `json:"worker_loss,omitempty"`
 	History  *HistoryResult    `json:"history_per_crash,omitempty"`
 	Rollout  *RolloutResult    `json:"rolling_update,omitempty"`
+	Cluster  *ClusterResults   `json:"cluster,omitempty"`
 	Errors   []string          `json:"errors,omitempty"`
 }
 
@@ -146,6 +150,16 @@ func run(cfg config, outDir string) error {
 		msg := fmt.Sprintf("%s: %v", what, err)
 		fmt.Fprintln(os.Stderr, "bench: "+msg)
 		res.Errors = append(res.Errors, msg)
+	}
+
+	// The cluster first, stopped before the dev server starts: neither
+	// measures while the other's processes run.
+	if cfg.Cluster {
+		phase("cluster: restart latency and a crash storm of %d on a Temporal cluster on PostgreSQL", cfg.StormSize)
+		var err error
+		if res.Cluster, err = benchCluster(ctx, cfg); err != nil {
+			fail("cluster", err)
+		}
 	}
 
 	v, err := startVigil(ctx)

@@ -181,6 +181,9 @@ func printTable(r *Results) {
 		}
 		w.Flush()
 	}
+	if c := r.Cluster; c != nil {
+		printCluster(r, c)
+	}
 	if s := r.Loss; s != nil {
 		fmt.Printf("WORKER LOSS: %d supervised, worker SIGKILLed, %d crashed, new worker %.1f s later: all %d running %.2f s after the new worker started, %.2f s after the crash\n",
 			s.Supervised, s.Crashed, s.WorkerDownSeconds, s.Crashed, s.FromWorkerStartSeconds, s.FromCrashSeconds)
@@ -210,5 +213,34 @@ func printBreakdown(b *Breakdown) {
 	w.Flush()
 	if len(b.Trouble) > 0 {
 		fmt.Printf("    meanwhile in history: %v\n", b.Trouble)
+	}
+}
+
+// printCluster puts the cluster's figures beside the dev server's.
+func printCluster(r *Results, c *ClusterResults) {
+	fmt.Printf("\nDEV SERVER vs TEMPORAL CLUSTER ON POSTGRESQL (cluster started in %.1f s)\n", c.StartSeconds)
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "\trestart p50 ms\tp95 ms\tp99 ms\tn\tstorm: containers\tall running again s\tper container p50 ms\tp99 ms")
+	row := func(name string, d Dist, s *StormResult) {
+		fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%.0f\t%d", name, d.P50, d.P95, d.P99, d.N)
+		if s != nil {
+			fmt.Fprintf(w, "\t%d\t%.2f\t%.0f\t%.0f\n", s.Containers, s.AllRunningSeconds, s.PerContainer.P50, s.PerContainer.P99)
+		} else {
+			fmt.Fprint(w, "\t-\t-\t-\t-\n")
+		}
+	}
+	row("dev server (SQLite)", r.Latency.Vigil, r.Storm.Vigil)
+	row("cluster (PostgreSQL, 4 processes)", c.Latency, c.Storm)
+	w.Flush()
+	if b := c.Breakdown; b != nil && b.Cycles > 0 {
+		fmt.Printf("WHERE THE CLUSTER'S RESTART TIME GOES (medians over %d cycles, ms)\n", b.Cycles)
+		printBreakdown(b)
+	}
+	if c.Storm != nil && c.Storm.Breakdown != nil {
+		fmt.Println("CLUSTER STORM BREAKDOWN")
+		printBreakdown(c.Storm.Breakdown)
+	}
+	if c.Storm != nil && len(c.Storm.CPUSeconds) > 0 {
+		fmt.Printf("CLUSTER CPU seconds during the storm: %v\n", c.Storm.CPUSeconds)
 	}
 }

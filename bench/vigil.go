@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vigil-run/vigil/internal/cluster"
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/runtime"
@@ -36,6 +37,11 @@ type vigilBench struct {
 	events *taskEvents
 	tc     client.Client
 	cli    string
+	// cluster is set when the installation is a Temporal cluster
+	// (bench --cluster) rather than the dev server; pids then names the
+	// processes whose CPU the storm reports.
+	cluster *cluster.Cluster
+	pids    func() map[string]int
 }
 
 func temporalCLI() (string, error) {
@@ -100,6 +106,10 @@ func (v *vigilBench) Close(ctx context.Context) {
 	}
 	if v.tc != nil {
 		v.tc.Close()
+	}
+	if v.cluster != nil {
+		v.closeCluster(ctx)
+		return
 	}
 	// containerdtest's shutdown gives itself 30 s to remove containers, too
 	// little for hundreds: remove them first, with the worker gone.
@@ -378,6 +388,9 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 
 func (v *vigilBench) storm(ctx context.Context, set *replicaSet, n int) (*StormResult, error) {
 	pids := map[string]int{"vigil-worker": v.stack.WorkerPID(), "dev server": v.serverPID(), "containerd": v.stack.Containerd.PID()}
+	if v.pids != nil {
+		pids = v.pids()
+	}
 	before := map[string]procSample{}
 	for name, pid := range pids {
 		before[name], _ = sampleProc(pid)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what `make run` and `make test` need, only when it is missing:
-# apt packages (one `apt-get update`, as root) and the Temporal CLI and
+# Installs what `make run`, `make cluster` and `make test` need, only when it
+# is missing: apt packages (one `apt-get update`, as root) and the Temporal CLI and
 # workflowcheck, built with `go install` into a cache outside the clone so
 # every clone reuses them. Fast (no network) when everything is present.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -8,8 +8,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TEMPORAL_CLI_VERSION=v1.5.1
 WORKFLOWCHECK_VERSION=v0.6.0 # latest on 2026-11-28; builds with Go 1.26
 
+# PostgreSQL's major version for `make cluster`, pinned in .env with the
+# Temporal versions.
+POSTGRES_VERSION=$(sed -n 's/^POSTGRES_VERSION=//p' "$VIGIL_REPO/.env")
+[[ -n $POSTGRES_VERSION ]] || die ".env: POSTGRES_VERSION missing; set it to PostgreSQL's major version, e.g. 15"
+
 # package:command pairs; the command proves the package is usable.
 APT_PACKAGES=(
+	"postgresql-$POSTGRES_VERSION:/usr/lib/postgresql/$POSTGRES_VERSION/bin/postgres"
 	containerd:containerd
 	runc:runc
 	busybox-static:busybox

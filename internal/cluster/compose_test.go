@@ -1,0 +1,140 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestComposeFile loads docker-compose.yml as `docker compose` does (with
+// .env) and checks that it runs what the tested cluster runs: the versions
+// from .env, the same schema and namespace steps, the same server
+// configuration file and dynamic config, and only settings the cluster also
+// sets.
+func TestComposeFile(t *testing.T) {
+	repo := repoRoot(t)
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(repo, "docker-compose.yml")},
+		cli.WithWorkingDirectory(repo), cli.WithEnvFiles(), cli.WithDotEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yml does not load: %v", err)
+	}
+	v, err := ReadVersions(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := func(name string) types.ServiceConfig {
+		s, ok := project.Services[name]
+		if !ok {
+			t.Fatalf("no service %q", name)
+		}
+		return s
+	}
+	for name, image := range map[string]string{
+		"postgresql":         "postgres:" + v.Postgres,
+		"temporal-schema":    "temporalio/admin-tools:" + v.Temporal,
+		"temporal":           "temporalio/server:" + v.Temporal,
+		"temporal-namespace": "temporalio/admin-tools:" + v.Temporal,
+		"temporal-ui":        "temporalio/ui:" + v.UI,
+	} {
+		if got := svc(name).Image; got != image {
+			t.Errorf("%s: image %q, want %q (from .env)", name, got, image)
+		}
+	}
+
+	// The mounted deploy/cluster is the directory the cluster uses.
+	mounted := func(s types.ServiceConfig) string {
+		for _, vol := range s.Volumes {
+			if vol.Target == "/etc/vigil" {
+				return vol.Source
+			}
+		}
+		t.Fatalf("%s does not mount deploy/cluster at /etc/vigil", s.Name)
+		return ""
+	}
+	for name, script := range map[string]string{"temporal-schema": "schema.sh", "temporal-namespace": "namespace.sh"} {
+		s := svc(name)
+		if src := mounted(s); src != filepath.Join(repo, "deploy", "cluster") {
+			t.Errorf("%s mounts %s", name, src)
+		}
+		if want := []string{"/bin/sh", "/etc/vigil/" + script}; !slices.Equal(s.Entrypoint, want) {
+			t.Errorf("%s: entrypoint %q, want %q", name, s.Entrypoint, want)
+		}
+		if _, err := os.Stat(filepath.Join(repo, "deploy", "cluster", script)); err != nil {
+			t.Error(err)
+		}
+	}
+
+	server := svc("temporal")
+	mounted(server)
+	want := []string{"temporal-server", "--config-file", "/etc/vigil/temporal.yaml", "--allow-no-auth", "start"}
+	if !slices.Equal(server.Entrypoint, want) {
+		t.Errorf("temporal: entrypoint %q, want %q", server.Entrypoint, want)
+	}
+	if got := server.Environment["DYNAMIC_CONFIG_FILE_PATH"]; got == nil || *got != "/etc/vigil/dynamicconfig.yaml" {
+		t.Errorf("temporal: DYNAMIC_CONFIG_FILE_PATH %v", got)
+	}
+	// Every setting compose gives the server, the tested cluster gives it
+	// too (ports aside, which the cluster must move off the defaults).
+	c := &Cluster{Options: Options{Repo: repo, Dir: t.TempDir(), Ports: DefaultPorts()}}
+	env, err := c.serverEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clusterKeys []string
+	for _, kv := range env {
+		clusterKeys = append(clusterKeys, strings.SplitN(kv, "=", 2)[0])
+	}
+	for key := range server.Environment {
+		if key != "NUM_HISTORY_SHARDS" && !slices.Contains(clusterKeys, key) {
+			t.Errorf("temporal: compose sets %s, which the tested cluster does not (%v)", key, clusterKeys)
+		}
+	}
+	if got := server.Environment["NUM_HISTORY_SHARDS"]; got == nil || *got != "4" {
+		t.Errorf("temporal: NUM_HISTORY_SHARDS %v; the cluster runs the config's default, 4", got)
+	}
+}
+
+func TestReadVersions(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) {
+		if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("TEMPORAL_VERSION=1.2.3\nTEMPORAL_UI_VERSION=2.0.0\nPOSTGRES_VERSION=15\n")
+	v, err := ReadVersions(dir)
+	if err != nil || v != (Versions{Temporal: "1.2.3", UI: "2.0.0", Postgres: "15"}) {
+		t.Fatalf("%+v %v", v, err)
+	}
+	write("TEMPORAL_VERSION=v1.2.3\nTEMPORAL_UI_VERSION=2.0.0\nPOSTGRES_VERSION=15\n")
+	if _, err := ReadVersions(dir); err == nil || !strings.Contains(err.Error(), "TEMPORAL_VERSION") {
+		t.Errorf("v prefix: %v", err)
+	}
+	write("TEMPORAL_VERSION=1.2.3\n")
+	if _, err := ReadVersions(dir); err == nil || !strings.Contains(err.Error(), "TEMPORAL_UI_VERSION") {
+		t.Errorf("missing: %v", err)
+	}
+	if b := v.Binaries(); !strings.HasSuffix(b.Server, "temporal-server-1.2.3/temporal-server") ||
+		!strings.HasSuffix(b.UI, "temporal-ui-server-2.0.0/temporal-ui-server") {
+		t.Errorf("binaries %+v", b)
+	}
+}
