@@ -50,6 +50,10 @@ func startCluster(ctx context.Context) (*vigilBench, float64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	// PostgreSQL runs as the postgres user: it must reach its data below.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, 0, err
+	}
 	phase("cluster: building vigil and vigil-worker; starting PostgreSQL, the Temporal cluster and %s in %s", clusterNode, dir)
 	vigilBin, workerBin, err := stack.Build(".", dir)
 	if err != nil {

@@ -77,6 +77,10 @@ func startCluster(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// PostgreSQL runs as the postgres user: it must reach its data below.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(dir, "bin")
 	vigil, worker, err := stack.Build(repo, bin)
 	if err != nil {
@@ -199,6 +203,24 @@ func containerName(t *testing.T, ref string) string {
 	return id.ContainerName()
 }
 
+// waitContainers waits until each replica's container runs on its node (the
+// state query says Running as soon as the start is decided).
+func (e *env) waitContainers(placement map[string]string) {
+	e.t.Helper()
+	var tasks map[string]map[string]string
+	if !eventually(time.Minute, func() bool {
+		tasks = map[string]map[string]string{nodeA: e.tasks(nodeA), nodeB: e.tasks(nodeB)}
+		for ref, node := range placement {
+			if tasks[node][containerName(e.t, ref)] == "" {
+				return false
+			}
+		}
+		return true
+	}) {
+		e.t.Fatalf("containers not running on their nodes %v: %v", placement, tasks)
+	}
+}
+
 // killContainer SIGKILLs a replica's container behind Vigil's back.
 func (e *env) killContainer(node, ref string) {
 	e.t.Helper()
@@ -267,12 +289,9 @@ func TestCluster(t *testing.T) {
 				t.Errorf("%s runs on %q, want %s", ref, v.Node, node)
 			}
 		}
-		a, b := e.tasks(nodeA), e.tasks(nodeB)
-		for ref, tasks := range map[string]map[string]string{"spread/web-rep-1": a, "spread/web-rep-2": a, "spread/db-rep-1": b} {
-			if _, ok := tasks[containerName(t, ref)]; !ok {
-				t.Errorf("%s: no running container on its node (node-a %v, node-b %v)", ref, a, b)
-			}
-		}
+		// containerd's own view: each container on its node, and only there.
+		e.waitContainers(map[string]string{"spread/web-rep-1": nodeA, "spread/web-rep-2": nodeA, "spread/db-rep-1": nodeB})
+		a := e.tasks(nodeA)
 		if _, ok := a[containerName(t, "spread/db-rep-1")]; ok {
 			t.Errorf("db runs on node-a too: %v", a)
 		}
@@ -290,7 +309,12 @@ func TestCluster(t *testing.T) {
 		}
 		// Vigil's search attributes, registered by the worker, filter on the
 		// SQL visibility store.
-		bo := e.vigil("list", "--state", "CrashLoopBackOff")
+		// SQL visibility, updated asynchronously: give it a few seconds.
+		var bo stack.Result
+		eventually(30*time.Second, func() bool {
+			bo = e.vigil("list", "--state", "CrashLoopBackOff")
+			return strings.Contains(bo.Stdout, "spread/cron-rep-1")
+		})
 		if bo.Code != 0 || !strings.Contains(bo.Stdout, "spread/cron-rep-1") || strings.Contains(bo.Stdout, "web-rep") {
 			t.Errorf("vigil list --state CrashLoopBackOff: exit %d\n%s%s", bo.Code, bo.Stdout, bo.Stderr)
 		}
@@ -301,6 +325,7 @@ func TestCluster(t *testing.T) {
 		e.supervise("hist", strings.ReplaceAll(strings.ReplaceAll(spread, "deployment: spread", "deployment: hist"), "backoff: 30s", "backoff: 25s"))
 		before := e.waitFor("hist/cron-rep-1", "CrashLoopBackOff", 3*time.Minute, inBackoff)
 		web := e.waitFor("hist/web-rep-1", "Running", time.Minute, running)
+		e.waitContainers(map[string]string{"hist/web-rep-1": nodeA})
 		deadline := parseTime(t, *before.NextRestartAt)
 		if err := e.c.Kill(cluster.PartHistory); err != nil {
 			t.Fatal(err)
@@ -340,6 +365,7 @@ func TestCluster(t *testing.T) {
 		web := e.waitFor("pg/web-rep-1", "Running", 2*time.Minute, running)
 		db := e.waitFor("pg/db-rep-1", "Running", 2*time.Minute, running)
 		cron := e.waitFor("pg/cron-rep-1", "CrashLoopBackOff", 3*time.Minute, inBackoff)
+		e.waitContainers(map[string]string{"pg/web-rep-1": nodeA, "pg/db-rep-1": nodeB})
 		listed := listCount(t, e)
 		if err := e.c.StopPart(cluster.PartPostgres); err != nil {
 			t.Fatal(err)
@@ -379,6 +405,7 @@ func TestCluster(t *testing.T) {
 		for _, ref := range []string{"nodes/web-rep-1", "nodes/web-rep-2", "nodes/db-rep-1"} {
 			e.waitFor(ref, "Running", 2*time.Minute, running)
 		}
+		e.waitContainers(map[string]string{"nodes/web-rep-1": nodeA, "nodes/web-rep-2": nodeA, "nodes/db-rep-1": nodeB})
 		webBefore := []workflows.StateView{e.status("nodes/web-rep-1"), e.status("nodes/web-rep-2")}
 		tasksA := e.tasks(nodeA)
 		if err := e.c.Kill(cluster.VigilWorkerPart(nodeB)); err != nil {
@@ -442,6 +469,19 @@ func TestCluster(t *testing.T) {
 			t.Errorf("vigil list after the frontend is back: exit %d\n%s%s", last.Code, last.Stdout, last.Stderr)
 		}
 	})
+}
+
+// eventually polls cond until it holds or limit passes (a bound on a broken
+// run, not a performance assertion).
+func eventually(limit time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(limit); ; time.Sleep(500 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 func startPart(t *testing.T, start func(context.Context) error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -18,9 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/workflows"
 )
 
 // The parts of a cluster, by name (pid file, log file, Kill/StopPart).
@@ -67,7 +71,10 @@ func DefaultPorts() Ports {
 }
 
 // FreePorts picks free ports, so a test's cluster never collides with
-// `make cluster` or another test.
+// `make cluster` or another test. They are drawn below 32768, not from the
+// kernel's ephemeral range: Temporal's cluster_membership table keeps a
+// service's port in a PostgreSQL smallint, and a membership port above 32767
+// makes the service exit at start ("value out of range for type smallint").
 func FreePorts() (Ports, error) {
 	var ls []net.Listener
 	defer func() {
@@ -76,20 +83,26 @@ func FreePorts() (Ports, error) {
 		}
 	}()
 	next := func() int {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0
+		for range 200 {
+			port := 20000 + mrand.IntN(12000)
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err == nil {
+				ls = append(ls, l) // held until all are picked: no duplicates
+				return port
+			}
 		}
-		ls = append(ls, l)
-		return l.Addr().(*net.TCPAddr).Port
+		return 0
 	}
 	p := Ports{
 		Postgres: next(), Frontend: next(), FrontendHTTP: next(), FrontendMembership: next(),
 		History: next(), HistoryMembership: next(), Matching: next(), MatchingMembership: next(),
 		Worker: next(), WorkerMembership: next(), UI: next(),
 	}
-	if p.UI == 0 || p.Postgres == 0 {
-		return p, errors.New("no free ports on 127.0.0.1")
+	for _, port := range []int{p.Postgres, p.Frontend, p.FrontendHTTP, p.FrontendMembership, p.History, p.HistoryMembership,
+		p.Matching, p.MatchingMembership, p.Worker, p.WorkerMembership, p.UI} {
+		if port == 0 {
+			return p, errors.New("no free ports between 20000 and 32000 on 127.0.0.1")
+		}
 	}
 	return p, nil
 }
@@ -194,6 +207,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := c.CreateNamespace(ctx); err != nil {
 		return err
 	}
+	if err := c.SearchAttributes(ctx); err != nil {
+		return err
+	}
 	if err := c.StartUI(ctx); err != nil {
 		return err
 	}
@@ -255,6 +271,26 @@ func pgCredential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
+// reachable checks that the postgres user can reach dir: every directory
+// above it must let others through.
+func reachable(dir string, cred *syscall.Credential) error {
+	if cred == nil {
+		return nil
+	}
+	for p := dir; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != cred.Uid && st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("PostgreSQL runs as the postgres user, which cannot reach %s: %s is mode %o; chmod o+x %s or use a state directory elsewhere", dir, p, st.Mode().Perm(), p)
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
 // password is the database password, made on first start and kept 0600 in
 // Dir; it reaches the server and temporal-sql-tool only through their
 // environment, never a command line or a log.
@@ -279,6 +315,9 @@ func (c *Cluster) StartPostgres(ctx context.Context) error {
 	if c.PID(PartPostgres) == 0 {
 		cred, err := pgCredential()
 		if err != nil {
+			return err
+		}
+		if err := reachable(c.Dir, cred); err != nil {
 			return err
 		}
 		if _, err := os.Stat(filepath.Join(c.pgData(), "PG_VERSION")); err != nil {
@@ -459,6 +498,52 @@ func (c *Cluster) CreateNamespace(ctx context.Context) error {
 		return fmt.Errorf("deploy/cluster/namespace.sh: %v\n%s", err, out)
 	}
 	return nil
+}
+
+// SearchAttributes registers Vigil's search attributes (as the worker does
+// when they are missing) and waits until the frontend accepts them. On the
+// SQL visibility store a new attribute is an alias of a pre-created column
+// kept in the namespace's record, which every service caches: until the
+// cache refreshes (about 10 s) a start or a query naming the attribute is
+// rejected ("no mapping defined for search attribute"), as the namespace
+// itself is "not found" for a while after it is created.
+func (c *Cluster) SearchAttributes(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cl, err := client.DialContext(ctx, client.Options{HostPort: c.Address(), Namespace: "default", Logger: quietLogger{}})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	// A namespace just created is "not found" until the caches refresh too.
+	for {
+		err := config.EnsureSearchAttributes(ctx, cl, "default")
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	var terms []string
+	for _, name := range workflows.SearchAttributeNames {
+		terms = append(terms, name+" = ''")
+	}
+	query := strings.Join(terms, " AND ")
+	for {
+		_, err := cl.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: query, PageSize: 1})
+		if err == nil {
+			c.logf("search attributes %v: registered and usable", workflows.SearchAttributeNames)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("search attributes %v not usable: %v", workflows.SearchAttributeNames, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // StartUI starts the Web UI server.

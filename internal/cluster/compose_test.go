@@ -138,3 +138,21 @@ func TestReadVersions(t *testing.T) {
 		t.Errorf("binaries %+v", b)
 	}
 }
+
+// Membership ports end up in a PostgreSQL smallint: FreePorts stays below
+// 32768, and never hands out one port twice.
+func TestFreePorts(t *testing.T) {
+	p, err := FreePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []int{p.Postgres, p.Frontend, p.FrontendHTTP, p.FrontendMembership, p.History, p.HistoryMembership,
+		p.Matching, p.MatchingMembership, p.Worker, p.WorkerMembership, p.UI}
+	seen := map[int]bool{}
+	for _, port := range all {
+		if port <= 0 || port > 32767 || seen[port] {
+			t.Fatalf("ports %+v", p)
+		}
+		seen[port] = true
+	}
+}
