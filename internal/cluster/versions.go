@@ -41,9 +41,9 @@ func ReadVersions(repo string) (Versions, error) {
 		return Versions{}, fmt.Errorf("%s: %w; the file pins TEMPORAL_VERSION, TEMPORAL_UI_VERSION and POSTGRES_VERSION", path, err)
 	}
 	v := Versions{Temporal: env["TEMPORAL_VERSION"], UI: env["TEMPORAL_UI_VERSION"], Postgres: env["POSTGRES_VERSION"]}
-	for name, val := range map[string]string{"TEMPORAL_VERSION": v.Temporal, "TEMPORAL_UI_VERSION": v.UI, "POSTGRES_VERSION": v.Postgres} {
-		if val == "" || strings.HasPrefix(val, "v") {
-			return v, fmt.Errorf("%s: %s is %q; set it to a release without the leading v, e.g. 1.31.0", path, name, val)
+	for _, kv := range [][2]string{{"TEMPORAL_VERSION", v.Temporal}, {"TEMPORAL_UI_VERSION", v.UI}, {"POSTGRES_VERSION", v.Postgres}} {
+		if kv[1] == "" || strings.HasPrefix(kv[1], "v") {
+			return v, fmt.Errorf("%s: %s is %q; set it to a release without the leading v, e.g. 1.31.0", path, kv[0], kv[1])
 		}
 	}
 	return v, nil
