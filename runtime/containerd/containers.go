@@ -94,6 +94,9 @@ func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runti
 	if health != "" {
 		labels[LabelHealth] = health
 	}
+	if r := spec.Resources; r != nil && r.MemoryBytes > 0 {
+		labels[LabelMemoryLimit] = strconv.FormatInt(r.MemoryBytes, 10)
+	}
 	opts := []containerd.NewContainerOpts{containerd.WithImage(image)}
 	if r.cfg.Snapshotter != "" {
 		opts = append(opts, containerd.WithSnapshotter(r.cfg.Snapshotter))

@@ -18,6 +18,8 @@ const (
 	// LabelUnhealthyAt is when Vigil stopped the task because its liveness
 	// probe failed (RFC 3339).
 	LabelUnhealthyAt = "vigil.unhealthy-at"
+	// LabelMemoryLimit is the container's memory limit in bytes, if it has one.
+	LabelMemoryLimit = "vigil.memory-limit"
 )
 
 // oomGrace bounds how long an exit by SIGKILL waits for the OOM record: the
@@ -103,11 +105,13 @@ func explain(st runtime.ContainerState, labels map[string]string) runtime.Contai
 }
 
 // explainExit is explain for a container just seen to exit: an exit by
-// SIGKILL waits up to oomGrace for the OOM record to arrive.
+// SIGKILL of a container with a memory limit waits up to oomGrace for the
+// OOM record to arrive. (Only a limit of its own gives a container an OOM
+// event; other SIGKILLs, e.g. a stop's, are not held up.)
 func explainExit(ctx context.Context, c containerd.Container, st runtime.ContainerState) runtime.ContainerState {
 	labels, _ := c.Labels(ctx)
 	out := explain(st, labels)
-	if st.Status != runtime.StatusExited || st.Signal != "SIGKILL" || out.Cause != st.Cause {
+	if st.Status != runtime.StatusExited || st.Signal != "SIGKILL" || out.Cause != st.Cause || labels[LabelMemoryLimit] == "" {
 		return out
 	}
 	deadline := time.Now().Add(oomGrace)
