@@ -68,6 +68,11 @@ run: deps
 	@echo 'Stop everything: make stop'
 	@echo
 	bin/vigil list
+	@echo
+	@echo 'web is published on this host (replica 1 on 18080, replica 2 on 18081):'
+	@echo '  curl http://127.0.0.1:18080/'
+	@echo '  bin/vigil status demo/web-rep-1   # its IP and published ports'
+
 
 stop:
 	@scripts/stop.sh

@@ -133,6 +133,12 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 		}
 	}
 	info, err := a.rt.Start(ctx, in.ID)
+	if errors.Is(err, runtime.ErrInvalidSpec) {
+		// The node refuses the spec (e.g. a host port another container
+		// publishes): not a crash of the container; the workflow retries
+		// with growing delays and shows why.
+		return EnsureRunningResult{}, activityError("start", in.ID, err)
+	}
 	if err != nil && !retryable(ctx, err) {
 		// Some failures pass by themselves (containerd still cleaning up a
 		// task deleted behind Vigil's back): only a failure that happens
@@ -161,7 +167,7 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 	} else {
 		logger.Info("Container started", "container", in.ID.Ref(), "pid", info.PID, "image", spec.Image)
 	}
-	return EnsureRunningResult{StartedAt: info.StartedAt, AlreadyRunning: info.AlreadyRunning}, nil
+	return EnsureRunningResult{StartedAt: info.StartedAt, AlreadyRunning: info.AlreadyRunning, Network: info.Network}, nil
 }
 
 // retryable reports whether a Start error may pass: the runtime was
@@ -331,19 +337,26 @@ func (a *Activities) Stop(ctx context.Context, in StopInput) (StopResult, error)
 		grace = runtime.DefaultStopGrace
 	}
 	err := a.whileHeartbeating(ctx, "stopping", func() error { return a.rt.Stop(ctx, in.ID, grace) })
-	if errors.Is(err, runtime.ErrContainerNotFound) {
-		return StopResult{ExitCode: runtime.FailedExitCode}, nil
-	}
-	if err != nil {
+	res := StopResult{ExitCode: runtime.FailedExitCode}
+	switch {
+	case errors.Is(err, runtime.ErrContainerNotFound):
+		// Already gone; its volumes may not be.
+	case err != nil:
 		return StopResult{}, activityError("stop", in.ID, err)
-	}
-	var res StopResult
-	if st, err := a.rt.State(ctx, in.ID); err == nil {
-		res = StopResult{ExitCode: st.Code(), ExitedAt: st.ExitedAt}
+	default:
+		res = StopResult{}
+		if st, err := a.rt.State(ctx, in.ID); err == nil {
+			res = StopResult{ExitCode: st.Code(), ExitedAt: st.ExitedAt}
+		}
 	}
 	if in.Remove {
 		if err := a.rt.Remove(ctx, in.ID); err != nil {
 			return StopResult{}, activityError("remove", in.ID, err)
+		}
+		if in.RemoveVolumes {
+			if err := a.rt.RemoveVolumes(ctx, in.ID); err != nil {
+				return StopResult{}, activityError("remove volumes", in.ID, err)
+			}
 		}
 	}
 	activity.GetLogger(ctx).Info("Container stopped", "container", in.ID.Ref(), "exit_code", res.ExitCode, "removed", in.Remove)
@@ -425,6 +438,10 @@ func activityError(op string, id runtime.ContainerID, err error) error {
 	if errors.Is(err, runtime.ErrImageNotFound) {
 		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypeImageNotFound, err)
+	}
+	if errors.Is(err, runtime.ErrInvalidSpec) {
+		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeBadSpec, err)
 	}
 	return fmt.Errorf("%s %s: %w", op, id.Ref(), err)
 }

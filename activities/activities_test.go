@@ -187,6 +187,15 @@ func TestEnsureRunningErrors(t *testing.T) {
 	rt.FailNext(runtimetest.OpCreate, fmt.Errorf("dial: %w", runtime.ErrUnavailable))
 	err = h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil)
 	retryableError(t, err)
+
+	// A spec the node refuses is neither retried by the activity nor
+	// reported as a crash: the workflow retries it with growing delays.
+	rt.FailNext(runtimetest.OpCreate, fmt.Errorf("volumes[0].source: missing: %w", runtime.ErrInvalidSpec))
+	err = h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil)
+	applicationError(t, err, activities.ErrTypeBadSpec, true)
+	rt.FailStarts(web, fmt.Errorf("ports[0].host: in use: %w", runtime.ErrInvalidSpec))
+	err = h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox, After: time.Now()}, nil)
+	applicationError(t, err, activities.ErrTypeBadSpec, true)
 }
 
 func TestStartFailureBecomesAFailedExit(t *testing.T) {
@@ -303,6 +312,15 @@ func TestStop(t *testing.T) {
 	}
 	if _, ok := rt.Container(web); ok {
 		t.Fatal("Stop with Remove left the container")
+	}
+	if n := rt.Calls(runtimetest.OpRemoveVolumes); n != 0 {
+		t.Fatalf("Stop with Remove removed volumes (%d calls); only RemoveVolumes may", n)
+	}
+	if err := h.run(activities.StopName, activities.StopInput{ID: web, Remove: true, RemoveVolumes: true}, &res); err != nil {
+		t.Fatal(err)
+	}
+	if n := rt.Calls(runtimetest.OpRemoveVolumes); n != 1 {
+		t.Fatalf("Stop with RemoveVolumes: %d RemoveVolumes calls, want 1", n)
 	}
 	if err := h.run(activities.StopName, activities.StopInput{ID: web}, &res); err != nil {
 		t.Fatalf("stopping a missing container: %v", err)

@@ -46,6 +46,9 @@ type EnsureRunningResult struct {
 	// StartError is set (with ExitedSince) when the task could not start at
 	// all, e.g. its executable is missing; WaitForExit reports it as Failed (-1).
 	StartError string `json:"start_error,omitempty"`
+	// Network is where the running container can be reached (bridge
+	// networking only): its address and published ports.
+	Network *runtime.NetworkStatus `json:"network,omitempty"`
 }
 
 // WaitForExitInput asks to block until the container leaves Running.
@@ -76,6 +79,8 @@ type StopInput struct {
 	Grace time.Duration       `json:"grace"`
 	// Remove also deletes the container and its snapshot.
 	Remove bool `json:"remove,omitempty"`
+	// RemoveVolumes (with Remove) also deletes the replica's named volumes.
+	RemoveVolumes bool `json:"remove_volumes,omitempty"`
 }
 
 // StopResult is the state the container was left in.

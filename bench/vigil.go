@@ -251,6 +251,7 @@ services:
     image: { name: %s, pull_policy: never }
     command: { entrypoint: ["/bin/sh", "-c"], args: [%q] }
     scale: { mode: fixed, replicas: %d }
+    network: none   # like the Docker side (no bridge), and as measured before networks existed
 %s`, name, benchImage, cmd, replicas, onPanic)
 }
 

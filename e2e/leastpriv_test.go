@@ -18,6 +18,7 @@ const nobody = 65534
 // Linux capability numbers (linux/capability.h).
 const (
 	capDACReadSearch = 2
+	capNetAdmin      = 12
 	capSysAdmin      = 21
 )
 
@@ -46,13 +47,18 @@ func TestWorkerWithoutRoot(t *testing.T) {
 	}
 	logDir := filepath.Join(s.Dir, "nobody-logs")
 	binDir := filepath.Join(s.Dir, "nobody-bin")
-	for _, dir := range []string{logDir, binDir} {
-		if err := os.Mkdir(dir, 0o755); err != nil {
+	// The node's state (volumes, networks, IPAM, CNI cache) and the network
+	// namespaces: directories of its own.
+	stateDir, netnsDir := s.Network.StateDir, s.Network.Config.NetNSDir
+	for _, dir := range []string{logDir, binDir, stateDir, netnsDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chown(logDir, nobody, nobody); err != nil {
-		t.Fatal(err)
+	for _, dir := range []string{logDir, stateDir, netnsDir} {
+		if err := os.Chown(dir, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The built binary lives in a private temporary directory.
 	worker := filepath.Join(binDir, "vigil-worker")
@@ -69,16 +75,19 @@ func TestWorkerWithoutRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	cmd := exec.Command(worker, "--address", s.HostPort, "--node", s.Node,
+	args := append([]string{"--address", s.HostPort, "--node", s.Node,
 		"--containerd-address", sock, "--containerd-namespace", s.Containerd.Namespace,
-		"--log-dir", logDir, "--log-format", "console")
+		"--log-dir", logDir, "--log-format", "console"}, s.NetworkArgs()...)
+	cmd := exec.Command(worker, args...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = []string{"HOME=/nonexistent", "PATH=/usr/bin:/bin"}
+	cmd.Env = []string{"HOME=/nonexistent", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"} // the CNI plugins run iptables (/usr/sbin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: nobody, Gid: nobody},
 		// containerd's client mounts the image's snapshot on the worker's side
-		// to read its /etc/passwd and /etc/group when it builds the spec.
-		AmbientCaps: []uintptr{capSysAdmin, capDACReadSearch},
+		// to read its /etc/passwd and /etc/group when it builds the spec; the
+		// worker mounts network namespaces (CAP_SYS_ADMIN) and the CNI plugins
+		// it runs set up the bridge, veths and iptables rules (CAP_NET_ADMIN).
+		AmbientCaps: []uintptr{capSysAdmin, capDACReadSearch, capNetAdmin},
 		Pdeathsig:   syscall.SIGKILL,
 	}
 	if err := cmd.Start(); err != nil {
@@ -94,6 +103,11 @@ func TestWorkerWithoutRoot(t *testing.T) {
 	})
 
 	s.supervise(s.deployment("np", crashLoopDeployment("np", 1000, "3s")))
+	port := freeLoopbackPort(t)
+	s.supervise(s.deployment("npweb", webDeployment("npweb", port)))
+	if body := fetch(t, port, 2*time.Minute); body != "starts 1\n" {
+		t.Errorf("port published by the unprivileged worker: %q", body)
+	}
 	v := s.waitFor("np/crasher-rep-1", "two restarts by the unprivileged worker", 2*time.Minute, func(v workflows.StateView) bool {
 		return v.TotalRestarts >= 2
 	})

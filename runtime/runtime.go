@@ -137,6 +137,9 @@ type Runtime interface {
 	// Remove deletes the task, the container and its snapshot; the log is
 	// kept. Missing is not an error.
 	Remove(ctx context.Context, id ContainerID) error
+	// RemoveVolumes deletes the replica's named volumes; only an explicit
+	// request does (unsupervise --stop --volumes). Missing is not an error.
+	RemoveVolumes(ctx context.Context, id ContainerID) error
 	// Isolate marks the container as isolated (label vigil.isolated=true) and
 	// keeps its exited task and logs for debugging.
 	Isolate(ctx context.Context, id ContainerID) error

@@ -68,3 +68,19 @@ type NetworkStatus struct {
 // mount source missing on the node, or a host port another container on the
 // node already publishes). Retrying the same call cannot help.
 var ErrInvalidSpec = errors.New("invalid container spec")
+
+// ReplicaPorts are the ports replica n (from 1) publishes: a service's host
+// port is replica 1's, and replica n's is that plus n - 1, so the replicas
+// of one service never share a host port. The supervisor applies it when it
+// starts a replica; files and deployments keep the service's ports.
+func ReplicaPorts(ports []PortMapping, n int) []PortMapping {
+	if len(ports) == 0 {
+		return nil
+	}
+	out := make([]PortMapping, len(ports))
+	for i, p := range ports {
+		p.Host += n - 1
+		out[i] = p
+	}
+	return out
+}

@@ -23,10 +23,11 @@ APT_PACKAGES=(
 	procps:ps
 	util-linux:setsid
 	prometheus:prometheus # e2e: the Grafana dashboard's queries run on a real Prometheus
-	# Containers that serve (internal/containerdtest's packages): CNI bridge
-	# networking, its iptables rules, and the init.
-	containernetworking-plugins:/usr/lib/cni/bridge
-	iptables:iptables-save
+	# Containers that serve: the CNI plugins of bridge networks and published
+	# ports (bridge, host-local, portmap, loopback in /usr/lib/cni), the
+	# iptables they run, and static tini, the init of `init: true`.
+	containernetworking-plugins:/usr/lib/cni/portmap
+	iptables:/usr/sbin/iptables
 	tini:/usr/bin/tini-static
 )
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Vigil worker for the local stack, against the private containerd and the
 # dev server, its log in .vigil/worker.log and the containers' output in
-# .vigil/logs/containers/.
+# .vigil/logs/containers/, its state (named volumes, container networks) in
+# .vigil/state/.
 #   worker.sh start   start it (a running worker is reused unless bin/vigil-worker changed)
 #   worker.sh stop    stop it (SIGTERM: it finishes its current tasks)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,6 +37,7 @@ start() {
 		--containerd-address "$(containerd_socket)" \
 		--containerd-namespace "$CONTAINERD_NAMESPACE" \
 		--log-dir "$VIGIL_LOGS/containers" \
+		--state-dir "$VIGIL_DIR/state" \
 		--log-format console
 	wait_until worker 30 "$WORKER_PID" "$WORKER_BIN" "$WORKER_LOG" polling
 	log "worker: polling (node queue vigil-node-$(hostname))"

@@ -23,7 +23,7 @@ import (
 // The fields each mapping accepts, in the order they are listed in errors.
 var (
 	deploymentFields = []string{"version", "deployment", "services"}
-	serviceFields    = []string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node", "health", "resources", "update"}
+	serviceFields    = append([]string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node", "health", "resources", "update"}, servingFields...)
 	updateFields     = []string{"max_unavailable", "min_ready"}
 	imageFields      = []string{"name", "pull_policy"}
 	commandFields    = []string{"entrypoint", "args", "workdir"}
@@ -162,12 +162,20 @@ func parseDeployment(root *yaml.Node) (*Deployment, error) {
 	if len(pairs) > MaxServices {
 		return nil, fieldErr(services, "services", "%d services; use at most %d per deployment", len(pairs), MaxServices)
 	}
+	var claims []publishedPort
 	for _, p := range pairs {
 		s, err := parseService(d.Name, p)
 		if err != nil {
 			return nil, err
 		}
 		d.Services = append(d.Services, s)
+		for _, c := range s.claims {
+			c.node = s.Node
+			claims = append(claims, c)
+		}
+	}
+	if err := checkHostPorts(claims); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
@@ -204,6 +212,9 @@ func parseService(deployment string, p entry) (Service, error) {
 		return Service{}, err
 	}
 	if err := checkIDLength(p.keyNode, path, deployment, s.Name, s.Replicas); err != nil {
+		return Service{}, err
+	}
+	if s.Spec.Serving, s.claims, err = parseServing(fields, path, s.Replicas); err != nil {
 		return Service{}, err
 	}
 	if s.Policy, s.IsolateWebhook, err = parseErrors(fields["errors"], path+".errors"); err != nil {

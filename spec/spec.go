@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/vigil-run/vigil/internal/errtext"
@@ -67,6 +68,8 @@ type Service struct {
 	// Update says how changed containers are rolled out; zero fields take
 	// the defaults (workflows.UpdateSettings).
 	Update Update
+	// claims are the host ports the service publishes, for the file-wide check.
+	claims []publishedPort
 }
 
 // ParseFile reads and parses the deployment file at path. Errors name the
@@ -115,6 +118,8 @@ func cloneSpec(s runtime.ContainerSpec) runtime.ContainerSpec {
 	c := s
 	c.Entrypoint = append([]string(nil), s.Entrypoint...)
 	c.Args = append([]string(nil), s.Args...)
+	c.Ports = slices.Clone(s.Ports)
+	c.Volumes = slices.Clone(s.Volumes)
 	if s.Env != nil {
 		c.Env = make(map[string]string, len(s.Env))
 		for k, v := range s.Env {

@@ -199,18 +199,25 @@ func releaseService(cmd *cobra.Command, a *app, deployment, service string) erro
 }
 
 func unsuperviseCommand(a *app) *cobra.Command {
-	var stop bool
+	var stop, volumes bool
 	cmd := &cobra.Command{
-		Use:   "unsupervise ID [--stop]",
+		Use:   "unsupervise ID [--stop [--volumes]]",
 		Short: "End a replica's supervision, leaving its container as it is unless --stop",
-		Args:  exactArgs("ID"),
+		Long: "Ends a replica's supervision. The container is left as it is unless --stop, which stops\n" +
+			"and removes it (releasing its address and ports; its log is kept). Its named volumes are\n" +
+			"kept (a later supervise finds its data) unless --stop --volumes deletes them too.",
+		Args: exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if volumes && !stop {
+				return usagef("--volumes: deleting a replica's volumes needs --stop too; write unsupervise ID --stop --volumes")
+			}
 			return sendUpdate(cmd, a, args[0], request{name: workflows.UpdateUnsupervise, arg: func(id string) any {
-				return workflows.UnsuperviseRequest{Stop: stop, RequestID: id}
+				return workflows.UnsuperviseRequest{Stop: stop, Volumes: volumes, RequestID: id}
 			}})
 		},
 	}
 	cmd.Flags().BoolVar(&stop, "stop", false, "also stop and remove the container (its log is kept)")
+	cmd.Flags().BoolVar(&volumes, "volumes", false, "with --stop: also delete the replica's named volumes")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -160,6 +162,12 @@ func printStatus(p printer, v workflows.StateView, sup supervision) error {
 	if v.Health != nil {
 		rows = append(rows, [2]string{"HEALTH", *v.Health})
 	}
+	if v.IP != "" {
+		rows = append(rows, [2]string{"IP", v.IP})
+	}
+	if len(v.Ports) > 0 {
+		rows = append(rows, [2]string{"PORTS", portsText(v.Ports)})
+	}
 	if sup.startErr != "" {
 		rows = append(rows, [2]string{"START ERROR", sup.startErr})
 	}
@@ -167,6 +175,20 @@ func printStatus(p printer, v workflows.StateView, sup supervision) error {
 		rows = append(rows, [2]string{"SUPERVISION", "ended (unsupervised); vigil supervise starts it again"})
 	}
 	return p.Fields(rows)
+}
+
+// portsText is the published ports as Docker prints them:
+// "127.0.0.1:18080->8080/tcp, 0.0.0.0:18053->53/udp".
+func portsText(ports []runtime.PortMapping) string {
+	parts := make([]string, 0, len(ports))
+	for _, p := range ports {
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		parts = append(parts, fmt.Sprintf("%s:%d->%d/%s", ip, p.Host, p.Container, p.Protocol))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func eventsCommand(a *app) *cobra.Command {

@@ -274,6 +274,7 @@ func sampleView() workflows.StateView {
 		State: workflows.StateCrashLoopBackOff, PanicAction: "restart", TotalRestarts: 6,
 		RestartTimes: []string{"2026-01-02T03:04:05.123Z"}, LastExitCode: &code,
 		SupervisedSince: "2026-01-02T03:00:00Z", NextRestartAt: &next,
+		IP: "10.213.0.5", Ports: []runtime.PortMapping{{Container: 8080, Host: 18080, Protocol: "tcp", HostIP: "127.0.0.1"}, {Container: 53, Host: 18053, Protocol: "udp"}},
 		Events: []workflows.Event{
 			{Type: workflows.EventCrashLoopBackOff, Time: time.Date(2026, 1, 2, 3, 4, 5, 500_000_000, time.UTC), ExitCode: &code, RestartCount: 6, Reason: &exited},
 			{Type: workflows.EventContainerRestarted, Time: time.Date(2026, 1, 2, 3, 4, 1, 0, time.UTC), ExitCode: &code, RestartCount: 5},
@@ -301,13 +302,13 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 		t.Errorf("got %s\nwant %s", r.stdout, want)
 	}
 	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events", "generation",
-		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error"} {
+		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error", "ip", "ports"} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("missing key %q", key)
 		}
 	}
-	if len(got) != 18 {
-		t.Errorf("got %d keys, want exactly 18 (health only with a probe)", len(got))
+	if len(got) != 20 {
+		t.Errorf("got %d keys, want exactly 20 (health only with a probe)", len(got))
 	}
 	if got["last_exit_reason"] != "Exited" || got["last_exit_signal"] != nil {
 		t.Errorf("last exit reason %v, signal %v; want Exited and null", got["last_exit_reason"], got["last_exit_signal"])
@@ -328,6 +329,7 @@ func TestStatusAndEventsTables(t *testing.T) {
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil).Once()
 	r := vigil(t, c, nil, "status", "vigil/shop/api-rep-1")
 	if r.code != exitOK || !regexpMatch(`STATE\s+CrashLoopBackOff`, r.stdout) || !regexpMatch(`NODE\s+node-a`, r.stdout) || !regexpMatch(`LAST EXIT\s+3 \(Exited\)`, r.stdout) ||
+		!regexpMatch(`IP\s+10\.213\.0\.5`, r.stdout) || !strings.Contains(r.stdout, "127.0.0.1:18080->8080/tcp, 0.0.0.0:18053->53/udp") ||
 		strings.Contains(r.stdout, "START ERROR") {
 		t.Errorf("status: %q %q", r.stdout, r.stderr)
 	}
@@ -386,6 +388,8 @@ func TestUpdates(t *testing.T) {
 	ok.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
 		*args.Get(1).(*workflows.UpdateResult) = workflows.UpdateResult{Note: "container stopped and removed; its log is kept"}
 	}).Return(nil).Once()
+	okVolumes := mocks.NewWorkflowUpdateHandle(t)
+	okVolumes.On("Get", mock.Anything, mock.Anything).Return(nil)
 	// A v0.1.0 workflow answers without a result.
 	old := mocks.NewWorkflowUpdateHandle(t)
 	old.On("Get", mock.Anything, mock.Anything).Return(temporal.ErrNoData)
@@ -406,11 +410,20 @@ func TestUpdates(t *testing.T) {
 	c.On("UpdateWorkflow", mock.Anything, update("unsupervise", func(id string) any { return workflows.UnsuperviseRequest{Stop: true, RequestID: id} })).Return(ok, nil)
 	c.On("UpdateWorkflow", mock.Anything, update("restart", func(id string) any { return workflows.RestartRequest{Reason: "vigil restart", RequestID: id} })).Return(old, nil)
 	c.On("UpdateWorkflow", mock.Anything, update("release", func(id string) any { return workflows.ReleaseRequest{RequestID: id} })).Return(refused, nil)
+	c.On("UpdateWorkflow", mock.Anything, update("unsupervise", func(id string) any {
+		return workflows.UnsuperviseRequest{Stop: true, Volumes: true, RequestID: id}
+	})).Return(okVolumes, nil)
 	c.On("Close").Return()
 
 	r := vigil(t, c, nil, "unsupervise", "shop/api-rep-1", "--stop")
 	if r.code != exitOK || r.stdout != "shop/api-rep-1: unsupervise done (container stopped and removed; its log is kept)\n" {
 		t.Errorf("unsupervise: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := vigil(t, c, nil, "unsupervise", "shop/api-rep-1", "--stop", "--volumes"); r.code != exitOK {
+		t.Errorf("unsupervise --stop --volumes: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := vigil(t, c, nil, "unsupervise", "shop/api-rep-1", "--volumes"); r.code != exitUsage || !strings.Contains(r.stderr, "--volumes") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("unsupervise --volumes without --stop: %d %q", r.code, r.stderr)
 	}
 	r = vigil(t, c, nil, "restart", "--json", "shop/api-rep-1")
 	var res UpdateResult

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -60,6 +61,9 @@ type options struct {
 	containerdAddress   string
 	containerdNamespace string
 	logDir              string
+	stateDir            string
+	network             containerd.NetworkConfig
+	initPath            string
 	metricsAddress      string
 	noActivities        bool
 	showVersion         bool
@@ -75,6 +79,9 @@ var workerEnv = map[string]string{
 	"containerd-address":   "CONTAINERD_ADDRESS",
 	"containerd-namespace": "VIGIL_CONTAINERD_NAMESPACE",
 	"log-dir":              "VIGIL_LOG_DIR",
+	"state-dir":            "VIGIL_STATE_DIR",
+	"bridge":               "VIGIL_BRIDGE",
+	"subnet":               "VIGIL_SUBNET",
 	"metrics-address":      "VIGIL_METRICS_ADDRESS",
 	"log-format":           "VIGIL_LOG_FORMAT",
 	"log-level":            "VIGIL_LOG_LEVEL",
@@ -99,6 +106,13 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.containerdAddress, "containerd-address", containerd.DefaultAddress, "containerd socket (env CONTAINERD_ADDRESS)")
 	fs.StringVar(&o.containerdNamespace, "containerd-namespace", containerd.DefaultNamespace, "containerd namespace for Vigil's containers (env VIGIL_CONTAINERD_NAMESPACE)")
 	fs.StringVar(&o.logDir, "log-dir", containerd.DefaultLogDir, "directory for containers' captured output (env VIGIL_LOG_DIR)")
+	fs.StringVar(&o.stateDir, "state-dir", containerd.DefaultStateDir, "the node's state: named volumes, container networks, IPAM and CNI caches (env VIGIL_STATE_DIR)")
+	fs.StringVar(&o.network.Bridge, "bridge", containerd.DefaultBridge, "Linux bridge of containers with network: bridge (env VIGIL_BRIDGE)")
+	fs.StringVar(&o.network.Subnet, "subnet", containerd.DefaultSubnet, "IPv4 subnet of the bridge's containers (env VIGIL_SUBNET)")
+	fs.StringVar(&o.network.Name, "cni-network", containerd.DefaultNetworkName, "CNI network name; it tags the bridge's iptables rules")
+	fs.StringSliceVar(&o.network.PluginDirs, "cni-plugin-dir", containerd.DefaultCNIPluginDirs, "directories searched for the CNI plugins (bridge, host-local, portmap, loopback)")
+	fs.StringVar(&o.network.NetNSDir, "netns-dir", containerd.DefaultNetNSDir, "directory of the containers' network namespaces")
+	fs.StringVar(&o.initPath, "init-path", containerd.DefaultInitPath, "static init run as PID 1 by services with init: true (Debian: tini)")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz on this host:port, e.g. 127.0.0.1:9464; off when empty (env VIGIL_METRICS_ADDRESS)")
 	fs.IntVar(&o.maxActivities, "max-activities", 2000, "most activities run at once on this node; each running replica holds one")
 	fs.BoolVar(&o.noActivities, "no-activities", false, "run workflows only: do not connect to containerd or poll this node's queue")
@@ -246,10 +260,15 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	ready.Set(conditions[0])
 
 	if !o.noActivities {
+		// Under the state dir, a worker that is not root can write it.
+		containerd.SetCNICacheDir(filepath.Join(o.stateDir, "cni", "cache"))
 		rt, err := containerd.New(ctx, containerd.Config{
 			Address:   o.containerdAddress,
 			Namespace: o.containerdNamespace,
 			LogDir:    o.logDir,
+			StateDir:  o.stateDir,
+			Network:   o.network,
+			InitPath:  o.initPath,
 		})
 		if err != nil {
 			return fmt.Errorf("containerd at %s: %w", o.containerdAddress, err)

@@ -88,8 +88,11 @@ func (s *supervisor) unsupervise(ctx workflow.Context, c *command) error {
 	note := "container left as it was"
 	if c.stop {
 		note = "container stopped and removed; its log is kept"
+		if c.volumes {
+			note = "container stopped and removed, its named volumes deleted; its log is kept"
+		}
 		err := workflow.ExecuteActivity(s.unsuperviseStopOptions(ctx), activities.StopName,
-			activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true}).Get(ctx, nil)
+			activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true, RemoveVolumes: c.volumes}).Get(ctx, nil)
 		var timeout *temporal.TimeoutError
 		switch {
 		case errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:

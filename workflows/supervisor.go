@@ -70,6 +70,9 @@ type command struct {
 	done   bool
 	err    error
 	note   string // what was done, for an operator request's result
+	// volumes (unsupervise with stop only) also deletes the replica's
+	// named volumes.
+	volumes bool
 }
 
 // supervisor is the workflow's state and the code that moves it.
@@ -178,9 +181,12 @@ func (s *supervisor) registerHandlers(ctx workflow.Context) error {
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateUnsupervise,
 		func(ctx workflow.Context, req UnsuperviseRequest) (UpdateResult, error) {
-			return s.submit(ctx, &command{kind: cmdUnsupervise, stop: req.Stop, requestID: req.RequestID})
+			return s.submit(ctx, &command{kind: cmdUnsupervise, stop: req.Stop, volumes: req.Volumes, requestID: req.RequestID})
 		},
 		workflow.UpdateHandlerOptions{Validator: func(req UnsuperviseRequest) error {
+			if req.Volumes && !req.Stop {
+				return errors.New("unsupervise: deleting volumes needs stop too (--stop --volumes): a running container would keep writing to them")
+			}
 			return s.validate(&command{kind: cmdUnsupervise, stop: req.Stop, requestID: req.RequestID})
 		}}); err != nil {
 		return err
@@ -565,7 +571,7 @@ func (s *supervisor) handle(ctx workflow.Context, c *command) error {
 	switch c.kind {
 	case cmdUnsupervise:
 		if c.stop {
-			if _, err := s.stop(ctx); err != nil {
+			if _, err := s.stopDeletingVolumes(ctx, c.volumes); err != nil {
 				s.finish(c, err)
 				return nil
 			}
@@ -644,11 +650,12 @@ func (s *supervisor) startTask(ctx workflow.Context, after time.Time) (activitie
 	for attempt := 1; ; attempt++ {
 		var res activities.EnsureRunningResult
 		err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
-			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: after}).Get(ctx, &res)
+			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}).Get(ctx, &res)
 		if err == nil {
 			if attempt > 1 {
 				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
 			}
+			s.noteNetwork(res)
 			return res, nil
 		}
 		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
@@ -661,6 +668,21 @@ func (s *supervisor) startTask(ctx workflow.Context, after time.Time) (activitie
 		}
 		delay = min(delay*2, startRetryMax)
 	}
+}
+
+// noteNetwork keeps where a started container can be reached, for status.
+func (s *supervisor) noteNetwork(res activities.EnsureRunningResult) {
+	if s.ver.networkStatus && !res.ExitedSince {
+		s.st.Network = res.Network
+	}
+}
+
+// replicaSpec is the spec this replica's container is made from: the
+// service's, with the host ports of this replica (runtime.ReplicaPorts).
+func (s *supervisor) replicaSpec() runtime.ContainerSpec {
+	spec := s.in.Spec
+	spec.Ports = runtime.ReplicaPorts(spec.Ports, s.in.ID.Replica)
+	return spec
 }
 
 // sleep waits on a durable timer. Only unsupervise interrupts it: other
@@ -693,9 +715,16 @@ func (s *supervisor) sleep(ctx workflow.Context, d time.Duration, why string) er
 }
 
 func (s *supervisor) stop(ctx workflow.Context) (activities.StopResult, error) {
+	return s.stopDeletingVolumes(ctx, false)
+}
+
+// stopDeletingVolumes stops the container and, with volumes, removes it (its
+// address and ports are released) and deletes its named volumes: only an
+// explicit unsupervise --stop --volumes does.
+func (s *supervisor) stopDeletingVolumes(ctx workflow.Context, volumes bool) (activities.StopResult, error) {
 	var res activities.StopResult
 	err := workflow.ExecuteActivity(s.controlOptions(ctx, ""), activities.StopName,
-		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace}).Get(ctx, &res)
+		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: volumes, RemoveVolumes: volumes}).Get(ctx, &res)
 	return res, err
 }
 
@@ -858,6 +887,9 @@ func (s *supervisor) view() StateView {
 	if s.st.State == StateCrashLoopBackOff && !s.st.NextRestartAt.IsZero() {
 		at := formatTime(s.st.NextRestartAt)
 		v.NextRestartAt = &at
+	}
+	if n := s.st.Network; n != nil {
+		v.IP, v.Ports = n.IP, append([]runtime.PortMapping(nil), n.Ports...)
 	}
 	return v
 }

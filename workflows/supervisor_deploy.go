@@ -116,12 +116,13 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 	before := workflow.Now(ctx)
 	var res activities.EnsureRunningResult
 	err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
-		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec}).Get(ctx, &res)
+		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec()}).Get(ctx, &res)
 	if err != nil {
 		// Restarting: the main loop keeps trying, with growing delays.
 		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container did not start: %v", ref, err)}
 	}
+	s.noteNetwork(res)
 	s.setState(ctx, StateRunning)
 	s.emit(ctx, EventContainerReplaced, nil)
 	if res.ExitedSince {
@@ -170,7 +171,7 @@ func (s *supervisor) minReady(ctx workflow.Context, req *ReconfigureRequest, sta
 	}
 	var probe activities.EnsureRunningResult
 	if err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
-		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: startedAt}).Get(ctx, &probe); err != nil {
+		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: startedAt}).Get(ctx, &probe); err != nil {
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: checking the new container failed: %v", ref, err)}
 	}
 	if probe.ExitedSince {

@@ -52,6 +52,8 @@ type node struct {
 	slowStarts time.Duration
 	// blockStarts makes every start block until cancelled (no worker takes it).
 	blockStarts bool
+	// network is what every start reports as the container's network.
+	network *runtime.NetworkStatus
 
 	starts    []time.Time // mock time of each successful start
 	attempts  int
@@ -150,7 +152,7 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 				time.Sleep(n.slowStarts)
 				n.mu.Lock()
 			}
-			return activities.EnsureRunningResult{StartedAt: env.Now()}, nil
+			return activities.EnsureRunningResult{StartedAt: env.Now(), Network: n.network}, nil
 		})
 	env.OnActivity(activities.WaitForExitName, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
 		n.mu.Lock()

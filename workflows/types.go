@@ -207,6 +207,9 @@ type Carry struct {
 	// task started at TaskStartedAt (the runtime's start time).
 	Health        runtime.HealthStatus `json:"health,omitempty"`
 	TaskStartedAt time.Time            `json:"task_started_at,omitzero"`
+	// Network is where the container was reachable when last started
+	// (bridge networking; nil otherwise, and for runs before v0.2.0).
+	Network *runtime.NetworkStatus `json:"network,omitempty"`
 }
 
 // StateView is the answer to the "state" query and the object `vigil status --json` prints.
@@ -233,6 +236,9 @@ type StateView struct {
 	// Health is starting, healthy or unhealthy; present only when the
 	// service has a probe.
 	Health *string `json:"health,omitempty"`
+	// IP and Ports: where the container can be reached (bridge networking).
+	IP    string                `json:"ip,omitempty"`
+	Ports []runtime.PortMapping `json:"ports,omitempty"`
 }
 
 // HealthReport is the "health" signal: the node's probes changed their
@@ -271,6 +277,9 @@ type UnsuperviseRequest struct {
 	// otherwise it is left as it is.
 	Stop      bool   `json:"stop,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+	// Volumes (with Stop) also deletes the replica's named volumes, which
+	// otherwise outlive supervision.
+	Volumes bool `json:"volumes,omitempty"`
 }
 
 // UpdateResult is what release, restart and unsupervise return (release

@@ -44,6 +44,9 @@ type versions struct {
 	exitReasons bool
 	// honestState: see changeHonestState.
 	honestState bool
+	// networkStatus: the container's address and published ports, as the
+	// start reports them, are kept in state and shown by the state query.
+	networkStatus bool
 }
 
 // Change IDs, one per behaviour change, oldest first.
@@ -67,15 +70,19 @@ const (
 	// requests are events and join a running request of the same kind;
 	// activities and timers carry summaries saying why.
 	changeHonestState = "honest-state"
+	// changeNetworkStatus (release v0.2.0): containers got bridge networks;
+	// the address and ports EnsureRunning reports are carried in Carry.Network.
+	changeNetworkStatus = "network-status"
 )
 
 // readVersions reads every change's version for this run. Call it once, first
 // thing in Supervise, before any other command.
 func readVersions(ctx workflow.Context) versions {
 	return versions{
-		periodicCAN: workflow.GetVersion(ctx, changePeriodicCAN, workflow.DefaultVersion, 1) >= 1,
-		deployments: workflow.GetVersion(ctx, changeDeployments, workflow.DefaultVersion, 1) >= 1,
-		exitReasons: workflow.GetVersion(ctx, changeExitReasons, workflow.DefaultVersion, 1) >= 1,
-		honestState: workflow.GetVersion(ctx, changeHonestState, workflow.DefaultVersion, 1) >= 1,
+		periodicCAN:   workflow.GetVersion(ctx, changePeriodicCAN, workflow.DefaultVersion, 1) >= 1,
+		deployments:   workflow.GetVersion(ctx, changeDeployments, workflow.DefaultVersion, 1) >= 1,
+		exitReasons:   workflow.GetVersion(ctx, changeExitReasons, workflow.DefaultVersion, 1) >= 1,
+		honestState:   workflow.GetVersion(ctx, changeHonestState, workflow.DefaultVersion, 1) >= 1,
+		networkStatus: workflow.GetVersion(ctx, changeNetworkStatus, workflow.DefaultVersion, 1) >= 1,
 	}
 }

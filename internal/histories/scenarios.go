@@ -3,6 +3,7 @@ package histories
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ var Scenarios = []Scenario{
 	{Name: "rollover", Since: "v0.2.0", Run: rollover},
 	{Name: "failed-start-restart", Since: "v0.2.0", Run: failedStartRestart},
 	{Name: "unsupervise-no-worker", Since: "v0.2.0", Run: unsuperviseNoWorker},
+	{Name: "bridge-port-volume", Since: "v0.2.0", Run: bridgePortVolume},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -473,4 +475,34 @@ func (e *Env) NextRun(ctx context.Context, wid, runID string) (string, error) {
 			return "", fmt.Errorf("%s did not continue as new: %w", wid, err)
 		}
 	}
+}
+
+// bridge-port-volume: a crasher on the bridge network with a port published
+// on 127.0.0.1, a named volume and an init is restarted twice (status shows
+// its address and port), then unsupervised with --stop --volumes.
+func bridgePortVolume(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	ref, wid := ids(dep, "crasher")
+	yaml := Deployment(dep, "crasher", Image, "echo up >> /data/starts; sleep 1; exit 3", restartAlways) + fmt.Sprintf(`    network: bridge
+    ports: [{ container: 8080, host: %d, host_ip: 127.0.0.1 }]
+    volumes: [{ name: data, target: /data }]
+    init: true
+`, port)
+	if err := e.Supervise(dep, yaml); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "two restarts and an address", func(v workflows.StateView) bool {
+		return v.TotalRestarts >= 2 && v.IP != "" && len(v.Ports) == 1
+	}); err != nil {
+		return nil, err
+	}
+	if err := e.Update(ctx, "unsupervise", ref, "--stop", "--volumes"); err != nil {
+		return nil, err
+	}
+	return one(wid, "bridge-port-volume"), e.WaitClosed(ctx, wid)
 }

@@ -93,8 +93,11 @@ type Options struct {
 type Stack struct {
 	Options
 	Containerd *containerdtest.Daemon
-	HostPort   string
-	DBPath     string
+	// Network is the stack's private bridge network (its own bridge, subnet,
+	// CNI network name and state dir), so stacks never share one.
+	Network  containerdtest.PrivateNetwork
+	HostPort string
+	DBPath   string
 
 	srv        *testsuite.DevServer
 	worker     *exec.Cmd
@@ -115,6 +118,10 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	if s.Containerd, err = containerdtest.StartDaemon(ctx, filepath.Join(opts.Dir, "ctd"), containerdtest.Options{}); err != nil {
 		return nil, fmt.Errorf("containerd: %w", err)
+	}
+	if s.Network, err = containerdtest.NewNetwork(opts.Dir); err != nil {
+		_ = s.Close(ctx)
+		return nil, fmt.Errorf("bridge network: %w", err)
 	}
 	if err := s.StartServer(ctx); err != nil {
 		_ = s.Close(ctx)
@@ -184,7 +191,11 @@ func (s *Stack) StartWorker() error {
 		"--containerd-namespace", s.Containerd.Namespace,
 		"--log-dir", filepath.Join(s.Dir, "logs"),
 		"--log-format", "console",
-	}, s.WorkerArgs...)
+	}, s.NetworkArgs()...)
+	if !knowsFlag(s.WorkerBin, "--state-dir") {
+		args = args[:len(args)-len(s.NetworkArgs())] // an older release's worker (upgrade tests)
+	}
+	args = append(args, s.WorkerArgs...)
 	cmd := exec.Command(s.WorkerBin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -195,6 +206,19 @@ func (s *Stack) StartWorker() error {
 	go func() { _ = cmd.Wait(); out.Close(); close(done) }()
 	s.worker, s.workerDone = cmd, done
 	return nil
+}
+
+// knowsFlag reports whether the binary's --help lists flag.
+func knowsFlag(bin, flag string) bool {
+	out, _ := exec.Command(bin, "--help").CombinedOutput()
+	return bytes.Contains(out, []byte(flag+" "))
+}
+
+// NetworkArgs are the worker flags of the stack's state dir and network.
+func (s *Stack) NetworkArgs() []string {
+	n := s.Network.Config
+	return []string{"--state-dir", s.Network.StateDir, "--bridge", n.Bridge, "--subnet", n.Subnet,
+		"--cni-network", n.Name, "--netns-dir", n.NetNSDir}
 }
 
 // WorkerPID is the running worker's process ID (0 if none).
@@ -251,6 +275,10 @@ func (s *Stack) Close(ctx context.Context) error {
 	err := s.StopServer()
 	if s.Containerd != nil {
 		err = errors.Join(err, s.Containerd.Shutdown(ctx))
+	}
+	if s.Network.Config.Bridge != "" {
+		// Containerd took the containers; their rules, namespaces and the bridge go here.
+		err = errors.Join(err, s.Network.Remove())
 	}
 	return err
 }

@@ -187,7 +187,8 @@ func (r *Runtime) Remove(ctx context.Context, id runtime.ContainerID) error {
 	defer unlock()
 	c, err := r.client.LoadContainer(ctx, name)
 	if errdefs.IsNotFound(err) {
-		return nil
+		// Deleted behind Vigil's back: its network may still hold an address.
+		return nodeError("remove", name, r.net.release(ctx, name))
 	}
 	if err != nil {
 		return wrap("remove", name, err, nil)

@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	gocni "github.com/containerd/go-cni"
 	"github.com/containerd/typeurl/v2"
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/utils"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -96,6 +97,11 @@ func (c NetworkConfig) validate() error {
 	}
 	return nil
 }
+
+// SetCNICacheDir moves libcni's cache of CNI results (default /var/lib/cni)
+// for the whole process: go-cni has no per-instance setting, so only a
+// process's main (the worker) should call it, before any container starts.
+func SetCNICacheDir(dir string) { libcni.CacheDir = dir }
 
 // IPAMDir is where host-local keeps the network's address allocations: one
 // file per allocated address, named after it.
@@ -436,6 +442,9 @@ func (r *Runtime) networkStatus(name string) *runtime.NetworkStatus {
 // anything else (iptables busy, a plugin failing) is the node's passing
 // trouble, retried with backoff and never counted as a crash.
 func nodeError(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, runtime.ErrInvalidSpec) {
 		return &Error{Op: op, ID: name, Kind: runtime.ErrInvalidSpec, Err: err}
 	}

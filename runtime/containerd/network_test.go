@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/runtime"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
@@ -171,6 +174,38 @@ func TestLostNamespaceIsMadeAgain(t *testing.T) {
 	}
 	if ips, rules, nss := countState(t, n); ips != 0 || rules != 0 || nss != 0 {
 		t.Fatalf("after Remove: %d addresses, %d rules, %d namespaces left", ips, rules, nss)
+	}
+}
+
+// A bridge container deleted behind Vigil's back still has its address and
+// rules; Remove releases them.
+func TestRemoveAfterOutsideDeleteReleasesNetwork(t *testing.T) {
+	d, rt, n := bridged(t)
+	ctx := testCtx(t)
+	id := newID("gone")
+	spec := containerdtest.TestImage("sleep 1000")
+	spec.Network = runtime.NetworkBridge
+	spec.Ports = []runtime.PortMapping{{Container: 80, Host: freePort(t), Protocol: runtime.ProtocolTCP, HostIP: "127.0.0.1"}}
+	runSpec(t, rt, id, spec)
+	client := rt.Client()
+	nctx := namespaces.WithNamespace(ctx, d.Namespace)
+	c, err := client.LoadContainer(nctx, vcontainerd.ContainerName(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task, err := c.Task(nctx, nil); err == nil {
+		if _, err := task.Delete(nctx, containerd.WithProcessKill); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Delete(nctx, containerd.WithSnapshotCleanup); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if ips, rules, nss := countState(t, n); ips != 0 || rules != 0 || nss != 0 {
+		t.Fatalf("after Remove of a container deleted outside: %d addresses, %d rules, %d namespaces left", ips, rules, nss)
 	}
 }
 

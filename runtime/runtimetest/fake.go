@@ -17,15 +17,17 @@ import (
 type Op string
 
 const (
-	OpCreate  Op = "Create"
-	OpStart   Op = "Start"
-	OpState   Op = "State"
-	OpWait    Op = "Wait"
-	OpStop    Op = "Stop"
-	OpRemove  Op = "Remove"
-	OpIsolate Op = "Isolate"
-	OpLogs    Op = "Logs"
-	OpList    Op = "List"
+	OpCreate Op = "Create"
+	OpStart  Op = "Start"
+	OpState  Op = "State"
+	OpWait   Op = "Wait"
+	OpStop   Op = "Stop"
+	OpRemove Op = "Remove"
+	// OpRemoveVolumes counts RemoveVolumes calls (the fake keeps no volumes).
+	OpRemoveVolumes Op = "RemoveVolumes"
+	OpIsolate       Op = "Isolate"
+	OpLogs          Op = "Logs"
+	OpList          Op = "List"
 )
 
 // Fake is a scriptable in-memory Runtime. The zero value is not usable; use New.
@@ -419,6 +421,12 @@ func (f *Fake) Remove(ctx context.Context, id runtime.ContainerID) error {
 		delete(f.containers, id)
 	}
 	return nil
+}
+
+func (f *Fake) RemoveVolumes(ctx context.Context, id runtime.ContainerID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.enter(OpRemoveVolumes)
 }
 
 func (f *Fake) Isolate(ctx context.Context, id runtime.ContainerID) error {
