@@ -127,7 +127,7 @@ func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activiti
 		}
 		var res activities.EnsureRunningResult
 		err := s.activity(ctx, s.startOptions(ctx, summary), activities.EnsureRunningName,
-			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.in.Spec, After: after}, &res,
+			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}, &res,
 			"starting the container", s.takeRestart(ctx))
 		if errors.Is(err, errUnsupervised) {
 			return res, err
@@ -136,6 +136,7 @@ func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activiti
 			if attempt > 1 {
 				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
 			}
+			s.noteNetwork(res)
 			if w := s.waiting; w != nil {
 				s.waiting = nil
 				s.finish(w, nil)

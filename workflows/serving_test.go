@@ -28,8 +28,23 @@ func TestStateShowsNetwork(t *testing.T) {
 	require.Equal(t, net.Ports, view.Ports)
 }
 
+// Replica n publishes the service's host ports plus n - 1.
+func TestReplicaPublishesItsOwnHostPort(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	in := input(policy.Default())
+	in.ID.Replica = 3
+	in.Spec.Network = runtime.NetworkBridge
+	in.Spec.Ports = []runtime.PortMapping{{Container: 8080, Host: 18080, Protocol: "tcp"}}
+	whenWatching(env, n, 1, 0, func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) })
+	env.ExecuteWorkflow(Supervise, in)
+	require.NoError(t, env.GetWorkflowError())
+	require.NotEmpty(t, n.specs)
+	require.Equal(t, 18082, n.specs[0].Ports[0].Host)
+}
+
 // Named volumes outlive supervision unless the operator asks: unsupervise
-// --stop only stops; --stop --volumes also removes the container and its
+// --stop stops and removes the container; --stop --volumes also deletes its
 // volumes; --volumes alone is refused before it reaches history.
 func TestUnsuperviseVolumes(t *testing.T) {
 	for _, tc := range []struct {
@@ -37,7 +52,7 @@ func TestUnsuperviseVolumes(t *testing.T) {
 		rejected string
 		want     []activities.StopInput
 	}{
-		{UnsuperviseRequest{Stop: true}, "", []activities.StopInput{{ID: replicaID, Grace: DefaultStopGrace}}},
+		{UnsuperviseRequest{Stop: true}, "", []activities.StopInput{{ID: replicaID, Grace: DefaultStopGrace, Remove: true}}},
 		{UnsuperviseRequest{Stop: true, Volumes: true}, "", []activities.StopInput{{ID: replicaID, Grace: DefaultStopGrace, Remove: true, RemoveVolumes: true}}},
 		{UnsuperviseRequest{Volumes: true}, "needs stop too", nil},
 	} {
