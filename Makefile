@@ -130,4 +130,6 @@ chaos: deps
 	go run ./chaos $(CHAOS_ARGS)
 
 clean: stop cluster-stop
+	@# The containers' networks (addresses, port rules, namespaces, the bridge) outlive make stop, so make run resumes them.
+	@if [[ -x bin/vigil-worker && -d .vigil/state ]]; then bin/vigil-worker --release-networks --state-dir .vigil/state; fi
 	rm -rf bin .vigil

@@ -67,6 +67,7 @@ type options struct {
 	metricsAddress      string
 	noActivities        bool
 	showVersion         bool
+	releaseNetworks     bool
 	// maxActivities bounds concurrent activities on the node queue. Every
 	// supervised replica holds one (its WaitForExit) for as long as its
 	// container runs, so this is also the most replicas one node can run.
@@ -117,6 +118,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.IntVar(&o.maxActivities, "max-activities", 2000, "most activities run at once on this node; each running replica holds one")
 	fs.BoolVar(&o.noActivities, "no-activities", false, "run workflows only: do not connect to containerd or poll this node's queue")
 	fs.BoolVar(&o.showVersion, "version", false, "print the release and commit, then exit")
+	fs.BoolVar(&o.releaseNetworks, "release-networks", false, "tear down every container network recorded under --state-dir (addresses, port rules, namespaces) and the bridge, then exit; for removing a node's state once its containers are gone")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: vigil-worker [flags]\n\nRuns Vigil's supervisor workflows and this node's container activities.\n\nFlags:\n%s", fs.FlagUsages())
 	}
@@ -162,6 +164,13 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		fmt.Fprintln(stdout, "vigil-worker "+version.String())
 		return exitOK
 	}
+	if o.releaseNetworks {
+		if err := releaseNetworks(ctx, o); err != nil {
+			fmt.Fprintf(stderr, "vigil-worker: --release-networks: %v\n", err)
+			return exitFail
+		}
+		return exitOK
+	}
 	o.conn.Identity = version.Identity("vigil-worker")
 	log, err := logging.New(o.log, stderr)
 	if err != nil {
@@ -174,6 +183,30 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return exitFail
 	}
 	return exitOK
+}
+
+// newRuntime is the node's containerd runtime as the flags say.
+func newRuntime(ctx context.Context, o *options) (*containerd.Runtime, error) {
+	// Under the state dir, a worker that is not root can write it.
+	containerd.SetCNICacheDir(filepath.Join(o.stateDir, "cni", "cache"))
+	return containerd.New(ctx, containerd.Config{
+		Address:   o.containerdAddress,
+		Namespace: o.containerdNamespace,
+		LogDir:    o.logDir,
+		StateDir:  o.stateDir,
+		Network:   o.network,
+		InitPath:  o.initPath,
+	})
+}
+
+// releaseNetworks is --release-networks.
+func releaseNetworks(ctx context.Context, o *options) error {
+	rt, err := newRuntime(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	return rt.ReleaseNetworks(ctx)
 }
 
 // serve connects, registers, polls until ctx is done, then stops gracefully.
@@ -260,16 +293,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	ready.Set(conditions[0])
 
 	if !o.noActivities {
-		// Under the state dir, a worker that is not root can write it.
-		containerd.SetCNICacheDir(filepath.Join(o.stateDir, "cni", "cache"))
-		rt, err := containerd.New(ctx, containerd.Config{
-			Address:   o.containerdAddress,
-			Namespace: o.containerdNamespace,
-			LogDir:    o.logDir,
-			StateDir:  o.stateDir,
-			Network:   o.network,
-			InitPath:  o.initPath,
-		})
+		rt, err := newRuntime(ctx, o)
 		if err != nil {
 			return fmt.Errorf("containerd at %s: %w", o.containerdAddress, err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/utils"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vishvananda/netlink"
 
 	"github.com/vigil-run/vigil/runtime"
 )
@@ -452,4 +453,29 @@ func nodeError(op, name string, err error) error {
 		return wrap(op, name, err, nil)
 	}
 	return &Error{Op: op, ID: name, Kind: runtime.ErrUnavailable, Err: err}
+}
+
+// ReleaseNetworks tears down every container network recorded under the
+// state directory (CNI DEL: addresses, port rules; the namespaces; the state
+// files) and deletes the bridge. It is for removing a node's networking
+// (`make clean`) after its containers are gone: a running container keeps
+// its processes but loses its network.
+func (r *Runtime) ReleaseNetworks(ctx context.Context) error {
+	files, err := filepath.Glob(filepath.Join(r.net.stateDir, "*.json"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		if err := r.net.release(ctx, name); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if link, err := netlink.LinkByName(r.net.cfg.Bridge); err == nil {
+		if err := netlink.LinkDel(link); err != nil {
+			errs = append(errs, fmt.Errorf("delete bridge %s: %w", r.net.cfg.Bridge, err))
+		}
+	}
+	return errors.Join(errs...)
 }

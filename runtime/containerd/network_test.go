@@ -209,6 +209,28 @@ func TestRemoveAfterOutsideDeleteReleasesNetwork(t *testing.T) {
 	}
 }
 
+// ReleaseNetworks (make clean) leaves no address, rule, namespace or bridge.
+func TestReleaseNetworks(t *testing.T) {
+	d, rt, n := bridged(t)
+	for range 2 {
+		id := newID("rel")
+		spec := containerdtest.TestImage("sleep 1000")
+		spec.Network = runtime.NetworkBridge
+		spec.Ports = []runtime.PortMapping{{Container: 80, Host: freePort(t), Protocol: runtime.ProtocolTCP, HostIP: "127.0.0.1"}}
+		runSpec(t, rt, id, spec)
+		killTask(t, d, id, syscall.SIGKILL)
+	}
+	if err := rt.ReleaseNetworks(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if ips, rules, nss := countState(t, n); ips != 0 || rules != 0 || nss != 0 {
+		t.Fatalf("after ReleaseNetworks: %d addresses, %d rules, %d namespaces left", ips, rules, nss)
+	}
+	if _, err := net.InterfaceByName(n.Config.Bridge); err == nil {
+		t.Fatalf("bridge %s left", n.Config.Bridge)
+	}
+}
+
 // Two containers of one node cannot publish the same host port.
 func TestHostPortInUseIsRefused(t *testing.T) {
 	_, rt, _ := bridged(t)
