@@ -255,16 +255,25 @@ func TestImageMissingThenImported(t *testing.T) {
 		`image: { name: docker.io/library/ghost:1, pull_policy: never }
     command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 3600"] }`, 1)))
 
-	s.waitFor("img/steady-rep-1", "Restarting", time.Minute, func(v workflows.StateView) bool {
-		return v.State == workflows.StateRestarting
-	})
+	// It never ran, so it is Pending (honest state) with the start error shown.
+	s.waitFor("img/steady-rep-1", "supervised", time.Minute, func(workflows.StateView) bool { return true })
+	st := s.statusJSON("img/steady-rep-1")
+	for deadline := time.Now().Add(time.Minute); st.StartError == nil; st = s.statusJSON("img/steady-rep-1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no start error for the missing image within 1m: %+v", st)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if st.State != workflows.StatePending {
+		t.Fatalf("replica whose image is missing: %s; want Pending (it never ran)", st.State)
+	}
 	r := s.vigil("status", "img/steady-rep-1")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "START ERROR") || !strings.Contains(r.Stdout, "ghost:1") {
 		t.Fatalf("status of the replica whose image is missing: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if v, _ := s.status("img/crasher-rep-1"); v.State == workflows.StateRestarting && v.TotalRestarts == 0 && v.LastExitCode == nil {
-		t.Fatalf("the other service did not start: %+v", v)
-	}
+	s.waitFor("img/crasher-rep-1", "the other service started", time.Minute, func(v workflows.StateView) bool {
+		return v.State != workflows.StatePending
+	})
 
 	out, err := exec.Command("ctr", "--address", s.Containerd.Address, "--namespace", s.Containerd.Namespace,
 		"images", "tag", "docker.io/library/busybox:local", "docker.io/library/ghost:1").CombinedOutput()
