@@ -252,11 +252,16 @@ func (d *Daemon) signal(sig syscall.Signal, grace time.Duration) error {
 // unmounts what it left mounted under Dir. It does not remove Dir.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	var errs []error
+	nss := []string{d.Namespace}
 	if d.PID() != 0 {
-		errs = append(errs, d.removeAllContainers(ctx))
+		listed, err := d.removeAllContainers(ctx)
+		errs = append(errs, err)
+		nss = append(nss, listed...) // tests make more (vt-…-ctr, vt-…-docker)
 	}
 	errs = append(errs, d.Stop(), unmountUnder(d.Dir))
-	removeNamespaceLeftovers(d.Namespace)
+	for _, ns := range nss {
+		removeNamespaceLeftovers(ns)
+	}
 	return errors.Join(errs...)
 }
 
@@ -274,17 +279,18 @@ func removeNamespaceLeftovers(ns string) {
 	}
 }
 
-func (d *Daemon) removeAllContainers(ctx context.Context) error {
+// removeAllContainers returns the namespaces it found.
+func (d *Daemon) removeAllContainers(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	client, err := containerd.New(d.Address)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer client.Close()
 	nss, err := client.NamespaceService().List(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var errs []error
 	for _, ns := range nss {
@@ -305,7 +311,7 @@ func (d *Daemon) removeAllContainers(ctx context.Context) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return nss, errors.Join(errs...)
 }
 
 // ImportTestImage builds the busybox test image and imports it into namespace.
