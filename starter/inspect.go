@@ -210,9 +210,13 @@ func eventsCommand(a *app) *cobra.Command {
 				}
 				rows := make([][]string, 0, len(events))
 				for _, e := range events {
-					rows = append(rows, []string{e.Time.Local().Format(timeLayoutMillis), string(e.Type), exitText(e.ExitCode), strconv.Itoa(e.RestartCount)})
+					reason := "-"
+					if e.Reason != nil {
+						reason = *e.Reason
+					}
+					rows = append(rows, []string{e.Time.Local().Format(timeLayoutMillis), string(e.Type), exitText(e.ExitCode), reason, strconv.Itoa(e.RestartCount)})
 				}
-				return p.Table([]string{"TIME", "EVENT", "EXIT", "RESTARTS"}, rows)
+				return p.Table([]string{"TIME", "EVENT", "EXIT", "REASON", "RESTARTS"}, rows)
 			})
 		},
 	}

@@ -361,6 +361,9 @@ func TestStatusAndEventsTables(t *testing.T) {
 	if r.code != exitOK || len(lines) != 3 || !strings.Contains(lines[1], "ContainerRestarted") || !strings.Contains(lines[2], "CrashLoopBackOff") {
 		t.Errorf("events must be oldest first: %q", r.stdout)
 	}
+	if !regexpMatch(`REASON`, lines[0]) || !regexpMatch(`CrashLoopBackOff\s+3\s+Exited\s+6`, lines[2]) || !regexpMatch(`ContainerRestarted\s+3\s+-\s+5`, lines[1]) {
+		t.Errorf("events table: the reason of each event, - when none: %q", r.stdout)
+	}
 	r = vigil(t, c, nil, "events", "--json", "shop/api-rep-1")
 	var evs []map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &evs); err != nil || len(evs) != 2 || evs[0]["type"] != "ContainerRestarted" || evs[1]["time"] != "2026-01-02T03:04:05.5Z" {
