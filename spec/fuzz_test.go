@@ -16,6 +16,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n"))
 	f.Add([]byte("version: v1\ndeployment: &a x\nservices: *a\n"))
 	f.Add([]byte(contract))
+	f.Add([]byte(serving))
+	f.Add([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n    network: host\n    ports: [{ container: 0, host: 70000, host_ip: '::1' }]\n    volumes: [{ source: a/../b, name: x, target: y }]\n    stop_signal: 0\n"))
 	f.Add([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n    errors: { on_panic: { backoff: { multiplier: 0.5 }, rules: [ { signals: [SIGNOPE], action: isolate } ] } }\n    health: { liveness: { exec: [a], http: { port: 1 } } }\n    resources: { memory: 1Ti, cpus: 1e3, pids: 1 }\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := Parse(data)
