@@ -189,7 +189,7 @@ func TestParseBad(t *testing.T) {
 		{"stop_grace", svc("    stop_grace: soon\n"), "services.api.stop_grace", "not a duration", 6},
 		{"node spaces", svc("    node: node b\n"), "services.api.node", `"node b" is not a valid node name`, 6},
 		{"node slash", svc("    node: a/b\n"), "services.api.node", "use the --node name of a vigil-worker", 6},
-		{"node list", svc("    node: [a]\n"), "services.api.node", "", 6},
+		{"node list", svc("    node: [a]\n"), "services.api.node", "want a single value, got a list", 6},
 		{"alias", "version: v1\ndeployment: &d shop\nservices:\n  api:\n    image: { name: *d }\n", "services.api.image.name", "aliases", 5},
 		{"merge key", head + "  api:\n    <<: {}\n    image: { name: busybox }\n", `services.api."<<"`, "unknown field", 5},
 		{"non-scalar key", head + "  api:\n    ? [a]\n    : b\n", "services.api", "keys must be plain names", 5},
