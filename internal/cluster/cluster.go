@@ -178,7 +178,11 @@ func (c *Cluster) UIAddress() string { return fmt.Sprintf("http://127.0.0.1:%d",
 // PostgresAddress is PostgreSQL's host:port.
 func (c *Cluster) PostgresAddress() string { return fmt.Sprintf("127.0.0.1:%d", c.Ports.Postgres) }
 
-func (c *Cluster) logf(format string, args ...any) { fmt.Fprintf(c.Log, "==> "+format+"\n", args...) }
+func (c *Cluster) logf(format string, args ...any) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, "==> "+format+"\n", args...)
+	}
+}
 
 // Start starts every part that is not running, in order, each waited for
 // until it serves. Parts already running are kept: Start after a partial

@@ -139,6 +139,7 @@ func (c *Cluster) stopWith(part string, sig syscall.Signal, grace time.Duration)
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = os.Remove(c.pidFile(part))
+	c.logf("%s: stopped (pid %d, %s)", part, pid, sig)
 	return nil
 }
 
