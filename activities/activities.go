@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -58,6 +59,12 @@ type Options struct {
 	// each change of health.
 	Probes       ProbeTarget
 	ReportHealth func(ctx context.Context, id runtime.ContainerID, status runtime.HealthStatus, startedAt time.Time) error
+	// Reporter delivers the node watch's exit reports (WatchNode needs it).
+	Reporter Reporter
+	// OnWatchEnded, if set, is called when a node watch on this worker ends
+	// for any reason but the worker stopping (the worker then makes sure
+	// the node still has a watch).
+	OnWatchEnded func()
 }
 
 // Gauge is a value that goes up and down, e.g. a Prometheus gauge.
@@ -75,6 +82,8 @@ func (noGauge) Dec() {}
 type Activities struct {
 	rt   runtime.Runtime
 	opts Options
+	// watched is the number of running containers at the node watch's last scan.
+	watched atomic.Int64
 }
 
 // New returns the activities over rt.
@@ -114,6 +123,9 @@ func (a *Activities) EnsureRunning(ctx context.Context, in EnsureRunningInput) (
 
 func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (EnsureRunningResult, error) {
 	logger := activity.GetLogger(ctx)
+	// Every exit of a task this call starts or finds running comes after
+	// this moment, on the runtime's clock (this host's).
+	notBefore := time.Now().UTC()
 	spec, err := a.resolveEnv(in.Spec)
 	if err != nil {
 		return EnsureRunningResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadSpec, nil)
@@ -129,7 +141,7 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 		if st.Status == runtime.StatusExited && st.ExitedAt.After(in.After) {
 			logger.Info("Container already ran and exited since; not starting it again",
 				"container", in.ID.Ref(), "exit_code", st.ExitCode, "exited_at", st.ExitedAt, "after", in.After)
-			return EnsureRunningResult{ExitedSince: true}, nil
+			return EnsureRunningResult{ExitedSince: true, NotBefore: notBefore, ExitCode: st.ExitCode, ExitedAt: st.ExitedAt}, nil
 		}
 	}
 	info, err := a.rt.Start(ctx, in.ID)
@@ -160,14 +172,15 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 			return EnsureRunningResult{}, activityError("start", in.ID, err)
 		}
 		logger.Warn("Container failed to start", "container", in.ID.Ref(), "error", err)
-		return EnsureRunningResult{ExitedSince: true, StartError: err.Error()}, nil
+		return EnsureRunningResult{ExitedSince: true, StartError: err.Error(), NotBefore: notBefore,
+			ExitCode: runtime.FailedExitCode, ExitedAt: time.Now().UTC()}, nil
 	}
 	if info.AlreadyRunning {
 		logger.Info("Container already running", "container", in.ID.Ref(), "pid", info.PID)
 	} else {
 		logger.Info("Container started", "container", in.ID.Ref(), "pid", info.PID, "image", spec.Image)
 	}
-	return EnsureRunningResult{StartedAt: info.StartedAt, AlreadyRunning: info.AlreadyRunning, Network: info.Network}, nil
+	return EnsureRunningResult{StartedAt: info.StartedAt, AlreadyRunning: info.AlreadyRunning, Network: info.Network, NotBefore: notBefore}, nil
 }
 
 // retryable reports whether a Start error may pass: the runtime was

@@ -13,6 +13,7 @@ const (
 	StopName          = "Stop"
 	IsolateName       = "Isolate"
 	LogsName          = "Logs"
+	WatchNodeName     = "WatchNode"
 )
 
 // Error types that are permanent: retrying the same call cannot help.
@@ -49,6 +50,14 @@ type EnsureRunningResult struct {
 	// Network is where the running container can be reached (bridge
 	// networking only): its address and published ports.
 	Network *runtime.NetworkStatus `json:"network,omitempty"`
+	// NotBefore is the node's time when the call began: every exit of the
+	// task it leaves running comes later, so an earlier exit reported by the
+	// node watch is of an older task.
+	NotBefore time.Time `json:"not_before,omitempty"`
+	// ExitCode and ExitedAt are the exit found with ExitedSince (-1 and the
+	// time of the failure with StartError).
+	ExitCode int       `json:"exit_code,omitempty"`
+	ExitedAt time.Time `json:"exited_at,omitempty"`
 }
 
 // WaitForExitInput asks to block until the container leaves Running.

@@ -45,7 +45,8 @@ func historyLengths(ctx context.Context, c client.Client, wfIDs []string) (int, 
 // cycles, from containerd's timestamps and the history's event times.
 type Breakdown struct {
 	Cycles int `json:"cycles"`
-	// Exit -> WaitForExit's ActivityTaskCompleted: noticing the exit and reporting it.
+	// Exit -> WaitForExit's ActivityTaskCompleted (v0.1.0) or the node watch's
+	// exit signal (v0.2.0): noticing the exit and reporting it.
 	ExitToReported float64 `json:"exit_to_watch_completed_ms"`
 	// -> WorkflowTaskStarted: the first handoff (server -> workflow worker).
 	ReportedToDecision float64 `json:"watch_completed_to_workflow_task_started_ms"`
@@ -135,6 +136,21 @@ func historyCycles(events []*historypb.HistoryEvent) (cycles []*cycle, watchDone
 					cur.startDone = at
 				}
 			}
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			// The node watch's report (v0.2.0): the exit reaches the workflow
+			// as a signal; a report of an exit already seen starts no cycle.
+			attrs := ev.GetWorkflowExecutionSignaledEventAttributes()
+			if attrs.GetSignalName() != workflows.SignalExit {
+				break
+			}
+			var rep activities.ExitReport
+			_ = converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &rep)
+			if cur != nil && !rep.ExitedAt.After(cur.exit) {
+				break
+			}
+			cur = &cycle{exit: rep.ExitedAt, watchDone: at}
+			cycles = append(cycles, cur)
+			watchDoneIdx = append(watchDoneIdx, i)
 		case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
 			if cur != nil && cur.wtStarted.IsZero() {
 				cur.wtStarted = at

@@ -39,25 +39,28 @@ type config struct {
 	ContainerCommand string          `json:"container_command"`
 	Phases           map[string]bool `json:"phases"`
 	Cluster          bool            `json:"cluster"`
+	// VigilCommit is the revision measured ("" for the working tree).
+	VigilCommit string `json:"vigil_commit,omitempty"`
 }
 
 func main() {
 	quick := flag.Bool("quick", false, "a smaller run that finishes in under 5 minutes")
 	skipDocker := flag.Bool("skip-docker", false, "do not measure Docker")
 	out := flag.String("out", "bench/results", "directory for the results JSON")
-	sizes := flag.String("steady", "", "comma-separated steady-state sizes (default 10,100,500; quick: 10)")
+	sizes := flag.String("steady", "", "comma-separated steady-state sizes (default 100,1000; quick: 10)")
 	phases := flag.String("phases", "floor,latency,docker,scale,rollout", "comma-separated phases to run: floor, latency, docker, scale, rollout")
 	stormSize := flag.Int("storm", 0, "containers in the crash storm and the worker-loss test (default 100; quick: 50)")
 	interval := flag.Duration("interval", 0, "steady-state measurement interval (default 60s; quick: 20s)")
+	commit := flag.String("vigil-commit", "", "measure vigil and vigil-worker built from this git revision (default: the working tree)")
 	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
 	onCluster := flag.Bool("cluster", false, "also measure restart latency and the crash storm on a Temporal cluster on PostgreSQL (internal/cluster)")
 	flag.Parse()
 
 	cfg := config{
 		Restarts: 50, FloorRestarts: 30, DockerRestarts: 10, DockerLongRuns: 4,
-		SteadySizes: []int{10, 100, 500}, SteadyInterval: 60 * time.Second,
+		SteadySizes: []int{100, 1000}, SteadyInterval: 60 * time.Second,
 		StormSize: 100, LossCrashes: 10, LossWorkerDown: 3 * time.Second,
-		SkipDocker: *skipDocker, ContainerCommand: "sleep 1; exit 1",
+		SkipDocker: *skipDocker, ContainerCommand: "sleep 1; exit 1", VigilCommit: *commit,
 		Cluster: *onCluster,
 	}
 	if *quick {
@@ -112,10 +115,13 @@ type Results struct {
 	Steady   []SteadyResult    `json:"steady_state"`
 	Storm    StormResults      `json:"crash_storm"`
 	Loss     *WorkerLossResult `json:"worker_loss,omitempty"`
-	History  *HistoryResult    `json:"history_per_crash,omitempty"`
-	Rollout  *RolloutResult    `json:"rolling_update,omitempty"`
-	Cluster  *ClusterResults   `json:"cluster,omitempty"`
-	Errors   []string          `json:"errors,omitempty"`
+	// Node is the node-level cost: the steady state with no container.
+	Node        *SteadyResult      `json:"node_level,omitempty"`
+	BackoffKill *BackoffKillResult `json:"backoff_across_worker_kill,omitempty"`
+	History     *HistoryResult     `json:"history_per_crash,omitempty"`
+	Rollout     *RolloutResult     `json:"rolling_update,omitempty"`
+	Cluster     *ClusterResults    `json:"cluster,omitempty"`
+	Errors      []string           `json:"errors,omitempty"`
 }
 
 // StormResults compare the same storm under Vigil, under the runtime
@@ -162,7 +168,7 @@ func run(cfg config, outDir string) error {
 		}
 	}
 
-	v, err := startVigil(ctx)
+	v, err := startVigil(ctx, cfg.VigilCommit)
 	if err != nil {
 		return err
 	}
@@ -200,9 +206,7 @@ func run(cfg config, outDir string) error {
 	}
 
 	if cfg.Phases["scale"] {
-		steady, storm, loss, err := v.scale(ctx, cfg)
-		res.Steady, res.Storm.Vigil, res.Loss = steady, storm, loss
-		if err != nil {
+		if err := v.scale(ctx, cfg, res); err != nil {
 			fail("scale", err)
 		}
 	}

@@ -157,15 +157,22 @@ func printTable(r *Results) {
 		fmt.Printf("\nHISTORY PER CRASH: %.1f events, %.1f workflow tasks, %.1f activities per restart; continue-as-new every %d restarts (~%d events per run)\n",
 			h.EventsPerRestart, h.WorkflowTasksPerCycle, h.ActivitiesPerCycle, h.ContinueAsNewEveryRestarts, h.EventsPerRun)
 	}
-	if len(r.Steady) > 0 {
-		fmt.Println("\nSTEADY STATE (healthy containers)")
+	if len(r.Steady) > 0 || r.Node != nil {
+		fmt.Println("\nSTEADY STATE (healthy containers; requests counted by the dev server, long polls aside)")
 		w = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "N\tinterval s\thistory events/container-h\theartbeats/s (derived)\tworker CPU %\tworker RSS MiB\tdev server CPU %\tdev server RSS MiB")
+		fmt.Fprintln(w, "N\tinterval s\thistory events/container-h\trequests/container-h\tactions/container-h\tworker CPU %\tworker RSS MiB\tdev server CPU %\tdev server RSS MiB")
+		if n := r.Node; n != nil {
+			fmt.Fprintf(w, "node level (0)\t%.0f\t-\t%.0f per node-h\t%.0f per node-h\t%.1f\t%.0f\t%.1f\t%.0f\n", n.IntervalSeconds,
+				n.Server.perHour(n.Server.Requests), n.Server.perHour(n.Server.Actions), n.WorkerCPUPercent, n.WorkerRSSMiB, n.ServerCPUPercent, n.ServerRSSMiB)
+		}
 		for _, s := range r.Steady {
-			fmt.Fprintf(w, "%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.0f\n", s.Containers, s.IntervalSeconds, s.EventsPerContainerHour,
-				s.HeartbeatsPerSecond, s.WorkerCPUPercent, s.WorkerRSSMiB, s.ServerCPUPercent, s.ServerRSSMiB)
+			fmt.Fprintf(w, "%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.0f\n", s.Containers, s.IntervalSeconds, s.EventsPerContainerHour,
+				s.RequestsPerContainerHour, s.ActionsPerContainerHour, s.WorkerCPUPercent, s.WorkerRSSMiB, s.ServerCPUPercent, s.ServerRSSMiB)
 		}
 		w.Flush()
+		if n := r.Node; n != nil {
+			fmt.Printf("node level by operation: %s; long polls %.0f per worker-hour\n", n.Server, n.Server.perHour(n.Server.Polls))
+		}
 	}
 	if r.Storm.Vigil != nil || r.Storm.Floor != nil || r.Storm.Docker != nil {
 		fmt.Println("\nCRASH STORM (all SIGKILLed at once)")
@@ -188,6 +195,10 @@ func printTable(r *Results) {
 		fmt.Printf("WORKER LOSS: %d supervised, worker SIGKILLed, %d crashed, new worker %.1f s later: all %d running %.2f s after the new worker started, %.2f s after the crash\n",
 			s.Supervised, s.Crashed, s.WorkerDownSeconds, s.Crashed, s.FromWorkerStartSeconds, s.FromCrashSeconds)
 	}
+	if b := r.BackoffKill; b != nil {
+		fmt.Printf("BACKOFF ACROSS A WORKER KILL: a %.0f s crash-loop backoff, worker SIGKILLed during it and a new one started: the container started %v s after the deadline (max %.3f s)\n",
+			b.BackoffSeconds, b.LateSeconds, b.MaxLate)
+	}
 	for _, e := range r.Errors {
 		fmt.Printf("ERROR: %s\n", e)
 	}
@@ -202,14 +213,16 @@ func kind(r *Results) string {
 
 func printBreakdown(b *Breakdown) {
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "    exit -> WaitForExit completed\t%.1f\n", b.ExitToReported)
+	fmt.Fprintf(w, "    exit -> reported to the workflow\t%.1f\n", b.ExitToReported)
 	fmt.Fprintf(w, "    -> workflow task started (handoff 1)\t%.1f\n", b.ReportedToDecision)
 	fmt.Fprintf(w, "    workflow task (policy.Decide, commands)\t%.1f\n", b.Decision)
 	fmt.Fprintf(w, "    -> EnsureRunning started (handoff 2)\t%.1f\n", b.DecisionToStart)
 	fmt.Fprintf(w, "    EnsureRunning started -> task start\t%.1f\n", b.StartActivityToTask)
 	fmt.Fprintf(w, "    sum\t%.1f\n", b.Sum)
 	fmt.Fprintf(w, "    (after the start) task start -> EnsureRunning completed\t%.1f\n", b.TaskToStartCompleted)
-	fmt.Fprintf(w, "    (after the start) -> next WaitForExit started\t%.1f\n", b.StartCompletedToWatch)
+	if b.StartCompletedToWatch > 0 {
+		fmt.Fprintf(w, "    (after the start) -> next WaitForExit started\t%.1f\n", b.StartCompletedToWatch)
+	}
 	w.Flush()
 	if len(b.Trouble) > 0 {
 		fmt.Printf("    meanwhile in history: %v\n", b.Trouble)

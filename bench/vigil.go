@@ -24,10 +24,6 @@ import (
 	"github.com/vigil-run/vigil/workflows"
 )
 
-// Heartbeat settings of the WaitForExit activity every running replica
-// holds: the SDK sends at most one heartbeat per 80% of the timeout.
-var heartbeatsPerSecond = 1 / (0.8 * workflows.WatchOptions(workflows.SupervisionInput{}).HeartbeatTimeout.Seconds())
-
 const benchImage = "docker.io/library/busybox:local"
 
 // vigilBench is a whole local installation plus a view of its containerd's events.
@@ -61,7 +57,9 @@ func temporalCLI() (string, error) {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-func startVigil(ctx context.Context) (*vigilBench, error) {
+// startVigil builds vigil and vigil-worker from the working tree, or from
+// commit (e.g. a release, to measure it with this bench side by side).
+func startVigil(ctx context.Context, commit string) (*vigilBench, error) {
 	if err := containerdtest.Prerequisites(); err != nil {
 		return nil, err
 	}
@@ -75,12 +73,15 @@ func startVigil(ctx context.Context) (*vigilBench, error) {
 	}
 	phase("building vigil and vigil-worker; starting containerd, the dev server and a worker in %s", dir)
 	vigilBin, workerBin, err := stack.Build(".", dir)
+	if commit != "" {
+		vigilBin, workerBin, err = stack.BuildCommit(".", commit, dir)
+	}
 	if err != nil {
 		return nil, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	st, err := stack.Start(sctx, stack.Options{Dir: dir, TemporalCLI: cli, VigilBin: vigilBin, WorkerBin: workerBin, Node: "bench"})
+	st, err := stack.Start(sctx, stack.Options{Dir: dir, TemporalCLI: cli, VigilBin: vigilBin, WorkerBin: workerBin, Node: "bench", ServerMetrics: true})
 	if err != nil {
 		return nil, err
 	}
@@ -342,17 +343,24 @@ type SteadyResult struct {
 	IntervalSeconds        float64 `json:"interval_s"`
 	HistoryEvents          int     `json:"history_events_added"`
 	EventsPerContainerHour float64 `json:"history_events_per_container_hour"`
-	HeartbeatsPerSecond    float64 `json:"heartbeat_rpcs_per_s_derived"`
-	WorkerCPUPercent       float64 `json:"worker_cpu_percent"`
-	WorkerRSSMiB           float64 `json:"worker_rss_mib"`
-	ServerCPUPercent       float64 `json:"dev_server_cpu_percent"`
-	ServerRSSMiB           float64 `json:"dev_server_rss_mib"`
+	// Server is what the dev server counted meanwhile; RequestsPerContainerHour
+	// is its requests (long polls aside) less the node-level requests of the
+	// same interval with no container, per container-hour.
+	Server                   requestCost `json:"server"`
+	RequestsPerContainerHour float64     `json:"requests_per_container_hour"`
+	ActionsPerContainerHour  float64     `json:"actions_per_container_hour"`
+	WorkerCPUPercent         float64     `json:"worker_cpu_percent"`
+	WorkerRSSMiB             float64     `json:"worker_rss_mib"`
+	ServerCPUPercent         float64     `json:"dev_server_cpu_percent"`
+	ServerRSSMiB             float64     `json:"dev_server_rss_mib"`
 }
 
 func (v *vigilBench) serverPID() int { return findProcess("server", "start-dev", v.stack.DBPath) }
 
-func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.Duration) (SteadyResult, error) {
-	// Let the last starts settle into their watches.
+// steady measures N healthy containers for interval; node is the
+// node-level cost measured with none (nil while measuring it).
+func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.Duration, node *SteadyResult) (SteadyResult, error) {
+	// Let the last starts settle.
 	time.Sleep(5*time.Second + time.Duration(len(set.wfIDs))*20*time.Millisecond)
 	before, err := historyLengths(ctx, v.tc, set.wfIDs)
 	if err != nil {
@@ -367,7 +375,17 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 	if err != nil {
 		return SteadyResult{}, fmt.Errorf("dev server process (pid %d): %w", spid, err)
 	}
+	c0, err := scrapeServer(ctx, v.stack.MetricsURL)
+	if err != nil {
+		return SteadyResult{}, err
+	}
+	t0 := time.Now()
 	time.Sleep(interval)
+	c1, err := scrapeServer(ctx, v.stack.MetricsURL)
+	if err != nil {
+		return SteadyResult{}, err
+	}
+	elapsed := time.Since(t0)
 	w1, _ := sampleProc(wpid)
 	s1, _ := sampleProc(spid)
 	after, err := historyLengths(ctx, v.tc, set.wfIDs)
@@ -377,13 +395,23 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 	n := len(set.wfIDs)
 	r := SteadyResult{
 		Containers: n, IntervalSeconds: round1(w1.at.Sub(w0.at).Seconds()), HistoryEvents: after - before,
-		HeartbeatsPerSecond: round1(float64(n) * heartbeatsPerSecond),
-		WorkerCPUPercent:    cpuPercent(w0, w1), WorkerRSSMiB: round1(float64(w1.rssKB) / 1024),
+		Server:           diffCounts(c0, c1, elapsed),
+		WorkerCPUPercent: cpuPercent(w0, w1), WorkerRSSMiB: round1(float64(w1.rssKB) / 1024),
 		ServerCPUPercent: cpuPercent(s0, s1), ServerRSSMiB: round1(float64(s1.rssKB) / 1024),
 	}
-	r.EventsPerContainerHour = round1(float64(r.HistoryEvents) / float64(n) / (r.IntervalSeconds / 3600))
-	fmt.Printf("    N=%d: %d history events in %.0f s, worker %.1f%% CPU %.0f MiB, dev server %.1f%% CPU\n",
-		n, r.HistoryEvents, r.IntervalSeconds, r.WorkerCPUPercent, r.WorkerRSSMiB, r.ServerCPUPercent)
+	if n > 0 {
+		r.EventsPerContainerHour = round1(float64(r.HistoryEvents) / float64(n) / (r.IntervalSeconds / 3600))
+		reqs, acts := r.Server.perHour(r.Server.Requests), r.Server.perHour(r.Server.Actions)
+		if node != nil {
+			reqs -= node.Server.perHour(node.Server.Requests)
+			acts -= node.Server.perHour(node.Server.Actions)
+		}
+		r.RequestsPerContainerHour = round1(reqs / float64(n))
+		r.ActionsPerContainerHour = round1(acts / float64(n))
+	}
+	fmt.Printf("    N=%d: %d history events, %.0f requests (%s), %.0f long polls, %.0f actions in %.0f s; worker %.1f%% CPU %.0f MiB, dev server %.1f%% CPU\n",
+		n, r.HistoryEvents, r.Server.Requests, r.Server, r.Server.Polls, r.Server.Actions, r.IntervalSeconds,
+		r.WorkerCPUPercent, r.WorkerRSSMiB, r.ServerCPUPercent)
 	return r, nil
 }
 
@@ -466,16 +494,21 @@ func (v *vigilBench) workerLoss(ctx context.Context, set *replicaSet, crashes in
 	return r, err
 }
 
-// scale runs the steady-state sizes in ascending order, with the crash storm
-// and the worker loss on the first StormSize containers when they run.
-func (v *vigilBench) scale(ctx context.Context, cfg config) ([]SteadyResult, *StormResult, *WorkerLossResult, error) {
+// scale measures the node-level cost (no container), then the steady-state
+// sizes in ascending order, with the crash storm, the worker loss and the
+// backoff across a worker kill on the first StormSize containers.
+func (v *vigilBench) scale(ctx context.Context, cfg config, res *Results) error {
 	sizes := append([]int(nil), cfg.SteadySizes...)
 	sort.Ints(sizes)
 	set := &replicaSet{}
-	var steady []SteadyResult
-	var storm *StormResult
-	var loss *WorkerLossResult
 	var errs []error
+	phase("node level: no container for %s (the node watch's heartbeat, the node workflow)", cfg.SteadyInterval)
+	if node, err := v.steady(ctx, set, cfg.SteadyInterval, nil); err != nil {
+		errs = append(errs, fmt.Errorf("node level: %w", err))
+	} else {
+		res.Node = &node
+		fmt.Printf("    node level: %.0f requests, %.0f actions per node-hour\n", node.Server.perHour(node.Server.Requests), node.Server.perHour(node.Server.Actions))
+	}
 	grow := func(to int) error {
 		if to <= len(set.names) {
 			return nil
@@ -491,12 +524,16 @@ func (v *vigilBench) scale(ctx context.Context, cfg config) ([]SteadyResult, *St
 		}
 		phase("crash storm: %d containers SIGKILLed at once", cfg.StormSize)
 		var err error
-		if storm, err = v.storm(ctx, set, cfg.StormSize); err != nil {
+		if res.Storm.Vigil, err = v.storm(ctx, set, cfg.StormSize); err != nil {
 			errs = append(errs, fmt.Errorf("crash storm: %w", err))
 		}
 		phase("worker loss: SIGKILL the worker, crash %d of %d, start a new worker", cfg.LossCrashes, len(set.names))
-		if loss, err = v.workerLoss(ctx, set, cfg.LossCrashes, cfg.LossWorkerDown); err != nil {
+		if res.Loss, err = v.workerLoss(ctx, set, cfg.LossCrashes, cfg.LossWorkerDown); err != nil {
 			errs = append(errs, fmt.Errorf("worker loss: %w", err))
+		}
+		phase("backoff across a worker kill: SIGKILL the worker during a crash-loop backoff, start a new one")
+		if res.BackoffKill, err = v.backoffKill(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("backoff across a worker kill: %w", err))
 		}
 	}
 	for _, n := range sizes {
@@ -508,15 +545,87 @@ func (v *vigilBench) scale(ctx context.Context, cfg config) ([]SteadyResult, *St
 			errs = append(errs, fmt.Errorf("supervise %d: %w", n, err))
 			break
 		}
-		r, err := v.steady(ctx, &replicaSet{names: set.names[:n], wfIDs: set.wfIDs[:n]}, cfg.SteadyInterval)
+		r, err := v.steady(ctx, &replicaSet{names: set.names[:n], wfIDs: set.wfIDs[:n]}, cfg.SteadyInterval, res.Node)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("steady %d: %w", n, err))
 			continue
 		}
-		steady = append(steady, r)
+		res.Steady = append(res.Steady, r)
 	}
 	if !stormDone {
 		doStorm()
 	}
-	return steady, storm, loss, errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// BackoffKillResult: a crash-loop backoff during which the worker was
+// SIGKILLed (and a new one started) ends how long after its deadline.
+type BackoffKillResult struct {
+	BackoffSeconds float64 `json:"backoff_s"`
+	// Late is containerd's start of the task minus the backoff's deadline
+	// (next_restart_at), one sample per repetition.
+	LateSeconds []float64 `json:"late_s"`
+	MaxLate     float64   `json:"max_late_s"`
+}
+
+const backoffKillRuns = 3
+
+func (v *vigilBench) backoffKill(ctx context.Context) (*BackoffKillResult, error) {
+	const backoff = 6 * time.Second
+	yaml := crashDeployment("bo", "sleep 0.5; exit 1", 1,
+		fmt.Sprintf("    errors:\n      on_panic: { action: restart, max_restarts: 1, restart_window: 600s, backoff: %s, poll_interval: 5s }\n", backoff))
+	file, err := v.stack.Deployment("bo", yaml)
+	if err != nil {
+		return nil, err
+	}
+	if r, err := v.stack.Vigil("supervise", "-f", file); err != nil || r.Code != 0 {
+		return nil, fmt.Errorf("vigil supervise -f %s: %v %s", file, err, r.Stderr)
+	}
+	id := runtime.ContainerID{Deployment: "bo", Service: "c", Replica: 1}
+	res := &BackoffKillResult{BackoffSeconds: backoff.Seconds()}
+	var lastDeadline time.Time
+	for i := 0; i < backoffKillRuns; i++ {
+		deadline, err := v.nextBackoff(ctx, id.WorkflowID(), lastDeadline)
+		if err != nil {
+			return res, err
+		}
+		lastDeadline = deadline
+		time.Sleep(time.Second)
+		v.stack.KillWorker()
+		time.Sleep(time.Second)
+		if err := v.stack.StartWorker(); err != nil {
+			return res, err
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		started, err := v.events.waitAllStarted(wctx, []string{id.ContainerName()}, deadline.Add(-time.Second))
+		cancel()
+		if err != nil {
+			return res, err
+		}
+		late := started[id.ContainerName()].Sub(deadline).Seconds()
+		res.LateSeconds = append(res.LateSeconds, round3(late))
+		res.MaxLate = max(res.MaxLate, round3(late))
+		fmt.Printf("    backoff %d: the worker was SIGKILLed during it; the container started %.3f s after the deadline\n", i+1, late)
+	}
+	return res, nil
+}
+
+// nextBackoff waits until the replica is in a crash-loop backoff whose
+// deadline is after prev, and returns the deadline.
+func (v *vigilBench) nextBackoff(ctx context.Context, wid string, prev time.Time) (time.Time, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		q, err := v.tc.QueryWorkflow(ctx, wid, "", workflows.QueryState)
+		if err == nil {
+			var st workflows.StateView
+			if err := q.Get(&st); err == nil && st.State == workflows.StateCrashLoopBackOff && st.NextRestartAt != nil {
+				at, err := time.Parse(time.RFC3339Nano, *st.NextRestartAt)
+				if err == nil && at.After(prev) && time.Until(at) > 3*time.Second {
+					return at, nil
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return time.Time{}, fmt.Errorf("%s: no new crash-loop backoff within 2 minutes", wid)
 }

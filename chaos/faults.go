@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/vigil-run/vigil/internal/stack"
+	"github.com/vigil-run/vigil/workflows"
 )
 
 // faultKind is one kind of injected failure.
@@ -31,17 +32,24 @@ const (
 	// faultKillDuringRestart SIGKILLs a task, then the worker a moment later,
 	// while its EnsureRunning for the restart is likely under way.
 	faultKillDuringRestart faultKind = "task+worker-sigkill"
+	// faultNodeWatchKill terminates the node's watch workflow (vigil-node/<node>):
+	// the worker notices at the watch's next heartbeat and claims the node
+	// again; exits meanwhile are found by the new watch.
+	faultNodeWatchKill faultKind = "node-watch-kill"
+	// faultTwoWorkers runs a second worker for the same node (it claims the
+	// node at start) while a task is killed, then SIGKILLs the first one.
+	faultTwoWorkers faultKind = "two-workers"
 )
 
 // allFaults in a fixed order; the first faults of a soak are a seeded
 // permutation of them, so even a short soak injects every kind.
 var allFaults = []faultKind{faultWorkerKill, faultServerRestart, faultContainerdRestart, faultTaskKill, faultContainerDelete,
-	faultContainerdCrash, faultKillDuringRestart}
+	faultContainerdCrash, faultKillDuringRestart, faultNodeWatchKill, faultTwoWorkers}
 
 // faultWeights: the cheap container faults come more often than the daemon ones.
 var faultWeights = map[faultKind]int{
 	faultWorkerKill: 2, faultServerRestart: 1, faultContainerdRestart: 1, faultTaskKill: 4, faultContainerDelete: 2,
-	faultContainerdCrash: 1, faultKillDuringRestart: 2,
+	faultContainerdCrash: 1, faultKillDuringRestart: 2, faultNodeWatchKill: 1, faultTwoWorkers: 1,
 }
 
 // fault is one injected failure, as logged.
@@ -126,7 +134,7 @@ func (d *driver) pick() faultKind {
 func hits(faults []fault) (killed map[string]int, uncertain map[string]bool) {
 	killed, uncertain = map[string]int{}, map[string]bool{}
 	for _, f := range faults {
-		if f.Kind != faultTaskKill && f.Kind != faultContainerDelete && f.Kind != faultKillDuringRestart {
+		if f.Kind != faultTaskKill && f.Kind != faultContainerDelete && f.Kind != faultKillDuringRestart && f.Kind != faultTwoWorkers {
 			continue
 		}
 		if f.Err != "" {
@@ -179,6 +187,17 @@ func (d *driver) inject(ctx context.Context, n int, kind faultKind) fault {
 			time.Sleep(d.pause(500*time.Millisecond, 2*time.Second))
 			err = d.st.StartWorker()
 		}
+	case faultNodeWatchKill:
+		f.Target = workflows.NodeWorkflowID(d.st.Node)
+		err = d.killNodeWatch(ctx)
+	case faultTwoWorkers:
+		if err = d.st.StartSecondWorker(); err == nil {
+			time.Sleep(d.pause(time.Second, 3*time.Second)) // it has claimed the node
+			f.Target, err = d.hitContainer(ctx, faultTaskKill)
+			time.Sleep(d.pause(time.Second, 3*time.Second))
+			// The first worker goes; the second one stays as the node's worker.
+			d.st.PromoteSecondWorker()
+		}
 	}
 	f.Took = time.Since(f.At)
 	if err != nil {
@@ -189,6 +208,17 @@ func (d *driver) inject(ctx context.Context, n int, kind faultKind) fault {
 
 func (d *driver) pause(lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(d.rng.Int64N(int64(hi-lo)+1))
+}
+
+// killNodeWatch terminates the node's watch workflow, as an operator's
+// mistake or a lost history would.
+func (d *driver) killNodeWatch(ctx context.Context) error {
+	c, err := d.st.Client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.TerminateWorkflow(ctx, workflows.NodeWorkflowID(d.st.Node), "", "chaos: node watch killed")
 }
 
 // startServer starts the dev server again on the same database, retrying

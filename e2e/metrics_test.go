@@ -63,7 +63,12 @@ func TestMetricsAndReadiness(t *testing.T) {
 	if h := fams[metrics.RestartLatency]; h == nil || h.Metric[0].GetHistogram().GetSampleCount() != 2 {
 		t.Errorf("%s: want 2 samples, got %v", metrics.RestartLatency, h)
 	}
-	// Only the steady replica is watched: the crasher is down by design.
+	// Only the steady replica is watched: the crasher is down by design. The
+	// node watch counts running containers at its scans (every 10 s).
+	for deadline := time.Now().Add(30 * time.Second); value(fams, metrics.WatchedContainers, nil) != 1 && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		fams = scrape(t, base+"/metrics")
+	}
 	if got := value(fams, metrics.WatchedContainers, nil); got != 1 {
 		t.Errorf("%s = %v, want 1", metrics.WatchedContainers, got)
 	}

@@ -117,6 +117,10 @@ type StartInfo struct {
 	PID            uint32 `json:"pid,omitempty"`
 	// Network is where the container can be reached (nil without a bridge network).
 	Network *NetworkStatus `json:"network,omitempty"`
+	// NotBefore is the runtime's time just before it created the running
+	// task (or found it running): every exit of that task comes after it,
+	// and every exit of a task Start removed (killed) comes before it.
+	NotBefore time.Time `json:"not_before,omitzero"`
 }
 
 // Runtime runs containers on one node. Every method must be safe to call
@@ -147,7 +151,7 @@ type Runtime interface {
 	// stdout and stderr (all of it if tail <= 0), across restarts.
 	Logs(ctx context.Context, id ContainerID, tail int) ([]byte, error)
 	// Events follows the tasks of every container of this runtime: each
-	// task exit and each OOM kill from the moment it returns, until ctx ends
+	// task start and exit and each OOM kill from the moment it returns, until ctx ends
 	// or the stream breaks (e.g. the daemon restarts), when the error channel
 	// yields one error and both channels close. Events missed meanwhile are
 	// not replayed: call List after subscribing again to catch up.
@@ -164,6 +168,8 @@ const (
 	TaskExited TaskEventKind = "exit"
 	// TaskOOM: the kernel's OOM killer killed a process of the task; its exit follows.
 	TaskOOM TaskEventKind = "oom"
+	// TaskStarted: a new task of the container started.
+	TaskStarted TaskEventKind = "start"
 )
 
 // TaskEvent is one thing that happened to a container's task, with the

@@ -167,6 +167,9 @@ func nodeHasWorker(c *mocks.Client, has bool) {
 		resp.Pollers = []*taskqueuepb.PollerInfo{{Identity: "worker@node"}}
 	}
 	c.On("DescribeTaskQueue", mock.Anything, mock.Anything, enumspb.TASK_QUEUE_TYPE_ACTIVITY).Return(resp, nil).Maybe()
+	// The node's watch workflow: none here (a node watch counts as alive then).
+	c.On("DescribeWorkflowExecution", mock.Anything, mock.MatchedBy(func(id string) bool { return strings.HasPrefix(id, "vigil-node/") }), "").
+		Return(nil, serviceerror.NewNotFound("no node workflow")).Maybe()
 }
 
 func newRun(t *testing.T, runID string) *mocks.WorkflowRun {

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/workflows"
 )
 
 // nodeCheckTimeout bounds the question whether a node has a worker: it is a
@@ -16,8 +17,9 @@ import (
 const nodeCheckTimeout = 5 * time.Second
 
 // nodeWorkers answers, per node, whether a vigil-worker polls the node's
-// activity queue: the queue every container activity of a replica on that
-// node waits in. Without one, nothing happens to the node's containers.
+// activity queue (the queue every container activity of a replica on that
+// node waits in) and its node watch heartbeats. Without one, nothing
+// happens to the node's containers.
 type nodeWorkers struct {
 	c     client.Client
 	known map[string]bool
@@ -42,8 +44,30 @@ func (n *nodeWorkers) has(ctx context.Context, node string) (has, known bool) {
 	if err != nil {
 		return false, false
 	}
-	n.known[node] = len(resp.GetPollers()) > 0
+	n.known[node] = len(resp.GetPollers()) > 0 && n.watchAlive(qctx, node)
 	return n.known[node], true
+}
+
+// watchAlive reports whether the node's watch heartbeated within its
+// timeout: a worker that polled recently but stopped heartbeating (its host
+// is gone) leaves the node unwatched. Unknown (no node workflow, an older
+// worker) counts as alive.
+func (n *nodeWorkers) watchAlive(ctx context.Context, node string) bool {
+	desc, err := n.c.DescribeWorkflowExecution(ctx, workflows.NodeWorkflowID(node), "")
+	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return true
+	}
+	for _, a := range desc.GetPendingActivities() {
+		if a.GetActivityType().GetName() != activities.WatchNodeName {
+			continue
+		}
+		last := a.GetLastHeartbeatTime().AsTime()
+		if started := a.GetLastStartedTime().AsTime(); started.After(last) {
+			last = started
+		}
+		return a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED && time.Since(last) < workflows.NodeHeartbeatTimeout
+	}
+	return true
 }
 
 // noWorkerText says what a node without a worker means for its replicas.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -314,7 +315,17 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			MaxHeartbeatThrottleInterval: heartbeatThrottle,
 		})
 		var actRT runtime.Runtime = rt
-		actOpts := activities.Options{Probes: rt, ReportHealth: healthReporter(c)}
+		lost := make(chan struct{}, 1)
+		actOpts := activities.Options{
+			Probes: rt, ReportHealth: healthReporter(c),
+			Reporter: workflows.ExitReporter(c, o.conn.Namespace),
+			OnWatchEnded: func() {
+				select {
+				case lost <- struct{}{}:
+				default:
+				}
+			},
+		}
 		if m != nil {
 			actRT = m.Instrument(rt)
 			actOpts.Watched = m.Watched()
@@ -325,6 +336,10 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		}
 		cleanup = append(cleanup, aw.Stop)
 		ready.Set(conditions[1])
+		// Take the node's watch over at once: a worker that ran here before
+		// may be dead, and its watch would otherwise be retried only after
+		// its heartbeat timed out.
+		go keepNodeClaimed(ctx, c, o, lost, log)
 		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue), zap.String("activity_task_queue", queue))
 	} else {
 		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue))
@@ -350,10 +365,54 @@ func healthReporter(c client.Client) func(context.Context, runtime.ContainerID, 
 	}
 }
 
+// keepNodeClaimed claims the node when the worker starts (retrying until
+// the server answers), and again whenever a watch of this worker ended and
+// the node's workflow is no longer running (e.g. it was terminated): the
+// node must never be left without a watch.
+func keepNodeClaimed(ctx context.Context, c client.Client, o *options, lost <-chan struct{}, log *zap.Logger) {
+	claim := func() {
+		for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+			cl, err := workflows.ClaimNode(ctx, c, o.conn.Namespace, o.conn.TaskQueue, o.node, o.conn.Identity)
+			if err == nil {
+				log.Info("node claimed: this worker watches its containers", zap.String("node", o.node), zap.String("claim", cl.ID))
+				return
+			}
+			log.Warn("cannot claim the node yet; retrying", zap.String("node", o.node), zap.Error(err), zap.Duration("retry_in", delay))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+		}
+	}
+	claim()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+		}
+		// A watch also ends when a claim replaces it or its hour is up; then
+		// the workflow runs on and starts the next one.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+		desc, err := c.DescribeWorkflowExecution(ctx, workflows.NodeWorkflowID(o.node), "")
+		if err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			continue
+		}
+		log.Warn("the node's watch workflow is gone; claiming the node again", zap.String("node", o.node), zap.Error(err))
+		claim()
+	}
+}
+
 // registerWorkflows registers the workflows under the names clients use.
 func registerWorkflows(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: workflows.SupervisorWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.NodeWatch, workflow.RegisterOptions{Name: workflows.NodeWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.FetchLogs, workflow.RegisterOptions{Name: workflows.FetchLogsWorkflowName})
 }
 
@@ -366,6 +425,7 @@ func registerActivities(w worker.ActivityRegistry, a *activities.Activities) {
 		activities.StopName:          a.Stop,
 		activities.IsolateName:       a.Isolate,
 		activities.LogsName:          a.Logs,
+		activities.WatchNodeName:     a.WatchNode,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

@@ -137,6 +137,9 @@ func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activiti
 				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
 			}
 			s.noteNetwork(res)
+			if s.ver.nodeWatch {
+				s.started(ctx, res)
+			}
 			if w := s.waiting; w != nil {
 				s.waiting = nil
 				s.finish(w, nil)

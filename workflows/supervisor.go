@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -81,6 +82,8 @@ type supervisor struct {
 	st       Carry
 	ver      versions
 	commands workflow.Channel
+	// exits receives the node watch's exit reports (SignalExit).
+	exits    workflow.ReceiveChannel
 	inFlight *command
 	// fresh is true on the first run of a supervision (no carried state).
 	fresh bool
@@ -128,7 +131,8 @@ func newSupervisor(ctx workflow.Context, in SupervisionInput) *supervisor {
 		in.ContinueAsNewEvery = DefaultContinueAsNewEvery
 	}
 	in.ContinueAsNewEvery = max(in.ContinueAsNewEvery, MinContinueAsNewEvery)
-	s := &supervisor{in: in, commands: workflow.NewBufferedChannel(ctx, 8), fresh: in.Carry == nil}
+	s := &supervisor{in: in, commands: workflow.NewBufferedChannel(ctx, 8), fresh: in.Carry == nil,
+		exits: workflow.GetSignalChannel(ctx, SignalExit)}
 	if in.Carry != nil {
 		s.st = *in.Carry
 		s.in.Carry = nil
@@ -343,6 +347,9 @@ func (s *supervisor) run(ctx workflow.Context) error {
 
 // watch blocks on the container's exit (or an operator command) and acts on it.
 func (s *supervisor) watch(ctx workflow.Context) error {
+	if s.ver.nodeWatch {
+		return s.awaitExit(ctx)
+	}
 	s.details(ctx, "watching: container running")
 	watchCtx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
@@ -397,6 +404,99 @@ func (s *supervisor) policy(ctx workflow.Context) policy.Policy {
 	_, _ = h.Write([]byte(workflow.GetInfo(ctx).WorkflowExecution.ID))
 	p.Seed = h.Sum64()
 	return p
+}
+
+// awaitExit waits, with no activity in flight, for the node watch to report
+// the current task's exit (or for an operator command) and acts on it.
+func (s *supervisor) awaitExit(ctx workflow.Context) error {
+	s.details(ctx, "watching: container running (node watch)")
+	awaitingExit()
+	for {
+		if e, ok := s.nextExit(); ok {
+			exit := policy.Exit{Code: e.ExitCode, At: e.ExitedAt, Reason: e.Reason}
+			if s.ver.exitReasons {
+				exit.Cause, exit.Signal, exit.StartedAt = e.Cause, e.Signal, e.StartedAt
+				if exit.StartedAt.IsZero() {
+					exit.StartedAt = s.st.TaskStartedAt
+				}
+			}
+			return s.onExit(ctx, exit)
+		}
+		var cmd *command
+		received, due := false, false
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(s.exits, func(c workflow.ReceiveChannel, _ bool) {
+			var e activities.ExitReport
+			c.Receive(ctx, &e)
+			s.queueExit(ctx, e)
+			received = true
+		})
+		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
+		if s.canDue != nil {
+			sel.AddFuture(s.canDue, func(workflow.Future) { due = true })
+		}
+		sel.Select(ctx)
+		if cmd != nil {
+			return s.handle(ctx, cmd)
+		}
+		if due && !received {
+			// Time for a new run; exits reported meanwhile go with it.
+			return nil
+		}
+	}
+}
+
+// awaitingExit is called each time a run begins to wait for an exit: the
+// tests' stand-in for the node watch counts watches with it.
+var awaitingExit = func() {}
+
+// current reports whether an exit is of the task the replica last started
+// and not handled yet. Each exit is identified by its time: the node watch
+// may report one twice (a new watch reports what it finds), and an exit of
+// an older task (an operator's stop, a crash already answered) comes before
+// the current task's WatchAfter.
+func (s *supervisor) current(e activities.ExitReport) bool {
+	return e.ExitedAt.After(s.st.WatchAfter) && e.ExitedAt.After(s.st.LastExitAt)
+}
+
+// queueExit keeps a reported exit of the current task until it is acted on.
+func (s *supervisor) queueExit(ctx workflow.Context, e activities.ExitReport) {
+	if !s.current(e) {
+		workflow.GetLogger(ctx).Debug("exit report ignored: an older task or already handled", "exited_at", e.ExitedAt)
+		return
+	}
+	for _, p := range s.st.PendingExits {
+		if p.ExitedAt.Equal(e.ExitedAt) {
+			return
+		}
+	}
+	s.st.PendingExits = append(s.st.PendingExits, e)
+}
+
+// nextExit takes the earliest pending exit that is still current.
+func (s *supervisor) nextExit() (activities.ExitReport, bool) {
+	best := -1
+	for i, p := range s.st.PendingExits {
+		if s.current(p) && (best < 0 || p.ExitedAt.Before(s.st.PendingExits[best].ExitedAt)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		s.st.PendingExits = nil
+		return activities.ExitReport{}, false
+	}
+	e := s.st.PendingExits[best]
+	s.st.PendingExits = slices.Delete(s.st.PendingExits, best, best+1)
+	return e, true
+}
+
+// drainExits queues every exit report received so far, without blocking.
+func (s *supervisor) drainExits(ctx workflow.Context) {
+	var e activities.ExitReport
+	for s.exits.ReceiveAsync(&e) {
+		s.queueExit(ctx, e)
+		e = activities.ExitReport{}
+	}
 }
 
 // onExit asks the policy what an exit means and carries the decision out.
@@ -656,6 +756,9 @@ func (s *supervisor) startTask(ctx workflow.Context, after time.Time) (activitie
 				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
 			}
 			s.noteNetwork(res)
+			if s.ver.nodeWatch {
+				s.started(ctx, res)
+			}
 			return res, nil
 		}
 		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
@@ -683,6 +786,22 @@ func (s *supervisor) replicaSpec() runtime.ContainerSpec {
 	spec := s.in.Spec
 	spec.Ports = runtime.ReplicaPorts(spec.Ports, s.in.ID.Replica)
 	return spec
+}
+
+// started records what a start left running: exits reported from now on
+// must come after res.NotBefore. A task that already exited again (or could
+// not start) is an exit to act on, whether or not the node watch reports it.
+func (s *supervisor) started(ctx workflow.Context, res activities.EnsureRunningResult) {
+	if res.ExitedSince {
+		// Nothing was started: the task an earlier attempt started has
+		// exited (after the exit being answered), or none could start.
+		s.queueExit(ctx, activities.ExitReport{ID: s.in.ID, ExitCode: res.ExitCode, ExitedAt: res.ExitedAt, Reason: res.StartError})
+		return
+	}
+	s.st.TaskStartedAt = res.StartedAt
+	if !res.NotBefore.IsZero() {
+		s.st.WatchAfter = res.NotBefore
+	}
 }
 
 // sleep waits on a durable timer. Only unsupervise interrupts it: other
@@ -838,6 +957,10 @@ func (s *supervisor) continueAsNew(ctx workflow.Context) error {
 	}
 	if s.commands.Len() > 0 {
 		return nil
+	}
+	if s.ver.nodeWatch {
+		// Exits reported to this run and not acted on yet go with it.
+		s.drainExits(ctx)
 	}
 	next := s.in
 	carry := s.st

@@ -123,6 +123,10 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container did not start: %v", ref, err)}
 	}
 	s.noteNetwork(res)
+	if s.ver.nodeWatch {
+		// The old container's exit (the stop above) is before the new task.
+		s.started(ctx, res)
+	}
 	s.setState(ctx, StateRunning)
 	s.emit(ctx, EventContainerReplaced, nil)
 	if res.ExitedSince {
@@ -173,6 +177,9 @@ func (s *supervisor) minReady(ctx workflow.Context, req *ReconfigureRequest, sta
 	if err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
 		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: startedAt}).Get(ctx, &probe); err != nil {
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: checking the new container failed: %v", ref, err)}
+	}
+	if s.ver.nodeWatch && probe.ExitedSince {
+		s.started(ctx, probe) // its exit is acted on, whether or not the node watch reports it
 	}
 	if probe.ExitedSince {
 		return notReady

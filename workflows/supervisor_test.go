@@ -67,6 +67,72 @@ type node struct {
 	signals   []ServiceShutdownSignal
 	specs     []runtime.ContainerSpec // the spec of each successful start
 	done      chan struct{}
+	// legacy runs the v0.1.0 branch (a WaitForExit activity per watch);
+	// otherwise the harness plays the node watch: each start's scripted
+	// exit is reported by signal, at a node time after the start's NotBefore.
+	legacy   bool
+	nodeTime time.Time
+	reported []time.Time // exit times the harness reported
+	armed    int         // starts whose scripted exit was armed
+	// reportOnStart[k] is reported during the k-th start (from 1).
+	reportOnStart map[int]activities.ExitReport
+}
+
+// legacyBranch makes newEnv run the v0.1.0 branch (TestLegacyBranch).
+var legacyBranch bool
+
+// nodeNow is the node's clock: mock time, but strictly increasing, so
+// every exit has its own time as containerd's do. n.mu must be held.
+func (n *node) nodeNow() time.Time {
+	t := n.env.Now().UTC()
+	if !t.After(n.nodeTime) {
+		t = n.nodeTime.Add(time.Microsecond)
+	}
+	n.nodeTime = t
+	return t
+}
+
+// reportNextExit plays the node watch for a task just started: it signals
+// the task's scripted exit (after exitsAt, in mock time), or leaves a
+// healthy container be. n.mu must be held.
+func (n *node) reportNextExit() {
+	i := n.armed
+	n.armed++
+	if i >= len(n.exits) {
+		return
+	}
+	var after time.Duration
+	if i < len(n.exitsAt) {
+		after = n.exitsAt[i]
+	}
+	e := n.exits[i]
+	// The callback runs on the environment's loop; its signal then starts a
+	// workflow task (a callback's own changes would wait for the next one).
+	n.env.RegisterDelayedCallback(func() {
+		n.mu.Lock()
+		at := n.nodeNow()
+		n.reported = append(n.reported, at)
+		n.mu.Unlock()
+		n.env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: e.ExitCode, ExitedAt: at, Reason: e.Reason,
+			Cause: e.Cause, Signal: e.Signal, OOMKilled: e.Cause == runtime.ExitOOMKilled})
+	}, after)
+}
+
+// awaiting counts the replica's waits for an exit report: each is a watch,
+// and one with no scripted exit coming is a healthy container.
+func (n *node) awaiting() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.watches++
+	if n.armed == 0 && len(n.exits) > 0 {
+		// A run that started nothing (it continued another): the task it
+		// carried has exited, and the node watch reports it to this run.
+		n.reportNextExit()
+	}
+	if n.armed == 0 || n.armed-1 >= len(n.exits) {
+		n.blocking++ // the current task has no scripted exit
+		n.blockedAt = append(n.blockedAt, n.env.Now())
+	}
 }
 
 // blockingStartedAt is when the last blocking watch began.
@@ -111,6 +177,9 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * time.Second)
 	n.env = env
+	n.legacy = legacyBranch
+	awaitingExit = n.awaiting
+	t.Cleanup(func() { awaitingExit = func() {} })
 	n.done = make(chan struct{})
 	t.Cleanup(func() { close(n.done) })
 	// The test environment does not cancel a mock's context; it reports the
@@ -124,6 +193,9 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 	})
 	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
+	if n.legacy {
+		env.OnGetVersion(changeNodeWatch, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	}
 
 	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
@@ -152,7 +224,17 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 				time.Sleep(n.slowStarts)
 				n.mu.Lock()
 			}
-			return activities.EnsureRunningResult{StartedAt: env.Now(), Network: n.network}, nil
+			if n.legacy {
+				return activities.EnsureRunningResult{StartedAt: env.Now(), Network: n.network}, nil
+			}
+			notBefore := n.nodeNow()
+			startedAt := n.nodeNow()
+			if r, ok := n.reportOnStart[len(n.starts)]; ok {
+				// Reported before the start's result reaches the workflow.
+				env.SignalWorkflow(SignalExit, r)
+			}
+			n.reportNextExit()
+			return activities.EnsureRunningResult{StartedAt: startedAt, NotBefore: notBefore, Network: n.network}, nil
 		})
 	env.OnActivity(activities.WaitForExitName, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
 		n.mu.Lock()
@@ -523,7 +605,11 @@ func TestOperatorRestart(t *testing.T) {
 	require.Equal(t, []EventType{EventOperatorRestart, EventUnsupervised}, eventTypes(v))
 	require.False(t, v.Events[0].EndedBackoff)
 	require.Equal(t, "container left as it was", v.Events[1].Note)
-	require.Equal(t, 1, n.cancelled, "the restart cancelled the first watch (the second ended with the workflow)")
+	if n.legacy {
+		require.Equal(t, 1, n.cancelled, "the restart cancelled the first watch (the second ended with the workflow)")
+	} else {
+		require.Zero(t, n.cancelled, "no watch activity: the node watch reports exits")
+	}
 }
 
 // Updates that make no sense in the current state are rejected by the

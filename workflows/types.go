@@ -6,6 +6,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -210,6 +211,11 @@ type Carry struct {
 	// Network is where the container was reachable when last started
 	// (bridge networking; nil otherwise, and for runs before v0.2.0).
 	Network *runtime.NetworkStatus `json:"network,omitempty"`
+	// WatchAfter is the node's time just before the current task was
+	// started: a reported exit at or before it is of an older task.
+	WatchAfter time.Time `json:"watch_after,omitzero"`
+	// PendingExits are exits reported to an earlier run and not yet acted on.
+	PendingExits []activities.ExitReport `json:"pending_exits,omitempty"`
 }
 
 // StateView is the answer to the "state" query and the object `vigil status --json` prints.

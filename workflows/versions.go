@@ -47,6 +47,9 @@ type versions struct {
 	// networkStatus: the container's address and published ports, as the
 	// start reports them, are kept in state and shown by the state query.
 	networkStatus bool
+	// nodeWatch: a Running replica keeps no activity in flight; the node
+	// watch reports its container's exit by signal (SignalExit).
+	nodeWatch bool
 }
 
 // Change IDs, one per behaviour change, oldest first.
@@ -73,6 +76,10 @@ const (
 	// changeNetworkStatus (release v0.2.0): containers got bridge networks;
 	// the address and ports EnsureRunning reports are carried in Carry.Network.
 	changeNetworkStatus = "network-status"
+	// changeNodeWatch (release v0.2.0): liveness per node, not a heartbeating
+	// WaitForExit per replica; v0.1.0 replicas keep WaitForExit until their
+	// next continue-as-new.
+	changeNodeWatch = "node-watch"
 )
 
 // readVersions reads every change's version for this run. Call it once, first
@@ -84,5 +91,6 @@ func readVersions(ctx workflow.Context) versions {
 		exitReasons:   workflow.GetVersion(ctx, changeExitReasons, workflow.DefaultVersion, 1) >= 1,
 		honestState:   workflow.GetVersion(ctx, changeHonestState, workflow.DefaultVersion, 1) >= 1,
 		networkStatus: workflow.GetVersion(ctx, changeNetworkStatus, workflow.DefaultVersion, 1) >= 1,
+		nodeWatch:     workflow.GetVersion(ctx, changeNodeWatch, workflow.DefaultVersion, 1) >= 1,
 	}
 }

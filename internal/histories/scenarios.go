@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -42,6 +43,7 @@ var Scenarios = []Scenario{
 	{Name: "failed-start-restart", Since: "v0.2.0", Run: failedStartRestart},
 	{Name: "unsupervise-no-worker", Since: "v0.2.0", Run: unsuperviseNoWorker},
 	{Name: "bridge-port-volume", Since: "v0.2.0", Run: bridgePortVolume},
+	{Name: "node-watch-exit-reported", Since: "v0.2.0", Run: nodeWatchExitReported},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -75,11 +77,43 @@ func ids(dep, service string) (ref, wid string) {
 	return id.Ref(), id.WorkflowID()
 }
 
-// watching: the history shows a watch scheduled after the last start.
+// watching: the history shows a watch scheduled after the last start
+// (v0.1.0), or, with the node watch (v0.2.0), a run that started its
+// container and now waits with nothing in flight for the watch's report.
 func watching(h *historypb.History) bool {
-	return CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >
+	if CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >
 		CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)+
-			CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED)
+			CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED) {
+		return true
+	}
+	if !hasNodeWatch(h) || CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) == 0 {
+		return false
+	}
+	pendingTasks, pendingActivities := 0, 0
+	for _, ev := range h.Events {
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+			pendingTasks++
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED, enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+			pendingTasks--
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			pendingActivities++
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+			enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED, enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+			pendingActivities--
+		}
+	}
+	return pendingTasks == 0 && pendingActivities == 0
+}
+
+// hasNodeWatch: the run took the node-watch branch (its version marker).
+func hasNodeWatch(h *historypb.History) bool {
+	for _, ev := range h.Events {
+		if ev.GetEventType() == enumspb.EVENT_TYPE_MARKER_RECORDED && strings.Contains(ev.String(), "node-watch") {
+			return true
+		}
+	}
+	return false
 }
 
 // superviseWatched supervises a healthy replica and waits until it is watched.
@@ -505,4 +539,29 @@ func bridgePortVolume(ctx context.Context, e *Env, dep string) ([]Capture, error
 		return nil, err
 	}
 	return one(wid, "bridge-port-volume"), e.WaitClosed(ctx, wid)
+}
+
+// nodeWatchExitReported: a healthy replica waits with nothing in flight; its
+// container is killed behind Vigil's back, and the node watch's report
+// (signal "exit") restarts it.
+func nodeWatchExitReported(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid, err := superviseWatched(ctx, e, dep)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Stack.Containerd.Signal(ctx, dep+".web-rep-1", syscall.SIGKILL); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "restarted after the reported exit", func(v workflows.StateView) bool {
+		return v.TotalRestarts >= 1 && v.State == workflows.StateRunning
+	}); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "watching again", watching); err != nil {
+		return nil, err
+	}
+	if err := unsupervise(ctx, e, ref, wid, false); err != nil {
+		return nil, err
+	}
+	return one(wid, "node-watch-exit-reported"), nil
 }

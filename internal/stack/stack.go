@@ -87,6 +87,9 @@ type Options struct {
 	Node        string // default "local"
 	// WorkerArgs are added to every vigil-worker command line.
 	WorkerArgs []string
+	// ServerMetrics makes the dev server serve Prometheus metrics (its
+	// per-operation request counts) at MetricsURL.
+	ServerMetrics bool
 }
 
 // Stack is one running installation.
@@ -98,10 +101,14 @@ type Stack struct {
 	Network  containerdtest.PrivateNetwork
 	HostPort string
 	DBPath   string
+	// MetricsURL is the dev server's Prometheus endpoint (with ServerMetrics).
+	MetricsURL string
 
 	srv        *testsuite.DevServer
 	worker     *exec.Cmd
 	workerDone chan struct{}
+	second     *exec.Cmd
+	secondDone chan struct{}
 	workers    int
 }
 
@@ -115,6 +122,13 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	var err error
 	if s.HostPort, err = freeHostPort(); err != nil {
 		return nil, err
+	}
+	if opts.ServerMetrics {
+		hp, err := freeHostPort()
+		if err != nil {
+			return nil, err
+		}
+		s.MetricsURL = "http://" + hp + "/metrics"
 	}
 	if s.Containerd, err = containerdtest.StartDaemon(ctx, filepath.Join(opts.Dir, "ctd"), containerdtest.Options{}); err != nil {
 		return nil, fmt.Errorf("containerd: %w", err)
@@ -145,6 +159,10 @@ func (s *Stack) StartServer(ctx context.Context) error {
 	args := []string{"--dynamic-config-value", "system.enableActivityEagerExecution=true"}
 	for _, name := range workflows.SearchAttributeNames {
 		args = append(args, "--search-attribute", name+"=Keyword")
+	}
+	if s.MetricsURL != "" {
+		_, port, _ := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(s.MetricsURL, "http://"), "/metrics"))
+		args = append(args, "--metrics-port", port)
 	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  s.TemporalCLI,
@@ -179,10 +197,51 @@ func (s *Stack) WorkerLog(n int) string {
 
 // StartWorker starts a vigil-worker process for the stack's node.
 func (s *Stack) StartWorker() error {
+	cmd, done, err := s.startWorkerProcess()
+	if err != nil {
+		return err
+	}
+	s.worker, s.workerDone = cmd, done
+	return nil
+}
+
+// StartSecondWorker starts another vigil-worker for the same node, next to
+// the stack's worker (two workers for one node). KillSecondWorker stops it;
+// PromoteSecondWorker kills the first and keeps it as the stack's worker.
+func (s *Stack) StartSecondWorker() error {
+	cmd, done, err := s.startWorkerProcess()
+	if err != nil {
+		return err
+	}
+	s.second, s.secondDone = cmd, done
+	return nil
+}
+
+// KillSecondWorker SIGKILLs the second worker, if one runs.
+func (s *Stack) KillSecondWorker() {
+	if s.second == nil {
+		return
+	}
+	_ = s.second.Process.Signal(syscall.SIGKILL)
+	<-s.secondDone
+	s.second = nil
+}
+
+// PromoteSecondWorker SIGKILLs the stack's worker; the second one takes its place.
+func (s *Stack) PromoteSecondWorker() {
+	if s.second == nil {
+		return
+	}
+	s.KillWorker()
+	s.worker, s.workerDone = s.second, s.secondDone
+	s.second = nil
+}
+
+func (s *Stack) startWorkerProcess() (*exec.Cmd, chan struct{}, error) {
 	s.workers++
 	out, err := os.Create(s.WorkerLog(s.workers))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	args := append([]string{
 		"--address", s.HostPort,
@@ -200,12 +259,11 @@ func (s *Stack) StartWorker() error {
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		out.Close()
-		return err
+		return nil, nil, err
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); out.Close(); close(done) }()
-	s.worker, s.workerDone = cmd, done
-	return nil
+	return cmd, done, nil
 }
 
 // knowsFlag reports whether the binary's --help lists flag.
@@ -271,6 +329,7 @@ func (s *Stack) WorkerLogTail(n int) string {
 
 // Close stops the worker, the dev server and containerd (removing its containers).
 func (s *Stack) Close(ctx context.Context) error {
+	s.KillSecondWorker()
 	s.KillWorker()
 	err := s.StopServer()
 	if s.Containerd != nil {

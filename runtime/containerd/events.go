@@ -35,7 +35,7 @@ func ParseContainerName(name string) (runtime.ContainerID, bool) {
 	return id, id.ContainerName() == name
 }
 
-// Events follows containerd's /tasks/exit and /tasks/oom events in the
+// Events follows containerd's /tasks/start, /tasks/exit and /tasks/oom events in the
 // runtime's namespace. Exits of exec'd processes are left out: only a
 // container's own task counts. Names that are not Vigil's are skipped.
 func (r *Runtime) Events(ctx context.Context) (<-chan runtime.TaskEvent, <-chan error) {
@@ -43,7 +43,7 @@ func (r *Runtime) Events(ctx context.Context) (<-chan runtime.TaskEvent, <-chan 
 	errc := make(chan error, 1)
 	ns := ",namespace==" + r.cfg.Namespace
 	subCtx, cancel := context.WithCancel(r.nsCtx(ctx))
-	envs, errs := r.client.Subscribe(subCtx, `topic=="/tasks/exit"`+ns, `topic=="/tasks/oom"`+ns)
+	envs, errs := r.client.Subscribe(subCtx, `topic=="/tasks/exit"`+ns, `topic=="/tasks/oom"`+ns, `topic=="/tasks/start"`+ns)
 	go func() {
 		defer close(out)
 		defer close(errc)
@@ -93,6 +93,9 @@ func taskEvent(any typeurl.Any) (runtime.TaskEvent, bool) {
 			return runtime.TaskEvent{}, false
 		}
 		return runtime.TaskEvent{Kind: runtime.TaskExited, ID: id, ExitCode: int(e.ExitStatus), ExitedAt: e.ExitedAt.AsTime()}, true
+	case *apievents.TaskStart:
+		id, ok := ParseContainerName(e.ContainerID)
+		return runtime.TaskEvent{Kind: runtime.TaskStarted, ID: id}, ok
 	case *apievents.TaskOOM:
 		id, ok := ParseContainerName(e.ContainerID)
 		return runtime.TaskEvent{Kind: runtime.TaskOOM, ID: id}, ok

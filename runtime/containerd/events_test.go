@@ -30,6 +30,9 @@ func nextEvent(t *testing.T, events <-chan runtime.TaskEvent, errs <-chan error)
 	t.Helper()
 	select {
 	case ev := <-events:
+		if ev.Kind == runtime.TaskStarted {
+			return nextEvent(t, events, errs)
+		}
 		return ev
 	case err := <-errs:
 		t.Fatalf("event stream: %v", err)

@@ -30,6 +30,7 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 	if err != nil {
 		return runtime.StartInfo{}, wrap("start", name, err, runtime.ErrContainerNotFound)
 	}
+	notBefore := time.Now().UTC()
 	task, err := c.Task(ctx, nil)
 	switch {
 	case err == nil:
@@ -41,7 +42,7 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		case containerd.Running, containerd.Paused, containerd.Pausing:
 			labels, _ := c.Labels(ctx)
 			started, _ := time.Parse(time.RFC3339Nano, labels[LabelStartedAt])
-			return runtime.StartInfo{AlreadyRunning: true, StartedAt: started, PID: task.Pid(), Network: r.networkStatus(name)}, nil
+			return runtime.StartInfo{AlreadyRunning: true, StartedAt: started, PID: task.Pid(), Network: r.networkStatus(name), NotBefore: notBefore}, nil
 		}
 		// Stopped, or created by a start that failed half-way: begin afresh.
 		if err := deleteTask(ctx, task, st.Status); err != nil {
@@ -64,6 +65,8 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		_ = f.Close()
 	}
 	_ = trimLog(logPath, r.cfg.MaxLogBytes)
+	// Exits of the tasks deleted above (killed if they still ran) came before.
+	notBefore = time.Now().UTC()
 	task, err = c.NewTask(ctx, cio.LogFile(logPath))
 	if errdefs.IsAlreadyExists(err) {
 		// A task containerd no longer reports (Task says not found) still
@@ -71,6 +74,7 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 		// deleted it died half-way (a killed worker), across restarts too.
 		// The task service still finds it by ID: delete it and try again.
 		if derr := deleteStaleTask(ctx, r.client, name); derr == nil {
+			notBefore = time.Now().UTC()
 			task, err = c.NewTask(ctx, cio.LogFile(logPath))
 		}
 	}
@@ -90,7 +94,7 @@ func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.St
 	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: startedAt.Format(time.RFC3339Nano), LabelStartError: ""}); err != nil {
 		return runtime.StartInfo{}, wrap("start", name, err, nil)
 	}
-	return runtime.StartInfo{StartedAt: startedAt, PID: task.Pid(), Network: network}, nil
+	return runtime.StartInfo{StartedAt: startedAt, PID: task.Pid(), Network: network, NotBefore: notBefore}, nil
 }
 
 // classifyStartErr says whose fault a failed start is, as the kind of the

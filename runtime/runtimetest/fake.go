@@ -149,6 +149,17 @@ func (f *Fake) Delete(id runtime.ContainerID) {
 	}
 }
 
+// LoseTask makes id's task vanish without an exit event, as a host reboot
+// does: the container stays, Failed, with no task.
+func (f *Fake) LoseTask(id runtime.ContainerID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.containers[id]; c != nil {
+		c.state = runtime.Failed("container has no task")
+		closeOnce(c.exited)
+	}
+}
+
 // WriteLog appends output to id's captured log.
 func (f *Fake) WriteLog(id runtime.ContainerID, output string) {
 	f.mu.Lock()
@@ -234,8 +245,9 @@ func (f *Fake) Start(ctx context.Context, id runtime.ContainerID) (runtime.Start
 	if err != nil {
 		return runtime.StartInfo{}, err
 	}
+	notBefore := f.now()
 	if c.state.Status == runtime.StatusRunning {
-		return runtime.StartInfo{StartedAt: c.startedAt, AlreadyRunning: true, PID: c.pid}, nil
+		return runtime.StartInfo{StartedAt: c.startedAt, AlreadyRunning: true, PID: c.pid, NotBefore: notBefore}, nil
 	}
 	closeOnce(c.exited)
 	c.exited = make(chan struct{})
@@ -247,10 +259,11 @@ func (f *Fake) Start(ctx context.Context, id runtime.ContainerID) (runtime.Start
 	f.nextPID++
 	c.pid, c.startedAt, c.state = f.nextPID, f.now(), runtime.Running()
 	c.starts++
+	f.publish(runtime.TaskEvent{Kind: runtime.TaskStarted, ID: id})
 	if code, ok := f.exitOnStart[id]; ok {
 		f.exit(c, code)
 	}
-	return runtime.StartInfo{StartedAt: c.startedAt, PID: c.pid}, nil
+	return runtime.StartInfo{StartedAt: c.startedAt, PID: c.pid, NotBefore: notBefore}, nil
 }
 
 // exit ends c's task. f.mu must be held.

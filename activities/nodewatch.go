@@ -1,0 +1,334 @@
+package activities
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// The node watch: one long-lived activity per node follows the runtime's
+// task events for every container on the node and reports each exit to its
+// replica's workflow, so a healthy container costs nothing: no activity, no
+// heartbeat. Its own heartbeat only tells operators the node is reachable.
+const (
+	// DefaultNodeScanInterval is how often the watch compares every
+	// container's state with what it reported, in case an event was missed
+	// (a runtime restart drops the stream). Scans cost runtime calls only.
+	DefaultNodeScanInterval = 10 * time.Second
+	// DefaultNodeWatchFor is how long one watch runs before it ends and the
+	// node workflow starts the next, so its history stays short.
+	DefaultNodeWatchFor = time.Hour
+	// reportConcurrency bounds reports in flight: a storm of exits is
+	// reported in parallel, not one after another.
+	reportConcurrency = 16
+)
+
+// ExitReport is one exit of a container, as the node watch reports it to
+// the replica's workflow: the runtime's own exit code and time, which
+// identify the exit (the workflow acts on each exit time once).
+type ExitReport struct {
+	ID       runtime.ContainerID `json:"id"`
+	ExitCode int                 `json:"exit_code"`
+	ExitedAt time.Time           `json:"exited_at"`
+	// Reason is set when the container failed rather than exited (code -1),
+	// e.g. its task vanished.
+	Reason string `json:"reason,omitempty"`
+	// OOMKilled is true when the kernel's OOM killer hit the task before it exited.
+	OOMKilled bool `json:"oom_killed,omitempty"`
+	// Cause and Signal explain the exit (runtime.ExitCause of the code, or
+	// OOMKilled).
+	Cause  runtime.ExitReason `json:"cause,omitempty"`
+	Signal string             `json:"signal,omitempty"`
+	// StartedAt is when the task that exited was started (zero if unknown).
+	StartedAt time.Time `json:"started_at,omitzero"`
+}
+
+// Reporter delivers exits to the replicas' workflows (the worker signals
+// them). Takeover is true for exits found when a watch starts: the worker
+// that watched before may be dead, with the replica's workflow still cached
+// on it, so the report must not wait for that worker.
+type Reporter interface {
+	ReportExit(ctx context.Context, r ExitReport, takeover bool) error
+}
+
+// WatchNodeInput starts one node watch.
+type WatchNodeInput struct {
+	Node string `json:"node"`
+	// Claim is the claim that started this watch (for logs and the Web UI).
+	Claim string `json:"claim,omitempty"`
+	// For is how long the watch runs before it returns (default DefaultNodeWatchFor).
+	For time.Duration `json:"for,omitempty"`
+	// ScanInterval is the fallback comparison of every container's state
+	// (default DefaultNodeScanInterval).
+	ScanInterval time.Duration `json:"scan_interval,omitempty"`
+	// HeartbeatInterval is how often the watch tells the server the node is
+	// alive (default: a third of the heartbeat timeout).
+	HeartbeatInterval time.Duration `json:"heartbeat_interval,omitempty"`
+}
+
+// WatchNode watches every container of the node until in.For has passed
+// (it then returns nil), the worker stops, or the node workflow cancels it
+// (a new worker claimed the node). When it starts, it reports every exit it
+// finds: exits that happened while no watch ran reach their replicas once
+// (replicas ignore exits they already handled).
+func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
+	if a.opts.Reporter == nil {
+		return temporal.NewNonRetryableApplicationError("this worker cannot report exits (no Reporter)", ErrTypeBadSpec, nil)
+	}
+	logger := activity.GetLogger(ctx)
+	w := &nodeWatch{a: a, reported: map[runtime.ContainerID]time.Time{}, oom: map[runtime.ContainerID]bool{},
+		sem: make(chan struct{}, reportConcurrency)}
+	w.status.Store("starting")
+	// Liveness and startup probes of the running containers run here too,
+	// one prober per task, following the scans.
+	w.probes = NewProbeSet(a, logger)
+	defer w.probes.Stop()
+	scanEvery := in.ScanInterval
+	if scanEvery <= 0 {
+		scanEvery = DefaultNodeScanInterval
+	}
+	runFor := in.For
+	if runFor <= 0 {
+		runFor = DefaultNodeWatchFor
+	}
+	heartbeatEvery := in.HeartbeatInterval
+	if heartbeatEvery <= 0 {
+		heartbeatEvery = a.heartbeatInterval(ctx)
+	}
+	logger.Info("Node watch started", "node", in.Node, "claim", in.Claim, "attempt", activity.GetInfo(ctx).Attempt)
+	defer a.setWatched(0)
+
+	end := time.NewTimer(runFor)
+	defer end.Stop()
+	scan := time.NewTicker(scanEvery)
+	defer scan.Stop()
+	heartbeat := time.NewTicker(heartbeatEvery)
+	defer heartbeat.Stop()
+	workerStop := activity.GetWorkerStopChannel(ctx)
+	takeover := true
+	var soon <-chan time.Time // a scan soon after a task started
+	for {
+		subCtx, cancel := context.WithCancel(ctx)
+		events, errs := a.rt.Events(subCtx)
+		// After subscribing: an exit between the scan and the subscription
+		// would otherwise be missed.
+		w.scan(ctx, takeover)
+		takeover = false
+		resubscribe := false
+		for !resubscribe {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					err := <-errs
+					if ctx.Err() != nil {
+						cancel()
+						return ctx.Err()
+					}
+					logger.Warn("Runtime event stream ended; subscribing again", "node", in.Node, "error", err)
+					w.status.Store("runtime unavailable")
+					resubscribe = true
+					continue
+				}
+				w.event(ctx, ev)
+				if ev.Kind == runtime.TaskStarted && soon == nil {
+					// Probe a new task from its start, not from the next scan.
+					soon = time.After(200 * time.Millisecond)
+				}
+			case <-soon:
+				soon = nil
+				w.scan(ctx, false)
+			case <-scan.C:
+				w.scan(ctx, false)
+			case <-heartbeat.C:
+				activity.RecordHeartbeat(ctx, w.status.Load())
+			case <-end.C:
+				cancel()
+				w.wait()
+				a.watchEnded()
+				return nil
+			case <-workerStop:
+				cancel()
+				w.wait()
+				logger.Info("Worker stopping; the node watch continues on the next worker", "node", in.Node)
+				return temporal.NewApplicationError("worker stopping", ErrTypeWorkerStopping)
+			case <-ctx.Done():
+				cancel()
+				w.wait()
+				a.watchEnded()
+				return ctx.Err()
+			}
+		}
+		cancel()
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// setWatched records the running containers the watch follows, in the
+// Watched gauge too.
+func (a *Activities) setWatched(n int64) {
+	for d := n - a.watched.Swap(n); d != 0; {
+		if d > 0 {
+			a.opts.Watched.Inc()
+			d--
+		} else {
+			a.opts.Watched.Dec()
+			d++
+		}
+	}
+}
+
+// WatchedContainers is the number of running containers a's node watch
+// followed at its last scan (0 when no watch runs on this worker). A
+// function, not a method: every exported method of Activities is registered
+// as an activity.
+func WatchedContainers(a *Activities) int { return int(a.watched.Load()) }
+
+func (a *Activities) watchEnded() {
+	if a.opts.OnWatchEnded != nil {
+		a.opts.OnWatchEnded()
+	}
+}
+
+// nodeWatch is one watch's memory: the last exit reported per container, so
+// each exit is reported once per watch, and the OOM kills seen.
+type nodeWatch struct {
+	a        *Activities
+	mu       sync.Mutex
+	reported map[runtime.ContainerID]time.Time
+	oom      map[runtime.ContainerID]bool
+	probes   *ProbeSet
+	// noTask holds the containers the last scan found without a task.
+	noTask   map[runtime.ContainerID]time.Time
+	inflight sync.WaitGroup
+	sem      chan struct{}
+	status   atomic.Value
+}
+
+func (w *nodeWatch) event(ctx context.Context, ev runtime.TaskEvent) {
+	switch ev.Kind {
+	case runtime.TaskOOM:
+		w.mu.Lock()
+		w.oom[ev.ID] = true
+		w.mu.Unlock()
+	case runtime.TaskExited:
+		w.probes.Exited(ev.ID)
+		w.report(ctx, ExitReport{ID: ev.ID, ExitCode: ev.ExitCode, ExitedAt: ev.ExitedAt.UTC()}, false)
+	}
+}
+
+// scan reports every exit the runtime holds that this watch has not
+// reported. A container without a task (two scans in a row) counts as
+// failed at the time its last task was started: a replica that started a
+// task since ignores it.
+func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
+	list, err := w.a.rt.List(ctx)
+	if err != nil {
+		w.status.Store("runtime unavailable: " + err.Error())
+		activity.GetLogger(ctx).Warn("Node scan failed", "error", err)
+		return
+	}
+	running := 0
+	seen := make(map[runtime.ContainerID]bool, len(list))
+	noTask := map[runtime.ContainerID]time.Time{}
+	for _, c := range list {
+		seen[c.ID] = true
+		switch {
+		case c.State.Status == runtime.StatusExited:
+			w.report(ctx, ExitReport{ID: c.ID, ExitCode: c.State.ExitCode, ExitedAt: c.State.ExitedAt.UTC()}, takeover)
+		case c.State.Status == runtime.StatusFailed && !c.StartedAt.IsZero():
+			// Only when a second scan still finds it so: a runtime that has
+			// just restarted may not list a live task yet.
+			if w.noTask[c.ID].Equal(c.StartedAt) {
+				w.report(ctx, ExitReport{ID: c.ID, ExitCode: runtime.FailedExitCode, ExitedAt: c.StartedAt.UTC(), Reason: c.State.Reason}, false)
+			}
+			noTask[c.ID] = c.StartedAt
+		case c.State.Status == runtime.StatusRunning:
+			running++
+		}
+	}
+	w.mu.Lock()
+	for id := range w.reported {
+		if !seen[id] {
+			delete(w.reported, id)
+			delete(w.oom, id)
+		}
+	}
+	w.mu.Unlock()
+	w.noTask = noTask
+	w.probes.Sync(ctx, list)
+	w.a.setWatched(int64(running))
+	w.status.Store("watching")
+}
+
+// report delivers r unless this watch already did, in the background; a
+// failed report is tried again by the next scan.
+func (w *nodeWatch) report(ctx context.Context, r ExitReport, takeover bool) {
+	w.mu.Lock()
+	if last, ok := w.reported[r.ID]; ok && !r.ExitedAt.After(last) {
+		w.mu.Unlock()
+		return
+	}
+	w.reported[r.ID] = r.ExitedAt
+	r.OOMKilled = w.oom[r.ID]
+	delete(w.oom, r.ID)
+	switch {
+	case r.OOMKilled:
+		r.Cause = runtime.ExitOOMKilled
+		_, r.Signal = runtime.ExitCause(r.ExitCode)
+	case r.ExitCode == runtime.FailedExitCode:
+		r.Cause = runtime.ExitFailed
+	default:
+		r.Cause, r.Signal = runtime.ExitCause(r.ExitCode)
+	}
+	w.mu.Unlock()
+
+	w.inflight.Add(1)
+	w.sem <- struct{}{}
+	go func() {
+		defer w.inflight.Done()
+		defer func() { <-w.sem }()
+		w.explain(ctx, &r)
+		err := w.a.opts.Reporter.ReportExit(ctx, r, takeover)
+		log := activity.GetLogger(ctx)
+		if err != nil {
+			log.Warn("Exit not reported; the next scan tries again", "container", r.ID.Ref(), "exited_at", r.ExitedAt, "error", err)
+			w.mu.Lock()
+			if w.reported[r.ID].Equal(r.ExitedAt) {
+				delete(w.reported, r.ID)
+			}
+			w.mu.Unlock()
+			return
+		}
+		log.Info("Exit reported", "container", r.ID.Ref(), "exit_code", r.ExitCode, "exited_at", r.ExitedAt, "oom_killed", r.OOMKilled)
+	}()
+}
+
+// explain takes the runtime's own account of the exit when it still has
+// it: why the task ended (e.g. stopped by a failing liveness probe, or OOM
+// killed: the runtime's labels say so) and when it had started.
+func (w *nodeWatch) explain(ctx context.Context, r *ExitReport) {
+	st, err := w.a.rt.State(ctx, r.ID)
+	if err != nil || st.Status != runtime.StatusExited || !st.ExitedAt.Equal(r.ExitedAt) {
+		return
+	}
+	r.StartedAt = st.StartedAt
+	// The runtime's labels may know more (a probe's stop, an OOM kill the
+	// stream delivered late); an OOM kill this watch saw stays one.
+	if st.Cause != "" && (!r.OOMKilled || st.Cause == runtime.ExitOOMKilled) {
+		r.Cause, r.Signal = st.Cause, st.Signal
+		r.OOMKilled = st.Cause == runtime.ExitOOMKilled
+	}
+}
+
+// wait waits for the reports in flight.
+func (w *nodeWatch) wait() { w.inflight.Wait() }

@@ -1,0 +1,144 @@
+package activities_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/runtime/runtimetest"
+)
+
+// reports records what a node watch reported; failNext fails that many reports.
+type reports struct {
+	mu       sync.Mutex
+	got      []activities.ExitReport
+	takeover []bool
+	failNext int
+}
+
+func (r *reports) ReportExit(_ context.Context, rep activities.ExitReport, takeover bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failNext > 0 {
+		r.failNext--
+		return errors.New("server unavailable")
+	}
+	r.got = append(r.got, rep)
+	r.takeover = append(r.takeover, takeover)
+	return nil
+}
+
+// of returns the reports for id so far.
+func (r *reports) of(id runtime.ContainerID) (out []activities.ExitReport, takeover []bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, rep := range r.got {
+		if rep.ID == id {
+			out = append(out, rep)
+			takeover = append(takeover, r.takeover[i])
+		}
+	}
+	return out, takeover
+}
+
+// waitFor polls until cond holds or fails the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func startFake(t *testing.T, f *runtimetest.Fake, id runtime.ContainerID) {
+	t.Helper()
+	ctx := context.Background()
+	if err := f.Create(ctx, id, busybox); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWatchNode: an exit from before the watch is found and reported as a
+// takeover; each later exit is reported once (not again by the scans), with
+// the OOM kill that preceded it; an exit after the runtime's event stream
+// broke is still reported; a report that failed is made by the next scan; a
+// container whose task vanished is reported failed at its last start.
+func TestWatchNode(t *testing.T) {
+	f := runtimetest.New()
+	before := runtime.ContainerID{Deployment: "shop", Service: "old", Replica: 1}
+	healthy := runtime.ContainerID{Deployment: "shop", Service: "web", Replica: 1}
+	oom := runtime.ContainerID{Deployment: "shop", Service: "oom", Replica: 1}
+	later := runtime.ContainerID{Deployment: "shop", Service: "later", Replica: 1}
+	for _, id := range []runtime.ContainerID{before, healthy, oom, later} {
+		startFake(t, f, id)
+	}
+	f.Exit(before, 2)
+	rep := &reports{}
+	h := newHarness(t, f, activities.Options{Reporter: rep})
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.env.ExecuteActivity(activities.WatchNodeName, activities.WatchNodeInput{
+			Node: "n1", For: 4 * time.Second, ScanInterval: 100 * time.Millisecond, HeartbeatInterval: 100 * time.Millisecond})
+		done <- err
+	}()
+
+	waitFor(t, "the exit from before the watch", func() bool { r, _ := rep.of(before); return len(r) == 1 })
+	if r, tk := rep.of(before); r[0].ExitCode != 2 || !tk[0] {
+		t.Fatalf("report %+v (takeover %v), want exit 2 found at takeover", r[0], tk[0])
+	}
+	waitFor(t, "the event stream", func() bool { return f.Subscribers() == 1 })
+
+	f.Exit(healthy, 3)
+	waitFor(t, "the exit of "+healthy.Ref(), func() bool { r, _ := rep.of(healthy); return len(r) == 1 })
+	st, _ := f.Container(healthy)
+	if r, tk := rep.of(healthy); r[0].ExitCode != 3 || !r[0].ExitedAt.Equal(st.State.ExitedAt) || tk[0] {
+		t.Fatalf("report %+v (takeover %v), want exit 3 at %v from the event", r[0], tk[0], st.State.ExitedAt)
+	}
+
+	f.OOM(oom)
+	f.Exit(oom, 137)
+	waitFor(t, "the OOM kill", func() bool { r, _ := rep.of(oom); return len(r) == 1 })
+	if r, _ := rep.of(oom); !r[0].OOMKilled || r[0].ExitCode != 137 {
+		t.Fatalf("report %+v, want 137 OOMKilled", r[0])
+	}
+
+	f.BreakEvents(runtime.ErrUnavailable)
+	rep.mu.Lock()
+	rep.failNext = 1
+	rep.mu.Unlock()
+	f.Exit(later, 4)
+	waitFor(t, "the exit after the stream broke", func() bool { r, _ := rep.of(later); return len(r) == 1 })
+
+	// The task vanishes (e.g. the host rebooted): Failed at its last start.
+	startFake(t, f, healthy)
+	snap, _ := f.Container(healthy)
+	f.LoseTask(healthy)
+	waitFor(t, "the vanished task", func() bool { r, _ := rep.of(healthy); return len(r) == 2 })
+	if r, _ := rep.of(healthy); r[1].ExitCode != runtime.FailedExitCode || !r[1].ExitedAt.Equal(snap.StartedAt.UTC()) {
+		t.Fatalf("report %+v, want -1 at the last start %v", r[1], snap.StartedAt)
+	}
+
+	time.Sleep(300 * time.Millisecond) // a few more scans: nothing is reported twice
+	for _, id := range []runtime.ContainerID{before, oom, later} {
+		if r, _ := rep.of(id); len(r) != 1 {
+			t.Errorf("%s reported %d times, want once: %+v", id.Ref(), len(r), r)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("WatchNode = %v, want nil after its time", err)
+	}
+	if h.Heartbeats() == 0 {
+		t.Error("the node watch never heartbeated")
+	}
+}

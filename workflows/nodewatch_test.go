@@ -1,0 +1,217 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/policy"
+)
+
+// TestLegacyBranch runs the behaviour tests on the v0.1.0 branch (a
+// WaitForExit activity per watch), which replicas started by v0.1.0 keep
+// until they continue as new.
+func TestLegacyBranch(t *testing.T) {
+	legacyBranch = true
+	defer func() { legacyBranch = false }()
+	for name, test := range map[string]func(*testing.T){
+		"InstantCrasher":          TestInstantCrasherRestartsThenBacksOff,
+		"CrashAfterWindow":        TestCrashAfterWindowIsNotCrashLoop,
+		"FailedStart":             TestFailedStartIsRetriedUntilItWorks,
+		"ExitZero":                TestExitZeroCompletes,
+		"Shutdown":                TestShutdownPolicy,
+		"IsolateThenRelease":      TestIsolateThenRelease,
+		"OperatorRestart":         TestOperatorRestart,
+		"RestartDuringBackoff":    TestRestartDuringBackoff,
+		"ContinueAsNewInBackoff":  TestContinueAsNewDuringBackoffKeepsDeadline,
+		"UpdateWhileContinuing":   TestUpdateWhileContinuingAsNew,
+		"NewSupervisionIsRunning": TestNewSupervisionIsRunning,
+	} {
+		t.Run(name, test)
+	}
+}
+
+// Each exit is acted on once: the same exit reported again (a new node
+// watch reports what it finds), an exit of an older task (before the
+// current task's start) and an exit reported during a crash-loop backoff
+// change nothing.
+func TestExitReportsAreActedOnOnce(t *testing.T) {
+	n := &node{exits: crashes(1, 3)}
+	env := newEnv(t, n)
+	start := env.Now()
+	var first activities.ExitReport
+	env.RegisterDelayedCallback(func() {
+		// The harness reported the first task's exit at start: report it again,
+		// and an exit from before supervision began.
+		v := queryState(t, env)
+		require.Equal(t, 1, v.TotalRestarts)
+		first = activities.ExitReport{ID: replicaID, ExitCode: 3, ExitedAt: n.exitTimes()[0]}
+		env.SignalWorkflow(SignalExit, first)
+		env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 9, ExitedAt: start.Add(-time.Hour)})
+	}, time.Second)
+	unsuperviseAt(env, time.Minute)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+
+	require.Len(t, n.starts, 2, "the first start and one restart")
+	v := queryState(t, env)
+	require.Equal(t, 1, v.TotalRestarts)
+	require.Equal(t, 3, *v.LastExitCode)
+}
+
+// exitTimes are the exit times the harness reported.
+func (n *node) exitTimes() []time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]time.Time(nil), n.reported...)
+}
+
+// An exit reported during a crash-loop backoff is ignored: the container is
+// down by design, and the backoff ends with exactly one start.
+func TestExitDuringBackoffIsIgnored(t *testing.T) {
+	n := &node{exits: crashes(6, 1)}
+	env := newEnv(t, n)
+	start := env.Now()
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, StateCrashLoopBackOff, queryState(t, env).State)
+		env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 1, ExitedAt: start.Add(10 * time.Second)})
+	}, 10*time.Second)
+	unsuperviseWhenWatching(env, n, 1, 31*time.Second)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+
+	require.Len(t, n.starts, 7, "six starts, then one after the backoff")
+	requireTime(t, start.Add(30*time.Second), n.starts[6], "the backoff's one start")
+	v := queryState(t, env)
+	require.Equal(t, 6, v.TotalRestarts)
+}
+
+// An exit reported while the run continues as new is carried to the next
+// run, which acts on it at once. (The test environment does not redo a
+// workflow task that completes with continue-as-new while a signal arrives,
+// as the server does, so the report comes with the restart's result.)
+func TestExitReportedDuringContinueAsNewIsCarried(t *testing.T) {
+	n := &node{exits: crashes(1, 3)}
+	env := newEnv(t, n)
+	later := env.Now().Add(time.Hour)
+	n.reportOnStart = map[int]activities.ExitReport{2: {ID: replicaID, ExitCode: 4, ExitedAt: later}}
+	in := input(policy.Default())
+	in.ContinueAsNewAfter = 1
+	env.ExecuteWorkflow(Supervise, in)
+
+	next := continuedInput(t, env)
+	require.Len(t, next.Carry.PendingExits, 1, "the restarted task's exit, reported before the run ended")
+	require.Equal(t, 4, next.Carry.PendingExits[0].ExitCode)
+	require.False(t, next.Carry.WatchAfter.IsZero())
+
+	next.ContinueAsNewAfter = 0
+	n2 := &node{}
+	env2 := newEnv(t, n2)
+	env2.SetStartTime(later.Add(time.Second))
+	unsuperviseWhenWatching(env2, n2, 2, 0)
+	env2.ExecuteWorkflow(Supervise, next)
+	require.NoError(t, env2.GetWorkflowError())
+	require.Len(t, n2.starts, 1, "the carried exit is restarted in the new run")
+	v := queryState(t, env2)
+	require.Equal(t, 2, v.TotalRestarts)
+	require.Equal(t, 4, *v.LastExitCode)
+}
+
+// A start whose task already exited again (an earlier attempt started it)
+// is an exit to act on even if the node watch never reports it.
+func TestExitFoundByStartIsActedOn(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
+	env.RegisterActivity(activities.New(nil, activities.Options{}))
+	starts := 0
+	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
+			starts++
+			now := env.Now().UTC()
+			if starts == 1 {
+				return activities.EnsureRunningResult{ExitedSince: true, NotBefore: now, ExitCode: 7, ExitedAt: now.Add(-time.Millisecond)}, nil
+			}
+			return activities.EnsureRunningResult{NotBefore: now}, nil
+		})
+	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
+	in := input(policy.Default())
+	env.ExecuteWorkflow(Supervise, in)
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 2, starts)
+	v := queryState(t, env)
+	require.Equal(t, 7, *v.LastExitCode)
+	require.Equal(t, 1, v.TotalRestarts)
+}
+
+// The node workflow keeps one watch running; a claim drops it and starts
+// the next at once (the claiming worker picks it up), and the workflow
+// continues as new after nodeWatchesPerRun watches.
+func TestNodeWatchClaim(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(NodeWatch, workflow.RegisterOptions{Name: NodeWorkflowName})
+	env.RegisterActivity(activities.New(nil, activities.Options{}))
+	release := make(chan struct{})
+	defer close(release)
+	var mu sync.Mutex
+	var inputs []activities.WatchNodeInput
+	env.OnActivity(activities.WatchNodeName, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.WatchNodeInput) error {
+			mu.Lock()
+			inputs = append(inputs, in)
+			k := len(inputs)
+			mu.Unlock()
+			if k <= 2 {
+				<-release // a watch that runs until the test ends (the test env never cancels a mock)
+				return errors.New("test over")
+			}
+			return nil // a watch that ran its time
+		})
+	watches := func() int { mu.Lock(); defer mu.Unlock(); return len(inputs) }
+	var cancelled atomic.Int32
+	env.SetOnActivityCanceledListener(func(*activity.Info) { cancelled.Add(1) })
+	var poll func()
+	poll = func() {
+		switch watches() {
+		case 1:
+			env.SignalWorkflow(SignalClaim, Claim{ID: "c1", Worker: "w1"})
+		case 2:
+			v, err := env.QueryWorkflow(QueryNode)
+			require.NoError(t, err)
+			var view NodeView
+			require.NoError(t, v.Get(&view))
+			require.Equal(t, 1, view.Claims)
+			require.Equal(t, "w1", view.LastClaim.Worker)
+			env.SignalWorkflow(SignalClaim, Claim{ID: "c2", Worker: "w2"})
+			return
+		}
+		env.RegisterDelayedCallback(poll, time.Millisecond)
+	}
+	env.RegisterDelayedCallback(poll, time.Millisecond)
+	env.ExecuteWorkflow(NodeWatch, NodeInput{Node: "n1"})
+
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "want continue-as-new, got %v", env.GetWorkflowError())
+	require.Equal(t, nodeWatchesPerRun, watches())
+	require.Equal(t, "", inputs[0].Claim)
+	require.Equal(t, "c1", inputs[1].Claim)
+	require.Equal(t, "c2", inputs[2].Claim)
+	require.Equal(t, int32(2), cancelled.Load(), "each claim cancelled the watch before it")
+	require.Equal(t, NodeHeartbeatInterval, inputs[0].HeartbeatInterval)
+	var next NodeInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, 2, next.Carry.Claims)
+	require.Equal(t, 1, next.Carry.Runs)
+}
