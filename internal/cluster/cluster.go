@@ -113,7 +113,7 @@ type Options struct {
 	// Dir holds all state: PostgreSQL's data, containerd roots, container
 	// output, logs and pid files. Keep it short (containerd's unix sockets).
 	Dir   string
-	Ports Ports
+	Ports Ports // default DefaultPorts
 	// Nodes get a containerd and a vigil-worker each (default DefaultNodes).
 	Nodes []string
 	// Namespace is the containerd namespace on every node.
@@ -141,6 +141,9 @@ type Cluster struct {
 func New(opts Options) (*Cluster, error) {
 	if opts.Nodes == nil {
 		opts.Nodes = DefaultNodes
+	}
+	if opts.Ports == (Ports{}) {
+		opts.Ports = DefaultPorts()
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = "vigil"

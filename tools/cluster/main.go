@@ -38,6 +38,10 @@ func main() {
 	}
 }
 
+// namespace is the containerd namespace of make cluster's nodes, apart from
+// make run's "vigil" so the two can run side by side.
+const namespace = "vigil-cluster"
+
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: cluster build|start|stop [--dir DIR] [--worker BIN]")
 	os.Exit(2)
@@ -63,8 +67,8 @@ func run(ctx context.Context, command, dir, worker string) error {
 		if worker, err = filepath.Abs(worker); err != nil {
 			return err
 		}
-		c, err := cluster.New(cluster.Options{Repo: repo, Dir: dir, Ports: cluster.DefaultPorts(),
-			VigilWorker: worker, Namespace: "vigil-cluster", Detach: true, Log: os.Stdout})
+		c, err := cluster.New(cluster.Options{Repo: repo, Dir: dir,
+			VigilWorker: worker, Namespace: namespace, Detach: true, Log: os.Stdout})
 		if err != nil {
 			return err
 		}
@@ -83,7 +87,7 @@ Stop it: make cluster-stop (state stays in %s)
 			filepath.Join(c.Dir, "postgres.password"), c.Nodes, c.Namespace, filepath.Join(c.Dir, "logs"), c.Dir)
 		return nil
 	case "stop":
-		c, err := cluster.New(cluster.Options{Repo: repo, Dir: dir, Ports: cluster.DefaultPorts(), Namespace: "vigil-cluster", Log: os.Stdout})
+		c, err := cluster.New(cluster.Options{Repo: repo, Dir: dir, Namespace: namespace, Log: os.Stdout})
 		if errors.Is(err, cluster.ErrNotBuilt) {
 			return nil // never built, so never started
 		}
