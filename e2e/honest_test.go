@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -143,6 +146,18 @@ func TestHonestStateEndToEnd(t *testing.T) {
 	})
 	if n := s.started("hon/app-rep-1"); n != 3 {
 		t.Errorf("app started %d times in all; want 3", n)
+	}
+
+	// vigil logs ran eight times above: not one workflow for it.
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+		Namespace: "default", Query: "WorkflowType = '" + workflows.FetchLogsWorkflowName + "'"})
+	if err != nil || len(resp.GetExecutions()) != 0 {
+		t.Errorf("FetchLogs workflows: %d, %v; want none", len(resp.GetExecutions()), err)
 	}
 
 	// unsupervise of the failing replica ends supervision at once.

@@ -248,16 +248,13 @@ func logsCommand(a *app, taskQueue func() string) *cobra.Command {
 				if err := v.Get(&in); err != nil {
 					return failure{fmt.Errorf("%s: cannot decode the configuration: %v", id.Ref(), err)}
 				}
-				run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-					ID:                       fmt.Sprintf("vigil-logs/%s/%d", id.Ref(), time.Now().UnixNano()),
-					TaskQueue:                taskQueue(),
-					WorkflowExecutionTimeout: a.timeout,
-				}, workflows.FetchLogsWorkflowName, workflows.FetchLogsInput{ID: id, Node: in.Node, Tail: tail})
-				if err != nil {
-					return describeErr(id.Ref(), err)
+				out, err := nodeLogs(ctx, c, in.Node, workflows.LogsRequest{ID: id, Tail: tail, RequestID: uuid.NewString()})
+				var notFound *serviceerror.NotFound
+				if errors.As(err, &notFound) {
+					// No node workflow: a worker of an older release serves the node.
+					out, err = fetchLogs(ctx, c, taskQueue(), a.timeout, workflows.FetchLogsInput{ID: id, Node: in.Node, Tail: tail})
 				}
-				var out string
-				if err := run.Get(ctx, &out); err != nil {
+				if err != nil {
 					return describeErr(id.Ref(), err)
 				}
 				p := a.printer()
@@ -271,4 +268,37 @@ func logsCommand(a *app, taskQueue func() string) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&tail, "tail", 100, "number of last lines to print (0 for all)")
 	return cmd
+}
+
+// nodeLogs asks the node's workflow for the replica's output (an update that
+// runs the Logs activity on the node): no workflow is made per call.
+func nodeLogs(ctx context.Context, c client.Client, node string, req workflows.LogsRequest) (string, error) {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		UpdateID:     req.RequestID,
+		WorkflowID:   workflows.NodeWorkflowID(node),
+		UpdateName:   workflows.UpdateLogs,
+		Args:         []any{req},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return "", err
+	}
+	var out string
+	err = h.Get(ctx, &out)
+	return out, err
+}
+
+// fetchLogs is how v0.1.0 read logs: a FetchLogs workflow per call.
+func fetchLogs(ctx context.Context, c client.Client, taskQueue string, timeout time.Duration, in workflows.FetchLogsInput) (string, error) {
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       fmt.Sprintf("vigil-logs/%s/%d", in.ID.Ref(), time.Now().UnixNano()),
+		TaskQueue:                taskQueue,
+		WorkflowExecutionTimeout: timeout,
+	}, workflows.FetchLogsWorkflowName, in)
+	if err != nil {
+		return "", err
+	}
+	var out string
+	err = run.Get(ctx, &out)
+	return out, err
 }

@@ -447,13 +447,16 @@ func TestLogsAsksTheReplicasNode(t *testing.T) {
 	c := mocks.NewClient(t)
 	in := workflows.SupervisionInput{ID: runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 1}, Node: "node-b"}
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryConfig).Return(value{in}, nil)
-	run := mocks.NewWorkflowRun(t)
-	run.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
+	// The node's workflow answers an update: no workflow per call.
+	h := mocks.NewWorkflowUpdateHandle(t)
+	h.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
 		*args.Get(1).(*string) = "line one\nline two\n"
 	}).Return(nil)
-	c.On("ExecuteWorkflow", mock.Anything, mock.MatchedBy(func(o client.StartWorkflowOptions) bool {
-		return strings.HasPrefix(o.ID, "vigil-logs/shop/api-rep-1/") && o.TaskQueue == "vigil"
-	}), workflows.FetchLogsWorkflowName, workflows.FetchLogsInput{ID: in.ID, Node: "node-b", Tail: 5}).Return(run, nil)
+	c.On("UpdateWorkflow", mock.Anything, mock.MatchedBy(func(o client.UpdateWorkflowOptions) bool {
+		req, ok := o.Args[0].(workflows.LogsRequest)
+		return o.WorkflowID == workflows.NodeWorkflowID("node-b") && o.UpdateName == workflows.UpdateLogs &&
+			ok && req.ID == in.ID && req.Tail == 5 && req.RequestID == o.UpdateID && o.UpdateID != ""
+	})).Return(h, nil).Twice()
 	c.On("Close").Return()
 	r := vigil(t, c, nil, "logs", "shop/api-rep-1", "--tail", "5")
 	if r.code != exitOK || r.stdout != "line one\nline two\n" {
@@ -463,6 +466,20 @@ func TestLogsAsksTheReplicasNode(t *testing.T) {
 	var res LogsResult
 	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &res) != nil || res.Node != "node-b" || res.Output != "line one\nline two\n" {
 		t.Errorf("logs JSON: %d %q", r.code, r.stdout)
+	}
+
+	// A node without its workflow (a worker of v0.1.0): a FetchLogs workflow, as then.
+	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("workflow not found")).Once()
+	run := mocks.NewWorkflowRun(t)
+	run.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
+		*args.Get(1).(*string) = "old\n"
+	}).Return(nil)
+	c.On("ExecuteWorkflow", mock.Anything, mock.MatchedBy(func(o client.StartWorkflowOptions) bool {
+		return strings.HasPrefix(o.ID, "vigil-logs/shop/api-rep-1/") && o.TaskQueue == "vigil"
+	}), workflows.FetchLogsWorkflowName, workflows.FetchLogsInput{ID: in.ID, Node: "node-b", Tail: 5}).Return(run, nil)
+	r = vigil(t, c, nil, "logs", "shop/api-rep-1", "--tail", "5")
+	if r.code != exitOK || r.stdout != "old\n" {
+		t.Errorf("logs from an old node: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 }
 

@@ -84,6 +84,9 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 	}); err != nil {
 		return err
 	}
+	if err := registerLogs(ctx, in.Node); err != nil {
+		return err
+	}
 	claims := workflow.GetSignalChannel(ctx, SignalClaim)
 	log := workflow.GetLogger(ctx)
 	onClaim := func(c Claim) {
@@ -100,6 +103,10 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 				onClaim(c)
 			}
 			st.Runs++
+			// A logs request in progress is answered first.
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return err
+			}
 			return workflow.NewContinueAsNewError(ctx, NodeWorkflowName, NodeInput{Node: in.Node, Carry: &st})
 		}
 		claimID := ""

@@ -1029,12 +1029,7 @@ func nonEmpty(s string) *string {
 
 // FetchLogs runs the Logs activity on the replica's node and returns its output.
 func FetchLogs(ctx workflow.Context, in FetchLogsInput) (string, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(in.Node),
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
 	var res activities.LogsResult
-	err := workflow.ExecuteActivity(ctx, activities.LogsName, activities.LogsInput{ID: in.ID, Tail: in.Tail}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(logsOptions(ctx, in.Node, ""), activities.LogsName, activities.LogsInput{ID: in.ID, Tail: in.Tail}).Get(ctx, &res)
 	return res.Output, err
 }

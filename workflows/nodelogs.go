@@ -1,0 +1,52 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// UpdateLogs is the node workflow's update that returns a replica's captured
+// output: the Logs activity runs on the node, and `vigil logs` makes no
+// workflow per call (release v0.2.0; FetchLogs stays for older clients).
+const UpdateLogs = "logs"
+
+// LogsRequest is the "logs" update's argument.
+type LogsRequest struct {
+	ID   runtime.ContainerID `json:"id"`
+	Tail int                 `json:"tail"`
+	// RequestID is the CLI's request ID, also the update's ID.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// registerLogs serves UpdateLogs in node's workflow.
+func registerLogs(ctx workflow.Context, node string) error {
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateLogs,
+		func(ctx workflow.Context, req LogsRequest) (string, error) {
+			var res activities.LogsResult
+			err := workflow.ExecuteActivity(logsOptions(ctx, node, "logs of "+req.ID.Ref()), activities.LogsName,
+				activities.LogsInput{ID: req.ID, Tail: req.Tail}).Get(ctx, &res)
+			return res.Output, err
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req LogsRequest) error {
+			if req.Tail < 0 {
+				return fmt.Errorf("logs: tail %d is negative; use 0 for everything or a number of lines", req.Tail)
+			}
+			return nil
+		}})
+}
+
+// logsOptions: reading a log is quick; a few tries, then the caller hears why.
+func logsOptions(ctx workflow.Context, node, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           activities.NodeTaskQueue(node),
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+		Summary:             summary,
+	})
+}
