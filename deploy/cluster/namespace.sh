@@ -8,3 +8,6 @@ set -eu
 until temporal operator cluster health --command-timeout 2s >/dev/null 2>&1; do sleep 1; done
 temporal operator namespace describe -n default >/dev/null 2>&1 ||
 	temporal operator namespace create -n default --retention 7d
+# A namespace just created is unknown to the services' caches for up to
+# ~10 s: wait until it answers, so the worker started next finds it.
+until temporal operator search-attribute list -n default >/dev/null 2>&1; do sleep 1; done
