@@ -31,6 +31,7 @@ func newReplayer() worker.WorkflowReplayer {
 	r.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
 	r.RegisterWorkflowWithOptions(FetchLogs, workflow.RegisterOptions{Name: FetchLogsWorkflowName})
 	r.RegisterWorkflowWithOptions(Deployment, workflow.RegisterOptions{Name: DeploymentWorkflowName})
+	r.RegisterWorkflowWithOptions(NodeWatch, workflow.RegisterOptions{Name: NodeWorkflowName})
 	return r
 }
 

@@ -44,6 +44,7 @@ var Scenarios = []Scenario{
 	{Name: "unsupervise-no-worker", Since: "v0.2.0", Run: unsuperviseNoWorker},
 	{Name: "bridge-port-volume", Since: "v0.2.0", Run: bridgePortVolume},
 	{Name: "node-watch-exit-reported", Since: "v0.2.0", Run: nodeWatchExitReported},
+	{Name: "node-workflow", Since: "v0.2.0", Run: nodeWorkflow},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -564,4 +565,24 @@ func nodeWatchExitReported(ctx context.Context, e *Env, dep string) ([]Capture, 
 		return nil, err
 	}
 	return one(wid, "node-watch-exit-reported"), nil
+}
+
+// node-workflow: the node's own long-running workflow (vigil-node/<node>),
+// which follows containerd's events for every replica of the node, as it
+// stands once a replica is watched and has crashed once (open).
+func nodeWorkflow(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid, err := superviseWatched(ctx, e, dep)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Stack.Containerd.Signal(ctx, replica.ID{Deployment: dep, Service: "web", Replica: 1}.ContainerName(), syscall.SIGKILL); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "restarted", func(v workflows.StateView) bool { return v.TotalRestarts >= 1 }); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "watching again", watching); err != nil {
+		return nil, err
+	}
+	return one(workflows.NodeWorkflowID(e.Stack.Node), "node-workflow"), nil
 }
