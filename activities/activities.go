@@ -180,7 +180,7 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 	} else {
 		logger.Info("Container started", "container", in.ID.Ref(), "pid", info.PID, "image", spec.Image)
 	}
-	return EnsureRunningResult{StartedAt: info.StartedAt, AlreadyRunning: info.AlreadyRunning, Network: info.Network, NotBefore: notBefore}, nil
+	return EnsureRunningResult{StartedAt: info.StartedAt, AlreadyRunning: info.AlreadyRunning, Network: info.Network, NotBefore: notBefore, PID: info.PID}, nil
 }
 
 // retryable reports whether a Start error may pass: the runtime was

@@ -47,6 +47,8 @@ type ExitReport struct {
 	Signal string             `json:"signal,omitempty"`
 	// StartedAt is when the task that exited was started (zero if unknown).
 	StartedAt time.Time `json:"started_at,omitzero"`
+	// PID is the exited task's process ID (0 if unknown).
+	PID uint32 `json:"pid,omitempty"`
 }
 
 // Reporter delivers exits to the replicas' workflows (the worker signals
@@ -222,7 +224,7 @@ func (w *nodeWatch) event(ctx context.Context, ev runtime.TaskEvent) {
 		w.mu.Unlock()
 	case runtime.TaskExited:
 		w.probes.Exited(ev.ID)
-		w.report(ctx, ExitReport{ID: ev.ID, ExitCode: ev.ExitCode, ExitedAt: ev.ExitedAt.UTC()}, false)
+		w.report(ctx, ExitReport{ID: ev.ID, ExitCode: ev.ExitCode, ExitedAt: ev.ExitedAt.UTC(), PID: ev.PID}, false)
 	}
 }
 
@@ -244,7 +246,7 @@ func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
 		seen[c.ID] = true
 		switch {
 		case c.State.Status == runtime.StatusExited:
-			w.report(ctx, ExitReport{ID: c.ID, ExitCode: c.State.ExitCode, ExitedAt: c.State.ExitedAt.UTC()}, takeover)
+			w.report(ctx, ExitReport{ID: c.ID, ExitCode: c.State.ExitCode, ExitedAt: c.State.ExitedAt.UTC(), PID: c.PID}, takeover)
 		case c.State.Status == runtime.StatusFailed && !c.StartedAt.IsZero():
 			// Only when a second scan still finds it so: a runtime that has
 			// just restarted may not list a live task yet.

@@ -54,6 +54,8 @@ type EnsureRunningResult struct {
 	// task it leaves running comes later, so an earlier exit reported by the
 	// node watch is of an older task.
 	NotBefore time.Time `json:"not_before,omitempty"`
+	// PID is the running task's process ID.
+	PID uint32 `json:"pid,omitempty"`
 	// ExitCode and ExitedAt are the exit found with ExitedSince (-1 and the
 	// time of the failure with StartError).
 	ExitCode int       `json:"exit_code,omitempty"`

@@ -179,6 +179,9 @@ type TaskEvent struct {
 	ID       ContainerID   `json:"id"`
 	ExitCode int           `json:"exit_code,omitempty"`
 	ExitedAt time.Time     `json:"exited_at,omitempty"`
+	// PID is the task's process ID (0 if unknown): with the exit time, it
+	// tells the exit of a task from that of another task of the container.
+	PID uint32 `json:"pid,omitempty"`
 }
 
 // ContainerInfo is one container of the runtime and the state of its task.
@@ -187,6 +190,8 @@ type ContainerInfo struct {
 	State ContainerState `json:"state"`
 	// StartedAt is when the runtime last started the container's task (zero if never).
 	StartedAt time.Time `json:"started_at,omitempty"`
+	// PID is the task's process ID (0 without a task).
+	PID uint32 `json:"pid,omitempty"`
 }
 
 // Typed errors. Activities treat ErrImageNotFound as permanent and retry the others.

@@ -215,3 +215,35 @@ func TestNodeWatchClaim(t *testing.T) {
 	require.Equal(t, 2, next.Carry.Claims)
 	require.Equal(t, 1, next.Carry.Runs)
 }
+
+// An exit of another task (another PID), e.g. a half-made task the start
+// killed whose exit containerd times after the start began, is ignored; the
+// current task's exit is acted on.
+func TestExitOfAnotherTaskIsIgnored(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
+	env.RegisterActivity(activities.New(nil, activities.Options{}))
+	starts := 0
+	var notBefore time.Time
+	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
+			starts++
+			notBefore = env.Now().UTC()
+			return activities.EnsureRunningResult{NotBefore: notBefore, StartedAt: notBefore, PID: uint32(100 + starts)}, nil
+		})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 137, ExitedAt: notBefore.Add(time.Millisecond), PID: 7})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, 1, starts, "the other task's exit started nothing")
+		env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 3, ExitedAt: notBefore.Add(2 * time.Second), PID: 101})
+	}, 2*time.Second)
+	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 2, starts)
+	v := queryState(t, env)
+	require.Equal(t, 1, v.TotalRestarts)
+	require.Equal(t, 3, *v.LastExitCode)
+}

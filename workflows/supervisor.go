@@ -456,6 +456,11 @@ var awaitingExit = func() {}
 // an older task (an operator's stop, a crash already answered) comes before
 // the current task's WatchAfter.
 func (s *supervisor) current(e activities.ExitReport) bool {
+	if e.PID != 0 && s.st.TaskPID != 0 && e.PID != s.st.TaskPID {
+		// Another task: e.g. a half-made one the start killed, whose exit
+		// the runtime may time after the start began.
+		return false
+	}
 	return e.ExitedAt.After(s.st.WatchAfter) && e.ExitedAt.After(s.st.LastExitAt)
 }
 
@@ -799,6 +804,7 @@ func (s *supervisor) started(ctx workflow.Context, res activities.EnsureRunningR
 		return
 	}
 	s.st.TaskStartedAt = res.StartedAt
+	s.st.TaskPID = res.PID
 	if !res.NotBefore.IsZero() {
 		s.st.WatchAfter = res.NotBefore
 	}

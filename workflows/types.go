@@ -214,6 +214,8 @@ type Carry struct {
 	// WatchAfter is the node's time just before the current task was
 	// started: a reported exit at or before it is of an older task.
 	WatchAfter time.Time `json:"watch_after,omitzero"`
+	// TaskPID is the current task's process ID (0 if unknown).
+	TaskPID uint32 `json:"task_pid,omitempty"`
 	// PendingExits are exits reported to an earlier run and not yet acted on.
 	PendingExits []activities.ExitReport `json:"pending_exits,omitempty"`
 }

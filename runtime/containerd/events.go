@@ -92,7 +92,7 @@ func taskEvent(any typeurl.Any) (runtime.TaskEvent, bool) {
 		if !ok || e.ID != e.ContainerID { // an exec'd process, not the task
 			return runtime.TaskEvent{}, false
 		}
-		return runtime.TaskEvent{Kind: runtime.TaskExited, ID: id, ExitCode: int(e.ExitStatus), ExitedAt: e.ExitedAt.AsTime()}, true
+		return runtime.TaskEvent{Kind: runtime.TaskExited, ID: id, ExitCode: int(e.ExitStatus), ExitedAt: e.ExitedAt.AsTime(), PID: e.Pid}, true
 	case *apievents.TaskStart:
 		id, ok := ParseContainerName(e.ContainerID)
 		return runtime.TaskEvent{Kind: runtime.TaskStarted, ID: id}, ok
@@ -134,6 +134,9 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.ContainerInfo, error) {
 		info := runtime.ContainerInfo{ID: id}
 		info.StartedAt, _ = time.Parse(time.RFC3339Nano, c.Labels[LabelStartedAt])
 		p := procs[c.ID]
+		if p != nil {
+			info.PID = p.Pid
+		}
 		switch {
 		case p == nil:
 			info.State = runtime.Failed(noTaskReason)

@@ -274,7 +274,7 @@ func (f *Fake) exit(c *container, code int) {
 	}
 	c.state = runtime.Exited(code, at)
 	closeOnce(c.exited)
-	f.publish(runtime.TaskEvent{Kind: runtime.TaskExited, ID: c.id, ExitCode: code, ExitedAt: at})
+	f.publish(runtime.TaskEvent{Kind: runtime.TaskExited, ID: c.id, ExitCode: code, ExitedAt: at, PID: c.pid})
 }
 
 // publish hands ev to every open Events stream. f.mu must be held. A stream
@@ -357,7 +357,7 @@ func (f *Fake) List(ctx context.Context) ([]runtime.ContainerInfo, error) {
 	}
 	out := make([]runtime.ContainerInfo, 0, len(f.containers))
 	for id, c := range f.containers {
-		out = append(out, runtime.ContainerInfo{ID: id, State: c.state, StartedAt: c.startedAt})
+		out = append(out, runtime.ContainerInfo{ID: id, State: c.state, StartedAt: c.startedAt, PID: c.pid})
 	}
 	return out, nil
 }
