@@ -72,9 +72,15 @@ func startVigil(ctx context.Context, commit string) (*vigilBench, error) {
 		return nil, err
 	}
 	phase("building vigil and vigil-worker; starting containerd, the dev server and a worker in %s", dir)
-	vigilBin, workerBin, err := stack.Build(".", dir)
+	// The binaries go to their own directory: the stack keeps the worker's
+	// state in <dir>/vigil.
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return nil, err
+	}
+	vigilBin, workerBin, err := stack.Build(".", bin)
 	if commit != "" {
-		vigilBin, workerBin, err = stack.BuildCommit(".", commit, dir)
+		vigilBin, workerBin, err = stack.BuildCommit(".", commit, bin)
 	}
 	if err != nil {
 		return nil, err
