@@ -299,7 +299,10 @@ func (w *nodeWatch) report(ctx context.Context, r ExitReport, takeover bool) {
 	go func() {
 		defer w.inflight.Done()
 		defer func() { <-w.sem }()
-		w.explain(ctx, &r)
+		if !w.explain(ctx, &r) {
+			activity.GetLogger(ctx).Info("Exit not reported: not the container's last task", "container", r.ID.Ref(), "exit_code", r.ExitCode, "exited_at", r.ExitedAt, "pid", r.PID)
+			return
+		}
 		err := w.a.opts.Reporter.ReportExit(ctx, r, takeover)
 		log := activity.GetLogger(ctx)
 		if err != nil {
@@ -318,10 +321,22 @@ func (w *nodeWatch) report(ctx context.Context, r ExitReport, takeover bool) {
 // explain takes the runtime's own account of the exit when it still has
 // it: why the task ended (e.g. stopped by a failing liveness probe, or OOM
 // killed: the runtime's labels say so) and when it had started.
-func (w *nodeWatch) explain(ctx context.Context, r *ExitReport) {
+//
+// It reports false for an exit that is not of the container's last task:
+// a task runs again (its replica already started it, having learned of the
+// exit otherwise), or containerd reported an exit without a process (PID 0,
+// code 255: the cleanup of a shim that died with containerd) while the
+// container's task exited otherwise.
+func (w *nodeWatch) explain(ctx context.Context, r *ExitReport) bool {
 	st, err := w.a.rt.State(ctx, r.ID)
-	if err != nil || st.Status != runtime.StatusExited || !st.ExitedAt.Equal(r.ExitedAt) {
-		return
+	if err != nil {
+		return true
+	}
+	if st.Status == runtime.StatusRunning || st.Status == runtime.StatusInitializing {
+		return false
+	}
+	if st.Status != runtime.StatusExited || !st.ExitedAt.Equal(r.ExitedAt) {
+		return r.PID != 0 || st.Status != runtime.StatusExited
 	}
 	r.StartedAt = st.StartedAt
 	// The runtime's labels may know more (a probe's stop, an OOM kill the
@@ -330,6 +345,7 @@ func (w *nodeWatch) explain(ctx context.Context, r *ExitReport) {
 		r.Cause, r.Signal = st.Cause, st.Signal
 		r.OOMKilled = st.Cause == runtime.ExitOOMKilled
 	}
+	return true
 }
 
 // wait waits for the reports in flight.
