@@ -46,6 +46,11 @@ const (
 var allFaults = []faultKind{faultWorkerKill, faultServerRestart, faultContainerdRestart, faultTaskKill, faultContainerDelete,
 	faultContainerdCrash, faultKillDuringRestart, faultNodeWatchKill, faultTwoWorkers}
 
+// firstShuffled is how many of allFaults open a soak in a seeded order; the
+// node-watch faults (added in v0.2.0) follow them in a fixed order, so a
+// seed replays the same opening it did before they existed.
+const firstShuffled = 7
+
 // faultWeights: the cheap container faults come more often than the daemon ones.
 var faultWeights = map[faultKind]int{
 	faultWorkerKill: 2, faultServerRestart: 1, faultContainerdRestart: 1, faultTaskKill: 4, faultContainerDelete: 2,
@@ -92,7 +97,7 @@ type driver struct {
 // the soak is cancelled), so no daemon is left down.
 func (d *driver) run(ctx context.Context, deadline time.Time) {
 	order := append([]faultKind(nil), allFaults...)
-	d.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	d.rng.Shuffle(firstShuffled, func(i, j int) { order[i], order[j] = order[j], order[i] })
 	for n := 1; n <= d.MaxFaults; n++ {
 		gap := d.MinGap + time.Duration(d.rng.Int64N(int64(d.MaxGap-d.MinGap)+1))
 		if time.Now().Add(gap).After(deadline) {
