@@ -26,6 +26,17 @@ var (
 	buildErr            error
 )
 
+// binDirs hold the binaries built for this test run; TestMain removes them.
+var binDirs []string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, d := range binDirs {
+		_ = os.RemoveAll(d)
+	}
+	os.Exit(code)
+}
+
 // tstack is a stack whose failures fail the test.
 type tstack struct {
 	*stack.Stack
@@ -60,6 +71,7 @@ func currentBinaries(t *testing.T) (vigil, worker string) {
 			buildErr = err
 			return
 		}
+		binDirs = append(binDirs, dir)
 		vigilBin, workerBin, buildErr = stack.Build("..", dir)
 	})
 	if buildErr != nil {

@@ -51,6 +51,7 @@ func previousReleaseBinaries(t *testing.T) (version.Entry, string, string) {
 			prevErr = err
 			return
 		}
+		binDirs = append(binDirs, dir)
 		prevVigil, prevWorker, prevErr = stack.BuildCommit("..", prevRelease.Commit, dir)
 	})
 	if prevErr != nil {
