@@ -381,6 +381,9 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 	if err != nil {
 		return SteadyResult{}, fmt.Errorf("dev server process (pid %d): %w", spid, err)
 	}
+	// The server's counters are flushed about once a second: let the
+	// bench's own history reads above land before the first count.
+	time.Sleep(3 * time.Second)
 	c0, err := scrapeServer(ctx, v.stack.MetricsURL)
 	if err != nil {
 		return SteadyResult{}, err
