@@ -239,6 +239,8 @@ func (s *supervisor) wait(ctx workflow.Context, d time.Duration, why string) (*c
 func (s *supervisor) activity(ctx, actCtx workflow.Context, name string, in, out any, doing string, take func(*command) bool) error {
 	actCtx, cancel := workflow.WithCancel(actCtx)
 	defer cancel()
+	s.busyDoing = doing
+	defer func() { s.busyDoing = "" }()
 	f := workflow.ExecuteActivity(actCtx, name, in)
 	for {
 		w := s.waitFor(ctx, f, false)

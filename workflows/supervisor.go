@@ -78,10 +78,14 @@ type command struct {
 
 // supervisor is the workflow's state and the code that moves it.
 type supervisor struct {
-	in       SupervisionInput
-	st       Carry
-	ver      versions
-	commands workflow.Channel
+	// busyDoing says what activity the loop waits on (activity); the
+	// deployment's requests are then refused in the validator, as Busy, so
+	// that a retry with the same update ID is not answered from history.
+	busyDoing string
+	in        SupervisionInput
+	st        Carry
+	ver       versions
+	commands  workflow.Channel
 	// exits receives the node watch's exit reports (SignalExit).
 	exits    workflow.ReceiveChannel
 	inFlight *command
@@ -250,6 +254,9 @@ func (s *supervisor) validate(c *command) error {
 	kind := c.kind
 	if s.inFlight != nil && (kind != cmdUnsupervise || s.inFlight.kind == cmdUnsupervise) {
 		return temporal.NewApplicationError(fmt.Sprintf("%s: another request (%s) is in progress; retry when it has finished", kind, s.inFlight.kind), ErrTypeBusy)
+	}
+	if s.busyDoing != "" && (kind == cmdReconfigure || kind == cmdShutdown) {
+		return temporal.NewApplicationError(fmt.Sprintf("%s: the replica is busy %s; try again when it is done", kind, s.busyDoing), ErrTypeBusy)
 	}
 	switch kind {
 	case cmdRelease:
