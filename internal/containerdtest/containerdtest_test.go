@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"syscall"
@@ -176,5 +177,44 @@ func TestInstalledButNotOnPath(t *testing.T) {
 	t.Setenv("PATH", "/usr/bin:/bin")
 	if err := checkPrerequisites(); err == nil || !strings.Contains(err.Error(), "iptables is installed but its command is not on PATH") {
 		t.Fatalf("checkPrerequisites with PATH=/usr/bin:/bin: %v; want iptables named as not on PATH", err)
+	}
+}
+
+// A shim whose task the daemon no longer deletes (here: the daemon was
+// stopped first) does not outlive Shutdown.
+func TestShutdownKillsLeftoverShims(t *testing.T) {
+	d := Start(t)
+	rt := d.Runtime(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id := runtime.ContainerID{Deployment: "h", Service: "shim", Replica: 1}
+	if err := rt.Create(ctx, id, TestImage("true")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	shims := func() (n int) {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), "containerd-shim") && strings.Contains(string(b), d.Address+"\x00") {
+				n++
+			}
+		}
+		return n
+	}
+	if shims() == 0 {
+		t.Fatal("no shim found for the started task")
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); shims() > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d shims of %s left after Shutdown", shims(), d.Address)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -258,11 +259,38 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 		nss = append(nss, listed...) // tests make more (vt-…-ctr, vt-…-docker)
 	}
-	errs = append(errs, d.Stop(), unmountUnder(d.Dir))
+	errs = append(errs, d.Stop())
+	killShims(d.Address)
+	errs = append(errs, unmountUnder(d.Dir))
 	for _, ns := range nss {
 		removeNamespaceLeftovers(ns)
 	}
 	return errors.Join(errs...)
+}
+
+// killShims kills the shims still serving this daemon's tasks: a task made
+// for a client that was SIGKILLed half-way is one containerd no longer
+// lists, so removeAllContainers misses it and its shim outlived the test.
+func killShims(address string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
+			continue
+		}
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-address" && args[i+1] == address {
+				if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+				break
+			}
+		}
+	}
 }
 
 // removeNamespaceLeftovers removes the empty per-namespace directories runc
