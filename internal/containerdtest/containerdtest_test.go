@@ -217,4 +217,7 @@ func TestShutdownKillsLeftoverShims(t *testing.T) {
 			t.Fatalf("%d shims of %s left after Shutdown", shims(), d.Address)
 		}
 	}
+	if _, err := os.Stat(filepath.Join("/run/containerd/runc", d.Namespace)); !os.IsNotExist(err) {
+		t.Errorf("runc state of namespace %s left behind: %v", d.Namespace, err)
+	}
 }

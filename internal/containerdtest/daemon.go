@@ -300,11 +300,25 @@ func removeNamespaceLeftovers(ns string) {
 	if !strings.HasPrefix(ns, "vt-") {
 		return
 	}
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", ns))
-	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", ns), filepath.Join("/run/containerd/runc", ns))
+	// The containers' dirs first: a task whose shim was killed was never
+	// deleted, so runc's state and its cgroup stay behind.
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", ns, "*"))
+	more, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", ns, "*"))
+	dirs = append(dirs, more...)
+	more, _ = filepath.Glob(filepath.Join("/sys/fs/cgroup/*", ns))
+	dirs = append(dirs, more...)
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", ns))
 	for _, dir := range dirs {
-		_ = syscall.Rmdir(dir) // fails, harmlessly, when not empty
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			_ = syscall.Rmdir(dir) // fails, harmlessly, while a process is in it
+		}
 	}
+	states, _ := filepath.Glob(filepath.Join("/run/containerd/runc", ns, "*", "state.json"))
+	for _, st := range states {
+		_ = os.Remove(st)
+		_ = syscall.Rmdir(filepath.Dir(st))
+	}
+	_ = syscall.Rmdir(filepath.Join("/run/containerd/runc", ns))
 }
 
 // removeAllContainers returns the namespaces it found.
