@@ -120,11 +120,16 @@ fuzz-short:
 	@echo '==> fuzz ./policy FuzzDecide for $(FUZZTIME)'
 	@$(call fuzz,policy,FuzzDecide)
 
-bench: deps
-	go run ./bench $(BENCH_ARGS)
+# make bench also measures this commit first, in the same run, and prints the
+# two side by side: the last commit before the node watch (998cf12), so the
+# comparison is the node watch's. BENCH_BEFORE= leaves it out.
+BENCH_BEFORE ?= 7772f12
 
-bench-quick: BENCH_ARGS += --quick
-bench-quick: bench
+bench: deps
+	go run ./bench $(if $(BENCH_BEFORE),--before $(BENCH_BEFORE)) $(BENCH_ARGS)
+
+bench-quick: deps
+	go run ./bench --quick $(BENCH_ARGS)
 
 chaos: deps
 	go run ./chaos $(CHAOS_ARGS)

@@ -41,6 +41,9 @@ type config struct {
 	Cluster          bool            `json:"cluster"`
 	// VigilCommit is the revision measured ("" for the working tree).
 	VigilCommit string `json:"vigil_commit,omitempty"`
+	// Before is a revision whose Vigil phases (latency, scale) are measured
+	// too, first, in the same run: the "before" of a side-by-side comparison.
+	Before string `json:"before_commit,omitempty"`
 }
 
 func main() {
@@ -54,6 +57,7 @@ func main() {
 	commit := flag.String("vigil-commit", "", "measure vigil and vigil-worker built from this git revision (default: the working tree)")
 	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
 	onCluster := flag.Bool("cluster", false, "also measure restart latency and the crash storm on a Temporal cluster on PostgreSQL (internal/cluster)")
+	before := flag.String("before", "", "also measure the Vigil phases (latency, scale) of this git revision first, in the same run, and print the two side by side (make bench: the last commit before the node watch)")
 	flag.Parse()
 
 	cfg := config{
@@ -61,7 +65,7 @@ func main() {
 		SteadySizes: []int{100, 1000}, SteadyInterval: 60 * time.Second,
 		StormSize: 100, LossCrashes: 10, LossWorkerDown: 3 * time.Second,
 		SkipDocker: *skipDocker, ContainerCommand: "sleep 1; exit 1", VigilCommit: *commit,
-		Cluster: *onCluster,
+		Cluster: *onCluster, Before: *before,
 	}
 	if *quick {
 		cfg.Quick = true
@@ -121,7 +125,12 @@ type Results struct {
 	History     *HistoryResult     `json:"history_per_crash,omitempty"`
 	Rollout     *RolloutResult     `json:"rolling_update,omitempty"`
 	Cluster     *ClusterResults    `json:"cluster,omitempty"`
-	Errors      []string           `json:"errors,omitempty"`
+	// Before holds the Vigil phases of config.Before, measured in this run
+	// (its floor and Docker rows are this run's, not repeated).
+	Before *Results `json:"before,omitempty"`
+	// Goals compares before and after with the goals of the liveness issue.
+	Goals  []GoalRow `json:"goals,omitempty"`
+	Errors []string  `json:"errors,omitempty"`
 }
 
 // StormResults compare the same storm under Vigil, under the runtime
@@ -144,6 +153,11 @@ type Machine struct {
 	Temporal   string `json:"temporal_cli"`
 	Docker     string `json:"docker,omitempty"`
 	Commit     string `json:"vigil_commit"`
+	// LoadAverage is /proc/loadavg's 1, 5 and 15 minute figures at the
+	// start and at the end of the run: other work on a shared machine
+	// moves every number.
+	LoadAtStart string `json:"load_average_at_start"`
+	LoadAtEnd   string `json:"load_average_at_end,omitempty"`
 }
 
 func run(cfg config, outDir string) error {
@@ -168,65 +182,37 @@ func run(cfg config, outDir string) error {
 		}
 	}
 
-	v, err := startVigil(ctx, cfg.VigilCommit)
-	if err != nil {
+	if cfg.Before != "" {
+		phase("BEFORE: the Vigil phases of %s (latency, scale), for the side-by-side comparison", cfg.Before)
+		res.Before = &Results{Started: time.Now().UTC(), Config: cfg}
+		res.Before.Config.VigilCommit, res.Before.Config.Before = cfg.Before, ""
+		if err := vigilPhases(ctx, cfg, cfg.Before, res.Before, nil); err != nil {
+			fail("before ("+cfg.Before+")", err)
+		}
+		res.Before.Duration = time.Since(res.Before.Started).Round(time.Second).String()
+		phase("AFTER: the working tree")
+	}
+	if err := vigilPhases(ctx, cfg, cfg.VigilCommit, res, fail); err != nil {
 		return err
 	}
-	defer v.Close(ctx)
-	res.Machine.Temporal = v.temporalVersion()
 
-	if cfg.Phases["floor"] {
-		phase("floor: containerd restart without Temporal (%d restarts)", cfg.FloorRestarts)
-		if res.Latency.FloorClient, res.Latency.FloorRuntime, err = v.floor(ctx, cfg); err != nil {
-			fail("floor", err)
-		}
-		phase("floor: crash storm of %d without Temporal", cfg.StormSize)
-		if res.Storm.Floor, err = v.floorStorm(ctx, cfg.StormSize); err != nil {
-			fail("floor storm", err)
-		}
-	}
-	if cfg.Phases["latency"] {
-		phase("Vigil restart latency (%d restarts of %q)", cfg.Restarts, cfg.ContainerCommand)
-		lat, err := v.restartLatency(ctx, cfg)
-		if err != nil {
-			fail("vigil restart latency", err)
-		}
-		if lat != nil {
-			res.Latency.Vigil = lat.dist
-			res.Latency.Breakdown = lat.breakdown
-			res.History = lat.history
-		}
-	}
-
-	if !cfg.SkipDocker && cfg.Phases["docker"] {
-		phase("Docker --restart always (%d restarts; %d of a container that runs 11 s; a storm of %d)", cfg.DockerRestarts, cfg.DockerLongRuns, cfg.StormSize)
-		if err := dockerLatency(ctx, cfg, res); err != nil {
-			fail("docker", err)
-		}
-	}
-
-	if cfg.Phases["scale"] {
-		if err := v.scale(ctx, cfg, res); err != nil {
-			fail("scale", err)
-		}
-	}
-
-	if cfg.Phases["rollout"] {
-		phase("rolling update of 10 replicas, min_ready 5s")
-		if res.Rollout, err = v.rollout(ctx, 10, 5*time.Second); err != nil {
-			fail("rollout", err)
-		}
-	}
-
+	res.Machine.LoadAtEnd = loadAverage()
+	res.Goals = goals(res)
 	res.Duration = time.Since(res.Started).Round(time.Second).String()
+	if res.Before != nil {
+		fmt.Printf("\n==================== BEFORE: %s ====================", cfg.Before)
+		printTable(res.Before)
+		fmt.Printf("\n==================== AFTER: %s ====================", res.Machine.Commit)
+	}
 	printTable(res)
+	printGoals(res)
 	path, err := writeResults(res, outDir)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("\nresults: %s\n", path)
-	if len(res.Errors) > 0 {
-		return fmt.Errorf("%d measurement(s) failed; see errors in %s", len(res.Errors), path)
+	if n := len(res.Errors) + len(res.Before.errors()); n > 0 {
+		return fmt.Errorf("%d measurement(s) failed; see errors in %s", n, path)
 	}
 	return nil
 }
@@ -271,7 +257,93 @@ func machine() Machine {
 	m.Containerd = firstLine("containerd", "--version")
 	m.Runc = firstLine("runc", "--version")
 	m.Commit = firstLine("git", "rev-parse", "--short", "HEAD")
+	m.LoadAtStart = loadAverage()
 	return m
+}
+
+func (r *Results) errors() []string {
+	if r == nil {
+		return nil
+	}
+	return r.Errors
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages, as /proc/loadavg has them.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// vigilPhases measures one build of Vigil (commit, or the working tree) on
+// its own fresh installation: the floor, latency, Docker, scale and rollout
+// phases for the main run (fail records a phase's error and goes on), only
+// latency and scale for a "before" (fail nil: its errors go to res).
+func vigilPhases(ctx context.Context, cfg config, commit string, res *Results, fail func(string, error)) error {
+	before := fail == nil
+	if before {
+		fail = func(what string, err error) {
+			msg := fmt.Sprintf("%s: %v", what, err)
+			fmt.Fprintln(os.Stderr, "bench: before: "+msg)
+			res.Errors = append(res.Errors, msg)
+		}
+	}
+	v, err := startVigil(ctx, commit)
+	if err != nil {
+		return err
+	}
+	defer v.Close(ctx)
+	res.Machine.Temporal = v.temporalVersion()
+
+	if cfg.Phases["floor"] && !before {
+		phase("floor: containerd restart without Temporal (%d restarts)", cfg.FloorRestarts)
+		if res.Latency.FloorClient, res.Latency.FloorRuntime, err = v.floor(ctx, cfg); err != nil {
+			fail("floor", err)
+		}
+		phase("floor: crash storm of %d without Temporal", cfg.StormSize)
+		if res.Storm.Floor, err = v.floorStorm(ctx, cfg.StormSize); err != nil {
+			fail("floor storm", err)
+		}
+	}
+	if cfg.Phases["latency"] {
+		phase("Vigil restart latency (%d restarts of %q)", cfg.Restarts, cfg.ContainerCommand)
+		lat, err := v.restartLatency(ctx, cfg)
+		if err != nil {
+			fail("vigil restart latency", err)
+		}
+		if lat != nil {
+			res.Latency.Vigil = lat.dist
+			res.Latency.Breakdown = lat.breakdown
+			res.History = lat.history
+		}
+	}
+
+	if !cfg.SkipDocker && cfg.Phases["docker"] && !before {
+		phase("Docker --restart always (%d restarts; %d of a container that runs 11 s; a storm of %d)", cfg.DockerRestarts, cfg.DockerLongRuns, cfg.StormSize)
+		if err := dockerLatency(ctx, cfg, res); err != nil {
+			fail("docker", err)
+		}
+	}
+
+	if cfg.Phases["scale"] {
+		if err := v.scale(ctx, cfg, res); err != nil {
+			fail("scale", err)
+		}
+	}
+
+	if cfg.Phases["rollout"] && !before {
+		phase("rolling update of 10 replicas, min_ready 5s")
+		if res.Rollout, err = v.rollout(ctx, 10, 5*time.Second); err != nil {
+			fail("rollout", err)
+		}
+	}
+	return nil
 }
 
 func firstLine(name string, args ...string) string {

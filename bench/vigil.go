@@ -415,8 +415,10 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 			reqs -= node.Server.perHour(node.Server.Requests)
 			acts -= node.Server.perHour(node.Server.Actions)
 		}
-		r.RequestsPerContainerHour = round1(reqs / float64(n))
-		r.ActionsPerContainerHour = round1(acts / float64(n))
+		// Less the node level, never below nothing: a window may count one
+		// node heartbeat fewer than the node-level window's rate.
+		r.RequestsPerContainerHour = round1(max(reqs, 0) / float64(n))
+		r.ActionsPerContainerHour = round1(max(acts, 0) / float64(n))
 	}
 	fmt.Printf("    N=%d: %d history events, %.0f requests (%s), %.0f long polls, %.0f actions in %.0f s; worker %.1f%% CPU %.0f MiB, dev server %.1f%% CPU\n",
 		n, r.HistoryEvents, r.Server.Requests, r.Server, r.Server.Polls, r.Server.Actions, r.IntervalSeconds,
@@ -511,8 +513,11 @@ func (v *vigilBench) scale(ctx context.Context, cfg config, res *Results) error 
 	sort.Ints(sizes)
 	set := &replicaSet{}
 	var errs []error
-	phase("node level: no container for %s (the node watch's heartbeat, the node workflow)", cfg.SteadyInterval)
-	if node, err := v.steady(ctx, set, cfg.SteadyInterval, nil); err != nil {
+	// Twice the interval: the node's heartbeat comes once a minute, and a
+	// window of one minute would count it 0, 1 or 2 times.
+	nodeWindow := 2 * cfg.SteadyInterval
+	phase("node level: no container for %s (the node watch's heartbeat, the node workflow)", nodeWindow)
+	if node, err := v.steady(ctx, set, nodeWindow, nil); err != nil {
 		errs = append(errs, fmt.Errorf("node level: %w", err))
 	} else {
 		res.Node = &node
@@ -615,6 +620,11 @@ func (v *vigilBench) backoffKill(ctx context.Context) (*BackoffKillResult, error
 		res.LateSeconds = append(res.LateSeconds, round3(late))
 		res.MaxLate = max(res.MaxLate, round3(late))
 		fmt.Printf("    backoff %d: the worker was SIGKILLed during it; the container started %.3f s after the deadline\n", i+1, late)
+	}
+	// Its crash loop would otherwise add restarts to the steady-state
+	// windows measured after it.
+	if r, err := v.stack.Vigil("unsupervise", "bo/c-rep-1", "--stop"); err != nil || r.Code != 0 {
+		return res, fmt.Errorf("vigil unsupervise bo/c-rep-1: %v %s%s", err, r.Stdout, r.Stderr)
 	}
 	return res, nil
 }
