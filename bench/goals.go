@@ -85,6 +85,9 @@ func goals(r *Results) []GoalRow {
 			return "", false
 		}
 		s := fmt.Sprintf("%.2f s vs runtime alone %.2f s = %.2fx", v.AllRunningSeconds, f.AllRunningSeconds, v.AllRunningSeconds/f.AllRunningSeconds)
+		if len(v.Runs) > 1 || len(f.Runs) > 1 {
+			s += fmt.Sprintf(" (medians; each run: %v vs %v s)", v.Runs, f.Runs)
+		}
 		if d := r.Storm.Docker; d != nil {
 			s += fmt.Sprintf("; Docker %.2f s", d.AllRunningSeconds)
 		}

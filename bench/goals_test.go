@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -69,5 +71,22 @@ func TestGoals(t *testing.T) {
 	r.Storm.Vigil.AllRunningSeconds = 9.1
 	if rows := goals(r); rows[6].Met {
 		t.Errorf("storm 9.1 s vs 6 s met: %+v", rows[6])
+	}
+}
+
+func TestMedianStorm(t *testing.T) {
+	times := []float64{9, 7, 8}
+	r, err := medianStorm(3, func(i int) (*StormResult, error) { return &StormResult{AllRunningSeconds: times[i]}, nil })
+	if err != nil || r.AllRunningSeconds != 8 || fmt.Sprint(r.Runs) != "[7 8 9]" {
+		t.Fatalf("median of %v = %+v, %v; want 8 with runs [7 8 9]", times, r, err)
+	}
+	r, err = medianStorm(2, func(i int) (*StormResult, error) {
+		if i == 0 {
+			return nil, errors.New("boom")
+		}
+		return &StormResult{AllRunningSeconds: 5}, nil
+	})
+	if err == nil || r == nil || r.AllRunningSeconds != 5 {
+		t.Fatalf("one failed storm of two = %+v, %v; want the other and the error", r, err)
 	}
 }

@@ -261,6 +261,14 @@ func machine() Machine {
 	return m
 }
 
+// stormRuns is how many times a storm is repeated: once in a quick run.
+func (c config) stormRuns() int {
+	if c.Quick {
+		return 1
+	}
+	return stormRuns
+}
+
 func (r *Results) errors() []string {
 	if r == nil {
 		return nil
@@ -307,7 +315,7 @@ func vigilPhases(ctx context.Context, cfg config, commit string, res *Results, f
 			fail("floor", err)
 		}
 		phase("floor: crash storm of %d without Temporal", cfg.StormSize)
-		if res.Storm.Floor, err = v.floorStorm(ctx, cfg.StormSize); err != nil {
+		if res.Storm.Floor, err = medianStorm(cfg.stormRuns(), func(int) (*StormResult, error) { return v.floorStorm(ctx, cfg.StormSize) }); err != nil {
 			fail("floor storm", err)
 		}
 	}

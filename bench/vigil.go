@@ -538,7 +538,13 @@ func (v *vigilBench) scale(ctx context.Context, cfg config, res *Results) error 
 		}
 		phase("crash storm: %d containers SIGKILLed at once", cfg.StormSize)
 		var err error
-		if res.Storm.Vigil, err = v.storm(ctx, set, cfg.StormSize); err != nil {
+		res.Storm.Vigil, err = medianStorm(cfg.stormRuns(), func(i int) (*StormResult, error) {
+			if i > 0 {
+				time.Sleep(5 * time.Second) // the last storm's starts have settled
+			}
+			return v.storm(ctx, set, cfg.StormSize)
+		})
+		if err != nil {
 			errs = append(errs, fmt.Errorf("crash storm: %w", err))
 		}
 		phase("worker loss: SIGKILL the worker, crash %d of %d, start a new worker", cfg.LossCrashes, len(set.names))

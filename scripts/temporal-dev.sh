@@ -20,8 +20,11 @@ start() {
 	elif healthy; then
 		die "another Temporal server already listens on $TEMPORAL_ADDRESS; stop it first (it is not ours to stop)"
 	else
-		# Eager activity execution lets a workflow task start its first
-		# activity without a round trip through the matching service.
+		# The flags after the search attributes are internal/stack's
+		# DevServerArgs (a test keeps the two the same): eager activity
+		# execution, and SQLite in WAL mode with every commit synced (as
+		# durable as the default journal, and a crash storm's writes do not
+		# queue behind reads).
 		start_daemon temporal "$TEMPORAL_PID" "$TEMPORAL_LOG" \
 			temporal server start-dev \
 			--db-filename "$TEMPORAL_DB" \
@@ -31,6 +34,8 @@ start() {
 			--search-attribute VigilService=Keyword \
 			--search-attribute VigilDeployment=Keyword \
 			--dynamic-config-value system.enableActivityEagerExecution=true \
+			--sqlite-pragma journal_mode=WAL \
+			--sqlite-pragma synchronous=FULL \
 			--log-level warn
 	fi
 	wait_until temporal 60 "$TEMPORAL_PID" "$TEMPORAL_DB" "$TEMPORAL_LOG" healthy
