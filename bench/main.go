@@ -44,6 +44,8 @@ type config struct {
 	// Before is a revision whose Vigil phases (latency, scale) are measured
 	// too, first, in the same run: the "before" of a side-by-side comparison.
 	Before string `json:"before_commit,omitempty"`
+	// StormRepeats is how many storms --phases storms measures.
+	StormRepeats int `json:"storm_repeats,omitempty"`
 }
 
 func main() {
@@ -51,12 +53,13 @@ func main() {
 	skipDocker := flag.Bool("skip-docker", false, "do not measure Docker")
 	out := flag.String("out", "bench/results", "directory for the results JSON")
 	sizes := flag.String("steady", "", "comma-separated steady-state sizes (default 100,1000; quick: 10)")
-	phases := flag.String("phases", "floor,latency,docker,scale,rollout", "comma-separated phases to run: floor, latency, docker, scale, rollout")
+	phases := flag.String("phases", "floor,latency,docker,scale,rollout", "comma-separated phases to run: floor, latency, docker, scale, rollout; storms (not by default) supervises --storm containers and crashes them --storm-repeats times, to compare settings")
 	stormSize := flag.Int("storm", 0, "containers in the crash storm and the worker-loss test (default 100; quick: 50)")
 	interval := flag.Duration("interval", 0, "steady-state measurement interval (default 60s; quick: 20s)")
 	commit := flag.String("vigil-commit", "", "measure vigil and vigil-worker built from this git revision (default: the working tree)")
 	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
 	onCluster := flag.Bool("cluster", false, "also measure restart latency and the crash storm on a Temporal cluster on PostgreSQL (internal/cluster)")
+	stormRepeats := flag.Int("storm-repeats", 0, "with --phases storms: how many Vigil crash storms to measure one after another (for comparing settings)")
 	before := flag.String("before", "", "also measure the Vigil phases (latency, scale) of this git revision first, in the same run, and print the two side by side (make bench: the last commit before the node watch)")
 	flag.Parse()
 
@@ -65,7 +68,7 @@ func main() {
 		SteadySizes: []int{100, 1000}, SteadyInterval: 60 * time.Second,
 		StormSize: 100, LossCrashes: 10, LossWorkerDown: 3 * time.Second,
 		SkipDocker: *skipDocker, ContainerCommand: "sleep 1; exit 1", VigilCommit: *commit,
-		Cluster: *onCluster, Before: *before,
+		Cluster: *onCluster, Before: *before, StormRepeats: *stormRepeats,
 	}
 	if *quick {
 		cfg.Quick = true
@@ -96,10 +99,10 @@ func main() {
 	cfg.Phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "floor", "latency", "docker", "scale", "rollout":
+		case "floor", "latency", "docker", "scale", "rollout", "storms":
 			cfg.Phases[p] = true
 		default:
-			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, latency, docker, scale, rollout\n", p)
+			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, latency, docker, scale, rollout, storms\n", p)
 			os.Exit(2)
 		}
 	}
@@ -129,8 +132,10 @@ type Results struct {
 	// (its floor and Docker rows are this run's, not repeated).
 	Before *Results `json:"before,omitempty"`
 	// Goals compares before and after with the goals of the liveness issue.
-	Goals  []GoalRow `json:"goals,omitempty"`
-	Errors []string  `json:"errors,omitempty"`
+	Goals []GoalRow `json:"goals,omitempty"`
+	// Storms are the storms of --phases storms.
+	Storms []*StormResult `json:"storms,omitempty"`
+	Errors []string       `json:"errors,omitempty"`
 }
 
 // StormResults compare the same storm under Vigil, under the runtime
@@ -345,6 +350,23 @@ func vigilPhases(ctx context.Context, cfg config, commit string, res *Results, f
 		}
 	}
 
+	if cfg.Phases["storms"] {
+		phase("%d crash storms of %d supervised containers", max(cfg.StormRepeats, 1), cfg.StormSize)
+		set := &replicaSet{}
+		if err := v.superviseHealthy(ctx, set, "storms", cfg.StormSize); err != nil {
+			return err
+		}
+		for i := 0; i < max(cfg.StormRepeats, 1); i++ {
+			time.Sleep(5 * time.Second)
+			phase("crash storm %d: %d containers SIGKILLed at once", i+1, cfg.StormSize)
+			r, err := v.storm(ctx, set, cfg.StormSize)
+			if err != nil {
+				fail("storm", err)
+				continue
+			}
+			res.Storms = append(res.Storms, r)
+		}
+	}
 	if cfg.Phases["rollout"] && !before {
 		phase("rolling update of 10 replicas, min_ready 5s")
 		if res.Rollout, err = v.rollout(ctx, 10, 5*time.Second); err != nil {
