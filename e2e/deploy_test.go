@@ -305,13 +305,23 @@ func TestRolloutPausesThenRollsBack(t *testing.T) {
 	s := newStack(t)
 	const dep = "pause"
 	good := s.deployment("good", webFile(dep, 3, "v1", "2s", false))
-	s.apply(good)
+	// --wait returns once the rollout is complete and every replica runs.
+	s.apply(good, "--wait", "--timeout", "2m")
+	for _, ref := range []string{"pause/web-rep-1", "pause/web-rep-2", "pause/web-rep-3"} {
+		if v, _ := s.status(ref); v.State != workflows.StateRunning {
+			t.Fatalf("%s right after apply --wait: %s; want Running", ref, v.State)
+		}
+	}
 	s.waitRollout(dep, "generation 1 complete", 2*time.Minute, completeAt(1))
 	s.waitContainers(3)
 	events := recordTaskEvents(t, s)
 
 	bad := s.deployment("bad", strings.Replace(webFile(dep, 3, "v1", "2s", false), "echo v1; exec sleep 3600", "echo v2; sleep 0.5; exit 3", 1))
-	s.apply(bad)
+	// --wait fails as the rollout pauses, with its reason.
+	if r := s.vigil("apply", "-f", bad, "--wait", "--timeout", "2m"); r.Code != 1 ||
+		!strings.Contains(r.Stderr, "deployment pause: rollout paused: generation 2: pause/web-rep-1") {
+		t.Fatalf("apply --wait of a rollout that pauses: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
 	st := s.waitRollout(dep, "paused", 2*time.Minute, func(st workflows.RolloutStatus) bool { return st.State == workflows.RolloutPaused })
 	if st.Generation != 2 || st.Updated != 1 || st.Total != 3 || !strings.Contains(st.Reason, "pause/web-rep-1") || !strings.Contains(st.Reason, "min_ready") {
 		t.Fatalf("paused rollout: %+v", st)

@@ -25,17 +25,18 @@ import (
 // `vigil supervise -f FILE`.
 func applyCommand(a *app, use string, taskQueue func() string, lookup func(string) (string, bool)) *cobra.Command {
 	var file, node string
-	var dryRun bool
+	var dryRun, wait bool
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
-		Use:   use + " -f FILE [--node N] [--dry-run]",
+		Use:   use + " -f FILE [--node N] [--dry-run] [--wait]",
 		Short: "Make the deployment run as the file says (desired state)",
 		Long: "Applies a deployment file as desired state: new services and replicas are supervised,\n" +
 			"removed ones are stopped, removed from containerd and unsupervised (highest-numbered\n" +
 			"first), a changed on_panic policy is applied in place, and a changed container spec is\n" +
 			"rolled out one replica at a time (update: max_unavailable, min_ready). Prints one line\n" +
 			"per replica: create, update (with the changed fields), remove or unchanged. The rollout\n" +
-			"runs in the deployment's workflow; follow it with vigil rollout status DEPLOYMENT.",
+			"runs in the deployment's workflow; follow it with vigil rollout status DEPLOYMENT, or\n" +
+			"give --wait to return only once it is complete and every replica runs (within --timeout).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.ApplyEnv(cmd.Flags(), map[string]string{"node": "VIGIL_NODE"}, lookup); err != nil {
@@ -73,6 +74,9 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 			}
 			if !dryRun {
 				warnNodesWithoutWorker(ctx, a, c, desired)
+				if wait {
+					return waitApplied(ctx, a, c, desired, res.Generation)
+				}
 			}
 			return nil
 		},
@@ -80,7 +84,72 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 	cmd.Flags().StringVarP(&file, "file", "f", "", "deployment file (YAML); - reads it from stdin")
 	cmd.Flags().StringVar(&node, "node", host, "node whose vigil-worker runs the containers (env VIGIL_NODE)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	cmd.Flags().BoolVar(&wait, "wait", false, "return once the rollout is complete and every replica runs (fails if the rollout pauses or --timeout passes first)")
 	return cmd
+}
+
+// waitPoll is how often --wait looks at the rollout and the replicas.
+const waitPoll = 250 * time.Millisecond
+
+// waitApplied waits until the deployment's rollout of generation gen (or a
+// later one) is complete and every replica the file asks for is Running (or
+// Completed, a finished job), as `kubectl rollout status` does. A paused
+// rollout fails with its reason; ctx ending (--timeout) fails with where it
+// stood.
+func waitApplied(ctx context.Context, a *app, c client.Client, desired workflows.DeploymentSpec, gen int) error {
+	name := desired.Name
+	want := map[string]bool{}
+	for _, s := range desired.Services {
+		for i := 1; i <= s.Replicas; i++ {
+			want[replica.ID{Deployment: name, Service: s.Name, Replica: i}.WorkflowID()] = true
+		}
+	}
+	tick := time.NewTicker(waitPoll)
+	defer tick.Stop()
+	stood := "no answer yet"
+	for {
+		st, err := rolloutStatus(ctx, c, name)
+		switch {
+		case err != nil:
+			stood = err.Error()
+		case st.Generation >= gen && st.State == workflows.RolloutPaused:
+			// The reason names the generation, the replica and the fix.
+			return failure{fmt.Errorf("deployment %s: rollout paused: %s", name, st.Reason)}
+		case st.Generation >= gen && st.State == workflows.RolloutComplete:
+			running, err := runningReplicas(ctx, c, a.conn.Namespace, name, want)
+			if err == nil && running == len(want) {
+				if a.printer().json {
+					return nil
+				}
+				_, err := fmt.Fprintf(a.printer().out, "deployment %s: generation %d complete, %d/%d replicas running\n", name, st.Generation, running, len(want))
+				return err
+			}
+			stood = fmt.Sprintf("generation %d complete, %d/%d replicas running", st.Generation, running, len(want))
+		default:
+			stood = fmt.Sprintf("generation %d %s, %d/%d replicas updated", st.Generation, st.State, st.Updated, st.Total)
+		}
+		select {
+		case <-ctx.Done():
+			return failure{fmt.Errorf("deployment %s: not done within --timeout %s (%s); raise --timeout, or follow it with vigil rollout status %s", name, a.timeout, stood, name)}
+		case <-tick.C:
+		}
+	}
+}
+
+// runningReplicas counts the replicas in want whose supervisor runs and
+// says Running, or has Completed.
+func runningReplicas(ctx context.Context, c client.Client, namespace, deployment string, want map[string]bool) (int, error) {
+	replicas, err := listReplicas(ctx, c, namespace, listFilter{deployment: deployment})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range replicas {
+		if want[r.id.WorkflowID()] && ((r.running && r.state == workflows.StateRunning) || r.state == workflows.StateCompleted) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // parseDeployment reads the deployment file named by -f; "-" is stdin.
