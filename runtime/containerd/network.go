@@ -21,6 +21,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/utils"
+	"github.com/coreos/go-iptables/iptables"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
 
@@ -223,6 +224,8 @@ func (n *network) ensure(ctx context.Context, name string, ports []runtime.PortM
 		}
 	case !errors.Is(err, os.ErrNotExist):
 		return st, err
+	default:
+		n.clearStale(ctx, name, ports)
 	}
 	if err := n.checkPlugins(); err != nil {
 		return netState{}, err
@@ -329,6 +332,39 @@ func (n *network) teardown(ctx context.Context, name string, st netState) error 
 		}
 	}
 	return removeFile(n.statePath(name))
+}
+
+// clearStale removes what the host may still hold of an earlier life of
+// this container when no state of it is here (a state directory removed
+// without releasing its networks): the plugins key their iptables rules by
+// container ID and would keep the old ones ahead of the new, sending its
+// port to an old address, maybe another container's by now. CNI DEL clears
+// the port rules; the masquerade rules, which the bridge plugin finds only
+// by address, go by the addresses the host's rules name. Best effort:
+// nothing of ours is there to undo.
+func (n *network) clearStale(ctx context.Context, name string, ports []runtime.PortMapping) {
+	if len(ports) > 0 {
+		_ = n.cni.Remove(ctx, name, "", gocni.WithCapabilityPortMap(cniPorts(ports)))
+	}
+	ipt, err := iptables.New()
+	if err != nil {
+		return
+	}
+	rules, err := ipt.List("nat", "POSTROUTING")
+	if err != nil {
+		return
+	}
+	chain, comment := utils.FormatChainName(n.cfg.Name, name), utils.FormatComment(n.cfg.Name, name)
+	for _, r := range rules {
+		f := strings.Fields(r)
+		i := slices.Index(f, "-s")
+		if !slices.Contains(f, chain) || i < 0 || i+1 >= len(f) {
+			continue
+		}
+		if addr, _, err := net.ParseCIDR(f[i+1]); err == nil {
+			_ = ip.TeardownIPMasq(&net.IPNet{IP: addr, Mask: net.CIDRMask(32, 32)}, chain, comment)
+		}
+	}
 }
 
 // release tears down the container's network if it has one.

@@ -281,3 +281,61 @@ func TestNoneAndHostNetworks(t *testing.T) {
 		}
 	}
 }
+
+// A state directory lost without releasing its networks (the node's
+// iptables keep the container's port rules) must not send the container's
+// port to its old address once it starts again, here another container's.
+func TestStaleRulesOfALostStateDirAreCleared(t *testing.T) {
+	d, rt, n := bridged(t)
+	ctx := testCtx(t)
+	port := freePort(t)
+	a, b := newID("a"), newID("b")
+	spec := containerdtest.TestImage(httpdScript)
+	spec.Network = runtime.NetworkBridge
+	spec.Ports = []runtime.PortMapping{{Container: 8080, Host: port, Protocol: runtime.ProtocolTCP, HostIP: "127.0.0.1"}}
+	first := runSpec(t, rt, a, spec)
+	if body := get(t, port); !strings.Contains(body, a.ContainerName()) {
+		t.Fatalf("GET before: %q; want %s's page", body, a.ContainerName())
+	}
+
+	// The state directory goes (network states, IPAM, namespaces); the
+	// host's iptables rules stay.
+	killTask(t, d, a, syscall.SIGKILL)
+	wait(t, rt, a)
+	for _, ns := range n.Namespaces() {
+		p := filepath.Join(n.Config.NetNSDir, ns)
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range []string{filepath.Join(n.StateDir, "net"), vcontainerd.IPAMDir(n.StateDir)} {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Another container takes a's old address; then a starts again.
+	other := containerdtest.TestImage(httpdScript)
+	other.Network = runtime.NetworkBridge
+	if info := runSpec(t, rt, b, other); info.Network == nil || info.Network.IP != first.Network.IP {
+		t.Fatalf("b's network %+v; the test wants it on a's old address %s", info.Network, first.Network.IP)
+	}
+	if _, err := rt.Start(ctx, a); err != nil {
+		t.Fatalf("start a again: %v", err)
+	}
+	if body := get(t, port); !strings.Contains(body, a.ContainerName()) {
+		rules, _ := n.Rules()
+		t.Fatalf("GET after: %q; want %s's page, not its old address's (rules: %v)", body, a.ContainerName(), rules)
+	}
+	for _, id := range []runtime.ContainerID{a, b} {
+		if err := rt.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rules, _ := n.Rules(); len(rules) != 0 {
+		t.Fatalf("after Remove: rules left: %v", rules)
+	}
+}
