@@ -138,6 +138,21 @@ func TestBridgePublishesPortAndReleasesEverything(t *testing.T) {
 	}
 }
 
+// loseNamespaces unmounts and removes the network's namespaces behind
+// Vigil's back, as a reboot does.
+func loseNamespaces(t *testing.T, n containerdtest.PrivateNetwork) {
+	t.Helper()
+	for _, ns := range n.Namespaces() {
+		p := filepath.Join(n.Config.NetNSDir, ns)
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // A namespace lost behind Vigil's back (as after a reboot) is made again on
 // the next start, the container pointed at it, and the port works again.
 func TestLostNamespaceIsMadeAgain(t *testing.T) {
@@ -153,15 +168,7 @@ func TestLostNamespaceIsMadeAgain(t *testing.T) {
 
 	killTask(t, d, id, syscall.SIGKILL)
 	wait(t, rt, id)
-	for _, ns := range n.Namespaces() {
-		p := filepath.Join(n.Config.NetNSDir, ns)
-		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Remove(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	loseNamespaces(t, n)
 	if _, err := rt.Start(ctx, id); err != nil {
 		t.Fatalf("start after the namespace was lost: %v", err)
 	}
@@ -302,15 +309,7 @@ func TestStaleRulesOfALostStateDirAreCleared(t *testing.T) {
 	// host's iptables rules stay.
 	killTask(t, d, a, syscall.SIGKILL)
 	wait(t, rt, a)
-	for _, ns := range n.Namespaces() {
-		p := filepath.Join(n.Config.NetNSDir, ns)
-		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Remove(p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	loseNamespaces(t, n)
 	for _, dir := range []string{filepath.Join(n.StateDir, "net"), vcontainerd.IPAMDir(n.StateDir)} {
 		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)
