@@ -22,13 +22,15 @@ type GoalRow struct {
 // timestamps, /proc): nothing comes from Vigil's settings.
 func goals(r *Results) []GoalRow {
 	var rows []GoalRow
-	add := func(metric, goal string, before, after func(*Results) (string, bool)) {
+	// add shows a row's figures for the run and its before (on the run's
+	// floor); met judges the run's.
+	add := func(metric, goal string, show func(*Results) (string, bool), met func(*Results) bool) {
 		row := GoalRow{Metric: metric, Goal: goal, After: "not measured"}
-		if s, ok := after(r); ok {
-			row.After, row.Met = s, metGoal(metric, r)
+		if s, ok := show(r); ok {
+			row.After, row.Met = s, met(r)
 		}
 		if r.Before != nil {
-			if s, ok := before(withFloorOf(r.Before, r)); ok {
+			if s, ok := show(withFloorOf(r.Before, r)); ok {
 				row.Before = s
 			} else {
 				row.Before = "not measured"
@@ -37,98 +39,90 @@ func goals(r *Results) []GoalRow {
 		rows = append(rows, row)
 	}
 	for _, n := range r.Config.SteadySizes {
-		n := n
-		f := func(x *Results) (string, bool) {
-			s := steadyAt(x, n)
+		add(fmt.Sprintf("server requests per healthy container-hour, %d containers", n), "<= 1",
+			func(x *Results) (string, bool) {
+				s := steadyAt(x, n)
+				if s == nil {
+					return "", false
+				}
+				return fmt.Sprintf("%.1f (%.1f actions; all requests in the window: %.0f in %.0f s)",
+					s.RequestsPerContainerHour, s.ActionsPerContainerHour, s.Server.Requests, s.Server.Seconds), true
+			},
+			func(x *Results) bool { s := steadyAt(x, n); return s != nil && s.RequestsPerContainerHour <= 1 })
+	}
+	add("node-level requests (no container)", "<= 120 per node-hour",
+		func(x *Results) (string, bool) {
+			if x.Node == nil {
+				return "", false
+			}
+			n := x.Node.Server
+			return fmt.Sprintf("%.0f requests, %.0f actions per node-hour (%.0f requests in %.0f s)",
+				n.perHour(n.Requests), n.perHour(n.Actions), n.Requests, n.Seconds), true
+		},
+		func(x *Results) bool { return x.Node != nil && x.Node.Server.perHour(x.Node.Server.Requests) <= 120 })
+	add("dev server / worker CPU (% of a core), healthy containers", "< 5 % each at 1,000",
+		func(x *Results) (string, bool) {
+			s := largestSteady(x)
 			if s == nil {
 				return "", false
 			}
-			return fmt.Sprintf("%.1f (%.1f actions; all requests in the window: %.0f in %.0f s)",
-				s.RequestsPerContainerHour, s.ActionsPerContainerHour, s.Server.Requests, s.Server.Seconds), true
-		}
-		add(fmt.Sprintf("server requests per healthy container-hour, %d containers", n), "<= 1", f, f)
-	}
-	node := func(x *Results) (string, bool) {
-		if x.Node == nil {
-			return "", false
-		}
-		n := x.Node.Server
-		return fmt.Sprintf("%.0f requests, %.0f actions per node-hour (%.0f requests in %.0f s)",
-			n.perHour(n.Requests), n.perHour(n.Actions), n.Requests, n.Seconds), true
-	}
-	add("node-level requests (no container)", "<= 120 per node-hour", node, node)
-	cpu := func(x *Results) (string, bool) {
-		s := largestSteady(x)
-		if s == nil {
-			return "", false
-		}
-		return fmt.Sprintf("%.1f %% / %.1f %% at %d", s.ServerCPUPercent, s.WorkerCPUPercent, s.Containers), true
-	}
-	add("dev server / worker CPU (% of a core), healthy containers", "< 5 % each at 1,000", cpu, cpu)
-	loss := func(x *Results) (string, bool) {
-		if x.Loss == nil {
-			return "", false
-		}
-		return fmt.Sprintf("%.2f s (%.2f s after the crash)", x.Loss.FromWorkerStartSeconds, x.Loss.FromCrashSeconds), true
-	}
-	add("crashed while the worker was dead -> running, from the new worker's start", "<= 2 s", loss, loss)
-	bo := func(x *Results) (string, bool) {
-		if x.BackoffKill == nil || len(x.BackoffKill.LateSeconds) == 0 {
-			return "", false
-		}
-		return fmt.Sprintf("%v s (max %.3f s)", x.BackoffKill.LateSeconds, x.BackoffKill.MaxLate), true
-	}
-	add("crash-loop backoff across a worker SIGKILL ends after its deadline by", "<= 1 s", bo, bo)
-	storm := func(x *Results) (string, bool) {
-		v, f := x.Storm.Vigil, x.Storm.Floor
-		if v == nil || f == nil || f.AllRunningSeconds <= 0 {
-			return "", false
-		}
-		s := fmt.Sprintf("%.2f s vs runtime alone %.2f s = %.2fx", v.AllRunningSeconds, f.AllRunningSeconds, v.AllRunningSeconds/f.AllRunningSeconds)
-		if len(v.Runs) > 1 || len(f.Runs) > 1 {
-			s += fmt.Sprintf(" (medians; each run: %v vs %v s)", v.Runs, f.Runs)
-		}
-		if d := r.Storm.Docker; d != nil {
-			s += fmt.Sprintf("; Docker %.2f s", d.AllRunningSeconds)
-		}
-		return s, true
-	}
-	add(fmt.Sprintf("%d containers crash at once -> all running again", r.Config.StormSize), "<= 1.5x the runtime alone, ahead of Docker", storm, storm)
-	p50 := func(x *Results) (string, bool) {
-		v, f := x.Latency.Vigil, x.Latency.FloorRuntime
-		if v.N == 0 || f.N == 0 {
-			return "", false
-		}
-		return fmt.Sprintf("%.0f ms vs runtime alone %.0f ms = %+.0f ms", v.P50, f.P50, v.P50-f.P50), true
-	}
-	add("exit -> running p50", "<= runtime alone + 30 ms", p50, p50)
+			return fmt.Sprintf("%.1f %% / %.1f %% at %d", s.ServerCPUPercent, s.WorkerCPUPercent, s.Containers), true
+		},
+		func(x *Results) bool {
+			s := largestSteady(x)
+			return s != nil && s.Containers >= 1000 && s.ServerCPUPercent < 5 && s.WorkerCPUPercent < 5
+		})
+	add("crashed while the worker was dead -> running, from the new worker's start", "<= 2 s",
+		func(x *Results) (string, bool) {
+			if x.Loss == nil {
+				return "", false
+			}
+			return fmt.Sprintf("%.2f s (%.2f s after the crash)", x.Loss.FromWorkerStartSeconds, x.Loss.FromCrashSeconds), true
+		},
+		func(x *Results) bool { return x.Loss != nil && x.Loss.FromWorkerStartSeconds <= 2 })
+	add("crash-loop backoff across a worker SIGKILL ends after its deadline by", "<= 1 s",
+		func(x *Results) (string, bool) {
+			if x.BackoffKill == nil || len(x.BackoffKill.LateSeconds) == 0 {
+				return "", false
+			}
+			return fmt.Sprintf("%v s (max %.3f s)", x.BackoffKill.LateSeconds, x.BackoffKill.MaxLate), true
+		},
+		func(x *Results) bool {
+			return x.BackoffKill != nil && len(x.BackoffKill.LateSeconds) > 0 && x.BackoffKill.MaxLate <= 1
+		})
+	add(fmt.Sprintf("%d containers crash at once -> all running again", r.Config.StormSize), "<= 1.5x the runtime alone, ahead of Docker",
+		func(x *Results) (string, bool) {
+			v, f := x.Storm.Vigil, x.Storm.Floor
+			if v == nil || f == nil || f.AllRunningSeconds <= 0 {
+				return "", false
+			}
+			s := fmt.Sprintf("%.2f s vs runtime alone %.2f s = %.2fx", v.AllRunningSeconds, f.AllRunningSeconds, v.AllRunningSeconds/f.AllRunningSeconds)
+			if len(v.Runs) > 1 || len(f.Runs) > 1 {
+				s += fmt.Sprintf(" (medians; each run: %v vs %v s)", v.Runs, f.Runs)
+			}
+			if d := r.Storm.Docker; d != nil {
+				s += fmt.Sprintf("; Docker %.2f s", d.AllRunningSeconds)
+			}
+			return s, true
+		},
+		func(x *Results) bool {
+			v, f, d := x.Storm.Vigil, x.Storm.Floor, x.Storm.Docker
+			return v != nil && f != nil && d != nil && f.AllRunningSeconds > 0 &&
+				v.AllRunningSeconds <= 1.5*f.AllRunningSeconds && v.AllRunningSeconds < d.AllRunningSeconds
+		})
+	add("exit -> running p50", "<= runtime alone + 30 ms",
+		func(x *Results) (string, bool) {
+			v, f := x.Latency.Vigil, x.Latency.FloorRuntime
+			if v.N == 0 || f.N == 0 {
+				return "", false
+			}
+			return fmt.Sprintf("%.0f ms vs runtime alone %.0f ms = %+.0f ms", v.P50, f.P50, v.P50-f.P50), true
+		},
+		func(x *Results) bool {
+			v, f := x.Latency.Vigil, x.Latency.FloorRuntime
+			return v.N > 0 && f.N > 0 && v.P50-f.P50 <= 30
+		})
 	return rows
-}
-
-// metGoal judges the after column of one row.
-func metGoal(metric string, r *Results) bool {
-	for _, n := range r.Config.SteadySizes {
-		if metric == fmt.Sprintf("server requests per healthy container-hour, %d containers", n) {
-			s := steadyAt(r, n)
-			return s != nil && s.RequestsPerContainerHour <= 1
-		}
-	}
-	switch metric {
-	case "node-level requests (no container)":
-		return r.Node != nil && r.Node.Server.perHour(r.Node.Server.Requests) <= 120
-	case "dev server / worker CPU (% of a core), healthy containers":
-		s := largestSteady(r)
-		return s != nil && s.Containers >= 1000 && s.ServerCPUPercent < 5 && s.WorkerCPUPercent < 5
-	case "crashed while the worker was dead -> running, from the new worker's start":
-		return r.Loss != nil && r.Loss.FromWorkerStartSeconds <= 2
-	case "crash-loop backoff across a worker SIGKILL ends after its deadline by":
-		return r.BackoffKill != nil && len(r.BackoffKill.LateSeconds) > 0 && r.BackoffKill.MaxLate <= 1
-	case "exit -> running p50":
-		return r.Latency.Vigil.N > 0 && r.Latency.FloorRuntime.N > 0 && r.Latency.Vigil.P50-r.Latency.FloorRuntime.P50 <= 30
-	}
-	v, f, d := r.Storm.Vigil, r.Storm.Floor, r.Storm.Docker
-	return v != nil && f != nil && d != nil && f.AllRunningSeconds > 0 &&
-		v.AllRunningSeconds <= 1.5*f.AllRunningSeconds && v.AllRunningSeconds < d.AllRunningSeconds
 }
 
 // withFloorOf gives a "before" the floor of the run it belongs to: the

@@ -158,9 +158,9 @@ type Machine struct {
 	Temporal   string `json:"temporal_cli"`
 	Docker     string `json:"docker,omitempty"`
 	Commit     string `json:"vigil_commit"`
-	// LoadAverage is /proc/loadavg's 1, 5 and 15 minute figures at the
-	// start and at the end of the run: other work on a shared machine
-	// moves every number.
+	// LoadAtStart and LoadAtEnd are /proc/loadavg's 1, 5 and 15 minute
+	// figures at the start and at the end of the run: other work on a
+	// shared machine moves every number.
 	LoadAtStart string `json:"load_average_at_start"`
 	LoadAtEnd   string `json:"load_average_at_end,omitempty"`
 }
