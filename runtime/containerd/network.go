@@ -320,9 +320,7 @@ func (n *network) teardown(ctx context.Context, name string, st netState) error 
 		// namespace; without it, it leaves the rule (and the chain, which a
 		// later setup of this container would reuse and then fail to delete).
 		// Remove them the way the plugin does, with the recorded address.
-		err := ip.TeardownIPMasq(&net.IPNet{IP: addr, Mask: net.CIDRMask(32, 32)},
-			utils.FormatChainName(n.cfg.Name, name), utils.FormatComment(n.cfg.Name, name))
-		if err != nil {
+		if err := n.teardownMasq(name, addr); err != nil {
 			return fmt.Errorf("masquerade rules of %s on network %s: %w", st.IP, n.cfg.Name, err)
 		}
 	}
@@ -354,7 +352,7 @@ func (n *network) clearStale(ctx context.Context, name string, ports []runtime.P
 	if err != nil {
 		return
 	}
-	chain, comment := utils.FormatChainName(n.cfg.Name, name), utils.FormatComment(n.cfg.Name, name)
+	chain := utils.FormatChainName(n.cfg.Name, name)
 	for _, r := range rules {
 		f := strings.Fields(r)
 		i := slices.Index(f, "-s")
@@ -362,9 +360,16 @@ func (n *network) clearStale(ctx context.Context, name string, ports []runtime.P
 			continue
 		}
 		if addr, _, err := net.ParseCIDR(f[i+1]); err == nil {
-			_ = ip.TeardownIPMasq(&net.IPNet{IP: addr, Mask: net.CIDRMask(32, 32)}, chain, comment)
+			_ = n.teardownMasq(name, addr)
 		}
 	}
+}
+
+// teardownMasq removes the container's masquerade rule for addr, and its
+// chain once no rule jumps to it, named as the bridge plugin names them.
+func (n *network) teardownMasq(name string, addr net.IP) error {
+	return ip.TeardownIPMasq(&net.IPNet{IP: addr, Mask: net.CIDRMask(32, 32)},
+		utils.FormatChainName(n.cfg.Name, name), utils.FormatComment(n.cfg.Name, name))
 }
 
 // release tears down the container's network if it has one.
