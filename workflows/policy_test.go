@@ -6,7 +6,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
@@ -159,7 +158,7 @@ func TestUnhealthyExitRestarts(t *testing.T) {
 func TestRunsBeforeExitReasonsDecideAsBefore(t *testing.T) {
 	n := &node{exits: []activities.WaitForExitResult{exitWith(42, runtime.ExitExited, "")}}
 	env := newEnv(t, n)
-	env.OnGetVersion(changeExitReasons, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	asRelease(env, V010)
 	p := policy.Policy{Rules: []policy.Rule{{ExitCodes: []int{42}, Action: policy.ActionShutdown}}}
 	var v StateView
 	whenWatching(env, n, 1, 0, func() { v = queryState(t, env) })

@@ -76,6 +76,17 @@ type command struct {
 	volumes bool
 }
 
+// versions is what each release's commands do, as flags (to be folded into
+// the release checks of the few helpers whose commands differ).
+type versions struct {
+	periodicCAN, deployments, exitReasons, honestState, networkStatus, nodeWatch bool
+}
+
+func versionsOf(r Release) versions {
+	on := r >= V020
+	return versions{on, on, on, on, on, on}
+}
+
 // supervisor is the workflow's state and the code that moves it.
 type supervisor struct {
 	// busyDoing says what activity the loop waits on (activity); the
@@ -108,7 +119,7 @@ type supervisor struct {
 // Supervise supervises one container replica until it completes or is unsupervised.
 func Supervise(ctx workflow.Context, in SupervisionInput) error {
 	s := newSupervisor(ctx, in)
-	s.ver = readVersions(ctx)
+	s.ver = versionsOf(readRelease(ctx, replicaLegacyRelease))
 	if s.fresh && s.ver.honestState {
 		// Nothing runs yet: Running only once the first start has worked.
 		s.st.State = StatePending

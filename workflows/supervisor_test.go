@@ -194,7 +194,7 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
 	if n.legacy {
-		env.OnGetVersion(changeNodeWatch, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+		asRelease(env, V010)
 	}
 
 	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
@@ -410,7 +410,9 @@ func TestInstantCrasherRestartsThenBacksOff(t *testing.T) {
 
 	v := queryState(t, env)
 	require.Equal(t, StateCrashLoopBackOff, end.before.State)
-	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	if !n.legacy { // v0.1.0 has no such state, event or signal
+		require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	}
 	require.Equal(t, 24, v.TotalRestarts, "restarts actually made")
 	require.Equal(t, 1, *v.LastExitCode)
 	require.NotNil(t, end.before.NextRestartAt)
@@ -453,7 +455,9 @@ func TestCrashAfterWindowIsNotCrashLoop(t *testing.T) {
 	require.Equal(t, StateRestarting, retrying.State, "a failing start stays visible")
 	v := queryState(t, env)
 	require.Equal(t, StateRunning, end.before.State, "the sixth crash was restarted, not backed off")
-	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	if !n.legacy { // v0.1.0 has no such state, event or signal
+		require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	}
 	require.Equal(t, 6, v.TotalRestarts)
 	require.Len(t, v.RestartTimes, 1, "crashes older than the window are forgotten")
 	last := n.starts[len(n.starts)-1]
@@ -485,7 +489,9 @@ func TestFailedStartIsRetriedUntilItWorks(t *testing.T) {
 	requireTime(t, start.Add(21*time.Second), n.starts[0], "first successful start")
 	v := queryState(t, env)
 	require.Equal(t, StateRunning, end.before.State)
-	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	if !n.legacy { // v0.1.0 has no such state, event or signal
+		require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	}
 	require.Equal(t, 1, v.TotalRestarts)
 	require.Equal(t, 2, *v.LastExitCode)
 	require.Equal(t, 2, n.watches)
@@ -541,7 +547,9 @@ func TestShutdownPolicy(t *testing.T) {
 	require.Len(t, n.starts, 1)
 	require.Equal(t, 1, n.watches)
 	// The deployment is told, so it shuts the rest of the service down.
-	require.Equal(t, []ServiceShutdownSignal{{Service: "api", Replica: 1, ExitCode: 2}}, n.signals)
+	if !n.legacy { // v0.1.0 has no such state, event or signal
+		require.Equal(t, []ServiceShutdownSignal{{Service: "api", Replica: 1, ExitCode: 2}}, n.signals)
+	}
 }
 
 // Isolate: the hook runs with the exit code, the replica stays Isolated and is
@@ -576,7 +584,9 @@ func TestIsolateThenRelease(t *testing.T) {
 	require.NoError(t, rel.err)
 	require.Equal(t, StateRunning, released.State)
 	require.Equal(t, 0, released.TotalRestarts, "a release is not a crash restart")
-	require.Equal(t, []EventType{EventContainerIsolated, EventReleased}, eventTypes(released), "the release is an event")
+	if !n.legacy { // v0.1.0 has no such state, event or signal
+		require.Equal(t, []EventType{EventContainerIsolated, EventReleased}, eventTypes(released), "the release is an event")
+	}
 	require.Len(t, n.starts, 2)
 }
 
@@ -598,13 +608,17 @@ func TestOperatorRestart(t *testing.T) {
 	require.Equal(t, n.stops[0].ID, replicaID)
 	v := queryState(t, env)
 	require.Equal(t, StateRunning, end.before.State)
-	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	if !n.legacy { // v0.1.0 has no such state, event or signal
+		require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	}
 	require.Equal(t, 0, v.TotalRestarts)
 	require.Empty(t, v.RestartTimes)
 	// The operator's requests are events; no crash is.
-	require.Equal(t, []EventType{EventOperatorRestart, EventUnsupervised}, eventTypes(v))
-	require.False(t, v.Events[0].EndedBackoff)
-	require.Equal(t, "container left as it was", v.Events[1].Note)
+	if !n.legacy { // v0.1.0 records no operator events
+		require.Equal(t, []EventType{EventOperatorRestart, EventUnsupervised}, eventTypes(v))
+		require.False(t, v.Events[0].EndedBackoff)
+		require.Equal(t, "container left as it was", v.Events[1].Note)
+	}
 	if n.legacy {
 		require.Equal(t, 1, n.cancelled, "the restart cancelled the first watch (the second ended with the workflow)")
 	} else {
@@ -671,7 +685,9 @@ func TestRestartDuringBackoff(t *testing.T) {
 	require.Empty(t, n.stops)
 	v := queryState(t, env)
 	require.Equal(t, StateRunning, end.before.State)
-	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	if !n.legacy { // v0.1.0 has no such state, event or signal
+		require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	}
 	require.Equal(t, 6, v.TotalRestarts)
 	require.Nil(t, v.NextRestartAt)
 	// The operator's restart is an event that says it ended the backoff early.
@@ -681,8 +697,10 @@ func TestRestartDuringBackoff(t *testing.T) {
 			restarts = append(restarts, e)
 		}
 	}
-	require.Len(t, restarts, 1)
-	require.True(t, restarts[0].EndedBackoff)
+	if !n.legacy { // v0.1.0 records no operator events
+		require.Len(t, restarts, 1)
+		require.True(t, restarts[0].EndedBackoff)
+	}
 }
 
 // Continue-as-new in the middle of a backoff carries the deadline: the new run
@@ -722,9 +740,13 @@ func TestContinueAsNewDuringBackoffKeepsDeadline(t *testing.T) {
 	v := queryState(t, env2)
 	require.Equal(t, 6, v.TotalRestarts)
 	require.Equal(t, StateRunning, end.before.State)
-	require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
-	require.Equal(t, EventContainerRestarted, v.Events[len(v.Events)-2].Type)
-	require.Equal(t, EventUnsupervised, v.Events[len(v.Events)-1].Type)
+	if !n.legacy { // v0.1.0 has no such state, event or signal
+		require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
+	}
+	if !n.legacy { // v0.1.0 records no operator events
+		require.Equal(t, EventContainerRestarted, v.Events[len(v.Events)-2].Type)
+		require.Equal(t, EventUnsupervised, v.Events[len(v.Events)-1].Type)
+	}
 }
 
 // A request that arrives while the run is about to continue as new is served
@@ -816,5 +838,18 @@ func TestWorkflowIDAndRef(t *testing.T) {
 	for _, bad := range []string{"", "shop", "shop/api", "shop/api-rep-0", "shop/api-rep-x", "a/b/api-rep-1"} {
 		_, err := ParseRef(bad)
 		require.Error(t, err, bad)
+	}
+}
+
+// asRelease makes the run replay as a run recorded by release r before the
+// release marker existed (V010 or V020).
+func asRelease(env *testsuite.TestWorkflowEnvironment, r Release) {
+	env.OnGetVersion(releaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease)).Return(workflow.DefaultVersion)
+	v := workflow.Version(1)
+	if r == V010 {
+		v = workflow.DefaultVersion
+	}
+	for _, id := range v020Changes {
+		env.OnGetVersion(id, workflow.DefaultVersion, 1).Return(v)
 	}
 }

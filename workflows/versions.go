@@ -1,96 +1,115 @@
 package workflows
 
-import "go.temporal.io/sdk/workflow"
+import (
+	"fmt"
 
-// Workflow versioning. Replicas run for months, and a new worker replays the
-// histories an old worker wrote, so every change to the commands Supervise
-// issues goes behind a change ID read here, once, at the top of every run.
+	"go.temporal.io/sdk/workflow"
+)
+
+// Workflow versioning, by release. Replicas run for months, and a new worker
+// replays the histories an old worker wrote, so every run reads the release
+// it was started under, once, first thing (readRelease), and every difference
+// between releases' commands branches on that one ordered value.
 //
 // The rule:
-//   - Add a change ID below (one const, with the release that added it and a
-//     one-line why), a field to versions, and one GetVersion line in
-//     readVersions. Branch on the field where the behaviour differs; the old
-//     branch keeps issuing exactly the old commands.
+//   - A change to the commands or payloads of a workflow (replica, node,
+//     deployment) is part of the release in development (the last Release
+//     below). Branch on `rel < Vxyz` inside the helper whose commands differ,
+//     never at each call site; the old branch keeps issuing exactly the old
+//     commands.
 //   - Register a scenario for the new behaviour in internal/histories
 //     (Scenarios, Since: the release) so the release's recorded set
 //     (workflows/testdata/histories/<release>/, written by
 //     go run ./tools/record-histories) covers it; TestReplayEveryRelease
-//     replays every release's set in make test, guarding both branches.
-//   - Retiring: a run reads its versions when it starts, and every run since
-//     v0.2.0 continues as new at least once a day (changePeriodicCAN; a
-//     failing start too, between attempts), so one day after the last worker
-//     of the old release stopped, no open run is on the old branch. Runs
-//     started before v0.2.0 have no such timer: `vigil rollover` (the
-//     "rollover" update, registered in every run) moves each to a new run.
-//     Check with the visibility query in the README (Upgrading Vigil). Then
-//     the old branch is deleted and the GetVersion call kept with
-//     minSupported raised to the new version; the histories of the retired
-//     releases move to testdata/histories/retired/ (no longer replayed).
+//     replays every release's set in make test.
+//   - Code that only an old release's runs execute lives in that release's
+//     own file (supervisor_v010.go), so retiring the release is deleting the
+//     file and its histories.
+//   - Retiring: every run since v0.2.0 continues as new at least once a day,
+//     so one day after the last worker of the old release stopped, no open
+//     run is of it. Runs of v0.1.0 have no such timer: `vigil rollover` moves
+//     each to a new run (README, Retiring a version branch).
 //   - Not commands only: payloads a workflow or activity of the previous
-//     release must read (inputs, results) must stay readable by it while
-//     both run (see the README on the mixed-fleet window and rolling back).
+//     release must read (inputs, results, signals, carried state) stay
+//     readable by it while both run (README, the mixed-fleet window).
 //
-// Reading every version at the start of a run adds two events per change to
-// each new run (the marker and the SDK's TemporalChangeVersion upsert) and
-// none to replays of older runs (they take workflow.DefaultVersion).
-type versions struct {
-	// periodicCAN: the run continues as new every ContinueAsNewEvery.
-	periodicCAN bool
-	// deployments: a shutdown policy shuts the whole service down.
-	deployments bool
-	// exitReasons: exits carry their cause, signal and start time to the
-	// policy, whose rules and exponential backoff apply; events and status
-	// say why.
-	exitReasons bool
-	// honestState: see changeHonestState.
-	honestState bool
-	// networkStatus: the container's address and published ports, as the
-	// start reports them, are kept in state and shown by the state query.
-	networkStatus bool
-	// nodeWatch: a Running replica keeps no activity in flight; the node
-	// watch reports its container's exit by signal (SignalExit).
-	nodeWatch bool
-}
+// History: releases before v0.3.0 had no release marker. A v0.2.0 replica run
+// carries six change-ID markers (v020Changes), a v0.1.0 run none; the node
+// and deployment workflows came with v0.2.0 and had no gate at all.
 
-// Change IDs, one per behaviour change, oldest first.
+// Release is a Vigil release, oldest first.
+type Release int
+
 const (
-	// changePeriodicCAN (release v0.2.0): a run continues as new once a day of
-	// workflow time (SupervisionInput.ContinueAsNewEvery), so a replica that is
-	// healthy for months still moves to new runs, and old branches can be retired.
-	changePeriodicCAN = "periodic-continue-as-new"
-	// changeDeployments (release v0.2.0): a replica whose panic policy shuts
-	// it down signals its deployment workflow, which shuts the whole service
-	// down; v0.1.0 stopped only the crashing replica.
-	changeDeployments = "deployments"
-	// changeExitReasons (release v0.2.0): exit-code and signal rules,
-	// exponential backoff, and exit reasons (OOMKilled, Unhealthy, ...);
-	// runs before it decide every exit as v0.1.0 did.
-	changeExitReasons = "exit-reasons"
-	// changeHonestState (release v0.2.0): the state says what is true and
-	// every request is heard. A replica is Pending until its container first
-	// runs and Unsupervised when supervision ends; unsupervise interrupts any
-	// activity and bounds its stop; restart retries a failing start; operator
-	// requests are events and join a running request of the same kind;
-	// activities and timers carry summaries saying why.
-	changeHonestState = "honest-state"
-	// changeNetworkStatus (release v0.2.0): containers got bridge networks;
-	// the address and ports EnsureRunning reports are carried in Carry.Network.
-	changeNetworkStatus = "network-status"
-	// changeNodeWatch (release v0.2.0): liveness per node, not a heartbeating
-	// WaitForExit per replica; v0.1.0 replicas keep WaitForExit until their
-	// next continue-as-new.
-	changeNodeWatch = "node-watch"
+	// V010 supervised one machine: a heartbeating WaitForExit per replica.
+	V010 Release = 1
+	// V020: the day-2 release (deployments, exit reasons, honest state,
+	// networking, the node watch).
+	V020 Release = 2
+	// V030 is the release in development: one release marker per run.
+	V030 Release = 3
+
+	// CurrentRelease is the release new runs are recorded as.
+	CurrentRelease = V030
 )
 
-// readVersions reads every change's version for this run. Call it once, first
-// thing in Supervise, before any other command.
-func readVersions(ctx workflow.Context) versions {
-	return versions{
-		periodicCAN:   workflow.GetVersion(ctx, changePeriodicCAN, workflow.DefaultVersion, 1) >= 1,
-		deployments:   workflow.GetVersion(ctx, changeDeployments, workflow.DefaultVersion, 1) >= 1,
-		exitReasons:   workflow.GetVersion(ctx, changeExitReasons, workflow.DefaultVersion, 1) >= 1,
-		honestState:   workflow.GetVersion(ctx, changeHonestState, workflow.DefaultVersion, 1) >= 1,
-		networkStatus: workflow.GetVersion(ctx, changeNetworkStatus, workflow.DefaultVersion, 1) >= 1,
-		nodeWatch:     workflow.GetVersion(ctx, changeNodeWatch, workflow.DefaultVersion, 1) >= 1,
+var releaseNames = map[Release]string{V010: "v0.1.0", V020: "v0.2.0", V030: "v0.3.0"}
+
+func (r Release) String() string {
+	if n, ok := releaseNames[r]; ok {
+		return n
 	}
+	return fmt.Sprintf("release(%d)", int(r))
+}
+
+// releaseMarker is the change ID of the release marker (since v0.3.0): its
+// version is the Release the run was started under.
+const releaseMarker = "vigil-release"
+
+// v020Changes are the change IDs a v0.2.0 replica run recorded, in the order
+// it read them. A run has all of them (v0.2.0) or none (v0.1.0).
+var v020Changes = []string{
+	"periodic-continue-as-new", // continue as new once a day
+	"deployments",              // a shutdown policy shuts the whole service down
+	"exit-reasons",             // rules, exponential backoff, exit reasons
+	"honest-state",             // Pending/Unsupervised states; every request heard
+	"network-status",           // address and ports kept in state
+	"node-watch",               // liveness per node instead of WaitForExit
+}
+
+// readRelease reads the release of this run. Call it once, first thing in a
+// run, before any other command. A run recorded before the release marker
+// existed is told apart by legacy (nil: such runs are v0.2.0).
+func readRelease(ctx workflow.Context, legacy func(workflow.Context) Release) Release {
+	v := workflow.GetVersion(ctx, releaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease))
+	if v != workflow.DefaultVersion {
+		if _, ok := releaseNames[Release(v)]; !ok || Release(v) < V030 {
+			panic(fmt.Sprintf("run recorded as %s, which this worker does not know", Release(v)))
+		}
+		return Release(v)
+	}
+	if legacy == nil {
+		return V020
+	}
+	return legacy(ctx)
+}
+
+// replicaLegacyRelease tells a replica run recorded before the release
+// marker by its change-ID markers: all of them is v0.2.0, none v0.1.0. No
+// release records another combination: such a run is refused (the workflow
+// task fails, visibly, and nothing is done on a guess).
+func replicaLegacyRelease(ctx workflow.Context) Release {
+	n := 0
+	for _, id := range v020Changes {
+		if workflow.GetVersion(ctx, id, workflow.DefaultVersion, 1) >= 1 {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return V010
+	case len(v020Changes):
+		return V020
+	}
+	panic(fmt.Sprintf("run has %d of the %d v0.2.0 change markers: no release records that; refusing to guess", n, len(v020Changes)))
 }
