@@ -30,6 +30,8 @@ type pendingApply struct {
 }
 
 type deployer struct {
+	// rel is the release this run was started under (readRelease).
+	rel      Release
 	in       DeploymentInput
 	name     string
 	st       DeploymentCarry
@@ -41,7 +43,16 @@ type deployer struct {
 
 // Deployment is the workflow of one deployment.
 func Deployment(ctx workflow.Context, in DeploymentInput) error {
-	d := &deployer{in: in, name: in.Name, shutdown: workflow.GetSignalChannel(ctx, SignalServiceShutdown)}
+	d := newDeployer(ctx, in)
+	if err := d.register(ctx); err != nil {
+		return err
+	}
+	return d.run(ctx)
+}
+
+// newDeployer reads the run's release, first thing, and its carried state.
+func newDeployer(ctx workflow.Context, in DeploymentInput) *deployer {
+	d := &deployer{rel: readRelease(ctx, nil), in: in, name: in.Name, shutdown: workflow.GetSignalChannel(ctx, SignalServiceShutdown)}
 	if in.Carry != nil {
 		d.st = *in.Carry
 		d.in.Carry = nil
@@ -52,10 +63,7 @@ func Deployment(ctx workflow.Context, in DeploymentInput) error {
 	if d.st.Replicas == nil {
 		d.st.Replicas = map[string]ReplicaRecord{}
 	}
-	if err := d.register(ctx); err != nil {
-		return err
-	}
-	return d.run(ctx)
+	return d
 }
 
 func (d *deployer) register(ctx workflow.Context) error {

@@ -74,6 +74,9 @@ type NodeView struct {
 
 // NodeWatch keeps one node watch running on in.Node until terminated.
 func NodeWatch(ctx workflow.Context, in NodeInput) error {
+	// First thing, as in every run. No command of this workflow differs by
+	// release yet; the helper whose commands come to differ branches on it.
+	_ = readRelease(ctx, nil)
 	st := NodeCarry{Since: workflow.Now(ctx)}
 	if in.Carry != nil {
 		st = *in.Carry
