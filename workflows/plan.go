@@ -216,6 +216,24 @@ func Changes(items []PlanItem) bool {
 	return false
 }
 
+// pending is what is left to do for the desired spec.
+func (d *deployer) pending() []Step {
+	if d.st.Desired == nil {
+		return nil
+	}
+	var out []Step
+	for _, s := range Plan(d.st.Replicas, *d.st.Desired) {
+		if s.Item.Action != ActionUnchanged {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (d *deployer) hasWork() bool {
+	return d.st.Paused == "" && len(d.pending()) > 0
+}
+
 // deepEqual is reflect.DeepEqual, a pure comparison (see diffConfig).
 //
 //workflowcheck:ignore

@@ -1,0 +1,95 @@
+package workflows
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+type pendingApply struct {
+	req    ApplyRequest
+	result ApplyResult
+	done   bool
+}
+
+func (d *deployer) register(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryRollout, func() (RolloutStatus, error) {
+		return d.status(), nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryReplicas, func() ([]ReplicaRecord, error) {
+		return d.records(), nil
+	}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateApply,
+		func(ctx workflow.Context, req ApplyRequest) (ApplyResult, error) {
+			p := &pendingApply{req: req}
+			if d.stepping {
+				// Answer now, from what the workflow knows, rather than after
+				// the step in flight (a replacement lasts its stop grace and
+				// min_ready); the rollout takes the new spec after the step.
+				d.decide(ctx, p)
+				return p.result, nil
+			}
+			d.applies = append(d.applies, p)
+			if err := workflow.Await(ctx, func() bool { return p.done }); err != nil {
+				return ApplyResult{}, err
+			}
+			return p.result, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req ApplyRequest) error {
+			return d.validate(req.Spec)
+		}})
+}
+
+// validate refuses a file for another deployment or one that makes no sense;
+// the CLI has already validated the file itself.
+func (d *deployer) validate(spec DeploymentSpec) error {
+	if spec.Name != d.name {
+		return fmt.Errorf("apply: the file is for deployment %q, this workflow holds %q", spec.Name, d.name)
+	}
+	seen := map[string]bool{}
+	for _, s := range spec.Services {
+		if s.Replicas < 1 {
+			return fmt.Errorf("apply: services.%s.scale.replicas is %d; use at least 1, or leave the service out of the file to remove it", s.Name, s.Replicas)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("apply: service %q is listed twice", s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+// takeApplies answers every waiting apply, in order, against what runs now.
+// Only the last one's spec is then rolled out.
+func (d *deployer) takeApplies(ctx workflow.Context) error {
+	if err := d.observe(ctx); err != nil {
+		return err
+	}
+	for len(d.applies) > 0 {
+		p := d.applies[0]
+		d.applies = d.applies[1:]
+		d.decide(ctx, p)
+	}
+	return nil
+}
+
+// decide plans one apply against the known replicas and makes its spec the
+// desired one. A change raises the generation and ends a pause; the file
+// already being rolled out (not paused) changes nothing.
+func (d *deployer) decide(ctx workflow.Context, p *pendingApply) {
+	steps := Plan(d.st.Replicas, p.req.Spec)
+	same := d.st.Desired != nil && d.st.Paused == "" && deepEqual(*d.st.Desired, p.req.Spec)
+	if Changes(Items(steps)) && !same {
+		d.st.Generation++
+		d.st.Paused = ""
+	}
+	spec := p.req.Spec
+	d.st.Desired = &spec
+	p.result = ApplyResult{Generation: d.st.Generation, Plan: Items(steps)}
+	p.done = true
+	workflow.GetLogger(ctx).Info("applied", "generation", d.st.Generation, "changes", Changes(Items(steps)))
+}

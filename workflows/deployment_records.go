@@ -1,0 +1,78 @@
+package workflows
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// observe reads what runs: the replicas this workflow knows and any other
+// replica supervised under the deployment's name.
+func (d *deployer) observe(ctx workflow.Context) error {
+	known := make([]string, 0, len(d.st.Replicas))
+	for _, r := range d.records() {
+		known = append(known, r.ID.Ref())
+	}
+	var seen []ReplicaRecord
+	err := workflow.ExecuteActivity(d.controlOptions(ctx, "observe the replicas of "+d.name, time.Minute),
+		ObserveReplicasName, ObserveInput{Deployment: d.name, Known: known}).Get(ctx, &seen)
+	if err != nil {
+		return err
+	}
+	d.st.Replicas = make(map[string]ReplicaRecord, len(seen))
+	for _, r := range seen {
+		d.st.Replicas[r.ID.Ref()] = r
+	}
+	return nil
+}
+
+// records lists the known replicas in a stable order.
+func (d *deployer) records() []ReplicaRecord {
+	out := make([]ReplicaRecord, 0, len(d.st.Replicas))
+	for _, ref := range workflow.DeterministicKeys(d.st.Replicas) {
+		out = append(out, d.st.Replicas[ref])
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].ID, out[j].ID
+		if a.Service != b.Service {
+			return a.Service < b.Service
+		}
+		return a.Replica < b.Replica
+	})
+	return out
+}
+
+func (d *deployer) status() RolloutStatus {
+	st := RolloutStatus{Deployment: d.name, Generation: d.st.Generation, State: RolloutComplete}
+	if d.st.Desired == nil {
+		return st
+	}
+	st.Total = d.st.Desired.ReplicaCount()
+	pending := 0
+	for _, s := range Plan(d.st.Replicas, *d.st.Desired) {
+		switch s.Item.Action {
+		case ActionUnchanged:
+			st.Updated++
+		default:
+			pending++
+		}
+	}
+	switch {
+	case d.st.Paused != "":
+		st.State, st.Reason = RolloutPaused, d.st.Paused
+	case pending > 0:
+		st.State = RolloutProgressing
+	}
+	return st
+}
+
+func (d *deployer) details(ctx workflow.Context) {
+	st := d.status()
+	line := fmt.Sprintf("deployment %s, generation %d: %s, %d/%d replicas updated", d.name, st.Generation, st.State, st.Updated, st.Total)
+	if st.Reason != "" {
+		line += " — " + st.Reason
+	}
+	workflow.SetCurrentDetails(ctx, line)
+}

@@ -1,0 +1,207 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/runtime"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// step carries out the next step of the rollout.
+func (d *deployer) step(ctx workflow.Context) error {
+	d.stepping = true
+	defer func() { d.stepping = false }()
+	pending := d.pending()
+	for _, s := range pending {
+		if s.Item.Action == ActionRemove {
+			return d.remove(ctx, s)
+		}
+	}
+	var creates, inPlace []Step
+	for _, s := range pending {
+		switch {
+		case s.Item.Action == ActionCreate:
+			creates = append(creates, s)
+		case s.Item.Action == ActionUpdate && !s.Replace:
+			inPlace = append(inPlace, s)
+		}
+	}
+	if len(creates) > 0 {
+		return d.create(ctx, creates)
+	}
+	if len(inPlace) > 0 {
+		return d.reconfigure(ctx, inPlace, 0)
+	}
+	// Replacements: the first service that has any, max_unavailable at a time.
+	var batch []Step
+	var update UpdateSettings
+	for _, s := range pending {
+		if len(batch) == 0 {
+			svc, _ := d.st.Desired.service(s.ID.Service)
+			update = svc.Update.WithDefaults()
+		} else if s.ID.Service != batch[0].ID.Service || len(batch) >= update.MaxUnavailable {
+			break
+		}
+		batch = append(batch, s)
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	return d.reconfigure(ctx, batch, update.MinReady)
+}
+
+// remove stops a replica (its grace), ends its supervision and removes its
+// container from containerd.
+func (d *deployer) remove(ctx workflow.Context, s Step) error {
+	ref := s.ID.Ref()
+	if !s.Closed {
+		err := workflow.ExecuteActivity(d.controlOptions(ctx, "remove "+ref+": stop and unsupervise", s.Config.StopGrace+time.Minute),
+			UnsuperviseReplicaName, ReplicaRequest{ID: s.ID}).Get(ctx, nil)
+		if err != nil {
+			return err
+		}
+	}
+	if err := d.deleteContainer(ctx, s.ID, s.Config); err != nil {
+		return err
+	}
+	delete(d.st.Replicas, ref)
+	return nil
+}
+
+// deleteContainer removes a replica's container from its node's containerd.
+func (d *deployer) deleteContainer(ctx workflow.Context, id runtime.ContainerID, cfg ReplicaConfig) error {
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           activities.NodeTaskQueue(cfg.Node),
+		StartToCloseTimeout: cfg.StopGrace + time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+		Summary:             "delete the container of " + id.Ref(),
+	}), activities.StopName, activities.StopInput{ID: id, Grace: cfg.StopGrace, Remove: true}).Get(ctx, nil)
+}
+
+// create supervises new replicas, all at once: they add capacity.
+func (d *deployer) create(ctx workflow.Context, steps []Step) error {
+	gen := d.st.Generation
+	for _, s := range steps {
+		if s.Closed {
+			// Its supervision ended with the old spec; its exited container
+			// would be started again as it is.
+			if err := d.deleteContainer(ctx, s.ID, d.st.Replicas[s.ID.Ref()].Config); err != nil {
+				return err
+			}
+		}
+	}
+	futures := make([]workflow.Future, len(steps))
+	for i, s := range steps {
+		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("create %s (generation %d)", s.ID.Ref(), gen), time.Minute),
+			StartReplicaName, s.Config.Input(s.ID, gen))
+	}
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			return err
+		}
+		s := steps[i]
+		d.st.Replicas[s.ID.Ref()] = ReplicaRecord{ID: s.ID, Config: s.Config, Generation: gen, State: StateRunning}
+	}
+	return nil
+}
+
+// reconfigure sends one batch of reconfigure updates and waits for all of
+// them. A replacement that is not ready pauses the rollout.
+func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time.Duration) error {
+	gen := d.st.Generation
+	futures := make([]workflow.Future, len(steps))
+	for i, s := range steps {
+		what := "policy of " + s.ID.Ref()
+		timeout := time.Minute
+		if s.Replace {
+			what = "replace " + s.ID.Ref()
+			timeout = s.Config.StopGrace + d.st.Replicas[s.ID.Ref()].Config.StopGrace + minReady + 10*time.Minute
+		}
+		req := ReconfigureRequest{Generation: gen, Config: s.Config, Replace: s.Replace, MinReady: minReady}
+		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("%s (generation %d)", what, gen), timeout),
+			ReconfigureReplicaName, ReconfigureReplicaInput{ID: s.ID, UpdateID: reconfigureUpdateID(s.ID, gen, s.Replace), Request: req})
+	}
+	var notReady []string
+	for i, f := range futures {
+		var res ReconfigureReplicaResult
+		if err := f.Get(ctx, &res); err != nil {
+			return err
+		}
+		s := steps[i]
+		ref := s.ID.Ref()
+		if res.Missing {
+			// Gone behind the deployment's back: the next step creates it.
+			delete(d.st.Replicas, ref)
+			continue
+		}
+		rec := d.st.Replicas[ref]
+		rec.ID, rec.Config = s.ID, s.Config
+		if s.Replace {
+			rec.Generation = gen
+		}
+		d.st.Replicas[ref] = rec
+		if s.Replace && !res.Ready {
+			notReady = append(notReady, res.Reason)
+		}
+	}
+	if len(notReady) > 0 && d.st.Generation == gen {
+		// (An apply made meanwhile has superseded this generation.)
+		d.st.Paused = fmt.Sprintf("generation %d: %s; the other replicas keep their spec: fix the file and apply it (or apply the previous one to roll back)", gen, notReady[0])
+		workflow.GetLogger(ctx).Warn("rollout paused", "reason", d.st.Paused)
+	}
+	return nil
+}
+
+// shutDownService stops every other replica of a service whose replica's
+// panic policy shut it down.
+func (d *deployer) shutDownService(ctx workflow.Context, sig ServiceShutdownSignal) error {
+	cause := fmt.Sprintf("%s/%s-rep-%d exited with code %d", d.name, sig.Service, sig.Replica, sig.ExitCode)
+	var targets []ReplicaRecord
+	for _, r := range d.records() {
+		if r.ID.Service != sig.Service || r.Closed {
+			continue
+		}
+		if r.ID.Replica == sig.Replica {
+			r.State = StateShutdown
+			d.st.Replicas[r.ID.Ref()] = r
+			continue
+		}
+		targets = append(targets, r)
+	}
+	futures := make([]workflow.Future, len(targets))
+	for i, r := range targets {
+		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, "shut down "+r.ID.Ref()+": "+cause, r.Config.StopGrace+time.Minute),
+			ShutdownReplicaName, ReplicaRequest{ID: r.ID, Cause: cause})
+	}
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("replica not shut down", "replica", targets[i].ID.Ref(), "error", err)
+			continue
+		}
+		r := targets[i]
+		r.State = StateShutdown
+		d.st.Replicas[r.ID.Ref()] = r
+	}
+	if d.hasWork() {
+		d.st.Paused = fmt.Sprintf("service %s was shut down by its panic policy (%s); release it (vigil release %s/%s) and apply again", sig.Service, cause, d.name, sig.Service)
+	}
+	return nil
+}
+
+// controlOptions: control activities run on the workflow queue, retry until
+// they work (a rollout step must not be skipped) and heartbeat.
+func (d *deployer) controlOptions(ctx workflow.Context, summary string, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    controlHeartbeat,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    500 * time.Millisecond,
+			BackoffCoefficient: 2,
+			MaximumInterval:    15 * time.Second,
+		},
+		Summary: summary,
+	})
+}
