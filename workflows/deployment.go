@@ -11,10 +11,15 @@ import (
 // each waiting until the new container has run min_ready. Every step is an
 // activity with a summary, so the rollout reads in the Web UI. Between steps
 // it takes new applies, so a new apply supersedes the rollout in progress.
+//
+// The deployer's methods sit by purpose: applies (deployment_apply.go),
+// planning (plan.go), steps (deployment_steps.go) and records
+// (deployment_records.go).
 
 // deploymentContinueAfter bounds the history of one run.
 const deploymentContinueAfter = 2000
 
+// deployer is one run of the deployment workflow.
 type deployer struct {
 	// rel is the release this run was started under (readRelease).
 	rel      Release
@@ -30,7 +35,10 @@ type deployer struct {
 // Deployment is the workflow of one deployment.
 func Deployment(ctx workflow.Context, in DeploymentInput) error {
 	d := newDeployer(ctx, in)
-	if err := d.register(ctx); err != nil {
+	if err := d.registerQueries(ctx); err != nil {
+		return err
+	}
+	if err := d.registerApply(ctx); err != nil {
 		return err
 	}
 	return d.run(ctx)

@@ -6,23 +6,18 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
+// Applies: the "apply" update takes a whole deployment file, answers with
+// its plan and generation, and makes it the desired state the steps roll out.
+
+// pendingApply is an apply waiting for the step in flight to end.
 type pendingApply struct {
 	req    ApplyRequest
 	result ApplyResult
 	done   bool
 }
 
-func (d *deployer) register(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryRollout, func() (RolloutStatus, error) {
-		return d.status(), nil
-	}); err != nil {
-		return err
-	}
-	if err := workflow.SetQueryHandler(ctx, QueryReplicas, func() ([]ReplicaRecord, error) {
-		return d.records(), nil
-	}); err != nil {
-		return err
-	}
+// registerApply serves UpdateApply.
+func (d *deployer) registerApply(ctx workflow.Context) error {
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateApply,
 		func(ctx workflow.Context, req ApplyRequest) (ApplyResult, error) {
 			p := &pendingApply{req: req}

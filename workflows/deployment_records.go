@@ -8,6 +8,46 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
+// Records: what the deployment knows of its replicas (read by observe, kept
+// up to date by the steps) and what it answers about them.
+
+// RolloutState is where a deployment's rollout stands.
+type RolloutState string
+
+const (
+	// RolloutProgressing: steps are left to take.
+	RolloutProgressing RolloutState = "progressing"
+	// RolloutPaused: a step failed (or the service was shut down); nothing
+	// moves until the next apply.
+	RolloutPaused RolloutState = "paused"
+	// RolloutComplete: every replica runs the desired config.
+	RolloutComplete RolloutState = "complete"
+)
+
+// RolloutStatus is the "rollout" query's answer and `vigil rollout status --json`.
+type RolloutStatus struct {
+	Deployment string       `json:"deployment"`
+	Generation int          `json:"generation"`
+	State      RolloutState `json:"state"`
+	// Updated counts the desired replicas that run the desired config; Total
+	// is how many the deployment wants.
+	Updated int    `json:"updated"`
+	Total   int    `json:"total"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// registerQueries serves QueryRollout and QueryReplicas.
+func (d *deployer) registerQueries(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryRollout, func() (RolloutStatus, error) {
+		return d.status(), nil
+	}); err != nil {
+		return err
+	}
+	return workflow.SetQueryHandler(ctx, QueryReplicas, func() ([]ReplicaRecord, error) {
+		return d.records(), nil
+	})
+}
+
 // observe reads what runs: the replicas this workflow knows and any other
 // replica supervised under the deployment's name.
 func (d *deployer) observe(ctx workflow.Context) error {

@@ -4,11 +4,15 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/workflow"
+
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/runtime"
-	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/workflow"
 )
+
+// Steps: each carries out one part of the rollout through activities on
+// the replicas (create, reconfigure in place or replace, remove), or shuts a
+// service down for its replica's panic policy.
 
 // step carries out the next step of the rollout.
 func (d *deployer) step(ctx workflow.Context) error {
@@ -76,7 +80,7 @@ func (d *deployer) deleteContainer(ctx workflow.Context, id runtime.ContainerID,
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           activities.NodeTaskQueue(cfg.Node),
 		StartToCloseTimeout: cfg.StopGrace + time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+		RetryPolicy:         retryDoubling(time.Second, 30*time.Second),
 		Summary:             "delete the container of " + id.Ref(),
 	}), activities.StopName, activities.StopInput{ID: id, Grace: cfg.StopGrace, Remove: true}).Get(ctx, nil)
 }
@@ -197,11 +201,7 @@ func (d *deployer) controlOptions(ctx workflow.Context, summary string, timeout 
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: timeout,
 		HeartbeatTimeout:    controlHeartbeat,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    500 * time.Millisecond,
-			BackoffCoefficient: 2,
-			MaximumInterval:    15 * time.Second,
-		},
-		Summary: summary,
+		RetryPolicy:         retryDoubling(500*time.Millisecond, 15*time.Second),
+		Summary:             summary,
 	})
 }

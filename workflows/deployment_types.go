@@ -46,27 +46,6 @@ type ApplyResult struct {
 	Plan       []PlanItem `json:"plan"`
 }
 
-// RolloutState is where a deployment's rollout stands.
-type RolloutState string
-
-const (
-	RolloutProgressing RolloutState = "progressing"
-	RolloutPaused      RolloutState = "paused"
-	RolloutComplete    RolloutState = "complete"
-)
-
-// RolloutStatus is the "rollout" query's answer and `vigil rollout status --json`.
-type RolloutStatus struct {
-	Deployment string       `json:"deployment"`
-	Generation int          `json:"generation"`
-	State      RolloutState `json:"state"`
-	// Updated counts the desired replicas that run the desired config; Total
-	// is how many the deployment wants.
-	Updated int    `json:"updated"`
-	Total   int    `json:"total"`
-	Reason  string `json:"reason,omitempty"`
-}
-
 // ObserveInput asks for what runs of a deployment: the replicas known by ID
 // (read directly, so they are never missed) and any others supervised under
 // its name (found through visibility: replicas supervised before the

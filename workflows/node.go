@@ -3,7 +3,6 @@ package workflows
 import (
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
@@ -154,11 +153,7 @@ func nodeWatchOptions(ctx workflow.Context, node string) workflow.Context {
 		StartToCloseTimeout: activities.DefaultNodeWatchFor + 10*time.Minute,
 		HeartbeatTimeout:    NodeHeartbeatTimeout,
 		WaitForCancellation: false,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    10 * time.Second,
-		},
-		Summary: "watch node " + node,
+		RetryPolicy:         retryDoubling(time.Second, 10*time.Second),
+		Summary:             "watch node " + node,
 	})
 }

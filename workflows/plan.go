@@ -116,16 +116,6 @@ type ReplicaRecord struct {
 	Closed bool `json:"closed,omitempty"`
 }
 
-// PlanAction is what an apply does to one replica.
-type PlanAction string
-
-const (
-	ActionCreate    PlanAction = "create"
-	ActionUpdate    PlanAction = "update"
-	ActionRemove    PlanAction = "remove"
-	ActionUnchanged PlanAction = "unchanged"
-)
-
 // PlanItem is one line of an apply's plan (`vigil apply --dry-run --json`).
 type PlanItem struct {
 	ID     string     `json:"id"`
@@ -133,6 +123,21 @@ type PlanItem struct {
 	// Fields are the changed fields of an update, e.g. ["args", "env"].
 	Fields []string `json:"fields"`
 }
+
+// PlanAction is what an apply does to one replica.
+type PlanAction string
+
+const (
+	// ActionCreate supervises a new replica (or one whose supervision ended).
+	ActionCreate PlanAction = "create"
+	// ActionUpdate changes a replica's config: its policy in place, anything
+	// else by a new container.
+	ActionUpdate PlanAction = "update"
+	// ActionRemove stops a replica the file no longer wants and removes it.
+	ActionRemove PlanAction = "remove"
+	// ActionUnchanged: the replica already runs as the file wants.
+	ActionUnchanged PlanAction = "unchanged"
+)
 
 // Step is a plan item with what carrying it out takes.
 type Step struct {
@@ -215,6 +220,8 @@ func Changes(items []PlanItem) bool {
 	}
 	return false
 }
+
+// Planning in the workflow: what is left of the rollout.
 
 // pending is what is left to do for the desired spec.
 func (d *deployer) pending() []Step {
