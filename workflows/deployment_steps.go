@@ -205,3 +205,14 @@ func (d *deployer) controlOptions(ctx workflow.Context, summary string, timeout 
 		Summary:             summary,
 	})
 }
+
+// reconfigureUpdateID names the update that brings one replica to one
+// generation, so an activity retried after a lost worker joins the same
+// update instead of making a second one.
+func reconfigureUpdateID(id runtime.ContainerID, generation int, replace bool) string {
+	kind := "policy"
+	if replace {
+		kind = "replace"
+	}
+	return fmt.Sprintf("%s/gen-%d/%s", DeploymentWorkflowID(id.Deployment), generation, kind)
+}

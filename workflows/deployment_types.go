@@ -3,6 +3,7 @@ package workflows
 import (
 	"time"
 
+	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -44,6 +45,108 @@ type ApplyRequest struct {
 type ApplyResult struct {
 	Generation int        `json:"generation"`
 	Plan       []PlanItem `json:"plan"`
+}
+
+// Rollout defaults, per service (`update: { max_unavailable: 1, min_ready: 5s }`).
+const (
+	DefaultMaxUnavailable = 1
+	DefaultMinReady       = 5 * time.Second
+)
+
+// UpdateSettings say how a service's changed containers are replaced.
+type UpdateSettings struct {
+	// MaxUnavailable is how many replicas of the service may be down for a
+	// replacement at once.
+	MaxUnavailable int `json:"max_unavailable"`
+	// MinReady is how long a new container must run without exiting before
+	// the rollout moves on.
+	MinReady time.Duration `json:"min_ready"`
+}
+
+// WithDefaults fills in the defaults.
+func (u UpdateSettings) WithDefaults() UpdateSettings {
+	if u.MaxUnavailable <= 0 {
+		u.MaxUnavailable = DefaultMaxUnavailable
+	}
+	if u.MinReady <= 0 {
+		u.MinReady = DefaultMinReady
+	}
+	return u
+}
+
+// ReplicaConfig is everything a replica is supervised with that a deployment
+// file decides.
+type ReplicaConfig struct {
+	Spec           runtime.ContainerSpec `json:"spec"`
+	Policy         policy.Policy         `json:"policy"`
+	IsolateWebhook string                `json:"isolate_webhook,omitempty"`
+	StopGrace      time.Duration         `json:"stop_grace,omitempty"`
+	Node           string                `json:"node"`
+}
+
+// normalized fills in the defaults the supervisor fills in, so a config read
+// back from a running replica compares equal to the file it came from.
+func (c ReplicaConfig) normalized() ReplicaConfig {
+	c.Policy = c.Policy.WithDefaults()
+	if c.StopGrace <= 0 {
+		c.StopGrace = DefaultStopGrace
+	}
+	return c
+}
+
+// Config is the part of the input a deployment file decides.
+func (in SupervisionInput) Config() ReplicaConfig {
+	return ReplicaConfig{Spec: in.Spec, Policy: in.Policy, IsolateWebhook: in.IsolateWebhook, StopGrace: in.StopGrace, Node: in.Node}
+}
+
+// Input is the supervision input of replica id with this config.
+func (c ReplicaConfig) Input(id runtime.ContainerID, generation int) SupervisionInput {
+	return SupervisionInput{ID: id, Spec: c.Spec, Policy: c.Policy, Node: c.Node,
+		IsolateWebhook: c.IsolateWebhook, StopGrace: c.StopGrace, Generation: generation}
+}
+
+// ServiceSpec is one service of a deployment as a file wants it.
+type ServiceSpec struct {
+	Name     string         `json:"name"`
+	Replicas int            `json:"replicas"`
+	Config   ReplicaConfig  `json:"config"`
+	Update   UpdateSettings `json:"update"`
+}
+
+// DeploymentSpec is a deployment file as desired state.
+type DeploymentSpec struct {
+	Name     string        `json:"name"`
+	Services []ServiceSpec `json:"services"`
+}
+
+// ReplicaCount is the number of replicas the spec wants.
+func (d DeploymentSpec) ReplicaCount() int {
+	n := 0
+	for _, s := range d.Services {
+		n += s.Replicas
+	}
+	return n
+}
+
+func (d DeploymentSpec) service(name string) (ServiceSpec, bool) {
+	for _, s := range d.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return ServiceSpec{}, false
+}
+
+// ReplicaRecord is what is known of one supervised replica.
+type ReplicaRecord struct {
+	ID     runtime.ContainerID `json:"id"`
+	Config ReplicaConfig       `json:"config"`
+	// Generation is the deployment generation its container was made from.
+	Generation int   `json:"generation"`
+	State      State `json:"state"`
+	// Closed: its supervision has ended (the container completed); the
+	// container may still exist.
+	Closed bool `json:"closed,omitempty"`
 }
 
 // ObserveInput asks for what runs of a deployment: the replicas known by ID

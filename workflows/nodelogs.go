@@ -13,7 +13,7 @@ import (
 
 // UpdateLogs is the node workflow's update that returns a replica's captured
 // output: the Logs activity runs on the node, and `vigil logs` makes no
-// workflow per call (release v0.2.0; FetchLogs stays for older clients).
+// workflow per call (FetchLogs serves the clients that still start one).
 const UpdateLogs = "logs"
 
 // LogsRequest is the "logs" update's argument.
