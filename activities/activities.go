@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -58,7 +59,7 @@ type Options struct {
 	// probes while they are watched; ReportHealth tells their workflows of
 	// each change of health.
 	Probes       ProbeTarget
-	ReportHealth func(ctx context.Context, id runtime.ContainerID, status runtime.HealthStatus, startedAt time.Time) error
+	ReportHealth func(ctx context.Context, id replica.ID, status runtime.HealthStatus, startedAt time.Time) error
 	// Reporter delivers the node watch's exit reports (WatchNode needs it).
 	Reporter Reporter
 	// OnWatchEnded, if set, is called when a node watch on this worker ends
@@ -299,7 +300,7 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 	}
 }
 
-func (a *Activities) exitResult(ctx context.Context, id runtime.ContainerID, st runtime.ContainerState) WaitForExitResult {
+func (a *Activities) exitResult(ctx context.Context, id replica.ID, st runtime.ContainerState) WaitForExitResult {
 	res := WaitForExitResult{ExitCode: st.Code(), ExitedAt: st.ExitedAt, Reason: st.Reason,
 		Cause: st.Cause, Signal: st.Signal, StartedAt: st.StartedAt}
 	if st.Status == runtime.StatusFailed && res.ExitedAt.IsZero() {
@@ -311,7 +312,7 @@ func (a *Activities) exitResult(ctx context.Context, id runtime.ContainerID, st 
 	return res
 }
 
-func (a *Activities) deleted(ctx context.Context, id runtime.ContainerID) WaitForExitResult {
+func (a *Activities) deleted(ctx context.Context, id replica.ID) WaitForExitResult {
 	return a.exitResult(ctx, id, runtime.Failed(DeletedReason))
 }
 
@@ -447,7 +448,7 @@ func (a *Activities) Logs(ctx context.Context, in LogsInput) (LogsResult, error)
 // activityError marks a missing image non-retryable; the rest are retried
 // by the activity's retry policy (a container that vanished between calls is
 // simply created again by the retry).
-func activityError(op string, id runtime.ContainerID, err error) error {
+func activityError(op string, id replica.ID, err error) error {
 	if errors.Is(err, runtime.ErrImageNotFound) {
 		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypeImageNotFound, err)

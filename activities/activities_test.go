@@ -19,11 +19,12 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/runtime/runtimetest"
 )
 
-var web = runtime.ContainerID{Deployment: "shop", Service: "web", Replica: 1}
+var web = replica.ID{Deployment: "shop", Service: "web", Replica: 1}
 
 var busybox = runtime.ContainerSpec{Image: "docker.io/library/busybox:local", PullPolicy: runtime.PullNever}
 
@@ -77,7 +78,7 @@ func (h *harness) ensure(in activities.EnsureRunningInput) activities.EnsureRunn
 	return res
 }
 
-func (h *harness) waitForExit(id runtime.ContainerID, poll time.Duration) activities.WaitForExitResult {
+func (h *harness) waitForExit(id replica.ID, poll time.Duration) activities.WaitForExitResult {
 	h.t.Helper()
 	var res activities.WaitForExitResult
 	if err := h.run(activities.WaitForExitName, activities.WaitForExitInput{ID: id, PollInterval: poll}, &res); err != nil {
@@ -166,7 +167,7 @@ func TestEnsureRunningResolvesEnvReferences(t *testing.T) {
 	}
 
 	spec.Env = map[string]string{"DB": "$E:DB_PASSWORD"}
-	other := runtime.ContainerID{Deployment: "shop", Service: "db", Replica: 1}
+	other := replica.ID{Deployment: "shop", Service: "db", Replica: 1}
 	err := h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: other, Spec: spec}, nil)
 	applicationError(t, err, activities.ErrTypeBadSpec, true)
 	if !strings.Contains(err.Error(), "env.DB") || !strings.Contains(err.Error(), "DB_PASSWORD") {
@@ -378,7 +379,7 @@ func TestLogs(t *testing.T) {
 	if res.Output != "two\nthree\n" {
 		t.Fatalf("logs = %q", res.Output)
 	}
-	unknown := runtime.ContainerID{Deployment: "shop", Service: "nope", Replica: 1}
+	unknown := replica.ID{Deployment: "shop", Service: "nope", Replica: 1}
 	err := h.run(activities.LogsName, activities.LogsInput{ID: unknown}, nil)
 	applicationError(t, err, activities.ErrTypeContainerNotFound, true)
 }

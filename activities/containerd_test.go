@@ -7,8 +7,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/internal/containerdtest"
-	"github.com/vigil-run/vigil/runtime"
-	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // These run the activities over the real containerd runtime.
@@ -23,7 +22,7 @@ func TestActivitiesOnContainerd(t *testing.T) {
 	})
 
 	t.Run("real exit code with heartbeats while waiting", func(t *testing.T) {
-		id := runtime.ContainerID{Deployment: "act", Service: "exit", Replica: 1}
+		id := replica.ID{Deployment: "act", Service: "exit", Replica: 1}
 		spec := containerdtest.TestImage(`trap '[ "$TOKEN" = s3cret ] && exit 4; exit 9' USR1; while :; do sleep 0.1; done`)
 		spec.Env = map[string]string{"TOKEN": "$E:API_TOKEN"}
 		res := h.ensure(activities.EnsureRunningInput{ID: id, Spec: spec, After: time.Now()})
@@ -35,7 +34,7 @@ func TestActivitiesOnContainerd(t *testing.T) {
 			for h.Heartbeats() == before {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if err := d.Signal(t.Context(), vcontainerd.ContainerName(id), syscall.SIGUSR1); err != nil {
+			if err := d.Signal(t.Context(), id.ContainerName(), syscall.SIGUSR1); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -53,7 +52,7 @@ func TestActivitiesOnContainerd(t *testing.T) {
 	})
 
 	t.Run("stop after grace", func(t *testing.T) {
-		id := runtime.ContainerID{Deployment: "act", Service: "stop", Replica: 1}
+		id := replica.ID{Deployment: "act", Service: "stop", Replica: 1}
 		h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("trap '' TERM; while :; do sleep 0.1; done")})
 		var res activities.StopResult
 		if err := h.run(activities.StopName, activities.StopInput{ID: id, Grace: 500 * time.Millisecond, Remove: true}, &res); err != nil {
@@ -65,7 +64,7 @@ func TestActivitiesOnContainerd(t *testing.T) {
 	})
 
 	t.Run("missing image is permanent", func(t *testing.T) {
-		id := runtime.ContainerID{Deployment: "act", Service: "noimage", Replica: 1}
+		id := replica.ID{Deployment: "act", Service: "noimage", Replica: 1}
 		spec := containerdtest.TestImage("true")
 		spec.Image = "docker.io/library/never-imported:1"
 		err := h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: id, Spec: spec}, nil)
@@ -73,7 +72,7 @@ func TestActivitiesOnContainerd(t *testing.T) {
 	})
 
 	t.Run("wait survives a containerd restart", func(t *testing.T) {
-		id := runtime.ContainerID{Deployment: "act", Service: "restart", Replica: 1}
+		id := replica.ID{Deployment: "act", Service: "restart", Replica: 1}
 		h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("sleep 4; exit 6")})
 		go func() {
 			time.Sleep(500 * time.Millisecond)

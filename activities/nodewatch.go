@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -33,9 +34,9 @@ const (
 // the replica's workflow: the runtime's own exit code and time, which
 // identify the exit (the workflow acts on each exit time once).
 type ExitReport struct {
-	ID       runtime.ContainerID `json:"id"`
-	ExitCode int                 `json:"exit_code"`
-	ExitedAt time.Time           `json:"exited_at"`
+	ID       replica.ID `json:"id"`
+	ExitCode int        `json:"exit_code"`
+	ExitedAt time.Time  `json:"exited_at"`
 	// Reason is set when the container failed rather than exited (code -1),
 	// e.g. its task vanished.
 	Reason string `json:"reason,omitempty"`
@@ -84,7 +85,7 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 		return temporal.NewNonRetryableApplicationError("this worker cannot report exits (no Reporter)", ErrTypeBadSpec, nil)
 	}
 	logger := activity.GetLogger(ctx)
-	w := &nodeWatch{a: a, reported: map[runtime.ContainerID]time.Time{}, oom: map[runtime.ContainerID]bool{},
+	w := &nodeWatch{a: a, reported: map[replica.ID]time.Time{}, oom: map[replica.ID]bool{},
 		sem: make(chan struct{}, reportConcurrency)}
 	w.status.Store("starting")
 	// Liveness and startup probes of the running containers run here too,
@@ -206,11 +207,11 @@ func (a *Activities) watchEnded() {
 type nodeWatch struct {
 	a        *Activities
 	mu       sync.Mutex
-	reported map[runtime.ContainerID]time.Time
-	oom      map[runtime.ContainerID]bool
+	reported map[replica.ID]time.Time
+	oom      map[replica.ID]bool
 	probes   *ProbeSet
 	// noTask holds the containers the last scan found without a task.
-	noTask   map[runtime.ContainerID]time.Time
+	noTask   map[replica.ID]time.Time
 	inflight sync.WaitGroup
 	sem      chan struct{}
 	status   atomic.Value
@@ -240,8 +241,8 @@ func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
 		return
 	}
 	running := 0
-	seen := make(map[runtime.ContainerID]bool, len(list))
-	noTask := map[runtime.ContainerID]time.Time{}
+	seen := make(map[replica.ID]bool, len(list))
+	noTask := map[replica.ID]time.Time{}
 	for _, c := range list {
 		seen[c.ID] = true
 		switch {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/runtime/runtimetest"
 )
@@ -33,7 +34,7 @@ func (r *reports) ReportExit(_ context.Context, rep activities.ExitReport, takeo
 }
 
 // of returns the reports for id so far.
-func (r *reports) of(id runtime.ContainerID) (out []activities.ExitReport, takeover []bool) {
+func (r *reports) of(id replica.ID) (out []activities.ExitReport, takeover []bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, rep := range r.got {
@@ -57,7 +58,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func startFake(t *testing.T, f *runtimetest.Fake, id runtime.ContainerID) {
+func startFake(t *testing.T, f *runtimetest.Fake, id replica.ID) {
 	t.Helper()
 	ctx := context.Background()
 	if err := f.Create(ctx, id, busybox); err != nil {
@@ -75,11 +76,11 @@ func startFake(t *testing.T, f *runtimetest.Fake, id runtime.ContainerID) {
 // container whose task vanished is reported failed at its last start.
 func TestWatchNode(t *testing.T) {
 	f := runtimetest.New()
-	before := runtime.ContainerID{Deployment: "shop", Service: "old", Replica: 1}
-	healthy := runtime.ContainerID{Deployment: "shop", Service: "web", Replica: 1}
-	oom := runtime.ContainerID{Deployment: "shop", Service: "oom", Replica: 1}
-	later := runtime.ContainerID{Deployment: "shop", Service: "later", Replica: 1}
-	for _, id := range []runtime.ContainerID{before, healthy, oom, later} {
+	before := replica.ID{Deployment: "shop", Service: "old", Replica: 1}
+	healthy := replica.ID{Deployment: "shop", Service: "web", Replica: 1}
+	oom := replica.ID{Deployment: "shop", Service: "oom", Replica: 1}
+	later := replica.ID{Deployment: "shop", Service: "later", Replica: 1}
+	for _, id := range []replica.ID{before, healthy, oom, later} {
 		startFake(t, f, id)
 	}
 	f.Exit(before, 2)
@@ -130,7 +131,7 @@ func TestWatchNode(t *testing.T) {
 	}
 
 	time.Sleep(300 * time.Millisecond) // a few more scans: nothing is reported twice
-	for _, id := range []runtime.ContainerID{before, oom, later} {
+	for _, id := range []replica.ID{before, oom, later} {
 		if r, _ := rep.of(id); len(r) != 1 {
 			t.Errorf("%s reported %d times, want once: %+v", id.Ref(), len(r), r)
 		}

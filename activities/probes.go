@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/log"
 
 	"github.com/vigil-run/vigil/probe"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -16,13 +17,13 @@ import (
 // the probes a container was created with, and the means to run them.
 type ProbeTarget interface {
 	probe.Target
-	Health(ctx context.Context, id runtime.ContainerID) (*runtime.Health, time.Time, error)
+	Health(ctx context.Context, id replica.ID) (*runtime.Health, time.Time, error)
 }
 
 // startProbes probes the container's running task, if it has probes, until
 // ctx ends or the prober has stopped it as unhealthy. It returns the task's
 // start time and whether a prober was started.
-func (a *Activities) startProbes(ctx context.Context, logger log.Logger, id runtime.ContainerID) (time.Time, bool) {
+func (a *Activities) startProbes(ctx context.Context, logger log.Logger, id replica.ID) (time.Time, bool) {
 	h, started, err := a.opts.Probes.Health(ctx, id)
 	if err != nil || h == nil {
 		if err != nil {
@@ -56,7 +57,7 @@ type ProbeSet struct {
 	a       *Activities
 	logger  log.Logger
 	mu      sync.Mutex
-	probing map[runtime.ContainerID]probing
+	probing map[replica.ID]probing
 }
 
 type probing struct {
@@ -71,7 +72,7 @@ func NewProbeSet(a *Activities, logger log.Logger) *ProbeSet {
 	if a.opts.Probes == nil {
 		return nil
 	}
-	return &ProbeSet{a: a, logger: logger, probing: map[runtime.ContainerID]probing{}}
+	return &ProbeSet{a: a, logger: logger, probing: map[replica.ID]probing{}}
 }
 
 // Sync starts probing each running task not probed yet (a new task of a
@@ -82,7 +83,7 @@ func (ps *ProbeSet) Sync(ctx context.Context, containers []runtime.ContainerInfo
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	running := make(map[runtime.ContainerID]time.Time, len(containers))
+	running := make(map[replica.ID]time.Time, len(containers))
 	for _, c := range containers {
 		if c.State.Status == runtime.StatusRunning {
 			running[c.ID] = c.StartedAt
@@ -110,7 +111,7 @@ func (ps *ProbeSet) Sync(ctx context.Context, containers []runtime.ContainerInfo
 
 // Exited stops probing the container at once (its task exited), without
 // waiting for the next Sync.
-func (ps *ProbeSet) Exited(id runtime.ContainerID) {
+func (ps *ProbeSet) Exited(id replica.ID) {
 	if ps == nil {
 		return
 	}

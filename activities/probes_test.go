@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/log"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -18,19 +19,19 @@ import (
 // failing; it counts probes per container.
 type probeTarget struct {
 	mu      sync.Mutex
-	health  map[runtime.ContainerID]*runtime.Health
-	failing map[runtime.ContainerID]bool
-	probes  map[runtime.ContainerID]int
-	stopped map[runtime.ContainerID]bool
+	health  map[replica.ID]*runtime.Health
+	failing map[replica.ID]bool
+	probes  map[replica.ID]int
+	stopped map[replica.ID]bool
 }
 
-func (p *probeTarget) Health(_ context.Context, id runtime.ContainerID) (*runtime.Health, time.Time, error) {
+func (p *probeTarget) Health(_ context.Context, id replica.ID) (*runtime.Health, time.Time, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.health[id], time.Time{}, nil
 }
 
-func (p *probeTarget) Exec(_ context.Context, id runtime.ContainerID, _ []string, _ time.Duration) (int, error) {
+func (p *probeTarget) Exec(_ context.Context, id replica.ID, _ []string, _ time.Duration) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.probes[id]++
@@ -40,20 +41,20 @@ func (p *probeTarget) Exec(_ context.Context, id runtime.ContainerID, _ []string
 	return 0, nil
 }
 
-func (p *probeTarget) Dial(context.Context, runtime.ContainerID, int, time.Duration) (net.Conn, error) {
+func (p *probeTarget) Dial(context.Context, replica.ID, int, time.Duration) (net.Conn, error) {
 	return nil, errors.New("no network here")
 }
 
-func (p *probeTarget) MarkUnhealthy(context.Context, runtime.ContainerID) error { return nil }
+func (p *probeTarget) MarkUnhealthy(context.Context, replica.ID) error { return nil }
 
-func (p *probeTarget) Stop(_ context.Context, id runtime.ContainerID, _ time.Duration) error {
+func (p *probeTarget) Stop(_ context.Context, id replica.ID, _ time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopped[id] = true
 	return nil
 }
 
-func (p *probeTarget) count(id runtime.ContainerID) int {
+func (p *probeTarget) count(id replica.ID) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.probes[id]
@@ -62,18 +63,18 @@ func (p *probeTarget) count(id runtime.ContainerID) int {
 // A node watch's probe set probes each running task with probes, once, and
 // stops probing what no longer runs; a failing liveness probe stops its container.
 func TestProbeSet(t *testing.T) {
-	healthy := runtime.ContainerID{Deployment: "d", Service: "ok", Replica: 1}
-	sick := runtime.ContainerID{Deployment: "d", Service: "sick", Replica: 1}
-	plain := runtime.ContainerID{Deployment: "d", Service: "plain", Replica: 1}
+	healthy := replica.ID{Deployment: "d", Service: "ok", Replica: 1}
+	sick := replica.ID{Deployment: "d", Service: "sick", Replica: 1}
+	plain := replica.ID{Deployment: "d", Service: "plain", Replica: 1}
 	live := &runtime.Health{Liveness: &runtime.Probe{Exec: []string{"true"}, Period: 100 * time.Millisecond, Timeout: time.Second, FailureThreshold: 2}}
 	target := &probeTarget{
-		health:  map[runtime.ContainerID]*runtime.Health{healthy: live, sick: live},
-		failing: map[runtime.ContainerID]bool{sick: true},
-		probes:  map[runtime.ContainerID]int{}, stopped: map[runtime.ContainerID]bool{},
+		health:  map[replica.ID]*runtime.Health{healthy: live, sick: live},
+		failing: map[replica.ID]bool{sick: true},
+		probes:  map[replica.ID]int{}, stopped: map[replica.ID]bool{},
 	}
 	var mu sync.Mutex
-	reports := map[runtime.ContainerID][]runtime.HealthStatus{}
-	a := New(nil, Options{Probes: target, ReportHealth: func(_ context.Context, id runtime.ContainerID, s runtime.HealthStatus, _ time.Time) error {
+	reports := map[replica.ID][]runtime.HealthStatus{}
+	a := New(nil, Options{Probes: target, ReportHealth: func(_ context.Context, id replica.ID, s runtime.HealthStatus, _ time.Time) error {
 		mu.Lock()
 		defer mu.Unlock()
 		reports[id] = append(reports[id], s)

@@ -3,6 +3,7 @@ package activities
 import (
 	"time"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -28,7 +29,7 @@ func NodeTaskQueue(node string) string { return "vigil-node-" + node }
 
 // EnsureRunningInput asks for the container to exist and have a running task.
 type EnsureRunningInput struct {
-	ID   runtime.ContainerID   `json:"id"`
+	ID   replica.ID            `json:"id"`
 	Spec runtime.ContainerSpec `json:"spec"`
 	// After is the exit being answered (or the time supervision decided to
 	// start). A task that exited after it was started by an earlier attempt of
@@ -64,7 +65,7 @@ type EnsureRunningResult struct {
 
 // WaitForExitInput asks to block until the container leaves Running.
 type WaitForExitInput struct {
-	ID runtime.ContainerID `json:"id"`
+	ID replica.ID `json:"id"`
 	// PollInterval is the fallback state poll, in case an exit event is missed.
 	PollInterval time.Duration `json:"poll_interval"`
 }
@@ -86,8 +87,8 @@ type WaitForExitResult struct {
 
 // StopInput asks to stop the container: SIGTERM, then SIGKILL after Grace.
 type StopInput struct {
-	ID    runtime.ContainerID `json:"id"`
-	Grace time.Duration       `json:"grace"`
+	ID    replica.ID    `json:"id"`
+	Grace time.Duration `json:"grace"`
 	// Remove also deletes the container and its snapshot.
 	Remove bool `json:"remove,omitempty"`
 	// RemoveVolumes (with Remove) also deletes the replica's named volumes.
@@ -102,8 +103,8 @@ type StopResult struct {
 
 // IsolateInput asks to mark a crashed container isolated and to call the hook.
 type IsolateInput struct {
-	ID       runtime.ContainerID `json:"id"`
-	ExitCode int                 `json:"exit_code"`
+	ID       replica.ID `json:"id"`
+	ExitCode int        `json:"exit_code"`
 	// Webhook, if set, receives a JSON POST describing the isolation. A failed
 	// call is logged and does not fail the activity: isolation must not hinge
 	// on a third party.
@@ -112,8 +113,8 @@ type IsolateInput struct {
 
 // LogsInput asks for the tail of a container's captured output.
 type LogsInput struct {
-	ID   runtime.ContainerID `json:"id"`
-	Tail int                 `json:"tail"`
+	ID   replica.ID `json:"id"`
+	Tail int        `json:"tail"`
 }
 
 // LogsResult is captured stdout and stderr, interleaved as written.

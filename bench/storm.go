@@ -12,7 +12,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
-	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // StormResult: every container crashed at once.
@@ -161,10 +161,10 @@ func (v *vigilBench) floorStorm(ctx context.Context, n int) (*StormResult, error
 	}
 	defer r.Close()
 	spec := crashSpec("exec sleep 100000")
-	ids := make([]runtime.ContainerID, n)
+	ids := make([]replica.ID, n)
 	names := make([]string, n)
 	for i := range ids {
-		ids[i] = runtime.ContainerID{Deployment: "floorstorm", Service: "c", Replica: i + 1}
+		ids[i] = replica.ID{Deployment: "floorstorm", Service: "c", Replica: i + 1}
 		names[i] = ids[i].ContainerName()
 	}
 	defer func() {

@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-run/vigil/internal/cluster"
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/internal/stack"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 	"github.com/vigil-run/vigil/workflows"
@@ -186,7 +187,7 @@ func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, er
 	defer cancel()
 
 	// The bare client.
-	rawID := runtime.ContainerID{Deployment: "floor", Service: "client", Replica: 1}
+	rawID := replica.ID{Deployment: "floor", Service: "client", Replica: 1}
 	if err := r.Create(ctx, rawID, spec); err != nil {
 		return Dist{}, Dist{}, err
 	}
@@ -218,7 +219,7 @@ func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, er
 	}
 
 	// Vigil's runtime, as EnsureRunning calls it.
-	id := runtime.ContainerID{Deployment: "floor", Service: "runtime", Replica: 1}
+	id := replica.ID{Deployment: "floor", Service: "runtime", Replica: 1}
 	var last time.Time
 	var checks, starts []time.Duration
 	for i := 0; i <= cfg.FloorRestarts; i++ {
@@ -288,7 +289,7 @@ func (v *vigilBench) restartLatency(ctx context.Context, cfg config) (*vigilLate
 		return nil, err
 	}
 	out := &vigilLatency{dist: dist(lat)}
-	wfID := runtime.ContainerID{Deployment: "lat", Service: "c", Replica: 1}.WorkflowID()
+	wfID := replica.ID{Deployment: "lat", Service: "c", Replica: 1}.WorkflowID()
 	events, err := historyEvents(ctx, v.tc, wfID)
 	if err != nil {
 		return out, err
@@ -322,7 +323,7 @@ func (v *vigilBench) superviseHealthy(ctx context.Context, set *replicaSet, depl
 	}
 	var names []string
 	for i := 1; i <= n; i++ {
-		id := runtime.ContainerID{Deployment: deployment, Service: "c", Replica: i}
+		id := replica.ID{Deployment: deployment, Service: "c", Replica: i}
 		names = append(names, id.ContainerName())
 		set.wfIDs = append(set.wfIDs, id.WorkflowID())
 	}
@@ -601,7 +602,7 @@ func (v *vigilBench) backoffKill(ctx context.Context) (*BackoffKillResult, error
 	if r, err := v.stack.Vigil("supervise", "-f", file); err != nil || r.Code != 0 {
 		return nil, fmt.Errorf("vigil supervise -f %s: %v %s", file, err, r.Stderr)
 	}
-	id := runtime.ContainerID{Deployment: "bo", Service: "c", Replica: 1}
+	id := replica.ID{Deployment: "bo", Service: "c", Replica: 1}
 	res := &BackoffKillResult{BackoffSeconds: backoff.Seconds()}
 	var lastDeadline time.Time
 	for i := 0; i < backoffKillRuns; i++ {

@@ -70,7 +70,7 @@ type checker struct {
 	st       *stack.Stack
 	client   client.Client
 	rec      *recorder
-	replicas []replica
+	replicas []soakReplica
 	logf     func(string, ...any)
 	ctd      *containerd.Client
 	// killed and uncertain are the injected kills per container (see hits).
@@ -121,7 +121,7 @@ func (c *checker) check(ctx context.Context, heal time.Duration) ([]row, []strin
 }
 
 // judge checks one replica once containerd has been quiet about it for settle.
-func (c *checker) judge(ctx context.Context, r replica) row {
+func (c *checker) judge(ctx context.Context, r soakReplica) row {
 	for attempt := 0; ; attempt++ {
 		before := c.rec.of(r.Container)
 		if n := len(before); n > 0 && time.Since(before[n-1].At) < settle && attempt < 10 {
@@ -135,7 +135,7 @@ func (c *checker) judge(ctx context.Context, r replica) row {
 	}
 }
 
-func (c *checker) judgeOnce(ctx context.Context, r replica, events []taskEvent) row {
+func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []taskEvent) row {
 	out := row{Replica: r.ID.Ref(), Behaviour: r.Behaviour.Service}
 	fail := func(format string, args ...any) {
 		out.Violations = append(out.Violations, fmt.Sprintf(format, args...))
@@ -400,7 +400,7 @@ func (t taskView) String() string {
 	return "other"
 }
 
-func (c *checker) task(ctx context.Context, r replica) taskView {
+func (c *checker) task(ctx context.Context, r soakReplica) taskView {
 	ctx = namespaces.WithNamespace(ctx, c.st.Containerd.Namespace)
 	var v taskView
 	ctr, err := c.ctd.LoadContainer(ctx, r.Container)
@@ -428,7 +428,7 @@ func (c *checker) task(ctx context.Context, r replica) taskView {
 }
 
 // startsInLog counts the start markers in the container's captured output.
-func (c *checker) startsInLog(r replica) int {
+func (c *checker) startsInLog(r soakReplica) int {
 	data, err := os.ReadFile(filepath.Join(c.st.Dir, "logs", c.st.Containerd.Namespace, r.Container+".log"))
 	if err != nil {
 		return 0

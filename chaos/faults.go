@@ -79,7 +79,7 @@ func (f fault) String() string {
 type driver struct {
 	st       *stack.Stack
 	rng      *rand.Rand
-	replicas []replica
+	replicas []soakReplica
 	// MinGap and MaxGap bound the pause between faults.
 	MinGap, MaxGap time.Duration
 	MaxFaults      int

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // deploymentName is the soak's deployment.
@@ -52,15 +52,15 @@ var behaviours = []behaviour{
 		Policy: "{ action: shutdown, poll_interval: 1s }", Final: "Shutdown", Deletable: true},
 }
 
-// replica is one supervised replica of the soak.
-type replica struct {
-	ID        runtime.ContainerID
+// soakReplica is one supervised replica of the soak.
+type soakReplica struct {
+	ID        replica.ID
 	Container string // containerd container ID
 	Behaviour behaviour
 }
 
 // roster spreads n replicas over the behaviours by weight, at least one each.
-func roster(n int) ([]replica, error) {
+func roster(n int) ([]soakReplica, error) {
 	if n < len(behaviours) {
 		return nil, fmt.Errorf("--replicas: %d is too few; use at least %d (one per behaviour)", n, len(behaviours))
 	}
@@ -74,11 +74,11 @@ func roster(n int) ([]replica, error) {
 	if counts[0] < 1 {
 		return nil, fmt.Errorf("--replicas: %d does not spread over the behaviours; use 20 or more", n)
 	}
-	var out []replica
+	var out []soakReplica
 	for i, b := range behaviours {
 		for r := 1; r <= counts[i]; r++ {
-			id := runtime.ContainerID{Deployment: deploymentName, Service: b.Service, Replica: r}
-			out = append(out, replica{ID: id, Container: id.ContainerName(), Behaviour: b})
+			id := replica.ID{Deployment: deploymentName, Service: b.Service, Replica: r}
+			out = append(out, soakReplica{ID: id, Container: id.ContainerName(), Behaviour: b})
 		}
 	}
 	return out, nil
@@ -88,7 +88,7 @@ func roster(n int) ([]replica, error) {
 const stopGrace = 2 * time.Second
 
 // deploymentYAML is the deployment file of the roster.
-func deploymentYAML(replicas []replica) string {
+func deploymentYAML(replicas []soakReplica) string {
 	counts := map[string]int{}
 	for _, r := range replicas {
 		counts[r.Behaviour.Service]++

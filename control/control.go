@@ -19,7 +19,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/replica"
-	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -218,7 +217,7 @@ func (a *Activities) ShutdownReplica(ctx context.Context, in workflows.ReplicaRe
 // errGone: the replica's supervisor is not running.
 var errGone = errors.New("replica not supervised")
 
-func (a *Activities) update(ctx context.Context, id runtime.ContainerID, updateID, name string, arg, out any) error {
+func (a *Activities) update(ctx context.Context, id replica.ID, updateID, name string, arg, out any) error {
 	stop := heartbeat(ctx)
 	defer stop()
 	h, err := a.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{

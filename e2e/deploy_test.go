@@ -454,7 +454,7 @@ services:
 // today's code.
 func replayDeployment(t *testing.T, s *tstack, dep string) {
 	t.Helper()
-	hist := s.history(workflows.DeploymentWorkflowID(dep))
+	hist := s.history(replica.DeploymentWorkflowID(dep))
 	replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: humanjson.DataConverter()})
 	if err != nil {
 		t.Fatal(err)
@@ -488,7 +488,7 @@ func TestApplyAdoptsReplicasSupervisedWithoutADeployment(t *testing.T) {
 		// As v0.1.0 did: one workflow per replica, no generation.
 		in := workflows.SupervisionInput{ID: replica.ID{Deployment: dep, Service: "web", Replica: r}, Spec: svc.Spec,
 			Policy: svc.Policy, Node: s.Node, StopGrace: svc.StopGrace}
-		if _, err := control.StartReplica(ctx, c, workflows.DefaultTaskQueue, in); err != nil {
+		if _, err := control.StartReplica(ctx, c, replica.DefaultTaskQueue, in); err != nil {
 			t.Fatal(err)
 		}
 	}

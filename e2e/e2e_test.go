@@ -87,7 +87,7 @@ func TestCrashLoopEndToEnd(t *testing.T) {
 	}
 
 	// The real history replays deterministically with today's workflow code.
-	replayHistory(t, s, workflows.WorkflowID(idOf(t, "loop/crasher-rep-1")))
+	replayHistory(t, s, idOf(t, "loop/crasher-rep-1").WorkflowID())
 }
 
 // The worker is killed with SIGKILL during a backoff and a new one started:

@@ -16,7 +16,7 @@ import (
 	"github.com/vigil-run/vigil/config/configtest"
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/internal/stack"
-	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -229,9 +229,9 @@ func equalTypes(a, b []workflows.EventType) bool {
 	return true
 }
 
-func idOf(t *testing.T, ref string) runtime.ContainerID {
+func idOf(t *testing.T, ref string) replica.ID {
 	t.Helper()
-	id, err := workflows.ParseRef(ref)
+	id, err := replica.ParseRef(ref)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ services:
 		}
 		outputs["vigil "+strings.Join(args, " ")] = r.Stdout + r.Stderr
 	}
-	wid := workflows.WorkflowID(idOf(t, "sec/app-rep-1"))
+	wid := idOf(t, "sec/app-rep-1").WorkflowID()
 	shown, err := exec.Command(configtest.TemporalCLI(t), "workflow", "show", "--address", s.HostPort,
 		"-w", wid, "--output", "json").Output()
 	if err != nil {

@@ -21,7 +21,6 @@ import (
 
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/runtime"
-	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -97,7 +96,7 @@ func (s *tstack) killTask(ref string) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.Containerd.Signal(ctx, vcontainerd.ContainerName(idOf(s.t, ref)), syscall.SIGKILL); err != nil {
+	if err := s.Containerd.Signal(ctx, idOf(s.t, ref).ContainerName(), syscall.SIGKILL); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -252,7 +251,7 @@ services:
 	if logs := s.vigil("logs", "bind/site-rep-1"); strings.Contains(logs.Stdout, "WRITABLE") {
 		t.Error("the container wrote into a read-only bind mount")
 	}
-	exits := watchExits(t, s.Stack, vcontainerd.ContainerName(idOf(t, "bind/site-rep-1")))
+	exits := watchExits(t, s.Stack, idOf(t, "bind/site-rep-1").ContainerName())
 	began := time.Now()
 	if r := s.vigil("unsupervise", "bind/site-rep-1", "--stop"); r.Code != 0 {
 		t.Fatalf("unsupervise --stop: %d %s", r.Code, r.Stderr)

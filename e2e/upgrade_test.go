@@ -123,7 +123,7 @@ func upgrade(t *testing.T, kill bool) {
 		before[ref] = s.waitFor(ref, "its live state under "+prev.Release, 2*time.Minute, cond)
 	}
 	// The web replica is being watched by the old worker's activity.
-	s.waitHistory(workflows.WorkflowID(idOf(t, "up/web-rep-1")), "watching", func(h *historypb.History) bool {
+	s.waitHistory(idOf(t, "up/web-rep-1").WorkflowID(), "watching", func(h *historypb.History) bool {
 		return histories.CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) > 0
 	})
 	deadline := parseTime(t, *before["up/loop-rep-1"].NextRestartAt)
@@ -201,7 +201,7 @@ func upgrade(t *testing.T, kill bool) {
 	// code (a new run, which reads the current versions), leaving the
 	// container alone: how their old branches are retired.
 	for _, ref := range []string{"up/down-rep-1", "up/web-rep-1"} {
-		wid := workflows.WorkflowID(idOf(t, ref))
+		wid := idOf(t, ref).WorkflowID()
 		old := s.history(wid)
 		if versionMarkers(old) != 0 {
 			t.Fatalf("%s: the run %s started has version markers already", ref, prev.Release)
@@ -224,7 +224,7 @@ func upgrade(t *testing.T, kill bool) {
 
 	// No workflow task failed; the new release did the work after the switch.
 	for ref := range want {
-		wid := workflows.WorkflowID(idOf(t, ref))
+		wid := idOf(t, ref).WorkflowID()
 		h := s.history(wid)
 		for _, ev := range h.Events {
 			if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil && a.GetCause() != enumspb.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND {

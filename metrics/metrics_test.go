@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/runtime/runtimetest"
 )
@@ -76,7 +77,7 @@ func TestInstrumentCountsErrorsByKind(t *testing.T) {
 	m := New()
 	fake := runtimetest.New()
 	rt := m.Instrument(fake)
-	id := runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 1}
+	id := replica.ID{Deployment: "shop", Service: "api", Replica: 1}
 	if _, err := rt.State(context.Background(), id); !errors.Is(err, runtime.ErrContainerNotFound) {
 		t.Fatalf("state of a missing container: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -49,49 +50,49 @@ func (r *instrumented) count(op string, err error) {
 	}
 }
 
-func (r *instrumented) Create(ctx context.Context, id runtime.ContainerID, spec runtime.ContainerSpec) error {
+func (r *instrumented) Create(ctx context.Context, id replica.ID, spec runtime.ContainerSpec) error {
 	err := r.Runtime.Create(ctx, id, spec)
 	r.count("create", err)
 	return err
 }
 
-func (r *instrumented) Start(ctx context.Context, id runtime.ContainerID) (runtime.StartInfo, error) {
+func (r *instrumented) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, error) {
 	info, err := r.Runtime.Start(ctx, id)
 	r.count("start", err)
 	return info, err
 }
 
-func (r *instrumented) State(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {
+func (r *instrumented) State(ctx context.Context, id replica.ID) (runtime.ContainerState, error) {
 	st, err := r.Runtime.State(ctx, id)
 	r.count("state", err)
 	return st, err
 }
 
-func (r *instrumented) Wait(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {
+func (r *instrumented) Wait(ctx context.Context, id replica.ID) (runtime.ContainerState, error) {
 	st, err := r.Runtime.Wait(ctx, id)
 	r.count("wait", err)
 	return st, err
 }
 
-func (r *instrumented) Stop(ctx context.Context, id runtime.ContainerID, grace time.Duration) error {
+func (r *instrumented) Stop(ctx context.Context, id replica.ID, grace time.Duration) error {
 	err := r.Runtime.Stop(ctx, id, grace)
 	r.count("stop", err)
 	return err
 }
 
-func (r *instrumented) Remove(ctx context.Context, id runtime.ContainerID) error {
+func (r *instrumented) Remove(ctx context.Context, id replica.ID) error {
 	err := r.Runtime.Remove(ctx, id)
 	r.count("remove", err)
 	return err
 }
 
-func (r *instrumented) Isolate(ctx context.Context, id runtime.ContainerID) error {
+func (r *instrumented) Isolate(ctx context.Context, id replica.ID) error {
 	err := r.Runtime.Isolate(ctx, id)
 	r.count("isolate", err)
 	return err
 }
 
-func (r *instrumented) Logs(ctx context.Context, id runtime.ContainerID, tail int) ([]byte, error) {
+func (r *instrumented) Logs(ctx context.Context, id replica.ID, tail int) ([]byte, error) {
 	out, err := r.Runtime.Logs(ctx, id, tail)
 	r.count("logs", err)
 	return out, err

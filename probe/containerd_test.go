@@ -8,6 +8,7 @@ import (
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/probe"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -21,7 +22,7 @@ func TestProbesOnContainerd(t *testing.T) {
 	rt := d.Runtime(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	id := runtime.ContainerID{Deployment: "t", Service: "probed", Replica: 1}
+	id := replica.ID{Deployment: "t", Service: "probed", Replica: 1}
 	spec := containerdtest.TestImage("mkdir -p /www && echo ok > /www/index.html && touch /tmp/ok && exec httpd -f -p 8080 -h /www")
 	spec.Health = &runtime.Health{
 		Liveness:  &runtime.Probe{Exec: []string{"test", "-f", "/tmp/ok"}, Period: 200 * time.Millisecond, Timeout: 2 * time.Second, FailureThreshold: 2},

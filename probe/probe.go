@@ -17,24 +17,25 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
 // Target is what the prober needs of the runtime (runtime/containerd.Runtime).
 type Target interface {
 	// Exec runs args in the container and returns its exit code.
-	Exec(ctx context.Context, id runtime.ContainerID, args []string, timeout time.Duration) (int, error)
+	Exec(ctx context.Context, id replica.ID, args []string, timeout time.Duration) (int, error)
 	// Dial connects to a port of the container from inside its network namespace.
-	Dial(ctx context.Context, id runtime.ContainerID, port int, timeout time.Duration) (net.Conn, error)
+	Dial(ctx context.Context, id replica.ID, port int, timeout time.Duration) (net.Conn, error)
 	// MarkUnhealthy records that the container is stopped for failing liveness.
-	MarkUnhealthy(ctx context.Context, id runtime.ContainerID) error
-	Stop(ctx context.Context, id runtime.ContainerID, grace time.Duration) error
+	MarkUnhealthy(ctx context.Context, id replica.ID) error
+	Stop(ctx context.Context, id replica.ID, grace time.Duration) error
 }
 
 // Prober probes one container's running task.
 type Prober struct {
 	Target Target
-	ID     runtime.ContainerID
+	ID     replica.ID
 	Health runtime.Health
 	// OnChange is called with each new health status (not with the first,
 	// starting, which is what the workflow assumes of a new task).

@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
-var id = runtime.ContainerID{Deployment: "d", Service: "s", Replica: 1}
+var id = replica.ID{Deployment: "d", Service: "s", Replica: 1}
 
 // fake answers exec probes from a script (true: exit 0) and dials the host's
 // loopback (tests only ever use 127.0.0.1).
@@ -27,7 +28,7 @@ type fake struct {
 	stopped time.Duration
 }
 
-func (f *fake) Exec(_ context.Context, _ runtime.ContainerID, args []string, _ time.Duration) (int, error) {
+func (f *fake) Exec(_ context.Context, _ replica.ID, args []string, _ time.Duration) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cmd := args[0]
@@ -46,19 +47,19 @@ func (f *fake) Exec(_ context.Context, _ runtime.ContainerID, args []string, _ t
 	return 1, nil
 }
 
-func (f *fake) Dial(ctx context.Context, _ runtime.ContainerID, port int, timeout time.Duration) (net.Conn, error) {
+func (f *fake) Dial(ctx context.Context, _ replica.ID, port int, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	return d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 }
 
-func (f *fake) MarkUnhealthy(context.Context, runtime.ContainerID) error {
+func (f *fake) MarkUnhealthy(context.Context, replica.ID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.marked = true
 	return nil
 }
 
-func (f *fake) Stop(_ context.Context, _ runtime.ContainerID, grace time.Duration) error {
+func (f *fake) Stop(_ context.Context, _ replica.ID, grace time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.marked {

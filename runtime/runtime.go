@@ -10,10 +10,6 @@ import (
 	"github.com/vigil-run/vigil/replica"
 )
 
-// ContainerID names one replica of one service of one deployment; its
-// string forms and parsing live in package replica.
-type ContainerID = replica.ID
-
 // Status is the coarse lifecycle state of a container, as in the original
 // supervisor (the in-memory Rust supervisor Vigil ports; see README.md),
 // less the Pending and Stopping states no runtime reports.
@@ -127,29 +123,29 @@ type StartInfo struct {
 // again after a failure or a crash of the caller (activities run at least once).
 type Runtime interface {
 	// Create creates the container if it does not exist (it is not an error if it does).
-	Create(ctx context.Context, id ContainerID, spec ContainerSpec) error
+	Create(ctx context.Context, id replica.ID, spec ContainerSpec) error
 	// Start makes the container's task run. A running task is left alone
 	// (AlreadyRunning); an exited task is deleted and a new one started.
-	Start(ctx context.Context, id ContainerID) (StartInfo, error)
+	Start(ctx context.Context, id replica.ID) (StartInfo, error)
 	// State reports the container's current state. A missing container is ErrContainerNotFound.
-	State(ctx context.Context, id ContainerID) (ContainerState, error)
+	State(ctx context.Context, id replica.ID) (ContainerState, error)
 	// Wait blocks until the container's current task is no longer running and
 	// returns its final state. If it has already exited it returns at once.
-	Wait(ctx context.Context, id ContainerID) (ContainerState, error)
+	Wait(ctx context.Context, id replica.ID) (ContainerState, error)
 	// Stop sends SIGTERM, then SIGKILL after grace. Stopping a stopped container is a no-op.
-	Stop(ctx context.Context, id ContainerID, grace time.Duration) error
+	Stop(ctx context.Context, id replica.ID, grace time.Duration) error
 	// Remove deletes the task, the container and its snapshot; the log is
 	// kept. Missing is not an error.
-	Remove(ctx context.Context, id ContainerID) error
+	Remove(ctx context.Context, id replica.ID) error
 	// RemoveVolumes deletes the replica's named volumes; only an explicit
 	// request does (unsupervise --stop --volumes). Missing is not an error.
-	RemoveVolumes(ctx context.Context, id ContainerID) error
+	RemoveVolumes(ctx context.Context, id replica.ID) error
 	// Isolate marks the container as isolated (label vigil.isolated=true) and
 	// keeps its exited task and logs for debugging.
-	Isolate(ctx context.Context, id ContainerID) error
+	Isolate(ctx context.Context, id replica.ID) error
 	// Logs returns up to the last tail lines of the container's captured
 	// stdout and stderr (all of it if tail <= 0), across restarts.
-	Logs(ctx context.Context, id ContainerID, tail int) ([]byte, error)
+	Logs(ctx context.Context, id replica.ID, tail int) ([]byte, error)
 	// Events follows the tasks of every container of this runtime: each
 	// task start and exit and each OOM kill from the moment it returns, until ctx ends
 	// or the stream breaks (e.g. the daemon restarts), when the error channel
@@ -176,7 +172,7 @@ const (
 // runtime's own exit code and time (Exited only).
 type TaskEvent struct {
 	Kind     TaskEventKind `json:"kind"`
-	ID       ContainerID   `json:"id"`
+	ID       replica.ID    `json:"id"`
 	ExitCode int           `json:"exit_code,omitempty"`
 	ExitedAt time.Time     `json:"exited_at,omitempty"`
 	// PID is the task's process ID (0 if unknown): with the exit time, it
@@ -186,7 +182,7 @@ type TaskEvent struct {
 
 // ContainerInfo is one container of the runtime and the state of its task.
 type ContainerInfo struct {
-	ID    ContainerID    `json:"id"`
+	ID    replica.ID     `json:"id"`
 	State ContainerState `json:"state"`
 	// StartedAt is when the runtime last started the container's task (zero if never).
 	StartedAt time.Time `json:"started_at,omitempty"`

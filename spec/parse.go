@@ -189,7 +189,7 @@ func parseService(deployment string, p entry) (Service, error) {
 	if err != nil {
 		return Service{}, err
 	}
-	s := Service{Name: p.key, RType: RTypeService, Replicas: 1, StopGrace: DefaultStopGrace}
+	s := Service{Name: p.key, RType: RTypeService, Replicas: 1, StopGrace: runtime.DefaultStopGrace}
 
 	if n := fields["rtype"]; n != nil {
 		if s.RType, err = scalar(n, path+".rtype"); err != nil {

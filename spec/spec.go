@@ -16,7 +16,6 @@ import (
 
 	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/policy"
-	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -29,16 +28,12 @@ const RTypeService = "service"
 // ScaleFixed is the only scale mode: a fixed number of replicas.
 const ScaleFixed = "fixed"
 
-// DefaultStopGrace is the time between SIGTERM and SIGKILL when stopping.
-const DefaultStopGrace = runtime.DefaultStopGrace
-
 // Limits that keep a typo from starting thousands of workflows or a
 // malicious file from exhausting memory.
 const (
 	MaxFileSize    = 1 << 20
 	MaxReplicas    = 1000
 	MaxServices    = 1000
-	MaxNameLength  = replica.MaxNameLength
 	MaxEnvVars     = 1000
 	MaxArgs        = 1000
 	MaxStringBytes = 64 << 10

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
-	"github.com/vigil-run/vigil/workflows"
 )
 
 const shop = `version: v1
@@ -54,7 +54,7 @@ func TestParseShop(t *testing.T) {
 		t.Fatalf("got %d inputs, want 3", len(in))
 	}
 	want := Input{
-		ID: runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 2},
+		ID: replica.ID{Deployment: "shop", Service: "api", Replica: 2},
 		Spec: runtime.ContainerSpec{
 			Image:      "docker.io/library/busybox:local",
 			PullPolicy: runtime.PullNever,
@@ -66,12 +66,12 @@ func TestParseShop(t *testing.T) {
 		},
 		Policy:    policy.Policy{Action: policy.ActionRestart, MaxRestarts: 5, RestartWindow: 300 * time.Second, Backoff: 30 * time.Second, PollInterval: 5 * time.Second},
 		Node:      "node-a",
-		StopGrace: DefaultStopGrace,
+		StopGrace: runtime.DefaultStopGrace,
 	}
 	if !reflect.DeepEqual(in[1], want) {
 		t.Errorf("api-rep-2:\n got %+v\nwant %+v", in[1], want)
 	}
-	if got := workflows.WorkflowID(in[1].ID); got != "vigil/shop/api-rep-2" {
+	if got := in[1].ID.WorkflowID(); got != "vigil/shop/api-rep-2" {
 		t.Errorf("workflow ID %q", got)
 	}
 	w := in[2]
@@ -93,7 +93,7 @@ func TestParseMinimal(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := d.Services[0]
-	if s.Replicas != 1 || !reflect.DeepEqual(s.Policy, policy.Default()) || s.RType != RTypeService || s.StopGrace != DefaultStopGrace {
+	if s.Replicas != 1 || !reflect.DeepEqual(s.Policy, policy.Default()) || s.RType != RTypeService || s.StopGrace != runtime.DefaultStopGrace {
 		t.Errorf("defaults: %+v", s)
 	}
 }
@@ -309,7 +309,7 @@ func TestParseContract(t *testing.T) {
 	wantHealth := &runtime.Health{
 		Liveness:  &runtime.Probe{Exec: []string{"/bin/sh", "-c", "test -f /tmp/ok"}, Period: 10 * time.Second, Timeout: 2 * time.Second, FailureThreshold: 3},
 		Startup:   &runtime.Probe{HTTP: &runtime.HTTPProbe{Port: 8080, Path: "/healthz"}, Period: time.Second, Timeout: time.Second, FailureThreshold: 30},
-		StopGrace: DefaultStopGrace,
+		StopGrace: runtime.DefaultStopGrace,
 	}
 	if !reflect.DeepEqual(api.Spec.Health, wantHealth) {
 		t.Errorf("health:\n got %+v\nwant %+v", api.Spec.Health, wantHealth)

@@ -209,7 +209,7 @@ func apply(ctx context.Context, c client.Client, taskQueue string, desired workf
 func applyOnce(ctx context.Context, c client.Client, taskQueue string, desired workflows.DeploymentSpec, requestID string) (workflows.ApplyResult, error) {
 	var res workflows.ApplyResult
 	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       workflows.DeploymentWorkflowID(desired.Name),
+		ID:                       replica.DeploymentWorkflowID(desired.Name),
 		TaskQueue:                taskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
@@ -282,7 +282,7 @@ func rolloutStatus(ctx context.Context, c client.Client, name string) (workflows
 // queryDeployment queries the deployment's workflow; errNoDeployment if
 // there is none.
 func queryDeployment(ctx context.Context, c client.Client, name, query string, out any) error {
-	v, err := c.QueryWorkflow(ctx, workflows.DeploymentWorkflowID(name), "", query)
+	v, err := c.QueryWorkflow(ctx, replica.DeploymentWorkflowID(name), "", query)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return errNoDeployment

@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 
 	"github.com/vigil-run/vigil/config/configtest"
-	"github.com/vigil-run/vigil/workflows"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // TestWorkerRegistersAndStopsOnSIGTERM runs the real binary against a dev
@@ -70,7 +70,7 @@ func TestWorkerRegistersAndStopsOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range workflows.SearchAttributeNames {
+	for _, name := range replica.SearchAttributeNames {
 		if _, ok := resp.GetCustomAttributes()[name]; !ok {
 			t.Errorf("search attribute %s not registered", name)
 		}

@@ -32,6 +32,7 @@ import (
 	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/logging"
 	"github.com/vigil-run/vigil/metrics"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/runtime/containerd"
 	"github.com/vigil-run/vigil/version"
@@ -356,8 +357,8 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 
 // healthReporter signals a replica's workflow when its container's health
 // changes (only then: a healthy container adds no history).
-func healthReporter(c client.Client) func(context.Context, runtime.ContainerID, runtime.HealthStatus, time.Time) error {
-	return func(ctx context.Context, id runtime.ContainerID, status runtime.HealthStatus, startedAt time.Time) error {
+func healthReporter(c client.Client) func(context.Context, replica.ID, runtime.HealthStatus, time.Time) error {
+	return func(ctx context.Context, id replica.ID, status runtime.HealthStatus, startedAt time.Time) error {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		return c.SignalWorkflow(ctx, id.WorkflowID(), "", workflows.SignalHealth,

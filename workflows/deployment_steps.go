@@ -7,7 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
-	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // Steps: each carries out one part of the rollout through activities on
@@ -76,7 +76,7 @@ func (d *deployer) remove(ctx workflow.Context, s Step) error {
 }
 
 // deleteContainer removes a replica's container from its node's containerd.
-func (d *deployer) deleteContainer(ctx workflow.Context, id runtime.ContainerID, cfg ReplicaConfig) error {
+func (d *deployer) deleteContainer(ctx workflow.Context, id replica.ID, cfg ReplicaConfig) error {
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           activities.NodeTaskQueue(cfg.Node),
 		StartToCloseTimeout: cfg.StopGrace + time.Minute,
@@ -209,10 +209,10 @@ func (d *deployer) controlOptions(ctx workflow.Context, summary string, timeout 
 // reconfigureUpdateID names the update that brings one replica to one
 // generation, so an activity retried after a lost worker joins the same
 // update instead of making a second one.
-func reconfigureUpdateID(id runtime.ContainerID, generation int, replace bool) string {
+func reconfigureUpdateID(id replica.ID, generation int, replace bool) string {
 	kind := "policy"
 	if replace {
 		kind = "replace"
 	}
-	return fmt.Sprintf("%s/gen-%d/%s", DeploymentWorkflowID(id.Deployment), generation, kind)
+	return fmt.Sprintf("%s/gen-%d/%s", replica.DeploymentWorkflowID(id.Deployment), generation, kind)
 }

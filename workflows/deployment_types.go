@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -89,7 +90,7 @@ type ReplicaConfig struct {
 func (c ReplicaConfig) normalized() ReplicaConfig {
 	c.Policy = c.Policy.WithDefaults()
 	if c.StopGrace <= 0 {
-		c.StopGrace = DefaultStopGrace
+		c.StopGrace = runtime.DefaultStopGrace
 	}
 	return c
 }
@@ -100,7 +101,7 @@ func (in SupervisionInput) Config() ReplicaConfig {
 }
 
 // Input is the supervision input of replica id with this config.
-func (c ReplicaConfig) Input(id runtime.ContainerID, generation int) SupervisionInput {
+func (c ReplicaConfig) Input(id replica.ID, generation int) SupervisionInput {
 	return SupervisionInput{ID: id, Spec: c.Spec, Policy: c.Policy, Node: c.Node,
 		IsolateWebhook: c.IsolateWebhook, StopGrace: c.StopGrace, Generation: generation}
 }
@@ -139,8 +140,8 @@ func (d DeploymentSpec) service(name string) (ServiceSpec, bool) {
 
 // ReplicaRecord is what is known of one supervised replica.
 type ReplicaRecord struct {
-	ID     runtime.ContainerID `json:"id"`
-	Config ReplicaConfig       `json:"config"`
+	ID     replica.ID    `json:"id"`
+	Config ReplicaConfig `json:"config"`
 	// Generation is the deployment generation its container was made from.
 	Generation int   `json:"generation"`
 	State      State `json:"state"`
@@ -160,9 +161,9 @@ type ObserveInput struct {
 
 // ReconfigureReplicaInput sends one reconfigure update.
 type ReconfigureReplicaInput struct {
-	ID       runtime.ContainerID `json:"id"`
-	UpdateID string              `json:"update_id"`
-	Request  ReconfigureRequest  `json:"request"`
+	ID       replica.ID         `json:"id"`
+	UpdateID string             `json:"update_id"`
+	Request  ReconfigureRequest `json:"request"`
 }
 
 // ReconfigureReplicaResult is the replica's answer, or that it is gone.
@@ -174,8 +175,8 @@ type ReconfigureReplicaResult struct {
 
 // ReplicaRequest names a replica for unsupervise and shutdown.
 type ReplicaRequest struct {
-	ID    runtime.ContainerID `json:"id"`
-	Cause string              `json:"cause,omitempty"`
+	ID    replica.ID `json:"id"`
+	Cause string     `json:"cause,omitempty"`
 }
 
 // controlHeartbeat: a control activity waits for another workflow (a

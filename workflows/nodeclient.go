@@ -59,7 +59,7 @@ type exitReporter struct {
 }
 
 func (r *exitReporter) ReportExit(ctx context.Context, rep activities.ExitReport, takeover bool) error {
-	id := WorkflowID(rep.ID)
+	id := rep.ID.WorkflowID()
 	if takeover {
 		resetSticky(ctx, r.c, r.namespace, id)
 	}

@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
-	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // UpdateLogs is the node workflow's update that returns a replica's captured
@@ -18,8 +18,8 @@ const UpdateLogs = "logs"
 
 // LogsRequest is the "logs" update's argument.
 type LogsRequest struct {
-	ID   runtime.ContainerID `json:"id"`
-	Tail int                 `json:"tail"`
+	ID   replica.ID `json:"id"`
+	Tail int        `json:"tail"`
 	// RequestID is the CLI's request ID, also the update's ID.
 	RequestID string `json:"request_id,omitempty"`
 }

@@ -8,7 +8,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/replica"
-	"github.com/vigil-run/vigil/runtime"
 )
 
 // Planning: Plan compares what runs with a deployment file, replica by
@@ -41,7 +40,7 @@ const (
 // Step is a plan item with what carrying it out takes.
 type Step struct {
 	Item    PlanItem
-	ID      runtime.ContainerID
+	ID      replica.ID
 	Config  ReplicaConfig // the desired config (create, update)
 	Replace bool          // update: needs a new container (otherwise applied in place)
 	Closed  bool          // remove or create of a replica whose supervision has ended
@@ -59,7 +58,7 @@ func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
 	wanted := map[string]bool{}
 	for _, svc := range desired.Services {
 		for r := 1; r <= svc.Replicas; r++ {
-			id := runtime.ContainerID{Deployment: desired.Name, Service: svc.Name, Replica: r}
+			id := replica.ID{Deployment: desired.Name, Service: svc.Name, Replica: r}
 			ref := id.Ref()
 			wanted[ref] = true
 			want := svc.Config.normalized()

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -19,7 +20,7 @@ func TestPlanNamesChangedFields(t *testing.T) {
 		if mut != nil {
 			mut(&cfg)
 		}
-		id := runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 1}
+		id := replica.ID{Deployment: "shop", Service: "api", Replica: 1}
 		return map[string]ReplicaRecord{id.Ref(): {ID: id, Config: cfg}}
 	}
 	for _, tc := range []struct {
@@ -57,7 +58,7 @@ func TestPlanOrdersRemovalsHighestFirst(t *testing.T) {
 	current := map[string]ReplicaRecord{}
 	for _, svc := range []string{"api", "web"} {
 		for r := 1; r <= 3; r++ {
-			id := runtime.ContainerID{Deployment: "shop", Service: svc, Replica: r}
+			id := replica.ID{Deployment: "shop", Service: svc, Replica: r}
 			current[id.Ref()] = ReplicaRecord{ID: id, Config: shopSpec(1, "v1", policy.Policy{}).Services[0].Config}
 		}
 	}
@@ -70,9 +71,9 @@ func TestPlanOrdersRemovalsHighestFirst(t *testing.T) {
 }
 
 func TestDeploymentWorkflowIDCannotBeAReplica(t *testing.T) {
-	wid := DeploymentWorkflowID("shop")
+	wid := replica.DeploymentWorkflowID("shop")
 	require.Equal(t, "vigil/shop", wid)
-	_, err := ParseRef(wid)
+	_, err := replica.ParseRef(wid)
 	require.Error(t, err, "a deployment's workflow ID never parses as a replica's")
-	require.NotEqual(t, wid, WorkflowID(runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 1}))
+	require.NotEqual(t, wid, replica.ID{Deployment: "shop", Service: "api", Replica: 1}.WorkflowID())
 }

@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vigil-run/vigil/internal/humanjson"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/internal/humanjson"
 )
 
 // historiesDir holds the histories recorded from real runs of every release:

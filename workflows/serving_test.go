@@ -52,8 +52,8 @@ func TestUnsuperviseVolumes(t *testing.T) {
 		rejected string
 		want     []activities.StopInput
 	}{
-		{UnsuperviseRequest{Stop: true}, "", []activities.StopInput{{ID: replicaID, Grace: DefaultStopGrace, Remove: true}}},
-		{UnsuperviseRequest{Stop: true, Volumes: true}, "", []activities.StopInput{{ID: replicaID, Grace: DefaultStopGrace, Remove: true, RemoveVolumes: true}}},
+		{UnsuperviseRequest{Stop: true}, "", []activities.StopInput{{ID: replicaID, Grace: runtime.DefaultStopGrace, Remove: true}}},
+		{UnsuperviseRequest{Stop: true, Volumes: true}, "", []activities.StopInput{{ID: replicaID, Grace: runtime.DefaultStopGrace, Remove: true, RemoveVolumes: true}}},
 		{UnsuperviseRequest{Volumes: true}, "needs stop too", nil},
 	} {
 		n := &node{}

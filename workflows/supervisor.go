@@ -25,8 +25,6 @@ import (
 )
 
 const (
-	// DefaultStopGrace is the time between SIGTERM and SIGKILL.
-	DefaultStopGrace = runtime.DefaultStopGrace
 	// DefaultContinueAsNewAfter bounds the exits handled by one run, so a
 	// crash-looping replica's history stays far below Temporal's limits.
 	DefaultContinueAsNewAfter = 100
@@ -140,7 +138,7 @@ func Supervise(ctx workflow.Context, in SupervisionInput) error {
 func newSupervisor(ctx workflow.Context, in SupervisionInput) *supervisor {
 	in.Policy = in.Policy.WithDefaults()
 	if in.StopGrace <= 0 {
-		in.StopGrace = DefaultStopGrace
+		in.StopGrace = runtime.DefaultStopGrace
 	}
 	if in.ContinueAsNewEvery <= 0 {
 		in.ContinueAsNewEvery = DefaultContinueAsNewEvery

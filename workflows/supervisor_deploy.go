@@ -8,6 +8,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // What the deployment workflow asks of a replica: a new generation of its
@@ -198,7 +199,7 @@ func (s *supervisor) stopAndRemove(ctx workflow.Context) (activities.StopResult,
 // policy shut its service down; it stops the other replicas. Replicas
 // supervised without a deployment workflow have no one to tell.
 func (s *supervisor) shutDownService(ctx workflow.Context, code int) {
-	err := workflow.SignalExternalWorkflow(ctx, DeploymentWorkflowID(s.in.ID.Deployment), "", SignalServiceShutdown,
+	err := workflow.SignalExternalWorkflow(ctx, replica.DeploymentWorkflowID(s.in.ID.Deployment), "", SignalServiceShutdown,
 		ServiceShutdownSignal{Service: s.in.ID.Service, Replica: s.in.ID.Replica, ExitCode: code}).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("the deployment workflow was not told of the shutdown; only this replica stops", "error", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -76,7 +77,7 @@ func TestReconfigureReplacesContainer(t *testing.T) {
 	require.True(t, reconfigureResult(t, res).Ready)
 	require.Len(t, n.stops, 1)
 	require.True(t, n.stops[0].Remove, "the old container is removed, so the new spec is used")
-	require.Equal(t, DefaultStopGrace, n.stops[0].Grace, "the old container's grace")
+	require.Equal(t, runtime.DefaultStopGrace, n.stops[0].Grace, "the old container's grace")
 	require.Len(t, n.specs, 2, "first start, new start")
 	require.Equal(t, []string{"echo v2"}, n.specs[1].Args)
 	require.Equal(t, 3, n.watches, "the new container is watched during min_ready")
@@ -153,4 +154,4 @@ func TestShutdownUpdate(t *testing.T) {
 	require.Len(t, n.starts, 1)
 }
 
-var _ = runtime.ContainerID{}
+var _ = replica.ID{}

@@ -19,10 +19,11 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
-var replicaID = runtime.ContainerID{Deployment: "shop", Service: "api", Replica: 1}
+var replicaID = replica.ID{Deployment: "shop", Service: "api", Replica: 1}
 
 func input(p policy.Policy) SupervisionInput {
 	return SupervisionInput{
@@ -603,7 +604,7 @@ func TestOperatorRestart(t *testing.T) {
 	require.NoError(t, res.rejected)
 	require.NoError(t, res.err)
 	require.Len(t, n.stops, 1)
-	require.Equal(t, DefaultStopGrace, n.stops[0].Grace)
+	require.Equal(t, runtime.DefaultStopGrace, n.stops[0].Grace)
 	require.Len(t, n.starts, 2)
 	require.Equal(t, n.stops[0].ID, replicaID)
 	v := queryState(t, env)
@@ -828,15 +829,15 @@ func TestOnlyRunningIsWatched(t *testing.T) {
 }
 
 func TestWorkflowIDAndRef(t *testing.T) {
-	require.Equal(t, "vigil/shop/api-rep-1", WorkflowID(replicaID))
+	require.Equal(t, "vigil/shop/api-rep-1", replicaID.WorkflowID())
 	require.Equal(t, "api-rep-1", replicaID.String())
 	for _, ref := range []string{"shop/api-rep-1", "vigil/shop/api-rep-1"} {
-		id, err := ParseRef(ref)
+		id, err := replica.ParseRef(ref)
 		require.NoError(t, err)
 		require.Equal(t, replicaID, id)
 	}
 	for _, bad := range []string{"", "shop", "shop/api", "shop/api-rep-0", "shop/api-rep-x", "a/b/api-rep-1"} {
-		_, err := ParseRef(bad)
+		_, err := replica.ParseRef(bad)
 		require.Error(t, err, bad)
 	}
 }

@@ -14,9 +14,6 @@ import (
 
 // Names used by clients and workers.
 const (
-	// DefaultTaskQueue is the workflow task queue; workflows can run on any worker.
-	DefaultTaskQueue = replica.DefaultTaskQueue
-
 	SupervisorWorkflowName = "Supervise"
 	DeploymentWorkflowName = "Deployment"
 	FetchLogsWorkflowName  = "FetchLogs"
@@ -68,15 +65,6 @@ var (
 // (release v0.2.0): not a replica's state, so that counting a state counts
 // each replica once.
 const SearchStateContinuedAsNew = "ContinuedAsNew"
-
-// SearchAttributeNames are the names a worker registers when they are missing.
-var SearchAttributeNames = replica.SearchAttributeNames
-
-// WorkflowID is id.WorkflowID(), "vigil/<deployment>/<service>-rep-<replica>".
-func WorkflowID(id replica.ID) string { return id.WorkflowID() }
-
-// ParseRef is replica.ParseRef.
-func ParseRef(ref string) (replica.ID, error) { return replica.ParseRef(ref) }
 
 // State is a supervised replica's state, as in the original supervisor (the
 // in-memory Rust supervisor Vigil ports; see README.md).
@@ -163,7 +151,7 @@ type Event struct {
 
 // SupervisionInput starts (or continues) the supervision of one replica.
 type SupervisionInput struct {
-	ID     runtime.ContainerID   `json:"id"`
+	ID     replica.ID            `json:"id"`
 	Spec   runtime.ContainerSpec `json:"spec"`
 	Policy policy.Policy         `json:"policy"`
 	// Node is the host whose containerd runs the container; its worker polls
@@ -335,7 +323,7 @@ type ServiceShutdownSignal struct {
 
 // FetchLogsInput asks the node that runs a replica for its captured output.
 type FetchLogsInput struct {
-	ID   runtime.ContainerID `json:"id"`
-	Node string              `json:"node"`
-	Tail int                 `json:"tail"`
+	ID   replica.ID `json:"id"`
+	Node string     `json:"node"`
+	Tail int        `json:"tail"`
 }

@@ -24,7 +24,7 @@ import (
 
 	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/internal/containerdtest"
-	"github.com/vigil-run/vigil/workflows"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // The parts of a cluster, by name (pid file, log file, Kill/StopPart).
@@ -535,19 +535,19 @@ func (c *Cluster) SearchAttributes(ctx context.Context) error {
 		}
 	}
 	var terms []string
-	for _, name := range workflows.SearchAttributeNames {
+	for _, name := range replica.SearchAttributeNames {
 		terms = append(terms, name+" = ''")
 	}
 	query := strings.Join(terms, " AND ")
 	for {
 		_, err := cl.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: query, PageSize: 1})
 		if err == nil {
-			c.logf("search attributes %v: registered and usable", workflows.SearchAttributeNames)
+			c.logf("search attributes %v: registered and usable", replica.SearchAttributeNames)
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("search attributes %v not usable: %v", workflows.SearchAttributeNames, err)
+			return fmt.Errorf("search attributes %v not usable: %v", replica.SearchAttributeNames, err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/vigil-run/vigil/internal/testimage"
-	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/replica"
 )
 
 func TestDaemonRestartKeepsImagesAndShutdownCleansUp(t *testing.T) {
@@ -36,7 +36,7 @@ func TestDaemonRestartKeepsImagesAndShutdownCleansUp(t *testing.T) {
 	if _, err := d.ImportTestImage(context.Background(), d.Namespace); err != nil {
 		t.Fatal(err)
 	}
-	id := runtime.ContainerID{Deployment: "h", Service: "s", Replica: 1}
+	id := replica.ID{Deployment: "h", Service: "s", Replica: 1}
 	if err := rt.Create(context.Background(), id, TestImage("sleep 1000")); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestShutdownKillsLeftoverShims(t *testing.T) {
 	rt := d.Runtime(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	id := runtime.ContainerID{Deployment: "h", Service: "shim", Replica: 1}
+	id := replica.ID{Deployment: "h", Service: "shim", Replica: 1}
 	if err := rt.Create(ctx, id, TestImage("true")); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -75,7 +76,7 @@ func rollingUpdate(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 		return nil, err
 	}
 	return []Capture{
-		{File: "deployment-rolling-update", WorkflowID: workflows.DeploymentWorkflowID(dep)},
+		{File: "deployment-rolling-update", WorkflowID: replica.DeploymentWorkflowID(dep)},
 		{File: "rolling-update-replaced", WorkflowID: wid1},
 		{File: "rolling-update-removed", WorkflowID: wid2},
 	}, nil
@@ -96,7 +97,7 @@ func serviceShutdown(ctx context.Context, e *Env, dep string) ([]Capture, error)
 		}
 	}
 	return []Capture{
-		{File: "deployment-service-shutdown", WorkflowID: workflows.DeploymentWorkflowID(dep)},
+		{File: "deployment-service-shutdown", WorkflowID: replica.DeploymentWorkflowID(dep)},
 		{File: "service-shutdown-cause", WorkflowID: "vigil/" + dep + "/api-rep-1"},
 		{File: "service-shutdown-sibling", WorkflowID: "vigil/" + dep + "/api-rep-2"},
 	}, nil

@@ -483,7 +483,7 @@ func (e *Env) StartVariant(ctx context.Context, dep, service, yaml string, mutat
 	ref, wid = id2.Ref(), id2.WorkflowID()
 	run, err := e.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        wid,
-		TaskQueue: workflows.DefaultTaskQueue,
+		TaskQueue: replica.DefaultTaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SearchAttrState.ValueSet(string(workflows.StateRunning)),
 			workflows.SearchAttrService.ValueSet(service),

@@ -24,6 +24,7 @@ import (
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/internal/humanjson"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -172,7 +173,7 @@ var DevServerArgs = []string{
 // with Vigil's search attributes registered, as `make run` does.
 func (s *Stack) StartServer(ctx context.Context) error {
 	args := append([]string(nil), DevServerArgs...)
-	for _, name := range workflows.SearchAttributeNames {
+	for _, name := range replica.SearchAttributeNames {
 		args = append(args, "--search-attribute", name+"=Keyword")
 	}
 	if s.MetricsURL != "" {

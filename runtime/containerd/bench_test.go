@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
-	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // BenchmarkCreateStart is containerd's floor for a first start: create the
@@ -18,7 +18,7 @@ func BenchmarkCreateStart(b *testing.B) {
 	spec := containerdtest.TestImage("sleep 1000")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		id := runtime.ContainerID{Deployment: "bench", Service: "cs", Replica: i + 1}
+		id := replica.ID{Deployment: "bench", Service: "cs", Replica: i + 1}
 		if err := rt.Create(ctx, id, spec); err != nil {
 			b.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func BenchmarkRestart(b *testing.B) {
 	rt := d.Runtime(b)
 	ctx := context.Background()
 	spec := containerdtest.TestImage("exit 1")
-	id := runtime.ContainerID{Deployment: "bench", Service: "restart", Replica: 1}
+	id := replica.ID{Deployment: "bench", Service: "restart", Replica: 1}
 	if err := rt.Create(ctx, id, spec); err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func BenchmarkStopHTTPDUnderInit(b *testing.B) {
 	ctx := context.Background()
 	spec := containerdtest.TestImage("exec httpd -f -p 8080")
 	spec.Init = true
-	id := runtime.ContainerID{Deployment: "bench", Service: "stop", Replica: 1}
+	id := replica.ID{Deployment: "bench", Service: "stop", Replica: 1}
 	if err := rt.Create(ctx, id, spec); err != nil {
 		b.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -168,16 +169,12 @@ func (r *Runtime) Client() *containerd.Client { return r.client }
 // Namespace is the containerd namespace the runtime works in.
 func (r *Runtime) Namespace() string { return r.cfg.Namespace }
 
-// ContainerName is id.ContainerName(), the containerd container ID of a
-// replica: "<deployment>.<service>-rep-<replica>".
-func ContainerName(id runtime.ContainerID) string { return id.ContainerName() }
-
 // LogPath is where a replica's stdout and stderr are kept.
-func (r *Runtime) LogPath(id runtime.ContainerID) string {
+func (r *Runtime) LogPath(id replica.ID) string {
 	return filepath.Join(r.logDir, id.ContainerName()+".log")
 }
 
-func validateID(id runtime.ContainerID) error {
+func validateID(id replica.ID) error {
 	if id.Deployment == "" || id.Service == "" || id.Replica < 1 {
 		return fmt.Errorf("container id %+v: deployment and service must be set and replica >= 1", id)
 	}
@@ -192,7 +189,7 @@ func (r *Runtime) nsCtx(ctx context.Context) context.Context {
 }
 
 // named validates id and returns the namespaced context and containerd name.
-func (r *Runtime) named(ctx context.Context, id runtime.ContainerID) (context.Context, string, error) {
+func (r *Runtime) named(ctx context.Context, id replica.ID) (context.Context, string, error) {
 	if err := validateID(id); err != nil {
 		return ctx, "", err
 	}
@@ -201,7 +198,7 @@ func (r *Runtime) named(ctx context.Context, id runtime.ContainerID) (context.Co
 
 // exclusive is named plus exclusive access to the container among this
 // runtime's mutating calls, until unlock.
-func (r *Runtime) exclusive(ctx context.Context, id runtime.ContainerID) (context.Context, string, func(), error) {
+func (r *Runtime) exclusive(ctx context.Context, id replica.ID) (context.Context, string, func(), error) {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
 		return ctx, "", nil, err

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/internal/testimage"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
@@ -27,8 +28,8 @@ import (
 var replicas atomic.Int32
 
 // newID is a fresh replica of deployment "t" for each call.
-func newID(service string) runtime.ContainerID {
-	return runtime.ContainerID{Deployment: "t", Service: service, Replica: int(replicas.Add(1))}
+func newID(service string) replica.ID {
+	return replica.ID{Deployment: "t", Service: service, Replica: int(replicas.Add(1))}
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -38,19 +39,19 @@ func testCtx(t *testing.T) context.Context {
 }
 
 // setup starts a private containerd and names a fresh replica of service.
-func setup(t *testing.T, service string) (*containerdtest.Daemon, *vcontainerd.Runtime, context.Context, runtime.ContainerID) {
+func setup(t *testing.T, service string) (*containerdtest.Daemon, *vcontainerd.Runtime, context.Context, replica.ID) {
 	d := containerdtest.Start(t)
 	return d, d.Runtime(t), testCtx(t), newID(service)
 }
 
 // run creates and starts a busybox container running script.
-func run(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID, script string) runtime.StartInfo {
+func run(t *testing.T, rt *vcontainerd.Runtime, id replica.ID, script string) runtime.StartInfo {
 	t.Helper()
 	return runSpec(t, rt, id, containerdtest.TestImage(script))
 }
 
 // runSpec creates and starts a container.
-func runSpec(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID, spec runtime.ContainerSpec) runtime.StartInfo {
+func runSpec(t *testing.T, rt *vcontainerd.Runtime, id replica.ID, spec runtime.ContainerSpec) runtime.StartInfo {
 	t.Helper()
 	ctx := testCtx(t)
 	if err := rt.Create(ctx, id, spec); err != nil {
@@ -63,7 +64,7 @@ func runSpec(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID, spec
 	return info
 }
 
-func wait(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID) runtime.ContainerState {
+func wait(t *testing.T, rt *vcontainerd.Runtime, id replica.ID) runtime.ContainerState {
 	t.Helper()
 	st, err := rt.Wait(testCtx(t), id)
 	if err != nil {
@@ -73,9 +74,9 @@ func wait(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID) runtime
 }
 
 // killTask sends sig to the task directly, as something outside Vigil would.
-func killTask(t *testing.T, d *containerdtest.Daemon, id runtime.ContainerID, sig syscall.Signal) {
+func killTask(t *testing.T, d *containerdtest.Daemon, id replica.ID, sig syscall.Signal) {
 	t.Helper()
-	if err := d.Signal(testCtx(t), vcontainerd.ContainerName(id), sig); err != nil {
+	if err := d.Signal(testCtx(t), id.ContainerName(), sig); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -209,7 +210,7 @@ func TestStopGraceThenKill(t *testing.T) {
 	})
 }
 
-func waitForLog(t *testing.T, rt *vcontainerd.Runtime, id runtime.ContainerID, want string) {
+func waitForLog(t *testing.T, rt *vcontainerd.Runtime, id replica.ID, want string) {
 	t.Helper()
 	eventually(t, func() (bool, string) {
 		out, err := rt.Logs(testCtx(t), id, 0)
@@ -272,7 +273,7 @@ func TestEnvWorkdirAndEntrypoint(t *testing.T) {
 	spec.WorkDir = "/tmp"
 	runSpec(t, rt, id, spec)
 	wait(t, rt, id)
-	want := fmt.Sprintf("mode=prod dir=/tmp host=%s uid=0\n", vcontainerd.ContainerName(id))
+	want := fmt.Sprintf("mode=prod dir=/tmp host=%s uid=0\n", id.ContainerName())
 	if out, _ := rt.Logs(ctx, id, 0); string(out) != want {
 		t.Fatalf("output = %q, want %q", out, want)
 	}
@@ -325,7 +326,7 @@ func TestIsolateAndRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	nctx := namespaces.WithNamespace(ctx, d.Namespace)
-	c, err := rt.Client().LoadContainer(nctx, vcontainerd.ContainerName(id))
+	c, err := rt.Client().LoadContainer(nctx, id.ContainerName())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +384,7 @@ func TestWaitSurvivesContainerdRestart(t *testing.T) {
 
 // waitAcrossRestart waits on id while containerd is stopped and started
 // again, then makes the container exit with 5.
-func waitAcrossRestart(t *testing.T, d *containerdtest.Daemon, rt *vcontainerd.Runtime, id runtime.ContainerID, stop func() error) {
+func waitAcrossRestart(t *testing.T, d *containerdtest.Daemon, rt *vcontainerd.Runtime, id replica.ID, stop func() error) {
 	type result struct {
 		st  runtime.ContainerState
 		err error
@@ -439,7 +440,7 @@ func TestStartFailureIsReportedAsFailed(t *testing.T) {
 	if err == nil || errors.Is(err, runtime.ErrUnavailable) || errors.Is(err, runtime.ErrContainerNotFound) {
 		t.Fatalf("start of a missing executable: %v, want an untyped start failure", err)
 	}
-	for _, get := range []func(context.Context, runtime.ContainerID) (runtime.ContainerState, error){rt.State, rt.Wait} {
+	for _, get := range []func(context.Context, replica.ID) (runtime.ContainerState, error){rt.State, rt.Wait} {
 		st, err := get(ctx, id)
 		if err != nil || st.Status != runtime.StatusFailed || st.Code() != -1 || !strings.Contains(st.Reason, "task failed to start") {
 			t.Fatalf("state after failed start = %+v, %v; want Failed with the reason", st, err)

@@ -15,13 +15,14 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
 // Create creates the container unless it exists with the same spec. A
 // container whose spec changed is replaced, unless its task is running (the
 // new spec then applies after the container is removed).
-func (r *Runtime) Create(ctx context.Context, id runtime.ContainerID, spec runtime.ContainerSpec) error {
+func (r *Runtime) Create(ctx context.Context, id replica.ID, spec runtime.ContainerSpec) error {
 	ctx, name, unlock, err := r.exclusive(ctx, id)
 	if err != nil {
 		return err
@@ -179,7 +180,7 @@ func (r *Runtime) vanished(ctx context.Context, c containerd.Container) bool {
 // log stays: `vigil logs` still shows a removed replica's last output, and
 // a container created again for the replica appends to it (bounded by
 // MaxLogBytes like any log).
-func (r *Runtime) Remove(ctx context.Context, id runtime.ContainerID) error {
+func (r *Runtime) Remove(ctx context.Context, id replica.ID) error {
 	ctx, name, unlock, err := r.exclusive(ctx, id)
 	if err != nil {
 		return err
@@ -220,7 +221,7 @@ func (r *Runtime) deleteContainer(ctx context.Context, c containerd.Container) e
 
 // Isolate labels the container vigil.isolated=true. Its exited task and its
 // log stay in place for debugging.
-func (r *Runtime) Isolate(ctx context.Context, id runtime.ContainerID) error {
+func (r *Runtime) Isolate(ctx context.Context, id replica.ID) error {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
 		return err

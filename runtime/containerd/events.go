@@ -13,25 +13,26 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
 // ParseContainerName is the inverse of ContainerName. Deployment and service
 // names cannot contain '.', so the first '.' separates them.
-func ParseContainerName(name string) (runtime.ContainerID, bool) {
+func ParseContainerName(name string) (replica.ID, bool) {
 	dep, rest, ok := strings.Cut(name, ".")
 	if !ok || dep == "" {
-		return runtime.ContainerID{}, false
+		return replica.ID{}, false
 	}
 	i := strings.LastIndex(rest, "-rep-")
 	if i <= 0 {
-		return runtime.ContainerID{}, false
+		return replica.ID{}, false
 	}
 	n, err := strconv.Atoi(rest[i+len("-rep-"):])
 	if err != nil || n < 1 {
-		return runtime.ContainerID{}, false
+		return replica.ID{}, false
 	}
-	id := runtime.ContainerID{Deployment: dep, Service: rest[:i], Replica: n}
+	id := replica.ID{Deployment: dep, Service: rest[:i], Replica: n}
 	return id, id.ContainerName() == name
 }
 

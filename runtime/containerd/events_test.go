@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
 
 func TestParseContainerName(t *testing.T) {
-	id := runtime.ContainerID{Deployment: "shop", Service: "api-rep-x", Replica: 12}
-	got, ok := vcontainerd.ParseContainerName(vcontainerd.ContainerName(id))
+	id := replica.ID{Deployment: "shop", Service: "api-rep-x", Replica: 12}
+	got, ok := vcontainerd.ParseContainerName(id.ContainerName())
 	if !ok || got != id {
 		t.Fatalf("round trip of %+v = %+v, %v", id, got, ok)
 	}
@@ -73,7 +74,7 @@ func TestEventsAndList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	byID := map[runtime.ContainerID]runtime.ContainerInfo{}
+	byID := map[replica.ID]runtime.ContainerInfo{}
 	for _, c := range list {
 		byID[c.ID] = c
 	}

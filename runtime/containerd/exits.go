@@ -7,6 +7,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -51,7 +52,7 @@ func (r *Runtime) recordOOMs() {
 	}
 }
 
-func (r *Runtime) markOOM(ctx context.Context, id runtime.ContainerID) {
+func (r *Runtime) markOOM(ctx context.Context, id replica.ID) {
 	r.setTimeLabel(ctx, id, LabelOOMAt)
 }
 
@@ -59,7 +60,7 @@ func (r *Runtime) markOOM(ctx context.Context, id runtime.ContainerID) {
 // liveness probe failed: its exit then reads Unhealthy. A task that is no
 // longer running is not marked (its exit is already what it is): the
 // error says so.
-func (r *Runtime) MarkUnhealthy(ctx context.Context, id runtime.ContainerID) error {
+func (r *Runtime) MarkUnhealthy(ctx context.Context, id replica.ID) error {
 	st, err := r.State(ctx, id)
 	if err != nil {
 		return err
@@ -70,7 +71,7 @@ func (r *Runtime) MarkUnhealthy(ctx context.Context, id runtime.ContainerID) err
 	return r.setTimeLabel(ctx, id, LabelUnhealthyAt)
 }
 
-func (r *Runtime) setTimeLabel(ctx context.Context, id runtime.ContainerID, label string) error {
+func (r *Runtime) setTimeLabel(ctx context.Context, id replica.ID, label string) error {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/runtime"
-	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
 
 // Every exit says why: Exited with its code, Signaled with the signal's
@@ -81,7 +80,7 @@ func TestResourcesAreCgroupLimits(t *testing.T) {
 	spec := containerdtest.TestImage("sleep 1000")
 	spec.Resources = &runtime.Resources{MemoryBytes: 64 << 20, CPUs: 0.5, Pids: 256}
 	runSpec(t, rt, id, spec)
-	c, err := rt.Client().LoadContainer(namespaces.WithNamespace(ctx, d.Namespace), vcontainerd.ContainerName(id))
+	c, err := rt.Client().LoadContainer(namespaces.WithNamespace(ctx, d.Namespace), id.ContainerName())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +94,7 @@ func TestResourcesAreCgroupLimits(t *testing.T) {
 		t.Fatalf("OCI resources %+v, want memory 64Mi, quota 50000/100000, pids 256", res)
 	}
 	// And the kernel enforces them (cgroup v1 or v2, at containerd's default cgroup path).
-	name := vcontainerd.ContainerName(id)
+	name := id.ContainerName()
 	read := 0
 	for file, want := range map[string]string{
 		"memory/" + d.Namespace + "/" + name + "/memory.limit_in_bytes": "67108864",

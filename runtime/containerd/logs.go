@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -83,7 +84,7 @@ func tailFile(path string, tail int, limit int64) ([]byte, error) {
 }
 
 // Logs returns the last tail lines of the replica's log (all if tail <= 0).
-func (r *Runtime) Logs(ctx context.Context, id runtime.ContainerID, tail int) ([]byte, error) {
+func (r *Runtime) Logs(ctx context.Context, id replica.ID, tail int) ([]byte, error) {
 	if err := validateID(id); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
@@ -196,7 +197,7 @@ func TestRemoveAfterOutsideDeleteReleasesNetwork(t *testing.T) {
 	runSpec(t, rt, id, spec)
 	client := rt.Client()
 	nctx := namespaces.WithNamespace(ctx, d.Namespace)
-	c, err := client.LoadContainer(nctx, vcontainerd.ContainerName(id))
+	c, err := client.LoadContainer(nctx, id.ContainerName())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +330,7 @@ func TestStaleRulesOfALostStateDirAreCleared(t *testing.T) {
 		rules, _ := n.Rules()
 		t.Fatalf("GET after: %q; want %s's page, not its old address's (rules: %v)", body, a.ContainerName(), rules)
 	}
-	for _, id := range []runtime.ContainerID{a, b} {
+	for _, id := range []replica.ID{a, b} {
 		if err := rt.Remove(ctx, id); err != nil {
 			t.Fatal(err)
 		}

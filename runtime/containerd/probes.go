@@ -14,6 +14,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/google/uuid"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -41,7 +42,7 @@ func healthLabel(spec runtime.ContainerSpec) (string, error) {
 
 // Health returns the container's probes and when its running task started
 // (nil without probes).
-func (r *Runtime) Health(ctx context.Context, id runtime.ContainerID) (*runtime.Health, time.Time, error) {
+func (r *Runtime) Health(ctx context.Context, id replica.ID) (*runtime.Health, time.Time, error) {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -67,7 +68,7 @@ func (r *Runtime) Health(ctx context.Context, id runtime.ContainerID) (*runtime.
 
 // Exec runs args in the container's running task, as containerd's task
 // exec does, and returns its exit code. It kills the process at timeout.
-func (r *Runtime) Exec(ctx context.Context, id runtime.ContainerID, args []string, timeout time.Duration) (int, error) {
+func (r *Runtime) Exec(ctx context.Context, id replica.ID, args []string, timeout time.Duration) (int, error) {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
 		return 0, err
@@ -117,7 +118,7 @@ func (r *Runtime) Exec(ctx context.Context, id runtime.ContainerID, args []strin
 // Dial connects to port on the container's loopback, from inside its
 // network namespace: it works with every network mode, a container without
 // networking included, and the traffic never leaves the container.
-func (r *Runtime) Dial(ctx context.Context, id runtime.ContainerID, port int, timeout time.Duration) (net.Conn, error) {
+func (r *Runtime) Dial(ctx context.Context, id replica.ID, port int, timeout time.Duration) (net.Conn, error) {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
 		return nil, err

@@ -9,7 +9,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
-	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
 
 // Capabilities that amount to root on the host, or close to it; a container
@@ -30,7 +29,7 @@ func TestContainerIsUnprivileged(t *testing.T) {
 	}
 
 	nctx := namespaces.WithNamespace(ctx, d.Namespace)
-	c, err := rt.Client().LoadContainer(nctx, vcontainerd.ContainerName(id))
+	c, err := rt.Client().LoadContainer(nctx, id.ContainerName())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,12 +14,13 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
 // Start makes the task run: a running task is left alone, an exited one is
 // deleted and a new one started with output appended to the replica's log.
-func (r *Runtime) Start(ctx context.Context, id runtime.ContainerID) (runtime.StartInfo, error) {
+func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, error) {
 	ctx, name, unlock, err := r.exclusive(ctx, id)
 	if err != nil {
 		return runtime.StartInfo{}, err
@@ -138,7 +139,7 @@ func deleteStaleTask(ctx context.Context, client *containerd.Client, name string
 // State reports the container's state from containerd's own records.
 // A container without a task (never started, task deleted, or the host
 // rebooted) is Failed: nothing of it is running.
-func (r *Runtime) State(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {
+func (r *Runtime) State(ctx context.Context, id replica.ID) (runtime.ContainerState, error) {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
 		return runtime.ContainerState{}, err
@@ -201,7 +202,7 @@ func (r *Runtime) taskState(ctx context.Context, c containerd.Container) (runtim
 // containerd restarts: the task lives on in its shim, so Wait reconnects and
 // keeps waiting rather than inventing an exit. It returns an error only for
 // a missing container or when ctx ends.
-func (r *Runtime) Wait(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {
+func (r *Runtime) Wait(ctx context.Context, id replica.ID) (runtime.ContainerState, error) {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
 		return runtime.ContainerState{}, err
@@ -263,7 +264,7 @@ func (r *Runtime) waitOnce(ctx context.Context, name string) (runtime.ContainerS
 
 // Stop sends SIGTERM (or the image's STOPSIGNAL), then SIGKILL to every
 // process of the task after grace.
-func (r *Runtime) Stop(ctx context.Context, id runtime.ContainerID, grace time.Duration) error {
+func (r *Runtime) Stop(ctx context.Context, id replica.ID, grace time.Duration) error {
 	ctx, name, unlock, err := r.exclusive(ctx, id)
 	if err != nil {
 		return err

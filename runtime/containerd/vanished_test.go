@@ -8,7 +8,6 @@ import (
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/runtime"
-	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
 
 // A container whose snapshot was deleted behind Vigil's back (as a delete
@@ -22,7 +21,7 @@ func TestStartAfterSnapshotDeletedBehindVigil(t *testing.T) {
 		t.Fatal(err)
 	}
 	nctx := namespaces.WithNamespace(ctx, d.Namespace)
-	c, err := rt.Client().LoadContainer(nctx, vcontainerd.ContainerName(id))
+	c, err := rt.Client().LoadContainer(nctx, id.ContainerName())
 	if err != nil {
 		t.Fatal(err)
 	}

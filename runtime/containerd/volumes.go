@@ -14,6 +14,7 @@ import (
 	"github.com/moby/sys/signal"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -32,18 +33,18 @@ const (
 // <state>/volumes/<containerd namespace>/<deployment>/<service>-rep-<n>/<name>.
 // A named volume belongs to one replica, like a StatefulSet's claim, so
 // replicas never share (and corrupt) each other's data.
-func (r *Runtime) VolumeDir(id runtime.ContainerID, name string) string {
+func (r *Runtime) VolumeDir(id replica.ID, name string) string {
 	return filepath.Join(r.replicaVolumes(id), name)
 }
 
-func (r *Runtime) replicaVolumes(id runtime.ContainerID) string {
+func (r *Runtime) replicaVolumes(id replica.ID) string {
 	return filepath.Join(r.cfg.StateDir, "volumes", r.cfg.Namespace, id.Deployment, id.String())
 }
 
 // servingOpts are the OCI spec options of the spec's volumes and init. It
 // checks what only the node can (a bind source exists, the init is
 // installed) and creates named volumes that do not exist yet.
-func (r *Runtime) servingOpts(id runtime.ContainerID, spec runtime.ContainerSpec) ([]oci.SpecOpts, error) {
+func (r *Runtime) servingOpts(id replica.ID, spec runtime.ContainerSpec) ([]oci.SpecOpts, error) {
 	var mounts []specs.Mount
 	for i, v := range spec.Volumes {
 		field := fmt.Sprintf("volumes[%d]", i)
@@ -115,7 +116,7 @@ func stopSignalOpts(spec runtime.ContainerSpec) ([]containerd.NewContainerOpts, 
 
 // RemoveVolumes deletes the replica's named volumes. Only an explicit
 // request (unsupervise --stop --volumes) calls it.
-func (r *Runtime) RemoveVolumes(ctx context.Context, id runtime.ContainerID) error {
+func (r *Runtime) RemoveVolumes(ctx context.Context, id replica.ID) error {
 	if err := validateID(id); err != nil {
 		return err
 	}

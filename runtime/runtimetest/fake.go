@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -34,15 +35,15 @@ const (
 type Fake struct {
 	mu            sync.Mutex
 	now           func() time.Time
-	containers    map[runtime.ContainerID]*container
+	containers    map[replica.ID]*container
 	missingImages map[string]bool
 	errs          map[Op][]error // injected errors, consumed one per call
 	calls         map[Op]int
 	nextPID       uint32
 	// exitOnStart makes each new task of a container exit at once with the code.
-	exitOnStart map[runtime.ContainerID]int
+	exitOnStart map[replica.ID]int
 	// startErr makes starts of a container fail with the error (it stays Failed).
-	startErr map[runtime.ContainerID]error
+	startErr map[replica.ID]error
 	// subs are the open Events streams.
 	subs map[*subscriber]struct{}
 }
@@ -53,7 +54,7 @@ type subscriber struct {
 }
 
 type container struct {
-	id        runtime.ContainerID
+	id        replica.ID
 	spec      runtime.ContainerSpec
 	state     runtime.ContainerState
 	startedAt time.Time
@@ -68,12 +69,12 @@ type container struct {
 func New() *Fake {
 	return &Fake{
 		now:           time.Now,
-		containers:    map[runtime.ContainerID]*container{},
+		containers:    map[replica.ID]*container{},
 		missingImages: map[string]bool{},
 		errs:          map[Op][]error{},
 		calls:         map[Op]int{},
-		exitOnStart:   map[runtime.ContainerID]int{},
-		startErr:      map[runtime.ContainerID]error{},
+		exitOnStart:   map[replica.ID]int{},
+		startErr:      map[replica.ID]error{},
 		nextPID:       100,
 		subs:          map[*subscriber]struct{}{},
 	}
@@ -105,7 +106,7 @@ func (f *Fake) MissingImage(image string) {
 }
 
 // ExitOnStart makes every later task of id exit at once with code (-1 to stop doing so).
-func (f *Fake) ExitOnStart(id runtime.ContainerID, code int) {
+func (f *Fake) ExitOnStart(id replica.ID, code int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if code < 0 {
@@ -116,7 +117,7 @@ func (f *Fake) ExitOnStart(id runtime.ContainerID, code int) {
 }
 
 // FailStarts makes every later Start of id fail with err, leaving it Failed (nil to stop).
-func (f *Fake) FailStarts(id runtime.ContainerID, err error) {
+func (f *Fake) FailStarts(id replica.ID, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err == nil {
@@ -127,7 +128,7 @@ func (f *Fake) FailStarts(id runtime.ContainerID, err error) {
 }
 
 // Exit makes the running task of id exit with code now.
-func (f *Fake) Exit(id runtime.ContainerID, code int) {
+func (f *Fake) Exit(id replica.ID, code int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c := f.containers[id]; c != nil && c.state.Status == runtime.StatusRunning {
@@ -136,7 +137,7 @@ func (f *Fake) Exit(id runtime.ContainerID, code int) {
 }
 
 // Delete removes id behind the supervisor's back; waiters see ErrContainerNotFound.
-func (f *Fake) Delete(id runtime.ContainerID) {
+func (f *Fake) Delete(id replica.ID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c := f.containers[id]; c != nil {
@@ -151,7 +152,7 @@ func (f *Fake) Delete(id runtime.ContainerID) {
 
 // LoseTask makes id's task vanish without an exit event, as a host reboot
 // does: the container stays, Failed, with no task.
-func (f *Fake) LoseTask(id runtime.ContainerID) {
+func (f *Fake) LoseTask(id replica.ID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c := f.containers[id]; c != nil {
@@ -161,7 +162,7 @@ func (f *Fake) LoseTask(id runtime.ContainerID) {
 }
 
 // WriteLog appends output to id's captured log.
-func (f *Fake) WriteLog(id runtime.ContainerID, output string) {
+func (f *Fake) WriteLog(id replica.ID, output string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c := f.containers[id]; c != nil {
@@ -181,7 +182,7 @@ type Snapshot struct {
 }
 
 // Container returns what the fake holds for id.
-func (f *Fake) Container(id runtime.ContainerID) (Snapshot, bool) {
+func (f *Fake) Container(id replica.ID) (Snapshot, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := f.containers[id]
@@ -211,7 +212,7 @@ func (f *Fake) enter(op Op) error {
 }
 
 // get returns id's container or ErrContainerNotFound. f.mu must be held.
-func (f *Fake) get(id runtime.ContainerID) (*container, error) {
+func (f *Fake) get(id replica.ID) (*container, error) {
 	c := f.containers[id]
 	if c == nil {
 		return nil, fmt.Errorf("fake %s: %w", id.Ref(), runtime.ErrContainerNotFound)
@@ -219,7 +220,7 @@ func (f *Fake) get(id runtime.ContainerID) (*container, error) {
 	return c, nil
 }
 
-func (f *Fake) Create(ctx context.Context, id runtime.ContainerID, spec runtime.ContainerSpec) error {
+func (f *Fake) Create(ctx context.Context, id replica.ID, spec runtime.ContainerSpec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter(OpCreate); err != nil {
@@ -235,7 +236,7 @@ func (f *Fake) Create(ctx context.Context, id runtime.ContainerID, spec runtime.
 	return nil
 }
 
-func (f *Fake) Start(ctx context.Context, id runtime.ContainerID) (runtime.StartInfo, error) {
+func (f *Fake) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter(OpStart); err != nil {
@@ -290,7 +291,7 @@ func (f *Fake) publish(ev runtime.TaskEvent) {
 }
 
 // OOM publishes an OOM kill of id's task (its exit is up to the test).
-func (f *Fake) OOM(id runtime.ContainerID) {
+func (f *Fake) OOM(id replica.ID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.publish(runtime.TaskEvent{Kind: runtime.TaskOOM, ID: id})
@@ -362,7 +363,7 @@ func (f *Fake) List(ctx context.Context) ([]runtime.ContainerInfo, error) {
 	return out, nil
 }
 
-func (f *Fake) State(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {
+func (f *Fake) State(ctx context.Context, id replica.ID) (runtime.ContainerState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter(OpState); err != nil {
@@ -375,7 +376,7 @@ func (f *Fake) State(ctx context.Context, id runtime.ContainerID) (runtime.Conta
 	return c.state, nil
 }
 
-func (f *Fake) Wait(ctx context.Context, id runtime.ContainerID) (runtime.ContainerState, error) {
+func (f *Fake) Wait(ctx context.Context, id replica.ID) (runtime.ContainerState, error) {
 	f.mu.Lock()
 	if err := f.enter(OpWait); err != nil {
 		f.mu.Unlock()
@@ -403,7 +404,7 @@ func (f *Fake) Wait(ctx context.Context, id runtime.ContainerID) (runtime.Contai
 }
 
 // Stop ends a running task: 143 (SIGTERM) with a grace period, 137 (SIGKILL) without.
-func (f *Fake) Stop(ctx context.Context, id runtime.ContainerID, grace time.Duration) error {
+func (f *Fake) Stop(ctx context.Context, id replica.ID, grace time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter(OpStop); err != nil {
@@ -423,7 +424,7 @@ func (f *Fake) Stop(ctx context.Context, id runtime.ContainerID, grace time.Dura
 	return nil
 }
 
-func (f *Fake) Remove(ctx context.Context, id runtime.ContainerID) error {
+func (f *Fake) Remove(ctx context.Context, id replica.ID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter(OpRemove); err != nil {
@@ -436,13 +437,13 @@ func (f *Fake) Remove(ctx context.Context, id runtime.ContainerID) error {
 	return nil
 }
 
-func (f *Fake) RemoveVolumes(ctx context.Context, id runtime.ContainerID) error {
+func (f *Fake) RemoveVolumes(ctx context.Context, id replica.ID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.enter(OpRemoveVolumes)
 }
 
-func (f *Fake) Isolate(ctx context.Context, id runtime.ContainerID) error {
+func (f *Fake) Isolate(ctx context.Context, id replica.ID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter(OpIsolate); err != nil {
@@ -456,7 +457,7 @@ func (f *Fake) Isolate(ctx context.Context, id runtime.ContainerID) error {
 	return nil
 }
 
-func (f *Fake) Logs(ctx context.Context, id runtime.ContainerID, tail int) ([]byte, error) {
+func (f *Fake) Logs(ctx context.Context, id replica.ID, tail int) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter(OpLogs); err != nil {
