@@ -12,20 +12,18 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/internal/humanjson"
-	"github.com/vigil-run/vigil/policy"
 )
 
-// The supervisor as of changeHonestState: every operator request is heard
-// whatever the replica is doing, becomes an event, and ends in a state that
-// says what is true. The v0.1.0 code paths stay beside it for old runs.
+// Every operator request is heard whatever the replica is doing, becomes an
+// event, and ends in a state that says what is true.
 
 // unsuperviseStopWait bounds how long unsupervise --stop waits for a worker
 // on the node to take the stop: with none, supervision still ends, and the
 // answer says the container was not stopped.
 const unsuperviseStopWait = 10 * time.Second
 
-// handleRequest carries out an operator command and reports the result to
-// its update.
+// handleRequest carries out an operator command, recorded as an event, and
+// reports the result to its update.
 func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
 	switch c.kind {
 	case cmdUnsupervise:
@@ -37,9 +35,7 @@ func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
 		if inBackoff {
 			// Ending a backoff early is the episode's one delayed start.
 			s.why = "operator restart (ended the crash-loop backoff early)"
-			err := s.endBackoff(ctx)
-			s.finish(c, err)
-			return unlessUnsupervised(err)
+			return s.answer(c, s.endBackoff(ctx))
 		}
 		// Not a crash: nothing is counted, the window is untouched.
 		var stopped activities.StopResult
@@ -53,32 +49,15 @@ func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
 			s.finish(c, err)
 			return nil
 		}
-		s.setState(ctx, StateRestarting)
 		s.why = "operator restart"
-		if _, err = s.start(ctx, stopped.ExitedAt); err == nil {
-			s.setState(ctx, StateRunning)
-		}
-		s.finish(c, err)
-		return unlessUnsupervised(err)
+		return s.startFor(ctx, c, stopped.ExitedAt)
 
 	case cmdRelease:
 		s.emitRequest(ctx, EventReleased, c, false, "")
-		// The operator takes responsibility: the crash window starts afresh.
 		s.why = fmt.Sprintf("start after release (was %s)", s.st.State)
-		s.st.History = policy.History{}
-		s.setState(ctx, StateRestarting)
-		_, err := s.start(ctx, s.st.LastExitAt)
-		if err == nil {
-			s.setState(ctx, StateRunning)
-		}
-		s.finish(c, err)
-		return unlessUnsupervised(err)
-
-	case cmdReconfigure, cmdShutdown:
-		return s.handleDeployment(ctx, c)
+		return s.release(ctx, c)
 	}
-	s.finish(c, fmt.Errorf("unknown request %q", c.kind))
-	return nil
+	return s.unknownRequest(c)
 }
 
 // unsupervise ends supervision. With stop, the container is stopped and
@@ -113,7 +92,7 @@ func (s *supervisor) unsupervise(ctx workflow.Context, c *command) error {
 	return errUnsupervised
 }
 
-// startHeard is start for changeHonestState: operator requests are heard
+// startHeard is start with operator requests heard
 // during the activity and between retries. Unsupervise cancels the start; a
 // restart takes the outcome of the attempt in progress, or, between
 // attempts, makes the next attempt now.
@@ -137,9 +116,7 @@ func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activiti
 				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
 			}
 			s.noteNetwork(res)
-			if s.ver.nodeWatch {
-				s.started(ctx, res)
-			}
+			s.started(ctx, res)
 			if w := s.waiting; w != nil {
 				s.waiting = nil
 				s.finish(w, nil)
@@ -159,7 +136,7 @@ func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activiti
 		if err := s.continueAsNewWhileFailing(ctx); err != nil {
 			return activities.EnsureRunningResult{}, err
 		}
-		restart, err := s.wait(ctx, delay, fmt.Sprintf("start retry %d in %s", attempt+1, human(delay)))
+		restart, err := s.wait(ctx, delay, fmt.Sprintf("start retry %d in %s", attempt+1, human(delay)), true)
 		if err != nil {
 			return activities.EnsureRunningResult{}, err
 		}
@@ -203,10 +180,11 @@ func (s *supervisor) takeRestart(ctx workflow.Context) func(*command) bool {
 	}
 }
 
-// wait waits on a durable timer. Unsupervise ends it (errUnsupervised); a
+// wait waits on a durable timer before a start is tried again. Unsupervise
+// ends it (errUnsupervised); a reconfigure is carried out; with restarts, a
 // restart ends it early and is returned for the caller to carry out; other
 // requests are refused, since the replica is not ready for them.
-func (s *supervisor) wait(ctx workflow.Context, d time.Duration, why string) (*command, error) {
+func (s *supervisor) wait(ctx workflow.Context, d time.Duration, why string, restarts bool) (*command, error) {
 	s.details(ctx, why)
 	timerCtx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
@@ -218,7 +196,7 @@ func (s *supervisor) wait(ctx workflow.Context, d time.Duration, why string) (*c
 			return nil, nil
 		case w.cmd.kind == cmdUnsupervise:
 			return nil, s.handle(ctx, w.cmd)
-		case w.cmd.kind == cmdRestart:
+		case w.cmd.kind == cmdRestart && restarts:
 			return w.cmd, nil
 		case w.cmd.kind == cmdReconfigure:
 			// A new generation may be just what makes the start work (a
@@ -228,7 +206,11 @@ func (s *supervisor) wait(ctx workflow.Context, d time.Duration, why string) (*c
 			}
 			continue
 		}
-		s.finish(w.cmd, fmt.Errorf("%s: the replica is waiting to retry a failed start; use restart to retry it now", w.cmd.kind))
+		hint := "try again later"
+		if restarts {
+			hint = "use restart to retry it now"
+		}
+		s.finish(w.cmd, fmt.Errorf("%s: the replica is waiting to retry a failed start; %s", w.cmd.kind, hint))
 	}
 }
 

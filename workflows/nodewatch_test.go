@@ -19,29 +19,6 @@ import (
 	"github.com/vigil-run/vigil/policy"
 )
 
-// TestLegacyBranch runs the behaviour tests on the v0.1.0 branch (a
-// WaitForExit activity per watch), which replicas started by v0.1.0 keep
-// until they continue as new.
-func TestLegacyBranch(t *testing.T) {
-	legacyBranch = true
-	defer func() { legacyBranch = false }()
-	for name, test := range map[string]func(*testing.T){
-		"InstantCrasher":          TestInstantCrasherRestartsThenBacksOff,
-		"CrashAfterWindow":        TestCrashAfterWindowIsNotCrashLoop,
-		"FailedStart":             TestFailedStartIsRetriedUntilItWorks,
-		"ExitZero":                TestExitZeroCompletes,
-		"Shutdown":                TestShutdownPolicy,
-		"IsolateThenRelease":      TestIsolateThenRelease,
-		"OperatorRestart":         TestOperatorRestart,
-		"RestartDuringBackoff":    TestRestartDuringBackoff,
-		"ContinueAsNewInBackoff":  TestContinueAsNewDuringBackoffKeepsDeadline,
-		"UpdateWhileContinuing":   TestUpdateWhileContinuingAsNew,
-		"NewSupervisionIsRunning": TestNewSupervisionIsRunning,
-	} {
-		t.Run(name, test)
-	}
-}
-
 // Each exit is acted on once: the same exit reported again (a new node
 // watch reports what it finds), an exit of an older task (before the
 // current task's start) and an exit reported during a crash-loop backoff

@@ -152,21 +152,3 @@ func TestUnhealthyExitRestarts(t *testing.T) {
 	require.Equal(t, "healthy", *healthy.Health, "a report about an earlier task is ignored")
 	require.Len(t, first.RestartTimes, 3, "unhealthy exits count in the window")
 }
-
-// Runs from before exit reasons (no marker) decide as v0.1.0 did: no rules,
-// no exponential backoff, no reasons in events.
-func TestRunsBeforeExitReasonsDecideAsBefore(t *testing.T) {
-	n := &node{exits: []activities.WaitForExitResult{exitWith(42, runtime.ExitExited, "")}}
-	env := newEnv(t, n)
-	asRelease(env, V010)
-	p := policy.Policy{Rules: []policy.Rule{{ExitCodes: []int{42}, Action: policy.ActionShutdown}}}
-	var v StateView
-	whenWatching(env, n, 1, 0, func() { v = queryState(t, env) })
-	unsuperviseWhenWatching(env, n, 1, time.Second)
-
-	env.ExecuteWorkflow(Supervise, input(p))
-	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, StateRunning, v.State, "exit 42 restarted as in v0.1.0")
-	require.Equal(t, []string{""}, reasons(v))
-	require.Nil(t, v.LastExitReason)
-}

@@ -72,16 +72,3 @@ func TestReplayEveryRelease(t *testing.T) {
 	}
 	t.Logf("replayed %d recorded histories", total)
 }
-
-// TestReplayRecordedHistory replays a history recorded from a real run (a
-// crash loop with restarts, a backoff, a delayed start and an unsupervise
-// update) against today's code, so a change that breaks determinism fails CI.
-// Record it again with:
-//
-//	VIGIL_RECORD_HISTORY=$PWD/workflows/testdata/crashloop_history.json \
-//	  go test ./e2e -run TestCrashLoopEndToEnd
-func TestReplayRecordedHistory(t *testing.T) {
-	if err := newReplayer().ReplayWorkflowHistoryFromJSONFile(nil, "testdata/crashloop_history.json"); err != nil {
-		t.Fatalf("replay: %v", err)
-	}
-}

@@ -74,16 +74,27 @@ type command struct {
 	volumes bool
 }
 
-// versions is what each release's commands do, as flags (to be folded into
-// the release checks of the few helpers whose commands differ).
-type versions struct {
-	periodicCAN, deployments, exitReasons, honestState, networkStatus, nodeWatch bool
+// oldRelease is what the runs of an old release do their own way, one
+// method per helper whose commands differ; each such helper asks s.old()
+// first. Each old release's own file registers one in releases (init).
+type oldRelease interface {
+	open(ctx workflow.Context, s *supervisor)
+	validate(s *supervisor, c *command) error
+	watch(ctx workflow.Context, s *supervisor) error
+	handle(ctx workflow.Context, s *supervisor, c *command) error
+	start(ctx workflow.Context, s *supervisor, after time.Time) (activities.EnsureRunningResult, error)
+	isolate(ctx workflow.Context, s *supervisor, in activities.IsolateInput) error
+	decide(ctx workflow.Context, s *supervisor, exit policy.Exit) policy.Decision
+	shutDownService(ctx workflow.Context, s *supervisor, code int)
+	closeRun(ctx workflow.Context, s *supervisor)
 }
 
-func versionsOf(r Release) versions {
-	on := r >= V020
-	return versions{on, on, on, on, on, on}
-}
+// releases holds the old releases whose runs this worker still supervises.
+var releases = map[Release]oldRelease{}
+
+// coreSince is the oldest release whose runs the code in this package
+// supervises without an oldRelease.
+const coreSince = V020
 
 // supervisor is the workflow's state and the code that moves it.
 type supervisor struct {
@@ -93,7 +104,7 @@ type supervisor struct {
 	busyDoing string
 	in        SupervisionInput
 	st        Carry
-	ver       versions
+	rel       Release // the release the run was started under
 	commands  workflow.Channel
 	// exits receives the node watch's exit reports (SignalExit).
 	exits    workflow.ReceiveChannel
@@ -102,13 +113,13 @@ type supervisor struct {
 	fresh bool
 	// exitsThisRun counts the exits this run has handled, for continue-as-new.
 	exitsThisRun int
-	// canDue fires when this run has lasted ContinueAsNewEvery (nil for runs
-	// before changePeriodicCAN). One timer per run: every wait selects on it.
+	// canDue fires when this run has lasted ContinueAsNewEvery (nil when the
+	// release has no such timer). One timer per run: every wait selects on it.
 	canDue workflow.Future
 	// why is the reason for the next start, shown as its activity's summary.
 	why string
 	// waiting is a restart request answered by the outcome of the start in
-	// progress (changeHonestState).
+	// progress.
 	waiting *command
 	// rollover: an operator asked for a new run now (UpdateRollover).
 	rollover bool
@@ -117,16 +128,12 @@ type supervisor struct {
 // Supervise supervises one container replica until it completes or is unsupervised.
 func Supervise(ctx workflow.Context, in SupervisionInput) error {
 	s := newSupervisor(ctx, in)
-	s.ver = versionsOf(readRelease(ctx, replicaLegacyRelease))
-	if s.fresh && s.ver.honestState {
-		// Nothing runs yet: Running only once the first start has worked.
-		s.st.State = StatePending
+	s.rel = readRelease(ctx, replicaLegacyRelease)
+	if s.rel < coreSince && s.old() == nil {
+		panic(fmt.Sprintf("%s runs are retired: this worker does not supervise them; move them to a new run (vigil rollover) with a worker of an earlier release", s.rel))
 	}
 	if err := s.registerHandlers(ctx); err != nil {
 		return err
-	}
-	if s.ver.exitReasons {
-		workflow.Go(ctx, s.followHealth)
 	}
 	err := s.run(ctx)
 	if errors.Is(err, errUnsupervised) {
@@ -153,6 +160,26 @@ func newSupervisor(ctx workflow.Context, in SupervisionInput) *supervisor {
 		s.st = Carry{State: StateRunning, SupervisedSince: workflow.Now(ctx), Generation: in.Generation}
 	}
 	return s
+}
+
+// old is how this run's release differs from the current code (nil: not at all).
+func (s *supervisor) old() oldRelease { return releases[s.rel] }
+
+// open begins a run: a first run is Pending until its first start has
+// worked; the state is published; the run continues as new when it has
+// lasted ContinueAsNewEvery; the node's health reports are followed.
+func (s *supervisor) open(ctx workflow.Context) {
+	if o := s.old(); o != nil {
+		o.open(ctx, s)
+		return
+	}
+	if s.fresh {
+		s.st.State = StatePending
+	}
+	workflow.Go(ctx, s.followHealth)
+	s.publishState(ctx)
+	s.canDue = workflow.NewTimerWithOptions(ctx, s.in.ContinueAsNewEvery,
+		workflow.TimerOptions{Summary: "periodic continue-as-new"})
 }
 
 func (s *supervisor) registerHandlers(ctx workflow.Context) error {
@@ -240,7 +267,7 @@ func (s *supervisor) followHealth(ctx workflow.Context) {
 // instead of being refused.
 func (s *supervisor) joins(c *command) *command {
 	in := s.inFlight
-	if !s.ver.honestState || in == nil {
+	if in == nil || s.old() != nil { // an old release's runs answer each request alone
 		return nil
 	}
 	if c.requestID != "" && c.requestID == in.requestID {
@@ -267,17 +294,22 @@ func (s *supervisor) validate(c *command) error {
 	if s.busyDoing != "" && (kind == cmdReconfigure || kind == cmdShutdown) {
 		return temporal.NewApplicationError(fmt.Sprintf("%s: the replica is busy %s; try again when it is done", kind, s.busyDoing), ErrTypeBusy)
 	}
+	if o := s.old(); o != nil {
+		if err := o.validate(s, c); err != nil {
+			return err
+		}
+	}
 	switch kind {
 	case cmdRelease:
 		if s.st.State != StateIsolated && s.st.State != StateShutdown {
 			return fmt.Errorf("release: replica is %s; release applies only to Isolated or Shutdown replicas", s.st.State)
 		}
 	case cmdRestart:
-		if s.ver.honestState && (s.st.State == StatePending || s.st.State == StateRestarting) {
+		if s.st.State == StatePending || s.st.State == StateRestarting {
 			return nil // a start that keeps failing is tried again now
 		}
 		if s.st.State != StateRunning && s.st.State != StateCrashLoopBackOff {
-			return fmt.Errorf("restart: replica is %s; restart applies only to Running or CrashLoopBackOff replicas (use release for Isolated or Shutdown)", s.st.State)
+			return errRestartNotApplicable(s.st.State)
 		}
 	case cmdReconfigure, cmdShutdown:
 		if s.st.State == StateCompleted {
@@ -289,6 +321,10 @@ func (s *supervisor) validate(c *command) error {
 		}
 	}
 	return nil
+}
+
+func errRestartNotApplicable(st State) error {
+	return fmt.Errorf("restart: replica is %s; restart applies only to Running or CrashLoopBackOff replicas (use release for Isolated or Shutdown)", st)
 }
 
 // submit hands a command to the main loop and waits until it has been carried out.
@@ -314,11 +350,7 @@ func (s *supervisor) finish(c *command, err error) {
 
 // run is the main loop: one step per state until supervision ends.
 func (s *supervisor) run(ctx workflow.Context) error {
-	s.publishState(ctx)
-	if s.ver.periodicCAN {
-		s.canDue = workflow.NewTimerWithOptions(ctx, s.in.ContinueAsNewEvery,
-			workflow.TimerOptions{Summary: "periodic continue-as-new"})
-	}
+	s.open(ctx)
 	if s.fresh {
 		// Make sure the container exists and runs. A task that exited before
 		// now is started again; one already running is left alone.
@@ -361,80 +393,19 @@ func (s *supervisor) run(ctx workflow.Context) error {
 	}
 }
 
-// watch blocks on the container's exit (or an operator command) and acts on it.
+// watch waits, with no activity in flight, for the node watch to report the
+// current task's exit (or for an operator command) and acts on it.
 func (s *supervisor) watch(ctx workflow.Context) error {
-	if s.ver.nodeWatch {
-		return s.awaitExit(ctx)
+	if o := s.old(); o != nil {
+		return o.watch(ctx, s)
 	}
-	s.details(ctx, "watching: container running")
-	watchCtx, cancel := workflow.WithCancel(ctx)
-	defer cancel()
-	future := workflow.ExecuteActivity(s.watchOptions(watchCtx), activities.WaitForExitName,
-		activities.WaitForExitInput{ID: s.in.ID, PollInterval: s.in.Policy.PollInterval})
-
-	w := s.waitFor(ctx, future, true)
-	if w.cmd != nil {
-		cancel()
-		return s.handle(ctx, w.cmd)
-	}
-	if w.due && !future.IsReady() {
-		// Time for a new run. The watch is dropped, not the exit: the next
-		// run's watch finds a container that exited meanwhile at once.
-		cancel()
-		return nil
-	}
-	// The exit came (possibly in the same workflow task as the due timer:
-	// it is handled in this run).
-	var exit activities.WaitForExitResult
-	if watchErr := future.Get(ctx, &exit); watchErr != nil {
-		// The watch retries forever on its own; reaching here means a permanent
-		// failure. Keep supervising: look again after a pause.
-		workflow.GetLogger(ctx).Error("watch failed; retrying", "error", watchErr)
-		if s.ver.honestState {
-			restart, err := s.wait(ctx, startRetryFirst, "watch failed; looking again in "+human(startRetryFirst))
-			if err != nil || restart == nil {
-				return err
-			}
-			return s.handle(ctx, restart)
-		}
-		return s.sleep(ctx, startRetryFirst, "watch failed; looking again")
-	}
-	e := policy.Exit{Code: exit.ExitCode, At: exit.ExitedAt, Reason: exit.Reason}
-	if s.ver.exitReasons {
-		e.Cause, e.Signal, e.StartedAt = exit.Cause, exit.Signal, exit.StartedAt
-	}
-	return s.onExit(ctx, e)
-}
-
-// policy is the policy exits are decided by: the deployment's, with the
-// jitter seeded by this replica's workflow ID (the same in every replay and
-// run, different between replicas). Runs from before exit reasons decide
-// as v0.1.0 did.
-func (s *supervisor) policy(ctx workflow.Context) policy.Policy {
-	p := s.in.Policy
-	if !s.ver.exitReasons {
-		p.Rules, p.Exponential = nil, nil
-		return p
-	}
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(workflow.GetInfo(ctx).WorkflowExecution.ID))
-	p.Seed = h.Sum64()
-	return p
-}
-
-// awaitExit waits, with no activity in flight, for the node watch to report
-// the current task's exit (or for an operator command) and acts on it.
-func (s *supervisor) awaitExit(ctx workflow.Context) error {
 	s.details(ctx, "watching: container running (node watch)")
 	awaitingExit()
 	for {
 		if e, ok := s.nextExit(); ok {
-			exit := policy.Exit{Code: e.ExitCode, At: e.ExitedAt, Reason: e.Reason}
-			if s.ver.exitReasons {
-				exit.Cause, exit.Signal, exit.StartedAt = e.Cause, e.Signal, e.StartedAt
-				if exit.StartedAt.IsZero() {
-					exit.StartedAt = s.st.TaskStartedAt
-				}
+			exit := policy.Exit{Code: e.ExitCode, At: e.ExitedAt, Reason: e.Reason, Cause: e.Cause, Signal: e.Signal, StartedAt: e.StartedAt}
+			if exit.StartedAt.IsZero() {
+				exit.StartedAt = s.st.TaskStartedAt
 			}
 			return s.onExit(ctx, exit)
 		}
@@ -520,22 +491,34 @@ func (s *supervisor) drainExits(ctx workflow.Context) {
 	}
 }
 
+// decide asks the policy what an exit means and records the exit's reason.
+// The policy is the deployment's, with the jitter seeded by this replica's
+// workflow ID (the same in every replay and run, different between replicas).
+func (s *supervisor) decide(ctx workflow.Context, exit policy.Exit) policy.Decision {
+	if o := s.old(); o != nil {
+		return o.decide(ctx, s, exit)
+	}
+	p := s.in.Policy
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(workflow.GetInfo(ctx).WorkflowExecution.ID))
+	p.Seed = h.Sum64()
+	d := p.Decide(s.st.History, exit, workflow.Now(ctx))
+	s.st.LastExitReason = runtime.ExitReason(exitReason(exit))
+	s.st.LastExitSignal = exit.Signal
+	if s.st.Health != "" {
+		s.st.Health = runtime.HealthStarting // the next task starts over
+	}
+	return d
+}
+
 // onExit asks the policy what an exit means and carries the decision out.
 func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 	s.exitsThisRun++
-	now := workflow.Now(ctx)
-	d := s.policy(ctx).Decide(s.st.History, exit, now)
+	d := s.decide(ctx, exit)
 	s.st.History = d.History
 	code := exit.Code
 	s.st.LastExitCode = &code
 	s.st.LastExitAt = exit.At
-	if s.ver.exitReasons {
-		s.st.LastExitReason = runtime.ExitReason(exitReason(exit))
-		s.st.LastExitSignal = exit.Signal
-		if s.st.Health != "" {
-			s.st.Health = runtime.HealthStarting // the next task starts over
-		}
-	}
 	workflow.GetLogger(ctx).Info("container exited",
 		"exit_code", exit.Code, "cause", string(exit.Cause), "signal", exit.Signal, "reason", exit.Reason,
 		"decision", string(d.Outcome), "why", d.Reason, "backoff_episode", d.Episode)
@@ -560,9 +543,7 @@ func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 	case policy.Shutdown:
 		s.setState(ctx, StateShutdown)
 		s.emit(ctx, EventServiceShutdown, &code)
-		if s.ver.deployments {
-			s.shutDownService(ctx, code)
-		}
+		s.shutDownService(ctx, code)
 		return nil
 	case policy.Isolate:
 		if err := s.isolate(ctx, code); err != nil {
@@ -598,12 +579,8 @@ func (s *supervisor) waitBackoff(ctx workflow.Context) error {
 	if remaining > 0 {
 		timerCtx, cancel := workflow.WithCancel(ctx)
 		defer cancel()
-		summary := "crash-loop backoff"
-		if s.ver.honestState {
-			summary = "crash-loop backoff " + human(remaining.Round(time.Second))
-		}
 		timer := workflow.NewTimerWithOptions(timerCtx, remaining,
-			workflow.TimerOptions{Summary: summary})
+			workflow.TimerOptions{Summary: "crash-loop backoff " + human(remaining.Round(time.Second))})
 		w := s.waitFor(ctx, timer, true)
 		if w.cmd != nil {
 			cancel()
@@ -676,67 +653,52 @@ func (s *supervisor) waitFor(ctx workflow.Context, f workflow.Future, untilDue b
 
 // handle carries out an operator command and reports the result to its update.
 func (s *supervisor) handle(ctx workflow.Context, c *command) error {
-	log := workflow.GetLogger(ctx)
-	log.Info("operator request", "request", string(c.kind), "state", string(s.st.State))
-	if c.kind == cmdRollover {
-		// In runs of every version: the main loop continues as new next
-		// (shouldContinueAsNew); a watch in flight was dropped, a backoff
-		// deadline is carried.
+	workflow.GetLogger(ctx).Info("operator request", "request", string(c.kind), "state", string(s.st.State))
+	switch c.kind {
+	case cmdRollover:
+		// The main loop continues as new next (shouldContinueAsNew); a watch
+		// in flight was dropped, a backoff deadline is carried.
 		s.rollover = true
 		s.finish(c, nil)
 		return nil
-	}
-	if s.ver.honestState {
-		return s.handleRequest(ctx, c)
-	}
-	switch c.kind {
-	case cmdUnsupervise:
-		if c.stop {
-			if _, err := s.stopDeletingVolumes(ctx, c.volumes); err != nil {
-				s.finish(c, err)
-				return nil
-			}
-		}
-		s.details(ctx, "unsupervised")
-		s.finish(c, nil)
-		return errUnsupervised
-
-	case cmdRestart:
-		if s.st.State == StateCrashLoopBackOff {
-			// Ending a backoff early is the episode's one delayed start.
-			err := s.endBackoff(ctx)
-			s.finish(c, err)
-			return unlessUnsupervised(err)
-		}
-		// Not a crash: nothing is counted, the window is untouched.
-		stopped, err := s.stop(ctx)
-		if err != nil {
-			s.finish(c, err)
-			return nil
-		}
-		s.setState(ctx, StateRestarting)
-		if _, err = s.start(ctx, stopped.ExitedAt); err == nil {
-			s.setState(ctx, StateRunning)
-		}
-		s.finish(c, err)
-		return unlessUnsupervised(err)
-
-	case cmdRelease:
-		// The operator takes responsibility: the crash window starts afresh.
-		s.st.History = policy.History{}
-		s.setState(ctx, StateRestarting)
-		_, err := s.start(ctx, s.st.LastExitAt)
-		if err == nil {
-			s.setState(ctx, StateRunning)
-		}
-		s.finish(c, err)
-		return unlessUnsupervised(err)
-
 	case cmdReconfigure, cmdShutdown:
 		return s.handleDeployment(ctx, c)
 	}
+	if o := s.old(); o != nil {
+		return o.handle(ctx, s, c)
+	}
+	return s.handleRequest(ctx, c)
+}
+
+// unknownRequest answers a request of a kind this code does not know.
+func (s *supervisor) unknownRequest(c *command) error {
 	s.finish(c, fmt.Errorf("unknown request %q", c.kind))
 	return nil
+}
+
+// answer reports err to c's update and passes on only the error that ends
+// supervision.
+func (s *supervisor) answer(c *command, err error) error {
+	s.finish(c, err)
+	return unlessUnsupervised(err)
+}
+
+// startFor starts the container for an operator's request and answers it.
+// Not a crash: nothing is counted.
+func (s *supervisor) startFor(ctx workflow.Context, c *command, after time.Time) error {
+	s.setState(ctx, StateRestarting)
+	_, err := s.start(ctx, after)
+	if err == nil {
+		s.setState(ctx, StateRunning)
+	}
+	return s.answer(c, err)
+}
+
+// release starts an Isolated or Shutdown replica again: the operator takes
+// responsibility, so the crash window starts afresh.
+func (s *supervisor) release(ctx workflow.Context, c *command) error {
+	s.st.History = policy.History{}
+	return s.startFor(ctx, c, s.st.LastExitAt)
 }
 
 // unlessUnsupervised passes on only the error that ends supervision; other
@@ -752,8 +714,11 @@ func unlessUnsupervised(err error) error {
 // retries it waits on a durable timer, with growing delays, and tries again,
 // keeping the state and the last error visible. An unsupervise request ends it.
 func (s *supervisor) start(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
-	res, err := s.startTask(ctx, after)
-	if err == nil && s.ver.exitReasons && !res.StartedAt.Equal(s.st.TaskStartedAt) {
+	if o := s.old(); o != nil {
+		return o.start(ctx, s, after)
+	}
+	res, err := s.startHeard(ctx, after)
+	if err == nil && !res.StartedAt.Equal(s.st.TaskStartedAt) {
 		// A new task: its health is unknown until the node's probes say.
 		s.st.TaskStartedAt = res.StartedAt
 		if s.st.Health != "" {
@@ -763,40 +728,18 @@ func (s *supervisor) start(ctx workflow.Context, after time.Time) (activities.En
 	return res, err
 }
 
-func (s *supervisor) startTask(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
-	if s.ver.honestState {
-		return s.startHeard(ctx, after)
-	}
-	delay := startRetryFirst
-	for attempt := 1; ; attempt++ {
-		var res activities.EnsureRunningResult
-		err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
-			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}).Get(ctx, &res)
-		if err == nil {
-			if attempt > 1 {
-				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
-			}
-			s.noteNetwork(res)
-			if s.ver.nodeWatch {
-				s.started(ctx, res)
-			}
-			return res, nil
-		}
-		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
-		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
-		if s.st.State == StateRunning {
-			s.setState(ctx, StateRestarting)
-		}
-		if err := s.sleep(ctx, delay, fmt.Sprintf("start failed (attempt %d); retrying in %s", attempt, delay)); err != nil {
-			return activities.EnsureRunningResult{}, err
-		}
-		delay = min(delay*2, startRetryMax)
-	}
+// ensureRunning runs one EnsureRunning activity (its own quick retries
+// included) and hears nothing meanwhile.
+func (s *supervisor) ensureRunning(ctx workflow.Context, after time.Time, why string) (activities.EnsureRunningResult, error) {
+	var res activities.EnsureRunningResult
+	err := workflow.ExecuteActivity(s.startOptions(ctx, why), activities.EnsureRunningName,
+		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}).Get(ctx, &res)
+	return res, err
 }
 
 // noteNetwork keeps where a started container can be reached, for status.
 func (s *supervisor) noteNetwork(res activities.EnsureRunningResult) {
-	if s.ver.networkStatus && !res.ExitedSince {
+	if !res.ExitedSince {
 		s.st.Network = res.Network
 	}
 }
@@ -826,63 +769,29 @@ func (s *supervisor) started(ctx workflow.Context, res activities.EnsureRunningR
 	}
 }
 
-// sleep waits on a durable timer. Only unsupervise interrupts it: other
-// requests are answered with an error, since the replica is not ready for them.
-func (s *supervisor) sleep(ctx workflow.Context, d time.Duration, why string) error {
-	s.details(ctx, why)
-	timerCtx, cancel := workflow.WithCancel(ctx)
-	defer cancel()
-	timer := workflow.NewTimerWithOptions(timerCtx, d, workflow.TimerOptions{Summary: why})
-	for {
-		// Not untilDue: the main loop continues as new after the start (or
-		// the look) this pause is for.
-		w := s.waitFor(ctx, timer, false)
-		if w.ready {
-			return nil
-		}
-		if w.cmd.kind == cmdUnsupervise {
-			return s.handle(ctx, w.cmd)
-		}
-		if w.cmd.kind == cmdReconfigure {
-			// A new generation may be just what makes the start work (a
-			// rollback of a bad image): take it now.
-			if err := s.handle(ctx, w.cmd); err != nil || w.cmd.reconf.Replace {
-				return err
-			}
-			continue
-		}
-		s.finish(w.cmd, fmt.Errorf("%s: the replica is waiting to retry a failed start; try again later", w.cmd.kind))
-	}
-}
-
-func (s *supervisor) stop(ctx workflow.Context) (activities.StopResult, error) {
-	return s.stopDeletingVolumes(ctx, false)
-}
-
-// stopDeletingVolumes stops the container and, with volumes, removes it (its
-// address and ports are released) and deletes its named volumes: only an
-// explicit unsupervise --stop --volumes does.
-func (s *supervisor) stopDeletingVolumes(ctx workflow.Context, volumes bool) (activities.StopResult, error) {
+// stop stops the container: SIGTERM, SIGKILL after its grace period. With
+// remove it is also removed (its address and ports are released), with
+// volumes its named volumes deleted too: only an explicit unsupervise --stop
+// --volumes does that.
+func (s *supervisor) stop(ctx workflow.Context, remove, volumes bool, why string) (activities.StopResult, error) {
 	var res activities.StopResult
-	err := workflow.ExecuteActivity(s.controlOptions(ctx, ""), activities.StopName,
-		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: volumes, RemoveVolumes: volumes}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(s.controlOptions(ctx, why), activities.StopName,
+		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: remove, RemoveVolumes: volumes}).Get(ctx, &res)
 	return res, err
 }
 
 // isolate labels the container and calls the webhook. The replica is
 // isolated either way (it will not be restarted), so a failure is only
-// logged; the error returned is only errUnsupervised (changeHonestState: an
-// unsupervise request interrupts the activity).
+// logged; the error returned is only errUnsupervised (an unsupervise request
+// interrupts the activity).
 func (s *supervisor) isolate(ctx workflow.Context, code int) error {
 	in := activities.IsolateInput{ID: s.in.ID, ExitCode: code, Webhook: s.in.IsolateWebhook}
-	var err error
-	if s.ver.honestState {
-		err = s.activity(ctx, s.controlOptions(ctx, fmt.Sprintf("isolate after exit %d", code)), activities.IsolateName, in, nil, "isolating the container", nil)
-		if errors.Is(err, errUnsupervised) {
-			return err
-		}
-	} else {
-		err = workflow.ExecuteActivity(s.controlOptions(ctx, ""), activities.IsolateName, in).Get(ctx, nil)
+	if o := s.old(); o != nil {
+		return o.isolate(ctx, s, in)
+	}
+	err := s.activity(ctx, s.controlOptions(ctx, fmt.Sprintf("isolate after exit %d", code)), activities.IsolateName, in, nil, "isolating the container", nil)
+	if errors.Is(err, errUnsupervised) {
+		return err
 	}
 	if err != nil {
 		workflow.GetLogger(ctx).Error("isolate hook failed", "error", err)
@@ -980,24 +889,28 @@ func (s *supervisor) continueAsNew(ctx workflow.Context) error {
 	if s.commands.Len() > 0 {
 		return nil
 	}
-	if s.ver.nodeWatch {
-		// Exits reported to this run and not acted on yet go with it.
-		s.drainExits(ctx)
-	}
+	s.closeRun(ctx)
 	next := s.in
 	carry := s.st
 	carry.Runs++
 	next.Carry = &carry
 	workflow.GetLogger(ctx).Info("continuing as new", "runs", carry.Runs, "total_restarts", carry.TotalRestarts)
-	if s.ver.honestState {
-		// The closed run keeps its search attributes: mark it, so that
-		// VigilState='Running' counts replicas, not runs. The next run
-		// publishes its state first thing.
-		if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttrState.ValueSet(SearchStateContinuedAsNew)); err != nil {
-			workflow.GetLogger(ctx).Warn("search attributes not upserted", "error", err)
-		}
-	}
 	return workflow.NewContinueAsNewError(ctx, SupervisorWorkflowName, next)
+}
+
+// closeRun ends a run before it continues as new: the exits reported to it
+// and not acted on yet go with it, and the closed run, which keeps its search
+// attributes, is marked, so that VigilState='Running' counts replicas, not
+// runs (the next run publishes its state first thing).
+func (s *supervisor) closeRun(ctx workflow.Context) {
+	if o := s.old(); o != nil {
+		o.closeRun(ctx, s)
+		return
+	}
+	s.drainExits(ctx)
+	if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttrState.ValueSet(SearchStateContinuedAsNew)); err != nil {
+		workflow.GetLogger(ctx).Warn("search attributes not upserted", "error", err)
+	}
 }
 
 // view renders the state for the "state" query.

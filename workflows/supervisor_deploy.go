@@ -48,7 +48,7 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 			s.finish(c, nil) // already down; its own event says why
 			return nil
 		}
-		stopped, err := s.stop(ctx)
+		stopped, err := s.stop(ctx, false, false, "")
 		if err != nil {
 			s.finish(c, err)
 			return nil
@@ -98,7 +98,7 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 	ref := s.in.ID.Ref()
 	s.details(ctx, fmt.Sprintf("replacing the container with generation %d", req.Generation))
 	// The old container is stopped on its own node with its own grace.
-	if _, err := s.stopAndRemove(ctx); err != nil {
+	if _, err := s.stop(ctx, true, false, ""); err != nil {
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: stopping the old container failed: %v", ref, err)}
 	}
 	if s.st.State == StateIsolated || s.st.State == StateShutdown {
@@ -115,19 +115,15 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 	s.setState(ctx, StateRestarting)
 
 	before := workflow.Now(ctx)
-	var res activities.EnsureRunningResult
-	err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
-		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec()}).Get(ctx, &res)
+	res, err := s.ensureRunning(ctx, time.Time{}, "")
 	if err != nil {
 		// Restarting: the main loop keeps trying, with growing delays.
 		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container did not start: %v", ref, err)}
 	}
 	s.noteNetwork(res)
-	if s.ver.nodeWatch {
-		// The old container's exit (the stop above) is before the new task.
-		s.started(ctx, res)
-	}
+	// The old container's exit (the stop above) is before the new task.
+	s.started(ctx, res)
 	s.setState(ctx, StateRunning)
 	s.emit(ctx, EventContainerReplaced, nil)
 	if res.ExitedSince {
@@ -174,31 +170,25 @@ func (s *supervisor) minReady(ctx workflow.Context, req *ReconfigureRequest, sta
 			return ReconfigureResult{Ready: true}
 		}
 	}
-	var probe activities.EnsureRunningResult
-	if err := workflow.ExecuteActivity(s.startOptions(ctx, ""), activities.EnsureRunningName,
-		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: startedAt}).Get(ctx, &probe); err != nil {
+	probe, err := s.ensureRunning(ctx, startedAt, "")
+	if err != nil {
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: checking the new container failed: %v", ref, err)}
 	}
-	if s.ver.nodeWatch && probe.ExitedSince {
-		s.started(ctx, probe) // its exit is acted on, whether or not the node watch reports it
-	}
 	if probe.ExitedSince {
+		s.started(ctx, probe) // its exit is acted on, whether or not the node watch reports it
 		return notReady
 	}
 	return ReconfigureResult{Ready: true}
-}
-
-func (s *supervisor) stopAndRemove(ctx workflow.Context) (activities.StopResult, error) {
-	var res activities.StopResult
-	err := workflow.ExecuteActivity(s.controlOptions(ctx, ""), activities.StopName,
-		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true}).Get(ctx, &res)
-	return res, err
 }
 
 // shutDownService tells the deployment workflow that this replica's panic
 // policy shut its service down; it stops the other replicas. Replicas
 // supervised without a deployment workflow have no one to tell.
 func (s *supervisor) shutDownService(ctx workflow.Context, code int) {
+	if o := s.old(); o != nil {
+		o.shutDownService(ctx, s, code)
+		return
+	}
 	err := workflow.SignalExternalWorkflow(ctx, replica.DeploymentWorkflowID(s.in.ID.Deployment), "", SignalServiceShutdown,
 		ServiceShutdownSignal{Service: s.in.ID.Service, Replica: s.in.ID.Replica, ExitCode: code}).Get(ctx, nil)
 	if err != nil {

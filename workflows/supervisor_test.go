@@ -12,9 +12,11 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
@@ -79,8 +81,9 @@ type node struct {
 	reportOnStart map[int]activities.ExitReport
 }
 
-// legacyBranch makes newEnv run the v0.1.0 branch (TestLegacyBranch).
-var legacyBranch bool
+// legacyRelease, when set, makes newEnv run every run as a run of an old
+// release (TestLegacyBranch).
+var legacyRelease func(*testsuite.TestWorkflowEnvironment)
 
 // nodeNow is the node's clock: mock time, but strictly increasing, so
 // every exit has its own time as containerd's do. n.mu must be held.
@@ -178,7 +181,7 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * time.Second)
 	n.env = env
-	n.legacy = legacyBranch
+	n.legacy = legacyRelease != nil
 	awaitingExit = n.awaiting
 	t.Cleanup(func() { awaitingExit = func() {} })
 	n.done = make(chan struct{})
@@ -194,8 +197,8 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 	})
 	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
-	if n.legacy {
-		asRelease(env, V010)
+	if legacyRelease != nil {
+		legacyRelease(env)
 	}
 
 	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
@@ -853,4 +856,64 @@ func asRelease(env *testsuite.TestWorkflowEnvironment, r Release) {
 	for _, id := range v020Changes {
 		env.OnGetVersion(id, workflow.DefaultVersion, 1).Return(v)
 	}
+}
+
+// A run whose change markers are a mix no release records is refused: its
+// workflow task panics, nothing is done on a guess.
+func TestMixedChangeMarkersAreRefused(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	env.OnGetVersion(releaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease)).Return(workflow.DefaultVersion)
+	for _, id := range v020Changes {
+		v := workflow.DefaultVersion
+		if id == "exit-reasons" {
+			v = 1
+		}
+		env.OnGetVersion(id, workflow.DefaultVersion, 1).Return(v)
+	}
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	var panicked *temporal.PanicError
+	require.ErrorAs(t, env.GetWorkflowError(), &panicked)
+	require.Contains(t, panicked.Error(), "refusing to guess")
+	require.Empty(t, n.starts, "nothing was started")
+}
+
+// markers records each GetVersion of a run and what it read.
+type markers struct {
+	interceptor.WorkerInterceptorBase
+	interceptor.WorkflowInboundInterceptorBase
+	interceptor.WorkflowOutboundInterceptorBase
+	read map[string]workflow.Version
+	ids  []string
+}
+
+func (m *markers) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	m.WorkflowInboundInterceptorBase.Next = next
+	return m
+}
+
+func (m *markers) Init(out interceptor.WorkflowOutboundInterceptor) error {
+	m.WorkflowOutboundInterceptorBase.Next = out
+	return m.WorkflowInboundInterceptorBase.Next.Init(m)
+}
+
+func (m *markers) GetVersion(ctx workflow.Context, id string, lo, hi workflow.Version) workflow.Version {
+	v := m.WorkflowOutboundInterceptorBase.Next.GetVersion(ctx, id, lo, hi)
+	m.ids = append(m.ids, id)
+	m.read[id] = v
+	return v
+}
+
+// A new run records one version marker, the release, and reads it as the
+// current release.
+func TestNewRunRecordsOneReleaseMarker(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	m := &markers{read: map[string]workflow.Version{}}
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{m}})
+	unsuperviseWhenWatching(env, n, 1, 0)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, []string{releaseMarker}, m.ids)
+	require.Equal(t, workflow.Version(CurrentRelease), m.read[releaseMarker])
 }
