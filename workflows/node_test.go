@@ -152,3 +152,32 @@ func TestRunWithoutMarkerIsV020(t *testing.T) {
 		require.Len(t, reads(), 1)
 	}
 }
+
+// A run whose release marker names no release this worker knows (v0.2.0
+// wrote none) is refused: its workflow task fails, and it does nothing on a
+// guess.
+func TestRunOfAnUnknownReleaseIsRefused(t *testing.T) {
+	c := &cluster{}
+	dep := newDeploymentEnv(t, c)
+	recordVersions(dep, workflow.Version(V020))
+	applyAt(dep, time.Minute, shopSpec(1, "v1", policy.Policy{}), &updateResult{})
+	dep.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+
+	var suite testsuite.WorkflowTestSuite
+	node := suite.NewTestWorkflowEnvironment()
+	node.RegisterWorkflowWithOptions(NodeWatch, workflowName(NodeWorkflowName))
+	node.RegisterActivity(activities.New(nil, activities.Options{}))
+	recordVersions(node, workflow.Version(V020))
+	watched := false
+	node.OnActivity(activities.WatchNodeName, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.WatchNodeInput) error { watched = true; return nil })
+	node.ExecuteWorkflow(NodeWatch, NodeInput{Node: "n1"})
+
+	for _, env := range []*testsuite.TestWorkflowEnvironment{dep, node} {
+		var panicked *temporal.PanicError
+		require.ErrorAs(t, env.GetWorkflowError(), &panicked)
+		require.Contains(t, panicked.Error(), "does not know")
+	}
+	require.Empty(t, c.log)
+	require.False(t, watched)
+}
