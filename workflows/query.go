@@ -3,6 +3,9 @@ package workflows
 import (
 	"fmt"
 
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/replica"
 )
 
@@ -25,4 +28,11 @@ func ReplicasQuery(deployment, service, state string) string {
 		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrState, state)
 	}
 	return q
+}
+
+// FetchLogs runs the Logs activity on the replica's node and returns its output.
+func FetchLogs(ctx workflow.Context, in FetchLogsInput) (string, error) {
+	var res activities.LogsResult
+	err := workflow.ExecuteActivity(logsOptions(ctx, in.Node, ""), activities.LogsName, activities.LogsInput{ID: in.ID, Tail: in.Tail}).Get(ctx, &res)
+	return res.Output, err
 }

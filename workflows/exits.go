@@ -1,0 +1,295 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/metrics"
+	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// followHealth records the probes' verdicts the node signals. Only the
+// container that runs now has a health: reports in other states are stale.
+func (s *supervisor) followHealth(ctx workflow.Context) {
+	ch := workflow.GetSignalChannel(ctx, SignalHealth)
+	for {
+		var r HealthReport
+		ch.Receive(ctx, &r)
+		if s.st.State != StateRunning || s.in.Spec.Health == nil {
+			continue
+		}
+		if !r.StartedAt.IsZero() && !s.st.TaskStartedAt.IsZero() && !r.StartedAt.Equal(s.st.TaskStartedAt) {
+			continue // about an earlier task
+		}
+		switch r.Status {
+		case runtime.HealthStarting, runtime.HealthHealthy, runtime.HealthUnhealthy:
+			if s.st.Health != r.Status {
+				workflow.GetLogger(ctx).Info("health changed", "from", string(s.st.Health), "to", string(r.Status))
+				s.st.Health = r.Status
+			}
+		}
+	}
+}
+
+// watch waits, with no activity in flight, for the node watch to report the
+// current task's exit (or for an operator command) and acts on it.
+func (s *supervisor) watch(ctx workflow.Context) error {
+	if o := s.old(); o != nil {
+		return o.watch(ctx, s)
+	}
+	s.details(ctx, "watching: container running (node watch)")
+	awaitingExit()
+	for {
+		if e, ok := s.nextExit(); ok {
+			exit := policy.Exit{Code: e.ExitCode, At: e.ExitedAt, Reason: e.Reason, Cause: e.Cause, Signal: e.Signal, StartedAt: e.StartedAt}
+			if exit.StartedAt.IsZero() {
+				exit.StartedAt = s.st.TaskStartedAt
+			}
+			return s.onExit(ctx, exit)
+		}
+		var cmd *command
+		received, due := false, false
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(s.exits, func(c workflow.ReceiveChannel, _ bool) {
+			var e activities.ExitReport
+			c.Receive(ctx, &e)
+			s.queueExit(ctx, e)
+			received = true
+		})
+		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
+		if s.canDue != nil {
+			sel.AddFuture(s.canDue, func(workflow.Future) { due = true })
+		}
+		sel.Select(ctx)
+		if cmd != nil {
+			return s.handle(ctx, cmd)
+		}
+		if due && !received {
+			// Time for a new run; exits reported meanwhile go with it.
+			return nil
+		}
+	}
+}
+
+// awaitingExit is called each time a run begins to wait for an exit: the
+// tests' stand-in for the node watch counts watches with it.
+var awaitingExit = func() {}
+
+// current reports whether an exit is of the task the replica last started
+// and not handled yet. Each exit is identified by its time: the node watch
+// may report one twice (a new watch reports what it finds), and an exit of
+// an older task (an operator's stop, a crash already answered) comes before
+// the current task's WatchAfter.
+func (s *supervisor) current(e activities.ExitReport) bool {
+	if e.PID != 0 && s.st.TaskPID != 0 && e.PID != s.st.TaskPID {
+		// Another task: e.g. a half-made one the start killed, whose exit
+		// the runtime may time after the start began.
+		return false
+	}
+	return e.ExitedAt.After(s.st.WatchAfter) && e.ExitedAt.After(s.st.LastExitAt)
+}
+
+// queueExit keeps a reported exit of the current task until it is acted on.
+func (s *supervisor) queueExit(ctx workflow.Context, e activities.ExitReport) {
+	if !s.current(e) {
+		workflow.GetLogger(ctx).Debug("exit report ignored: an older task or already handled", "exited_at", e.ExitedAt)
+		return
+	}
+	for _, p := range s.st.PendingExits {
+		if p.ExitedAt.Equal(e.ExitedAt) {
+			return
+		}
+	}
+	s.st.PendingExits = append(s.st.PendingExits, e)
+}
+
+// nextExit takes the earliest pending exit that is still current.
+func (s *supervisor) nextExit() (activities.ExitReport, bool) {
+	best := -1
+	for i, p := range s.st.PendingExits {
+		if s.current(p) && (best < 0 || p.ExitedAt.Before(s.st.PendingExits[best].ExitedAt)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		s.st.PendingExits = nil
+		return activities.ExitReport{}, false
+	}
+	e := s.st.PendingExits[best]
+	s.st.PendingExits = slices.Delete(s.st.PendingExits, best, best+1)
+	return e, true
+}
+
+// drainExits queues every exit report received so far, without blocking.
+func (s *supervisor) drainExits(ctx workflow.Context) {
+	var e activities.ExitReport
+	for s.exits.ReceiveAsync(&e) {
+		s.queueExit(ctx, e)
+		e = activities.ExitReport{}
+	}
+}
+
+// decide asks the policy what an exit means and records the exit's reason.
+// The policy is the deployment's, with the jitter seeded by this replica's
+// workflow ID (the same in every replay and run, different between replicas).
+func (s *supervisor) decide(ctx workflow.Context, exit policy.Exit) policy.Decision {
+	if o := s.old(); o != nil {
+		return o.decide(ctx, s, exit)
+	}
+	p := s.in.Policy
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(workflow.GetInfo(ctx).WorkflowExecution.ID))
+	p.Seed = h.Sum64()
+	d := p.Decide(s.st.History, exit, workflow.Now(ctx))
+	s.st.LastExitReason = runtime.ExitReason(exitReason(exit))
+	s.st.LastExitSignal = exit.Signal
+	if s.st.Health != "" {
+		s.st.Health = runtime.HealthStarting // the next task starts over
+	}
+	return d
+}
+
+// onExit asks the policy what an exit means and carries the decision out.
+func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
+	s.exitsThisRun++
+	d := s.decide(ctx, exit)
+	s.st.History = d.History
+	code := exit.Code
+	s.st.LastExitCode = &code
+	s.st.LastExitAt = exit.At
+	workflow.GetLogger(ctx).Info("container exited",
+		"exit_code", exit.Code, "cause", string(exit.Cause), "signal", exit.Signal, "reason", exit.Reason,
+		"decision", string(d.Outcome), "why", d.Reason, "backoff_episode", d.Episode)
+	s.metric(ctx, exitReason(exit)).Counter(metrics.ContainerExits).Inc(1)
+
+	switch d.Outcome {
+	case policy.Complete:
+		s.setState(ctx, StateCompleted)
+		s.emit(ctx, EventContainerCompleted, &code)
+		return nil
+	case policy.Restart:
+		s.why = fmt.Sprintf("restart after exit %d (crash %d of %d in %s)",
+			code, len(d.History.RestartTimes), s.in.Policy.MaxRestarts, human(s.in.Policy.RestartWindow))
+		s.setState(ctx, StateRestarting)
+		return s.restartNow(ctx)
+	case policy.BackOff:
+		s.st.NextRestartAt = d.RestartAt
+		s.setState(ctx, StateCrashLoopBackOff)
+		s.emit(ctx, EventCrashLoopBackOff, &code)
+		s.metric(ctx, "").Counter(metrics.CrashLoopBackoffs).Inc(1)
+		return nil
+	case policy.Shutdown:
+		s.setState(ctx, StateShutdown)
+		s.emit(ctx, EventServiceShutdown, &code)
+		s.shutDownService(ctx, code)
+		return nil
+	case policy.Isolate:
+		if err := s.isolate(ctx, code); err != nil {
+			return err
+		}
+		s.setState(ctx, StateIsolated)
+		s.emit(ctx, EventContainerIsolated, &code)
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown decision %q", d.Outcome), "BadDecision", nil)
+}
+
+// restartNow starts the container after a crash and counts the restart.
+func (s *supervisor) restartNow(ctx workflow.Context) error {
+	s.details(ctx, "restarting after a crash")
+	started, err := s.start(ctx, s.st.LastExitAt)
+	if err != nil {
+		return err
+	}
+	if !started.StartedAt.IsZero() && !s.st.LastExitAt.IsZero() && started.StartedAt.After(s.st.LastExitAt) {
+		// Both times are containerd's: the exit to the new task running.
+		s.metric(ctx, "").Timer(metrics.RestartLatency).Record(started.StartedAt.Sub(s.st.LastExitAt))
+	}
+	s.countRestart(ctx)
+	return nil
+}
+
+// waitBackoff waits out a crash-loop backoff on a durable timer, then starts
+// the container once. The container is neither watched nor counted meanwhile.
+func (s *supervisor) waitBackoff(ctx workflow.Context) error {
+	remaining := s.st.NextRestartAt.Sub(workflow.Now(ctx))
+	s.details(ctx, "crash-loop backoff until "+s.st.NextRestartAt.UTC().Format(time.RFC3339))
+	if remaining > 0 {
+		timerCtx, cancel := workflow.WithCancel(ctx)
+		defer cancel()
+		timer := workflow.NewTimerWithOptions(timerCtx, remaining,
+			workflow.TimerOptions{Summary: "crash-loop backoff " + human(remaining.Round(time.Second))})
+		w := s.waitFor(ctx, timer, true)
+		if w.cmd != nil {
+			cancel()
+			return s.handle(ctx, w.cmd)
+		}
+		if w.due && !w.ready {
+			// The deadline is in the carried state: the next run waits out the rest.
+			return nil
+		}
+	}
+	s.why = fmt.Sprintf("restart after crash-loop backoff %s (exit %s)", human(s.in.Policy.Backoff), exitText(s.st.LastExitCode))
+	return s.endBackoff(ctx)
+}
+
+// endBackoff is the one delayed start of a crash-loop episode.
+func (s *supervisor) endBackoff(ctx workflow.Context) error {
+	s.setState(ctx, StateRestarting)
+	if _, err := s.start(ctx, s.st.LastExitAt); err != nil {
+		return err
+	}
+	s.st.NextRestartAt = time.Time{}
+	s.countRestart(ctx)
+	return nil
+}
+
+// countRestart records a restart actually made after a crash.
+func (s *supervisor) countRestart(ctx workflow.Context) {
+	s.st.TotalRestarts++
+	s.metric(ctx, "").Counter(metrics.ContainerRestarts).Inc(1)
+	s.setState(ctx, StateRunning)
+	s.emit(ctx, EventContainerRestarted, s.st.LastExitCode)
+}
+
+// isolate labels the container and calls the webhook. The replica is
+// isolated either way (it will not be restarted), so a failure is only
+// logged; the error returned is only errUnsupervised (an unsupervise request
+// interrupts the activity).
+func (s *supervisor) isolate(ctx workflow.Context, code int) error {
+	in := activities.IsolateInput{ID: s.in.ID, ExitCode: code, Webhook: s.in.IsolateWebhook}
+	if o := s.old(); o != nil {
+		return o.isolate(ctx, s, in)
+	}
+	err := s.activity(ctx, s.controlOptions(ctx, fmt.Sprintf("isolate after exit %d", code)), activities.IsolateName, in, nil, "isolating the container", nil)
+	if errors.Is(err, errUnsupervised) {
+		return err
+	}
+	if err != nil {
+		workflow.GetLogger(ctx).Error("isolate hook failed", "error", err)
+	}
+	return nil
+}
+
+// exitReason is the exit's reason label, as `vigil status` shows it.
+func exitReason(exit policy.Exit) string {
+	if exit.Cause == "" {
+		return string(runtime.ExitExited)
+	}
+	return string(exit.Cause)
+}
+
+func exitText(code *int) string {
+	if code == nil {
+		return "unknown"
+	}
+	return fmt.Sprint(*code)
+}

@@ -1,0 +1,398 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/policy"
+)
+
+type commandKind string
+
+const (
+	cmdRelease     commandKind = UpdateRelease
+	cmdRestart     commandKind = UpdateRestart
+	cmdRollover    commandKind = UpdateRollover
+	cmdUnsupervise commandKind = UpdateUnsupervise
+	cmdReconfigure commandKind = UpdateReconfigure
+	cmdShutdown    commandKind = UpdateShutdown
+)
+
+// command is an operator request handed from an update handler to the main loop.
+type command struct {
+	kind      commandKind
+	stop      bool // unsupervise only
+	requestID string
+	// reconf is the reconfigure request; result its answer.
+	reconf *ReconfigureRequest
+	result ReconfigureResult
+	done   bool
+	err    error
+	note   string // what was done, for an operator request's result
+	// volumes (unsupervise with stop only) also deletes the replica's
+	// named volumes.
+	volumes bool
+}
+
+func (s *supervisor) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (StateView, error) {
+		return s.view(), nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryConfig, func() (SupervisionInput, error) {
+		return s.in, nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRelease,
+		func(ctx workflow.Context, req ReleaseRequest) (UpdateResult, error) {
+			return s.submit(ctx, &command{kind: cmdRelease, requestID: req.RequestID})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req ReleaseRequest) error {
+			return s.validate(&command{kind: cmdRelease, requestID: req.RequestID})
+		}}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRestart,
+		func(ctx workflow.Context, req RestartRequest) (UpdateResult, error) {
+			return s.submit(ctx, &command{kind: cmdRestart, requestID: req.RequestID})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req RestartRequest) error {
+			return s.validate(&command{kind: cmdRestart, requestID: req.RequestID})
+		}}); err != nil {
+		return err
+	}
+	// Registered in every run, old ones too: registering issues no command,
+	// so a run started by an older release can be moved onto this release's
+	// code (its new run reads the current versions) without replay trouble.
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRollover,
+		func(ctx workflow.Context, req RolloverRequest) (UpdateResult, error) {
+			return s.submit(ctx, &command{kind: cmdRollover, requestID: req.RequestID})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req RolloverRequest) error {
+			return s.validate(&command{kind: cmdRollover, requestID: req.RequestID})
+		}}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateUnsupervise,
+		func(ctx workflow.Context, req UnsuperviseRequest) (UpdateResult, error) {
+			return s.submit(ctx, &command{kind: cmdUnsupervise, stop: req.Stop, volumes: req.Volumes, requestID: req.RequestID})
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req UnsuperviseRequest) error {
+			if req.Volumes && !req.Stop {
+				return errors.New("unsupervise: deleting volumes needs stop too (--stop --volumes): a running container would keep writing to them")
+			}
+			return s.validate(&command{kind: cmdUnsupervise, stop: req.Stop, requestID: req.RequestID})
+		}}); err != nil {
+		return err
+	}
+	return s.registerDeploymentHandlers(ctx)
+}
+
+// joins returns the request in flight that c is a repetition of: the same
+// request ID, or the same request (kind and options) sent again, e.g. by an
+// operator retrying after the CLI timed out. c then waits for its result
+// instead of being refused.
+func (s *supervisor) joins(c *command) *command {
+	in := s.inFlight
+	if in == nil || s.old() != nil { // an old release's runs answer each request alone
+		return nil
+	}
+	if c.requestID != "" && c.requestID == in.requestID {
+		return in
+	}
+	// Only an operator's requests are joined by kind: a reconfigure carries
+	// its own generation.
+	operator := c.kind == cmdRelease || c.kind == cmdRestart || c.kind == cmdUnsupervise
+	if operator && c.kind == in.kind && c.stop == in.stop {
+		return in
+	}
+	return nil
+}
+
+// validate rejects a request before it reaches history. It must not change state.
+func (s *supervisor) validate(c *command) error {
+	if s.joins(c) != nil {
+		return nil
+	}
+	kind := c.kind
+	if s.inFlight != nil && (kind != cmdUnsupervise || s.inFlight.kind == cmdUnsupervise) {
+		return temporal.NewApplicationError(fmt.Sprintf("%s: another request (%s) is in progress; retry when it has finished", kind, s.inFlight.kind), ErrTypeBusy)
+	}
+	if s.busyDoing != "" && (kind == cmdReconfigure || kind == cmdShutdown) {
+		return temporal.NewApplicationError(fmt.Sprintf("%s: the replica is busy %s; try again when it is done", kind, s.busyDoing), ErrTypeBusy)
+	}
+	if o := s.old(); o != nil {
+		if err := o.validate(s, c); err != nil {
+			return err
+		}
+	}
+	switch kind {
+	case cmdRelease:
+		if s.st.State != StateIsolated && s.st.State != StateShutdown {
+			return fmt.Errorf("release: replica is %s; release applies only to Isolated or Shutdown replicas", s.st.State)
+		}
+	case cmdRestart:
+		if s.st.State == StatePending || s.st.State == StateRestarting {
+			return nil // a start that keeps failing is tried again now
+		}
+		if s.st.State != StateRunning && s.st.State != StateCrashLoopBackOff {
+			return errRestartNotApplicable(s.st.State)
+		}
+	case cmdReconfigure, cmdShutdown:
+		if s.st.State == StateCompleted {
+			return fmt.Errorf("%s: replica is Completed; its supervision has ended", kind)
+		}
+	case cmdRollover:
+		if s.st.State == StateRestarting || s.st.State == StatePending {
+			return fmt.Errorf("rollover: replica is %s; retry once its start has worked", s.st.State)
+		}
+	}
+	return nil
+}
+
+func errRestartNotApplicable(st State) error {
+	return fmt.Errorf("restart: replica is %s; restart applies only to Running or CrashLoopBackOff replicas (use release for Isolated or Shutdown)", st)
+}
+
+// submit hands a command to the main loop and waits until it has been carried out.
+func (s *supervisor) submit(ctx workflow.Context, c *command) (UpdateResult, error) {
+	if in := s.joins(c); in != nil {
+		c = in
+	} else {
+		s.inFlight = c
+		s.commands.Send(ctx, c)
+	}
+	if err := workflow.Await(ctx, func() bool { return c.done }); err != nil {
+		return UpdateResult{}, err
+	}
+	return UpdateResult{RequestID: c.requestID, Note: c.note}, c.err
+}
+
+func (s *supervisor) finish(c *command, err error) {
+	c.done, c.err = true, err
+	if s.inFlight == c {
+		s.inFlight = nil
+	}
+}
+
+// handle carries out an operator command and reports the result to its update.
+func (s *supervisor) handle(ctx workflow.Context, c *command) error {
+	workflow.GetLogger(ctx).Info("operator request", "request", string(c.kind), "state", string(s.st.State))
+	switch c.kind {
+	case cmdRollover:
+		// The main loop continues as new next (shouldContinueAsNew); a watch
+		// in flight was dropped, a backoff deadline is carried.
+		s.rollover = true
+		s.finish(c, nil)
+		return nil
+	case cmdReconfigure, cmdShutdown:
+		return s.handleDeployment(ctx, c)
+	}
+	if o := s.old(); o != nil {
+		return o.handle(ctx, s, c)
+	}
+	return s.handleRequest(ctx, c)
+}
+
+// unknownRequest answers a request of a kind this code does not know.
+func (s *supervisor) unknownRequest(c *command) error {
+	s.finish(c, fmt.Errorf("unknown request %q", c.kind))
+	return nil
+}
+
+// answer reports err to c's update and passes on only the error that ends
+// supervision.
+func (s *supervisor) answer(c *command, err error) error {
+	s.finish(c, err)
+	return unlessUnsupervised(err)
+}
+
+// startFor starts the container for an operator's request and answers it.
+// Not a crash: nothing is counted.
+func (s *supervisor) startFor(ctx workflow.Context, c *command, after time.Time) error {
+	s.setState(ctx, StateRestarting)
+	_, err := s.start(ctx, after)
+	if err == nil {
+		s.setState(ctx, StateRunning)
+	}
+	return s.answer(c, err)
+}
+
+// release starts an Isolated or Shutdown replica again: the operator takes
+// responsibility, so the crash window starts afresh.
+func (s *supervisor) release(ctx workflow.Context, c *command) error {
+	s.st.History = policy.History{}
+	return s.startFor(ctx, c, s.st.LastExitAt)
+}
+
+// unlessUnsupervised passes on only the error that ends supervision; other
+// failures were already reported to the operator's update.
+func unlessUnsupervised(err error) error {
+	if errors.Is(err, errUnsupervised) {
+		return err
+	}
+	return nil
+}
+
+// Every operator request is heard whatever the replica is doing, becomes an
+// event, and ends in a state that says what is true.
+
+// unsuperviseStopWait bounds how long unsupervise --stop waits for a worker
+// on the node to take the stop: with none, supervision still ends, and the
+// answer says the container was not stopped.
+const unsuperviseStopWait = 10 * time.Second
+
+// handleRequest carries out an operator command, recorded as an event, and
+// reports the result to its update.
+func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
+	switch c.kind {
+	case cmdUnsupervise:
+		return s.unsupervise(ctx, c)
+
+	case cmdRestart:
+		inBackoff := s.st.State == StateCrashLoopBackOff
+		s.emitRequest(ctx, EventOperatorRestart, c, inBackoff, "")
+		if inBackoff {
+			// Ending a backoff early is the episode's one delayed start.
+			s.why = "operator restart (ended the crash-loop backoff early)"
+			return s.answer(c, s.endBackoff(ctx))
+		}
+		// Not a crash: nothing is counted, the window is untouched.
+		var stopped activities.StopResult
+		err := s.activity(ctx, s.controlOptions(ctx, "stop for an operator restart"), activities.StopName,
+			activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace}, &stopped, "stopping the container", nil)
+		if errors.Is(err, errUnsupervised) {
+			s.finish(c, err)
+			return err
+		}
+		if err != nil {
+			s.finish(c, err)
+			return nil
+		}
+		s.why = "operator restart"
+		return s.startFor(ctx, c, stopped.ExitedAt)
+
+	case cmdRelease:
+		s.emitRequest(ctx, EventReleased, c, false, "")
+		s.why = fmt.Sprintf("start after release (was %s)", s.st.State)
+		return s.release(ctx, c)
+	}
+	return s.unknownRequest(c)
+}
+
+// unsupervise ends supervision. With stop, the container is stopped and
+// removed (its log is kept) if a worker on the node takes the stop soon; if
+// none does, supervision ends anyway and the answer says what was not done.
+func (s *supervisor) unsupervise(ctx workflow.Context, c *command) error {
+	note := "container left as it was"
+	if c.stop {
+		note = "container stopped and removed; its log is kept"
+		if c.volumes {
+			note = "container stopped and removed, its named volumes deleted; its log is kept"
+		}
+		err := workflow.ExecuteActivity(s.unsuperviseStopOptions(ctx), activities.StopName,
+			activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true, RemoveVolumes: c.volumes}).Get(ctx, nil)
+		var timeout *temporal.TimeoutError
+		switch {
+		case errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
+			note = fmt.Sprintf("container NOT stopped: no vigil-worker on node %s took the stop within %s; stop it there once a worker runs", s.in.Node, human(unsuperviseStopWait))
+		case err != nil:
+			note = "container NOT stopped: " + shortError(err)
+		}
+	}
+	c.note = note
+	s.setState(ctx, StateUnsupervised)
+	s.emitRequest(ctx, EventUnsupervised, c, false, note)
+	s.details(ctx, "unsupervised: "+note)
+	if s.waiting != nil && s.waiting != c {
+		s.finish(s.waiting, fmt.Errorf("%s: supervision ended (unsupervised) before it was done", s.waiting.kind))
+		s.waiting = nil
+	}
+	s.finish(c, nil)
+	return errUnsupervised
+}
+
+// takeRestart lets a restart request that arrives during a start wait for
+// that start's outcome (one at a time; the validator joins repetitions).
+func (s *supervisor) takeRestart(ctx workflow.Context) func(*command) bool {
+	return func(c *command) bool {
+		if c.kind != cmdRestart || s.waiting != nil {
+			return false
+		}
+		s.emitRequest(ctx, EventOperatorRestart, c, false, "answered by the start in progress")
+		s.waiting = c
+		return true
+	}
+}
+
+// wait waits on a durable timer before a start is tried again. Unsupervise
+// ends it (errUnsupervised); a reconfigure is carried out; with restarts, a
+// restart ends it early and is returned for the caller to carry out; other
+// requests are refused, since the replica is not ready for them.
+func (s *supervisor) wait(ctx workflow.Context, d time.Duration, why string, restarts bool) (*command, error) {
+	s.details(ctx, why)
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	timer := workflow.NewTimerWithOptions(timerCtx, d, workflow.TimerOptions{Summary: why})
+	for {
+		w := s.waitFor(ctx, timer, false)
+		switch {
+		case w.ready:
+			return nil, nil
+		case w.cmd.kind == cmdUnsupervise:
+			return nil, s.handle(ctx, w.cmd)
+		case w.cmd.kind == cmdRestart && restarts:
+			return w.cmd, nil
+		case w.cmd.kind == cmdReconfigure:
+			// A new generation may be just what makes the start work (a
+			// rollback of a bad image): take it now.
+			if err := s.handle(ctx, w.cmd); err != nil || w.cmd.reconf.Replace {
+				return nil, err
+			}
+			continue
+		}
+		hint := "try again later"
+		if restarts {
+			hint = "use restart to retry it now"
+		}
+		s.finish(w.cmd, fmt.Errorf("%s: the replica is waiting to retry a failed start; %s", w.cmd.kind, hint))
+	}
+}
+
+// activity runs an activity and waits for it while hearing operator
+// requests: unsupervise cancels the activity and ends supervision
+// (errUnsupervised); take may keep another request; the rest are refused
+// as busy.
+func (s *supervisor) activity(ctx, actCtx workflow.Context, name string, in, out any, doing string, take func(*command) bool) error {
+	actCtx, cancel := workflow.WithCancel(actCtx)
+	defer cancel()
+	s.busyDoing = doing
+	defer func() { s.busyDoing = "" }()
+	f := workflow.ExecuteActivity(actCtx, name, in)
+	for {
+		w := s.waitFor(ctx, f, false)
+		switch {
+		case w.ready:
+			return f.Get(ctx, out)
+		case w.cmd.kind == cmdUnsupervise:
+			cancel()
+			return s.handle(ctx, w.cmd)
+		case take != nil && take(w.cmd):
+		default:
+			s.finish(w.cmd, fmt.Errorf("%s: the replica is busy %s; try again when it is done", w.cmd.kind, doing))
+		}
+	}
+}
+
+// emitRequest records an operator request as an event.
+func (s *supervisor) emitRequest(ctx workflow.Context, typ EventType, c *command, endedBackoff bool, note string) {
+	s.emitEvent(ctx, Event{Type: typ, EndedBackoff: endedBackoff, RequestID: c.requestID, Note: note})
+}

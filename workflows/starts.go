@@ -1,0 +1,181 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/runtime"
+)
+
+// start makes the container run. It never gives up: after the activity's own
+// retries it waits on a durable timer, with growing delays, and tries again,
+// keeping the state and the last error visible. An unsupervise request ends it.
+func (s *supervisor) start(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
+	if o := s.old(); o != nil {
+		return o.start(ctx, s, after)
+	}
+	res, err := s.startHeard(ctx, after)
+	if err == nil && !res.StartedAt.Equal(s.st.TaskStartedAt) {
+		// A new task: its health is unknown until the node's probes say.
+		s.st.TaskStartedAt = res.StartedAt
+		if s.st.Health != "" {
+			s.st.Health = runtime.HealthStarting
+		}
+	}
+	return res, err
+}
+
+// ensureRunning runs one EnsureRunning activity (its own quick retries
+// included) and hears nothing meanwhile.
+func (s *supervisor) ensureRunning(ctx workflow.Context, after time.Time, why string) (activities.EnsureRunningResult, error) {
+	var res activities.EnsureRunningResult
+	err := workflow.ExecuteActivity(s.startOptions(ctx, why), activities.EnsureRunningName,
+		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}).Get(ctx, &res)
+	return res, err
+}
+
+// noteNetwork keeps where a started container can be reached, for status.
+func (s *supervisor) noteNetwork(res activities.EnsureRunningResult) {
+	if !res.ExitedSince {
+		s.st.Network = res.Network
+	}
+}
+
+// replicaSpec is the spec this replica's container is made from: the
+// service's, with the host ports of this replica (runtime.ReplicaPorts).
+func (s *supervisor) replicaSpec() runtime.ContainerSpec {
+	spec := s.in.Spec
+	spec.Ports = runtime.ReplicaPorts(spec.Ports, s.in.ID.Replica)
+	return spec
+}
+
+// started records what a start left running: exits reported from now on
+// must come after res.NotBefore. A task that already exited again (or could
+// not start) is an exit to act on, whether or not the node watch reports it.
+func (s *supervisor) started(ctx workflow.Context, res activities.EnsureRunningResult) {
+	if res.ExitedSince {
+		// Nothing was started: the task an earlier attempt started has
+		// exited (after the exit being answered), or none could start.
+		s.queueExit(ctx, activities.ExitReport{ID: s.in.ID, ExitCode: res.ExitCode, ExitedAt: res.ExitedAt, Reason: res.StartError})
+		return
+	}
+	s.st.TaskStartedAt = res.StartedAt
+	s.st.TaskPID = res.PID
+	if !res.NotBefore.IsZero() {
+		s.st.WatchAfter = res.NotBefore
+	}
+}
+
+// stop stops the container: SIGTERM, SIGKILL after its grace period. With
+// remove it is also removed (its address and ports are released), with
+// volumes its named volumes deleted too: only an explicit unsupervise --stop
+// --volumes does that.
+func (s *supervisor) stop(ctx workflow.Context, remove, volumes bool, why string) (activities.StopResult, error) {
+	var res activities.StopResult
+	err := workflow.ExecuteActivity(s.controlOptions(ctx, why), activities.StopName,
+		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: remove, RemoveVolumes: volumes}).Get(ctx, &res)
+	return res, err
+}
+
+// startHeard is start with operator requests heard
+// during the activity and between retries. Unsupervise cancels the start; a
+// restart takes the outcome of the attempt in progress, or, between
+// attempts, makes the next attempt now.
+func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
+	delay := startRetryFirst
+	why := s.why
+	for attempt := 1; ; attempt++ {
+		summary := why
+		if attempt > 1 {
+			summary = fmt.Sprintf("%s, attempt %d", why, attempt)
+		}
+		var res activities.EnsureRunningResult
+		err := s.activity(ctx, s.startOptions(ctx, summary), activities.EnsureRunningName,
+			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}, &res,
+			"starting the container", s.takeRestart(ctx))
+		if errors.Is(err, errUnsupervised) {
+			return res, err
+		}
+		if err == nil {
+			if attempt > 1 {
+				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
+			}
+			s.noteNetwork(res)
+			s.started(ctx, res)
+			if w := s.waiting; w != nil {
+				s.waiting = nil
+				s.finish(w, nil)
+			}
+			return res, nil
+		}
+		cause := shortError(err)
+		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
+		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: cause})
+		if w := s.waiting; w != nil {
+			s.waiting = nil
+			s.finish(w, fmt.Errorf("%s: the start failed again: %s", w.kind, cause))
+		}
+		if s.st.State == StateRunning {
+			s.setState(ctx, StateRestarting)
+		}
+		if err := s.continueAsNewWhileFailing(ctx); err != nil {
+			return activities.EnsureRunningResult{}, err
+		}
+		restart, err := s.wait(ctx, delay, fmt.Sprintf("start retry %d in %s", attempt+1, human(delay)), true)
+		if err != nil {
+			return activities.EnsureRunningResult{}, err
+		}
+		if restart != nil {
+			s.emitRequest(ctx, EventOperatorRestart, restart, false, "retried the failing start at once")
+			s.waiting = restart
+			why = "start retried now by an operator restart"
+			continue
+		}
+		delay = min(delay*2, startRetryMax)
+	}
+}
+
+// continueAsNewWhileFailing ends the run, with the start still to do, when
+// it is due to continue as new (a day old, or the server suggests it): a
+// start that keeps failing adds about 13 events per attempt, 3 700 a day at
+// the 5 min cap, and one run must not grow until Temporal's history limit
+// ends supervision. The next run's main loop takes the start up: Pending is
+// the first start, Restarting the restart after a crash or a backoff. Not
+// while an operator's request waits on this start: the run cannot end before
+// its update is answered.
+func (s *supervisor) continueAsNewWhileFailing(ctx workflow.Context) error {
+	due := (s.canDue != nil && s.canDue.IsReady()) || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	if !due || s.inFlight != nil || s.waiting != nil ||
+		(s.st.State != StatePending && s.st.State != StateRestarting) {
+		return nil
+	}
+	return s.continueAsNew(ctx)
+}
+
+// maxStartError keeps a recorded start error to about one line.
+const maxStartError = 300
+
+// shortError is an activity failure's cause, once: the SDK's wrapper names
+// the activity, and an application error's text repeats its cause.
+func shortError(err error) string {
+	msg := err.Error()
+	var appErr *temporal.ApplicationError
+	var timeout *temporal.TimeoutError
+	switch {
+	case errors.As(err, &appErr):
+		msg = appErr.Message()
+	case errors.As(err, &timeout):
+		msg = "timed out (" + strings.ToLower(strings.TrimPrefix(timeout.TimeoutType().String(), "TIMEOUT_TYPE_")) + ")"
+	}
+	msg = strings.Join(strings.Fields(msg), " ")
+	if r := []rune(msg); len(r) > maxStartError {
+		msg = string(r[:maxStartError-1]) + "…"
+	}
+	return msg
+}
