@@ -12,7 +12,7 @@ import (
 
 // Release is the release this tree is (or is becoming); it is the last line
 // of the RELEASES file at the top of the repository.
-const Release = "v0.2.0"
+const Release = "v0.3.0"
 
 // commit may be set at build time:
 //
@@ -94,7 +94,7 @@ func ReadReleases(path string) ([]Entry, error) {
 		}
 		fields := strings.Fields(line)
 		if len(fields) != 2 || !strings.HasPrefix(fields[0], "v") {
-			return nil, fmt.Errorf("%s:%d: want \"<release> <commit>\", e.g. \"v0.1.0 5c145e4\" (or \"v0.2.0 unreleased\"); got %q", path, n, line)
+			return nil, fmt.Errorf("%s:%d: want \"<release> <commit>\", e.g. \"v0.1.0 5c145e4\" (or \"v0.3.0 unreleased\"); got %q", path, n, line)
 		}
 		e := Entry{Release: fields[0], Commit: fields[1]}
 		if e.Commit == "unreleased" {

@@ -28,8 +28,8 @@ func TestReleasesEndsWithThisRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if prev.Release != "v0.1.0" || !strings.HasPrefix(prev.Commit, "5c145e4") {
-		t.Fatalf("previous release %+v; want v0.1.0 at 5c145e4", prev)
+	if prev.Release != "v0.2.0" || !strings.HasPrefix(prev.Commit, "81330dd") {
+		t.Fatalf("previous release %+v; want v0.2.0 at 81330dd", prev)
 	}
 	if Index(entries, "v0.1.0") != 0 || Index(entries, "v9.9.9") != -1 {
 		t.Fatal("Index")
