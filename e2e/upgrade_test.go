@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,50 +27,110 @@ import (
 	"github.com/vigil-run/vigil/workflows"
 )
 
-// The previous release's binaries, built once per test run from a git
-// worktree of its commit in RELEASES.
 var (
-	prevOnce              sync.Once
-	prevRelease           version.Entry
-	prevVigil, prevWorker string
-	prevErr               error
-	upgradeBackoff        = 40 * time.Second
-	upgradeSwitchEarly    = 22 * time.Second
+	upgradeBackoff     = 40 * time.Second
+	upgradeSwitchEarly = 22 * time.Second
 )
 
-func previousReleaseBinaries(t *testing.T) (version.Entry, string, string) {
+// oldRelease is a release before this one, with its binaries.
+type oldRelease struct {
+	version.Entry
+	vigil, worker string
+	// since reports whether this release is rel or a later one.
+	since func(rel string) bool
+}
+
+// earlierReleases builds the binaries of every release RELEASES lists before
+// this one, side by side with this tree's. A release's binaries are built
+// once per machine, from a git worktree of its commit, into
+// <cache>/old/<commit>/ (see oldReleaseBinaries).
+func earlierReleases(t *testing.T) []oldRelease {
 	t.Helper()
-	prevOnce.Do(func() {
-		entries, err := version.ReadReleases("../RELEASES")
-		if err != nil {
-			prevErr = err
-			return
-		}
-		if prevRelease, err = version.Previous(entries, version.Release); err != nil {
-			prevErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "vigil-prev-bin")
-		if err != nil {
-			prevErr = err
-			return
-		}
-		binDirs = append(binDirs, dir)
-		prevVigil, prevWorker, prevErr = stack.BuildCommit("..", prevRelease.Commit, dir)
-	})
-	if prevErr != nil {
-		t.Fatalf("build the previous release: %v", prevErr)
+	entries, err := version.ReadReleases("../RELEASES")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return prevRelease, prevVigil, prevWorker
+	cur := version.Index(entries, version.Release)
+	if cur < 1 {
+		t.Fatalf("RELEASES lists no release before %s", version.Release)
+	}
+	olds := make([]oldRelease, cur)
+	errs := make([]error, cur)
+	var wg sync.WaitGroup
+	for i, e := range entries[:cur] {
+		olds[i] = oldRelease{Entry: e, since: func(rel string) bool {
+			at := version.Index(entries, rel)
+			return at >= 0 && i >= at
+		}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			olds[i].vigil, olds[i].worker, errs[i] = oldReleaseBinaries(e.Commit)
+		}()
+	}
+	currentBinaries(t)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("build the earlier releases: %v", err)
+	}
+	return olds
+}
+
+// oldReleaseBinaries returns the vigil and vigil-worker of commit, building
+// them into <cache>/old/<full commit>/ when they are not there yet. A commit
+// never changes, so they are kept across runs (about 140 MB per release).
+// Concurrent runs are safe: each builds into a directory of its own and
+// renames it into place; the loser of a race uses the winner's.
+func oldReleaseBinaries(commit string) (vigil, worker string, err error) {
+	out, err := exec.Command("git", "-C", "..", "rev-parse", "--verify", commit+"^{commit}").Output()
+	if err != nil {
+		return "", "", fmt.Errorf("%s is not a commit of this repository (a shallow clone? git fetch --unshallow): %w", commit, err)
+	}
+	full := strings.TrimSpace(string(out))
+	root := os.Getenv("VIGIL_BIN")
+	if root == "" {
+		root = filepath.Join(os.Getenv("HOME"), ".cache", "vigil", "bin")
+	}
+	dir := filepath.Join(root, "old", full)
+	vigil, worker = filepath.Join(dir, "vigil"), filepath.Join(dir, "vigil-worker")
+	if isFile(vigil) && isFile(worker) {
+		return vigil, worker, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), full+".building-")
+	if err != nil {
+		return "", "", err
+	}
+	defer os.RemoveAll(tmp) // gone after a successful rename
+	if _, _, err := stack.BuildCommit("..", full, tmp); err != nil {
+		return "", "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil && !(isFile(vigil) && isFile(worker)) {
+		return "", "", err
+	}
+	return vigil, worker, nil
+}
+
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
 }
 
 // upgradeDeployment has a replica for every live state: Running (web),
-// CrashLoopBackOff (loop, a long backoff), Isolated (iso), Shutdown (down)
-// and Restarting with a start that keeps failing (ghost: no such image).
+// CrashLoopBackOff (loop, a long backoff), Isolated (iso), Shutdown (down),
+// a start that keeps failing (ghost: no such image; Restarting under v0.1.0,
+// Pending since v0.2.0), and one whose exit the old worker has heard and is
+// acting on when it is replaced (mid).
 const upgradeDeployment = `version: v1
 deployment: up
 services:
   web:
+    image: { name: docker.io/library/busybox:local, pull_policy: never }
+    command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 3600"] }
+    errors: { on_panic: { action: restart, poll_interval: 1s } }
+  mid:
     image: { name: docker.io/library/busybox:local, pull_policy: never }
     command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 3600"] }
     errors: { on_panic: { action: restart, poll_interval: 1s } }
@@ -87,50 +151,82 @@ services:
     command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 3600"] }
 `
 
-// Replicas supervised by the previous release's worker keep being supervised
-// when the worker is replaced by this tree's, killed (SIGKILL) or stopped
-// gracefully (SIGTERM): every live state carries on, with no workflow task
-// failed and no nondeterminism.
-func TestUpgradeFromPreviousRelease(t *testing.T) {
+// Replicas supervised by every earlier release's worker keep being
+// supervised when the worker is replaced by this tree's, killed (SIGKILL) or
+// stopped gracefully (SIGTERM): every live state carries on, with no
+// workflow task failed and no nondeterminism. The variants run all at once,
+// each on its own stack: they mostly wait on timers, so t.Parallel's limit
+// (GOMAXPROCS at a time) would only make the run longer.
+func TestUpgradeFromEveryRelease(t *testing.T) {
 	requirePrerequisites(t)
-	for _, mode := range []string{"sigkill", "graceful"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			upgrade(t, mode == "sigkill")
-		})
+	var wg sync.WaitGroup
+	for _, old := range earlierReleases(t) {
+		for _, kill := range []bool{true, false} {
+			wg.Go(func() {
+				t.Run(old.Release+"/"+map[bool]string{true: "sigkill", false: "graceful"}[kill], func(t *testing.T) {
+					upgrade(t, old, kill)
+				})
+			})
+		}
 	}
+	wg.Wait()
 }
 
-func upgrade(t *testing.T, kill bool) {
-	prev, oldVigil, oldWorker := previousReleaseBinaries(t)
+func upgrade(t *testing.T, old oldRelease, kill bool) {
 	newVigil, newWorker := currentBinaries(t)
-	s := newStackOf(t, oldVigil, oldWorker)
+	s := newStackOf(t, old.vigil, old.worker)
 	starts := watchTaskStarts(t, s.Stack)
-	if v := s.vigil("version"); v.Code == 0 {
-		t.Fatalf("the previous release's CLI knows `vigil version` (%q); is %s really %s?", v.Stdout, oldVigil, prev.Release)
+	// The CLI says which release it is (v0.1.0's has no `vigil version`).
+	if v := s.vigil("version"); (v.Code == 0) != old.since("v0.2.0") || (v.Code == 0 && !strings.Contains(v.Stdout, old.Release+" ")) {
+		t.Fatalf("`vigil version` of %s: exit %d, %q; is %s really %s?", old.Release, v.Code, v.Stdout, old.vigil, old.Release)
 	}
 
 	s.supervise(s.deployment("up", upgradeDeployment))
-	before := map[string]workflows.StateView{}
+	ghost := workflows.StateRestarting
+	if old.since("v0.2.0") {
+		ghost = workflows.StatePending
+	}
 	want := map[string]func(workflows.StateView) bool{
 		"up/web-rep-1":   func(v workflows.StateView) bool { return v.State == workflows.StateRunning },
+		"up/mid-rep-1":   func(v workflows.StateView) bool { return v.State == workflows.StateRunning },
 		"up/loop-rep-1":  inBackoff,
 		"up/iso-rep-1":   func(v workflows.StateView) bool { return v.State == workflows.StateIsolated },
 		"up/down-rep-1":  func(v workflows.StateView) bool { return v.State == workflows.StateShutdown },
-		"up/ghost-rep-1": func(v workflows.StateView) bool { return v.State == workflows.StateRestarting },
+		"up/ghost-rep-1": func(v workflows.StateView) bool { return v.State == ghost },
 	}
+	// Since v0.2.0, a replica of a deployment rolled out by `vigil apply`
+	// (its Deployment workflow started by the old worker).
+	const applied = "app/web-rep-1"
+	if old.since("v0.2.0") {
+		s.apply(s.deployment("app", webFile("app", 1, "v1", "1s", false)))
+		want[applied] = func(v workflows.StateView) bool { return v.State == workflows.StateRunning }
+	}
+	before := map[string]workflows.StateView{}
 	for ref, cond := range want {
-		before[ref] = s.waitFor(ref, "its live state under "+prev.Release, 2*time.Minute, cond)
+		before[ref] = s.waitFor(ref, "its live state under "+old.Release, 2*time.Minute, cond)
 	}
-	// The web replica is being watched by the old worker's activity.
-	s.waitHistory(idOf(t, "up/web-rep-1").WorkflowID(), "watching", func(h *historypb.History) bool {
-		return histories.CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) > 0
-	})
+	if old.since("v0.2.0") {
+		s.waitRollout("app", "complete under "+old.Release, time.Minute, completeAt(1))
+	}
+	// The running replicas are watched: by the old worker's WaitForExit
+	// (v0.1.0), or by its node watch, the run idle with nothing in flight.
+	for _, ref := range []string{"up/web-rep-1", "up/mid-rep-1"} {
+		s.waitHistory(idOf(t, ref).WorkflowID(), "watching", histories.Watching)
+	}
 	deadline := parseTime(t, *before["up/loop-rep-1"].NextRestartAt)
 	// Switch well inside the backoff: a backoff begun afresh by the new worker
 	// would end about 18 s after the original deadline.
 	time.Sleep(time.Until(deadline.Add(-upgradeSwitchEarly)))
 
+	// The mid replica's container exits, and the worker is replaced as soon
+	// as the old worker has heard it (the node watch's exit signal, or
+	// v0.1.0's WaitForExit returning): the old worker is acting on it.
+	midWID := idOf(t, "up/mid-rep-1").WorkflowID()
+	heardBefore := exitsHeard(s.history(midWID))
+	if err := s.Containerd.Signal(context.Background(), idOf(t, "up/mid-rep-1").ContainerName(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitHistoryFast(midWID, "the exit heard", func(h *historypb.History) bool { return exitsHeard(h) > heardBefore })
 	switched := time.Now()
 	if kill {
 		s.KillWorker()
@@ -139,14 +235,14 @@ func upgrade(t *testing.T, kill bool) {
 	}
 	s.WorkerBin, s.VigilBin = newWorker, newVigil
 	s.startWorker()
-	t.Logf("%s worker replaced by %s (%s) at %s, %s before the backoff deadline",
-		prev.Release, version.Release, map[bool]string{true: "SIGKILL", false: "SIGTERM"}[kill],
-		switched.Format(time.RFC3339Nano), deadline.Sub(switched).Round(time.Millisecond))
+	t.Logf("%s worker replaced by %s (%s) at %s, %s before the backoff deadline; mid's exit was %s",
+		old.Release, version.Release, map[bool]string{true: "SIGKILL", false: "SIGTERM"}[kill],
+		switched.Format(time.RFC3339Nano), deadline.Sub(switched).Round(time.Millisecond), exitStage(s.history(midWID), heardBefore, switched))
 
 	// Every replica is where it was, with its counts and events.
-	for ref, cond := range want {
+	for ref := range want {
 		v := s.waitFor(ref, "its state under "+version.Release, time.Minute, func(workflows.StateView) bool { return true })
-		if !cond(v) && ref != "up/loop-rep-1" {
+		if ref != "up/loop-rep-1" && ref != "up/mid-rep-1" && v.State != before[ref].State {
 			t.Fatalf("%s after the upgrade: %s; want the state it had (%s)", ref, v.State, before[ref].State)
 		}
 		requireIntact(t, ref, before[ref], v)
@@ -155,6 +251,12 @@ func upgrade(t *testing.T, kill bool) {
 	if time.Now().Before(deadline) && (loopMid.State != workflows.StateCrashLoopBackOff || *loopMid.NextRestartAt != *before["up/loop-rep-1"].NextRestartAt) {
 		t.Fatalf("loop after the upgrade: %s, next restart %v; want CrashLoopBackOff until %s", loopMid.State, loopMid.NextRestartAt, *before["up/loop-rep-1"].NextRestartAt)
 	}
+
+	// The exit heard in the middle of the switch is acted on: one restart.
+	mid := s.waitFor("up/mid-rep-1", "the exit acted on", time.Minute, func(v workflows.StateView) bool {
+		return v.TotalRestarts >= before["up/mid-rep-1"].TotalRestarts+1 && v.State == workflows.StateRunning
+	})
+	requireIntact(t, "up/mid-rep-1", before["up/mid-rep-1"], mid)
 
 	// A crash of the running replica is restarted by the new worker.
 	webName := idOf(t, "up/web-rep-1").ContainerName()
@@ -176,6 +278,19 @@ func upgrade(t *testing.T, kill bool) {
 		t.Fatal("the released replica's container was not started")
 	}
 
+	// The deployment the old worker rolled out takes a new apply: scaled to
+	// two by the new CLI and worker, its first replica left alone.
+	if old.since("v0.2.0") {
+		s.apply(s.deployment("app2", webFile("app", 2, "v1", "1s", false)))
+		s.waitRollout("app", "scaled to 2 under "+version.Release, time.Minute, completeAt(2))
+		s.waitFor("app/web-rep-2", "the new replica running", time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
+		v, _ := s.status(applied)
+		if v.State != workflows.StateRunning || v.TotalRestarts != before[applied].TotalRestarts {
+			t.Fatalf("%s after the scale-up: %s with %d restarts; want Running with %d", applied, v.State, v.TotalRestarts, before[applied].TotalRestarts)
+		}
+		requireIntact(t, applied, before[applied], v)
+	}
+
 	// The backoff ends at its original deadline, by containerd's clock: one start.
 	loopName := idOf(t, "up/loop-rep-1").ContainerName()
 	started, ok := starts.waitFirstAfter(loopName, switched, time.Minute+upgradeBackoff)
@@ -193,25 +308,29 @@ func upgrade(t *testing.T, kill bool) {
 	requireIntact(t, "up/loop-rep-1", before["up/loop-rep-1"], loop)
 
 	// Still failing, still supervised, still saying why.
-	if r := s.vigil("status", "up/ghost-rep-1"); r.Code != 0 || !strings.Contains(r.Stdout, "Restarting") || !strings.Contains(r.Stdout, "ghost:1") {
+	if r := s.vigil("status", "up/ghost-rep-1"); r.Code != 0 || !strings.Contains(r.Stdout, string(before["up/ghost-rep-1"].State)) || !strings.Contains(r.Stdout, "ghost:1") {
 		t.Fatalf("status of the replica whose start keeps failing: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 
-	// rollover moves runs the previous release started onto this release's
-	// code (a new run, which reads the current versions), leaving the
-	// container alone: how their old branches are retired.
+	// rollover moves runs the old release started onto this release's code
+	// (a new run, which records this release's one marker), leaving the
+	// container alone: how their old branches are retired. The old runs keep
+	// the markers they had: v0.2.0's six change IDs, none before.
 	for _, ref := range []string{"up/down-rep-1", "up/web-rep-1"} {
 		wid := idOf(t, ref).WorkflowID()
-		old := s.history(wid)
-		if versionMarkers(old) != 0 {
-			t.Fatalf("%s: the run %s started has version markers already", ref, prev.Release)
+		ids := histories.ChangeIDs(s.history(wid))
+		if n := map[bool]int{false: 0, true: 6}[old.since("v0.2.0")]; len(ids) != n || slices.Contains(ids, histories.ReleaseMarker) {
+			t.Fatalf("%s: the run %s started has version markers %q; want %d change IDs and no release marker", ref, old.Release, ids, n)
 		}
 		beforeRoll, _ := s.status(ref)
 		rolled := time.Now()
 		if r := s.vigil("rollover", ref); r.Code != 0 {
 			t.Fatalf("rollover %s: exit %d: %s%s", ref, r.Code, r.Stdout, r.Stderr)
 		}
-		s.waitHistory(wid, "a new run with this release's versions", func(h *historypb.History) bool { return versionMarkers(h) > 0 })
+		s.waitHistory(wid, "a new run with this release's marker", func(h *historypb.History) bool { return len(histories.ChangeIDs(h)) > 0 })
+		if ids := histories.ChangeIDs(s.history(wid)); !slices.Equal(ids, []string{histories.ReleaseMarker}) {
+			t.Fatalf("%s: the run rolled over to %s has version markers %q; want exactly one, %q", ref, version.Release, ids, histories.ReleaseMarker)
+		}
 		after, _ := s.status(ref)
 		if after.State != beforeRoll.State || after.TotalRestarts != beforeRoll.TotalRestarts {
 			t.Fatalf("%s after rollover: %s with %d restarts; want %s with %d", ref, after.State, after.TotalRestarts, beforeRoll.State, beforeRoll.TotalRestarts)
@@ -222,19 +341,32 @@ func upgrade(t *testing.T, kill bool) {
 		}
 	}
 
-	// No workflow task failed; the new release did the work after the switch.
+	// The exit heard at the switch was acted on once, not again by the new
+	// worker's watch.
+	if v, _ := s.status("up/mid-rep-1"); v.TotalRestarts != before["up/mid-rep-1"].TotalRestarts+1 {
+		t.Errorf("mid: %d restarts after one exit; want %d", v.TotalRestarts, before["up/mid-rep-1"].TotalRestarts+1)
+	}
+
+	// No workflow task failed, in any workflow (the node's and the
+	// deployment's too); the new release did the work after the switch.
+	wids := []string{workflows.NodeWorkflowID(s.Node)}
+	if old.since("v0.2.0") {
+		wids = append(wids, workflows.DeploymentWorkflowID("app"))
+	}
 	for ref := range want {
-		wid := idOf(t, ref).WorkflowID()
+		wids = append(wids, idOf(t, ref).WorkflowID())
+	}
+	for _, wid := range wids {
 		h := s.history(wid)
 		for _, ev := range h.Events {
 			if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil && a.GetCause() != enumspb.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND {
-				t.Errorf("%s: workflow task failed (event %d, %s): %s", ref, ev.GetEventId(), a.GetCause(), a.GetFailure().GetMessage())
+				t.Errorf("%s: workflow task failed (event %d, %s): %s", wid, ev.GetEventId(), a.GetCause(), a.GetFailure().GetMessage())
 			}
 		}
-		if ref == "up/web-rep-1" || ref == "up/loop-rep-1" || ref == "up/iso-rep-1" {
-			if !completedBy(h, "vigil-worker@"+version.Release+"/") {
-				t.Errorf("%s: no workflow task completed by a %s worker after the upgrade", ref, version.Release)
-			}
+	}
+	for _, ref := range []string{"up/web-rep-1", "up/mid-rep-1", "up/loop-rep-1", "up/iso-rep-1"} {
+		if !completedBy(s.history(idOf(t, ref).WorkflowID()), "vigil-worker@"+version.Release+"/") {
+			t.Errorf("%s: no workflow task completed by a %s worker after the upgrade", ref, version.Release)
 		}
 	}
 	for i := 1; i <= 2; i++ {
@@ -245,6 +377,49 @@ func upgrade(t *testing.T, kill bool) {
 			}
 		}
 	}
+}
+
+// exitsHeard counts the exits the run has heard: by the node watch's signal
+// (since v0.2.0), or by its WaitForExit returning (v0.1.0).
+func exitsHeard(h *historypb.History) int {
+	n := histories.CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+	for _, ev := range h.Events {
+		if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.SignalExit {
+			n++
+		}
+	}
+	return n
+}
+
+// exitStage says how far the old worker had acted on the heard exit when it
+// was replaced at switched: whether the restart's EnsureRunning had been
+// scheduled or completed by then.
+func exitStage(h *historypb.History, heardBefore int, switched time.Time) string {
+	heard := false
+	stage := "not heard"
+	for i, ev := range h.Events {
+		if ev.GetEventTime().AsTime().After(switched) {
+			break
+		}
+		if !heard && exitsHeard(&historypb.History{Events: h.Events[:i+1]}) > heardBefore {
+			heard, stage = true, "heard, the restart not yet scheduled"
+			continue
+		}
+		if !heard {
+			continue
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == activities.EnsureRunningName {
+				stage = "heard, the restart scheduled"
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			if stage == "heard, the restart scheduled" {
+				stage = "heard and the restart done"
+			}
+		}
+	}
+	return stage
 }
 
 func (s *tstack) history(workflowID string) *historypb.History {
@@ -273,6 +448,27 @@ func (s *tstack) waitHistory(workflowID, what string, cond func(*historypb.Histo
 	s.t.Fatalf("%s: %s not reached within a minute", workflowID, what)
 }
 
+// waitHistoryFast is waitHistory on one client, polling as fast as the
+// server answers: to act within moments of an event.
+func (s *tstack) waitHistoryFast(workflowID, what string, cond func(*historypb.History) bool) {
+	s.t.Helper()
+	c, err := s.Client()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for ctx.Err() == nil {
+		h, err := histories.Collect(c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT))
+		if err == nil && cond(h) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.t.Fatalf("%s: %s not reached within a minute", workflowID, what)
+}
+
 // requireIntact checks that what a replica had before the upgrade is still
 // there after it: supervised since, counts, and the events, in order.
 func requireIntact(t *testing.T, ref string, before, after workflows.StateView) {
@@ -287,17 +483,6 @@ func requireIntact(t *testing.T, ref string, before, after workflows.StateView) 
 			t.Fatalf("%s: event %d changed: before %+v, after %+v", ref, i, ev, a)
 		}
 	}
-}
-
-// versionMarkers counts the run's version markers (workflow.GetVersion).
-func versionMarkers(h *historypb.History) int {
-	n := 0
-	for _, ev := range h.Events {
-		if ev.GetMarkerRecordedEventAttributes().GetMarkerName() == "Version" {
-			n++
-		}
-	}
-	return n
 }
 
 func completedBy(h *historypb.History, identityPrefix string) bool {

@@ -2,8 +2,10 @@ package histories
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -78,10 +80,10 @@ func ids(dep, service string) (ref, wid string) {
 	return id.Ref(), id.WorkflowID()
 }
 
-// watching: the history shows a watch scheduled after the last start
-// (v0.1.0), or, with the node watch (v0.2.0), a run that started its
+// Watching: the history shows a watch scheduled after the last start
+// (v0.1.0), or, with the node watch (since v0.2.0), a run that started its
 // container and now waits with nothing in flight for the watch's report.
-func watching(h *historypb.History) bool {
+func Watching(h *historypb.History) bool {
 	if CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >
 		CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)+
 			CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED) {
@@ -107,15 +109,36 @@ func watching(h *historypb.History) bool {
 	return pendingTasks == 0 && pendingActivities == 0
 }
 
-// hasNodeWatch: the run took the node-watch branch (its version marker).
+// hasNodeWatch: the run took the node-watch branch: its v0.2.0 change
+// marker, or a release marker (every release that has one watches by node).
 func hasNodeWatch(h *historypb.History) bool {
+	ids := ChangeIDs(h)
+	return slices.Contains(ids, "node-watch") || slices.Contains(ids, ReleaseMarker)
+}
+
+// ReleaseMarker is the change ID of the one version marker a run records
+// since v0.3.0 (workflows.readRelease).
+const ReleaseMarker = "vigil-release"
+
+// ChangeIDs lists the change IDs of the run's version markers
+// (workflow.GetVersion), in the order it recorded them.
+func ChangeIDs(h *historypb.History) []string {
+	var ids []string
 	for _, ev := range h.Events {
-		if ev.GetEventType() == enumspb.EVENT_TYPE_MARKER_RECORDED && strings.Contains(ev.String(), "node-watch") {
-			return true
+		a := ev.GetMarkerRecordedEventAttributes()
+		if a.GetMarkerName() != versionMarkerName {
+			continue
+		}
+		var id string
+		if p := a.GetDetails()["change-id"].GetPayloads(); len(p) == 1 && json.Unmarshal(p[0].GetData(), &id) == nil {
+			ids = append(ids, id)
 		}
 	}
-	return false
+	return ids
 }
+
+// versionMarkerName is the marker the Temporal Go SDK records for GetVersion.
+const versionMarkerName = "Version"
 
 // superviseWatched supervises a healthy replica and waits until it is watched.
 func superviseWatched(ctx context.Context, e *Env, dep string) (ref, wid string, err error) {
@@ -123,7 +146,7 @@ func superviseWatched(ctx context.Context, e *Env, dep string) (ref, wid string,
 	if err := e.Supervise(dep, Deployment(dep, "web", Image, healthyScript, restartAlways)); err != nil {
 		return "", "", err
 	}
-	return ref, wid, e.WaitHistory(ctx, wid, "watching", watching)
+	return ref, wid, e.WaitHistory(ctx, wid, "watching", Watching)
 }
 
 // unsupervise ends supervision and waits for the workflow to close.
@@ -331,7 +354,7 @@ func operatorRestart(ctx context.Context, e *Env, dep string) ([]Capture, error)
 		return nil, err
 	}
 	if err := e.WaitHistory(ctx, wid, "watching after the restart", func(h *historypb.History) bool {
-		return CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) >= 2 && watching(h)
+		return CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) >= 2 && Watching(h)
 	}); err != nil {
 		return nil, err
 	}
@@ -558,7 +581,7 @@ func nodeWatchExitReported(ctx context.Context, e *Env, dep string) ([]Capture, 
 	}); err != nil {
 		return nil, err
 	}
-	if err := e.WaitHistory(ctx, wid, "watching again", watching); err != nil {
+	if err := e.WaitHistory(ctx, wid, "watching again", Watching); err != nil {
 		return nil, err
 	}
 	if err := unsupervise(ctx, e, ref, wid, false); err != nil {
@@ -581,7 +604,7 @@ func nodeWorkflow(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 	if _, err := e.WaitState(ctx, ref, "restarted", func(v workflows.StateView) bool { return v.TotalRestarts >= 1 }); err != nil {
 		return nil, err
 	}
-	if err := e.WaitHistory(ctx, wid, "watching again", watching); err != nil {
+	if err := e.WaitHistory(ctx, wid, "watching again", Watching); err != nil {
 		return nil, err
 	}
 	return one(workflows.NodeWorkflowID(e.Stack.Node), "node-workflow"), nil
