@@ -205,7 +205,7 @@ func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
 // restartNow starts the container after a crash and counts the restart.
 func (s *supervisor) restartNow(ctx workflow.Context) error {
 	s.details(ctx, "restarting after a crash")
-	started, err := s.start(ctx, s.st.LastExitAt)
+	started, err := s.start(ctx, s.st.LastExitAt, untilRunning)
 	if err != nil {
 		return err
 	}
@@ -244,7 +244,7 @@ func (s *supervisor) waitBackoff(ctx workflow.Context) error {
 // endBackoff is the one delayed start of a crash-loop episode.
 func (s *supervisor) endBackoff(ctx workflow.Context) error {
 	s.setState(ctx, StateRestarting)
-	if _, err := s.start(ctx, s.st.LastExitAt); err != nil {
+	if _, err := s.start(ctx, s.st.LastExitAt, untilRunning); err != nil {
 		return err
 	}
 	s.st.NextRestartAt = time.Time{}

@@ -219,7 +219,7 @@ func (s *supervisor) answer(c *command, err error) error {
 // Not a crash: nothing is counted.
 func (s *supervisor) startFor(ctx workflow.Context, c *command, after time.Time) error {
 	s.setState(ctx, StateRestarting)
-	_, err := s.start(ctx, after)
+	_, err := s.start(ctx, after, untilRunning)
 	if err == nil {
 		s.setState(ctx, StateRunning)
 	}

@@ -13,21 +13,33 @@ import (
 	"github.com/vigil-run/vigil/runtime"
 )
 
-// start makes the container run. It never gives up: after the activity's own
-// retries it waits on a durable timer, with growing delays, and tries again,
-// keeping the state and the last error visible. An unsupervise request ends it.
-func (s *supervisor) start(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
-	if o := s.old(); o != nil {
-		return o.start(ctx, s, after)
+// startWorked answers a restart that waited on the start, and forgets the
+// health of an earlier task. A replacement leaves both to the start the main
+// loop goes back to.
+func (s *supervisor) startWorked(res activities.EnsureRunningResult) {
+	if w := s.waiting; w != nil {
+		s.waiting = nil
+		s.finish(w, nil)
 	}
-	res, err := s.startHeard(ctx, after)
-	if err == nil && !res.StartedAt.Equal(s.st.TaskStartedAt) {
+	if !res.StartedAt.Equal(s.st.TaskStartedAt) {
 		// A new task: its health is unknown until the node's probes say.
 		s.st.TaskStartedAt = res.StartedAt
 		if s.st.Health != "" {
 			s.st.Health = runtime.HealthStarting
 		}
 	}
+}
+
+// attempt is one try of a start, which hears operator requests (activity)
+// unless it is a replacement's one attempt.
+func (s *supervisor) attempt(ctx workflow.Context, after time.Time, summary string, n attempts) (activities.EnsureRunningResult, error) {
+	if n == oneAttempt {
+		return s.ensureRunning(ctx, after, summary)
+	}
+	var res activities.EnsureRunningResult
+	err := s.activity(ctx, s.startOptions(ctx, summary), activities.EnsureRunningName,
+		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}, &res,
+		"starting the container", s.takeRestart(ctx))
 	return res, err
 }
 
@@ -83,11 +95,30 @@ func (s *supervisor) stop(ctx workflow.Context, remove, volumes bool, why string
 	return res, err
 }
 
-// startHeard is start with operator requests heard
-// during the activity and between retries. Unsupervise cancels the start; a
-// restart takes the outcome of the attempt in progress, or, between
-// attempts, makes the next attempt now.
-func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activities.EnsureRunningResult, error) {
+// attempts says how long a start goes on.
+type attempts int
+
+const (
+	// untilRunning: after a failed attempt, wait and try again.
+	untilRunning attempts = iota
+	// oneAttempt: a replacement's; the deployment that asked for it is
+	// answered with its failure and decides, and the main loop retries.
+	oneAttempt
+)
+
+// start is the one way the container is started: the first start, a
+// restart after a crash or a backoff, an operator's restart or release, and
+// a new generation. Until it runs, it waits on a durable timer after the
+// activity's own retries, with growing delays, and tries again, keeping the
+// state and the last error visible. Operator requests are heard during each
+// attempt and between attempts: unsupervise ends the start, a restart takes
+// the outcome of the attempt in progress or, between attempts, makes the
+// next attempt now. A replacement's one attempt hears nothing: the
+// deployment's request that waits on it is the request in flight.
+func (s *supervisor) start(ctx workflow.Context, after time.Time, n attempts) (activities.EnsureRunningResult, error) {
+	if o := s.old(); o != nil && n == untilRunning {
+		return o.start(ctx, s, after)
+	}
 	delay := startRetryFirst
 	why := s.why
 	for attempt := 1; ; attempt++ {
@@ -95,10 +126,7 @@ func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activiti
 		if attempt > 1 {
 			summary = fmt.Sprintf("%s, attempt %d", why, attempt)
 		}
-		var res activities.EnsureRunningResult
-		err := s.activity(ctx, s.startOptions(ctx, summary), activities.EnsureRunningName,
-			activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}, &res,
-			"starting the container", s.takeRestart(ctx))
+		res, err := s.attempt(ctx, after, summary, n)
 		if errors.Is(err, errUnsupervised) {
 			return res, err
 		}
@@ -108,11 +136,14 @@ func (s *supervisor) startHeard(ctx workflow.Context, after time.Time) (activiti
 			}
 			s.noteNetwork(res)
 			s.started(ctx, res)
-			if w := s.waiting; w != nil {
-				s.waiting = nil
-				s.finish(w, nil)
+			if n == untilRunning {
+				s.startWorked(res)
 			}
 			return res, nil
+		}
+		if n == oneAttempt {
+			_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
+			return res, err
 		}
 		cause := shortError(err)
 		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)

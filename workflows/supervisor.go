@@ -158,7 +158,7 @@ func (s *supervisor) run(ctx workflow.Context) error {
 		// Make sure the container exists and runs. A task that exited before
 		// now is started again; one already running is left alone.
 		s.why = "first start"
-		if _, err := s.start(ctx, workflow.Now(ctx)); err != nil {
+		if _, err := s.start(ctx, workflow.Now(ctx), untilRunning); err != nil {
 			return err
 		}
 		s.setState(ctx, StateRunning)
@@ -174,7 +174,7 @@ func (s *supervisor) run(ctx workflow.Context) error {
 		case StatePending:
 			// Only a continued run gets here (a fresh one started above).
 			s.why = "first start"
-			if _, err = s.start(ctx, workflow.Now(ctx)); err == nil {
+			if _, err = s.start(ctx, workflow.Now(ctx), untilRunning); err == nil {
 				s.setState(ctx, StateRunning)
 			}
 		case StateRunning:

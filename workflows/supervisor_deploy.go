@@ -115,15 +115,13 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 	s.setState(ctx, StateRestarting)
 
 	before := workflow.Now(ctx)
-	res, err := s.ensureRunning(ctx, time.Time{}, "")
+	s.why = fmt.Sprintf("start generation %d", req.Generation)
+	// The old container's exit (the stop above) is before the new task.
+	res, err := s.start(ctx, time.Time{}, oneAttempt)
 	if err != nil {
 		// Restarting: the main loop keeps trying, with growing delays.
-		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
 		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container did not start: %v", ref, err)}
 	}
-	s.noteNetwork(res)
-	// The old container's exit (the stop above) is before the new task.
-	s.started(ctx, res)
 	s.setState(ctx, StateRunning)
 	s.emit(ctx, EventContainerReplaced, nil)
 	if res.ExitedSince {
