@@ -23,10 +23,6 @@ import (
 	"github.com/vigil-run/vigil/runtime"
 )
 
-// ErrTypeContainerNotFound marks a call about a container that does not
-// exist (e.g. logs of an unknown replica); retrying cannot help.
-const ErrTypeContainerNotFound = "ContainerNotFound"
-
 // Defaults for the zero Options and inputs.
 const (
 	DefaultHeartbeatInterval = 3 * time.Second
@@ -34,10 +30,6 @@ const (
 	// to tell a passing failure from a container that cannot run.
 	startConfirmDelay = time.Second
 )
-
-// ErrTypeWorkerStopping marks a watch handed over because its worker is
-// shutting down; it is retried on the next worker.
-const ErrTypeWorkerStopping = "WorkerStopping"
 
 // DeletedReason is the WaitForExit reason when the container vanished.
 const DeletedReason = "container was deleted outside Vigil"
@@ -129,7 +121,7 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 	notBefore := time.Now().UTC()
 	spec, err := a.resolveEnv(in.Spec)
 	if err != nil {
-		return EnsureRunningResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadSpec, nil)
+		return EnsureRunningResult{}, temporal.NewNonRetryableApplicationError(err.Error(), replica.ErrTypeBadSpec, nil)
 	}
 	if err := a.rt.Create(ctx, in.ID, spec); err != nil {
 		return EnsureRunningResult{}, activityError("create", in.ID, err)
@@ -293,7 +285,7 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 			// shutdown: the retry runs on the node's next worker, and a retry
 			// adds nothing to history.
 			logger.Info("Worker stopping; the watch continues on the next worker", "container", in.ID.Ref())
-			return WaitForExitResult{}, temporal.NewApplicationError("worker stopping", ErrTypeWorkerStopping)
+			return WaitForExitResult{}, temporal.NewApplicationError("worker stopping", replica.ErrTypeWorkerStopping)
 		case <-ctx.Done():
 			return WaitForExitResult{}, ctx.Err()
 		}
@@ -437,7 +429,7 @@ func (a *Activities) Logs(ctx context.Context, in LogsInput) (LogsResult, error)
 	out, err := a.rt.Logs(ctx, in.ID, in.Tail)
 	if errors.Is(err, runtime.ErrContainerNotFound) {
 		msg := fmt.Sprintf("logs %s: %v", in.ID.Ref(), err)
-		return LogsResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeContainerNotFound, err)
+		return LogsResult{}, temporal.NewNonRetryableApplicationError(msg, replica.ErrTypeContainerNotFound, err)
 	}
 	if err != nil {
 		return LogsResult{}, activityError("logs", in.ID, err)
@@ -451,11 +443,11 @@ func (a *Activities) Logs(ctx context.Context, in LogsInput) (LogsResult, error)
 func activityError(op string, id replica.ID, err error) error {
 	if errors.Is(err, runtime.ErrImageNotFound) {
 		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeImageNotFound, err)
+		return temporal.NewNonRetryableApplicationError(msg, replica.ErrTypeImageNotFound, err)
 	}
 	if errors.Is(err, runtime.ErrInvalidSpec) {
 		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeBadSpec, err)
+		return temporal.NewNonRetryableApplicationError(msg, replica.ErrTypeBadSpec, err)
 	}
 	return fmt.Errorf("%s %s: %w", op, id.Ref(), err)
 }

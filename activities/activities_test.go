@@ -72,7 +72,7 @@ func (h *harness) run(name string, in, out any) error {
 func (h *harness) ensure(in activities.EnsureRunningInput) activities.EnsureRunningResult {
 	h.t.Helper()
 	var res activities.EnsureRunningResult
-	if err := h.run(activities.EnsureRunningName, in, &res); err != nil {
+	if err := h.run(replica.EnsureRunningName, in, &res); err != nil {
 		h.t.Fatalf("EnsureRunning: %v", err)
 	}
 	return res
@@ -81,7 +81,7 @@ func (h *harness) ensure(in activities.EnsureRunningInput) activities.EnsureRunn
 func (h *harness) waitForExit(id replica.ID, poll time.Duration) activities.WaitForExitResult {
 	h.t.Helper()
 	var res activities.WaitForExitResult
-	if err := h.run(activities.WaitForExitName, activities.WaitForExitInput{ID: id, PollInterval: poll}, &res); err != nil {
+	if err := h.run(replica.WaitForExitName, activities.WaitForExitInput{ID: id, PollInterval: poll}, &res); err != nil {
 		h.t.Fatalf("WaitForExit: %v", err)
 	}
 	return res
@@ -168,8 +168,8 @@ func TestEnsureRunningResolvesEnvReferences(t *testing.T) {
 
 	spec.Env = map[string]string{"DB": "$E:DB_PASSWORD"}
 	other := replica.ID{Deployment: "shop", Service: "db", Replica: 1}
-	err := h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: other, Spec: spec}, nil)
-	applicationError(t, err, activities.ErrTypeBadSpec, true)
+	err := h.run(replica.EnsureRunningName, activities.EnsureRunningInput{ID: other, Spec: spec}, nil)
+	applicationError(t, err, replica.ErrTypeBadSpec, true)
 	if !strings.Contains(err.Error(), "env.DB") || !strings.Contains(err.Error(), "DB_PASSWORD") {
 		t.Fatalf("error does not name the field and the variable: %v", err)
 	}
@@ -182,21 +182,21 @@ func TestEnsureRunningErrors(t *testing.T) {
 	missing := busybox
 	missing.Image = "docker.io/library/gone:1"
 	rt.MissingImage(missing.Image)
-	err := h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: missing}, nil)
-	applicationError(t, err, activities.ErrTypeImageNotFound, true)
+	err := h.run(replica.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: missing}, nil)
+	applicationError(t, err, replica.ErrTypeImageNotFound, true)
 
 	rt.FailNext(runtimetest.OpCreate, fmt.Errorf("dial: %w", runtime.ErrUnavailable))
-	err = h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil)
+	err = h.run(replica.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil)
 	retryableError(t, err)
 
 	// A spec the node refuses is neither retried by the activity nor
 	// reported as a crash: the workflow retries it with growing delays.
 	rt.FailNext(runtimetest.OpCreate, fmt.Errorf("volumes[0].source: missing: %w", runtime.ErrInvalidSpec))
-	err = h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil)
-	applicationError(t, err, activities.ErrTypeBadSpec, true)
+	err = h.run(replica.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil)
+	applicationError(t, err, replica.ErrTypeBadSpec, true)
 	rt.FailStarts(web, fmt.Errorf("ports[0].host: in use: %w", runtime.ErrInvalidSpec))
-	err = h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox, After: time.Now()}, nil)
-	applicationError(t, err, activities.ErrTypeBadSpec, true)
+	err = h.run(replica.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox, After: time.Now()}, nil)
+	applicationError(t, err, replica.ErrTypeBadSpec, true)
 }
 
 func TestStartFailureBecomesAFailedExit(t *testing.T) {
@@ -235,10 +235,10 @@ func TestWaitForExit(t *testing.T) {
 		stop := make(chan struct{})
 		h.env.SetWorkerStopChannel(stop)
 		time.AfterFunc(100*time.Millisecond, func() { close(stop) })
-		err := h.run(activities.WaitForExitName, activities.WaitForExitInput{ID: web, PollInterval: time.Minute}, nil)
+		err := h.run(replica.WaitForExitName, activities.WaitForExitInput{ID: web, PollInterval: time.Minute}, nil)
 		var appErr *temporal.ApplicationError
-		if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeWorkerStopping || appErr.NonRetryable() {
-			t.Fatalf("WaitForExit on worker stop = %v, want a retryable %s error", err, activities.ErrTypeWorkerStopping)
+		if !errors.As(err, &appErr) || appErr.Type() != replica.ErrTypeWorkerStopping || appErr.NonRetryable() {
+			t.Fatalf("WaitForExit on worker stop = %v, want a retryable %s error", err, replica.ErrTypeWorkerStopping)
 		}
 		if st, _ := rt.State(context.Background(), web); st.Status != runtime.StatusRunning {
 			t.Fatalf("container %s after the handover, want it left running", st.Status)
@@ -302,13 +302,13 @@ func TestStop(t *testing.T) {
 	h.ensure(activities.EnsureRunningInput{ID: web, Spec: busybox})
 
 	var res activities.StopResult
-	if err := h.run(activities.StopName, activities.StopInput{ID: web, Grace: time.Second}, &res); err != nil {
+	if err := h.run(replica.StopName, activities.StopInput{ID: web, Grace: time.Second}, &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.ExitCode != 143 || res.ExitedAt.IsZero() {
 		t.Fatalf("Stop = %+v, want the SIGTERM exit", res)
 	}
-	if err := h.run(activities.StopName, activities.StopInput{ID: web, Remove: true}, &res); err != nil {
+	if err := h.run(replica.StopName, activities.StopInput{ID: web, Remove: true}, &res); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := rt.Container(web); ok {
@@ -317,13 +317,13 @@ func TestStop(t *testing.T) {
 	if n := rt.Calls(runtimetest.OpRemoveVolumes); n != 0 {
 		t.Fatalf("Stop with Remove removed volumes (%d calls); only RemoveVolumes may", n)
 	}
-	if err := h.run(activities.StopName, activities.StopInput{ID: web, Remove: true, RemoveVolumes: true}, &res); err != nil {
+	if err := h.run(replica.StopName, activities.StopInput{ID: web, Remove: true, RemoveVolumes: true}, &res); err != nil {
 		t.Fatal(err)
 	}
 	if n := rt.Calls(runtimetest.OpRemoveVolumes); n != 1 {
 		t.Fatalf("Stop with RemoveVolumes: %d RemoveVolumes calls, want 1", n)
 	}
-	if err := h.run(activities.StopName, activities.StopInput{ID: web}, &res); err != nil {
+	if err := h.run(replica.StopName, activities.StopInput{ID: web}, &res); err != nil {
 		t.Fatalf("stopping a missing container: %v", err)
 	}
 }
@@ -346,7 +346,7 @@ func TestIsolateCallsWebhookAndSurvivesItsFailure(t *testing.T) {
 	h.ensure(activities.EnsureRunningInput{ID: web, Spec: busybox})
 	rt.Exit(web, 1)
 
-	if err := h.run(activities.IsolateName, activities.IsolateInput{ID: web, ExitCode: 1, Webhook: hook.URL}, nil); err != nil {
+	if err := h.run(replica.IsolateName, activities.IsolateInput{ID: web, ExitCode: 1, Webhook: hook.URL}, nil); err != nil {
 		t.Fatal(err)
 	}
 	ev := <-events
@@ -358,11 +358,11 @@ func TestIsolateCallsWebhookAndSurvivesItsFailure(t *testing.T) {
 	}
 
 	status = http.StatusInternalServerError
-	if err := h.run(activities.IsolateName, activities.IsolateInput{ID: web, ExitCode: 1, Webhook: hook.URL}, nil); err != nil {
+	if err := h.run(replica.IsolateName, activities.IsolateInput{ID: web, ExitCode: 1, Webhook: hook.URL}, nil); err != nil {
 		t.Fatalf("a failing webhook failed the isolation: %v", err)
 	}
 	<-events
-	if err := h.run(activities.IsolateName, activities.IsolateInput{ID: web, Webhook: "http://127.0.0.1:1/unreachable"}, nil); err != nil {
+	if err := h.run(replica.IsolateName, activities.IsolateInput{ID: web, Webhook: "http://127.0.0.1:1/unreachable"}, nil); err != nil {
 		t.Fatalf("an unreachable webhook failed the isolation: %v", err)
 	}
 }
@@ -373,22 +373,22 @@ func TestLogs(t *testing.T) {
 	h.ensure(activities.EnsureRunningInput{ID: web, Spec: busybox})
 	rt.WriteLog(web, "one\ntwo\nthree\n")
 	var res activities.LogsResult
-	if err := h.run(activities.LogsName, activities.LogsInput{ID: web, Tail: 2}, &res); err != nil {
+	if err := h.run(replica.LogsName, activities.LogsInput{ID: web, Tail: 2}, &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.Output != "two\nthree\n" {
 		t.Fatalf("logs = %q", res.Output)
 	}
 	unknown := replica.ID{Deployment: "shop", Service: "nope", Replica: 1}
-	err := h.run(activities.LogsName, activities.LogsInput{ID: unknown}, nil)
-	applicationError(t, err, activities.ErrTypeContainerNotFound, true)
+	err := h.run(replica.LogsName, activities.LogsInput{ID: unknown}, nil)
+	applicationError(t, err, replica.ErrTypeContainerNotFound, true)
 }
 
 func TestContainerVanishingBeforeStartIsRetried(t *testing.T) {
 	rt := runtimetest.New()
 	h := newHarness(t, rt, activities.Options{})
 	rt.FailNext(runtimetest.OpStart, fmt.Errorf("fake: %w", runtime.ErrContainerNotFound))
-	retryableError(t, h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil))
+	retryableError(t, h.run(replica.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil))
 	if res := h.ensure(activities.EnsureRunningInput{ID: web, Spec: busybox}); res.StartedAt.IsZero() {
 		t.Fatalf("the retry did not start the container: %+v", res)
 	}

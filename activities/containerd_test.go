@@ -55,7 +55,7 @@ func TestActivitiesOnContainerd(t *testing.T) {
 		id := replica.ID{Deployment: "act", Service: "stop", Replica: 1}
 		h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("trap '' TERM; while :; do sleep 0.1; done")})
 		var res activities.StopResult
-		if err := h.run(activities.StopName, activities.StopInput{ID: id, Grace: 500 * time.Millisecond, Remove: true}, &res); err != nil {
+		if err := h.run(replica.StopName, activities.StopInput{ID: id, Grace: 500 * time.Millisecond, Remove: true}, &res); err != nil {
 			t.Fatal(err)
 		}
 		if res.ExitCode != 137 || res.ExitedAt.IsZero() {
@@ -67,8 +67,8 @@ func TestActivitiesOnContainerd(t *testing.T) {
 		id := replica.ID{Deployment: "act", Service: "noimage", Replica: 1}
 		spec := containerdtest.TestImage("true")
 		spec.Image = "docker.io/library/never-imported:1"
-		err := h.run(activities.EnsureRunningName, activities.EnsureRunningInput{ID: id, Spec: spec}, nil)
-		applicationError(t, err, activities.ErrTypeImageNotFound, true)
+		err := h.run(replica.EnsureRunningName, activities.EnsureRunningInput{ID: id, Spec: spec}, nil)
+		applicationError(t, err, replica.ErrTypeImageNotFound, true)
 	})
 
 	t.Run("wait survives a containerd restart", func(t *testing.T) {

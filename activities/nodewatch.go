@@ -82,7 +82,7 @@ type WatchNodeInput struct {
 // (replicas ignore exits they already handled).
 func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 	if a.opts.Reporter == nil {
-		return temporal.NewNonRetryableApplicationError("this worker cannot report exits (no Reporter)", ErrTypeBadSpec, nil)
+		return temporal.NewNonRetryableApplicationError("this worker cannot report exits (no Reporter)", replica.ErrTypeBadSpec, nil)
 	}
 	logger := activity.GetLogger(ctx)
 	w := &nodeWatch{a: a, reported: map[replica.ID]time.Time{}, oom: map[replica.ID]bool{},
@@ -159,7 +159,7 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 				cancel()
 				w.wait()
 				logger.Info("Worker stopping; the node watch continues on the next worker", "node", in.Node)
-				return temporal.NewApplicationError("worker stopping", ErrTypeWorkerStopping)
+				return temporal.NewApplicationError("worker stopping", replica.ErrTypeWorkerStopping)
 			case <-ctx.Done():
 				cancel()
 				w.wait()

@@ -89,7 +89,7 @@ func TestWatchNode(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := h.env.ExecuteActivity(activities.WatchNodeName, activities.WatchNodeInput{
+		_, err := h.env.ExecuteActivity(replica.WatchNodeName, activities.WatchNodeInput{
 			Node: "n1", For: 4 * time.Second, ScanInterval: 100 * time.Millisecond, HeartbeatInterval: 100 * time.Millisecond})
 		done <- err
 	}()

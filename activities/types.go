@@ -7,26 +7,6 @@ import (
 	"github.com/vigil-run/vigil/runtime"
 )
 
-// Activity names, registered by the worker and used by the workflow.
-const (
-	EnsureRunningName = "EnsureRunning"
-	WaitForExitName   = "WaitForExit"
-	StopName          = "Stop"
-	IsolateName       = "Isolate"
-	LogsName          = "Logs"
-	WatchNodeName     = "WatchNode"
-)
-
-// Error types that are permanent: retrying the same call cannot help.
-const (
-	ErrTypeImageNotFound = "ImageNotFound"
-	ErrTypeBadSpec       = "BadSpec"
-)
-
-// NodeTaskQueue is the activity task queue of the worker on node.
-// containerd is host-local, so every container activity runs there.
-func NodeTaskQueue(node string) string { return "vigil-node-" + node }
-
 // EnsureRunningInput asks for the container to exist and have a running task.
 type EnsureRunningInput struct {
 	ID   replica.ID            `json:"id"`

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -110,7 +111,7 @@ func historyCycles(events []*historypb.HistoryEvent) (cycles []*cycle, watchDone
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 			name := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
 			actType[ev.GetEventId()] = name
-			if cur != nil && name == activities.EnsureRunningName && cur.startSched == 0 {
+			if cur != nil && name == replica.EnsureRunningName && cur.startSched == 0 {
 				cur.startSched = ev.GetEventId()
 			}
 			schedIdx = append(schedIdx, i)
@@ -119,19 +120,19 @@ func historyCycles(events []*historypb.HistoryEvent) (cycles []*cycle, watchDone
 			if cur != nil && id == cur.startSched {
 				cur.startStarted = at
 			}
-			if cur != nil && actType[id] == activities.WaitForExitName && !cur.startDone.IsZero() {
+			if cur != nil && actType[id] == replica.WaitForExitName && !cur.startDone.IsZero() {
 				cur.watchStarted = at
 			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
 			attrs := ev.GetActivityTaskCompletedEventAttributes()
 			switch actType[attrs.GetScheduledEventId()] {
-			case activities.WaitForExitName:
+			case replica.WaitForExitName:
 				var res activities.WaitForExitResult
 				_ = converter.GetDefaultDataConverter().FromPayloads(attrs.GetResult(), &res)
 				cur = &cycle{exit: res.ExitedAt, watchDone: at}
 				cycles = append(cycles, cur)
 				watchDoneIdx = append(watchDoneIdx, i)
-			case activities.EnsureRunningName:
+			case replica.EnsureRunningName:
 				if cur != nil && attrs.GetScheduledEventId() == cur.startSched {
 					cur.startDone = at
 				}
@@ -140,7 +141,7 @@ func historyCycles(events []*historypb.HistoryEvent) (cycles []*cycle, watchDone
 			// The node watch's report (v0.2.0): the exit reaches the workflow
 			// as a signal; a report of an exit already seen starts no cycle.
 			attrs := ev.GetWorkflowExecutionSignaledEventAttributes()
-			if attrs.GetSignalName() != workflows.SignalExit {
+			if attrs.GetSignalName() != replica.SignalExit {
 				break
 			}
 			var rep activities.ExitReport

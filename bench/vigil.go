@@ -641,7 +641,7 @@ func (v *vigilBench) backoffKill(ctx context.Context) (*BackoffKillResult, error
 func (v *vigilBench) nextBackoff(ctx context.Context, wid string, prev time.Time) (time.Time, error) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		q, err := v.tc.QueryWorkflow(ctx, wid, "", workflows.QueryState)
+		q, err := v.tc.QueryWorkflow(ctx, wid, "", replica.QueryState)
 		if err == nil {
 			var st workflows.StateView
 			if err := q.Get(&st); err == nil && st.State == workflows.StateCrashLoopBackOff && st.NextRestartAt != nil {

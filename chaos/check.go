@@ -13,8 +13,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/internal/stack"
+	"github.com/vigil-run/vigil/replica"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -38,10 +38,10 @@ const (
 var activityTimeouts = func() map[string]time.Duration {
 	in := workflows.SupervisionInput{StopGrace: stopGrace}
 	return map[string]time.Duration{
-		activities.WaitForExitName:   workflows.WatchOptions(in).HeartbeatTimeout,
-		activities.EnsureRunningName: workflows.StartOptions(in).HeartbeatTimeout,
-		activities.StopName:          workflows.ControlOptions(in).StartToCloseTimeout,
-		activities.IsolateName:       workflows.ControlOptions(in).StartToCloseTimeout,
+		replica.WaitForExitName:   workflows.WatchOptions(in).HeartbeatTimeout,
+		replica.EnsureRunningName: workflows.StartOptions(in).HeartbeatTimeout,
+		replica.StopName:          workflows.ControlOptions(in).StartToCloseTimeout,
+		replica.IsolateName:       workflows.ControlOptions(in).StartToCloseTimeout,
 	}
 }()
 
@@ -195,7 +195,7 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []taskEve
 		fail("this run handled %d exits; it should have continued as new after %d", exitsThisRun, workflows.DefaultContinueAsNewAfter)
 	}
 
-	resp, err := c.client.QueryWorkflow(qctx, wid, "", workflows.QueryState)
+	resp, err := c.client.QueryWorkflow(qctx, wid, "", replica.QueryState)
 	if err != nil {
 		fail("state query: %v", err)
 		return out
@@ -369,7 +369,7 @@ func (c *checker) readHistory(ctx context.Context, wid string) (exits int, taskF
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
 			types[ev.GetEventId()] = a.GetActivityType().GetName()
 		}
-		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && types[a.GetScheduledEventId()] == activities.WaitForExitName {
+		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && types[a.GetScheduledEventId()] == replica.WaitForExitName {
 			n++
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/vigil-run/vigil/internal/stack"
-	"github.com/vigil-run/vigil/workflows"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // faultKind is one kind of injected failure.
@@ -193,7 +193,7 @@ func (d *driver) inject(ctx context.Context, n int, kind faultKind) fault {
 			err = d.st.StartWorker()
 		}
 	case faultNodeWatchKill:
-		f.Target = workflows.NodeWorkflowID(d.st.Node)
+		f.Target = replica.NodeWorkflowID(d.st.Node)
 		err = d.killNodeWatch(ctx)
 	case faultTwoWorkers:
 		if err = d.st.StartSecondWorker(); err == nil {
@@ -223,7 +223,7 @@ func (d *driver) killNodeWatch(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	return c.TerminateWorkflow(ctx, workflows.NodeWorkflowID(d.st.Node), "", "chaos: node watch killed")
+	return c.TerminateWorkflow(ctx, replica.NodeWorkflowID(d.st.Node), "", "chaos: node watch killed")
 }
 
 // startServer starts the dev server again on the same database, retrying

@@ -2,7 +2,8 @@
 // replica workflows through a Temporal client: read what runs of a
 // deployment, start a replica's supervision, and send it updates. The
 // worker registers the activities (they run on the workflow task queue);
-// the CLI's dry run uses Observe directly.
+// the CLI's dry run uses Observe directly. The worker also claims its node
+// and reports its containers' exits through it (node.go).
 package control
 
 import (
@@ -35,11 +36,11 @@ func (a *Activities) Register(w interface {
 	RegisterActivityWithOptions(any, activity.RegisterOptions)
 }) {
 	for name, fn := range map[string]any{
-		workflows.ObserveReplicasName:    a.ObserveReplicas,
-		workflows.StartReplicaName:       a.StartReplica,
-		workflows.ReconfigureReplicaName: a.ReconfigureReplica,
-		workflows.UnsuperviseReplicaName: a.UnsuperviseReplica,
-		workflows.ShutdownReplicaName:    a.ShutdownReplica,
+		replica.ObserveReplicasName:    a.ObserveReplicas,
+		replica.StartReplicaName:       a.StartReplica,
+		replica.ReconfigureReplicaName: a.ReconfigureReplica,
+		replica.UnsuperviseReplicaName: a.UnsuperviseReplica,
+		replica.ShutdownReplicaName:    a.ShutdownReplica,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
@@ -123,14 +124,14 @@ func observeOne(ctx context.Context, c client.Client, ref string) (workflows.Rep
 		return workflows.ReplicaRecord{}, false, nil
 	}
 	var view workflows.StateView
-	if err := query(ctx, c, wid, workflows.QueryState, &view); err != nil {
+	if err := query(ctx, c, wid, replica.QueryState, &view); err != nil {
 		return workflows.ReplicaRecord{}, false, fmt.Errorf("state of %s: %w", ref, err)
 	}
 	if rec.Closed && view.State != workflows.StateCompleted {
 		return workflows.ReplicaRecord{}, false, nil
 	}
 	var in workflows.SupervisionInput
-	if err := query(ctx, c, wid, workflows.QueryConfig, &in); err != nil {
+	if err := query(ctx, c, wid, replica.QueryConfig, &in); err != nil {
 		return workflows.ReplicaRecord{}, false, fmt.Errorf("config of %s: %w", ref, err)
 	}
 	rec.Config, rec.Generation, rec.State = in.Config(), view.Generation, view.State
@@ -167,7 +168,7 @@ func StartReplica(ctx context.Context, c client.Client, taskQueue string, in wor
 			workflows.SearchAttrService.ValueSet(in.ID.Service),
 			workflows.SearchAttrDeployment.ValueSet(in.ID.Deployment),
 		),
-	}, workflows.SupervisorWorkflowName, in)
+	}, replica.SupervisorWorkflowName, in)
 }
 
 // ReconfigureReplica sends a reconfigure update and waits for its answer
@@ -175,13 +176,13 @@ func StartReplica(ctx context.Context, c client.Client, taskQueue string, in wor
 // update ID makes a retried attempt join the same update.
 func (a *Activities) ReconfigureReplica(ctx context.Context, in workflows.ReconfigureReplicaInput) (workflows.ReconfigureReplicaResult, error) {
 	var res workflows.ReconfigureReplicaResult
-	err := a.update(ctx, in.ID, in.UpdateID, workflows.UpdateReconfigure, in.Request, &res.ReconfigureResult)
+	err := a.update(ctx, in.ID, in.UpdateID, replica.UpdateReconfigure, in.Request, &res.ReconfigureResult)
 	switch {
 	case errors.Is(err, errGone):
 		return workflows.ReconfigureReplicaResult{Missing: true}, nil
 	case err != nil:
 		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && appErr.Type() != workflows.ErrTypeBusy {
+		if errors.As(err, &appErr) && appErr.Type() != replica.ErrTypeBusy {
 			// The replica refused: the rollout stops here, saying why.
 			return workflows.ReconfigureReplicaResult{ReconfigureResult: workflows.ReconfigureResult{Reason: in.ID.Ref() + ": " + appErr.Message()}}, nil
 		}
@@ -193,7 +194,7 @@ func (a *Activities) ReconfigureReplica(ctx context.Context, in workflows.Reconf
 // UnsuperviseReplica stops a replica with its grace period and ends its
 // supervision. A replica that is not supervised is already done.
 func (a *Activities) UnsuperviseReplica(ctx context.Context, in workflows.ReplicaRequest) error {
-	err := a.update(ctx, in.ID, "", workflows.UpdateUnsupervise, workflows.UnsuperviseRequest{Stop: true}, nil)
+	err := a.update(ctx, in.ID, "", replica.UpdateUnsupervise, workflows.UnsuperviseRequest{Stop: true}, nil)
 	if errors.Is(err, errGone) {
 		return nil
 	}
@@ -202,12 +203,12 @@ func (a *Activities) UnsuperviseReplica(ctx context.Context, in workflows.Replic
 
 // ShutdownReplica stops a replica because its service was shut down.
 func (a *Activities) ShutdownReplica(ctx context.Context, in workflows.ReplicaRequest) error {
-	err := a.update(ctx, in.ID, "", workflows.UpdateShutdown, workflows.ShutdownRequest{Cause: in.Cause}, nil)
+	err := a.update(ctx, in.ID, "", replica.UpdateShutdown, workflows.ShutdownRequest{Cause: in.Cause}, nil)
 	var appErr *temporal.ApplicationError
 	switch {
 	case errors.Is(err, errGone):
 		return nil
-	case errors.As(err, &appErr) && appErr.Type() != workflows.ErrTypeBusy:
+	case errors.As(err, &appErr) && appErr.Type() != replica.ErrTypeBusy:
 		activity.GetLogger(ctx).Warn("replica refused the shutdown", "replica", in.ID.Ref(), "error", err)
 		return nil
 	}

@@ -59,7 +59,7 @@ func TestReconfigureRefusedOrBusy(t *testing.T) {
 	require.False(t, res.Ready)
 	require.Equal(t, "shop/api-rep-2: reconfigure: replica is Completed", res.Reason)
 
-	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil, temporal.NewApplicationError("reconfigure: another request (restart) is in progress", workflows.ErrTypeBusy)).Once()
+	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil, temporal.NewApplicationError("reconfigure: another request (restart) is in progress", replica.ErrTypeBusy)).Once()
 	_, err = reconfigure(t, c)
 	require.Error(t, err)
 }
@@ -72,7 +72,7 @@ func TestReconfigureSendsTheUpdateID(t *testing.T) {
 		*args.Get(1).(*workflows.ReconfigureResult) = workflows.ReconfigureResult{Ready: true}
 	}).Return(nil)
 	c.On("UpdateWorkflow", mock.Anything, mock.MatchedBy(func(o client.UpdateWorkflowOptions) bool {
-		return o.UpdateID == "vigil/shop/gen-2/replace" && o.WorkflowID == "vigil/shop/api-rep-2" && o.UpdateName == workflows.UpdateReconfigure
+		return o.UpdateID == "vigil/shop/gen-2/replace" && o.WorkflowID == "vigil/shop/api-rep-2" && o.UpdateName == replica.UpdateReconfigure
 	})).Return(h, nil)
 	res, err := reconfigure(t, c)
 	require.NoError(t, err)

@@ -459,7 +459,7 @@ func replayDeployment(t *testing.T, s *tstack, dep string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replayer.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflowName})
+	replayer.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: replica.DeploymentWorkflowName})
 	if err := replayer.ReplayWorkflowHistory(nil, hist); err != nil {
 		t.Fatalf("replay of the deployment workflow's history: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-run/vigil/config/configtest"
 	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/internal/humanjson"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -227,7 +228,7 @@ func replayHistory(t *testing.T, s *tstack, workflowID string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replayer.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: workflows.SupervisorWorkflowName})
+	replayer.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
 	hist, err := histories.Collect(iter)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -155,7 +156,7 @@ func TestHonestStateEndToEnd(t *testing.T) {
 	}
 	defer c.Close()
 	resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
-		Namespace: "default", Query: "WorkflowType = '" + workflows.FetchLogsWorkflowName + "'"})
+		Namespace: "default", Query: "WorkflowType = '" + replica.FetchLogsWorkflowName + "'"})
 	if err != nil || len(resp.GetExecutions()) != 0 {
 		t.Errorf("FetchLogs workflows: %d, %v; want none", len(resp.GetExecutions()), err)
 	}

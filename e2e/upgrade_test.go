@@ -20,9 +20,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 
-	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/internal/stack"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/version"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -349,7 +349,7 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 
 	// No workflow task failed, in any workflow (the node's and the
 	// deployment's too); the new release did the work after the switch.
-	wids := []string{workflows.NodeWorkflowID(s.Node)}
+	wids := []string{replica.NodeWorkflowID(s.Node)}
 	if old.since("v0.2.0") {
 		wids = append(wids, workflows.DeploymentWorkflowID("app"))
 	}
@@ -382,9 +382,9 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 // exitsHeard counts the exits the run has heard: by the node watch's signal
 // (since v0.2.0), or by its WaitForExit returning (v0.1.0).
 func exitsHeard(h *historypb.History) int {
-	n := histories.CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+	n := histories.CountActivities(h, replica.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
 	for _, ev := range h.Events {
-		if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.SignalExit {
+		if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == replica.SignalExit {
 			n++
 		}
 	}
@@ -410,7 +410,7 @@ func exitStage(h *historypb.History, heardBefore int, switched time.Time) string
 		}
 		switch ev.GetEventType() {
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-			if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == activities.EnsureRunningName {
+			if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == replica.EnsureRunningName {
 				stage = "heard, the restart scheduled"
 			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:

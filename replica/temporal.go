@@ -1,7 +1,98 @@
 package replica
 
-// DefaultTaskQueue is the workflow task queue; replica workflows can run on any worker.
+// Every name Vigil gives a thing on the Temporal server: workflow IDs, task
+// queues, workflow and activity types, signals, queries, updates, memo keys,
+// search attributes and error types. Clients (the CLI) and workers take
+// them from here. The values are on the wire and in recorded histories:
+// they never change.
+
+// NodeWorkflowID is the ID of node's workflow: "vigil-node/<node>".
+func NodeWorkflowID(node string) string { return "vigil-node/" + node }
+
+// DefaultTaskQueue is the workflow task queue; workflows can run on any worker.
 const DefaultTaskQueue = "vigil"
+
+// NodeTaskQueue is the activity task queue of the worker on node.
+// containerd is host-local, so every container activity runs there.
+func NodeTaskQueue(node string) string { return "vigil-node-" + node }
+
+// Workflow types.
+const (
+	SupervisorWorkflowName = "Supervise"
+	DeploymentWorkflowName = "Deployment"
+	NodeWorkflowName       = "NodeWatch"
+	FetchLogsWorkflowName  = "FetchLogs"
+)
+
+// Container activities, on the node's task queue.
+const (
+	EnsureRunningName = "EnsureRunning"
+	WaitForExitName   = "WaitForExit"
+	StopName          = "Stop"
+	IsolateName       = "Isolate"
+	LogsName          = "Logs"
+	WatchNodeName     = "WatchNode"
+)
+
+// Control activities: the deployment workflow's hands on other workflows.
+// They run on the workflow task queue (any worker), with a Temporal client.
+const (
+	ObserveReplicasName    = "ObserveReplicas"
+	StartReplicaName       = "StartReplica"
+	ReconfigureReplicaName = "ReconfigureReplica"
+	UnsuperviseReplicaName = "UnsuperviseReplica"
+	ShutdownReplicaName    = "ShutdownReplica"
+)
+
+// The replica workflow's queries, updates and signals.
+const (
+	QueryState  = "state"
+	QueryConfig = "config"
+
+	UpdateRelease     = "release"
+	UpdateRestart     = "restart"
+	UpdateUnsupervise = "unsupervise"
+	// UpdateRollover moves supervision to a new run now (continue-as-new),
+	// carrying everything; the container is not touched.
+	UpdateRollover = "rollover"
+	// UpdateReconfigure brings a replica to a new generation of its
+	// deployment: a new policy in place, or a new container.
+	UpdateReconfigure = "reconfigure"
+	// UpdateShutdown stops a replica because its service is shut down.
+	UpdateShutdown = "shutdown"
+
+	// SignalHealth carries a health report from the node's probes.
+	SignalHealth = "health"
+	// SignalExit carries a container's exit from the node watch.
+	SignalExit = "exit"
+)
+
+// The deployment workflow's update, queries and signal.
+const (
+	UpdateApply           = "apply"
+	QueryRollout          = "rollout"
+	QueryReplicas         = "replicas"
+	SignalServiceShutdown = "service-shutdown"
+)
+
+// The node workflow's signal, query and update.
+const (
+	// SignalClaim is sent (with start) by a worker when it starts on a node.
+	SignalClaim = "claim"
+	// QueryNode answers the node's view.
+	QueryNode = "node"
+	// UpdateLogs returns a replica's captured output: the Logs activity
+	// runs on the node, and `vigil logs` makes no workflow per call
+	// (FetchLogs serves the clients that still start one).
+	UpdateLogs = "logs"
+)
+
+// Memo keys, shown in the Web UI: the last supervision event, and the error of
+// a start that keeps failing (removed once a start works).
+const (
+	MemoLastEvent  = "vigil.last_event"
+	MemoStartError = "vigil.start_error"
+)
 
 // Names of the Keyword search attributes every replica workflow keeps up to
 // date, so that the CLI and the Web UI can find replicas by them.
@@ -13,3 +104,25 @@ const (
 
 // SearchAttributeNames are the names a worker registers when they are missing.
 var SearchAttributeNames = []string{SearchAttrState, SearchAttrService, SearchAttrDeployment}
+
+// SearchStateContinuedAsNew is the VigilState of a run that continued as
+// new: not a replica's state, so that counting a state counts each replica
+// once.
+const SearchStateContinuedAsNew = "ContinuedAsNew"
+
+// Error types of application errors.
+const (
+	// ErrTypeBusy marks an update refused because another request is in
+	// progress: retrying later can work.
+	ErrTypeBusy = "Busy"
+	// ErrTypeImageNotFound and ErrTypeBadSpec are permanent: retrying the
+	// same call cannot help.
+	ErrTypeImageNotFound = "ImageNotFound"
+	ErrTypeBadSpec       = "BadSpec"
+	// ErrTypeContainerNotFound marks a call about a container that does not
+	// exist (e.g. logs of an unknown replica); retrying cannot help.
+	ErrTypeContainerNotFound = "ContainerNotFound"
+	// ErrTypeWorkerStopping marks a watch handed over because its worker is
+	// shutting down; it is retried on the next worker.
+	ErrTypeWorkerStopping = "WorkerStopping"
+)

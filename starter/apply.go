@@ -213,12 +213,12 @@ func applyOnce(ctx context.Context, c client.Client, taskQueue string, desired w
 		TaskQueue:                taskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-	}, workflows.DeploymentWorkflowName, workflows.DeploymentInput{Name: desired.Name})
+	}, replica.DeploymentWorkflowName, workflows.DeploymentInput{Name: desired.Name})
 	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
 		UpdateOptions: client.UpdateWorkflowOptions{
 			UpdateID:     requestID,
-			UpdateName:   workflows.UpdateApply,
+			UpdateName:   replica.UpdateApply,
 			Args:         []any{workflows.ApplyRequest{Spec: desired}},
 			WaitForStage: client.WorkflowUpdateStageCompleted,
 		},
@@ -269,13 +269,13 @@ var errNoDeployment = errors.New("no deployment workflow")
 
 func deploymentReplicas(ctx context.Context, c client.Client, name string) ([]workflows.ReplicaRecord, error) {
 	var out []workflows.ReplicaRecord
-	err := queryDeployment(ctx, c, name, workflows.QueryReplicas, &out)
+	err := queryDeployment(ctx, c, name, replica.QueryReplicas, &out)
 	return out, err
 }
 
 func rolloutStatus(ctx context.Context, c client.Client, name string) (workflows.RolloutStatus, error) {
 	var out workflows.RolloutStatus
-	err := queryDeployment(ctx, c, name, workflows.QueryRollout, &out)
+	err := queryDeployment(ctx, c, name, replica.QueryRollout, &out)
 	return out, err
 }
 

@@ -124,14 +124,14 @@ func updateCommand(a *app, name, short string) *cobra.Command {
 		Short: short,
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if dep, svc, ok := serviceRef(args[0]); ok && name == workflows.UpdateRelease {
+			if dep, svc, ok := serviceRef(args[0]); ok && name == replica.UpdateRelease {
 				return releaseService(cmd, a, dep, svc)
 			}
 			req := request{name: name, arg: releaseRequest}
 			switch name {
-			case workflows.UpdateRestart:
+			case replica.UpdateRestart:
 				req.arg = func(id string) any { return workflows.RestartRequest{Reason: "vigil restart", RequestID: id} }
-			case workflows.UpdateRollover:
+			case replica.UpdateRollover:
 				req.arg = func(id string) any { return workflows.RolloverRequest{RequestID: id} }
 			}
 			return sendUpdate(cmd, a, args[0], req)
@@ -177,7 +177,7 @@ func releaseService(cmd *cobra.Command, a *app, deployment, service string) erro
 		if v.State != workflows.StateShutdown && v.State != workflows.StateIsolated {
 			continue
 		}
-		res, err := runUpdate(ctx, c, r.id, request{name: workflows.UpdateRelease, arg: releaseRequest})
+		res, err := runUpdate(ctx, c, r.id, request{name: replica.UpdateRelease, arg: releaseRequest})
 		if err != nil {
 			return err
 		}
@@ -211,7 +211,7 @@ func unsuperviseCommand(a *app) *cobra.Command {
 			if volumes && !stop {
 				return usagef("--volumes: deleting a replica's volumes needs --stop too; write unsupervise ID --stop --volumes")
 			}
-			return sendUpdate(cmd, a, args[0], request{name: workflows.UpdateUnsupervise, arg: func(id string) any {
+			return sendUpdate(cmd, a, args[0], request{name: replica.UpdateUnsupervise, arg: func(id string) any {
 				return workflows.UnsuperviseRequest{Stop: stop, Volumes: volumes, RequestID: id}
 			}})
 		},
@@ -240,7 +240,7 @@ func logsCommand(a *app, taskQueue func() string) *cobra.Command {
 			}
 			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id replica.ID) error {
 				// The logs live on the replica's node; ask its supervisor where that is.
-				v, err := c.QueryWorkflow(ctx, id.WorkflowID(), "", workflows.QueryConfig)
+				v, err := c.QueryWorkflow(ctx, id.WorkflowID(), "", replica.QueryConfig)
 				if err != nil {
 					return describeErr(id.Ref(), err)
 				}
@@ -275,8 +275,8 @@ func logsCommand(a *app, taskQueue func() string) *cobra.Command {
 func nodeLogs(ctx context.Context, c client.Client, node string, req workflows.LogsRequest) (string, error) {
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		UpdateID:     req.RequestID,
-		WorkflowID:   workflows.NodeWorkflowID(node),
-		UpdateName:   workflows.UpdateLogs,
+		WorkflowID:   replica.NodeWorkflowID(node),
+		UpdateName:   replica.UpdateLogs,
 		Args:         []any{req},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
@@ -294,7 +294,7 @@ func fetchLogs(ctx context.Context, c client.Client, taskQueue string, timeout t
 		ID:                       fmt.Sprintf("vigil-logs/%s/%d", in.ID.Ref(), time.Now().UnixNano()),
 		TaskQueue:                taskQueue,
 		WorkflowExecutionTimeout: timeout,
-	}, workflows.FetchLogsWorkflowName, in)
+	}, replica.FetchLogsWorkflowName, in)
 	if err != nil {
 		return "", err
 	}

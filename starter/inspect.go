@@ -35,7 +35,7 @@ func parseRef(arg string) (replica.ID, error) {
 // queryState asks the replica's supervisor for its state.
 func queryState(ctx context.Context, c client.Client, id replica.ID) (workflows.StateView, error) {
 	var view workflows.StateView
-	v, err := c.QueryWorkflow(ctx, id.WorkflowID(), "", workflows.QueryState)
+	v, err := c.QueryWorkflow(ctx, id.WorkflowID(), "", replica.QueryState)
 	if err != nil {
 		return view, describeErr(id.Ref(), err)
 	}
@@ -104,7 +104,7 @@ func describeStatus(ctx context.Context, c client.Client, id replica.ID) supervi
 	info := resp.GetWorkflowExecutionInfo()
 	sup := supervision{ended: info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
 	var msg string
-	if field := info.GetMemo().GetFields()[workflows.MemoStartError]; field != nil &&
+	if field := info.GetMemo().GetFields()[replica.MemoStartError]; field != nil &&
 		converter.GetDefaultDataConverter().FromPayload(field, &msg) == nil {
 		sup.startErr = shortStartError(msg)
 	}

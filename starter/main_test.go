@@ -191,7 +191,7 @@ type applyCall struct {
 func mockApply(t *testing.T, c *mocks.Client, res workflows.ApplyResult, errs ...error) *[]applyCall {
 	var calls []applyCall
 	var last applyCall
-	c.On("NewWithStartWorkflowOperation", mock.Anything, workflows.DeploymentWorkflowName, mock.Anything).
+	c.On("NewWithStartWorkflowOperation", mock.Anything, replica.DeploymentWorkflowName, mock.Anything).
 		Run(func(args mock.Arguments) {
 			last.start = args.Get(0).(client.StartWorkflowOptions)
 			last.startIn = args.Get(2).(workflows.DeploymentInput)
@@ -249,7 +249,7 @@ func TestApplySendsTheFileWithARequestID(t *testing.T) {
 		t.Errorf("start: %+v %+v", first.start, first.startIn)
 	}
 	req := first.update.Args[0].(workflows.ApplyRequest)
-	if first.update.UpdateName != workflows.UpdateApply || len(req.Spec.Services) != 1 || req.Spec.Services[0].Replicas != 2 ||
+	if first.update.UpdateName != replica.UpdateApply || len(req.Spec.Services) != 1 || req.Spec.Services[0].Replicas != 2 ||
 		req.Spec.Services[0].Config.Node != "node-a" || req.Spec.Services[0].Config.Spec.Env["TOKEN"] != "$E:API_TOKEN" ||
 		req.Spec.Services[0].Update != (workflows.UpdateSettings{MaxUnavailable: 1, MinReady: 5 * time.Second}) {
 		t.Errorf("apply request: %+v", req)
@@ -289,7 +289,7 @@ func sampleView() workflows.StateView {
 func TestStatusJSONIsTheStateQuery(t *testing.T) {
 	c := mocks.NewClient(t)
 	nodeHasWorker(c, true)
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryState).Return(value{sampleView()}, nil)
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryState).Return(value{sampleView()}, nil)
 	c.On("Close").Return()
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil)
 	r := vigil(t, c, nil, "status", "--json", "shop/api-rep-1")
@@ -328,7 +328,7 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 func TestStatusAndEventsTables(t *testing.T) {
 	c := mocks.NewClient(t)
 	nodeHasWorker(c, true)
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryState).Return(value{sampleView()}, nil)
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryState).Return(value{sampleView()}, nil)
 	c.On("Close").Return()
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil).Once()
 	r := vigil(t, c, nil, "status", "vigil/shop/api-rep-1")
@@ -344,7 +344,7 @@ func TestStatusAndEventsTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	failing.WorkflowExecutionInfo.Memo = &commonpb.Memo{Fields: map[string]*commonpb.Payload{workflows.MemoStartError: msg}}
+	failing.WorkflowExecutionInfo.Memo = &commonpb.Memo{Fields: map[string]*commonpb.Payload{replica.MemoStartError: msg}}
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(failing, nil).Once()
 	r = vigil(t, c, nil, "status", "shop/api-rep-1")
 	if r.code != exitOK || !regexpMatch(`START ERROR\s+image not found: docker.io/library/nope:1 \(non-retryable\)`, r.stdout) ||
@@ -377,7 +377,7 @@ func TestStatusAndEventsTables(t *testing.T) {
 
 func TestUnknownIDExits1(t *testing.T) {
 	c := mocks.NewClient(t)
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-9", "", workflows.QueryState).Return(nil, serviceerror.NewNotFound("workflow not found"))
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-9", "", replica.QueryState).Return(nil, serviceerror.NewNotFound("workflow not found"))
 	c.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(nil, serviceerror.NewNotFound("workflow not found"))
 	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-9", "").Return(nil, serviceerror.NewNotFound("workflow not found"))
 	c.On("Close").Return()
@@ -447,7 +447,7 @@ func TestUpdates(t *testing.T) {
 func TestLogsAsksTheReplicasNode(t *testing.T) {
 	c := mocks.NewClient(t)
 	in := workflows.SupervisionInput{ID: replica.ID{Deployment: "shop", Service: "api", Replica: 1}, Node: "node-b"}
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryConfig).Return(value{in}, nil)
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryConfig).Return(value{in}, nil)
 	// The node's workflow answers an update: no workflow per call.
 	h := mocks.NewWorkflowUpdateHandle(t)
 	h.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
@@ -455,7 +455,7 @@ func TestLogsAsksTheReplicasNode(t *testing.T) {
 	}).Return(nil)
 	c.On("UpdateWorkflow", mock.Anything, mock.MatchedBy(func(o client.UpdateWorkflowOptions) bool {
 		req, ok := o.Args[0].(workflows.LogsRequest)
-		return o.WorkflowID == workflows.NodeWorkflowID("node-b") && o.UpdateName == workflows.UpdateLogs &&
+		return o.WorkflowID == replica.NodeWorkflowID("node-b") && o.UpdateName == replica.UpdateLogs &&
 			ok && req.ID == in.ID && req.Tail == 5 && req.RequestID == o.UpdateID && o.UpdateID != ""
 	})).Return(h, nil).Twice()
 	c.On("Close").Return()
@@ -477,7 +477,7 @@ func TestLogsAsksTheReplicasNode(t *testing.T) {
 	}).Return(nil)
 	c.On("ExecuteWorkflow", mock.Anything, mock.MatchedBy(func(o client.StartWorkflowOptions) bool {
 		return strings.HasPrefix(o.ID, "vigil-logs/shop/api-rep-1/") && o.TaskQueue == "vigil"
-	}), workflows.FetchLogsWorkflowName, workflows.FetchLogsInput{ID: in.ID, Node: "node-b", Tail: 5}).Return(run, nil)
+	}), replica.FetchLogsWorkflowName, workflows.FetchLogsInput{ID: in.ID, Node: "node-b", Tail: 5}).Return(run, nil)
 	r = vigil(t, c, nil, "logs", "shop/api-rep-1", "--tail", "5")
 	if r.code != exitOK || r.stdout != "old\n" {
 		t.Errorf("logs from an old node: %d %q %q", r.code, r.stdout, r.stderr)
@@ -524,12 +524,12 @@ func TestListAndCounts(t *testing.T) {
 		return string(r.NextPageToken) == "p2"
 	})).Return(page2, nil)
 	code := 1
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/web-rep-1", "", workflows.QueryState).Return(value{workflows.StateView{
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/web-rep-1", "", replica.QueryState).Return(value{workflows.StateView{
 		ID: "shop/web-rep-1", Node: "node-b", State: workflows.StateCrashLoopBackOff, TotalRestarts: 7, LastExitCode: &code}}, nil)
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/web-rep-2", "", workflows.QueryState).Return(value{workflows.StateView{
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/web-rep-2", "", replica.QueryState).Return(value{workflows.StateView{
 		ID: "shop/web-rep-2", State: workflows.StateRunning}}, nil)
 	// No worker answers for api-rep-1: its published state is shown.
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", workflows.QueryState).Return(nil, context.DeadlineExceeded)
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryState).Return(nil, context.DeadlineExceeded)
 	c.On("Close").Return()
 
 	env := map[string]string{"TEMPORAL_NAMESPACE": "ns1"}

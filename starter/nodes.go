@@ -8,7 +8,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -40,7 +40,7 @@ func (n *nodeWorkers) has(ctx context.Context, node string) (has, known bool) {
 	}
 	qctx, cancel := context.WithTimeout(ctx, nodeCheckTimeout)
 	defer cancel()
-	resp, err := n.c.DescribeTaskQueue(qctx, activities.NodeTaskQueue(node), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+	resp, err := n.c.DescribeTaskQueue(qctx, replica.NodeTaskQueue(node), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
 	if err != nil {
 		return false, false
 	}
@@ -53,12 +53,12 @@ func (n *nodeWorkers) has(ctx context.Context, node string) (has, known bool) {
 // is gone) leaves the node unwatched. Unknown (no node workflow, an older
 // worker) counts as alive.
 func (n *nodeWorkers) watchAlive(ctx context.Context, node string) bool {
-	desc, err := n.c.DescribeWorkflowExecution(ctx, workflows.NodeWorkflowID(node), "")
+	desc, err := n.c.DescribeWorkflowExecution(ctx, replica.NodeWorkflowID(node), "")
 	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return true
 	}
 	for _, a := range desc.GetPendingActivities() {
-		if a.GetActivityType().GetName() != activities.WatchNodeName {
+		if a.GetActivityType().GetName() != replica.WatchNodeName {
 			continue
 		}
 		last := a.GetLastHeartbeatTime().AsTime()
@@ -73,5 +73,5 @@ func (n *nodeWorkers) watchAlive(ctx context.Context, node string) bool {
 // noWorkerText says what a node without a worker means for its replicas.
 func noWorkerText(node string) string {
 	return fmt.Sprintf("no vigil-worker polls node %s's queue (%s); its replicas stay as they are (a new one stays Pending) until a worker with --node %s runs",
-		node, activities.NodeTaskQueue(node), node)
+		node, replica.NodeTaskQueue(node), node)
 }

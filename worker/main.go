@@ -220,7 +220,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	// /healthz answers from the start; /readyz once both queues are polled
 	// and containerd answers.
 	var m *metrics.Metrics
-	wfQueue, nodeQueue := o.conn.TaskQueue, activities.NodeTaskQueue(o.node)
+	wfQueue, nodeQueue := o.conn.TaskQueue, replica.NodeTaskQueue(o.node)
 	conditions := []string{"workflow task queue " + wfQueue + " polled"}
 	if !o.noActivities {
 		conditions = append(conditions, "node task queue "+nodeQueue+" polled")
@@ -319,7 +319,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		lost := make(chan struct{}, 1)
 		actOpts := activities.Options{
 			Probes: rt, ReportHealth: healthReporter(c),
-			Reporter: workflows.ExitReporter(c, o.conn.Namespace),
+			Reporter: control.ExitReporter(c, o.conn.Namespace),
 			OnWatchEnded: func() {
 				select {
 				case lost <- struct{}{}:
@@ -361,7 +361,7 @@ func healthReporter(c client.Client) func(context.Context, replica.ID, runtime.H
 	return func(ctx context.Context, id replica.ID, status runtime.HealthStatus, startedAt time.Time) error {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return c.SignalWorkflow(ctx, id.WorkflowID(), "", workflows.SignalHealth,
+		return c.SignalWorkflow(ctx, id.WorkflowID(), "", replica.SignalHealth,
 			workflows.HealthReport{Status: status, StartedAt: startedAt})
 	}
 }
@@ -373,7 +373,7 @@ func healthReporter(c client.Client) func(context.Context, replica.ID, runtime.H
 func keepNodeClaimed(ctx context.Context, c client.Client, o *options, lost <-chan struct{}, log *zap.Logger) {
 	claim := func() {
 		for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
-			cl, err := workflows.ClaimNode(ctx, c, o.conn.Namespace, o.conn.TaskQueue, o.node, o.conn.Identity)
+			cl, err := control.ClaimNode(ctx, c, o.conn.Namespace, o.conn.TaskQueue, o.node, o.conn.Identity)
 			if err == nil {
 				log.Info("node claimed: this worker watches its containers", zap.String("node", o.node), zap.String("claim", cl.ID))
 				return
@@ -400,7 +400,7 @@ func keepNodeClaimed(ctx context.Context, c client.Client, o *options, lost <-ch
 			return
 		case <-time.After(2 * time.Second):
 		}
-		desc, err := c.DescribeWorkflowExecution(ctx, workflows.NodeWorkflowID(o.node), "")
+		desc, err := c.DescribeWorkflowExecution(ctx, replica.NodeWorkflowID(o.node), "")
 		if err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			continue
 		}
@@ -411,22 +411,22 @@ func keepNodeClaimed(ctx context.Context, c client.Client, o *options, lost <-ch
 
 // registerWorkflows registers the workflows under the names clients use.
 func registerWorkflows(w worker.WorkflowRegistry) {
-	w.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: workflows.SupervisorWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.NodeWatch, workflow.RegisterOptions{Name: workflows.NodeWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.FetchLogs, workflow.RegisterOptions{Name: workflows.FetchLogsWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: replica.DeploymentWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.NodeWatch, workflow.RegisterOptions{Name: replica.NodeWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.FetchLogs, workflow.RegisterOptions{Name: replica.FetchLogsWorkflowName})
 }
 
 // registerActivities registers each container activity under its constant
 // name, so renaming a method cannot silently change the wire name.
 func registerActivities(w worker.ActivityRegistry, a *activities.Activities) {
 	for name, fn := range map[string]any{
-		activities.EnsureRunningName: a.EnsureRunning,
-		activities.WaitForExitName:   a.WaitForExit,
-		activities.StopName:          a.Stop,
-		activities.IsolateName:       a.Isolate,
-		activities.LogsName:          a.Logs,
-		activities.WatchNodeName:     a.WatchNode,
+		replica.EnsureRunningName: a.EnsureRunning,
+		replica.WaitForExitName:   a.WaitForExit,
+		replica.StopName:          a.Stop,
+		replica.IsolateName:       a.Isolate,
+		replica.LogsName:          a.Logs,
+		replica.WatchNodeName:     a.WatchNode,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

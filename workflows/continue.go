@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/replica"
 )
 
 func (s *supervisor) shouldContinueAsNew(ctx workflow.Context) bool {
@@ -31,7 +33,7 @@ func (s *supervisor) continueAsNew(ctx workflow.Context) error {
 	carry.Runs++
 	next.Carry = &carry
 	workflow.GetLogger(ctx).Info("continuing as new", "runs", carry.Runs, "total_restarts", carry.TotalRestarts)
-	return workflow.NewContinueAsNewError(ctx, SupervisorWorkflowName, next)
+	return workflow.NewContinueAsNewError(ctx, replica.SupervisorWorkflowName, next)
 }
 
 // closeRun ends a run before it continues as new: the exits reported to it
@@ -44,7 +46,7 @@ func (s *supervisor) closeRun(ctx workflow.Context) {
 		return
 	}
 	s.drainExits(ctx)
-	if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttrState.ValueSet(SearchStateContinuedAsNew)); err != nil {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttrState.ValueSet(replica.SearchStateContinuedAsNew)); err != nil {
 		workflow.GetLogger(ctx).Warn("search attributes not upserted", "error", err)
 	}
 }

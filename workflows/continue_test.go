@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // continuedInput returns the input a run continued as new with.
@@ -171,10 +172,10 @@ func TestContinueAsNewEveryDefaults(t *testing.T) {
 	in := input(policy.Default())
 	in.ContinueAsNewEvery = time.Nanosecond
 	whenWatching(env, n, 1, 0, func() {
-		v, err := env.QueryWorkflow(QueryConfig)
+		v, err := env.QueryWorkflow(replica.QueryConfig)
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&cfg))
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
 	})
 	env.ExecuteWorkflow(Supervise, in)
 	require.Equal(t, MinContinueAsNewEvery, cfg.ContinueAsNewEvery)
@@ -187,7 +188,7 @@ func TestRolloverContinuesAsNewNow(t *testing.T) {
 	n := &node{}
 	env := newEnv(t, n)
 	res := &updateResult{}
-	whenWatching(env, n, 1, 0, func() { sendUpdate(env, UpdateRollover, RolloverRequest{}, res) })
+	whenWatching(env, n, 1, 0, func() { sendUpdate(env, replica.UpdateRollover, RolloverRequest{}, res) })
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	next := continuedInput(t, env)
 	require.True(t, res.done)
@@ -201,7 +202,7 @@ func TestRolloverContinuesAsNewNow(t *testing.T) {
 	env2 := newEnv(t, n2)
 	start := env2.Now()
 	res2 := &updateResult{}
-	env2.RegisterDelayedCallback(func() { sendUpdate(env2, UpdateRollover, RolloverRequest{}, res2) }, 10*time.Second)
+	env2.RegisterDelayedCallback(func() { sendUpdate(env2, replica.UpdateRollover, RolloverRequest{}, res2) }, 10*time.Second)
 	env2.ExecuteWorkflow(Supervise, input(policy.Default()))
 	next2 := continuedInput(t, env2)
 	require.NoError(t, res2.err)

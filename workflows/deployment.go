@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/replica"
 )
 
 // The deployment workflow, "vigil/<deployment>", holds a deployment's
@@ -46,7 +48,7 @@ func Deployment(ctx workflow.Context, in DeploymentInput) error {
 
 // newDeployer reads the run's release, first thing, and its carried state.
 func newDeployer(ctx workflow.Context, in DeploymentInput) *deployer {
-	d := &deployer{rel: readRelease(ctx, nil), in: in, name: in.Name, shutdown: workflow.GetSignalChannel(ctx, SignalServiceShutdown)}
+	d := &deployer{rel: readRelease(ctx, nil), in: in, name: in.Name, shutdown: workflow.GetSignalChannel(ctx, replica.SignalServiceShutdown)}
 	if in.Carry != nil {
 		d.st = *in.Carry
 		d.in.Carry = nil
@@ -91,7 +93,7 @@ func (d *deployer) run(ctx workflow.Context) error {
 			next, carry := d.in, d.st
 			carry.Runs++
 			next.Carry = &carry
-			return workflow.NewContinueAsNewError(ctx, DeploymentWorkflowName, next)
+			return workflow.NewContinueAsNewError(ctx, replica.DeploymentWorkflowName, next)
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/replica"
 )
 
 // Applies: the "apply" update takes a whole deployment file, answers with
@@ -18,7 +20,7 @@ type pendingApply struct {
 
 // registerApply serves UpdateApply.
 func (d *deployer) registerApply(ctx workflow.Context) error {
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateApply,
+	return workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateApply,
 		func(ctx workflow.Context, req ApplyRequest) (ApplyResult, error) {
 			p := &pendingApply{req: req}
 			if d.stepping {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/replica"
 )
 
 // Records: what the deployment knows of its replicas (read by observe, kept
@@ -38,12 +40,12 @@ type RolloutStatus struct {
 
 // registerQueries serves QueryRollout and QueryReplicas.
 func (d *deployer) registerQueries(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryRollout, func() (RolloutStatus, error) {
+	if err := workflow.SetQueryHandler(ctx, replica.QueryRollout, func() (RolloutStatus, error) {
 		return d.status(), nil
 	}); err != nil {
 		return err
 	}
-	return workflow.SetQueryHandler(ctx, QueryReplicas, func() ([]ReplicaRecord, error) {
+	return workflow.SetQueryHandler(ctx, replica.QueryReplicas, func() ([]ReplicaRecord, error) {
 		return d.records(), nil
 	})
 }
@@ -57,7 +59,7 @@ func (d *deployer) observe(ctx workflow.Context) error {
 	}
 	var seen []ReplicaRecord
 	err := workflow.ExecuteActivity(d.controlOptions(ctx, "observe the replicas of "+d.name, time.Minute),
-		ObserveReplicasName, ObserveInput{Deployment: d.name, Known: known}).Get(ctx, &seen)
+		replica.ObserveReplicasName, ObserveInput{Deployment: d.name, Known: known}).Get(ctx, &seen)
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func (d *deployer) remove(ctx workflow.Context, s Step) error {
 	ref := s.ID.Ref()
 	if !s.Closed {
 		err := workflow.ExecuteActivity(d.controlOptions(ctx, "remove "+ref+": stop and unsupervise", s.Config.StopGrace+time.Minute),
-			UnsuperviseReplicaName, ReplicaRequest{ID: s.ID}).Get(ctx, nil)
+			replica.UnsuperviseReplicaName, ReplicaRequest{ID: s.ID}).Get(ctx, nil)
 		if err != nil {
 			return err
 		}
@@ -78,11 +78,11 @@ func (d *deployer) remove(ctx workflow.Context, s Step) error {
 // deleteContainer removes a replica's container from its node's containerd.
 func (d *deployer) deleteContainer(ctx workflow.Context, id replica.ID, cfg ReplicaConfig) error {
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(cfg.Node),
+		TaskQueue:           replica.NodeTaskQueue(cfg.Node),
 		StartToCloseTimeout: cfg.StopGrace + time.Minute,
 		RetryPolicy:         retryDoubling(time.Second, 30*time.Second),
 		Summary:             "delete the container of " + id.Ref(),
-	}), activities.StopName, activities.StopInput{ID: id, Grace: cfg.StopGrace, Remove: true}).Get(ctx, nil)
+	}), replica.StopName, activities.StopInput{ID: id, Grace: cfg.StopGrace, Remove: true}).Get(ctx, nil)
 }
 
 // create supervises new replicas, all at once: they add capacity.
@@ -100,7 +100,7 @@ func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 	futures := make([]workflow.Future, len(steps))
 	for i, s := range steps {
 		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("create %s (generation %d)", s.ID.Ref(), gen), time.Minute),
-			StartReplicaName, s.Config.Input(s.ID, gen))
+			replica.StartReplicaName, s.Config.Input(s.ID, gen))
 	}
 	for i, f := range futures {
 		if err := f.Get(ctx, nil); err != nil {
@@ -126,7 +126,7 @@ func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time
 		}
 		req := ReconfigureRequest{Generation: gen, Config: s.Config, Replace: s.Replace, MinReady: minReady}
 		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("%s (generation %d)", what, gen), timeout),
-			ReconfigureReplicaName, ReconfigureReplicaInput{ID: s.ID, UpdateID: reconfigureUpdateID(s.ID, gen, s.Replace), Request: req})
+			replica.ReconfigureReplicaName, ReconfigureReplicaInput{ID: s.ID, UpdateID: reconfigureUpdateID(s.ID, gen, s.Replace), Request: req})
 	}
 	var notReady []string
 	for i, f := range futures {
@@ -178,7 +178,7 @@ func (d *deployer) shutDownService(ctx workflow.Context, sig ServiceShutdownSign
 	futures := make([]workflow.Future, len(targets))
 	for i, r := range targets {
 		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, "shut down "+r.ID.Ref()+": "+cause, r.Config.StopGrace+time.Minute),
-			ShutdownReplicaName, ReplicaRequest{ID: r.ID, Cause: cause})
+			replica.ShutdownReplicaName, ReplicaRequest{ID: r.ID, Cause: cause})
 	}
 	for i, f := range futures {
 		if err := f.Get(ctx, nil); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -49,17 +50,17 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 	if c.replicas == nil {
 		c.replicas = map[string]ReplicaRecord{}
 	}
-	env.RegisterWorkflowWithOptions(Deployment, workflowName(DeploymentWorkflowName))
+	env.RegisterWorkflowWithOptions(Deployment, workflowName(replica.DeploymentWorkflowName))
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
-	env.RegisterActivityWithOptions(func(context.Context, ObserveInput) ([]ReplicaRecord, error) { return nil, nil }, activityName(ObserveReplicasName))
-	env.RegisterActivityWithOptions(func(context.Context, SupervisionInput) error { return nil }, activityName(StartReplicaName))
+	env.RegisterActivityWithOptions(func(context.Context, ObserveInput) ([]ReplicaRecord, error) { return nil, nil }, activityName(replica.ObserveReplicasName))
+	env.RegisterActivityWithOptions(func(context.Context, SupervisionInput) error { return nil }, activityName(replica.StartReplicaName))
 	env.RegisterActivityWithOptions(func(context.Context, ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {
 		return ReconfigureReplicaResult{}, nil
-	}, activityName(ReconfigureReplicaName))
-	env.RegisterActivityWithOptions(func(context.Context, ReplicaRequest) error { return nil }, activityName(UnsuperviseReplicaName))
-	env.RegisterActivityWithOptions(func(context.Context, ReplicaRequest) error { return nil }, activityName(ShutdownReplicaName))
+	}, activityName(replica.ReconfigureReplicaName))
+	env.RegisterActivityWithOptions(func(context.Context, ReplicaRequest) error { return nil }, activityName(replica.UnsuperviseReplicaName))
+	env.RegisterActivityWithOptions(func(context.Context, ReplicaRequest) error { return nil }, activityName(replica.ShutdownReplicaName))
 
-	env.OnActivity(ObserveReplicasName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ObserveInput) ([]ReplicaRecord, error) {
+	env.OnActivity(replica.ObserveReplicasName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ObserveInput) ([]ReplicaRecord, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		var out []ReplicaRecord
@@ -68,14 +69,14 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		}
 		return out, nil
 	})
-	env.OnActivity(StartReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in SupervisionInput) error {
+	env.OnActivity(replica.StartReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in SupervisionInput) error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.record("create %s gen %d", in.ID.Ref(), in.Generation)
 		c.replicas[in.ID.Ref()] = ReplicaRecord{ID: in.ID, Config: in.Config(), Generation: in.Generation, State: StateRunning}
 		return nil
 	})
-	env.OnActivity(ReconfigureReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {
+	env.OnActivity(replica.ReconfigureReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {
 		c.mu.Lock()
 		ref := in.ID.Ref()
 		rec := c.replicas[ref]
@@ -109,20 +110,20 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		}
 		return ReconfigureReplicaResult{ReconfigureResult: ReconfigureResult{Ready: true}}, nil
 	})
-	env.OnActivity(UnsuperviseReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReplicaRequest) error {
+	env.OnActivity(replica.UnsuperviseReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReplicaRequest) error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.record("unsupervise %s", in.ID.Ref())
 		delete(c.replicas, in.ID.Ref())
 		return nil
 	})
-	env.OnActivity(ShutdownReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReplicaRequest) error {
+	env.OnActivity(replica.ShutdownReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReplicaRequest) error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.record("shutdown %s", in.ID.Ref())
 		return nil
 	})
-	env.OnActivity(activities.StopName, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StopInput) (activities.StopResult, error) {
+	env.OnActivity(replica.StopName, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StopInput) (activities.StopResult, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.record("delete %s remove=%v", in.ID.Ref(), in.Remove)
@@ -143,13 +144,13 @@ func shopSpec(replicas int, args string, p policy.Policy) DeploymentSpec {
 // applyAt sends an apply at mock time d and keeps its answer.
 func applyAt(env *testsuite.TestWorkflowEnvironment, d time.Duration, spec DeploymentSpec, out *updateResult) {
 	env.RegisterDelayedCallback(func() {
-		sendUpdate(env, UpdateApply, ApplyRequest{Spec: spec}, out)
+		sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: spec}, out)
 	}, d)
 }
 
 func rollout(t *testing.T, env *testsuite.TestWorkflowEnvironment) RolloutStatus {
 	t.Helper()
-	v, err := env.QueryWorkflow(QueryRollout)
+	v, err := env.QueryWorkflow(replica.QueryRollout)
 	require.NoError(t, err)
 	var st RolloutStatus
 	require.NoError(t, v.Get(&st))
@@ -272,7 +273,7 @@ func TestDeploymentShutsDownTheService(t *testing.T) {
 	env := newDeploymentEnv(t, c)
 	applyAt(env, time.Minute, shopSpec(3, "v1", policy.Policy{Action: policy.ActionShutdown}), &updateResult{})
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(SignalServiceShutdown, ServiceShutdownSignal{Service: "api", Replica: 2, ExitCode: 7})
+		env.SignalWorkflow(replica.SignalServiceShutdown, ServiceShutdownSignal{Service: "api", Replica: 2, ExitCode: 7})
 	}, 2*time.Minute)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
 	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
@@ -342,10 +343,10 @@ func TestDeploymentNewApplySupersedesTheRollout(t *testing.T) {
 		c.hold = make(chan struct{})
 		hold := c.hold
 		c.mu.Unlock()
-		sendUpdate(env, UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, second)
+		sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, second)
 		// While rep-1's replacement is held, apply v3.
 		env.RegisterDelayedCallback(func() {
-			sendUpdate(env, UpdateApply, ApplyRequest{Spec: shopSpec(2, "v3", policy.Policy{})}, third)
+			sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v3", policy.Policy{})}, third)
 			env.RegisterDelayedCallback(func() {
 				answeredInFlight = third.done
 				close(hold)
@@ -373,9 +374,9 @@ func TestDeploymentSameFileMidRolloutKeepsTheGeneration(t *testing.T) {
 		c.hold = make(chan struct{})
 		hold := c.hold
 		c.mu.Unlock()
-		sendUpdate(env, UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, second)
+		sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, second)
 		env.RegisterDelayedCallback(func() {
-			sendUpdate(env, UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, again)
+			sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, again)
 			env.RegisterDelayedCallback(func() { close(hold) }, 50*time.Millisecond)
 		}, 50*time.Millisecond)
 	}, 2*time.Minute)

@@ -8,16 +8,6 @@ import (
 	"github.com/vigil-run/vigil/runtime"
 )
 
-// Control activities: the deployment workflow's hands on other workflows.
-// They run on the workflow task queue (any worker), with a Temporal client.
-const (
-	ObserveReplicasName    = "ObserveReplicas"
-	StartReplicaName       = "StartReplica"
-	ReconfigureReplicaName = "ReconfigureReplica"
-	UnsuperviseReplicaName = "UnsuperviseReplica"
-	ShutdownReplicaName    = "ShutdownReplica"
-)
-
 // DeploymentInput starts (or continues) a deployment's workflow.
 type DeploymentInput struct {
 	Name string `json:"name"`

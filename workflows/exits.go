@@ -13,13 +13,14 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/metrics"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
 // followHealth records the probes' verdicts the node signals. Only the
 // container that runs now has a health: reports in other states are stale.
 func (s *supervisor) followHealth(ctx workflow.Context) {
-	ch := workflow.GetSignalChannel(ctx, SignalHealth)
+	ch := workflow.GetSignalChannel(ctx, replica.SignalHealth)
 	for {
 		var r HealthReport
 		ch.Receive(ctx, &r)
@@ -269,7 +270,7 @@ func (s *supervisor) isolate(ctx workflow.Context, code int) error {
 	if o := s.old(); o != nil {
 		return o.isolate(ctx, s, in)
 	}
-	err := s.activity(ctx, s.controlOptions(ctx, fmt.Sprintf("isolate after exit %d", code)), activities.IsolateName, in, nil, "isolating the container", nil)
+	err := s.activity(ctx, s.controlOptions(ctx, fmt.Sprintf("isolate after exit %d", code)), replica.IsolateName, in, nil, "isolating the container", nil)
 	if errors.Is(err, errUnsupervised) {
 		return err
 	}

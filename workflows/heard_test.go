@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // A replica whose first start keeps failing is Pending, never Running.
@@ -35,12 +36,12 @@ func TestUnsuperviseDuringStartEndsPromptly(t *testing.T) {
 	env := newEnv(t, n)
 	restart, again, sameID := &updateResult{}, &updateResult{}, &updateResult{}
 	env.RegisterDelayedCallback(func() {
-		sendUpdate(env, UpdateRestart, RestartRequest{RequestID: "r-1"}, restart)
+		sendUpdate(env, replica.UpdateRestart, RestartRequest{RequestID: "r-1"}, restart)
 	}, 10*time.Millisecond)
 	env.RegisterDelayedCallback(func() {
 		// A retry (a new ID) and a resend (the same ID) of the same request.
-		sendUpdate(env, UpdateRestart, RestartRequest{RequestID: "r-2"}, again)
-		sendUpdate(env, UpdateRestart, RestartRequest{RequestID: "r-1"}, sameID)
+		sendUpdate(env, replica.UpdateRestart, RestartRequest{RequestID: "r-2"}, again)
+		sendUpdate(env, replica.UpdateRestart, RestartRequest{RequestID: "r-1"}, sameID)
 	}, 50*time.Millisecond)
 	// Mock time moves at wall-clock pace while the start "runs".
 	end := unsuperviseAt(env, 100*time.Millisecond)
@@ -78,7 +79,7 @@ func TestRestartRetriesAFailingStartNow(t *testing.T) {
 	// 24 s), wait 20 s: at 30 s the restart cuts that wait short.
 	env.RegisterDelayedCallback(func() {
 		before = queryState(t, env)
-		sendUpdate(env, UpdateRestart, RestartRequest{RequestID: "now"}, res)
+		sendUpdate(env, replica.UpdateRestart, RestartRequest{RequestID: "now"}, res)
 	}, 30*time.Second)
 	end := unsuperviseWhenWatching(env, n, 1, 54*time.Second)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
@@ -112,7 +113,7 @@ func TestContinuedRunIsNotCountedAsRunning(t *testing.T) {
 	}).Return(nil)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	continuedInput(t, env)
-	require.Equal(t, []string{"Pending", "Running", SearchStateContinuedAsNew}, states)
+	require.Equal(t, []string{"Pending", "Running", replica.SearchStateContinuedAsNew}, states)
 }
 
 // The deployment's requests that meet a replica busy in an activity are
@@ -125,8 +126,8 @@ func TestDeploymentRequestDuringStartIsRejectedAsBusy(t *testing.T) {
 	reconf, shutdown := &updateResult{}, &updateResult{}
 	env.RegisterDelayedCallback(func() {
 		next := input(policy.Default())
-		sendUpdate(env, UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true}, reconf)
-		sendUpdate(env, UpdateShutdown, ShutdownRequest{}, shutdown)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true}, reconf)
+		sendUpdate(env, replica.UpdateShutdown, ShutdownRequest{}, shutdown)
 	}, 10*time.Millisecond)
 	unsuperviseAt(env, 50*time.Millisecond)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
@@ -135,7 +136,7 @@ func TestDeploymentRequestDuringStartIsRejectedAsBusy(t *testing.T) {
 	for name, r := range map[string]*updateResult{"reconfigure": reconf, "shutdown": shutdown} {
 		var appErr *temporal.ApplicationError
 		require.ErrorAs(t, r.rejected, &appErr, "%s during a start: rejected in the validator", name)
-		require.Equal(t, ErrTypeBusy, appErr.Type(), name)
+		require.Equal(t, replica.ErrTypeBusy, appErr.Type(), name)
 		require.ErrorContains(t, r.rejected, "busy starting the container", name)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // The node workflow keeps one watch running on its node: a long-lived
@@ -17,15 +18,6 @@ import (
 // whether the node is reachable, so it is slow and cheap.
 
 const (
-	// NodeWorkflowName is the per-node workflow's type.
-	NodeWorkflowName = "NodeWatch"
-	// SignalClaim is sent (with start) by a worker when it starts on a node.
-	SignalClaim = "claim"
-	// SignalExit carries an activities.ExitReport to a replica's workflow.
-	SignalExit = "exit"
-	// QueryNode answers a NodeView.
-	QueryNode = "node"
-
 	// NodeHeartbeatInterval is how often a node watch heartbeats: about 60
 	// requests per node-hour. NodeHeartbeatTimeout is when the server
 	// considers the watch lost (the node unreachable) and retries it.
@@ -35,9 +27,6 @@ const (
 	// continues as new (each adds about ten events).
 	nodeWatchesPerRun = 100
 )
-
-// NodeWorkflowID is the ID of node's workflow: "vigil-node/<node>".
-func NodeWorkflowID(node string) string { return "vigil-node/" + node }
 
 // NodeInput starts (or continues) a node's workflow.
 type NodeInput struct {
@@ -81,7 +70,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 		st = *in.Carry
 	}
 	var watchStarted time.Time
-	if err := workflow.SetQueryHandler(ctx, QueryNode, func() (NodeView, error) {
+	if err := workflow.SetQueryHandler(ctx, replica.QueryNode, func() (NodeView, error) {
 		return NodeView{Node: in.Node, NodeCarry: st, WatchStartedAt: watchStarted}, nil
 	}); err != nil {
 		return err
@@ -89,7 +78,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 	if err := registerLogs(ctx, in.Node); err != nil {
 		return err
 	}
-	claims := workflow.GetSignalChannel(ctx, SignalClaim)
+	claims := workflow.GetSignalChannel(ctx, replica.SignalClaim)
 	log := workflow.GetLogger(ctx)
 	onClaim := func(c Claim) {
 		st.Claims++
@@ -109,7 +98,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 				return err
 			}
-			return workflow.NewContinueAsNewError(ctx, NodeWorkflowName, NodeInput{Node: in.Node, Carry: &st})
+			return workflow.NewContinueAsNewError(ctx, replica.NodeWorkflowName, NodeInput{Node: in.Node, Carry: &st})
 		}
 		claimID := ""
 		if st.LastClaim != nil {
@@ -119,7 +108,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 		watchStarted = workflow.Now(ctx)
 		st.Watches++
 		workflow.SetCurrentDetails(ctx, "watching node "+in.Node+" (claim "+claimID+")")
-		future := workflow.ExecuteActivity(nodeWatchOptions(watchCtx, in.Node), activities.WatchNodeName,
+		future := workflow.ExecuteActivity(nodeWatchOptions(watchCtx, in.Node), replica.WatchNodeName,
 			activities.WatchNodeInput{Node: in.Node, Claim: claimID, HeartbeatInterval: NodeHeartbeatInterval})
 		var watchErr error
 		claimed := false
@@ -149,7 +138,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 // node first. It ends by itself after DefaultNodeWatchFor.
 func nodeWatchOptions(ctx workflow.Context, node string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(node),
+		TaskQueue:           replica.NodeTaskQueue(node),
 		StartToCloseTimeout: activities.DefaultNodeWatchFor + 10*time.Minute,
 		HeartbeatTimeout:    NodeHeartbeatTimeout,
 		WaitForCancellation: false,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // versionRead is one GetVersion a run made: its change ID and what it got.
@@ -65,14 +66,14 @@ func deployScaled(t *testing.T, marker workflow.Version) ([]string, []versionRea
 func watchNode(t *testing.T, marker workflow.Version) ([]string, []versionRead) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(NodeWatch, workflowName(NodeWorkflowName))
+	env.RegisterWorkflowWithOptions(NodeWatch, workflowName(replica.NodeWorkflowName))
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
 	reads := recordVersions(env, marker)
 	release := make(chan struct{})
 	defer close(release)
 	var mu sync.Mutex
 	var claims []string
-	env.OnActivity(activities.WatchNodeName, mock.Anything, mock.Anything).Return(
+	env.OnActivity(replica.WatchNodeName, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in activities.WatchNodeInput) error {
 			mu.Lock()
 			claims = append(claims, in.Claim)
@@ -94,7 +95,7 @@ func watchNode(t *testing.T, marker workflow.Version) ([]string, []versionRead) 
 		k := len(claims)
 		mu.Unlock()
 		if k == 2 {
-			env.SignalWorkflow(SignalClaim, Claim{ID: "c1", Worker: "w1"})
+			env.SignalWorkflow(replica.SignalClaim, Claim{ID: "c1", Worker: "w1"})
 			return
 		}
 		env.RegisterDelayedCallback(poll, time.Millisecond)
@@ -165,11 +166,11 @@ func TestRunOfAnUnknownReleaseIsRefused(t *testing.T) {
 
 	var suite testsuite.WorkflowTestSuite
 	node := suite.NewTestWorkflowEnvironment()
-	node.RegisterWorkflowWithOptions(NodeWatch, workflowName(NodeWorkflowName))
+	node.RegisterWorkflowWithOptions(NodeWatch, workflowName(replica.NodeWorkflowName))
 	node.RegisterActivity(activities.New(nil, activities.Options{}))
 	recordVersions(node, workflow.Version(V020))
 	watched := false
-	node.OnActivity(activities.WatchNodeName, mock.Anything, mock.Anything).Return(
+	node.OnActivity(replica.WatchNodeName, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.WatchNodeInput) error { watched = true; return nil })
 	node.ExecuteWorkflow(NodeWatch, NodeInput{Node: "n1"})
 

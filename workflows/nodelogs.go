@@ -11,11 +11,6 @@ import (
 	"github.com/vigil-run/vigil/replica"
 )
 
-// UpdateLogs is the node workflow's update that returns a replica's captured
-// output: the Logs activity runs on the node, and `vigil logs` makes no
-// workflow per call (FetchLogs serves the clients that still start one).
-const UpdateLogs = "logs"
-
 // LogsRequest is the "logs" update's argument.
 type LogsRequest struct {
 	ID   replica.ID `json:"id"`
@@ -26,10 +21,10 @@ type LogsRequest struct {
 
 // registerLogs serves UpdateLogs in node's workflow.
 func registerLogs(ctx workflow.Context, node string) error {
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateLogs,
+	return workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateLogs,
 		func(ctx workflow.Context, req LogsRequest) (string, error) {
 			var res activities.LogsResult
-			err := workflow.ExecuteActivity(logsOptions(ctx, node, "logs of "+req.ID.Ref()), activities.LogsName,
+			err := workflow.ExecuteActivity(logsOptions(ctx, node, "logs of "+req.ID.Ref()), replica.LogsName,
 				activities.LogsInput{ID: req.ID, Tail: req.Tail}).Get(ctx, &res)
 			return res.Output, err
 		},
@@ -44,7 +39,7 @@ func registerLogs(ctx workflow.Context, node string) error {
 // logsOptions: reading a log is quick; a few tries, then the caller hears why.
 func logsOptions(ctx workflow.Context, node, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(node),
+		TaskQueue:           replica.NodeTaskQueue(node),
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 		Summary:             summary,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // Each exit is acted on once: the same exit reported again (a new node
@@ -34,8 +35,8 @@ func TestExitReportsAreActedOnOnce(t *testing.T) {
 		v := queryState(t, env)
 		require.Equal(t, 1, v.TotalRestarts)
 		first = activities.ExitReport{ID: replicaID, ExitCode: 3, ExitedAt: n.exitTimes()[0]}
-		env.SignalWorkflow(SignalExit, first)
-		env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 9, ExitedAt: start.Add(-time.Hour)})
+		env.SignalWorkflow(replica.SignalExit, first)
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 9, ExitedAt: start.Add(-time.Hour)})
 	}, time.Second)
 	unsuperviseAt(env, time.Minute)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
@@ -62,7 +63,7 @@ func TestExitDuringBackoffIsIgnored(t *testing.T) {
 	start := env.Now()
 	env.RegisterDelayedCallback(func() {
 		require.Equal(t, StateCrashLoopBackOff, queryState(t, env).State)
-		env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 1, ExitedAt: start.Add(10 * time.Second)})
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 1, ExitedAt: start.Add(10 * time.Second)})
 	}, 10*time.Second)
 	unsuperviseWhenWatching(env, n, 1, 31*time.Second)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
@@ -110,10 +111,10 @@ func TestExitReportedDuringContinueAsNewIsCarried(t *testing.T) {
 func TestExitFoundByStartIsActedOn(t *testing.T) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
+	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
 	starts := 0
-	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
+	env.OnActivity(replica.EnsureRunningName, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
 			starts++
 			now := env.Now().UTC()
@@ -122,7 +123,7 @@ func TestExitFoundByStartIsActedOn(t *testing.T) {
 			}
 			return activities.EnsureRunningResult{NotBefore: now}, nil
 		})
-	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
+	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
 	in := input(policy.Default())
 	env.ExecuteWorkflow(Supervise, in)
 	require.NoError(t, env.GetWorkflowError())
@@ -138,13 +139,13 @@ func TestExitFoundByStartIsActedOn(t *testing.T) {
 func TestNodeWatchClaim(t *testing.T) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(NodeWatch, workflow.RegisterOptions{Name: NodeWorkflowName})
+	env.RegisterWorkflowWithOptions(NodeWatch, workflow.RegisterOptions{Name: replica.NodeWorkflowName})
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
 	release := make(chan struct{})
 	defer close(release)
 	var mu sync.Mutex
 	var inputs []activities.WatchNodeInput
-	env.OnActivity(activities.WatchNodeName, mock.Anything, mock.Anything).Return(
+	env.OnActivity(replica.WatchNodeName, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in activities.WatchNodeInput) error {
 			mu.Lock()
 			inputs = append(inputs, in)
@@ -163,15 +164,15 @@ func TestNodeWatchClaim(t *testing.T) {
 	poll = func() {
 		switch watches() {
 		case 1:
-			env.SignalWorkflow(SignalClaim, Claim{ID: "c1", Worker: "w1"})
+			env.SignalWorkflow(replica.SignalClaim, Claim{ID: "c1", Worker: "w1"})
 		case 2:
-			v, err := env.QueryWorkflow(QueryNode)
+			v, err := env.QueryWorkflow(replica.QueryNode)
 			require.NoError(t, err)
 			var view NodeView
 			require.NoError(t, v.Get(&view))
 			require.Equal(t, 1, view.Claims)
 			require.Equal(t, "w1", view.LastClaim.Worker)
-			env.SignalWorkflow(SignalClaim, Claim{ID: "c2", Worker: "w2"})
+			env.SignalWorkflow(replica.SignalClaim, Claim{ID: "c2", Worker: "w2"})
 			return
 		}
 		env.RegisterDelayedCallback(poll, time.Millisecond)
@@ -199,24 +200,24 @@ func TestNodeWatchClaim(t *testing.T) {
 func TestExitOfAnotherTaskIsIgnored(t *testing.T) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
+	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
 	starts := 0
 	var notBefore time.Time
-	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
+	env.OnActivity(replica.EnsureRunningName, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
 			starts++
 			notBefore = env.Now().UTC()
 			return activities.EnsureRunningResult{NotBefore: notBefore, StartedAt: notBefore, PID: uint32(100 + starts)}, nil
 		})
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 137, ExitedAt: notBefore.Add(time.Millisecond), PID: 7})
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 137, ExitedAt: notBefore.Add(time.Millisecond), PID: 7})
 	}, time.Second)
 	env.RegisterDelayedCallback(func() {
 		require.Equal(t, 1, starts, "the other task's exit started nothing")
-		env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 3, ExitedAt: notBefore.Add(2 * time.Second), PID: 101})
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 3, ExitedAt: notBefore.Add(2 * time.Second), PID: 101})
 	}, 2*time.Second)
-	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
+	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, 2, starts)

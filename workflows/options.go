@@ -6,7 +6,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // Activity options. Every container activity goes to the node's task queue,
@@ -27,7 +27,7 @@ func (s *supervisor) watchOptions(ctx workflow.Context) workflow.Context {
 // WatchOptions are the options of the WaitForExit activity (see watchOptions).
 func WatchOptions(in SupervisionInput) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(in.Node),
+		TaskQueue:           replica.NodeTaskQueue(in.Node),
 		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    watchHeartbeat,
 		WaitForCancellation: false,
@@ -54,7 +54,7 @@ func (s *supervisor) startOptions(ctx workflow.Context, why string) workflow.Con
 // StartOptions are the options of the EnsureRunning activity (see startOptions).
 func StartOptions(in SupervisionInput) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(in.Node),
+		TaskQueue:           replica.NodeTaskQueue(in.Node),
 		StartToCloseTimeout: 5 * time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -62,7 +62,7 @@ func StartOptions(in SupervisionInput) workflow.ActivityOptions {
 			BackoffCoefficient:     2,
 			MaximumInterval:        10 * time.Second,
 			MaximumAttempts:        3,
-			NonRetryableErrorTypes: []string{activities.ErrTypeImageNotFound, activities.ErrTypeBadSpec},
+			NonRetryableErrorTypes: []string{replica.ErrTypeImageNotFound, replica.ErrTypeBadSpec},
 		},
 		Summary: "start " + in.ID.Ref(),
 	}
@@ -80,7 +80,7 @@ func (s *supervisor) controlOptions(ctx workflow.Context, why string) workflow.C
 // controlOptions); in.StopGrace must be set (the workflow sets its default).
 func ControlOptions(in SupervisionInput) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		TaskQueue:           activities.NodeTaskQueue(in.Node),
+		TaskQueue:           replica.NodeTaskQueue(in.Node),
 		StartToCloseTimeout: in.StopGrace + time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
@@ -96,7 +96,7 @@ func ControlOptions(in SupervisionInput) workflow.ActivityOptions {
 // containerd does not answer.
 func (s *supervisor) unsuperviseStopOptions(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              activities.NodeTaskQueue(s.in.Node),
+		TaskQueue:              replica.NodeTaskQueue(s.in.Node),
 		ScheduleToStartTimeout: unsuperviseStopWait,
 		StartToCloseTimeout:    s.in.StopGrace + 30*time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},

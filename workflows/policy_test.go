@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -132,12 +133,12 @@ func TestUnhealthyExitRestarts(t *testing.T) {
 	var first StateView
 	whenWatching(env, n, 1, 0, func() {
 		first = queryState(t, env)
-		env.SignalWorkflow(SignalHealth, HealthReport{Status: runtime.HealthHealthy})
+		env.SignalWorkflow(replica.SignalHealth, HealthReport{Status: runtime.HealthHealthy})
 	})
 	var healthy StateView
 	whenWatching(env, n, 1, time.Second, func() {
 		// A late report about an earlier task changes nothing.
-		env.SignalWorkflow(SignalHealth, HealthReport{Status: runtime.HealthUnhealthy, StartedAt: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
+		env.SignalWorkflow(replica.SignalHealth, HealthReport{Status: runtime.HealthUnhealthy, StartedAt: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
 	})
 	whenWatching(env, n, 1, 1500*time.Millisecond, func() { healthy = queryState(t, env) })
 	unsuperviseWhenWatching(env, n, 1, 2*time.Second)

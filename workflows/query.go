@@ -17,7 +17,7 @@ import (
 // (replica.ValidName) and states.
 func ReplicasQuery(deployment, service, state string) string {
 	q := fmt.Sprintf("WorkflowType = '%s' AND (ExecutionStatus = 'Running' OR (ExecutionStatus = 'Completed' AND %s = '%s'))",
-		SupervisorWorkflowName, replica.SearchAttrState, StateCompleted)
+		replica.SupervisorWorkflowName, replica.SearchAttrState, StateCompleted)
 	if deployment != "" {
 		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrDeployment, deployment)
 	}
@@ -33,6 +33,6 @@ func ReplicasQuery(deployment, service, state string) string {
 // FetchLogs runs the Logs activity on the replica's node and returns its output.
 func FetchLogs(ctx workflow.Context, in FetchLogsInput) (string, error) {
 	var res activities.LogsResult
-	err := workflow.ExecuteActivity(logsOptions(ctx, in.Node, ""), activities.LogsName, activities.LogsInput{ID: in.ID, Tail: in.Tail}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(logsOptions(ctx, in.Node, ""), replica.LogsName, activities.LogsInput{ID: in.ID, Tail: in.Tail}).Get(ctx, &res)
 	return res.Output, err
 }

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/internal/humanjson"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // historiesDir holds the histories recorded from real runs of every release:
@@ -29,10 +30,10 @@ func newReplayer() worker.WorkflowReplayer {
 	if err != nil {
 		panic(err) // the options are fixed: this is a programming error
 	}
-	r.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
-	r.RegisterWorkflowWithOptions(FetchLogs, workflow.RegisterOptions{Name: FetchLogsWorkflowName})
-	r.RegisterWorkflowWithOptions(Deployment, workflow.RegisterOptions{Name: DeploymentWorkflowName})
-	r.RegisterWorkflowWithOptions(NodeWatch, workflow.RegisterOptions{Name: NodeWorkflowName})
+	r.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
+	r.RegisterWorkflowWithOptions(FetchLogs, workflow.RegisterOptions{Name: replica.FetchLogsWorkflowName})
+	r.RegisterWorkflowWithOptions(Deployment, workflow.RegisterOptions{Name: replica.DeploymentWorkflowName})
+	r.RegisterWorkflowWithOptions(NodeWatch, workflow.RegisterOptions{Name: replica.NodeWorkflowName})
 	return r
 }
 

@@ -11,17 +11,18 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 )
 
 type commandKind string
 
 const (
-	cmdRelease     commandKind = UpdateRelease
-	cmdRestart     commandKind = UpdateRestart
-	cmdRollover    commandKind = UpdateRollover
-	cmdUnsupervise commandKind = UpdateUnsupervise
-	cmdReconfigure commandKind = UpdateReconfigure
-	cmdShutdown    commandKind = UpdateShutdown
+	cmdRelease     commandKind = replica.UpdateRelease
+	cmdRestart     commandKind = replica.UpdateRestart
+	cmdRollover    commandKind = replica.UpdateRollover
+	cmdUnsupervise commandKind = replica.UpdateUnsupervise
+	cmdReconfigure commandKind = replica.UpdateReconfigure
+	cmdShutdown    commandKind = replica.UpdateShutdown
 )
 
 // command is an operator request handed from an update handler to the main loop.
@@ -41,17 +42,17 @@ type command struct {
 }
 
 func (s *supervisor) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (StateView, error) {
+	if err := workflow.SetQueryHandler(ctx, replica.QueryState, func() (StateView, error) {
 		return s.view(), nil
 	}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryConfig, func() (SupervisionInput, error) {
+	if err := workflow.SetQueryHandler(ctx, replica.QueryConfig, func() (SupervisionInput, error) {
 		return s.in, nil
 	}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRelease,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateRelease,
 		func(ctx workflow.Context, req ReleaseRequest) (UpdateResult, error) {
 			return s.submit(ctx, &command{kind: cmdRelease, requestID: req.RequestID})
 		},
@@ -60,7 +61,7 @@ func (s *supervisor) registerHandlers(ctx workflow.Context) error {
 		}}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRestart,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateRestart,
 		func(ctx workflow.Context, req RestartRequest) (UpdateResult, error) {
 			return s.submit(ctx, &command{kind: cmdRestart, requestID: req.RequestID})
 		},
@@ -72,7 +73,7 @@ func (s *supervisor) registerHandlers(ctx workflow.Context) error {
 	// Registered in every run, old ones too: registering issues no command,
 	// so a run started by an older release can be moved onto this release's
 	// code (its new run reads the current versions) without replay trouble.
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRollover,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateRollover,
 		func(ctx workflow.Context, req RolloverRequest) (UpdateResult, error) {
 			return s.submit(ctx, &command{kind: cmdRollover, requestID: req.RequestID})
 		},
@@ -81,7 +82,7 @@ func (s *supervisor) registerHandlers(ctx workflow.Context) error {
 		}}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateUnsupervise,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateUnsupervise,
 		func(ctx workflow.Context, req UnsuperviseRequest) (UpdateResult, error) {
 			return s.submit(ctx, &command{kind: cmdUnsupervise, stop: req.Stop, volumes: req.Volumes, requestID: req.RequestID})
 		},
@@ -124,10 +125,10 @@ func (s *supervisor) validate(c *command) error {
 	}
 	kind := c.kind
 	if s.inFlight != nil && (kind != cmdUnsupervise || s.inFlight.kind == cmdUnsupervise) {
-		return temporal.NewApplicationError(fmt.Sprintf("%s: another request (%s) is in progress; retry when it has finished", kind, s.inFlight.kind), ErrTypeBusy)
+		return temporal.NewApplicationError(fmt.Sprintf("%s: another request (%s) is in progress; retry when it has finished", kind, s.inFlight.kind), replica.ErrTypeBusy)
 	}
 	if s.busyDoing != "" && (kind == cmdReconfigure || kind == cmdShutdown) {
-		return temporal.NewApplicationError(fmt.Sprintf("%s: the replica is busy %s; try again when it is done", kind, s.busyDoing), ErrTypeBusy)
+		return temporal.NewApplicationError(fmt.Sprintf("%s: the replica is busy %s; try again when it is done", kind, s.busyDoing), replica.ErrTypeBusy)
 	}
 	if o := s.old(); o != nil {
 		if err := o.validate(s, c); err != nil {
@@ -267,7 +268,7 @@ func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
 		}
 		// Not a crash: nothing is counted, the window is untouched.
 		var stopped activities.StopResult
-		err := s.activity(ctx, s.controlOptions(ctx, "stop for an operator restart"), activities.StopName,
+		err := s.activity(ctx, s.controlOptions(ctx, "stop for an operator restart"), replica.StopName,
 			activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace}, &stopped, "stopping the container", nil)
 		if errors.Is(err, errUnsupervised) {
 			s.finish(c, err)
@@ -298,7 +299,7 @@ func (s *supervisor) unsupervise(ctx workflow.Context, c *command) error {
 		if c.volumes {
 			note = "container stopped and removed, its named volumes deleted; its log is kept"
 		}
-		err := workflow.ExecuteActivity(s.unsuperviseStopOptions(ctx), activities.StopName,
+		err := workflow.ExecuteActivity(s.unsuperviseStopOptions(ctx), replica.StopName,
 			activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true, RemoveVolumes: c.volumes}).Get(ctx, nil)
 		var timeout *temporal.TimeoutError
 		switch {

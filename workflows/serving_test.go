@@ -8,6 +8,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -20,7 +21,7 @@ func TestStateShowsNetwork(t *testing.T) {
 	var view StateView
 	whenWatching(env, n, 1, 0, func() {
 		view = queryState(t, env)
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
 	})
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
@@ -36,7 +37,7 @@ func TestReplicaPublishesItsOwnHostPort(t *testing.T) {
 	in.ID.Replica = 3
 	in.Spec.Network = runtime.NetworkBridge
 	in.Spec.Ports = []runtime.PortMapping{{Container: 8080, Host: 18080, Protocol: "tcp"}}
-	whenWatching(env, n, 1, 0, func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) })
+	whenWatching(env, n, 1, 0, func() { sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) })
 	env.ExecuteWorkflow(Supervise, in)
 	require.NoError(t, env.GetWorkflowError())
 	require.NotEmpty(t, n.specs)
@@ -60,9 +61,9 @@ func TestUnsuperviseVolumes(t *testing.T) {
 		env := newEnv(t, n)
 		res := &updateResult{}
 		whenWatching(env, n, 1, 0, func() {
-			sendUpdate(env, UpdateUnsupervise, tc.req, res)
+			sendUpdate(env, replica.UpdateUnsupervise, tc.req, res)
 			if tc.rejected != "" {
-				env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Second)
+				env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Second)
 			}
 		})
 		env.ExecuteWorkflow(Supervise, input(policy.Default()))

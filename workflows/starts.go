@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -37,7 +38,7 @@ func (s *supervisor) attempt(ctx workflow.Context, after time.Time, summary stri
 		return s.ensureRunning(ctx, after, summary)
 	}
 	var res activities.EnsureRunningResult
-	err := s.activity(ctx, s.startOptions(ctx, summary), activities.EnsureRunningName,
+	err := s.activity(ctx, s.startOptions(ctx, summary), replica.EnsureRunningName,
 		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}, &res,
 		"starting the container", s.takeRestart(ctx))
 	return res, err
@@ -47,7 +48,7 @@ func (s *supervisor) attempt(ctx workflow.Context, after time.Time, summary stri
 // included) and hears nothing meanwhile.
 func (s *supervisor) ensureRunning(ctx workflow.Context, after time.Time, why string) (activities.EnsureRunningResult, error) {
 	var res activities.EnsureRunningResult
-	err := workflow.ExecuteActivity(s.startOptions(ctx, why), activities.EnsureRunningName,
+	err := workflow.ExecuteActivity(s.startOptions(ctx, why), replica.EnsureRunningName,
 		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}).Get(ctx, &res)
 	return res, err
 }
@@ -90,7 +91,7 @@ func (s *supervisor) started(ctx workflow.Context, res activities.EnsureRunningR
 // --volumes does that.
 func (s *supervisor) stop(ctx workflow.Context, remove, volumes bool, why string) (activities.StopResult, error) {
 	var res activities.StopResult
-	err := workflow.ExecuteActivity(s.controlOptions(ctx, why), activities.StopName,
+	err := workflow.ExecuteActivity(s.controlOptions(ctx, why), replica.StopName,
 		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: remove, RemoveVolumes: volumes}).Get(ctx, &res)
 	return res, err
 }
@@ -132,7 +133,7 @@ func (s *supervisor) start(ctx workflow.Context, after time.Time, n attempts) (a
 		}
 		if err == nil {
 			if attempt > 1 {
-				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
+				_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: nil})
 			}
 			s.noteNetwork(res)
 			s.started(ctx, res)
@@ -142,12 +143,12 @@ func (s *supervisor) start(ctx workflow.Context, after time.Time, n attempts) (a
 			return res, nil
 		}
 		if n == oneAttempt {
-			_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
+			_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: err.Error()})
 			return res, err
 		}
 		cause := shortError(err)
 		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
-		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: cause})
+		_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: cause})
 		if w := s.waiting; w != nil {
 			s.waiting = nil
 			s.finish(w, fmt.Errorf("%s: the start failed again: %s", w.kind, cause))

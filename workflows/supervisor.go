@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -121,7 +122,7 @@ func newSupervisor(ctx workflow.Context, in SupervisionInput) *supervisor {
 	}
 	in.ContinueAsNewEvery = max(in.ContinueAsNewEvery, MinContinueAsNewEvery)
 	s := &supervisor{in: in, commands: workflow.NewBufferedChannel(ctx, 8), fresh: in.Carry == nil,
-		exits: workflow.GetSignalChannel(ctx, SignalExit)}
+		exits: workflow.GetSignalChannel(ctx, replica.SignalExit)}
 	if in.Carry != nil {
 		s.st = *in.Carry
 		s.in.Carry = nil

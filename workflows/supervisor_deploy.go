@@ -16,7 +16,7 @@ import (
 // request that cannot apply is refused before it reaches history.
 
 func (s *supervisor) registerDeploymentHandlers(ctx workflow.Context) error {
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReconfigure,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateReconfigure,
 		func(ctx workflow.Context, req ReconfigureRequest) (ReconfigureResult, error) {
 			c := &command{kind: cmdReconfigure, reconf: &req}
 			_, err := s.submit(ctx, c)
@@ -30,7 +30,7 @@ func (s *supervisor) registerDeploymentHandlers(ctx workflow.Context) error {
 		}}); err != nil {
 		return err
 	}
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateShutdown,
+	return workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateShutdown,
 		func(ctx workflow.Context, _ ShutdownRequest) error {
 			_, err := s.submit(ctx, &command{kind: cmdShutdown})
 			return err
@@ -146,7 +146,7 @@ func (s *supervisor) minReady(ctx workflow.Context, req *ReconfigureRequest, sta
 		s.details(ctx, fmt.Sprintf("generation %d: watching the new container for min_ready %s", req.Generation, req.MinReady))
 		watchCtx, cancelWatch := workflow.WithCancel(ctx)
 		defer cancelWatch()
-		watch := workflow.ExecuteActivity(s.watchOptions(watchCtx), activities.WaitForExitName,
+		watch := workflow.ExecuteActivity(s.watchOptions(watchCtx), replica.WaitForExitName,
 			activities.WaitForExitInput{ID: s.in.ID, PollInterval: s.in.Policy.PollInterval})
 		timer := workflow.NewTimerWithOptions(ctx, req.MinReady,
 			workflow.TimerOptions{Summary: fmt.Sprintf("min_ready %s (generation %d)", req.MinReady, req.Generation)})
@@ -187,7 +187,7 @@ func (s *supervisor) shutDownService(ctx workflow.Context, code int) {
 		o.shutDownService(ctx, s, code)
 		return
 	}
-	err := workflow.SignalExternalWorkflow(ctx, replica.DeploymentWorkflowID(s.in.ID.Deployment), "", SignalServiceShutdown,
+	err := workflow.SignalExternalWorkflow(ctx, replica.DeploymentWorkflowID(s.in.ID.Deployment), "", replica.SignalServiceShutdown,
 		ServiceShutdownSignal{Service: s.in.ID.Service, Replica: s.in.ID.Replica, ExitCode: code}).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("the deployment workflow was not told of the shutdown; only this replica stops", "error", err)

@@ -30,11 +30,11 @@ func TestReconfigurePolicyInPlace(t *testing.T) {
 	var after StateView
 	whenWatching(env, n, 1, 0, func() {
 		next := input(policy.Policy{MaxRestarts: 9})
-		sendUpdate(env, UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config()}, res)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config()}, res)
 	})
 	whenWatching(env, n, 2, 0, func() {
 		after = queryState(t, env)
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
 	})
 	env.ExecuteWorkflow(Supervise, input(policy.Policy{}))
 	require.NoError(t, env.GetWorkflowError())
@@ -44,7 +44,7 @@ func TestReconfigurePolicyInPlace(t *testing.T) {
 	require.Empty(t, n.stops)
 	require.Len(t, after.RestartTimes, 1, "crash window kept")
 	require.Equal(t, 0, after.Generation, "the container was not made again")
-	v, err := env.QueryWorkflow(QueryConfig)
+	v, err := env.QueryWorkflow(replica.QueryConfig)
 	require.NoError(t, err)
 	var cfg SupervisionInput
 	require.NoError(t, v.Get(&cfg))
@@ -63,13 +63,13 @@ func TestReconfigureReplacesContainer(t *testing.T) {
 	next.StopGrace = 3 * time.Second
 	whenWatching(env, n, 1, 0, func() {
 		replacedAt = env.Now()
-		sendUpdate(env, UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true, MinReady: time.Second}, res)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true, MinReady: time.Second}, res)
 	})
 	var after StateView
 	// Watches: the first container's, the new one's during min_ready, then the main loop's.
 	whenWatching(env, n, 3, 0, func() {
 		after = queryState(t, env)
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
 	})
 	env.ExecuteWorkflow(Supervise, input(policy.Policy{}))
 	require.NoError(t, env.GetWorkflowError())
@@ -96,7 +96,7 @@ func TestReplacementExitingWithinMinReadyIsNotReady(t *testing.T) {
 	next := input(policy.Policy{})
 	next.Spec.Args = []string{"exit 1"}
 	whenWatching(env, n, 1, 0, func() {
-		sendUpdate(env, UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true, MinReady: time.Second}, res)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true, MinReady: time.Second}, res)
 	})
 	unsuperviseWhenWatching(env, n, 2, 0)
 	env.ExecuteWorkflow(Supervise, input(policy.Policy{}))
@@ -116,7 +116,7 @@ func TestReplaceIsIdempotentPerGeneration(t *testing.T) {
 	in.Generation = 4
 	res := &updateResult{}
 	whenWatching(env, n, 1, 0, func() {
-		sendUpdate(env, UpdateReconfigure, ReconfigureRequest{Generation: 4, Config: in.Config(), Replace: true}, res)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 4, Config: in.Config(), Replace: true}, res)
 	})
 	unsuperviseWhenWatching(env, n, 2, 0)
 	env.ExecuteWorkflow(Supervise, in)
@@ -134,12 +134,12 @@ func TestShutdownUpdate(t *testing.T) {
 	res := &updateResult{}
 	var after StateView
 	whenWatching(env, n, 1, 0, func() {
-		sendUpdate(env, UpdateShutdown, ShutdownRequest{Cause: "shop/api-rep-2 exited with code 2"}, res)
+		sendUpdate(env, replica.UpdateShutdown, ShutdownRequest{Cause: "shop/api-rep-2 exited with code 2"}, res)
 		// The cancelled watch's mock blocks until the test ends, so mock
 		// time moves at wall-clock speed: wait briefly.
 		env.RegisterDelayedCallback(func() {
 			after = queryState(t, env)
-			sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+			sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
 		}, 100*time.Millisecond)
 	})
 	env.ExecuteWorkflow(Supervise, input(policy.Policy{}))

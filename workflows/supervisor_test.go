@@ -117,7 +117,7 @@ func (n *node) reportNextExit() {
 		at := n.nodeNow()
 		n.reported = append(n.reported, at)
 		n.mu.Unlock()
-		n.env.SignalWorkflow(SignalExit, activities.ExitReport{ID: replicaID, ExitCode: e.ExitCode, ExitedAt: at, Reason: e.Reason,
+		n.env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: e.ExitCode, ExitedAt: at, Reason: e.Reason,
 			Cause: e.Cause, Signal: e.Signal, OOMKilled: e.Cause == runtime.ExitOOMKilled})
 	}, after)
 }
@@ -189,19 +189,19 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 	// The test environment does not cancel a mock's context; it reports the
 	// cancellation here instead.
 	env.SetOnActivityCanceledListener(func(info *activity.Info) {
-		if info.ActivityType.Name == activities.WaitForExitName {
+		if info.ActivityType.Name == replica.WaitForExitName {
 			n.mu.Lock()
 			n.cancelled++
 			n.mu.Unlock()
 		}
 	})
-	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: SupervisorWorkflowName})
+	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
 	if legacyRelease != nil {
 		legacyRelease(env)
 	}
 
-	env.OnActivity(activities.EnsureRunningName, mock.Anything, mock.Anything).Return(
+	env.OnActivity(replica.EnsureRunningName, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
 			n.mu.Lock()
 			if n.blockStarts {
@@ -235,12 +235,12 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 			startedAt := n.nodeNow()
 			if r, ok := n.reportOnStart[len(n.starts)]; ok {
 				// Reported before the start's result reaches the workflow.
-				env.SignalWorkflow(SignalExit, r)
+				env.SignalWorkflow(replica.SignalExit, r)
 			}
 			n.reportNextExit()
 			return activities.EnsureRunningResult{StartedAt: startedAt, NotBefore: notBefore, Network: n.network}, nil
 		})
-	env.OnActivity(activities.WaitForExitName, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
+	env.OnActivity(replica.WaitForExitName, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		if i := n.watches; i < len(n.exitsAt) && i < len(n.exits) {
@@ -271,21 +271,21 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 				return activities.WaitForExitResult{}, errors.New("test over")
 			}
 		})
-	env.OnActivity(activities.StopName, mock.Anything, mock.Anything).Return(
+	env.OnActivity(replica.StopName, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.StopInput) (activities.StopResult, error) {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			n.stops = append(n.stops, in)
 			return activities.StopResult{ExitCode: 143, ExitedAt: env.Now()}, nil
 		})
-	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalServiceShutdown, mock.Anything).Return(
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, replica.SignalServiceShutdown, mock.Anything).Return(
 		func(_, _, _, _ string, arg any) error {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			n.signals = append(n.signals, arg.(ServiceShutdownSignal))
 			return nil
 		})
-	env.OnActivity(activities.IsolateName, mock.Anything, mock.Anything).Return(
+	env.OnActivity(replica.IsolateName, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.IsolateInput) error {
 			n.mu.Lock()
 			defer n.mu.Unlock()
@@ -297,7 +297,7 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 
 func queryState(t *testing.T, env *testsuite.TestWorkflowEnvironment) StateView {
 	t.Helper()
-	v, err := env.QueryWorkflow(QueryState)
+	v, err := env.QueryWorkflow(replica.QueryState)
 	require.NoError(t, err)
 	var view StateView
 	require.NoError(t, v.Get(&view))
@@ -308,7 +308,7 @@ func queryState(t *testing.T, env *testsuite.TestWorkflowEnvironment) StateView 
 // test's assertions on it fail).
 func stateNow(env *testsuite.TestWorkflowEnvironment) StateView {
 	var view StateView
-	if v, err := env.QueryWorkflow(QueryState); err == nil {
+	if v, err := env.QueryWorkflow(replica.QueryState); err == nil {
 		_ = v.Get(&view)
 	}
 	return view
@@ -358,7 +358,7 @@ func unsuperviseWhenWatching(env *testsuite.TestWorkflowEnvironment, n *node, k 
 	res := &updateResult{}
 	whenWatching(env, n, k, after, func() {
 		res.before = stateNow(env)
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res)
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, res)
 	})
 	return res
 }
@@ -372,7 +372,7 @@ func unsuperviseAt(env *testsuite.TestWorkflowEnvironment, d time.Duration) *upd
 	res := &updateResult{}
 	env.RegisterDelayedCallback(func() {
 		res.before = stateNow(env)
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res)
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, res)
 	}, d)
 	return res
 }
@@ -439,7 +439,7 @@ func TestInstantCrasherRestartsThenBacksOff(t *testing.T) {
 // crash loop. Mock time cannot pass inside an activity in the test
 // environment, so the time passes in the durable retries of a failing start.
 func TestCrashAfterWindowIsNotCrashLoop(t *testing.T) {
-	imageGone := temporal.NewNonRetryableApplicationError("image missing", activities.ErrTypeImageNotFound, nil)
+	imageGone := temporal.NewNonRetryableApplicationError("image missing", replica.ErrTypeImageNotFound, nil)
 	// Starts: initial, restarts 1-4 succeed; restart 5 fails 6 times
 	// (5+10+20+40+80+160 = 315 s of retries), then succeeds.
 	errs := make([]error, 5+6)
@@ -568,11 +568,11 @@ func TestIsolateThenRelease(t *testing.T) {
 	rel := &updateResult{}
 	env.RegisterDelayedCallback(func() {
 		isolated = queryState(t, env)
-		sendUpdate(env, UpdateRelease, ReleaseRequest{}, rel)
+		sendUpdate(env, replica.UpdateRelease, ReleaseRequest{}, rel)
 	}, time.Hour)
 	whenWatching(env, n, 1, time.Hour, func() {
 		released = queryState(t, env)
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
 	})
 	env.ExecuteWorkflow(Supervise, in)
 	require.NoError(t, env.GetWorkflowError())
@@ -599,7 +599,7 @@ func TestOperatorRestart(t *testing.T) {
 	n := &node{}
 	env := newEnv(t, n)
 	res := &updateResult{}
-	whenWatching(env, n, 1, 0, func() { sendUpdate(env, UpdateRestart, RestartRequest{}, res) })
+	whenWatching(env, n, 1, 0, func() { sendUpdate(env, replica.UpdateRestart, RestartRequest{}, res) })
 	end := unsuperviseWhenWatching(env, n, 2, 0)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
@@ -637,8 +637,8 @@ func TestRejectedUpdates(t *testing.T) {
 	env := newEnv(t, n)
 	release := &updateResult{}
 	whenWatching(env, n, 1, 0, func() {
-		sendUpdate(env, UpdateRelease, ReleaseRequest{}, release)
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+		sendUpdate(env, replica.UpdateRelease, ReleaseRequest{}, release)
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
 	})
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
@@ -652,7 +652,7 @@ func TestRestartRejectedWhenShutdown(t *testing.T) {
 	n := &node{exits: crashes(1, 1)}
 	env := newEnv(t, n)
 	res := &updateResult{}
-	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateRestart, RestartRequest{}, res) }, time.Minute)
+	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateRestart, RestartRequest{}, res) }, time.Minute)
 	unsuperviseAt(env, time.Hour)
 	env.ExecuteWorkflow(Supervise, input(policy.Policy{Action: policy.ActionShutdown}))
 	require.NoError(t, env.GetWorkflowError())
@@ -664,7 +664,7 @@ func TestUnsuperviseStops(t *testing.T) {
 	n := &node{}
 	env := newEnv(t, n)
 	res := &updateResult{}
-	whenWatching(env, n, 1, 0, func() { sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{Stop: true}, res) })
+	whenWatching(env, n, 1, 0, func() { sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{Stop: true}, res) })
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
@@ -679,7 +679,7 @@ func TestRestartDuringBackoff(t *testing.T) {
 	env := newEnv(t, n)
 	start := env.Now()
 	res := &updateResult{}
-	env.RegisterDelayedCallback(func() { sendUpdate(env, UpdateRestart, RestartRequest{}, res) }, 10*time.Second)
+	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateRestart, RestartRequest{}, res) }, 10*time.Second)
 	end := unsuperviseWhenWatching(env, n, 1, 10*time.Second+100*time.Millisecond)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
@@ -763,7 +763,7 @@ func TestUpdateWhileContinuingAsNew(t *testing.T) {
 	res := &updateResult{}
 	// Polls every few ms of wall time while the slow restart runs.
 	env.RegisterDelayedCallback(func() {
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, res)
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, res)
 	}, 100*time.Millisecond)
 	env.ExecuteWorkflow(Supervise, in)
 	require.True(t, env.IsWorkflowCompleted())
@@ -800,7 +800,7 @@ func TestNewSupervisionIsRunning(t *testing.T) {
 	var v StateView
 	whenWatching(env, n, 1, 0, func() {
 		v = queryState(t, env)
-		sendUpdate(env, UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{})
 	})
 	env.ExecuteWorkflow(Supervise, input(policy.Policy{Action: policy.ActionIsolate}))
 	require.NoError(t, env.GetWorkflowError())

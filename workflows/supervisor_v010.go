@@ -8,6 +8,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // The runs started by v0.1.0, supervised as v0.1.0 supervised them. Nothing
@@ -37,7 +38,7 @@ func (v v010) watch(ctx workflow.Context, s *supervisor) error {
 	s.details(ctx, "watching: container running")
 	watchCtx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
-	future := workflow.ExecuteActivity(s.watchOptions(watchCtx), activities.WaitForExitName,
+	future := workflow.ExecuteActivity(s.watchOptions(watchCtx), replica.WaitForExitName,
 		activities.WaitForExitInput{ID: s.in.ID, PollInterval: s.in.Policy.PollInterval})
 	w := s.waitFor(ctx, future, false)
 	if w.cmd != nil {
@@ -91,12 +92,12 @@ func (v v010) start(ctx workflow.Context, s *supervisor, after time.Time) (activ
 		res, err := s.ensureRunning(ctx, after, "")
 		if err == nil {
 			if attempt > 1 {
-				_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: nil})
+				_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: nil})
 			}
 			return res, nil
 		}
 		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
-		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartError: err.Error()})
+		_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: err.Error()})
 		if s.st.State == StateRunning {
 			s.setState(ctx, StateRestarting)
 		}
@@ -115,7 +116,7 @@ func (v010) sleep(ctx workflow.Context, s *supervisor, d time.Duration, why stri
 
 // isolate runs the Isolate activity without hearing requests meanwhile.
 func (v010) isolate(ctx workflow.Context, s *supervisor, in activities.IsolateInput) error {
-	if err := workflow.ExecuteActivity(s.controlOptions(ctx, ""), activities.IsolateName, in).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(s.controlOptions(ctx, ""), replica.IsolateName, in).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("isolate hook failed", "error", err)
 	}
 	return nil

@@ -12,59 +12,12 @@ import (
 	"github.com/vigil-run/vigil/runtime"
 )
 
-// Names used by clients and workers.
-const (
-	SupervisorWorkflowName = "Supervise"
-	DeploymentWorkflowName = "Deployment"
-	FetchLogsWorkflowName  = "FetchLogs"
-
-	QueryState  = "state"
-	QueryConfig = "config"
-
-	UpdateRelease     = "release"
-	UpdateRestart     = "restart"
-	UpdateUnsupervise = "unsupervise"
-	// UpdateRollover moves supervision to a new run now (continue-as-new),
-	// carrying everything; the container is not touched.
-	UpdateRollover = "rollover"
-	// UpdateReconfigure brings a replica to a new generation of its
-	// deployment: a new policy in place, or a new container.
-	UpdateReconfigure = "reconfigure"
-	// UpdateShutdown stops a replica because its service is shut down.
-	UpdateShutdown = "shutdown"
-
-	// The deployment workflow's update, queries and signal.
-	UpdateApply           = "apply"
-	QueryRollout          = "rollout"
-	QueryReplicas         = "replicas"
-	SignalServiceShutdown = "service-shutdown"
-
-	// SignalHealth carries a HealthReport from the node's probes.
-	SignalHealth = "health"
-)
-
-// ErrTypeBusy marks an update refused because another request is in
-// progress: retrying later can work.
-const ErrTypeBusy = "Busy"
-
-// Memo keys, shown in the Web UI: the last supervision event, and the error of
-// a start that keeps failing (removed once a start works).
-const (
-	MemoLastEvent  = "vigil.last_event"
-	MemoStartError = "vigil.start_error"
-)
-
 // Search attributes upserted on every state change (all Keyword).
 var (
 	SearchAttrState      = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrState)
 	SearchAttrService    = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrService)
 	SearchAttrDeployment = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrDeployment)
 )
-
-// SearchStateContinuedAsNew is the VigilState of a run that continued as new
-// (release v0.2.0): not a replica's state, so that counting a state counts
-// each replica once.
-const SearchStateContinuedAsNew = "ContinuedAsNew"
 
 // State is a supervised replica's state, as in the original supervisor (the
 // in-memory Rust supervisor Vigil ports; see README.md).

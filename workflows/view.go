@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/metrics"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -53,7 +54,7 @@ func (s *supervisor) emitEvent(ctx workflow.Context, ev Event) {
 		s.st.Events = append([]Event(nil), s.st.Events[n-maxEvents:]...)
 	}
 	workflow.GetLogger(ctx).Info("supervision event", "event", string(ev.Type), "restart_count", ev.RestartCount)
-	if err := workflow.UpsertMemo(ctx, map[string]any{MemoLastEvent: ev}); err != nil {
+	if err := workflow.UpsertMemo(ctx, map[string]any{replica.MemoLastEvent: ev}); err != nil {
 		workflow.GetLogger(ctx).Warn("event not recorded in memo", "error", err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -84,12 +83,12 @@ func ids(dep, service string) (ref, wid string) {
 // (v0.1.0), or, with the node watch (since v0.2.0), a run that started its
 // container and now waits with nothing in flight for the watch's report.
 func Watching(h *historypb.History) bool {
-	if CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >
-		CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)+
-			CountActivities(h, activities.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED) {
+	if CountActivities(h, replica.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >
+		CountActivities(h, replica.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)+
+			CountActivities(h, replica.WaitForExitName, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED) {
 		return true
 	}
-	if !hasNodeWatch(h) || CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) == 0 {
+	if !hasNodeWatch(h) || CountActivities(h, replica.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) == 0 {
 		return false
 	}
 	pendingTasks, pendingActivities := 0, 0
@@ -297,7 +296,7 @@ func failedStart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 		return nil, err
 	}
 	err := e.WaitHistory(ctx, wid, "two failed starts", func(h *historypb.History) bool {
-		return CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED) >= 2 &&
+		return CountActivities(h, replica.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED) >= 2 &&
 			CountEvents(h, enumspb.EVENT_TYPE_TIMER_STARTED) >= 2
 	})
 	return one(wid, "failed-start"), err
@@ -337,7 +336,7 @@ func unsuperviseNoWorker(ctx context.Context, e *Env, dep string) ([]Capture, er
 		return nil, err
 	}
 	if err := e.WaitHistory(ctx, wid, "a start scheduled on the node's queue", func(h *historypb.History) bool {
-		return CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >= 1
+		return CountActivities(h, replica.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >= 1
 	}); err != nil {
 		return nil, err
 	}
@@ -354,7 +353,7 @@ func operatorRestart(ctx context.Context, e *Env, dep string) ([]Capture, error)
 		return nil, err
 	}
 	if err := e.WaitHistory(ctx, wid, "watching after the restart", func(h *historypb.History) bool {
-		return CountActivities(h, activities.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) >= 2 && Watching(h)
+		return CountActivities(h, replica.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) >= 2 && Watching(h)
 	}); err != nil {
 		return nil, err
 	}
@@ -479,7 +478,7 @@ func (e *Env) StartVariant(ctx context.Context, dep, service, yaml string, mutat
 	// after the CLI returns.
 	var in map[string]any
 	for {
-		v, err := e.Client.QueryWorkflow(ctx, wid1, "", workflows.QueryConfig)
+		v, err := e.Client.QueryWorkflow(ctx, wid1, "", replica.QueryConfig)
 		if err == nil {
 			if err := v.Get(&in); err != nil {
 				return "", "", "", err
@@ -512,7 +511,7 @@ func (e *Env) StartVariant(ctx context.Context, dep, service, yaml string, mutat
 			workflows.SearchAttrService.ValueSet(service),
 			workflows.SearchAttrDeployment.ValueSet(variant),
 		),
-	}, workflows.SupervisorWorkflowName, in)
+	}, replica.SupervisorWorkflowName, in)
 	if err != nil {
 		return "", "", "", err
 	}
@@ -607,5 +606,5 @@ func nodeWorkflow(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 	if err := e.WaitHistory(ctx, wid, "watching again", Watching); err != nil {
 		return nil, err
 	}
-	return one(workflows.NodeWorkflowID(e.Stack.Node), "node-workflow"), nil
+	return one(replica.NodeWorkflowID(e.Stack.Node), "node-workflow"), nil
 }

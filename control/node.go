@@ -1,4 +1,4 @@
-package workflows
+package control
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/workflows"
 )
 
 // Client-side helpers of the node watch, used by vigil-worker. They are not
@@ -22,14 +24,14 @@ import (
 // starts vigil-node/<node> if it is not running and signals the claim. The
 // node workflow's cached state on a dead worker is dropped first, so the
 // claim does not wait for that worker's sticky queue to time out.
-func ClaimNode(ctx context.Context, c client.Client, namespace, taskQueue, node, worker string) (Claim, error) {
-	claim := Claim{ID: uuid.NewString(), Worker: worker, At: time.Now().UTC()}
-	id := NodeWorkflowID(node)
+func ClaimNode(ctx context.Context, c client.Client, namespace, taskQueue, node, worker string) (workflows.Claim, error) {
+	claim := workflows.Claim{ID: uuid.NewString(), Worker: worker, At: time.Now().UTC()}
+	id := replica.NodeWorkflowID(node)
 	resetSticky(ctx, c, namespace, id)
-	_, err := c.SignalWithStartWorkflow(ctx, id, SignalClaim, claim, client.StartWorkflowOptions{
+	_, err := c.SignalWithStartWorkflow(ctx, id, replica.SignalClaim, claim, client.StartWorkflowOptions{
 		ID:        id,
 		TaskQueue: taskQueue,
-	}, NodeWorkflowName, NodeInput{Node: node})
+	}, replica.NodeWorkflowName, workflows.NodeInput{Node: node})
 	if err != nil {
 		return claim, fmt.Errorf("claim node %s (workflow %s): %w", node, id, err)
 	}
@@ -63,7 +65,7 @@ func (r *exitReporter) ReportExit(ctx context.Context, rep activities.ExitReport
 	if takeover {
 		resetSticky(ctx, r.c, r.namespace, id)
 	}
-	err := r.c.SignalWorkflow(ctx, id, "", SignalExit, rep)
+	err := r.c.SignalWorkflow(ctx, id, "", replica.SignalExit, rep)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return nil
