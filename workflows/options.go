@@ -14,10 +14,10 @@ import (
 // WatchOptions, StartOptions and ControlOptions are exported so that the
 // chaos and bench harnesses read the timeouts instead of copying them.
 
-// watchOptions: the watch may last for days without adding to history. A
-// dead worker stops heartbeating, the attempt times out after watchHeartbeat
-// and is retried (unlimited attempts, which history does not record) on
-// whichever worker polls the node queue next. The first retry comes soon:
+// watchOptions: a WaitForExit watch may last for days without adding to
+// history. A dead worker stops heartbeating, the attempt times out after
+// watchHeartbeat and is retried (unlimited attempts, which history does not
+// record) on whichever worker polls the node queue next. The first retry comes soon:
 // after a worker loss every moment of it delays the restart of a container
 // that crashed meanwhile.
 func (s *supervisor) watchOptions(ctx workflow.Context) workflow.Context {
@@ -42,7 +42,7 @@ func WatchOptions(in SupervisionInput) workflow.ActivityOptions {
 
 // startOptions: a few quick retries inside the activity; the workflow's own
 // retry loop (with durable, growing delays) takes over after them.
-// why is the activity's summary (changeHonestState; "" for older runs).
+// why is the activity's summary ("": "start <replica>").
 func (s *supervisor) startOptions(ctx workflow.Context, why string) workflow.Context {
 	o := StartOptions(s.in)
 	if why != "" {
@@ -69,7 +69,7 @@ func StartOptions(in SupervisionInput) workflow.ActivityOptions {
 }
 
 // controlOptions: stop and isolate; stop waits out the grace period before SIGKILL.
-// why is the activity's summary (changeHonestState; "" for older runs).
+// why is the activity's summary ("": none).
 func (s *supervisor) controlOptions(ctx workflow.Context, why string) workflow.Context {
 	o := ControlOptions(s.in)
 	o.Summary = why

@@ -52,49 +52,49 @@ func (s *supervisor) registerHandlers(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateRelease,
-		func(ctx workflow.Context, req ReleaseRequest) (UpdateResult, error) {
-			return s.submit(ctx, &command{kind: cmdRelease, requestID: req.RequestID})
-		},
-		workflow.UpdateHandlerOptions{Validator: func(req ReleaseRequest) error {
-			return s.validate(&command{kind: cmdRelease, requestID: req.RequestID})
-		}}); err != nil {
-		return err
-	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateRestart,
-		func(ctx workflow.Context, req RestartRequest) (UpdateResult, error) {
-			return s.submit(ctx, &command{kind: cmdRestart, requestID: req.RequestID})
-		},
-		workflow.UpdateHandlerOptions{Validator: func(req RestartRequest) error {
-			return s.validate(&command{kind: cmdRestart, requestID: req.RequestID})
-		}}); err != nil {
-		return err
-	}
-	// Registered in every run, old ones too: registering issues no command,
-	// so a run started by an older release can be moved onto this release's
-	// code (its new run reads the current versions) without replay trouble.
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateRollover,
-		func(ctx workflow.Context, req RolloverRequest) (UpdateResult, error) {
-			return s.submit(ctx, &command{kind: cmdRollover, requestID: req.RequestID})
-		},
-		workflow.UpdateHandlerOptions{Validator: func(req RolloverRequest) error {
-			return s.validate(&command{kind: cmdRollover, requestID: req.RequestID})
-		}}); err != nil {
-		return err
-	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateUnsupervise,
-		func(ctx workflow.Context, req UnsuperviseRequest) (UpdateResult, error) {
-			return s.submit(ctx, &command{kind: cmdUnsupervise, stop: req.Stop, volumes: req.Volumes, requestID: req.RequestID})
-		},
-		workflow.UpdateHandlerOptions{Validator: func(req UnsuperviseRequest) error {
-			if req.Volumes && !req.Stop {
+	// Rollover is registered in the runs of every release: registering
+	// issues no command, so any run can be moved to a new run, which reads
+	// the current release, without replay trouble.
+	for _, err := range []error{
+		operatorUpdate(ctx, s, replica.UpdateRelease, func(r ReleaseRequest) *command {
+			return &command{kind: cmdRelease, requestID: r.RequestID}
+		}, nil),
+		operatorUpdate(ctx, s, replica.UpdateRestart, func(r RestartRequest) *command {
+			return &command{kind: cmdRestart, requestID: r.RequestID}
+		}, nil),
+		operatorUpdate(ctx, s, replica.UpdateRollover, func(r RolloverRequest) *command {
+			return &command{kind: cmdRollover, requestID: r.RequestID}
+		}, nil),
+		operatorUpdate(ctx, s, replica.UpdateUnsupervise, func(r UnsuperviseRequest) *command {
+			return &command{kind: cmdUnsupervise, stop: r.Stop, volumes: r.Volumes, requestID: r.RequestID}
+		}, func(r UnsuperviseRequest) error {
+			if r.Volumes && !r.Stop {
 				return errors.New("unsupervise: deleting volumes needs stop too (--stop --volumes): a running container would keep writing to them")
 			}
-			return s.validate(&command{kind: cmdUnsupervise, stop: req.Stop, requestID: req.RequestID})
-		}}); err != nil {
-		return err
+			return nil
+		}),
+	} {
+		if err != nil {
+			return err
+		}
 	}
 	return s.registerDeploymentHandlers(ctx)
+}
+
+// operatorUpdate registers the update name of an operator's request: cmd
+// makes its command; check, if set, refuses a malformed request before
+// validate.
+func operatorUpdate[R any](ctx workflow.Context, s *supervisor, name string, cmd func(R) *command, check func(R) error) error {
+	return workflow.SetUpdateHandlerWithOptions(ctx, name,
+		func(ctx workflow.Context, req R) (UpdateResult, error) { return s.submit(ctx, cmd(req)) },
+		workflow.UpdateHandlerOptions{Validator: func(req R) error {
+			if check != nil {
+				if err := check(req); err != nil {
+					return err
+				}
+			}
+			return s.validate(cmd(req))
+		}})
 }
 
 // joins returns the request in flight that c is a repetition of: the same

@@ -1,9 +1,9 @@
 // Package workflows holds the durable supervisor: one workflow per replica.
 //
-// The workflow is a thin deterministic shell around policy.Decide: it watches
-// the container through activities on the replica's node, asks the policy
-// what an exit means, and carries the answer out with activities and durable
-// timers. Everything it knows lives in Carry, so a continued run, a replayed
+// The workflow is a thin deterministic shell around policy.Decide: the node
+// watch reports the container's exits (a signal), the policy says what an
+// exit means, and the workflow carries the answer out with activities on the
+// replica's node and durable timers. Everything it knows lives in Carry, so a continued run, a replayed
 // run or a run on another worker picks up exactly where the last one stood.
 package workflows
 

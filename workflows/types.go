@@ -20,7 +20,22 @@ var (
 )
 
 // State is a supervised replica's state, as in the original supervisor (the
-// in-memory Rust supervisor Vigil ports; see README.md).
+// in-memory Rust supervisor Vigil ports; see README.md). What moves it:
+//
+//	           first start works
+//	Pending ─────────────────────────► Running ───── exit: complete ─────► Completed
+//	                                    │   ▲
+//	            exit: restart;          │   │ the start works (a failed
+//	            operator restart        ▼   │ attempt is retried)
+//	                                  Restarting ◄─────────────────────────┐
+//	                                    ▲                                  │
+//	          exit: back off            │ backoff over;                    │ release;
+//	Running ───────► CrashLoopBackOff ──┘ operator restart                 │ new generation
+//	                                                                       │
+//	Running ─── exit: isolate or shut down; service shut down ───► Isolated / Shutdown
+//
+// A new generation (reconfigure) goes through Restarting from any state but
+// Completed; unsupervise ends supervision from any state (Unsupervised).
 type State string
 
 const (
