@@ -6,9 +6,9 @@
 // <out>/<scenario>.json and the commit to <out>/COMMIT. Run it by hand, once
 // per release (make test only replays):
 //
-//	go run ./tools/record-histories --release v0.1.0 --commit 5c145e4
-//	go run ./tools/record-histories --release v0.2.0 --commit HEAD
-//	go run ./tools/record-histories --release v0.2.0 --commit .    # the working tree
+//	go run ./tools/record-histories --release v0.2.0               # its commit in RELEASES
+//	go run ./tools/record-histories --release v0.3.0 --commit HEAD # the release in development
+//	go run ./tools/record-histories --release v0.3.0 --commit .    # the working tree
 package main
 
 import (
