@@ -14,6 +14,83 @@ import (
 	"github.com/vigil-run/vigil/runtime"
 )
 
+// attempts says how long a start goes on.
+type attempts int
+
+const (
+	// untilRunning: after a failed attempt, wait and try again.
+	untilRunning attempts = iota
+	// oneAttempt: a replacement's; the deployment that asked for it is
+	// answered with its failure and decides, and the main loop retries.
+	oneAttempt
+)
+
+// start is the one way the container is started: the first start, a
+// restart after a crash or a backoff, an operator's restart or release, and
+// a new generation. Until it runs, it waits on a durable timer after the
+// activity's own retries, with growing delays, and tries again, keeping the
+// state and the last error visible. Operator requests are heard during each
+// attempt and between attempts: unsupervise ends the start, a restart takes
+// the outcome of the attempt in progress or, between attempts, makes the
+// next attempt now. A replacement's one attempt hears nothing: the
+// deployment's request that waits on it is the request in flight.
+func (s *supervisor) start(ctx workflow.Context, after time.Time, n attempts) (activities.EnsureRunningResult, error) {
+	if o := s.old(); o != nil && n == untilRunning {
+		return o.start(ctx, s, after)
+	}
+	delay := startRetryFirst
+	why := s.why
+	for attempt := 1; ; attempt++ {
+		summary := why
+		if attempt > 1 {
+			summary = fmt.Sprintf("%s, attempt %d", why, attempt)
+		}
+		res, err := s.attempt(ctx, after, summary, n)
+		if errors.Is(err, errUnsupervised) {
+			return res, err
+		}
+		if err == nil {
+			if attempt > 1 {
+				_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: nil})
+			}
+			s.noteNetwork(res)
+			s.started(ctx, res)
+			if n == untilRunning {
+				s.startWorked(res)
+			}
+			return res, nil
+		}
+		if n == oneAttempt {
+			_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: err.Error()})
+			return res, err
+		}
+		cause := shortError(err)
+		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
+		_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: cause})
+		if w := s.waiting; w != nil {
+			s.waiting = nil
+			s.finish(w, fmt.Errorf("%s: the start failed again: %s", w.kind, cause))
+		}
+		if s.st.State == StateRunning {
+			s.setState(ctx, StateRestarting)
+		}
+		if err := s.continueAsNewWhileFailing(ctx); err != nil {
+			return activities.EnsureRunningResult{}, err
+		}
+		restart, err := s.wait(ctx, delay, fmt.Sprintf("start retry %d in %s", attempt+1, human(delay)), true)
+		if err != nil {
+			return activities.EnsureRunningResult{}, err
+		}
+		if restart != nil {
+			s.emitRequest(ctx, EventOperatorRestart, restart, false, "retried the failing start at once")
+			s.waiting = restart
+			why = "start retried now by an operator restart"
+			continue
+		}
+		delay = min(delay*2, startRetryMax)
+	}
+}
+
 // startWorked answers a restart that waited on the start, and forgets the
 // health of an earlier task. A replacement leaves both to the start the main
 // loop goes back to.
@@ -94,83 +171,6 @@ func (s *supervisor) stop(ctx workflow.Context, remove, volumes bool, why string
 	err := workflow.ExecuteActivity(s.controlOptions(ctx, why), replica.StopName,
 		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: remove, RemoveVolumes: volumes}).Get(ctx, &res)
 	return res, err
-}
-
-// attempts says how long a start goes on.
-type attempts int
-
-const (
-	// untilRunning: after a failed attempt, wait and try again.
-	untilRunning attempts = iota
-	// oneAttempt: a replacement's; the deployment that asked for it is
-	// answered with its failure and decides, and the main loop retries.
-	oneAttempt
-)
-
-// start is the one way the container is started: the first start, a
-// restart after a crash or a backoff, an operator's restart or release, and
-// a new generation. Until it runs, it waits on a durable timer after the
-// activity's own retries, with growing delays, and tries again, keeping the
-// state and the last error visible. Operator requests are heard during each
-// attempt and between attempts: unsupervise ends the start, a restart takes
-// the outcome of the attempt in progress or, between attempts, makes the
-// next attempt now. A replacement's one attempt hears nothing: the
-// deployment's request that waits on it is the request in flight.
-func (s *supervisor) start(ctx workflow.Context, after time.Time, n attempts) (activities.EnsureRunningResult, error) {
-	if o := s.old(); o != nil && n == untilRunning {
-		return o.start(ctx, s, after)
-	}
-	delay := startRetryFirst
-	why := s.why
-	for attempt := 1; ; attempt++ {
-		summary := why
-		if attempt > 1 {
-			summary = fmt.Sprintf("%s, attempt %d", why, attempt)
-		}
-		res, err := s.attempt(ctx, after, summary, n)
-		if errors.Is(err, errUnsupervised) {
-			return res, err
-		}
-		if err == nil {
-			if attempt > 1 {
-				_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: nil})
-			}
-			s.noteNetwork(res)
-			s.started(ctx, res)
-			if n == untilRunning {
-				s.startWorked(res)
-			}
-			return res, nil
-		}
-		if n == oneAttempt {
-			_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: err.Error()})
-			return res, err
-		}
-		cause := shortError(err)
-		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
-		_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: cause})
-		if w := s.waiting; w != nil {
-			s.waiting = nil
-			s.finish(w, fmt.Errorf("%s: the start failed again: %s", w.kind, cause))
-		}
-		if s.st.State == StateRunning {
-			s.setState(ctx, StateRestarting)
-		}
-		if err := s.continueAsNewWhileFailing(ctx); err != nil {
-			return activities.EnsureRunningResult{}, err
-		}
-		restart, err := s.wait(ctx, delay, fmt.Sprintf("start retry %d in %s", attempt+1, human(delay)), true)
-		if err != nil {
-			return activities.EnsureRunningResult{}, err
-		}
-		if restart != nil {
-			s.emitRequest(ctx, EventOperatorRestart, restart, false, "retried the failing start at once")
-			s.waiting = restart
-			why = "start retried now by an operator restart"
-			continue
-		}
-		delay = min(delay*2, startRetryMax)
-	}
 }
 
 // continueAsNewWhileFailing ends the run, with the start still to do, when
