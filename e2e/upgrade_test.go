@@ -32,17 +32,35 @@ var (
 	upgradeSwitchEarly = 22 * time.Second
 )
 
-// oldRelease is a release before this one, with its binaries.
-type oldRelease struct {
-	version.Entry
-	vigil, worker string
-	// since reports whether this release is rel or a later one.
-	since func(rel string) bool
+// upgradeFrom holds, for each earlier release the upgrade test starts from,
+// what its runs and CLI look like. A release registers here when the next
+// one opens; one that is retired (README, Retiring a version branch) is
+// taken out with its file (v0.1.0: upgrade_v010_test.go).
+var upgradeFrom = map[string]releaseTraits{
+	"v0.2.0": {versionCommand: true, neverStarted: workflows.StatePending, changeIDs: 6, deployments: true},
 }
 
-// earlierReleases builds the binaries of every release RELEASES lists before
-// this one, side by side with this tree's. A release's binaries are built
-// once per machine, from a git worktree of its commit, into
+type releaseTraits struct {
+	// versionCommand: the CLI has `vigil version`.
+	versionCommand bool
+	// neverStarted is the state of a replica whose first start keeps failing.
+	neverStarted workflows.State
+	// changeIDs is the number of version markers a replica run records.
+	changeIDs int
+	// deployments: `vigil apply` and the Deployment workflow exist.
+	deployments bool
+}
+
+// oldRelease is an earlier release, with its binaries.
+type oldRelease struct {
+	version.Entry
+	releaseTraits
+	vigil, worker string
+}
+
+// earlierReleases builds the binaries of every release in upgradeFrom, side
+// by side with this tree's. A release's binaries are built once per
+// machine, from a git worktree of its commit in RELEASES, into
 // <cache>/old/<commit>/ (see oldReleaseBinaries).
 func earlierReleases(t *testing.T) []oldRelease {
 	t.Helper()
@@ -50,23 +68,27 @@ func earlierReleases(t *testing.T) []oldRelease {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur := version.Index(entries, version.Release)
-	if cur < 1 {
-		t.Fatalf("RELEASES lists no release before %s", version.Release)
+	var olds []oldRelease
+	for _, e := range entries {
+		if traits, ok := upgradeFrom[e.Release]; ok {
+			olds = append(olds, oldRelease{Entry: e, releaseTraits: traits})
+		}
 	}
-	olds := make([]oldRelease, cur)
-	errs := make([]error, cur)
+	// The release before this one is always covered; a retired one is not.
+	prev, err := version.Previous(entries, version.Release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := upgradeFrom[prev.Release]; !ok {
+		t.Fatalf("%s, the release before %s, has no entry in upgradeFrom; add it", prev.Release, version.Release)
+	}
+	if len(olds) != len(upgradeFrom) {
+		t.Fatalf("upgradeFrom names a release RELEASES does not list: %v", upgradeFrom)
+	}
+	errs := make([]error, len(olds))
 	var wg sync.WaitGroup
-	for i, e := range entries[:cur] {
-		olds[i] = oldRelease{Entry: e, since: func(rel string) bool {
-			at := version.Index(entries, rel)
-			return at >= 0 && i >= at
-		}}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			olds[i].vigil, olds[i].worker, errs[i] = oldReleaseBinaries(e.Commit)
-		}()
+	for i := range olds {
+		wg.Go(func() { olds[i].vigil, olds[i].worker, errs[i] = oldReleaseBinaries(olds[i].Commit) })
 	}
 	currentBinaries(t)
 	wg.Wait()
@@ -120,8 +142,7 @@ func isFile(p string) bool {
 
 // upgradeDeployment has a replica for every live state: Running (web),
 // CrashLoopBackOff (loop, a long backoff), Isolated (iso), Shutdown (down),
-// a start that keeps failing (ghost: no such image; Restarting under v0.1.0,
-// Pending since v0.2.0), and one whose exit the old worker has heard and is
+// a start that keeps failing (ghost: no such image), and one whose exit the old worker has heard and is
 // acting on when it is replaced (mid).
 const upgradeDeployment = `version: v1
 deployment: up
@@ -176,28 +197,24 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 	newVigil, newWorker := currentBinaries(t)
 	s := newStackOf(t, old.vigil, old.worker)
 	starts := watchTaskStarts(t, s.Stack)
-	// The CLI says which release it is (v0.1.0's has no `vigil version`).
-	if v := s.vigil("version"); (v.Code == 0) != old.since("v0.2.0") || (v.Code == 0 && !strings.Contains(v.Stdout, old.Release+" ")) {
+	// The CLI says which release it is, if it can.
+	if v := s.vigil("version"); (v.Code == 0) != old.versionCommand || (v.Code == 0 && !strings.Contains(v.Stdout, old.Release+" ")) {
 		t.Fatalf("`vigil version` of %s: exit %d, %q; is %s really %s?", old.Release, v.Code, v.Stdout, old.vigil, old.Release)
 	}
 
 	s.supervise(s.deployment("up", upgradeDeployment))
-	ghost := workflows.StateRestarting
-	if old.since("v0.2.0") {
-		ghost = workflows.StatePending
-	}
 	want := map[string]func(workflows.StateView) bool{
 		"up/web-rep-1":   func(v workflows.StateView) bool { return v.State == workflows.StateRunning },
 		"up/mid-rep-1":   func(v workflows.StateView) bool { return v.State == workflows.StateRunning },
 		"up/loop-rep-1":  inBackoff,
 		"up/iso-rep-1":   func(v workflows.StateView) bool { return v.State == workflows.StateIsolated },
 		"up/down-rep-1":  func(v workflows.StateView) bool { return v.State == workflows.StateShutdown },
-		"up/ghost-rep-1": func(v workflows.StateView) bool { return v.State == ghost },
+		"up/ghost-rep-1": func(v workflows.StateView) bool { return v.State == old.neverStarted },
 	}
-	// Since v0.2.0, a replica of a deployment rolled out by `vigil apply`
-	// (its Deployment workflow started by the old worker).
+	// A replica of a deployment rolled out by `vigil apply` (its Deployment
+	// workflow started by the old worker).
 	const applied = "app/web-rep-1"
-	if old.since("v0.2.0") {
+	if old.deployments {
 		s.apply(s.deployment("app", webFile("app", 1, "v1", "1s", false)))
 		want[applied] = func(v workflows.StateView) bool { return v.State == workflows.StateRunning }
 	}
@@ -205,7 +222,7 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 	for ref, cond := range want {
 		before[ref] = s.waitFor(ref, "its live state under "+old.Release, 2*time.Minute, cond)
 	}
-	if old.since("v0.2.0") {
+	if old.deployments {
 		s.waitRollout("app", "complete under "+old.Release, time.Minute, completeAt(1))
 	}
 	// The running replicas are watched: by the old worker's WaitForExit
@@ -280,7 +297,7 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 
 	// The deployment the old worker rolled out takes a new apply: scaled to
 	// two by the new CLI and worker, its first replica left alone.
-	if old.since("v0.2.0") {
+	if old.deployments {
 		s.apply(s.deployment("app2", webFile("app", 2, "v1", "1s", false)))
 		s.waitRollout("app", "scaled to 2 under "+version.Release, time.Minute, completeAt(2))
 		s.waitFor("app/web-rep-2", "the new replica running", time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
@@ -315,12 +332,12 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 	// rollover moves runs the old release started onto this release's code
 	// (a new run, which records this release's one marker), leaving the
 	// container alone: how their old branches are retired. The old runs keep
-	// the markers they had: v0.2.0's six change IDs, none before.
+	// the markers they had (changeIDs).
 	for _, ref := range []string{"up/down-rep-1", "up/web-rep-1"} {
 		wid := idOf(t, ref).WorkflowID()
 		ids := histories.ChangeIDs(s.history(wid))
-		if n := map[bool]int{false: 0, true: 6}[old.since("v0.2.0")]; len(ids) != n || slices.Contains(ids, histories.ReleaseMarker) {
-			t.Fatalf("%s: the run %s started has version markers %q; want %d change IDs and no release marker", ref, old.Release, ids, n)
+		if len(ids) != old.changeIDs || slices.Contains(ids, histories.ReleaseMarker) {
+			t.Fatalf("%s: the run %s started has version markers %q; want %d change IDs and no release marker", ref, old.Release, ids, old.changeIDs)
 		}
 		beforeRoll, _ := s.status(ref)
 		rolled := time.Now()
@@ -350,7 +367,7 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 	// No workflow task failed, in any workflow (the node's and the
 	// deployment's too); the new release did the work after the switch.
 	wids := []string{replica.NodeWorkflowID(s.Node)}
-	if old.since("v0.2.0") {
+	if old.deployments {
 		wids = append(wids, workflows.DeploymentWorkflowID("app"))
 	}
 	for ref := range want {
