@@ -162,9 +162,8 @@ func eventTypesOf(evs []Event) []EventType {
 	return out
 }
 
-// Runs before changePeriodicCAN never continue as new on a timer: a replayed
-// v0.1.0 history must not gain one (TestReplayEveryRelease); a tiny setting
-// is raised to the minimum so runs cannot spin.
+// A tiny continue-as-new interval is raised to the minimum so runs cannot
+// spin.
 func TestContinueAsNewEveryDefaults(t *testing.T) {
 	n := &node{}
 	env := newEnv(t, n)
