@@ -215,7 +215,7 @@ func (a *Activities) resolveEnv(spec runtime.ContainerSpec) (runtime.ContainerSp
 // from the runtime's own records. It heartbeats while waiting, polls State
 // every PollInterval in case an exit event is missed, and keeps waiting
 // through runtime outages (a containerd restart leaves tasks running).
-func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (WaitForExitResult, error) {
+func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (runtime.Exit, error) {
 	logger := activity.GetLogger(ctx)
 	a.opts.Watched.Inc()
 	defer a.opts.Watched.Dec()
@@ -258,7 +258,7 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 				return a.deleted(ctx, in.ID), nil
 			}
 			if ctx.Err() != nil {
-				return WaitForExitResult{}, ctx.Err()
+				return runtime.Exit{}, ctx.Err()
 			}
 			logger.Warn("Waiting for container failed; retrying", "container", in.ID.Ref(), "error", w.err)
 			status = "runtime unavailable: " + w.err.Error()
@@ -285,16 +285,15 @@ func (a *Activities) WaitForExit(ctx context.Context, in WaitForExitInput) (Wait
 			// shutdown: the retry runs on the node's next worker, and a retry
 			// adds nothing to history.
 			logger.Info("Worker stopping; the watch continues on the next worker", "container", in.ID.Ref())
-			return WaitForExitResult{}, temporal.NewApplicationError("worker stopping", replica.ErrTypeWorkerStopping)
+			return runtime.Exit{}, temporal.NewApplicationError("worker stopping", replica.ErrTypeWorkerStopping)
 		case <-ctx.Done():
-			return WaitForExitResult{}, ctx.Err()
+			return runtime.Exit{}, ctx.Err()
 		}
 	}
 }
 
-func (a *Activities) exitResult(ctx context.Context, id replica.ID, st runtime.ContainerState) WaitForExitResult {
-	res := WaitForExitResult{ExitCode: st.Code(), ExitedAt: st.ExitedAt, Reason: st.Reason,
-		Cause: st.Cause, Signal: st.Signal, StartedAt: st.StartedAt}
+func (a *Activities) exitResult(ctx context.Context, id replica.ID, st runtime.ContainerState) runtime.Exit {
+	res := st.Exit
 	if st.Status == runtime.StatusFailed && res.ExitedAt.IsZero() {
 		// The runtime has no exit of its own to report: this is when it was found.
 		res.ExitedAt = time.Now().UTC()
@@ -304,7 +303,7 @@ func (a *Activities) exitResult(ctx context.Context, id replica.ID, st runtime.C
 	return res
 }
 
-func (a *Activities) deleted(ctx context.Context, id replica.ID) WaitForExitResult {
+func (a *Activities) deleted(ctx context.Context, id replica.ID) runtime.Exit {
 	return a.exitResult(ctx, id, runtime.Failed(DeletedReason))
 }
 
@@ -337,31 +336,32 @@ func (a *Activities) whileHeartbeating(ctx context.Context, doing string, fn fun
 
 // Stop stops the container (SIGTERM, then SIGKILL after the grace period)
 // and reports its exit. A missing container counts as stopped.
-func (a *Activities) Stop(ctx context.Context, in StopInput) (StopResult, error) {
+func (a *Activities) Stop(ctx context.Context, in StopInput) (runtime.Exit, error) {
 	grace := in.Grace
 	if grace <= 0 {
 		grace = runtime.DefaultStopGrace
 	}
 	err := a.whileHeartbeating(ctx, "stopping", func() error { return a.rt.Stop(ctx, in.ID, grace) })
-	res := StopResult{ExitCode: runtime.FailedExitCode}
+	res := runtime.Exit{ExitCode: runtime.FailedExitCode}
 	switch {
 	case errors.Is(err, runtime.ErrContainerNotFound):
 		// Already gone; its volumes may not be.
 	case err != nil:
-		return StopResult{}, activityError("stop", in.ID, err)
+		return runtime.Exit{}, activityError("stop", in.ID, err)
 	default:
-		res = StopResult{}
+		res = runtime.Exit{}
 		if st, err := a.rt.State(ctx, in.ID); err == nil {
-			res = StopResult{ExitCode: st.Code(), ExitedAt: st.ExitedAt}
+			// The code and time only: the keys a Stop result has always had.
+			res = runtime.Exit{ExitCode: st.ExitCode, ExitedAt: st.ExitedAt}
 		}
 	}
 	if in.Remove {
 		if err := a.rt.Remove(ctx, in.ID); err != nil {
-			return StopResult{}, activityError("remove", in.ID, err)
+			return runtime.Exit{}, activityError("remove", in.ID, err)
 		}
 		if in.RemoveVolumes {
 			if err := a.rt.RemoveVolumes(ctx, in.ID); err != nil {
-				return StopResult{}, activityError("remove volumes", in.ID, err)
+				return runtime.Exit{}, activityError("remove volumes", in.ID, err)
 			}
 		}
 	}

@@ -78,9 +78,9 @@ func (h *harness) ensure(in activities.EnsureRunningInput) activities.EnsureRunn
 	return res
 }
 
-func (h *harness) waitForExit(id replica.ID, poll time.Duration) activities.WaitForExitResult {
+func (h *harness) waitForExit(id replica.ID, poll time.Duration) runtime.Exit {
 	h.t.Helper()
-	var res activities.WaitForExitResult
+	var res runtime.Exit
 	if err := h.run(replica.WaitForExitName, activities.WaitForExitInput{ID: id, PollInterval: poll}, &res); err != nil {
 		h.t.Fatalf("WaitForExit: %v", err)
 	}
@@ -301,7 +301,7 @@ func TestStop(t *testing.T) {
 	h := newHarness(t, rt, activities.Options{})
 	h.ensure(activities.EnsureRunningInput{ID: web, Spec: busybox})
 
-	var res activities.StopResult
+	var res runtime.Exit
 	if err := h.run(replica.StopName, activities.StopInput{ID: web, Grace: time.Second}, &res); err != nil {
 		t.Fatal(err)
 	}

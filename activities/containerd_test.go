@@ -8,6 +8,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // These run the activities over the real containerd runtime.
@@ -54,7 +55,7 @@ func TestActivitiesOnContainerd(t *testing.T) {
 	t.Run("stop after grace", func(t *testing.T) {
 		id := replica.ID{Deployment: "act", Service: "stop", Replica: 1}
 		h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("trap '' TERM; while :; do sleep 0.1; done")})
-		var res activities.StopResult
+		var res runtime.Exit
 		if err := h.run(replica.StopName, activities.StopInput{ID: id, Grace: 500 * time.Millisecond, Remove: true}, &res); err != nil {
 			t.Fatal(err)
 		}

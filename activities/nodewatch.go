@@ -30,26 +30,16 @@ const (
 	reportConcurrency = 16
 )
 
-// ExitReport is one exit of a container, as the node watch reports it to
-// the replica's workflow: the runtime's own exit code and time, which
-// identify the exit (the workflow acts on each exit time once).
+// ExitReport is the exit signal's payload: one exit of a container, as the
+// node watch reports it to the replica's workflow. The runtime's own exit
+// code and time identify the exit (the workflow acts on each exit time
+// once).
 type ExitReport struct {
-	ID       replica.ID `json:"id"`
-	ExitCode int        `json:"exit_code"`
-	ExitedAt time.Time  `json:"exited_at"`
-	// Reason is set when the container failed rather than exited (code -1),
-	// e.g. its task vanished.
-	Reason string `json:"reason,omitempty"`
-	// OOMKilled is true when the kernel's OOM killer hit the task before it exited.
+	ID replica.ID `json:"id"`
+	runtime.Exit
+	// OOMKilled repeats Cause == OOMKilled: the key stays in the payload and
+	// in carried state, whose JSON never changes.
 	OOMKilled bool `json:"oom_killed,omitempty"`
-	// Cause and Signal explain the exit (runtime.ExitCause of the code, or
-	// OOMKilled).
-	Cause  runtime.ExitReason `json:"cause,omitempty"`
-	Signal string             `json:"signal,omitempty"`
-	// StartedAt is when the task that exited was started (zero if unknown).
-	StartedAt time.Time `json:"started_at,omitzero"`
-	// PID is the exited task's process ID (0 if unknown).
-	PID uint32 `json:"pid,omitempty"`
 }
 
 // Reporter delivers exits to the replicas' workflows (the worker signals
@@ -225,7 +215,7 @@ func (w *nodeWatch) event(ctx context.Context, ev runtime.TaskEvent) {
 		w.mu.Unlock()
 	case runtime.TaskExited:
 		w.probes.Exited(ev.ID)
-		w.report(ctx, ExitReport{ID: ev.ID, ExitCode: ev.ExitCode, ExitedAt: ev.ExitedAt.UTC(), PID: ev.PID}, false)
+		w.report(ctx, ev.ID, ev.Exit, false)
 	}
 }
 
@@ -247,12 +237,12 @@ func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
 		seen[c.ID] = true
 		switch {
 		case c.State.Status == runtime.StatusExited:
-			w.report(ctx, ExitReport{ID: c.ID, ExitCode: c.State.ExitCode, ExitedAt: c.State.ExitedAt.UTC(), PID: c.PID}, takeover)
+			w.report(ctx, c.ID, runtime.Exit{ExitCode: c.State.ExitCode, ExitedAt: c.State.ExitedAt, PID: c.PID}, takeover)
 		case c.State.Status == runtime.StatusFailed && !c.StartedAt.IsZero():
 			// Only when a second scan still finds it so: a runtime that has
 			// just restarted may not list a live task yet.
 			if w.noTask[c.ID].Equal(c.StartedAt) {
-				w.report(ctx, ExitReport{ID: c.ID, ExitCode: runtime.FailedExitCode, ExitedAt: c.StartedAt.UTC(), Reason: c.State.Reason}, false)
+				w.report(ctx, c.ID, runtime.Exit{ExitCode: runtime.FailedExitCode, ExitedAt: c.StartedAt, Reason: c.State.Reason}, false)
 			}
 			noTask[c.ID] = c.StartedAt
 		case c.State.Status == runtime.StatusRunning:
@@ -273,37 +263,36 @@ func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
 	w.status.Store("watching")
 }
 
-// report delivers r unless this watch already did, in the background; a
-// failed report is tried again by the next scan.
-func (w *nodeWatch) report(ctx context.Context, r ExitReport, takeover bool) {
+// report delivers the exit of the container id unless this watch already
+// did, in the background; a failed report is tried again by the next scan.
+// The exit's code, time, PID and (code -1) reason are the runtime's; its
+// cause is worked out here.
+func (w *nodeWatch) report(ctx context.Context, id replica.ID, exit runtime.Exit, takeover bool) {
+	exit.ExitedAt = exit.ExitedAt.UTC()
 	w.mu.Lock()
-	if last, ok := w.reported[r.ID]; ok && !r.ExitedAt.After(last) {
+	if last, ok := w.reported[id]; ok && !exit.ExitedAt.After(last) {
 		w.mu.Unlock()
 		return
 	}
-	w.reported[r.ID] = r.ExitedAt
-	r.OOMKilled = w.oom[r.ID]
-	delete(w.oom, r.ID)
-	switch {
-	case r.OOMKilled:
-		r.Cause = runtime.ExitOOMKilled
-		_, r.Signal = runtime.ExitCause(r.ExitCode)
-	case r.ExitCode == runtime.FailedExitCode:
-		r.Cause = runtime.ExitFailed
-	default:
-		r.Cause, r.Signal = runtime.ExitCause(r.ExitCode)
+	w.reported[id] = exit.ExitedAt
+	var marked runtime.ExitReason
+	if w.oom[id] {
+		marked = runtime.ExitOOMKilled
 	}
+	delete(w.oom, id)
 	w.mu.Unlock()
+	r := ExitReport{ID: id, Exit: exit.Classify(marked)}
 
 	w.inflight.Add(1)
 	w.sem <- struct{}{}
 	go func() {
 		defer w.inflight.Done()
 		defer func() { <-w.sem }()
-		if !w.explain(ctx, &r) {
+		if !w.explain(ctx, &r.Exit, id) {
 			activity.GetLogger(ctx).Info("Exit not reported: not the container's last task", "container", r.ID.Ref(), "exit_code", r.ExitCode, "exited_at", r.ExitedAt, "pid", r.PID)
 			return
 		}
+		r.OOMKilled = r.Cause == runtime.ExitOOMKilled
 		err := w.a.opts.Reporter.ReportExit(ctx, r, takeover)
 		log := activity.GetLogger(ctx)
 		if err != nil {
@@ -328,8 +317,8 @@ func (w *nodeWatch) report(ctx context.Context, r ExitReport, takeover bool) {
 // exit otherwise), or containerd reported an exit without a process (PID 0,
 // code 255: the cleanup of a shim that died with containerd) while the
 // container's task exited otherwise.
-func (w *nodeWatch) explain(ctx context.Context, r *ExitReport) bool {
-	st, err := w.a.rt.State(ctx, r.ID)
+func (w *nodeWatch) explain(ctx context.Context, r *runtime.Exit, id replica.ID) bool {
+	st, err := w.a.rt.State(ctx, id)
 	if err != nil {
 		return true
 	}
@@ -342,9 +331,8 @@ func (w *nodeWatch) explain(ctx context.Context, r *ExitReport) bool {
 	r.StartedAt = st.StartedAt
 	// The runtime's labels may know more (a probe's stop, an OOM kill the
 	// stream delivered late); an OOM kill this watch saw stays one.
-	if st.Cause != "" && (!r.OOMKilled || st.Cause == runtime.ExitOOMKilled) {
+	if st.Cause != "" && r.Cause != runtime.ExitOOMKilled {
 		r.Cause, r.Signal = st.Cause, st.Signal
-		r.OOMKilled = st.Cause == runtime.ExitOOMKilled
 	}
 	return true
 }

@@ -38,9 +38,15 @@ type EnsureRunningResult struct {
 	// PID is the running task's process ID.
 	PID uint32 `json:"pid,omitempty"`
 	// ExitCode and ExitedAt are the exit found with ExitedSince (-1 and the
-	// time of the failure with StartError).
+	// time of the failure with StartError); read them as Exit.
 	ExitCode int       `json:"exit_code,omitempty"`
 	ExitedAt time.Time `json:"exited_at,omitempty"`
+}
+
+// Exit is the exit found with ExitedSince. Its cause is left unset, as the
+// workflow has always recorded it (status shows it as Exited).
+func (r EnsureRunningResult) Exit() runtime.Exit {
+	return runtime.Exit{ExitCode: r.ExitCode, ExitedAt: r.ExitedAt, Reason: r.StartError}
 }
 
 // WaitForExitInput asks to block until the container leaves Running.
@@ -48,21 +54,6 @@ type WaitForExitInput struct {
 	ID replica.ID `json:"id"`
 	// PollInterval is the fallback state poll, in case an exit event is missed.
 	PollInterval time.Duration `json:"poll_interval"`
-}
-
-// WaitForExitResult is the container's exit, from the runtime's own records.
-type WaitForExitResult struct {
-	ExitCode int       `json:"exit_code"`
-	ExitedAt time.Time `json:"exited_at"`
-	// Reason is set when the container failed rather than exited (code -1),
-	// e.g. it was deleted behind Vigil's back.
-	Reason string `json:"reason,omitempty"`
-	// Cause is why it exited (Exited, Signaled, OOMKilled, Unhealthy,
-	// Failed); Signal names the signal that killed it, if one did.
-	Cause  runtime.ExitReason `json:"cause,omitempty"`
-	Signal string             `json:"signal,omitempty"`
-	// StartedAt is when the task that exited had started (zero if unknown).
-	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
 // StopInput asks to stop the container: SIGTERM, then SIGKILL after Grace.
@@ -73,12 +64,6 @@ type StopInput struct {
 	Remove bool `json:"remove,omitempty"`
 	// RemoveVolumes (with Remove) also deletes the replica's named volumes.
 	RemoveVolumes bool `json:"remove_volumes,omitempty"`
-}
-
-// StopResult is the state the container was left in.
-type StopResult struct {
-	ExitCode int       `json:"exit_code"`
-	ExitedAt time.Time `json:"exited_at"`
 }
 
 // IsolateInput asks to mark a crashed container isolated and to call the hook.

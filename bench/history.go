@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -127,7 +128,7 @@ func historyCycles(events []*historypb.HistoryEvent) (cycles []*cycle, watchDone
 			attrs := ev.GetActivityTaskCompletedEventAttributes()
 			switch actType[attrs.GetScheduledEventId()] {
 			case replica.WaitForExitName:
-				var res activities.WaitForExitResult
+				var res runtime.Exit
 				_ = converter.GetDefaultDataConverter().FromPayloads(attrs.GetResult(), &res)
 				cur = &cycle{exit: res.ExitedAt, watchDone: at}
 				cycles = append(cycles, cur)

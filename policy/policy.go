@@ -77,9 +77,9 @@ type Rule struct {
 }
 
 // Matches reports whether the rule applies to exit.
-func (r Rule) Matches(exit Exit) bool {
+func (r Rule) Matches(exit runtime.Exit) bool {
 	for _, c := range r.ExitCodes {
-		if c == exit.Code {
+		if c == exit.ExitCode {
 			return true
 		}
 	}
@@ -241,21 +241,6 @@ type History struct {
 	LastCrash time.Time `json:"last_crash,omitzero"`
 }
 
-// Exit is how a container left Running. A Failed container counts as code -1.
-type Exit struct {
-	Code int `json:"code"`
-	// Cause is why it exited: Exited, Signaled, OOMKilled, Unhealthy, Failed.
-	// Empty counts as Exited.
-	Cause runtime.ExitReason `json:"cause,omitempty"`
-	// Signal names the signal that killed it ("SIGKILL"), if one did.
-	Signal string `json:"signal,omitempty"`
-	// StartedAt is when the container's task started (zero if unknown).
-	StartedAt time.Time `json:"started_at,omitzero"`
-	At        time.Time `json:"at"`
-	// Reason is the runtime's explanation of a Failed container.
-	Reason string `json:"reason,omitempty"`
-}
-
 // Outcome is what the supervisor does next.
 type Outcome string
 
@@ -300,7 +285,7 @@ type Decision struct {
 // other exit takes the panic action. Only restarts are counted in the window:
 // the window exists to detect restart loops. More than MaxRestarts restarts
 // within RestartWindow (counting this one) is a crash loop.
-func (p Policy) Decide(h History, exit Exit, now time.Time) Decision {
+func (p Policy) Decide(h History, exit runtime.Exit, now time.Time) Decision {
 	next := History{RestartTimes: pruned(h.RestartTimes, now, p.RestartWindow), Episodes: h.Episodes, LastCrash: h.LastCrash}
 	action, why := p.action(exit)
 	switch action {
@@ -332,13 +317,13 @@ func (p Policy) Decide(h History, exit Exit, now time.Time) Decision {
 }
 
 // action is the action the exit calls for and why.
-func (p Policy) action(exit Exit) (Action, string) {
+func (p Policy) action(exit runtime.Exit) (Action, string) {
 	for i, r := range p.Rules {
 		if r.Matches(exit) {
 			return r.Action, fmt.Sprintf("exit matched rules[%d]; action %s", i, r.Action)
 		}
 	}
-	if exit.Code == 0 && exit.Cause != runtime.ExitUnhealthy {
+	if exit.ExitCode == 0 && exit.Cause != runtime.ExitUnhealthy {
 		return ActionComplete, ReasonExitedSuccessfully
 	}
 	switch p.Action {
@@ -353,10 +338,10 @@ func (p Policy) action(exit Exit) (Action, string) {
 // ranLongEnough reports whether the container ran ResetAfter without a
 // crash: measured from its own start when the runtime reported it, else
 // from the last crash.
-func (p Policy) ranLongEnough(h History, exit Exit, now time.Time) bool {
+func (p Policy) ranLongEnough(h History, exit runtime.Exit, now time.Time) bool {
 	reset := p.Exponential.ResetAfter
-	if !exit.StartedAt.IsZero() && !exit.At.IsZero() {
-		return exit.At.Sub(exit.StartedAt) >= reset
+	if !exit.StartedAt.IsZero() && !exit.ExitedAt.IsZero() {
+		return exit.ExitedAt.Sub(exit.StartedAt) >= reset
 	}
 	return !h.LastCrash.IsZero() && now.Sub(h.LastCrash) >= reset
 }

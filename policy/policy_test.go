@@ -56,7 +56,7 @@ func TestDecide(t *testing.T) {
 			h := History{RestartTimes: append([]time.Time(nil), tc.history...)}
 			before := append([]time.Time(nil), h.RestartTimes...)
 			now := t0.Add(time.Duration(tc.now) * time.Second)
-			d := tc.policy.Decide(h, Exit{Code: tc.code, At: now}, now)
+			d := tc.policy.Decide(h, runtime.Exit{ExitCode: tc.code, ExitedAt: now}, now)
 			if d.Outcome != tc.want {
 				t.Fatalf("outcome = %s (%s), want %s", d.Outcome, d.Reason, tc.want)
 			}
@@ -109,13 +109,13 @@ func TestSixthCrashInWindowIsCrashLoop(t *testing.T) {
 	p := Default()
 	var h History
 	for i := 0; i < 5; i++ {
-		d := p.Decide(h, Exit{Code: 1}, t0)
+		d := p.Decide(h, runtime.Exit{ExitCode: 1}, t0)
 		if d.Outcome != Restart {
 			t.Fatalf("crash %d: %s, want restart", i+1, d.Outcome)
 		}
 		h = d.History
 	}
-	if d := p.Decide(h, Exit{Code: 1}, t0); d.Outcome != BackOff {
+	if d := p.Decide(h, runtime.Exit{ExitCode: 1}, t0); d.Outcome != BackOff {
 		t.Fatalf("crash 6: %s, want backoff", d.Outcome)
 	}
 }
@@ -125,9 +125,9 @@ func TestWindowForgetsOldCrashes(t *testing.T) {
 	p := Policy{Action: ActionRestart, MaxRestarts: 5, RestartWindow: 100 * time.Millisecond, Backoff: time.Second, PollInterval: time.Second}
 	var h History
 	for i := 0; i < 5; i++ {
-		h = p.Decide(h, Exit{Code: 1}, t0).History
+		h = p.Decide(h, runtime.Exit{ExitCode: 1}, t0).History
 	}
-	if d := p.Decide(h, Exit{Code: 1}, t0.Add(150*time.Millisecond)); d.Outcome != Restart {
+	if d := p.Decide(h, runtime.Exit{ExitCode: 1}, t0.Add(150*time.Millisecond)); d.Outcome != Restart {
 		t.Fatalf("crash after the window: %s, want restart", d.Outcome)
 	}
 }
@@ -188,35 +188,35 @@ func TestRules(t *testing.T) {
 		{ExitCodes: []int{7}, Signals: []string{"SIGTERM"}, Action: ActionComplete},
 		{ExitCodes: []int{42}, Action: ActionIsolate}, // shadowed by the first
 	}
-	segv := Exit{Code: 139, Cause: runtime.ExitSignaled, Signal: "SIGSEGV"}
+	segv := runtime.Exit{ExitCode: 139, Cause: runtime.ExitSignaled, Signal: "SIGSEGV"}
 	tests := []struct {
 		name   string
 		action Action // panic action
 		rules  []Rule
-		exit   Exit
+		exit   runtime.Exit
 		want   Outcome
 		counts bool // the exit is counted in the window
 	}{
-		{"no rules: exit 0 completes", ActionRestart, nil, Exit{Code: 0}, Complete, false},
-		{"no rules: exit 3 restarts", ActionRestart, nil, Exit{Code: 3}, Restart, true},
-		{"no rules: shutdown action", ActionShutdown, nil, Exit{Code: 3}, Shutdown, false},
-		{"no rules: unhealthy exit 0 is a crash", ActionRestart, nil, Exit{Code: 0, Cause: runtime.ExitUnhealthy}, Restart, true},
-		{"no rules: unhealthy under isolate", ActionIsolate, nil, Exit{Code: 143, Cause: runtime.ExitUnhealthy, Signal: "SIGTERM"}, Isolate, false},
-		{"exit 42 shuts down", ActionRestart, rules, Exit{Code: 42}, Shutdown, false},
-		{"exit 43 shuts down", ActionRestart, rules, Exit{Code: 43}, Shutdown, false},
-		{"first match wins", ActionRestart, rules[4:], Exit{Code: 42}, Isolate, false},
-		{"exit 0 restarts by rule", ActionRestart, rules, Exit{Code: 0}, Restart, true},
+		{"no rules: exit 0 completes", ActionRestart, nil, runtime.Exit{ExitCode: 0}, Complete, false},
+		{"no rules: exit 3 restarts", ActionRestart, nil, runtime.Exit{ExitCode: 3}, Restart, true},
+		{"no rules: shutdown action", ActionShutdown, nil, runtime.Exit{ExitCode: 3}, Shutdown, false},
+		{"no rules: unhealthy exit 0 is a crash", ActionRestart, nil, runtime.Exit{ExitCode: 0, Cause: runtime.ExitUnhealthy}, Restart, true},
+		{"no rules: unhealthy under isolate", ActionIsolate, nil, runtime.Exit{ExitCode: 143, Cause: runtime.ExitUnhealthy, Signal: "SIGTERM"}, Isolate, false},
+		{"exit 42 shuts down", ActionRestart, rules, runtime.Exit{ExitCode: 42}, Shutdown, false},
+		{"exit 43 shuts down", ActionRestart, rules, runtime.Exit{ExitCode: 43}, Shutdown, false},
+		{"first match wins", ActionRestart, rules[4:], runtime.Exit{ExitCode: 42}, Isolate, false},
+		{"exit 0 restarts by rule", ActionRestart, rules, runtime.Exit{ExitCode: 0}, Restart, true},
 		{"SIGSEGV isolates", ActionRestart, rules, segv, Isolate, false},
-		{"exit 139 without a signal is not SIGSEGV", ActionRestart, rules, Exit{Code: 139}, Restart, true},
-		{"signal or code in one rule: code", ActionRestart, rules, Exit{Code: 7}, Complete, false},
-		{"signal or code in one rule: signal", ActionRestart, rules, Exit{Code: 143, Cause: runtime.ExitSignaled, Signal: "SIGTERM"}, Complete, false},
-		{"no match: panic action restart", ActionRestart, rules, Exit{Code: 3}, Restart, true},
-		{"no match: panic action shutdown", ActionShutdown, rules, Exit{Code: 3}, Shutdown, false},
-		{"no match: exit 0 under shutdown still completes without a 0 rule", ActionShutdown, rules[2:], Exit{Code: 0}, Complete, false},
-		{"rule restart under shutdown action", ActionShutdown, []Rule{{ExitCodes: []int{3}, Action: ActionRestart}}, Exit{Code: 3}, Restart, true},
+		{"exit 139 without a signal is not SIGSEGV", ActionRestart, rules, runtime.Exit{ExitCode: 139}, Restart, true},
+		{"signal or code in one rule: code", ActionRestart, rules, runtime.Exit{ExitCode: 7}, Complete, false},
+		{"signal or code in one rule: signal", ActionRestart, rules, runtime.Exit{ExitCode: 143, Cause: runtime.ExitSignaled, Signal: "SIGTERM"}, Complete, false},
+		{"no match: panic action restart", ActionRestart, rules, runtime.Exit{ExitCode: 3}, Restart, true},
+		{"no match: panic action shutdown", ActionShutdown, rules, runtime.Exit{ExitCode: 3}, Shutdown, false},
+		{"no match: exit 0 under shutdown still completes without a 0 rule", ActionShutdown, rules[2:], runtime.Exit{ExitCode: 0}, Complete, false},
+		{"rule restart under shutdown action", ActionShutdown, []Rule{{ExitCodes: []int{3}, Action: ActionRestart}}, runtime.Exit{ExitCode: 3}, Restart, true},
 		{"OOM matched by SIGKILL", ActionRestart, []Rule{{Signals: []string{"SIGKILL"}, Action: ActionShutdown}},
-			Exit{Code: 137, Cause: runtime.ExitOOMKilled, Signal: "SIGKILL"}, Shutdown, false},
-		{"failed (-1) by code", ActionRestart, []Rule{{ExitCodes: []int{-1}, Action: ActionIsolate}}, Exit{Code: -1, Cause: runtime.ExitFailed}, Isolate, false},
+			runtime.Exit{ExitCode: 137, Cause: runtime.ExitOOMKilled, Signal: "SIGKILL"}, Shutdown, false},
+		{"failed (-1) by code", ActionRestart, []Rule{{ExitCodes: []int{-1}, Action: ActionIsolate}}, runtime.Exit{ExitCode: -1, Cause: runtime.ExitFailed}, Isolate, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -224,7 +224,7 @@ func TestRules(t *testing.T) {
 			if err := p.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			tc.exit.At = t0
+			tc.exit.ExitedAt = t0
 			d := p.Decide(History{RestartTimes: at(-10)}, tc.exit, t0)
 			if d.Outcome != tc.want {
 				t.Fatalf("outcome = %s (%s), want %s", d.Outcome, d.Reason, tc.want)
@@ -300,7 +300,7 @@ func TestExponentialBackoff(t *testing.T) {
 				if s.ranFor < 0 {
 					now = now.Add(-s.ranFor)
 				}
-				exit := Exit{Code: 1, At: now}
+				exit := runtime.Exit{ExitCode: 1, ExitedAt: now}
 				if s.ranFor > 0 {
 					exit.StartedAt = now.Add(-s.ranFor)
 				}
@@ -351,7 +351,7 @@ func TestJitter(t *testing.T) {
 	a, b := p, p
 	a.Seed, b.Seed = 1, 2
 	h := History{RestartTimes: at(0)}
-	da, db := a.Decide(h, Exit{Code: 1}, t0), b.Decide(h, Exit{Code: 1}, t0)
+	da, db := a.Decide(h, runtime.Exit{ExitCode: 1}, t0), b.Decide(h, runtime.Exit{ExitCode: 1}, t0)
 	if da.RestartAt.Equal(db.RestartAt) {
 		t.Errorf("seeds 1 and 2 back off until the same %v", da.RestartAt)
 	}
@@ -379,10 +379,7 @@ func FuzzDecide(f *testing.F) {
 		if action&8 != 0 {
 			p.Rules = []Rule{{ExitCodes: []int{code % 300}, Action: []Action{ActionRestart, ActionShutdown, ActionIsolate, ActionComplete}[int(action>>4)%4]}}
 		}
-		exit := Exit{Code: code}
-		if reason, sig := runtime.ExitCause(code); sig != "" {
-			exit.Cause, exit.Signal = reason, sig
-		}
+		exit := runtime.Exit{ExitCode: code}.Classify("")
 		if err := p.Validate(); err != nil {
 			if !strings.Contains(err.Error(), ":") {
 				t.Fatalf("error without a field: %v", err)

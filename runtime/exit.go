@@ -3,9 +3,56 @@ package runtime
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// Exit is how a container's task left Running: the one record of an exit,
+// used by the runtime, the node watch, the workflow and the policy. It is
+// also the JSON of the WaitForExit and Stop results and, with the replica's
+// ID, of the exit signal: its keys never change.
+type Exit struct {
+	ExitCode int       `json:"exit_code"`
+	ExitedAt time.Time `json:"exited_at"`
+	// Reason says why the container failed rather than exited (code -1),
+	// e.g. it was deleted behind Vigil's back.
+	Reason string `json:"reason,omitempty"`
+	// Cause is why it exited (see Classify); Signal names the signal that
+	// killed it, if one did.
+	Cause  ExitReason `json:"cause,omitempty"`
+	Signal string     `json:"signal,omitempty"`
+	// StartedAt is when the task that exited had started (zero if unknown).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// PID is the exited task's process ID (0 if unknown).
+	PID uint32 `json:"pid,omitempty"`
+}
+
+// Classify works out the exit's Cause and Signal, the one place they are
+// decided: marked is what was recorded of the task's end beyond its code
+// (ExitOOMKilled, ExitUnhealthy; "" if nothing), which wins; else a code of
+// -1 is Failed, and 128+n is Signaled by n (see exitCause).
+func (e Exit) Classify(marked ExitReason) Exit {
+	cause, sig := exitCause(e.ExitCode)
+	switch {
+	case marked != "":
+		e.Cause, e.Signal = marked, sig
+	case e.ExitCode == FailedExitCode:
+		e.Cause, e.Signal = ExitFailed, ""
+	default:
+		e.Cause, e.Signal = cause, sig
+	}
+	return e
+}
+
+// Label is the exit's cause as status shows it: Exited for an exit
+// recorded without one.
+func (e Exit) Label() ExitReason {
+	if e.Cause == "" {
+		return ExitExited
+	}
+	return e.Cause
+}
 
 // ExitReason says why a container left Running (the status's
 // last_exit_reason and each event's reason).
@@ -36,9 +83,9 @@ const signalExitBase = 128
 // maxSignal bounds the standard signals (1..31) that have names.
 const maxSignal = 32
 
-// ExitCause classifies an exit status: Signaled with the signal's name for
+// exitCause reads an exit status: Signaled with the signal's name for
 // 128+n where n is a known signal, else Exited.
-func ExitCause(code int) (ExitReason, string) {
+func exitCause(code int) (ExitReason, string) {
 	if code > signalExitBase && code < signalExitBase+maxSignal {
 		if name := unix.SignalName(unix.Signal(code - signalExitBase)); name != "" {
 			return ExitSignaled, name

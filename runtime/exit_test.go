@@ -2,29 +2,34 @@ package runtime
 
 import "testing"
 
-func TestExitCause(t *testing.T) {
+func TestClassify(t *testing.T) {
 	tests := []struct {
 		code   int
+		marked ExitReason
 		reason ExitReason
 		signal string
 	}{
-		{0, ExitExited, ""},
-		{1, ExitExited, ""},
-		{42, ExitExited, ""},
-		{128, ExitExited, ""},
-		{129, ExitSignaled, "SIGHUP"},
-		{137, ExitSignaled, "SIGKILL"},
-		{139, ExitSignaled, "SIGSEGV"},
-		{143, ExitSignaled, "SIGTERM"},
-		{159, ExitSignaled, "SIGSYS"},
-		{160, ExitExited, ""},
-		{255, ExitExited, ""},
-		{-1, ExitExited, ""},
+		{0, "", ExitExited, ""},
+		{1, "", ExitExited, ""},
+		{42, "", ExitExited, ""},
+		{128, "", ExitExited, ""},
+		{129, "", ExitSignaled, "SIGHUP"},
+		{137, "", ExitSignaled, "SIGKILL"},
+		{139, "", ExitSignaled, "SIGSEGV"},
+		{143, "", ExitSignaled, "SIGTERM"},
+		{159, "", ExitSignaled, "SIGSYS"},
+		{160, "", ExitExited, ""},
+		{255, "", ExitExited, ""},
+		{FailedExitCode, "", ExitFailed, ""},
+		// A recorded cause wins; the signal is still read from the code.
+		{137, ExitOOMKilled, ExitOOMKilled, "SIGKILL"},
+		{143, ExitUnhealthy, ExitUnhealthy, "SIGTERM"},
+		{0, ExitUnhealthy, ExitUnhealthy, ""},
 	}
 	for _, tc := range tests {
-		reason, sig := ExitCause(tc.code)
-		if reason != tc.reason || sig != tc.signal {
-			t.Errorf("ExitCause(%d) = %s %q, want %s %q", tc.code, reason, sig, tc.reason, tc.signal)
+		e := Exit{ExitCode: tc.code}.Classify(tc.marked)
+		if e.Cause != tc.reason || e.Signal != tc.signal {
+			t.Errorf("Exit{%d}.Classify(%q) = %s %q, want %s %q", tc.code, tc.marked, e.Cause, e.Signal, tc.reason, tc.signal)
 		}
 	}
 }

@@ -25,31 +25,22 @@ const (
 // FailedExitCode is the exit code a Failed container counts as.
 const FailedExitCode = -1
 
-// ContainerState is a container's state. ExitCode and ExitedAt are set for
-// Exited; Reason is set for Failed.
+// ContainerState is a container's state; its Exit is set for Exited and
+// Failed (code -1, with a Reason).
 type ContainerState struct {
-	Status   Status    `json:"status"`
-	ExitCode int       `json:"exit_code,omitempty"`
-	ExitedAt time.Time `json:"exited_at,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	// Cause is why an Exited or Failed container left Running; Signal names
-	// the signal that killed it, if one did.
-	Cause  ExitReason `json:"cause,omitempty"`
-	Signal string     `json:"signal,omitempty"`
-	// StartedAt is when the task that exited was started (zero if unknown).
-	StartedAt time.Time `json:"started_at,omitzero"`
+	Status Status `json:"status"`
+	Exit
 }
 
 // Exited is the state of a container whose task ended with code at the
-// given time; a code of 128+n reads as killed by signal n (see ExitCause).
+// given time; a code of 128+n reads as killed by signal n (see Classify).
 func Exited(code int, at time.Time) ContainerState {
-	cause, sig := ExitCause(code)
-	return ContainerState{Status: StatusExited, ExitCode: code, ExitedAt: at, Cause: cause, Signal: sig}
+	return ContainerState{Status: StatusExited, Exit: Exit{ExitCode: code, ExitedAt: at}.Classify("")}
 }
 
 // Failed is the state of a container that could not run at all.
 func Failed(reason string) ContainerState {
-	return ContainerState{Status: StatusFailed, ExitCode: FailedExitCode, Reason: reason, Cause: ExitFailed}
+	return ContainerState{Status: StatusFailed, Exit: Exit{ExitCode: FailedExitCode, Reason: reason}.Classify("")}
 }
 
 // Running is the state of a container whose task is alive.
@@ -58,14 +49,6 @@ func Running() ContainerState { return ContainerState{Status: StatusRunning} }
 // Done reports whether the container has left the running part of its life.
 func (s ContainerState) Done() bool {
 	return s.Status == StatusExited || s.Status == StatusFailed
-}
-
-// Code is the exit code the supervisor acts on: a Failed state counts as -1.
-func (s ContainerState) Code() int {
-	if s.Status == StatusFailed {
-		return FailedExitCode
-	}
-	return s.ExitCode
 }
 
 // PullPolicy says when to fetch the image from a registry.
@@ -168,16 +151,14 @@ const (
 	TaskStarted TaskEventKind = "start"
 )
 
-// TaskEvent is one thing that happened to a container's task, with the
-// runtime's own exit code and time (Exited only).
+// TaskEvent is one thing that happened to a container's task. An Exited
+// event holds the runtime's own exit code, time and PID (with the exit
+// time, the PID tells the exit of a task from that of another task of the
+// container); its cause is not worked out yet.
 type TaskEvent struct {
-	Kind     TaskEventKind `json:"kind"`
-	ID       replica.ID    `json:"id"`
-	ExitCode int           `json:"exit_code,omitempty"`
-	ExitedAt time.Time     `json:"exited_at,omitempty"`
-	// PID is the task's process ID (0 if unknown): with the exit time, it
-	// tells the exit of a task from that of another task of the container.
-	PID uint32 `json:"pid,omitempty"`
+	Kind TaskEventKind `json:"kind"`
+	ID   replica.ID    `json:"id"`
+	Exit
 }
 
 // ContainerInfo is one container of the runtime and the state of its task.

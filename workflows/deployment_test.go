@@ -123,11 +123,11 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.record("shutdown %s", in.ID.Ref())
 		return nil
 	})
-	env.OnActivity(replica.StopName, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StopInput) (activities.StopResult, error) {
+	env.OnActivity(replica.StopName, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StopInput) (runtime.Exit, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.record("delete %s remove=%v", in.ID.Ref(), in.Remove)
-		return activities.StopResult{}, nil
+		return runtime.Exit{}, nil
 	})
 	return env
 }

@@ -50,7 +50,7 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 	awaitingExit()
 	for {
 		if e, ok := s.nextExit(); ok {
-			exit := policy.Exit{Code: e.ExitCode, At: e.ExitedAt, Reason: e.Reason, Cause: e.Cause, Signal: e.Signal, StartedAt: e.StartedAt}
+			exit := e.Exit
 			if exit.StartedAt.IsZero() {
 				exit.StartedAt = s.st.TaskStartedAt
 			}
@@ -141,7 +141,7 @@ func (s *supervisor) drainExits(ctx workflow.Context) {
 // decide asks the policy what an exit means and records the exit's reason.
 // The policy is the deployment's, with the jitter seeded by this replica's
 // workflow ID (the same in every replay and run, different between replicas).
-func (s *supervisor) decide(ctx workflow.Context, exit policy.Exit) policy.Decision {
+func (s *supervisor) decide(ctx workflow.Context, exit runtime.Exit) policy.Decision {
 	if o := s.old(); o != nil {
 		return o.decide(ctx, s, exit)
 	}
@@ -150,7 +150,7 @@ func (s *supervisor) decide(ctx workflow.Context, exit policy.Exit) policy.Decis
 	_, _ = h.Write([]byte(workflow.GetInfo(ctx).WorkflowExecution.ID))
 	p.Seed = h.Sum64()
 	d := p.Decide(s.st.History, exit, workflow.Now(ctx))
-	s.st.LastExitReason = runtime.ExitReason(exitReason(exit))
+	s.st.LastExitReason = exit.Label()
 	s.st.LastExitSignal = exit.Signal
 	if s.st.Health != "" {
 		s.st.Health = runtime.HealthStarting // the next task starts over
@@ -159,17 +159,17 @@ func (s *supervisor) decide(ctx workflow.Context, exit policy.Exit) policy.Decis
 }
 
 // onExit asks the policy what an exit means and carries the decision out.
-func (s *supervisor) onExit(ctx workflow.Context, exit policy.Exit) error {
+func (s *supervisor) onExit(ctx workflow.Context, exit runtime.Exit) error {
 	s.exitsThisRun++
 	d := s.decide(ctx, exit)
 	s.st.History = d.History
-	code := exit.Code
+	code := exit.ExitCode
 	s.st.LastExitCode = &code
-	s.st.LastExitAt = exit.At
+	s.st.LastExitAt = exit.ExitedAt
 	workflow.GetLogger(ctx).Info("container exited",
-		"exit_code", exit.Code, "cause", string(exit.Cause), "signal", exit.Signal, "reason", exit.Reason,
+		"exit_code", exit.ExitCode, "cause", string(exit.Cause), "signal", exit.Signal, "reason", exit.Reason,
 		"decision", string(d.Outcome), "why", d.Reason, "backoff_episode", d.Episode)
-	s.metric(ctx, exitReason(exit)).Counter(metrics.ContainerExits).Inc(1)
+	s.metric(ctx, string(exit.Label())).Counter(metrics.ContainerExits).Inc(1)
 
 	switch d.Outcome {
 	case policy.Complete:
@@ -278,14 +278,6 @@ func (s *supervisor) isolate(ctx workflow.Context, code int) error {
 		workflow.GetLogger(ctx).Error("isolate hook failed", "error", err)
 	}
 	return nil
-}
-
-// exitReason is the exit's reason label, as `vigil status` shows it.
-func exitReason(exit policy.Exit) string {
-	if exit.Cause == "" {
-		return string(runtime.ExitExited)
-	}
-	return string(exit.Cause)
 }
 
 func exitText(code *int) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // Each exit is acted on once: the same exit reported again (a new node
@@ -34,9 +35,9 @@ func TestExitReportsAreActedOnOnce(t *testing.T) {
 		// and an exit from before supervision began.
 		v := queryState(t, env)
 		require.Equal(t, 1, v.TotalRestarts)
-		first = activities.ExitReport{ID: replicaID, ExitCode: 3, ExitedAt: n.exitTimes()[0]}
+		first = activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 3, ExitedAt: n.exitTimes()[0]}}
 		env.SignalWorkflow(replica.SignalExit, first)
-		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 9, ExitedAt: start.Add(-time.Hour)})
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 9, ExitedAt: start.Add(-time.Hour)}})
 	}, time.Second)
 	unsuperviseAt(env, time.Minute)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
@@ -63,7 +64,7 @@ func TestExitDuringBackoffIsIgnored(t *testing.T) {
 	start := env.Now()
 	env.RegisterDelayedCallback(func() {
 		require.Equal(t, StateCrashLoopBackOff, queryState(t, env).State)
-		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 1, ExitedAt: start.Add(10 * time.Second)})
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 1, ExitedAt: start.Add(10 * time.Second)}})
 	}, 10*time.Second)
 	unsuperviseWhenWatching(env, n, 1, 31*time.Second)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
@@ -83,7 +84,7 @@ func TestExitReportedDuringContinueAsNewIsCarried(t *testing.T) {
 	n := &node{exits: crashes(1, 3)}
 	env := newEnv(t, n)
 	later := env.Now().Add(time.Hour)
-	n.reportOnStart = map[int]activities.ExitReport{2: {ID: replicaID, ExitCode: 4, ExitedAt: later}}
+	n.reportOnStart = map[int]activities.ExitReport{2: {ID: replicaID, Exit: runtime.Exit{ExitCode: 4, ExitedAt: later}}}
 	in := input(policy.Default())
 	in.ContinueAsNewAfter = 1
 	env.ExecuteWorkflow(Supervise, in)
@@ -211,11 +212,11 @@ func TestExitOfAnotherTaskIsIgnored(t *testing.T) {
 			return activities.EnsureRunningResult{NotBefore: notBefore, StartedAt: notBefore, PID: uint32(100 + starts)}, nil
 		})
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 137, ExitedAt: notBefore.Add(time.Millisecond), PID: 7})
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 137, ExitedAt: notBefore.Add(time.Millisecond), PID: 7}})
 	}, time.Second)
 	env.RegisterDelayedCallback(func() {
 		require.Equal(t, 1, starts, "the other task's exit started nothing")
-		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 3, ExitedAt: notBefore.Add(2 * time.Second), PID: 101})
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 3, ExitedAt: notBefore.Add(2 * time.Second), PID: 101}})
 	}, 2*time.Second)
 	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))

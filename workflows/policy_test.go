@@ -7,13 +7,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
-func exitWith(code int, cause runtime.ExitReason, signal string) activities.WaitForExitResult {
+func exitWith(code int, cause runtime.ExitReason, signal string) runtime.Exit {
 	r := crash(code)
 	r.Cause, r.Signal = cause, signal
 	return r
@@ -32,7 +31,7 @@ func reasons(v StateView) []string {
 // A rule maps exit 42 to Shutdown while exit 3 restarts; every event and the
 // status say why.
 func TestRuleShutsDownOnExit42(t *testing.T) {
-	n := &node{exits: []activities.WaitForExitResult{exitWith(3, runtime.ExitExited, ""), exitWith(42, runtime.ExitExited, "")}}
+	n := &node{exits: []runtime.Exit{exitWith(3, runtime.ExitExited, ""), exitWith(42, runtime.ExitExited, "")}}
 	env := newEnv(t, n)
 	p := policy.Policy{Rules: []policy.Rule{{ExitCodes: []int{42, 43}, Action: policy.ActionShutdown}}}
 	unsuperviseAt(env, time.Minute)
@@ -122,7 +121,7 @@ func TestJitterIsPerReplica(t *testing.T) {
 // A liveness failure is a crash with reason Unhealthy, even when the stopped
 // process exits 0; the status names the signal that stopped it.
 func TestUnhealthyExitRestarts(t *testing.T) {
-	n := &node{exits: []activities.WaitForExitResult{
+	n := &node{exits: []runtime.Exit{
 		exitWith(143, runtime.ExitUnhealthy, "SIGTERM"),
 		exitWith(0, runtime.ExitUnhealthy, ""),
 		exitWith(137, runtime.ExitOOMKilled, "SIGKILL"),

@@ -12,6 +12,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 type commandKind string
@@ -267,7 +268,7 @@ func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
 			return s.answer(c, s.endBackoff(ctx))
 		}
 		// Not a crash: nothing is counted, the window is untouched.
-		var stopped activities.StopResult
+		var stopped runtime.Exit
 		err := s.activity(ctx, s.controlOptions(ctx, "stop for an operator restart"), replica.StopName,
 			activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace}, &stopped, "stopping the container", nil)
 		if errors.Is(err, errUnsupervised) {

@@ -152,7 +152,7 @@ func (s *supervisor) started(ctx workflow.Context, res activities.EnsureRunningR
 	if res.ExitedSince {
 		// Nothing was started: the task an earlier attempt started has
 		// exited (after the exit being answered), or none could start.
-		s.queueExit(ctx, activities.ExitReport{ID: s.in.ID, ExitCode: res.ExitCode, ExitedAt: res.ExitedAt, Reason: res.StartError})
+		s.queueExit(ctx, activities.ExitReport{ID: s.in.ID, Exit: res.Exit()})
 		return
 	}
 	s.st.TaskStartedAt = res.StartedAt
@@ -166,8 +166,8 @@ func (s *supervisor) started(ctx workflow.Context, res activities.EnsureRunningR
 // remove it is also removed (its address and ports are released), with
 // volumes its named volumes deleted too: only an explicit unsupervise --stop
 // --volumes does that.
-func (s *supervisor) stop(ctx workflow.Context, remove, volumes bool, why string) (activities.StopResult, error) {
-	var res activities.StopResult
+func (s *supervisor) stop(ctx workflow.Context, remove, volumes bool, why string) (runtime.Exit, error) {
+	var res runtime.Exit
 	err := workflow.ExecuteActivity(s.controlOptions(ctx, why), replica.StopName,
 		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: remove, RemoveVolumes: volumes}).Get(ctx, &res)
 	return res, err

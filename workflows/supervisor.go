@@ -54,7 +54,7 @@ type oldRelease interface {
 	handle(ctx workflow.Context, s *supervisor, c *command) error
 	start(ctx workflow.Context, s *supervisor, after time.Time) (activities.EnsureRunningResult, error)
 	isolate(ctx workflow.Context, s *supervisor, in activities.IsolateInput) error
-	decide(ctx workflow.Context, s *supervisor, exit policy.Exit) policy.Decision
+	decide(ctx workflow.Context, s *supervisor, exit runtime.Exit) policy.Decision
 	shutDownService(ctx workflow.Context, s *supervisor, code int)
 	closeRun(ctx workflow.Context, s *supervisor)
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -90,7 +89,7 @@ func TestReconfigureReplacesContainer(t *testing.T) {
 
 // A new container that exits within min_ready is reported not ready at once.
 func TestReplacementExitingWithinMinReadyIsNotReady(t *testing.T) {
-	n := &node{watchAt: map[int]activities.WaitForExitResult{1: crash(3)}}
+	n := &node{watchAt: map[int]runtime.Exit{1: crash(3)}}
 	env := newEnv(t, n)
 	res := &updateResult{}
 	next := input(policy.Policy{})

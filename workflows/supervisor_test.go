@@ -43,14 +43,14 @@ type node struct {
 	mu  sync.Mutex
 	// exits[i] is what the i-th watch returns; past the end, the watch
 	// blocks until cancelled (a healthy container).
-	exits []activities.WaitForExitResult
+	exits []runtime.Exit
 	// exitsAt[i], if set, is how long (mock time) the i-th watch runs
 	// before it returns exits[i]; mock time can skip meanwhile.
 	exitsAt []time.Duration
 	// startErrs[i] is the error of the i-th start attempt (nil: success).
 	startErrs []error
 	// watchAt[i], if set, is what the i-th watch returns (before exits applies).
-	watchAt map[int]activities.WaitForExitResult
+	watchAt map[int]runtime.Exit
 	// slowStarts makes every start after the first take this long (wall time).
 	slowStarts time.Duration
 	// blockStarts makes every start block until cancelled (no worker takes it).
@@ -117,8 +117,8 @@ func (n *node) reportNextExit() {
 		at := n.nodeNow()
 		n.reported = append(n.reported, at)
 		n.mu.Unlock()
-		n.env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: e.ExitCode, ExitedAt: at, Reason: e.Reason,
-			Cause: e.Cause, Signal: e.Signal, OOMKilled: e.Cause == runtime.ExitOOMKilled})
+		n.env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: e.ExitCode, ExitedAt: at, Reason: e.Reason,
+			Cause: e.Cause, Signal: e.Signal}, OOMKilled: e.Cause == runtime.ExitOOMKilled})
 	}, after)
 }
 
@@ -156,12 +156,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func crash(code int) activities.WaitForExitResult {
-	return activities.WaitForExitResult{ExitCode: code, ExitedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+func crash(code int) runtime.Exit {
+	return runtime.Exit{ExitCode: code, ExitedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 }
 
-func crashes(n, code int) []activities.WaitForExitResult {
-	out := make([]activities.WaitForExitResult, n)
+func crashes(n, code int) []runtime.Exit {
+	out := make([]runtime.Exit, n)
 	for i := range out {
 		out[i] = crash(code)
 	}
@@ -248,7 +248,7 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 		}
 		return 0
 	}).Return(
-		func(ctx context.Context, _ activities.WaitForExitInput) (activities.WaitForExitResult, error) {
+		func(ctx context.Context, _ activities.WaitForExitInput) (runtime.Exit, error) {
 			n.mu.Lock()
 			i := n.watches
 			n.watches++
@@ -266,17 +266,17 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 			n.mu.Unlock()
 			select {
 			case <-ctx.Done():
-				return activities.WaitForExitResult{}, ctx.Err()
+				return runtime.Exit{}, ctx.Err()
 			case <-n.done:
-				return activities.WaitForExitResult{}, errors.New("test over")
+				return runtime.Exit{}, errors.New("test over")
 			}
 		})
 	env.OnActivity(replica.StopName, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.StopInput) (activities.StopResult, error) {
+		func(_ context.Context, in activities.StopInput) (runtime.Exit, error) {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			n.stops = append(n.stops, in)
-			return activities.StopResult{ExitCode: 143, ExitedAt: env.Now()}, nil
+			return runtime.Exit{ExitCode: 143, ExitedAt: env.Now()}, nil
 		})
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, replica.SignalServiceShutdown, mock.Anything).Return(
 		func(_, _, _, _ string, arg any) error {
@@ -518,7 +518,7 @@ func TestExitZeroCompletes(t *testing.T) {
 
 // A Failed container (e.g. deleted behind Vigil's back) counts as exit -1.
 func TestFailedContainerCountsAsCrash(t *testing.T) {
-	n := &node{exits: []activities.WaitForExitResult{{ExitCode: runtime.FailedExitCode, Reason: "container missing"}}}
+	n := &node{exits: []runtime.Exit{{ExitCode: runtime.FailedExitCode, Reason: "container missing"}}}
 	env := newEnv(t, n)
 	end := unsuperviseWhenWatching(env, n, 1, 0)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))

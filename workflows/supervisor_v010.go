@@ -9,6 +9,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // The runs started by v0.1.0, supervised as v0.1.0 supervised them. Nothing
@@ -45,14 +46,14 @@ func (v v010) watch(ctx workflow.Context, s *supervisor) error {
 		cancel()
 		return s.handle(ctx, w.cmd)
 	}
-	var exit activities.WaitForExitResult
+	var exit runtime.Exit
 	if err := future.Get(ctx, &exit); err != nil {
 		// The watch retries forever on its own; reaching here means a
 		// permanent failure. Keep supervising: look again after a pause.
 		workflow.GetLogger(ctx).Error("watch failed; retrying", "error", err)
 		return v.sleep(ctx, s, startRetryFirst, "watch failed; looking again")
 	}
-	return s.onExit(ctx, policy.Exit{Code: exit.ExitCode, At: exit.ExitedAt, Reason: exit.Reason})
+	return s.onExit(ctx, runtime.Exit{ExitCode: exit.ExitCode, ExitedAt: exit.ExitedAt, Reason: exit.Reason})
 }
 
 // handle carries out an operator request without recording it as an event.
@@ -124,7 +125,7 @@ func (v010) isolate(ctx workflow.Context, s *supervisor, in activities.IsolateIn
 
 // decide decides by the policy without rules or exponential backoff, and
 // records no exit reason.
-func (v010) decide(ctx workflow.Context, s *supervisor, exit policy.Exit) policy.Decision {
+func (v010) decide(ctx workflow.Context, s *supervisor, exit runtime.Exit) policy.Decision {
 	p := s.in.Policy
 	p.Rules, p.Exponential = nil, nil
 	return p.Decide(s.st.History, exit, workflow.Now(ctx))

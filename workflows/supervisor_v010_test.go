@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/runtime"
 )
@@ -38,7 +37,7 @@ func TestLegacyBranch(t *testing.T) {
 // v0.1.0 runs (no marker) decide as v0.1.0 did: no rules,
 // no exponential backoff, no reasons in events.
 func TestRunsBeforeExitReasonsDecideAsBefore(t *testing.T) {
-	n := &node{exits: []activities.WaitForExitResult{exitWith(42, runtime.ExitExited, "")}}
+	n := &node{exits: []runtime.Exit{exitWith(42, runtime.ExitExited, "")}}
 	env := newEnv(t, n)
 	asRelease(env, V010)
 	p := policy.Policy{Rules: []policy.Rule{{ExitCodes: []int{42}, Action: policy.ActionShutdown}}}

@@ -442,7 +442,7 @@ func TestStartFailureIsReportedAsFailed(t *testing.T) {
 	}
 	for _, get := range []func(context.Context, replica.ID) (runtime.ContainerState, error){rt.State, rt.Wait} {
 		st, err := get(ctx, id)
-		if err != nil || st.Status != runtime.StatusFailed || st.Code() != -1 || !strings.Contains(st.Reason, "task failed to start") {
+		if err != nil || st.Status != runtime.StatusFailed || st.ExitCode != -1 || !strings.Contains(st.Reason, "task failed to start") {
 			t.Fatalf("state after failed start = %+v, %v; want Failed with the reason", st, err)
 		}
 	}
@@ -648,7 +648,7 @@ func TestShimKilledIsAFailureNotAnExit0(t *testing.T) {
 	}
 	select {
 	case st := <-done:
-		if st.Code() == 0 || !st.Done() {
+		if st.ExitCode == 0 || !st.Done() {
 			t.Fatalf("wait after the shim died = %+v, want a non-zero end", st)
 		}
 		t.Logf("shim killed: %+v", st)

@@ -93,7 +93,7 @@ func taskEvent(any typeurl.Any) (runtime.TaskEvent, bool) {
 		if !ok || e.ID != e.ContainerID { // an exec'd process, not the task
 			return runtime.TaskEvent{}, false
 		}
-		return runtime.TaskEvent{Kind: runtime.TaskExited, ID: id, ExitCode: int(e.ExitStatus), ExitedAt: e.ExitedAt.AsTime(), PID: e.Pid}, true
+		return runtime.TaskEvent{Kind: runtime.TaskExited, ID: id, Exit: runtime.Exit{ExitCode: int(e.ExitStatus), ExitedAt: e.ExitedAt.AsTime(), PID: e.Pid}}, true
 	case *apievents.TaskStart:
 		id, ok := ParseContainerName(e.ContainerID)
 		return runtime.TaskEvent{Kind: runtime.TaskStarted, ID: id}, ok

@@ -96,12 +96,14 @@ func explain(st runtime.ContainerState, labels map[string]string) runtime.Contai
 		at, err := time.Parse(time.RFC3339Nano, labels[label])
 		return err == nil && !at.Before(started)
 	}
+	var marked runtime.ExitReason
 	switch {
 	case since(LabelUnhealthyAt):
-		st.Cause = runtime.ExitUnhealthy
+		marked = runtime.ExitUnhealthy
 	case since(LabelOOMAt):
-		st.Cause = runtime.ExitOOMKilled
+		marked = runtime.ExitOOMKilled
 	}
+	st.Exit = st.Exit.Classify(marked)
 	return st
 }
 

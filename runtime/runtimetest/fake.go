@@ -143,7 +143,7 @@ func (f *Fake) Delete(id replica.ID) {
 	if c := f.containers[id]; c != nil {
 		if c.state.Status == runtime.StatusRunning {
 			// Deleting a running task kills it, as containerd does.
-			f.publish(runtime.TaskEvent{Kind: runtime.TaskExited, ID: id, ExitCode: 137, ExitedAt: f.now()})
+			f.publish(runtime.TaskEvent{Kind: runtime.TaskExited, ID: id, Exit: runtime.Exit{ExitCode: 137, ExitedAt: f.now()}})
 		}
 		closeOnce(c.exited)
 		delete(f.containers, id)
@@ -275,7 +275,7 @@ func (f *Fake) exit(c *container, code int) {
 	}
 	c.state = runtime.Exited(code, at)
 	closeOnce(c.exited)
-	f.publish(runtime.TaskEvent{Kind: runtime.TaskExited, ID: c.id, ExitCode: code, ExitedAt: at, PID: c.pid})
+	f.publish(runtime.TaskEvent{Kind: runtime.TaskExited, ID: c.id, Exit: runtime.Exit{ExitCode: code, ExitedAt: at, PID: c.pid}})
 }
 
 // publish hands ev to every open Events stream. f.mu must be held. A stream
