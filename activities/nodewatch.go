@@ -215,7 +215,7 @@ func (w *nodeWatch) event(ctx context.Context, ev runtime.TaskEvent) {
 		w.mu.Unlock()
 	case runtime.TaskExited:
 		w.probes.Exited(ev.ID)
-		w.report(ctx, ev.ID, ev.Exit, false)
+		w.report(ctx, ev.ID, ev.Exit, "", false)
 	}
 }
 
@@ -237,12 +237,15 @@ func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
 		seen[c.ID] = true
 		switch {
 		case c.State.Status == runtime.StatusExited:
-			w.report(ctx, c.ID, runtime.Exit{ExitCode: c.State.ExitCode, ExitedAt: c.State.ExitedAt, PID: c.PID}, takeover)
+			w.report(ctx, c.ID, runtime.Exit{ExitCode: c.State.ExitCode, ExitedAt: c.State.ExitedAt, PID: c.PID}, "", takeover)
 		case c.State.Status == runtime.StatusFailed && !c.StartedAt.IsZero():
 			// Only when a second scan still finds it so: a runtime that has
-			// just restarted may not list a live task yet.
+			// just restarted may not list a live task yet. The task is lost:
+			// the report names it by its start (the runtime kept no exit
+			// time, so that dates it too), which an adopted task's replica
+			// knows as its own.
 			if w.noTask[c.ID].Equal(c.StartedAt) {
-				w.report(ctx, c.ID, runtime.Exit{ExitCode: runtime.FailedExitCode, ExitedAt: c.StartedAt, Reason: c.State.Reason}, false)
+				w.report(ctx, c.ID, runtime.Exit{ExitCode: runtime.FailedExitCode, ExitedAt: c.StartedAt, StartedAt: c.StartedAt, Reason: c.State.Reason}, runtime.ExitLost, false)
 			}
 			noTask[c.ID] = c.StartedAt
 		case c.State.Status == runtime.StatusRunning:
@@ -266,8 +269,9 @@ func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
 // report delivers the exit of the container id unless this watch already
 // did, in the background; a failed report is tried again by the next scan.
 // The exit's code, time, PID and (code -1) reason are the runtime's; its
-// cause is worked out here.
-func (w *nodeWatch) report(ctx context.Context, id replica.ID, exit runtime.Exit, takeover bool) {
+// cause is worked out here: marked is what the watch knows beyond the code
+// (runtime.ExitLost, or ""; see runtime.Exit.Classify), an OOM kill seen wins.
+func (w *nodeWatch) report(ctx context.Context, id replica.ID, exit runtime.Exit, marked runtime.ExitReason, takeover bool) {
 	exit.ExitedAt = exit.ExitedAt.UTC()
 	w.mu.Lock()
 	if last, ok := w.reported[id]; ok && !exit.ExitedAt.After(last) {
@@ -275,7 +279,6 @@ func (w *nodeWatch) report(ctx context.Context, id replica.ID, exit runtime.Exit
 		return
 	}
 	w.reported[id] = exit.ExitedAt
-	var marked runtime.ExitReason
 	if w.oom[id] {
 		marked = runtime.ExitOOMKilled
 	}

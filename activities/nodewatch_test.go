@@ -121,13 +121,15 @@ func TestWatchNode(t *testing.T) {
 	f.Exit(later, 4)
 	waitFor(t, "the exit after the stream broke", func() bool { r, _ := rep.of(later); return len(r) == 1 })
 
-	// The task vanishes (e.g. the host rebooted): Failed at its last start.
+	// The task vanishes (e.g. the host rebooted): Lost, naming the task by
+	// its start.
 	startFake(t, f, healthy)
 	snap, _ := f.Container(healthy)
 	f.LoseTask(healthy)
 	waitFor(t, "the vanished task", func() bool { r, _ := rep.of(healthy); return len(r) == 2 })
-	if r, _ := rep.of(healthy); r[1].ExitCode != runtime.FailedExitCode || !r[1].ExitedAt.Equal(snap.StartedAt.UTC()) {
-		t.Fatalf("report %+v, want -1 at the last start %v", r[1], snap.StartedAt)
+	if r, _ := rep.of(healthy); r[1].ExitCode != runtime.FailedExitCode || !r[1].ExitedAt.Equal(snap.StartedAt.UTC()) ||
+		!r[1].StartedAt.Equal(snap.StartedAt) || r[1].Cause != runtime.ExitLost {
+		t.Fatalf("report %+v, want -1 Lost at the last start %v, naming that task", r[1], snap.StartedAt)
 	}
 
 	time.Sleep(300 * time.Millisecond) // a few more scans: nothing is reported twice

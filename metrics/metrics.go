@@ -63,7 +63,7 @@ func New() *Metrics {
 		Registry: reg,
 		exits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ContainerExits,
-			Help: "Container exits the supervisor acted on, by reason (Exited, Signaled, OOMKilled, Unhealthy, Failed).",
+			Help: "Container exits the supervisor acted on, by reason (Exited, Signaled, OOMKilled, Unhealthy, Failed, Lost).",
 		}, []string{LabelDeployment, LabelService, LabelReason}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ContainerRestarts,

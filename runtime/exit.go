@@ -69,8 +69,12 @@ const (
 	// ExitUnhealthy: Vigil stopped it after its liveness probe failed.
 	ExitUnhealthy ExitReason = "Unhealthy"
 	// ExitFailed: the container could not run at all (its task failed to
-	// start, or it was deleted behind Vigil's back); the code is -1.
+	// start); the code is -1.
 	ExitFailed ExitReason = "Failed"
+	// ExitLost: the container or its task vanished behind Vigil's back
+	// (removed by hand, or lost with the node's containerd state, e.g. a
+	// reboot); the node's reconciliation finds it; the code is -1.
+	ExitLost ExitReason = "Lost"
 )
 
 // signalExitBase: containerd's shim reports a task killed by signal n as

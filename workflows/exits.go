@@ -85,15 +85,21 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 var awaitingExit = func() {}
 
 // current reports whether an exit is of the task the replica last started
-// and not handled yet. Each exit is identified by its time: the node watch
-// may report one twice (a new watch reports what it finds), and an exit of
-// an older task (an operator's stop, a crash already answered) comes before
-// the current task's WatchAfter.
+// and not handled yet. Since v0.3.0 a report that names its task (the task's
+// start) is current if that task is the replica's, whatever the clocks say:
+// an adopted task's WatchAfter is later than its start, and a node clock
+// stepped back dates a later exit early. Otherwise each exit is identified
+// by its time: the node watch may report one twice (a new watch reports what
+// it finds), and an exit of an older task (an operator's stop, a crash
+// already answered) comes before the current task's WatchAfter.
 func (s *supervisor) current(e activities.ExitReport) bool {
 	if e.PID != 0 && s.st.TaskPID != 0 && e.PID != s.st.TaskPID {
 		// Another task: e.g. a half-made one the start killed, whose exit
 		// the runtime may time after the start began.
 		return false
+	}
+	if s.rel >= V030 && !e.StartedAt.IsZero() && !s.st.TaskStartedAt.IsZero() {
+		return e.StartedAt.Equal(s.st.TaskStartedAt) && !e.ExitedAt.Equal(s.st.LastExitAt)
 	}
 	return e.ExitedAt.After(s.st.WatchAfter) && e.ExitedAt.After(s.st.LastExitAt)
 }

@@ -226,3 +226,43 @@ func TestExitOfAnotherTaskIsIgnored(t *testing.T) {
 	require.Equal(t, 1, v.TotalRestarts)
 	require.Equal(t, 3, *v.LastExitCode)
 }
+
+// A report that names its task by the task's start is of the current task
+// whatever the clocks say (v0.3.0): the loss of an adopted task (a start
+// that found it running: WatchAfter is the activity's clock, later than the
+// task's start, which dates the report) and an exit dated before the start
+// by a node clock that stepped back are both acted on, once each.
+func TestExitNamedByItsTaskIsCurrent(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
+	env.RegisterActivity(activities.New(nil, activities.Options{}))
+	adopted := env.Now().UTC().Add(-time.Hour) // the container's started-at label
+	var tasks []time.Time
+	env.OnActivity(replica.EnsureRunningName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
+			now := env.Now().UTC()
+			if len(tasks) == 0 {
+				tasks = append(tasks, adopted)
+				return activities.EnsureRunningResult{AlreadyRunning: true, StartedAt: adopted, NotBefore: now}, nil
+			}
+			tasks = append(tasks, now)
+			return activities.EnsureRunningResult{StartedAt: now, NotBefore: now}, nil
+		})
+	lost := activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: runtime.FailedExitCode, ExitedAt: adopted, StartedAt: adopted, Cause: runtime.ExitLost}}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(replica.SignalExit, lost) }, time.Second)
+	env.RegisterDelayedCallback(func() {
+		require.Len(t, tasks, 2, "the adopted task's loss restarted it")
+		env.SignalWorkflow(replica.SignalExit, lost) // reported again: handled already
+		// The clock stepped back a minute: the exit is dated before the task's start.
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 3, ExitedAt: tasks[1].Add(-time.Minute), StartedAt: tasks[1]}})
+	}, 2*time.Second)
+	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, tasks, 3, "the adoption, a restart after the loss, one after the exit")
+	v := queryState(t, env)
+	require.Equal(t, 2, v.TotalRestarts)
+	require.Equal(t, 3, *v.LastExitCode)
+	require.Equal(t, string(runtime.ExitLost), *v.Events[0].Reason)
+}

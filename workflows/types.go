@@ -106,7 +106,7 @@ type Event struct {
 	ExitCode     *int      `json:"exit_code"`
 	RestartCount int       `json:"restart_count"`
 	// Reason is the cause of the exit the event is about (Exited, Signaled,
-	// OOMKilled, Unhealthy, Failed); null for replicas started before v0.2.0.
+	// OOMKilled, Unhealthy, Failed, Lost); null for replicas started before v0.2.0.
 	Reason *string `json:"reason"`
 	// EndedBackoff: an OperatorRestart that ended a crash-loop backoff early.
 	EndedBackoff bool `json:"ended_backoff,omitempty"`
@@ -193,7 +193,7 @@ type StateView struct {
 	Events          []Event  `json:"events"`
 	// Generation is the deployment generation the container was made from.
 	Generation int `json:"generation"`
-	// LastExitReason is Exited, Signaled, OOMKilled, Unhealthy or Failed;
+	// LastExitReason is Exited, Signaled, OOMKilled, Unhealthy, Failed or Lost;
 	// LastExitSignal names the signal that killed it. Null when none.
 	LastExitReason *string `json:"last_exit_reason"`
 	LastExitSignal *string `json:"last_exit_signal"`
