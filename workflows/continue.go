@@ -11,7 +11,7 @@ func (s *supervisor) shouldContinueAsNew(ctx workflow.Context) bool {
 	if limit <= 0 {
 		limit = DefaultContinueAsNewAfter
 	}
-	return s.exitsThisRun >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested() ||
+	return s.exitsThisRun+s.ignoredThisRun >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested() ||
 		(s.canDue != nil && s.canDue.IsReady()) || s.rollover
 }
 

@@ -77,8 +77,9 @@ func (d *deployer) run(ctx workflow.Context) error {
 			err = d.takeApplies(ctx)
 		case d.shutdown.Len() > 0:
 			var sig ServiceShutdownSignal
-			d.shutdown.Receive(ctx, &sig)
-			err = d.shutDownService(ctx, sig)
+			if receiveSignal(d.shutdown, &sig) {
+				err = d.shutDownService(ctx, sig)
+			}
 		default:
 			err = d.step(ctx)
 		}

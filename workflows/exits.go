@@ -61,8 +61,13 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(s.exits, func(c workflow.ReceiveChannel, _ bool) {
 			var e activities.ExitReport
-			c.Receive(ctx, &e)
-			s.queueExit(ctx, e)
+			queued := len(s.st.PendingExits)
+			if receiveSignal(c, &e) {
+				s.queueExit(ctx, e)
+			}
+			if s.rel >= V030 && len(s.st.PendingExits) == queued {
+				s.ignoredThisRun++ // a repeat, an older task's, or corrupt
+			}
 			received = true
 		})
 		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
@@ -75,6 +80,11 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 		}
 		if due && !received {
 			// Time for a new run; exits reported meanwhile go with it.
+			return nil
+		}
+		if received && len(s.st.PendingExits) == 0 && s.rel >= V030 && s.shouldContinueAsNew(ctx) {
+			// Every signal wake-up checks: reports that change nothing (a
+			// new watch's repeats) grow history too.
 			return nil
 		}
 	}

@@ -111,16 +111,19 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 		future := workflow.ExecuteActivity(nodeWatchOptions(watchCtx, in.Node), replica.WatchNodeName,
 			activities.WatchNodeInput{Node: in.Node, Claim: claimID, HeartbeatInterval: NodeHeartbeatInterval})
 		var watchErr error
-		claimed := false
+		claimed, watchEnded := false, false
 		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(future, func(f workflow.Future) { watchErr = f.Get(ctx, nil) })
+		sel.AddFuture(future, func(f workflow.Future) { watchErr, watchEnded = f.Get(ctx, nil), true })
 		sel.AddReceive(claims, func(c workflow.ReceiveChannel, _ bool) {
 			var cl Claim
-			c.Receive(ctx, &cl)
-			onClaim(cl)
-			claimed = true
+			if receiveSignal(c, &cl) {
+				onClaim(cl)
+				claimed = true
+			}
 		})
-		sel.Select(ctx)
+		for !claimed && !watchEnded {
+			sel.Select(ctx) // a corrupt claim is skipped: the watch goes on
+		}
 		cancel()
 		if !claimed && watchErr != nil {
 			// The watch retries forever by itself; an error here is permanent

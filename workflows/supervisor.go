@@ -83,6 +83,9 @@ type supervisor struct {
 	fresh bool
 	// exitsThisRun counts the exits this run has handled, for continue-as-new.
 	exitsThisRun int
+	// ignoredThisRun counts the exit reports this run received and did not
+	// act on (repeats): they count towards continue-as-new like exits.
+	ignoredThisRun int
 	// canDue fires when this run has lasted ContinueAsNewEvery (nil when the
 	// release has no such timer). One timer per run: every wait selects on it.
 	canDue workflow.Future

@@ -134,5 +134,7 @@ func (v010) decide(ctx workflow.Context, s *supervisor, exit runtime.Exit) polic
 // shutDownService: there is no deployment workflow to tell.
 func (v010) shutDownService(workflow.Context, *supervisor, int) {}
 
-// closeRun: the closed run keeps its search attributes as they were.
-func (v010) closeRun(workflow.Context, *supervisor) {}
+// closeRun: the closed run keeps its search attributes as they were. The
+// node watch reports exits to these runs too (they do not read them): the
+// next run, of the current release, acts on those still current.
+func (v010) closeRun(ctx workflow.Context, s *supervisor) { s.drainExits(ctx) }
