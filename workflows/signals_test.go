@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // corrupt is a signal payload that does not decode into any of the
@@ -99,7 +100,7 @@ func TestRepeatedReportsContinueAsNew(t *testing.T) {
 	old := env.Now().Add(-time.Hour)
 	whenWatching(env, n, 1, time.Second, func() {
 		for i := range 3 {
-			env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 1, ExitedAt: old.Add(time.Duration(i) * time.Second)})
+			env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 1, ExitedAt: old.Add(time.Duration(i) * time.Second)}})
 		}
 	})
 	unsuperviseAt(env, time.Minute)
@@ -119,7 +120,7 @@ func TestV010RolloverCarriesReportedExits(t *testing.T) {
 	asRelease(env, V010)
 	later := env.Now().Add(time.Hour)
 	whenWatching(env, n, 1, time.Second, func() {
-		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, ExitCode: 9, ExitedAt: later})
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 9, ExitedAt: later}})
 		env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateRollover, RolloverRequest{}, &updateResult{}) }, time.Second)
 	})
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
