@@ -3,15 +3,13 @@ package activities_test
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/internal/historyfile"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
@@ -20,20 +18,11 @@ import (
 // completed activity of type activity in the recorded histories of release.
 func recordedPayloads(t *testing.T, release, activity string) (signals, results [][]byte) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "workflows", "testdata", "histories", release, "*.json"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no recorded histories of %s: %v", release, err)
+	hs, err := historyfile.Read(filepath.Join("..", "workflows", "testdata", "histories", release))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range files {
-		r, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := client.HistoryFromJSON(r, client.HistoryJSONOptions{})
-		r.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+	for _, h := range hs {
 		types := map[int64]string{}
 		for _, ev := range h.GetEvents() {
 			if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {

@@ -36,7 +36,7 @@ const (
 // activityTimeouts are the workflow's heartbeat (or start-to-close) timeouts
 // per activity, read from its options, for the stuck-activity check.
 var activityTimeouts = func() map[string]time.Duration {
-	in := workflows.SupervisionInput{StopGrace: stopGrace}
+	in := workflows.SupervisionInput{ReplicaConfig: workflows.ReplicaConfig{StopGrace: stopGrace}}
 	return map[string]time.Duration{
 		replica.WaitForExitName:   workflows.WatchOptions(in).HeartbeatTimeout,
 		replica.EnsureRunningName: workflows.StartOptions(in).HeartbeatTimeout,

@@ -134,7 +134,7 @@ func observeOne(ctx context.Context, c client.Client, ref string) (workflows.Rep
 	if err := query(ctx, c, wid, replica.QueryConfig, &in); err != nil {
 		return workflows.ReplicaRecord{}, false, fmt.Errorf("config of %s: %w", ref, err)
 	}
-	rec.Config, rec.Generation, rec.State = in.Config(), view.Generation, view.State
+	rec.Config, rec.Generation, rec.State = in.ReplicaConfig, view.Generation, view.State
 	return rec, true, nil
 }
 

@@ -486,8 +486,8 @@ func TestApplyAdoptsReplicasSupervisedWithoutADeployment(t *testing.T) {
 	svc := d.Services[0]
 	for r := 1; r <= 2; r++ {
 		// As v0.1.0 did: one workflow per replica, no generation.
-		in := workflows.SupervisionInput{ID: replica.ID{Deployment: dep, Service: "web", Replica: r}, Spec: svc.Spec,
-			Policy: svc.Policy, Node: s.Node, StopGrace: svc.StopGrace}
+		in := workflows.SupervisionInput{ID: replica.ID{Deployment: dep, Service: "web", Replica: r}, ReplicaConfig: workflows.ReplicaConfig{
+			Spec: svc.Spec, Policy: svc.Policy, Node: s.Node, StopGrace: svc.StopGrace}}
 		if _, err := control.StartReplica(ctx, c, replica.DefaultTaskQueue, in); err != nil {
 			t.Fatal(err)
 		}

@@ -446,7 +446,7 @@ func TestUpdates(t *testing.T) {
 
 func TestLogsAsksTheReplicasNode(t *testing.T) {
 	c := mocks.NewClient(t)
-	in := workflows.SupervisionInput{ID: replica.ID{Deployment: "shop", Service: "api", Replica: 1}, Node: "node-b"}
+	in := workflows.SupervisionInput{ID: replica.ID{Deployment: "shop", Service: "api", Replica: 1}, ReplicaConfig: workflows.ReplicaConfig{Node: "node-b"}}
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryConfig).Return(value{in}, nil)
 	// The node's workflow answers an update: no workflow per call.
 	h := mocks.NewWorkflowUpdateHandle(t)

@@ -100,7 +100,7 @@ func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 	futures := make([]workflow.Future, len(steps))
 	for i, s := range steps {
 		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("create %s (generation %d)", s.ID.Ref(), gen), time.Minute),
-			replica.StartReplicaName, s.Config.Input(s.ID, gen))
+			replica.StartReplicaName, SupervisionInput{ID: s.ID, ReplicaConfig: s.Config, Generation: gen})
 	}
 	for i, f := range futures {
 		if err := f.Get(ctx, nil); err != nil {

@@ -73,7 +73,7 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.record("create %s gen %d", in.ID.Ref(), in.Generation)
-		c.replicas[in.ID.Ref()] = ReplicaRecord{ID: in.ID, Config: in.Config(), Generation: in.Generation, State: StateRunning}
+		c.replicas[in.ID.Ref()] = ReplicaRecord{ID: in.ID, Config: in.ReplicaConfig, Generation: in.Generation, State: StateRunning}
 		return nil
 	})
 	env.OnActivity(replica.ReconfigureReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {

@@ -68,32 +68,26 @@ func (u UpdateSettings) WithDefaults() UpdateSettings {
 // ReplicaConfig is everything a replica is supervised with that a deployment
 // file decides.
 type ReplicaConfig struct {
-	Spec           runtime.ContainerSpec `json:"spec"`
-	Policy         policy.Policy         `json:"policy"`
-	IsolateWebhook string                `json:"isolate_webhook,omitempty"`
-	StopGrace      time.Duration         `json:"stop_grace,omitempty"`
-	Node           string                `json:"node"`
+	Spec   runtime.ContainerSpec `json:"spec"`
+	Policy policy.Policy         `json:"policy"`
+	// IsolateWebhook, if set, is called when the container is isolated.
+	IsolateWebhook string `json:"isolate_webhook,omitempty"`
+	// StopGrace is the time between SIGTERM and SIGKILL (default 10s).
+	StopGrace time.Duration `json:"stop_grace,omitempty"`
+	// Node is the host whose containerd runs the container; its worker polls
+	// NodeTaskQueue(Node).
+	Node string `json:"node"`
 }
 
-// normalized fills in the defaults the supervisor fills in, so a config read
-// back from a running replica compares equal to the file it came from.
-func (c ReplicaConfig) normalized() ReplicaConfig {
+// withDefaults fills in the defaults, the one place they are applied: the
+// supervisor runs with them, and a config read back from a running replica
+// then compares equal to the file it came from.
+func (c ReplicaConfig) withDefaults() ReplicaConfig {
 	c.Policy = c.Policy.WithDefaults()
 	if c.StopGrace <= 0 {
 		c.StopGrace = runtime.DefaultStopGrace
 	}
 	return c
-}
-
-// Config is the part of the input a deployment file decides.
-func (in SupervisionInput) Config() ReplicaConfig {
-	return ReplicaConfig{Spec: in.Spec, Policy: in.Policy, IsolateWebhook: in.IsolateWebhook, StopGrace: in.StopGrace, Node: in.Node}
-}
-
-// Input is the supervision input of replica id with this config.
-func (c ReplicaConfig) Input(id replica.ID, generation int) SupervisionInput {
-	return SupervisionInput{ID: id, Spec: c.Spec, Policy: c.Policy, Node: c.Node,
-		IsolateWebhook: c.IsolateWebhook, StopGrace: c.StopGrace, Generation: generation}
 }
 
 // ServiceSpec is one service of a deployment as a file wants it.

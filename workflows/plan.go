@@ -61,14 +61,14 @@ func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
 			id := replica.ID{Deployment: desired.Name, Service: svc.Name, Replica: r}
 			ref := id.Ref()
 			wanted[ref] = true
-			want := svc.Config.normalized()
+			want := svc.Config.withDefaults()
 			rec, ok := current[ref]
 			switch {
 			case !ok:
 				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionCreate, Fields: []string{}}, ID: id, Config: want})
 				continue
 			}
-			fields := diffConfig(rec.Config.normalized(), want)
+			fields := diffConfig(rec.Config.withDefaults(), want)
 			switch {
 			case len(fields) == 0:
 				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionUnchanged, Fields: []string{}}, ID: id, Config: want, Closed: rec.Closed})

@@ -126,7 +126,7 @@ func TestDeploymentRequestDuringStartIsRejectedAsBusy(t *testing.T) {
 	reconf, shutdown := &updateResult{}, &updateResult{}
 	env.RegisterDelayedCallback(func() {
 		next := input(policy.Default())
-		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true}, reconf)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.ReplicaConfig, Replace: true}, reconf)
 		sendUpdate(env, replica.UpdateShutdown, ShutdownRequest{}, shutdown)
 	}, 10*time.Millisecond)
 	unsuperviseAt(env, 50*time.Millisecond)

@@ -116,10 +116,7 @@ func Supervise(ctx workflow.Context, in SupervisionInput) error {
 }
 
 func newSupervisor(ctx workflow.Context, in SupervisionInput) *supervisor {
-	in.Policy = in.Policy.WithDefaults()
-	if in.StopGrace <= 0 {
-		in.StopGrace = runtime.DefaultStopGrace
-	}
+	in.ReplicaConfig = in.ReplicaConfig.withDefaults()
 	if in.ContinueAsNewEvery <= 0 {
 		in.ContinueAsNewEvery = DefaultContinueAsNewEvery
 	}

@@ -67,8 +67,8 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 		if !req.Replace {
 			// The policy only: the container keeps running, the crash window
 			// and any backoff in progress are kept.
-			s.in.Policy = req.Config.Policy.WithDefaults()
-			s.in.IsolateWebhook = req.Config.IsolateWebhook
+			cfg := req.Config.withDefaults()
+			s.in.Policy, s.in.IsolateWebhook = cfg.Policy, cfg.IsolateWebhook
 			c.result = ReconfigureResult{Ready: true}
 			s.finish(c, nil)
 			return nil
@@ -104,12 +104,7 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 	if s.st.State == StateIsolated || s.st.State == StateShutdown {
 		s.st.History = policy.History{}
 	}
-	next := req.Config.Input(s.in.ID, req.Generation)
-	s.in.Spec, s.in.Policy, s.in.Node = next.Spec, next.Policy.WithDefaults(), next.Node
-	s.in.IsolateWebhook = next.IsolateWebhook
-	if next.StopGrace > 0 {
-		s.in.StopGrace = next.StopGrace
-	}
+	s.in.ReplicaConfig = req.Config.withDefaults()
 	s.st.Generation = req.Generation
 	s.st.NextRestartAt = time.Time{}
 	s.setState(ctx, StateRestarting)

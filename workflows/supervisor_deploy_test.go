@@ -29,7 +29,7 @@ func TestReconfigurePolicyInPlace(t *testing.T) {
 	var after StateView
 	whenWatching(env, n, 1, 0, func() {
 		next := input(policy.Policy{MaxRestarts: 9})
-		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config()}, res)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.ReplicaConfig}, res)
 	})
 	whenWatching(env, n, 2, 0, func() {
 		after = queryState(t, env)
@@ -62,7 +62,7 @@ func TestReconfigureReplacesContainer(t *testing.T) {
 	next.StopGrace = 3 * time.Second
 	whenWatching(env, n, 1, 0, func() {
 		replacedAt = env.Now()
-		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true, MinReady: time.Second}, res)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.ReplicaConfig, Replace: true, MinReady: time.Second}, res)
 	})
 	var after StateView
 	// Watches: the first container's, the new one's during min_ready, then the main loop's.
@@ -95,7 +95,7 @@ func TestReplacementExitingWithinMinReadyIsNotReady(t *testing.T) {
 	next := input(policy.Policy{})
 	next.Spec.Args = []string{"exit 1"}
 	whenWatching(env, n, 1, 0, func() {
-		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.Config(), Replace: true, MinReady: time.Second}, res)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.ReplicaConfig, Replace: true, MinReady: time.Second}, res)
 	})
 	unsuperviseWhenWatching(env, n, 2, 0)
 	env.ExecuteWorkflow(Supervise, input(policy.Policy{}))
@@ -115,7 +115,7 @@ func TestReplaceIsIdempotentPerGeneration(t *testing.T) {
 	in.Generation = 4
 	res := &updateResult{}
 	whenWatching(env, n, 1, 0, func() {
-		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 4, Config: in.Config(), Replace: true}, res)
+		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 4, Config: in.ReplicaConfig, Replace: true}, res)
 	})
 	unsuperviseWhenWatching(env, n, 2, 0)
 	env.ExecuteWorkflow(Supervise, in)

@@ -28,12 +28,11 @@ import (
 var replicaID = replica.ID{Deployment: "shop", Service: "api", Replica: 1}
 
 func input(p policy.Policy) SupervisionInput {
-	return SupervisionInput{
-		ID:     replicaID,
+	return SupervisionInput{ID: replicaID, ReplicaConfig: ReplicaConfig{
 		Spec:   runtime.ContainerSpec{Image: "docker.io/library/busybox:local", PullPolicy: runtime.PullNever},
 		Policy: p,
 		Node:   "node-a",
-	}
+	}}
 }
 
 // node is a scripted stand-in for the node's activities. Activities run on

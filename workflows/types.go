@@ -119,16 +119,10 @@ type Event struct {
 
 // SupervisionInput starts (or continues) the supervision of one replica.
 type SupervisionInput struct {
-	ID     replica.ID            `json:"id"`
-	Spec   runtime.ContainerSpec `json:"spec"`
-	Policy policy.Policy         `json:"policy"`
-	// Node is the host whose containerd runs the container; its worker polls
-	// NodeTaskQueue(Node).
-	Node string `json:"node"`
-	// IsolateWebhook, if set, is called when the container is isolated.
-	IsolateWebhook string `json:"isolate_webhook,omitempty"`
-	// StopGrace is the time between SIGTERM and SIGKILL (default 10s).
-	StopGrace time.Duration `json:"stop_grace,omitempty"`
+	ID replica.ID `json:"id"`
+	// ReplicaConfig is what the deployment file decides (its JSON keys sit
+	// beside id, as they always have).
+	ReplicaConfig
 	// ContinueAsNewAfter is the number of exits one run handles before it
 	// continues as new (default DefaultContinueAsNewAfter).
 	ContinueAsNewAfter int `json:"continue_as_new_after,omitempty"`
