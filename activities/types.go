@@ -14,7 +14,7 @@ type EnsureRunningInput struct {
 	// After is the exit being answered (or the time supervision decided to
 	// start). A task that exited after it was started by an earlier attempt of
 	// this same call: it is not started again, so a retried activity never
-	// doubles a restart; WaitForExit then reports that exit.
+	// doubles a restart; the result reports that exit (ExitedSince).
 	After time.Time `json:"after"`
 }
 
@@ -25,8 +25,9 @@ type EnsureRunningResult struct {
 	// ExitedSince is true when a task started by an earlier attempt has
 	// already exited; nothing was started.
 	ExitedSince bool `json:"exited_since,omitempty"`
-	// StartError is set (with ExitedSince) when the task could not start at
-	// all, e.g. its executable is missing; WaitForExit reports it as Failed (-1).
+	// StartError is set (with ExitedSince and exit code -1) when the task
+	// could not start at all, e.g. its executable is missing: the workflow
+	// acts on it as an exit.
 	StartError string `json:"start_error,omitempty"`
 	// Network is where the running container can be reached (bridge
 	// networking only): its address and published ports.

@@ -47,8 +47,8 @@ var allFaults = []faultKind{faultWorkerKill, faultServerRestart, faultContainerd
 	faultContainerdCrash, faultKillDuringRestart, faultNodeWatchKill, faultTwoWorkers}
 
 // firstShuffled is how many of allFaults open a soak in a seeded order; the
-// node-watch faults (added in v0.2.0) follow them in a fixed order, so a
-// seed replays the same opening it did before they existed.
+// node-watch faults, added later, follow them in a fixed order, so a seed
+// replays the same opening it did before they existed.
 const firstShuffled = 7
 
 // faultWeights: the cheap container faults come more often than the daemon ones.

@@ -43,10 +43,10 @@ type Volume struct {
 }
 
 // Serving is what a container needs to serve: its network, published
-// ports, volumes, an init and its stop signal. Its zero value is the
-// container Vigil v0.1.0 made (no network but loopback, no mounts), and
-// every field is omitted from JSON when zero, so specs written then keep
-// their digest.
+// ports, volumes, an init and its stop signal. Its zero value is a
+// container with no network but loopback and no mounts, and every field is
+// omitted from JSON when zero, so a spec that sets none of them keeps its
+// JSON and digest.
 type Serving struct {
 	Network NetworkMode   `json:"network,omitempty"`
 	Ports   []PortMapping `json:"ports,omitempty"`

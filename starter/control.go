@@ -74,7 +74,7 @@ func runUpdate(ctx context.Context, c client.Client, id replica.ID, req request)
 		return UpdateResult{}, updateErr(ctx, c, id, req.name, requestID, err)
 	}
 	var out workflows.UpdateResult
-	// Workflows of v0.1.0 return nothing.
+	// No result is a success too (workflows/versions.go says which runs).
 	if err := h.Get(ctx, &out); err != nil && !errors.Is(err, temporal.ErrNoData) {
 		return UpdateResult{}, updateErr(ctx, c, id, req.name, requestID, err)
 	}
@@ -288,7 +288,8 @@ func nodeLogs(ctx context.Context, c client.Client, node string, req workflows.L
 	return out, err
 }
 
-// fetchLogs is how v0.1.0 read logs: a FetchLogs workflow per call.
+// fetchLogs reads logs through a FetchLogs workflow per call, for a node
+// with no node workflow to answer the logs update.
 func fetchLogs(ctx context.Context, c client.Client, taskQueue string, timeout time.Duration, in workflows.FetchLogsInput) (string, error) {
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       fmt.Sprintf("vigil-logs/%s/%d", in.ID.Ref(), time.Now().UnixNano()),

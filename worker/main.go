@@ -70,9 +70,11 @@ type options struct {
 	noActivities        bool
 	showVersion         bool
 	releaseNetworks     bool
-	// maxActivities bounds concurrent activities on the node queue. Every
-	// supervised replica holds one (its WaitForExit) for as long as its
-	// container runs, so this is also the most replicas one node can run.
+	// maxActivities bounds concurrent activities on the node queue: the
+	// node watch holds one for as long as it runs, starts and stops are
+	// short, and a replica holds a WaitForExit only while a replacement
+	// waits min_ready (or, for a run of an old release, while its container
+	// runs; see workflows/versions.go).
 	maxActivities int
 }
 
@@ -117,7 +119,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.network.NetNSDir, "netns-dir", containerd.DefaultNetNSDir, "directory of the containers' network namespaces")
 	fs.StringVar(&o.initPath, "init-path", containerd.DefaultInitPath, "static init run as PID 1 by services with init: true (Debian: tini)")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz on this host:port, e.g. 127.0.0.1:9464; off when empty (env VIGIL_METRICS_ADDRESS)")
-	fs.IntVar(&o.maxActivities, "max-activities", 2000, "most activities run at once on this node; each running replica holds one")
+	fs.IntVar(&o.maxActivities, "max-activities", 2000, "most activities run at once on this node (the node watch, starts, stops, the watches of replacements waiting min_ready)")
 	fs.BoolVar(&o.noActivities, "no-activities", false, "run workflows only: do not connect to containerd or poll this node's queue")
 	fs.BoolVar(&o.showVersion, "version", false, "print the release and commit, then exit")
 	fs.BoolVar(&o.releaseNetworks, "release-networks", false, "tear down every container network recorded under --state-dir (addresses, port rules, namespaces) and the bridge, then exit; for removing a node's state once its containers are gone")

@@ -42,6 +42,10 @@ type Release int
 
 const (
 	// V010 supervised one machine: a heartbeating WaitForExit per replica.
+	// Its payloads wrote durations as nanoseconds (still read:
+	// internal/humanjson), its updates return no result, its containers had
+	// no network but loopback and no mounts (runtime.Serving's zero value),
+	// and its nodes serve logs only through a FetchLogs workflow.
 	V010 Release = 1
 	// V020: the day-2 release (deployments, exit reasons, honest state,
 	// networking, the node watch).

@@ -2,8 +2,8 @@
 // SDK's own JSON, except that every time.Duration is written the way a
 // deployment file writes it ("60s", "5m") instead of in nanoseconds
 // (60000000000), so workflow inputs, query answers and results read well in
-// the Web UI and in `temporal workflow show`. Decoding accepts both forms:
-// histories written by v0.1.0 carry nanosecond integers.
+// the Web UI and in `temporal workflow show`. Decoding accepts both forms
+// (workflows/versions.go says which histories hold integers).
 //
 // Durations are found through the Go type being encoded or decoded, so no
 // field changes type. A duration inside an interface value (any) is not
