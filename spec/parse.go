@@ -270,6 +270,9 @@ func parseUpdate(n *yaml.Node, path string) (Update, error) {
 		if u.MinReady, err = duration(rn, path+".min_ready"); err != nil {
 			return u, err
 		}
+		if u.MinReady > MaxMinReady {
+			return u, fieldErr(rn, path+".min_ready", "%s is too long; use at most %s", quote(rn.Value), MaxMinReady)
+		}
 	}
 	return u, nil
 }

@@ -37,6 +37,9 @@ const (
 	MaxEnvVars     = 1000
 	MaxArgs        = 1000
 	MaxStringBytes = 64 << 10
+	// MaxMinReady bounds update.min_ready: a rollout waits that long per
+	// replaced replica.
+	MaxMinReady = time.Hour
 )
 
 // Deployment is a parsed, validated deployment file.

@@ -187,6 +187,7 @@ func TestParseBad(t *testing.T) {
 		{"webhook not url", svc("    errors: { on_panic: { action: isolate, isolate_webhook: \"file:///etc/passwd\" } }\n"), "services.api.errors.on_panic.isolate_webhook", "not an http(s) URL", 6},
 		{"webhook with restart", svc("    errors: { on_panic: { isolate_webhook: \"https://x.example\" } }\n"), "services.api.errors.on_panic.isolate_webhook", "only used when action is isolate", 6},
 		{"stop_grace", svc("    stop_grace: soon\n"), "services.api.stop_grace", "not a duration", 6},
+		{"min_ready huge", svc("    update: { min_ready: 2h }\n"), "services.api.update.min_ready", `"2h" is too long; use at most 1h0m0s`, 6},
 		{"node spaces", svc("    node: node b\n"), "services.api.node", `"node b" is not a valid node name`, 6},
 		{"node slash", svc("    node: a/b\n"), "services.api.node", "use the --node name of a vigil-worker", 6},
 		{"node list", svc("    node: [a]\n"), "services.api.node", "want a single value, got a list", 6},

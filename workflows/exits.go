@@ -103,6 +103,9 @@ var awaitingExit = func() {}
 // it finds), and an exit of an older task (an operator's stop, a crash
 // already answered) comes before the current task's WatchAfter.
 func (s *supervisor) current(e activities.ExitReport) bool {
+	if s.rel >= V030 && e.ID != (replica.ID{}) && e.ID != s.in.ID {
+		return false // about another replica: a misdirected signal
+	}
 	if e.PID != 0 && s.st.TaskPID != 0 && e.PID != s.st.TaskPID {
 		// Another task: e.g. a half-made one the start killed, whose exit
 		// the runtime may time after the start began.
@@ -124,6 +127,11 @@ func (s *supervisor) queueExit(ctx workflow.Context, e activities.ExitReport) {
 		if p.ExitedAt.Equal(e.ExitedAt) {
 			return
 		}
+	}
+	if s.rel >= V030 && len(s.st.PendingExits) >= maxPendingExits {
+		// All of the one current task: the earliest is acted on, and the
+		// next start makes the rest stale.
+		return
 	}
 	s.st.PendingExits = append(s.st.PendingExits, e)
 }
@@ -179,6 +187,9 @@ func (s *supervisor) onExit(ctx workflow.Context, exit runtime.Exit) error {
 	s.exitsThisRun++
 	d := s.decide(ctx, exit)
 	s.st.History = d.History
+	if s.rel >= V030 {
+		s.st.History.RestartTimes = newest(s.st.History.RestartTimes, s.in.Policy.MaxRestarts+1)
+	}
 	code := exit.ExitCode
 	s.st.LastExitCode = &code
 	s.st.LastExitAt = exit.ExitedAt
@@ -301,4 +312,14 @@ func exitText(code *int) string {
 		return "unknown"
 	}
 	return fmt.Sprint(*code)
+}
+
+// newest keeps the last n of times: the policy counts at most MaxRestarts+1
+// crashes in its window, and a node clock stepped back would otherwise keep
+// "future" crashes in the window for ever.
+func newest(times []time.Time, n int) []time.Time {
+	if len(times) <= n {
+		return times
+	}
+	return append([]time.Time(nil), times[len(times)-n:]...)
 }

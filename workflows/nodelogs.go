@@ -29,6 +29,9 @@ func registerLogs(ctx workflow.Context, node string) error {
 			return res.Output, err
 		},
 		workflow.UpdateHandlerOptions{Validator: func(req LogsRequest) error {
+			if req.ID.Deployment == "" || req.ID.Service == "" || req.ID.Replica < 1 {
+				return fmt.Errorf("logs: replica %q is incomplete; name it as deployment/service-rep-N", req.ID.Ref())
+			}
 			if req.Tail < 0 {
 				return fmt.Errorf("logs: tail %d is negative; use 0 for everything or a number of lines", req.Tail)
 			}

@@ -128,3 +128,20 @@ func TestV010RolloverCarriesReportedExits(t *testing.T) {
 	require.Len(t, next.Carry.PendingExits, 1)
 	require.Equal(t, 9, next.Carry.PendingExits[0].ExitCode)
 }
+
+// An exit report that names another replica (a misdirected signal) is
+// ignored, even when it looks like the current task's.
+func TestExitOfAnotherReplicaIsIgnored(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	other := replicaID
+	other.Replica = 2
+	whenWatching(env, n, 1, time.Second, func() {
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: other, Exit: runtime.Exit{ExitCode: 1, ExitedAt: env.Now().Add(time.Hour)}})
+	})
+	unsuperviseAt(env, time.Minute)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, n.starts, 1, "nothing restarted")
+	require.Nil(t, queryState(t, env).LastExitCode)
+}

@@ -33,6 +33,8 @@ const (
 	MinContinueAsNewEvery = time.Second
 	// maxEvents bounds the events kept in state; all of them are in history.
 	maxEvents = 50
+	// maxPendingExits bounds the exit reports kept until acted on.
+	maxPendingExits = 8
 	// Start retries after the activity's own retries are spent.
 	startRetryFirst = 5 * time.Second
 	startRetryMax   = 5 * time.Minute

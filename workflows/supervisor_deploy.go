@@ -9,6 +9,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/spec"
 )
 
 // What the deployment workflow asks of a replica: a new generation of its
@@ -23,8 +24,8 @@ func (s *supervisor) registerDeploymentHandlers(ctx workflow.Context) error {
 			return c.result, err
 		},
 		workflow.UpdateHandlerOptions{Validator: func(req ReconfigureRequest) error {
-			if req.Config.Spec.Image == "" {
-				return fmt.Errorf("reconfigure: config.spec.image is empty; send the replica's whole config")
+			if err := req.check(); err != nil {
+				return err
 			}
 			return s.validate(&command{kind: cmdReconfigure})
 		}}); err != nil {
@@ -38,6 +39,21 @@ func (s *supervisor) registerDeploymentHandlers(ctx workflow.Context) error {
 		workflow.UpdateHandlerOptions{Validator: func(ShutdownRequest) error {
 			return s.validate(&command{kind: cmdShutdown})
 		}})
+}
+
+// check refuses a malformed reconfigure before it reaches history: a
+// replica without a node would wait on a queue no worker polls, and a huge
+// min_ready would hold the rollout for as long.
+func (req ReconfigureRequest) check() error {
+	switch {
+	case req.Config.Spec.Image == "":
+		return fmt.Errorf("reconfigure: config.spec.image is empty; send the replica's whole config")
+	case req.Config.Node == "":
+		return fmt.Errorf("reconfigure: config.node is empty; send the replica's whole config")
+	case req.MinReady < 0 || req.MinReady > spec.MaxMinReady:
+		return fmt.Errorf("reconfigure: min_ready %s is out of range; use up to %s", req.MinReady, human(spec.MaxMinReady))
+	}
+	return nil
 }
 
 // handleDeployment carries out a reconfigure or shutdown request.
