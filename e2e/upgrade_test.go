@@ -368,7 +368,7 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 	// deployment's too); the new release did the work after the switch.
 	wids := []string{replica.NodeWorkflowID(s.Node)}
 	if old.deployments {
-		wids = append(wids, workflows.DeploymentWorkflowID("app"))
+		wids = append(wids, replica.DeploymentWorkflowID("app"))
 	}
 	for ref := range want {
 		wids = append(wids, idOf(t, ref).WorkflowID())

@@ -190,6 +190,3 @@ func jsonName(f reflect.StructField) string {
 	}
 	return name
 }
-
-// DeploymentWorkflowID is the ID of the deployment's workflow (see replica).
-func DeploymentWorkflowID(deployment string) string { return replica.DeploymentWorkflowID(deployment) }
