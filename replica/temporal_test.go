@@ -1,0 +1,26 @@
+package replica
+
+import "testing"
+
+// The names are on the wire and in recorded histories: a changed value
+// strands every run that uses the old one.
+func TestTemporalNamesNeverChange(t *testing.T) {
+	for got, want := range map[string]string{
+		NodeWorkflowID("n1"): "vigil-node/n1", NodeTaskQueue("n1"): "vigil-node-n1", DefaultTaskQueue: "vigil",
+		SupervisorWorkflowName: "Supervise", DeploymentWorkflowName: "Deployment", NodeWorkflowName: "NodeWatch", FetchLogsWorkflowName: "FetchLogs",
+		EnsureRunningName: "EnsureRunning", WaitForExitName: "WaitForExit", StopName: "Stop", IsolateName: "Isolate", LogsName: "Logs", WatchNodeName: "WatchNode",
+		ObserveReplicasName: "ObserveReplicas", StartReplicaName: "StartReplica", ReconfigureReplicaName: "ReconfigureReplica",
+		UnsuperviseReplicaName: "UnsuperviseReplica", ShutdownReplicaName: "ShutdownReplica",
+		QueryState: "state", QueryConfig: "config", UpdateRelease: "release", UpdateRestart: "restart", UpdateUnsupervise: "unsupervise",
+		UpdateRollover: "rollover", UpdateReconfigure: "reconfigure", UpdateShutdown: "shutdown", SignalHealth: "health", SignalExit: "exit",
+		UpdateApply: "apply", QueryRollout: "rollout", QueryReplicas: "replicas", SignalServiceShutdown: "service-shutdown",
+		SignalClaim: "claim", QueryNode: "node", UpdateLogs: "logs",
+		MemoLastEvent: "vigil.last_event", MemoStartError: "vigil.start_error",
+		SearchAttrState: "VigilState", SearchAttrService: "VigilService", SearchAttrDeployment: "VigilDeployment", SearchStateContinuedAsNew: "ContinuedAsNew",
+		ErrTypeBusy: "Busy", ErrTypeImageNotFound: "ImageNotFound", ErrTypeBadSpec: "BadSpec", ErrTypeContainerNotFound: "ContainerNotFound", ErrTypeWorkerStopping: "WorkerStopping",
+	} {
+		if got != want {
+			t.Errorf("name %q, want %q", got, want)
+		}
+	}
+}
