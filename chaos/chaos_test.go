@@ -35,7 +35,7 @@ func TestShortSoak(t *testing.T) {
 	cfg := config{
 		Seed: 6, Duration: 100 * time.Second, Replicas: 20, MaxFaults: 12,
 		MinGap: 6 * time.Second, MaxGap: 12 * time.Second,
-		Warmup: 15 * time.Second, Heal: 90 * time.Second,
+		Warmup: 15 * time.Second, Heal: 90 * time.Second, ExitsPerRun: defaultExitsPerRun,
 		Repo: repo, Out: &out,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

@@ -13,6 +13,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/replica"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
@@ -60,8 +61,11 @@ type row struct {
 	MinBackoff    time.Duration
 	Task          string // containerd's task status (and exit code)
 	HistoryLength int64
-	ExitsThisRun  int
-	Violations    []string
+	Runs          int // runs of the workflow, the current one included
+	// MostExitsPerRun is the most exits one run handled.
+	MostExitsPerRun int
+	ExitBound       int // the replica's bound of exits per run
+	Violations      []string
 }
 
 // checker checks the invariants from outside Vigil: containerd's view and
@@ -183,16 +187,22 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []taskEve
 			}
 		}
 	}
-	exitsThisRun, taskFailures, err := c.readHistory(qctx, wid)
+	// Every run of the supervisor, the finished ones too: each continued as
+	// new once it had handled its bound of exits.
+	runs, err := histories.Runs(qctx, c.client, wid)
 	if err != nil {
 		fail("history: %v", err)
 	}
-	for _, f := range taskFailures {
-		fail("workflow task failed: %s", f)
+	for _, run := range runs {
+		for _, f := range taskFailures(run) {
+			fail("workflow task failed: %s", f)
+		}
 	}
-	out.ExitsThisRun = exitsThisRun
-	if exitsThisRun > workflows.DefaultContinueAsNewAfter {
-		fail("this run handled %d exits; it should have continued as new after %d", exitsThisRun, workflows.DefaultContinueAsNewAfter)
+	out.Runs, out.ExitBound = len(runs), r.continueAsNewAfter()
+	var tooMany []string
+	out.MostExitsPerRun, tooMany = continueAsNewBound(runs, out.ExitBound)
+	for _, v := range tooMany {
+		fail("%s", v)
 	}
 
 	resp, err := c.client.QueryWorkflow(qctx, wid, "", replica.QueryState)
@@ -340,40 +350,6 @@ func exitAndNextStart(events []taskEvent, decided time.Time) (exit, start taskEv
 		}
 	}
 	return exit, start, false
-}
-
-// benignTaskFailure: workflow task failures the server causes by design
-// (a sticky queue reset after a worker died, a signal or update arriving
-// while a task completes).
-var benignTaskFailure = map[enumspb.WorkflowTaskFailedCause]bool{
-	enumspb.WORKFLOW_TASK_FAILED_CAUSE_RESET_STICKY_TASK_QUEUE: true,
-	enumspb.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND:       true,
-}
-
-// readHistory reads the current run's history: the WaitForExit activities it
-// completed (the exits it handled, which continue-as-new bounds) and its
-// failed workflow tasks (a panic or nondeterminism in the workflow code;
-// a task that timed out with a killed worker is not a failure).
-func (c *checker) readHistory(ctx context.Context, wid string) (exits int, taskFailures []string, err error) {
-	iter := c.client.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	types := map[int64]string{}
-	n := 0
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			return n, taskFailures, err
-		}
-		if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil && !benignTaskFailure[a.GetCause()] {
-			taskFailures = append(taskFailures, fmt.Sprintf("event %d: %s: %s", ev.GetEventId(), a.GetCause(), a.GetFailure().GetMessage()))
-		}
-		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
-			types[ev.GetEventId()] = a.GetActivityType().GetName()
-		}
-		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && types[a.GetScheduledEventId()] == replica.WaitForExitName {
-			n++
-		}
-	}
-	return n, taskFailures, nil
 }
 
 // taskView is containerd's view of a replica's container.

@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.MaxGap, "max-gap", 20*time.Second, "longest pause between faults")
 	fs.DurationVar(&cfg.Warmup, "warmup", 20*time.Second, "time the replicas run before the first fault")
 	fs.DurationVar(&cfg.Heal, "heal", 2*time.Minute, "time the last fault gets to heal before a violation counts")
+	fs.IntVar(&cfg.ExitsPerRun, "exits-per-run", defaultExitsPerRun, "supervise a crasher beside the deployment whose workflow continues as new after this many exits (0: none)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the soak's directory even when it passes")
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
@@ -81,6 +82,8 @@ func (c config) validate() error {
 		return fmt.Errorf("--max-faults: %d must be at least 1", c.MaxFaults)
 	case c.MinGap <= 0 || c.MaxGap < c.MinGap:
 		return fmt.Errorf("--min-gap, --max-gap: want 0 < min-gap <= max-gap, got %s and %s", c.MinGap, c.MaxGap)
+	case c.ExitsPerRun < 0:
+		return fmt.Errorf("--exits-per-run: %d must be 0 (none) or more", c.ExitsPerRun)
 	case c.Heal <= 0:
 		return fmt.Errorf("--heal: %s must be positive, e.g. 2m", c.Heal)
 	}
@@ -93,7 +96,7 @@ func printReport(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "\nseed %d: %d faults\n%s\n", rep.Seed, len(rep.Faults), faultLog(rep.Faults))
 	if len(rep.Rows) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "REPLICA\tBEHAVIOUR\tSTATE\tWORKFLOW\tRESTARTS\tSTARTS(LOG)\tSTARTS(EVENTS)\tEXITS\tKILLED\tBACKOFFS\tMIN BACKOFF\tTASK\tHISTORY\tEXITS/RUN\tOK")
+		fmt.Fprintln(tw, "REPLICA\tBEHAVIOUR\tSTATE\tWORKFLOW\tRESTARTS\tSTARTS(LOG)\tSTARTS(EVENTS)\tEXITS\tKILLED\tBACKOFFS\tMIN BACKOFF\tTASK\tHISTORY\tRUNS\tEXITS/RUN\tOK")
 		for _, r := range rep.Rows {
 			ok := "ok"
 			if len(r.Violations) > 0 {
@@ -103,8 +106,8 @@ func printReport(w io.Writer, rep *report) {
 			if r.Backoffs > 0 {
 				minBackoff = r.MinBackoff.Round(time.Millisecond).String()
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", r.Replica, r.Behaviour, r.State, r.Workflow,
-				r.Restarts, r.StartsLog, r.StartsEvents, r.Exits, r.Hits, r.Backoffs, minBackoff, r.Task, r.HistoryLength, r.ExitsThisRun, ok)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d/%d\t%s\n", r.Replica, r.Behaviour, r.State, r.Workflow,
+				r.Restarts, r.StartsLog, r.StartsEvents, r.Exits, r.Hits, r.Backoffs, minBackoff, r.Task, r.HistoryLength, r.Runs, r.MostExitsPerRun, r.ExitBound, ok)
 		}
 		_ = tw.Flush()
 	}

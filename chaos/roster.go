@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
+	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/workflows"
 )
 
 // deploymentName is the soak's deployment.
@@ -57,6 +63,59 @@ type soakReplica struct {
 	ID        replica.ID
 	Container string // containerd container ID
 	Behaviour behaviour
+	// ExitsPerRun is the bound of exits one run of its supervisor handles
+	// before it continues as new (0: workflows.DefaultContinueAsNewAfter).
+	ExitsPerRun int
+}
+
+func (r soakReplica) continueAsNewAfter() int {
+	if r.ExitsPerRun > 0 {
+		return r.ExitsPerRun
+	}
+	return workflows.DefaultContinueAsNewAfter
+}
+
+// boundedDeployment is the deployment name of the replica supervised beside
+// the deployment, with a low bound of exits per run: a crasher, so every
+// soak continues its supervisor as new several times and the
+// continue-as-new check judges runs that reached their bound. No deployment
+// workflow manages the name (one would remove a replica its file lacks).
+const boundedDeployment = deploymentName + "-bounded"
+
+// defaultExitsPerRun is that replica's bound: a crasher reaches it in
+// about 15 seconds.
+const defaultExitsPerRun = 3
+
+// boundedReplica is that replica; the driver's faults leave it alone, so a
+// seed hits the same replicas it did before it existed.
+func boundedReplica(exitsPerRun int) soakReplica {
+	i := slices.IndexFunc(behaviours, func(b behaviour) bool { return b.Service == "crasher" })
+	id := replica.ID{Deployment: boundedDeployment, Service: behaviours[i].Service, Replica: 1}
+	return soakReplica{ID: id, Container: id.ContainerName(), Behaviour: behaviours[i], ExitsPerRun: exitsPerRun}
+}
+
+// superviseBounded starts supervising b with the config of the deployment's
+// first replica of its service (the same container, under b's name) and b's
+// bound of exits per run.
+func superviseBounded(ctx context.Context, c client.Client, b soakReplica) error {
+	like := replica.ID{Deployment: deploymentName, Service: b.ID.Service, Replica: 1}
+	var in workflows.SupervisionInput
+	for deadline := time.Now().Add(time.Minute); ; {
+		resp, err := c.QueryWorkflow(ctx, like.WorkflowID(), "", replica.QueryConfig)
+		if err == nil {
+			err = resp.Get(&in)
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("config of %s, for %s: %w", like.Ref(), b.ID.Ref(), err)
+		}
+		sleepCtx(ctx, time.Second)
+	}
+	in.ID, in.ContinueAsNewAfter, in.Generation, in.Carry = b.ID, b.ExitsPerRun, 0, nil
+	_, err := control.StartReplica(ctx, c, replica.DefaultTaskQueue, in)
+	return err
 }
 
 // roster spreads n replicas over the behaviours by weight, at least one each.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,9 @@ type config struct {
 	// Warmup runs the replicas before the first fault; Heal lets the last
 	// fault heal before the checks (a bound, not a wait: checks retry within it).
 	Warmup, Heal time.Duration
+	// ExitsPerRun, if positive, adds a crasher supervised beside the
+	// deployment whose supervisor continues as new after that many exits.
+	ExitsPerRun int
 	// Keep keeps the soak's directory (logs, database) even when it passes.
 	Keep bool
 	Repo string // the module to build vigil and vigil-worker from
@@ -128,7 +132,21 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 		cfg.logf("supervise failed (attempt %d), retrying: %v", attempt, err)
 		time.Sleep(2 * time.Second)
 	}
-	cfg.logf("supervising %d replicas; warming up for %s", len(replicas), cfg.Warmup)
+	c, err := st.Client()
+	if err != nil {
+		return rep, err
+	}
+	defer c.Close()
+	checked := replicas
+	if cfg.ExitsPerRun > 0 {
+		b := boundedReplica(cfg.ExitsPerRun)
+		if err := superviseBounded(ctx, c, b); err != nil {
+			return nil, err
+		}
+		checked = append(slices.Clone(replicas), b)
+		cfg.logf("supervising %s beside the deployment, continued as new after %d exits", b.ID.Ref(), b.ExitsPerRun)
+	}
+	cfg.logf("supervising %d replicas; warming up for %s", len(checked), cfg.Warmup)
 	sleepCtx(ctx, cfg.Warmup)
 
 	drv := &driver{st: st, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), replicas: replicas,
@@ -144,13 +162,8 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	}
 	cfg.logf("%d faults injected; letting the last one heal (checks retry for up to %s)", len(rep.Faults), cfg.Heal)
 
-	c, err := st.Client()
-	if err != nil {
-		return rep, err
-	}
-	defer c.Close()
 	killed, uncertain := hits(rep.Faults)
-	chk := &checker{st: st, client: c, rec: rec, replicas: replicas, logf: cfg.logf, killed: killed, uncertain: uncertain}
+	chk := &checker{st: st, client: c, rec: rec, replicas: checked, logf: cfg.logf, killed: killed, uncertain: uncertain}
 	rep.Rows, rep.Violations = chk.check(ctx, cfg.Heal)
 	rep.Violations = append(rep.Violations, workerLogProblems(st)...)
 	passed = len(rep.Violations) == 0

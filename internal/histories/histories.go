@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,20 +65,43 @@ func Record(ctx context.Context, e *Env, c Capture, dir string) (events int, err
 
 // History returns a run's history as it stands.
 func (e *Env) History(ctx context.Context, workflowID, runID string) (*historypb.History, error) {
-	return Collect(e.Client.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT))
+	return Read(ctx, e.Client, workflowID, runID)
 }
 
-// Collect reads a history iterator to its end.
-func Collect(iter client.HistoryEventIterator) (*historypb.History, error) {
+// Read returns one run's whole history as it stands ("" for the current run).
+func Read(ctx context.Context, c client.Client, workflowID, runID string) (*historypb.History, error) {
+	iter := c.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for iter.HasNext() {
 		ev, err := iter.Next()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("history of %s: %w", workflowID, err)
 		}
 		h.Events = append(h.Events, ev)
 	}
 	return h, nil
+}
+
+// Runs returns the histories of every run of a workflow, oldest first: the
+// current run, then each run it continued, found through the run ID its
+// start event names.
+func Runs(ctx context.Context, c client.Client, workflowID string) ([]*historypb.History, error) {
+	var runs []*historypb.History
+	for runID := ""; ; {
+		h, err := Read(ctx, c, workflowID, runID)
+		if err != nil {
+			return nil, err
+		}
+		if len(h.GetEvents()) == 0 {
+			return nil, fmt.Errorf("history of %s (run %q) is empty", workflowID, runID)
+		}
+		runs = append(runs, h)
+		runID = h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId()
+		if runID == "" {
+			slices.Reverse(runs)
+			return runs, nil
+		}
+	}
 }
 
 // SettledHistory waits until no workflow task is pending and the history has

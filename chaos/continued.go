@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+
+	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/internal/humanjson"
+	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// exitsHandled counts the exits one run of a replica's supervisor acted on:
+// the distinct exit times it was told of (the node watch's exit signals and
+// the exits the previous run passed on) that are later than the last exit
+// the run started with, less the exits it passed on to the next run. A
+// report a new node watch repeats has the same time and counts once; a
+// report of an exit handled before the run began is older than its last exit.
+func exitsHandled(run *historypb.History) (int, error) {
+	dc := humanjson.DataConverter()
+	var last time.Time
+	seen := map[time.Time]bool{}
+	passedOn := map[time.Time]bool{}
+	tell := func(e activities.ExitReport) {
+		if e.ExitedAt.After(last) {
+			seen[e.ExitedAt.UTC()] = true
+		}
+	}
+	for _, ev := range run.GetEvents() {
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+			var in workflows.SupervisionInput
+			if err := dc.FromPayloads(ev.GetWorkflowExecutionStartedEventAttributes().GetInput(), &in); err != nil {
+				return 0, fmt.Errorf("event %d: input: %w", ev.GetEventId(), err)
+			}
+			if in.Carry != nil {
+				last = in.Carry.LastExitAt
+				for _, e := range in.Carry.PendingExits {
+					tell(e)
+				}
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			a := ev.GetWorkflowExecutionSignaledEventAttributes()
+			if a.GetSignalName() != replica.SignalExit {
+				continue
+			}
+			var e activities.ExitReport
+			if err := dc.FromPayloads(a.GetInput(), &e); err != nil {
+				return 0, fmt.Errorf("event %d: exit signal: %w", ev.GetEventId(), err)
+			}
+			tell(e)
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+			var next workflows.SupervisionInput
+			if err := dc.FromPayloads(ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetInput(), &next); err != nil {
+				return 0, fmt.Errorf("event %d: next run's input: %w", ev.GetEventId(), err)
+			}
+			if next.Carry != nil {
+				for _, e := range next.Carry.PendingExits {
+					passedOn[e.ExitedAt.UTC()] = true
+				}
+			}
+		}
+	}
+	n := 0
+	for at := range seen {
+		if !passedOn[at] {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// continueAsNewBound checks that no run of a supervisor handled more than
+// bound exits (it continues as new once it has handled bound). It returns
+// the most exits one run handled.
+func continueAsNewBound(runs []*historypb.History, bound int) (most int, violations []string) {
+	for i, run := range runs {
+		n, err := exitsHandled(run)
+		if err != nil {
+			violations = append(violations, fmt.Sprintf("run %d of %d: %v", i+1, len(runs), err))
+			continue
+		}
+		most = max(most, n)
+		if n > bound {
+			violations = append(violations, fmt.Sprintf("run %d of %d (%s) handled %d exits; it should have continued as new after %d",
+				i+1, len(runs), runID(run), n, bound))
+		}
+	}
+	return most, violations
+}
+
+// taskFailures lists a run's failed workflow tasks (a panic or
+// nondeterminism in the workflow code; a task that timed out with a killed
+// worker is not a failure), except those the server causes by design.
+func taskFailures(run *historypb.History) []string {
+	var out []string
+	for _, ev := range run.GetEvents() {
+		if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil && !benignTaskFailure[a.GetCause()] {
+			out = append(out, fmt.Sprintf("run %s, event %d: %s: %s", runID(run), ev.GetEventId(), a.GetCause(), a.GetFailure().GetMessage()))
+		}
+	}
+	return out
+}
+
+// benignTaskFailure: workflow task failures the server causes by design
+// (a sticky queue reset after a worker died, a signal or update arriving
+// while a task completes).
+var benignTaskFailure = map[enumspb.WorkflowTaskFailedCause]bool{
+	enumspb.WORKFLOW_TASK_FAILED_CAUSE_RESET_STICKY_TASK_QUEUE: true,
+	enumspb.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND:       true,
+}
+
+// runID names a run by its first execution's run ID, as the start event has it.
+func runID(run *historypb.History) string {
+	if evs := run.GetEvents(); len(evs) > 0 {
+		return evs[0].GetWorkflowExecutionStartedEventAttributes().GetOriginalExecutionRunId()
+	}
+	return "?"
+}
