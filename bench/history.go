@@ -12,22 +12,15 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
 
 func historyEvents(ctx context.Context, c client.Client, wfID string) ([]*historypb.HistoryEvent, error) {
-	iter := c.GetWorkflowHistory(ctx, wfID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var out []*historypb.HistoryEvent
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return out, nil
+	h, err := histories.Read(ctx, c, wfID, "")
+	return h.GetEvents(), err
 }
 
 // historyLengths is the total number of events in the current runs of wfIDs.

@@ -13,6 +13,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vigil-run/vigil/internal/ctrevents"
 	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/replica"
@@ -73,7 +74,7 @@ type row struct {
 type checker struct {
 	st       *stack.Stack
 	client   client.Client
-	rec      *recorder
+	rec      *ctrevents.Recorder
 	replicas []soakReplica
 	logf     func(string, ...any)
 	ctd      *containerd.Client
@@ -127,19 +128,19 @@ func (c *checker) check(ctx context.Context, heal time.Duration) ([]row, []strin
 // judge checks one replica once containerd has been quiet about it for settle.
 func (c *checker) judge(ctx context.Context, r soakReplica) row {
 	for attempt := 0; ; attempt++ {
-		before := c.rec.of(r.Container)
+		before := c.rec.Of(r.Container)
 		if n := len(before); n > 0 && time.Since(before[n-1].At) < settle && attempt < 10 {
 			time.Sleep(settle - time.Since(before[n-1].At))
 			continue
 		}
 		out := c.judgeOnce(ctx, r, before)
-		if len(c.rec.of(r.Container)) == len(before) || attempt >= 10 {
+		if len(c.rec.Of(r.Container)) == len(before) || attempt >= 10 {
 			return out
 		}
 	}
 }
 
-func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []taskEvent) row {
+func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []ctrevents.Event) row {
 	out := row{Replica: r.ID.Ref(), Behaviour: r.Behaviour.Service}
 	fail := func(format string, args ...any) {
 		out.Violations = append(out.Violations, fmt.Sprintf(format, args...))
@@ -222,13 +223,13 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []taskEve
 	out.Task = task.String()
 	out.StartsLog = c.startsInLog(r)
 	for _, e := range events {
-		if e.Start {
+		if e.Kind == ctrevents.Start {
 			out.StartsEvents++
 		} else {
 			out.Exits++
 		}
 	}
-	gaps := c.rec.gapsCopy()
+	gaps := c.rec.Gaps()
 
 	// Every replica whose policy says it should run is running.
 	switch {
@@ -278,7 +279,7 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []taskEve
 				fail("isolated container's log is gone")
 			}
 		}
-		if n := len(events); n > 0 && events[n-1].Start && !inGap(gaps, events[n-1].At, time.Now()) {
+		if n := len(events); n > 0 && events[n-1].Kind == ctrevents.Start && !c.rec.InGap(events[n-1].At, time.Now()) {
 			fail("%s, yet containerd started it again at %s", v.State, events[n-1].At.UTC().Format("15:04:05.000"))
 		}
 	}
@@ -303,7 +304,7 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []taskEve
 		fail("containerd published %d starts; the container's log has %d", out.StartsEvents, out.StartsLog)
 	}
 	for i := 1; i < len(events); i++ {
-		if events[i].Start && events[i-1].Start && !inGap(gaps, events[i-1].At, events[i].At) {
+		if events[i].Kind == ctrevents.Start && events[i-1].Kind == ctrevents.Start && !c.rec.InGap(events[i-1].At, events[i].At) {
 			fail("started at %s and again at %s without an exit between: two tasks for one crash",
 				events[i-1].At.UTC().Format("15:04:05.000"), events[i].At.UTC().Format("15:04:05.000"))
 		}
@@ -334,10 +335,10 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []taskEve
 
 // exitAndNextStart finds the exit a backoff decided at decided answered (the
 // last exit before it) and the start that followed it.
-func exitAndNextStart(events []taskEvent, decided time.Time) (exit, start taskEvent, ok bool) {
+func exitAndNextStart(events []ctrevents.Event, decided time.Time) (exit, start ctrevents.Event, ok bool) {
 	ei := -1
 	for i, e := range events {
-		if !e.Start && !e.At.After(decided) {
+		if e.Kind == ctrevents.Exit && !e.At.After(decided) {
 			ei = i
 		}
 	}
@@ -345,7 +346,7 @@ func exitAndNextStart(events []taskEvent, decided time.Time) (exit, start taskEv
 		return exit, start, false
 	}
 	for _, e := range events[ei+1:] {
-		if e.Start {
+		if e.Kind == ctrevents.Start {
 			return events[ei], e, true
 		}
 	}

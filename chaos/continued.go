@@ -13,22 +13,31 @@ import (
 	"github.com/vigil-run/vigil/workflows"
 )
 
-// exitsHandled counts the exits one run of a replica's supervisor acted on:
-// the distinct exit times it was told of (the node watch's exit signals and
-// the exits the previous run passed on) that are later than the last exit
-// the run started with, less the exits it passed on to the next run. A
-// report a new node watch repeats has the same time and counts once; a
-// report of an exit handled before the run began is older than its last exit.
+// exitsHandled counts the exits one run of a replica's supervisor acted on,
+// judged in the order it was told of them (the node watch's exit signals,
+// the exits the previous run passed on, a start that found its task exited)
+// as the supervisor judges a report: of the task it last started (the PID,
+// once known, and after the start's NotBefore) and later than the last exit
+// acted on; less the exits it passed on to the next run. A report a new
+// node watch repeats, or one of an exit older than the last, does not count.
+// (Two reports queued together are acted on earliest first; counted in
+// order, the earlier one arriving second is missed: the count errs low.)
 func exitsHandled(run *historypb.History) (int, error) {
 	dc := humanjson.DataConverter()
-	var last time.Time
+	var last, watchAfter time.Time
+	var pid uint32
 	seen := map[time.Time]bool{}
 	passedOn := map[time.Time]bool{}
 	tell := func(e activities.ExitReport) {
-		if e.ExitedAt.After(last) {
+		if e.PID != 0 && pid != 0 && e.PID != pid {
+			return // another task's, e.g. a half-made one a start killed
+		}
+		if e.ExitedAt.After(last) && e.ExitedAt.After(watchAfter) {
 			seen[e.ExitedAt.UTC()] = true
+			last = e.ExitedAt
 		}
 	}
+	activity := map[int64]string{} // scheduled event ID -> activity type
 	for _, ev := range run.GetEvents() {
 		switch ev.GetEventType() {
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
@@ -36,11 +45,30 @@ func exitsHandled(run *historypb.History) (int, error) {
 			if err := dc.FromPayloads(ev.GetWorkflowExecutionStartedEventAttributes().GetInput(), &in); err != nil {
 				return 0, fmt.Errorf("event %d: input: %w", ev.GetEventId(), err)
 			}
-			if in.Carry != nil {
-				last = in.Carry.LastExitAt
-				for _, e := range in.Carry.PendingExits {
+			if c := in.Carry; c != nil {
+				last, watchAfter, pid = c.LastExitAt, c.WatchAfter, c.TaskPID
+				for _, e := range c.PendingExits {
 					tell(e)
 				}
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			activity[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			a := ev.GetActivityTaskCompletedEventAttributes()
+			if activity[a.GetScheduledEventId()] != replica.EnsureRunningName {
+				continue
+			}
+			var res activities.EnsureRunningResult
+			if err := dc.FromPayloads(a.GetResult(), &res); err != nil {
+				return 0, fmt.Errorf("event %d: start result: %w", ev.GetEventId(), err)
+			}
+			if res.ExitedSince {
+				tell(activities.ExitReport{Exit: res.Exit()})
+				continue
+			}
+			pid = res.PID
+			if !res.NotBefore.IsZero() {
+				watchAfter = res.NotBefore
 			}
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
 			a := ev.GetWorkflowExecutionSignaledEventAttributes()

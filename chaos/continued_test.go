@@ -55,6 +55,27 @@ func (r *synthRun) signal(name string, at time.Time) *synthRun {
 	})
 }
 
+// start adds a completed EnsureRunning with its result.
+func (r *synthRun) start(res activities.EnsureRunningResult) *synthRun {
+	r.add(enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, func(ev *historypb.HistoryEvent) {
+		ev.Attributes = &historypb.HistoryEvent_ActivityTaskScheduledEventAttributes{ActivityTaskScheduledEventAttributes: &historypb.ActivityTaskScheduledEventAttributes{
+			ActivityType: &commonpb.ActivityType{Name: replica.EnsureRunningName}}}
+	})
+	scheduled := int64(len(r.evs))
+	return r.add(enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, func(ev *historypb.HistoryEvent) {
+		ev.Attributes = &historypb.HistoryEvent_ActivityTaskCompletedEventAttributes{ActivityTaskCompletedEventAttributes: &historypb.ActivityTaskCompletedEventAttributes{
+			ScheduledEventId: scheduled, Result: payload(r.t, res)}}
+	})
+}
+
+// exitOf adds an exit signal of the task with pid.
+func (r *synthRun) exitOf(pid uint32, at time.Time) *synthRun {
+	return r.add(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, func(ev *historypb.HistoryEvent) {
+		ev.Attributes = &historypb.HistoryEvent_WorkflowExecutionSignaledEventAttributes{WorkflowExecutionSignaledEventAttributes: &historypb.WorkflowExecutionSignaledEventAttributes{
+			SignalName: replica.SignalExit, Input: payload(r.t, activities.ExitReport{Exit: runtime.Exit{ExitCode: 3, ExitedAt: at, PID: pid}})}}
+	})
+}
+
 func (r *synthRun) exits(at ...time.Time) *synthRun {
 	for _, a := range at {
 		r.signal(replica.SignalExit, a)
@@ -103,6 +124,24 @@ func TestContinueAsNewBound(t *testing.T) {
 		{"other signals are not exits", []*historypb.History{
 			started(t, nil).exits(at(1), at(2)).signal("something-else", at(3)).signal("another", at(4)).open(),
 		}, 2, ""},
+		{"an exit of another task than the one started does not count", []*historypb.History{
+			started(t, nil).start(activities.EnsureRunningResult{PID: 10}).exitOf(10, at(1)).
+				start(activities.EnsureRunningResult{PID: 11, NotBefore: at(2)}).
+				exitOf(12, at(3)). // a half-made task the start killed
+				exitOf(11, at(4)).start(activities.EnsureRunningResult{PID: 13, NotBefore: at(5)}).
+				exitOf(0, at(4)). // before the start: an older task's
+				exitOf(13, at(6)).open(),
+		}, 3, ""},
+		{"a report older than the exit acted on does not count", []*historypb.History{
+			// As a soak saw it: a killed task's exit, then a report of a
+			// failure (no PID) timed before it but after the task started.
+			started(t, nil).start(activities.EnsureRunningResult{PID: 10, NotBefore: at(1)}).
+				exitOf(10, at(4)).exitOf(0, at(2)).exitOf(0, at(2)).open(),
+		}, 1, ""},
+		{"a start that finds its task exited is an exit", []*historypb.History{
+			started(t, nil).exits(at(1), at(2), at(3)).
+				start(activities.EnsureRunningResult{ExitedSince: true, ExitedAt: at(4)}).open(),
+		}, 4, "run 1 of 1 (run) handled 4 exits"},
 		{"the second run over the bound", []*historypb.History{
 			started(t, nil).exits(at(1)).continued(workflows.Carry{LastExitAt: at(1)}),
 			started(t, &workflows.Carry{LastExitAt: at(1)}).exits(at(2), at(3), at(4), at(5), at(6)).open(),

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/internal/ctrevents"
 	"github.com/vigil-run/vigil/internal/stack"
 )
 
@@ -101,16 +101,11 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 		}
 	}()
 
-	rec := &recorder{}
-	recCtx, stopRec := context.WithCancel(ctx)
-	defer stopRec()
-	ready := make(chan struct{})
-	go rec.run(recCtx, st.Containerd.Address, st.Containerd.Namespace, ready)
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		return nil, errors.New("could not subscribe to containerd's events")
+	rec, err := ctrevents.Record(ctx, st.Containerd.Address, st.Containerd.Namespace)
+	if err != nil {
+		return nil, err
 	}
+	defer rec.Close()
 
 	if err := st.StartWorker(); err != nil {
 		return nil, err
@@ -215,4 +210,11 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }
