@@ -644,9 +644,8 @@ func (v *vigilBench) nextBackoff(ctx context.Context, wid string, prev time.Time
 		q, err := v.tc.QueryWorkflow(ctx, wid, "", replica.QueryState)
 		if err == nil {
 			var st workflows.StateView
-			if err := q.Get(&st); err == nil && st.State == workflows.StateCrashLoopBackOff && st.NextRestartAt != nil {
-				at, err := time.Parse(time.RFC3339Nano, *st.NextRestartAt)
-				if err == nil && at.After(prev) && time.Until(at) > 3*time.Second {
+			if err := q.Get(&st); err == nil && st.State == workflows.StateCrashLoopBackOff {
+				if at, ok := st.NextRestart(); ok && at.After(prev) && time.Until(at) > 3*time.Second {
 					return at, nil
 				}
 			}

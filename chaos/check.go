@@ -240,9 +240,9 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []ctreven
 				fail("state Running but containerd's task is %s", task)
 			}
 		case workflows.StateCrashLoopBackOff:
-			if v.NextRestartAt == nil {
+			if at, ok := v.NextRestart(); !ok {
 				fail("CrashLoopBackOff without a restart time")
-			} else if at, err := time.Parse(time.RFC3339Nano, *v.NextRestartAt); err == nil && time.Since(at) > backoffLate {
+			} else if time.Since(at) > backoffLate {
 				fail("still in CrashLoopBackOff %s after its restart time", time.Since(at).Round(time.Second))
 			}
 			if task.running {

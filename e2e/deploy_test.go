@@ -6,17 +6,14 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	apievents "github.com/containerd/containerd/api/events"
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/typeurl/v2"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/control"
+	"github.com/vigil-run/vigil/internal/ctrevents"
 	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/spec"
@@ -49,96 +46,35 @@ services:
 	return f
 }
 
-// taskEvents records containerd's own /tasks/start and /tasks/exit events of
-// the stack's namespace, in the order containerd published them.
-type taskEvents struct {
-	mu     sync.Mutex
-	events []taskEvent
-}
-
-type taskEvent struct {
-	container string
-	start     bool
-	// at is containerd's time: of publishing for a start, of the exit for an exit.
-	at time.Time
-}
-
-func recordTaskEvents(t *testing.T, s *tstack) *taskEvents {
-	t.Helper()
-	c, err := containerd.New(s.Containerd.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); c.Close() })
-	evs, errs := c.Subscribe(ctx, `namespace==`+s.Containerd.Namespace+`,topic~="^/tasks/(start|exit)$"`)
-	r := &taskEvents{}
-	go func() {
-		for {
-			select {
-			case env := <-evs:
-				v, err := typeurl.UnmarshalAny(env.Event)
-				if err != nil {
-					continue
-				}
-				switch e := v.(type) {
-				case *apievents.TaskStart:
-					r.add(taskEvent{container: e.ContainerID, start: true, at: env.Timestamp})
-				case *apievents.TaskExit:
-					if e.ID == e.ContainerID {
-						r.add(taskEvent{container: e.ContainerID, at: e.ExitedAt.AsTime()})
-					}
-				}
-			case <-errs:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	time.Sleep(200 * time.Millisecond) // the stream opens a moment after Subscribe returns
-	return r
-}
-
-func (r *taskEvents) add(e taskEvent) {
-	r.mu.Lock()
-	r.events = append(r.events, e)
-	r.mu.Unlock()
-}
-
 // maxDown is the most containers (with the prefix) down at once: from an
 // exit to the next start of the same container, all running at first.
-func (r *taskEvents) maxDown(prefix string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func maxDown(rec *ctrevents.Recorder, prefix string) int {
 	down, most := map[string]bool{}, 0
-	for _, e := range r.events {
-		if !strings.HasPrefix(e.container, prefix) {
+	for _, e := range rec.All() {
+		if !strings.HasPrefix(e.Container, prefix) {
 			continue
 		}
-		if e.start {
-			delete(down, e.container)
+		if e.Kind == ctrevents.Start {
+			delete(down, e.Container)
 		} else {
-			down[e.container] = true
+			down[e.Container] = true
 		}
 		most = max(most, len(down))
 	}
 	return most
 }
 
-// counts returns each container's starts and exits.
-func (r *taskEvents) counts() map[string][2]int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// taskCounts returns each container's starts and exits.
+func taskCounts(rec *ctrevents.Recorder) map[string][2]int {
 	out := map[string][2]int{}
-	for _, e := range r.events {
-		c := out[e.container]
-		if e.start {
+	for _, e := range rec.All() {
+		c := out[e.Container]
+		if e.Kind == ctrevents.Start {
 			c[0]++
 		} else {
 			c[1]++
 		}
-		out[e.container] = c
+		out[e.Container] = c
 	}
 	return out
 }
@@ -250,7 +186,7 @@ func TestApplyScalesRollsOutAndRemoves(t *testing.T) {
 		t.Fatalf("dry run table: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 
-	events := recordTaskEvents(t, s)
+	events := recordTaskEvents(t, s.Stack)
 	start := time.Now()
 	sameLines(t, "apply v2", planLines(s.apply(v2)), []string{
 		"roll/web-rep-1 update args", "roll/web-rep-2 update args", "roll/web-rep-3 create ", "roll/extra-rep-1 unchanged "})
@@ -265,10 +201,10 @@ func TestApplyScalesRollsOutAndRemoves(t *testing.T) {
 	if logs := s.vigil("logs", "roll/web-rep-1"); logs.Code != 0 || !strings.Contains(logs.Stdout, "v2") {
 		t.Fatalf("vigil logs roll/web-rep-1: exit %d %q", logs.Code, logs.Stdout)
 	}
-	if n := events.maxDown("roll.web-"); n > 1 {
+	if n := maxDown(events, "roll.web-"); n > 1 {
 		t.Fatalf("containerd's events show %d web replicas down at once; max_unavailable is 1", n)
 	}
-	counts := events.counts()
+	counts := taskCounts(events)
 	for _, c := range []string{"roll.web-rep-1", "roll.web-rep-2"} {
 		if counts[c] != [2]int{1, 1} {
 			t.Fatalf("%s: %d starts and %d exits in containerd's events; want exactly one replacement", c, counts[c][0], counts[c][1])
@@ -314,7 +250,7 @@ func TestRolloutPausesThenRollsBack(t *testing.T) {
 	}
 	s.waitRollout(dep, "generation 1 complete", 2*time.Minute, completeAt(1))
 	s.waitContainers(3)
-	events := recordTaskEvents(t, s)
+	events := recordTaskEvents(t, s.Stack)
 
 	bad := s.deployment("bad", strings.Replace(webFile(dep, 3, "v1", "2s", false), "echo v1; exec sleep 3600", "echo v2; sleep 0.5; exit 3", 1))
 	// --wait fails as the rollout pauses, with its reason.
@@ -344,7 +280,7 @@ func TestRolloutPausesThenRollsBack(t *testing.T) {
 		return v.State == workflows.StateRunning && v.Generation == 3
 	})
 	t.Logf("rolled back: %s generation %d", v.State, v.Generation)
-	counts := events.counts()
+	counts := taskCounts(events)
 	for _, c := range []string{"pause.web-rep-2", "pause.web-rep-3"} {
 		if counts[c] != [2]int{} {
 			t.Fatalf("%s was touched: %v starts/exits", c, counts[c])
@@ -361,7 +297,7 @@ func TestRolloutSurvivesWorkerKillAndServerRestart(t *testing.T) {
 	s.apply(s.deployment("v1", webFile(dep, 4, "v1", "3s", false)))
 	s.waitRollout(dep, "generation 1 complete", 2*time.Minute, completeAt(1))
 	s.waitContainers(4)
-	events := recordTaskEvents(t, s)
+	events := recordTaskEvents(t, s.Stack)
 
 	s.apply(s.deployment("v2", webFile(dep, 4, "v2", "3s", false)))
 	s.waitRollout(dep, "one replica updated", 2*time.Minute, func(st workflows.RolloutStatus) bool { return st.Generation == 2 && st.Updated >= 1 })
@@ -376,7 +312,7 @@ func TestRolloutSurvivesWorkerKillAndServerRestart(t *testing.T) {
 	s.startServer()
 	s.waitRollout(dep, "generation 2 complete", 4*time.Minute, completeAt(2))
 
-	counts := events.counts()
+	counts := taskCounts(events)
 	for r := 1; r <= 4; r++ {
 		c := fmt.Sprintf("dur.web-rep-%d", r)
 		if counts[c] != [2]int{1, 1} {
@@ -387,7 +323,7 @@ func TestRolloutSurvivesWorkerKillAndServerRestart(t *testing.T) {
 			t.Fatalf("%s: generation %d, %s", c, v.Generation, v.State)
 		}
 	}
-	if n := events.maxDown("dur.web-"); n > 1 {
+	if n := maxDown(events, "dur.web-"); n > 1 {
 		t.Fatalf("containerd's events show %d replicas down at once; max_unavailable is 1", n)
 	}
 	replayDeployment(t, s, dep)

@@ -63,7 +63,10 @@ func TestCrashLoopEndToEnd(t *testing.T) {
 	if got := eventTypes(v); !equalTypes(got, want) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
-	deadline := parseTime(t, *v.NextRestartAt)
+	deadline, ok := v.NextRestart()
+	if !ok {
+		t.Fatalf("CrashLoopBackOff without a restart time: %+v", v)
+	}
 
 	after := s.waitFor("loop/crasher-rep-1", "the start after the backoff", time.Minute, func(v workflows.StateView) bool {
 		return v.TotalRestarts >= 3
@@ -99,7 +102,10 @@ func TestWorkerKilledDuringBackoff(t *testing.T) {
 	s.supervise(s.deployment("kill", crashLoopDeployment("kill", 1, "12s")))
 
 	before := s.waitFor("kill/crasher-rep-1", "CrashLoopBackOff", 2*time.Minute, inBackoff)
-	deadline := parseTime(t, *before.NextRestartAt)
+	deadline, ok := before.NextRestart()
+	if !ok {
+		t.Fatalf("CrashLoopBackOff without a restart time: %+v", before)
+	}
 	t.Logf("backoff until %s; killing the worker", deadline.Format(time.RFC3339Nano))
 	s.killWorker()
 	time.Sleep(2 * time.Second)
@@ -223,13 +229,12 @@ func replayHistory(t *testing.T, s *tstack, workflowID string) {
 	if err := c.GetWorkflow(ctx, workflowID, "").Get(ctx, nil); err != nil {
 		t.Fatalf("workflow result: %v", err)
 	}
-	iter := c.GetWorkflowHistory(ctx, workflowID, "", false, 0)
 	replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: humanjson.DataConverter()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	replayer.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
-	hist, err := histories.Collect(iter)
+	hist, err := histories.Read(ctx, c, workflowID, "")
 	if err != nil {
 		t.Fatal(err)
 	}

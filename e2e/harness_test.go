@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-run/vigil/config/configtest"
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/internal/ctrevents"
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
@@ -190,15 +191,6 @@ func (s *tstack) containerIDs() []string {
 	return ids
 }
 
-func parseTime(t *testing.T, s string) time.Time {
-	t.Helper()
-	at, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		t.Fatalf("time %q: %v", s, err)
-	}
-	return at
-}
-
 func countEvents(v workflows.StateView, typ workflows.EventType) int {
 	n := 0
 	for _, e := range v.Events {
@@ -239,3 +231,23 @@ func idOf(t *testing.T, ref string) replica.ID {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// recordTaskEvents records containerd's task starts and exits of the
+// stack's namespace until the test ends.
+func recordTaskEvents(t *testing.T, st *stack.Stack) *ctrevents.Recorder {
+	t.Helper()
+	rec, err := ctrevents.Record(t.Context(), st.Containerd.Address, st.Containerd.Namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rec.Close)
+	return rec
+}
+
+// waitEvent waits (at most limit) for container's first event of a kind at or after t.
+func waitEvent(rec *ctrevents.Recorder, container string, kind ctrevents.Kind, t time.Time, limit time.Duration) (ctrevents.Event, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	e, err := rec.WaitFor(ctx, container, kind, t)
+	return e, err == nil
+}

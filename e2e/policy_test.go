@@ -52,26 +52,6 @@ services:
       on_panic: { action: restart, max_restarts: 1, restart_window: 300s, poll_interval: 1s, backoff: { initial: 4s, max: 60s, multiplier: 2, jitter: 1 } }
 `
 
-// waits is how long each exit of the container waited for the next start,
-// by containerd's clock.
-func (r *taskEvents) waits(container string) []time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []time.Duration
-	var exited time.Time
-	for _, e := range r.events {
-		switch {
-		case e.container != container:
-		case !e.start:
-			exited = e.at
-		case !exited.IsZero():
-			out = append(out, e.at.Sub(exited))
-			exited = time.Time{}
-		}
-	}
-	return out
-}
-
 // backoffTimers are the durations of the workflow's durable crash-loop
 // backoff timers, from its history: the waits the policy decided.
 func backoffTimers(t *testing.T, s *tstack, workflowID string) []time.Duration {
@@ -103,7 +83,7 @@ func reasonsOf(v workflows.StateView) []string {
 // differs between two replicas; a good run resets the backoff.
 func TestRestartPolicyEndToEnd(t *testing.T) {
 	s := newStack(t)
-	tasks := recordTaskEvents(t, s)
+	tasks := recordTaskEvents(t, s.Stack)
 	s.supervise(s.deployment("pol", policyDeployment))
 
 	t.Run("liveness failure restarts as Unhealthy", func(t *testing.T) {
@@ -148,7 +128,7 @@ func TestRestartPolicyEndToEnd(t *testing.T) {
 		}
 		// What happened, by containerd's events: no restart before its
 		// backoff ran out (a restart also takes its own time on a busy node).
-		waits := tasks.waits("pol.backoff-rep-1")
+		waits := tasks.Restarts("pol.backoff-rep-1")
 		t.Logf("waits from exit to the next start, by containerd's events: %v", waits)
 		if len(waits) < 5 {
 			t.Fatalf("%d waits, want 5", len(waits))
@@ -183,7 +163,7 @@ func TestRestartPolicyEndToEnd(t *testing.T) {
 		if len(timers) < 3 || !slices.Equal(timers[:3], want) {
 			t.Fatalf("backoff timers %v, want %v", timers, want)
 		}
-		waits := tasks.waits("pol.reset-rep-1")
+		waits := tasks.Restarts("pol.reset-rep-1")
 		t.Logf("waits by containerd's events: %v", waits)
 		if len(waits) < 4 || waits[3] < 2*time.Second || waits[3] > 7*time.Second {
 			t.Errorf("wait after the good run: %v, want 2 s (reset) plus the restart's own time, not 8 s", waits)

@@ -115,7 +115,7 @@ func rawHistory(t *testing.T, s *tstack, workflowID string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	hist, err := histories.Collect(c.GetWorkflowHistory(t.Context(), workflowID, "", false, 0))
+	hist, err := histories.Read(t.Context(), c, workflowID, "")
 	if err != nil {
 		t.Fatal(err)
 	}

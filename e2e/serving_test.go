@@ -15,11 +15,7 @@ import (
 	"testing"
 	"time"
 
-	apievents "github.com/containerd/containerd/api/events"
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/typeurl/v2"
-
-	"github.com/vigil-run/vigil/internal/stack"
+	"github.com/vigil-run/vigil/internal/ctrevents"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -251,42 +247,17 @@ services:
 	if logs := s.vigil("logs", "bind/site-rep-1"); strings.Contains(logs.Stdout, "WRITABLE") {
 		t.Error("the container wrote into a read-only bind mount")
 	}
-	exits := watchExits(t, s.Stack, idOf(t, "bind/site-rep-1").ContainerName())
+	tasks := recordTaskEvents(t, s.Stack)
 	began := time.Now()
 	if r := s.vigil("unsupervise", "bind/site-rep-1", "--stop"); r.Code != 0 {
 		t.Fatalf("unsupervise --stop: %d %s", r.Code, r.Stderr)
 	}
 	t.Logf("unsupervise --stop of httpd under tini took %s (grace 30s)", time.Since(began).Round(time.Millisecond))
-	select {
-	case code := <-exits:
-		if code != 143 {
-			t.Fatalf("the stopped task exited %d; want 143 (SIGTERM through tini), not 137 (SIGKILL after the grace)", code)
-		}
-	case <-time.After(30 * time.Second):
+	exit, ok := waitEvent(tasks, idOf(t, "bind/site-rep-1").ContainerName(), ctrevents.Exit, began, 30*time.Second)
+	if !ok {
 		t.Fatal("containerd reported no exit of the stopped task")
 	}
-}
-
-// watchExits reports the exit statuses containerd publishes for container.
-func watchExits(t *testing.T, st *stack.Stack, container string) <-chan uint32 {
-	t.Helper()
-	c, err := containerd.New(st.Containerd.Address)
-	if err != nil {
-		t.Fatal(err)
+	if exit.Code != 143 {
+		t.Fatalf("the stopped task exited %d; want 143 (SIGTERM through tini), not 137 (SIGKILL after the grace)", exit.Code)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); c.Close() })
-	ch, _ := c.Subscribe(ctx, `topic=="/tasks/exit",namespace==`+st.Containerd.Namespace)
-	out := make(chan uint32, 16)
-	go func() {
-		for env := range ch {
-			if ev, err := typeurl.UnmarshalAny(env.Event); err == nil {
-				if e, ok := ev.(*apievents.TaskExit); ok && e.ContainerID == container {
-					out <- e.ExitStatus
-				}
-			}
-		}
-	}()
-	time.Sleep(200 * time.Millisecond) // the subscription is live once containerd has it
-	return out
 }

@@ -14,12 +14,10 @@ import (
 	"testing"
 	"time"
 
-	apievents "github.com/containerd/containerd/api/events"
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/typeurl/v2"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 
+	"github.com/vigil-run/vigil/internal/ctrevents"
 	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/replica"
@@ -196,7 +194,7 @@ func TestUpgradeFromEveryRelease(t *testing.T) {
 func upgrade(t *testing.T, old oldRelease, kill bool) {
 	newVigil, newWorker := currentBinaries(t)
 	s := newStackOf(t, old.vigil, old.worker)
-	starts := watchTaskStarts(t, s.Stack)
+	starts := recordTaskEvents(t, s.Stack)
 	// The CLI says which release it is, if it can.
 	if v := s.vigil("version"); (v.Code == 0) != old.versionCommand || (v.Code == 0 && !strings.Contains(v.Stdout, old.Release+" ")) {
 		t.Fatalf("`vigil version` of %s: exit %d, %q; is %s really %s?", old.Release, v.Code, v.Stdout, old.vigil, old.Release)
@@ -230,7 +228,10 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 	for _, ref := range []string{"up/web-rep-1", "up/mid-rep-1"} {
 		s.waitHistory(idOf(t, ref).WorkflowID(), "watching", histories.Watching)
 	}
-	deadline := parseTime(t, *before["up/loop-rep-1"].NextRestartAt)
+	deadline, ok := before["up/loop-rep-1"].NextRestart()
+	if !ok {
+		t.Fatalf("CrashLoopBackOff without a restart time: %+v", before["up/loop-rep-1"])
+	}
 	// Switch well inside the backoff: a backoff begun afresh by the new worker
 	// would end about 18 s after the original deadline.
 	time.Sleep(time.Until(deadline.Add(-upgradeSwitchEarly)))
@@ -291,7 +292,7 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 		t.Fatalf("release of the isolated replica: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	isoName := idOf(t, "up/iso-rep-1").ContainerName()
-	if _, ok := starts.waitFirstAfter(isoName, released, time.Minute); !ok {
+	if _, ok := waitEvent(starts, isoName, ctrevents.Start, released, time.Minute); !ok {
 		t.Fatal("the released replica's container was not started")
 	}
 
@@ -310,10 +311,11 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 
 	// The backoff ends at its original deadline, by containerd's clock: one start.
 	loopName := idOf(t, "up/loop-rep-1").ContainerName()
-	started, ok := starts.waitFirstAfter(loopName, switched, time.Minute+upgradeBackoff)
+	start, ok := waitEvent(starts, loopName, ctrevents.Start, switched, time.Minute+upgradeBackoff)
 	if !ok {
 		t.Fatal("the crash-looping replica was not started after its backoff")
 	}
+	started := start.At
 	t.Logf("backoff deadline %s, container started %s (%s after)", deadline.Format(time.RFC3339Nano),
 		started.Format(time.RFC3339Nano), started.Sub(deadline).Round(time.Millisecond))
 	if started.Before(deadline) || !started.Before(deadline.Add(10*time.Second)) {
@@ -353,8 +355,8 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 			t.Fatalf("%s after rollover: %s with %d restarts; want %s with %d", ref, after.State, after.TotalRestarts, beforeRoll.State, beforeRoll.TotalRestarts)
 		}
 		requireIntact(t, ref, beforeRoll, after)
-		if at, ok := starts.waitFirstAfter(idOf(t, ref).ContainerName(), rolled, time.Second); ok {
-			t.Fatalf("%s: rollover started the container (at %s)", ref, at)
+		if e, ok := waitEvent(starts, idOf(t, ref).ContainerName(), ctrevents.Start, rolled, time.Second); ok {
+			t.Fatalf("%s: rollover started the container (at %s)", ref, e.At)
 		}
 	}
 
@@ -448,7 +450,7 @@ func (s *tstack) history(workflowID string) *historypb.History {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	h, err := histories.Collect(c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT))
+	h, err := histories.Read(ctx, c, workflowID, "")
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -477,7 +479,7 @@ func (s *tstack) waitHistoryFast(workflowID, what string, cond func(*historypb.H
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for ctx.Err() == nil {
-		h, err := histories.Collect(c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT))
+		h, err := histories.Read(ctx, c, workflowID, "")
 		if err == nil && cond(h) {
 			return
 		}
@@ -506,51 +508,4 @@ func completedBy(h *historypb.History, identityPrefix string) bool {
 	return slices.ContainsFunc(h.Events, func(ev *historypb.HistoryEvent) bool {
 		return strings.HasPrefix(ev.GetWorkflowTaskCompletedEventAttributes().GetIdentity(), identityPrefix)
 	})
-}
-
-// taskStarts records containerd's /tasks/start events, with containerd's
-// own timestamps, per container.
-type taskStarts struct {
-	mu sync.Mutex
-	at map[string][]time.Time
-}
-
-func watchTaskStarts(t *testing.T, st *stack.Stack) *taskStarts {
-	t.Helper()
-	c, err := containerd.New(st.Containerd.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); c.Close() })
-	ch, _ := c.Subscribe(ctx, `topic=="/tasks/start",namespace==`+st.Containerd.Namespace)
-	ts := &taskStarts{at: map[string][]time.Time{}}
-	go func() {
-		for env := range ch {
-			if ev, err := typeurl.UnmarshalAny(env.Event); err == nil {
-				if s, ok := ev.(*apievents.TaskStart); ok {
-					ts.mu.Lock()
-					ts.at[s.ContainerID] = append(ts.at[s.ContainerID], env.Timestamp)
-					ts.mu.Unlock()
-				}
-			}
-		}
-	}()
-	time.Sleep(200 * time.Millisecond) // the subscription is live once containerd has it
-	return ts
-}
-
-// waitFirstAfter waits (at most limit) for container's first start at or after t.
-func (ts *taskStarts) waitFirstAfter(container string, t time.Time, limit time.Duration) (time.Time, bool) {
-	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		ts.mu.Lock()
-		for _, s := range ts.at[container] {
-			if !s.Before(t) {
-				ts.mu.Unlock()
-				return s, true
-			}
-		}
-		ts.mu.Unlock()
-	}
-	return time.Time{}, false
 }

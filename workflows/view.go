@@ -115,6 +115,16 @@ func (s *supervisor) view() StateView {
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
+// NextRestart is the end of the crash-loop backoff in progress, as the view
+// carries it (formatTime); ok is false when there is none.
+func (v StateView) NextRestart() (at time.Time, ok bool) {
+	if v.NextRestartAt == nil {
+		return time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, *v.NextRestartAt)
+	return at, err == nil
+}
+
 // nonEmpty is s, or nil (JSON null) when s is empty.
 func nonEmpty(s string) *string {
 	if s == "" {

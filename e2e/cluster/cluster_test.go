@@ -243,15 +243,6 @@ func count(v workflows.StateView, typ workflows.EventType) int {
 	return n
 }
 
-func parseTime(t *testing.T, s string) time.Time {
-	t.Helper()
-	at, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		t.Fatalf("time %q: %v", s, err)
-	}
-	return at
-}
-
 const image = `{ name: docker.io/library/busybox:local, pull_policy: never }`
 
 // spread places "web" on node-a by default (vigil supervise --node node-a),
@@ -326,7 +317,10 @@ func TestCluster(t *testing.T) {
 		before := e.waitFor("hist/cron-rep-1", "CrashLoopBackOff", 3*time.Minute, inBackoff)
 		web := e.waitFor("hist/web-rep-1", "Running", time.Minute, running)
 		e.waitContainers(map[string]string{"hist/web-rep-1": nodeA})
-		deadline := parseTime(t, *before.NextRestartAt)
+		deadline, ok := before.NextRestart()
+		if !ok {
+			t.Fatalf("CrashLoopBackOff without a restart time: %+v", before)
+		}
 		if err := e.c.Kill(cluster.PartHistory); err != nil {
 			t.Fatal(err)
 		}
