@@ -16,15 +16,16 @@ import (
 // exitsHandled counts the exits one run of a replica's supervisor acted on,
 // judged in the order it was told of them (the node watch's exit signals,
 // the exits the previous run passed on, a start that found its task exited)
-// as the supervisor judges a report: of the task it last started (the PID,
-// once known, and after the start's NotBefore) and later than the last exit
-// acted on; less the exits it passed on to the next run. A report a new
-// node watch repeats, or one of an exit older than the last, does not count.
-// (Two reports queued together are acted on earliest first; counted in
-// order, the earlier one arriving second is missed: the count errs low.)
+// as the supervisor's current() judges a report (soaks run this release's
+// supervisor): not of another task (PID); if the report names its task by
+// its start, that of the task last started, else after that start's
+// NotBefore; and not the last exit acted on, nor older. Less the exits it
+// passed on to the next run. A report a new node watch repeats does not
+// count. (Two reports queued together are acted on earliest first; counted
+// in order, the earlier one arriving second is missed: the count errs low.)
 func exitsHandled(run *historypb.History) (int, error) {
 	dc := humanjson.DataConverter()
-	var last, watchAfter time.Time
+	var last, watchAfter, taskStarted time.Time
 	var pid uint32
 	seen := map[time.Time]bool{}
 	passedOn := map[time.Time]bool{}
@@ -32,7 +33,11 @@ func exitsHandled(run *historypb.History) (int, error) {
 		if e.PID != 0 && pid != 0 && e.PID != pid {
 			return // another task's, e.g. a half-made one a start killed
 		}
-		if e.ExitedAt.After(last) && e.ExitedAt.After(watchAfter) {
+		current := e.ExitedAt.After(watchAfter)
+		if !e.StartedAt.IsZero() && !taskStarted.IsZero() {
+			current = e.StartedAt.Equal(taskStarted)
+		}
+		if current && e.ExitedAt.After(last) {
 			seen[e.ExitedAt.UTC()] = true
 			last = e.ExitedAt
 		}
@@ -46,7 +51,7 @@ func exitsHandled(run *historypb.History) (int, error) {
 				return 0, fmt.Errorf("event %d: input: %w", ev.GetEventId(), err)
 			}
 			if c := in.Carry; c != nil {
-				last, watchAfter, pid = c.LastExitAt, c.WatchAfter, c.TaskPID
+				last, watchAfter, taskStarted, pid = c.LastExitAt, c.WatchAfter, c.TaskStartedAt, c.TaskPID
 				for _, e := range c.PendingExits {
 					tell(e)
 				}
@@ -66,7 +71,7 @@ func exitsHandled(run *historypb.History) (int, error) {
 				tell(activities.ExitReport{Exit: res.Exit()})
 				continue
 			}
-			pid = res.PID
+			taskStarted, pid = res.StartedAt, res.PID
 			if !res.NotBefore.IsZero() {
 				watchAfter = res.NotBefore
 			}

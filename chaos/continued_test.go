@@ -68,12 +68,17 @@ func (r *synthRun) start(res activities.EnsureRunningResult) *synthRun {
 	})
 }
 
-// exitOf adds an exit signal of the task with pid.
-func (r *synthRun) exitOf(pid uint32, at time.Time) *synthRun {
+// report adds an exit signal.
+func (r *synthRun) report(e runtime.Exit) *synthRun {
 	return r.add(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, func(ev *historypb.HistoryEvent) {
 		ev.Attributes = &historypb.HistoryEvent_WorkflowExecutionSignaledEventAttributes{WorkflowExecutionSignaledEventAttributes: &historypb.WorkflowExecutionSignaledEventAttributes{
-			SignalName: replica.SignalExit, Input: payload(r.t, activities.ExitReport{Exit: runtime.Exit{ExitCode: 3, ExitedAt: at, PID: pid}})}}
+			SignalName: replica.SignalExit, Input: payload(r.t, activities.ExitReport{Exit: e})}}
 	})
+}
+
+// exitOf adds an exit signal of the task with pid.
+func (r *synthRun) exitOf(pid uint32, at time.Time) *synthRun {
+	return r.report(runtime.Exit{ExitCode: 3, ExitedAt: at, PID: pid})
 }
 
 func (r *synthRun) exits(at ...time.Time) *synthRun {
@@ -138,6 +143,17 @@ func TestContinueAsNewBound(t *testing.T) {
 			started(t, nil).start(activities.EnsureRunningResult{PID: 10, NotBefore: at(1)}).
 				exitOf(10, at(4)).exitOf(0, at(2)).exitOf(0, at(2)).open(),
 		}, 1, ""},
+		{"a report that names the task started counts, whatever the clocks", []*historypb.History{
+			// An adopted task: its start label is older than the start's NotBefore.
+			started(t, nil).start(activities.EnsureRunningResult{StartedAt: at(1), NotBefore: at(5)}).
+				report(runtime.Exit{StartedAt: at(1), ExitedAt: at(4)}).
+				start(activities.EnsureRunningResult{StartedAt: at(6), NotBefore: at(6)}).
+				report(runtime.Exit{StartedAt: at(6), ExitedAt: at(8)}).open(),
+		}, 2, ""},
+		{"a report that names another task does not count, whatever the clocks", []*historypb.History{
+			started(t, nil).start(activities.EnsureRunningResult{StartedAt: at(6), NotBefore: at(6)}).
+				report(runtime.Exit{StartedAt: at(1), ExitedAt: at(7)}).open(),
+		}, 0, ""},
 		{"a start that finds its task exited is an exit", []*historypb.History{
 			started(t, nil).exits(at(1), at(2), at(3)).
 				start(activities.EnsureRunningResult{ExitedSince: true, ExitedAt: at(4)}).open(),
