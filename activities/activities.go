@@ -54,6 +54,9 @@ type Options struct {
 	ReportHealth func(ctx context.Context, id replica.ID, status runtime.HealthStatus, startedAt time.Time) error
 	// Reporter delivers the node watch's exit reports (WatchNode needs it).
 	Reporter Reporter
+	// Roster, if set, tells the node watch which replicas should run on the
+	// node, which it reconciles with the runtime's containers.
+	Roster Roster
 	// OnWatchEnded, if set, is called when a node watch on this worker ends
 	// for any reason but the worker stopping (the worker then makes sure
 	// the node still has a watch).

@@ -25,6 +25,10 @@ const (
 	// DefaultNodeWatchFor is how long one watch runs before it ends and the
 	// node workflow starts the next, so its history stays short.
 	DefaultNodeWatchFor = time.Hour
+	// DefaultReconcileInterval is how often the watch compares the replicas
+	// that should run on the node with the runtime's containers (besides at
+	// its start): one visibility query per node each time.
+	DefaultReconcileInterval = time.Minute
 	// reportConcurrency bounds reports in flight: a storm of exits is
 	// reported in parallel, not one after another.
 	reportConcurrency = 16
@@ -50,6 +54,17 @@ type Reporter interface {
 	ReportExit(ctx context.Context, r ExitReport, takeover bool) error
 }
 
+// Roster is Temporal's record of what should run on a node. The replicas
+// themselves keep it (each publishes its node and state as search
+// attributes), so it is right after a reboot, a wiped containerd or a
+// rebuilt host, which the node's own memory would not be, and it costs the
+// replicas no message.
+type Roster interface {
+	// Running lists the replicas on node whose state is Running: each should
+	// have a live task there.
+	Running(ctx context.Context, node string) ([]replica.ID, error)
+}
+
 // WatchNodeInput starts one node watch.
 type WatchNodeInput struct {
 	Node string `json:"node"`
@@ -63,20 +78,28 @@ type WatchNodeInput struct {
 	// HeartbeatInterval is how often the watch tells the server the node is
 	// alive (default: a third of the heartbeat timeout).
 	HeartbeatInterval time.Duration `json:"heartbeat_interval,omitempty"`
+	// ReconcileInterval is how often the watch reconciles (default
+	// DefaultReconcileInterval); it also does when it starts.
+	ReconcileInterval time.Duration `json:"reconcile_interval,omitempty"`
 }
 
 // WatchNode watches every container of the node until in.For has passed
 // (it then returns nil), the worker stops, or the node workflow cancels it
 // (a new worker claimed the node). When it starts, it reports every exit it
 // finds: exits that happened while no watch ran reach their replicas once
-// (replicas ignore exits they already handled).
+// (replicas ignore exits they already handled). With a Roster it also
+// reconciles, then and every in.ReconcileInterval: a replica that should
+// run here and has no container is reported Lost.
 func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 	if a.opts.Reporter == nil {
 		return temporal.NewNonRetryableApplicationError("this worker cannot report exits (no Reporter)", replica.ErrTypeBadSpec, nil)
 	}
 	logger := activity.GetLogger(ctx)
-	w := &nodeWatch{a: a, reported: map[replica.ID]time.Time{}, oom: map[replica.ID]bool{},
-		sem: make(chan struct{}, reportConcurrency)}
+	w := &nodeWatch{a: a, node: in.Node, reported: map[replica.ID]time.Time{}, oom: map[replica.ID]bool{},
+		sem: make(chan struct{}, reportConcurrency), reconcileEvery: in.ReconcileInterval}
+	if w.reconcileEvery <= 0 {
+		w.reconcileEvery = DefaultReconcileInterval
+	}
 	w.status.Store("starting")
 	// Liveness and startup probes of the running containers run here too,
 	// one prober per task, following the scans.
@@ -196,6 +219,7 @@ func (a *Activities) watchEnded() {
 // each exit is reported once per watch, and the OOM kills seen.
 type nodeWatch struct {
 	a        *Activities
+	node     string
 	mu       sync.Mutex
 	reported map[replica.ID]time.Time
 	oom      map[replica.ID]bool
@@ -205,6 +229,9 @@ type nodeWatch struct {
 	inflight sync.WaitGroup
 	sem      chan struct{}
 	status   atomic.Value
+	// reconcileEvery and reconciledAt pace reconcile (zero: not yet).
+	reconcileEvery time.Duration
+	reconciledAt   time.Time
 }
 
 func (w *nodeWatch) event(ctx context.Context, ev runtime.TaskEvent) {
@@ -224,11 +251,16 @@ func (w *nodeWatch) event(ctx context.Context, ev runtime.TaskEvent) {
 // failed at the time its last task was started: a replica that started a
 // task since ignores it.
 func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
+	expected, reconciling := w.expected(ctx)
+	listedAt := time.Now()
 	list, err := w.a.rt.List(ctx)
 	if err != nil {
 		w.status.Store("runtime unavailable: " + err.Error())
 		activity.GetLogger(ctx).Warn("Node scan failed", "error", err)
 		return
+	}
+	if reconciling {
+		w.reconcile(ctx, expected, list, listedAt, takeover)
 	}
 	running := 0
 	seen := make(map[replica.ID]bool, len(list))
@@ -264,6 +296,42 @@ func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
 	w.probes.Sync(ctx, list)
 	w.a.setWatched(int64(running))
 	w.status.Store("watching")
+}
+
+// expected asks the roster, when a reconciliation is due, which replicas
+// should have a live task on the node; false if none is due or the answer
+// did not come (the next scan asks again).
+func (w *nodeWatch) expected(ctx context.Context) ([]replica.ID, bool) {
+	r := w.a.opts.Roster
+	if r == nil || (!w.reconciledAt.IsZero() && time.Since(w.reconciledAt) < w.reconcileEvery) {
+		return nil, false
+	}
+	ids, err := r.Running(ctx, w.node)
+	if err != nil {
+		activity.GetLogger(ctx).Warn("Reconciliation skipped: the replicas of the node are not known", "node", w.node, "error", err)
+		return nil, false
+	}
+	w.reconciledAt = time.Now()
+	return ids, true
+}
+
+// reconcile reports as Lost each replica that should run here and has no
+// container: removed by hand while no watch ran, or lost with containerd's
+// state (a replica whose container has no task is the scan's). The roster
+// was read before the list, and the report is dated just before the list:
+// a replica that started its task since has a later WatchAfter and ignores
+// it, and a replica that acted on it already has a later LastExitAt.
+func (w *nodeWatch) reconcile(ctx context.Context, expected []replica.ID, list []runtime.ContainerInfo, listedAt time.Time, takeover bool) {
+	have := make(map[replica.ID]bool, len(list))
+	for _, c := range list {
+		have[c.ID] = true
+	}
+	for _, id := range expected {
+		if !have[id] {
+			w.report(ctx, id, runtime.Exit{ExitCode: runtime.FailedExitCode, ExitedAt: listedAt,
+				Reason: "container not found on node " + w.node}, runtime.ExitLost, takeover)
+		}
+	}
 }
 
 // report delivers the exit of the container id unless this watch already

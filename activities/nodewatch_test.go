@@ -145,3 +145,72 @@ func TestWatchNode(t *testing.T) {
 		t.Error("the node watch never heartbeated")
 	}
 }
+
+// roster is a fixed Roster.
+type roster struct {
+	mu      sync.Mutex
+	running []replica.ID
+	calls   int
+}
+
+func (r *roster) Running(_ context.Context, node string) ([]replica.ID, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if node != "n1" {
+		return nil, errors.New("wrong node " + node)
+	}
+	return append([]replica.ID(nil), r.running...), nil
+}
+
+func (r *roster) set(ids ...replica.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running = ids
+}
+
+// TestWatchNodeReconciles: a replica that should run on the node and has no
+// container there (removed while no watch ran, or lost with containerd's
+// state) is reported Lost when the watch starts (a takeover) and, later, at
+// the next reconciliation; one that has its container is not.
+func TestWatchNodeReconciles(t *testing.T) {
+	f := runtimetest.New()
+	healthy := replica.ID{Deployment: "shop", Service: "web", Replica: 1}
+	gone := replica.ID{Deployment: "shop", Service: "web", Replica: 2}
+	later := replica.ID{Deployment: "shop", Service: "db", Replica: 1}
+	startFake(t, f, healthy)
+	rep, ros := &reports{}, &roster{}
+	ros.set(healthy, gone)
+	h := newHarness(t, f, activities.Options{Reporter: rep, Roster: ros})
+	began := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.env.ExecuteActivity(replica.WatchNodeName, activities.WatchNodeInput{
+			Node: "n1", For: 3 * time.Second, ScanInterval: 50 * time.Millisecond, ReconcileInterval: time.Second})
+		done <- err
+	}()
+	waitFor(t, "the lost replica", func() bool { r, _ := rep.of(gone); return len(r) == 1 })
+	r, tk := rep.of(gone)
+	if r[0].ExitCode != runtime.FailedExitCode || r[0].Cause != runtime.ExitLost || !tk[0] || r[0].ExitedAt.Before(began) {
+		t.Fatalf("report %+v (takeover %v), want -1 Lost found at takeover, dated after %v", r[0], tk[0], began)
+	}
+	ros.set(healthy, gone, later)
+	waitFor(t, "the next reconciliation", func() bool { r, _ := rep.of(later); return len(r) == 1 })
+	if r, tk := rep.of(later); r[0].Cause != runtime.ExitLost || tk[0] {
+		t.Fatalf("report %+v (takeover %v), want Lost, not a takeover", r[0], tk[0])
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := rep.of(healthy); len(r) != 0 {
+		t.Errorf("the running replica was reported: %+v", r)
+	}
+	if r, _ := rep.of(gone); len(r) < 2 || len(r) > 4 {
+		t.Errorf("the lost replica was reported %d times in 3 s, want once per reconciliation", len(r))
+	}
+	ros.mu.Lock()
+	defer ros.mu.Unlock()
+	if ros.calls > 4 {
+		t.Errorf("the roster was asked %d times in 3 s, want once a second", ros.calls)
+	}
+}

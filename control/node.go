@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -71,4 +72,34 @@ func (r *exitReporter) ReportExit(ctx context.Context, rep activities.ExitReport
 		return nil
 	}
 	return err
+}
+
+// Roster answers the node watch's question which replicas should run on a
+// node from visibility: the replicas publish their node and state
+// (workflows.SearchAttrNode, SearchAttrState).
+func Roster(c client.Client) activities.Roster { return roster{c: c} }
+
+type roster struct{ c client.Client }
+
+func (r roster) Running(ctx context.Context, node string) ([]replica.ID, error) {
+	if node == "" || strings.ContainsAny(node, `'\`) {
+		return nil, fmt.Errorf("node name %q cannot be looked up", node)
+	}
+	query := workflows.NodeReplicasQuery(node, workflows.StateRunning)
+	var out []replica.ID
+	var token []byte
+	for {
+		resp, err := r.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list the replicas on node %s: %w", node, err)
+		}
+		for _, e := range resp.GetExecutions() {
+			if id, err := replica.ParseRef(e.GetExecution().GetWorkflowId()); err == nil {
+				out = append(out, id)
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return out, nil
+		}
+	}
 }

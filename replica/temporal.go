@@ -100,10 +100,13 @@ const (
 	SearchAttrState      = "VigilState"
 	SearchAttrService    = "VigilService"
 	SearchAttrDeployment = "VigilDeployment"
+	// SearchAttrNode is the replica's node (since v0.3.0): the node's
+	// reconciliation lists what should run there by it.
+	SearchAttrNode = "VigilNode"
 )
 
 // SearchAttributeNames are the names a worker registers when they are missing.
-var SearchAttributeNames = []string{SearchAttrState, SearchAttrService, SearchAttrDeployment}
+var SearchAttributeNames = []string{SearchAttrState, SearchAttrService, SearchAttrDeployment, SearchAttrNode}
 
 // SearchStateContinuedAsNew is the VigilState of a run that continued as
 // new: not a replica's state, so that counting a state counts each replica

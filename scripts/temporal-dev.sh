@@ -33,6 +33,7 @@ start() {
 			--search-attribute VigilState=Keyword \
 			--search-attribute VigilService=Keyword \
 			--search-attribute VigilDeployment=Keyword \
+			--search-attribute VigilNode=Keyword \
 			--dynamic-config-value system.enableActivityEagerExecution=true \
 			--sqlite-pragma journal_mode=WAL \
 			--sqlite-pragma synchronous=FULL \

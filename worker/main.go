@@ -322,6 +322,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		actOpts := activities.Options{
 			Probes: rt, ReportHealth: healthReporter(c),
 			Reporter: control.ExitReporter(c, o.conn.Namespace),
+			Roster:   control.Roster(c),
 			OnWatchEnded: func() {
 				select {
 				case lost <- struct{}{}:

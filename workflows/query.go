@@ -30,6 +30,13 @@ func ReplicasQuery(deployment, service, state string) string {
 	return q
 }
 
+// NodeReplicasQuery narrows ReplicasQuery to the replicas on node in state.
+// Only runs since v0.3.0 publish their node (SearchAttrNode); a v0.2.0 run
+// publishes it once it continues as new (daily).
+func NodeReplicasQuery(node string, state State) string {
+	return ReplicasQuery("", "", string(state)) + fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrNode, node)
+}
+
 // FetchLogs runs the Logs activity on the replica's node and returns its output.
 func FetchLogs(ctx workflow.Context, in FetchLogsInput) (string, error) {
 	var res activities.LogsResult

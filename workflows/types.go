@@ -17,6 +17,7 @@ var (
 	SearchAttrState      = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrState)
 	SearchAttrService    = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrService)
 	SearchAttrDeployment = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrDeployment)
+	SearchAttrNode       = temporal.NewSearchAttributeKeyKeyword(replica.SearchAttrNode)
 )
 
 // State is a supervised replica's state, as in the original supervisor (the

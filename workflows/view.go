@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/internal/humanjson"
@@ -23,11 +24,16 @@ func (s *supervisor) setState(ctx workflow.Context, st State) {
 }
 
 func (s *supervisor) publishState(ctx workflow.Context) {
-	err := workflow.UpsertTypedSearchAttributes(ctx,
+	attrs := []temporal.SearchAttributeUpdate{
 		SearchAttrState.ValueSet(string(s.st.State)),
 		SearchAttrService.ValueSet(s.in.ID.Service),
-		SearchAttrDeployment.ValueSet(s.in.ID.Deployment))
-	if err != nil {
+		SearchAttrDeployment.ValueSet(s.in.ID.Deployment),
+	}
+	if s.rel >= V030 {
+		// The node's reconciliation finds what should run there by it.
+		attrs = append(attrs, SearchAttrNode.ValueSet(s.in.Node))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, attrs...); err != nil {
 		workflow.GetLogger(ctx).Warn("search attributes not upserted", "error", err)
 	}
 }

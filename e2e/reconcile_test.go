@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-run/vigil/runtime"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// ctr runs containerd's own CLI against the stack's daemon.
+func (s *tstack) ctr(args ...string) string {
+	s.t.Helper()
+	out, err := exec.Command("ctr", append([]string{"--address", s.Containerd.Address, "--namespace", s.Containerd.Namespace}, args...)...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("ctr %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// runningTasks is the containers whose task runs, in containerd's own view.
+func (s *tstack) runningTasks() map[string]bool {
+	s.t.Helper()
+	running := map[string]bool{}
+	for _, line := range strings.Split(s.ctr("tasks", "list"), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[2] == "RUNNING" {
+			running[f[0]] = true
+		}
+	}
+	return running
+}
+
+// removeByHand deletes a container and its task behind Vigil's back.
+func (s *tstack) removeByHand(name string) {
+	s.t.Helper()
+	s.ctr("tasks", "delete", "--force", name)
+	s.ctr("containers", "delete", name)
+}
+
+// waitRunsAgain waits until each replica has been restarted once more
+// than before (after an exit with reason) and its task runs in containerd.
+func (s *tstack) waitRunsAgain(refs []string, before map[string]int, reason runtime.ExitReason, limit time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(limit)
+	for _, ref := range refs {
+		name := idOf(s.t, ref).ContainerName()
+		for {
+			v, _ := s.status(ref)
+			if v.State == workflows.StateRunning && v.TotalRestarts == before[ref]+1 && s.runningTasks()[name] {
+				if v.LastExitReason == nil || *v.LastExitReason != string(reason) {
+					s.t.Fatalf("%s restarted after %v, want %s", ref, v.LastExitReason, reason)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				s.t.Fatalf("%s does not run again within %s: %s, %d restarts (%d before), running tasks %v",
+					ref, limit, v.State, v.TotalRestarts, before[ref], s.runningTasks())
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+}
+
+// Containers removed by hand while the worker is down are found by the new
+// worker's reconciliation (Lost) and run again within 15 s of its start,
+// each restarted exactly once.
+func TestContainersRemovedWhileWorkerDownRunAgain(t *testing.T) {
+	s := newStack(t)
+	s.supervise(s.deployment("gone", webFile("gone", 2, "v1", "1s", false)))
+	refs := []string{"gone/web-rep-1", "gone/web-rep-2"}
+	before := map[string]int{}
+	for _, ref := range refs {
+		s.waitFor(ref, "Running", 2*time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
+	}
+	s.killWorker()
+	for _, ref := range refs {
+		s.removeByHand(idOf(t, ref).ContainerName())
+	}
+	s.startWorker()
+	s.waitRunsAgain(refs, before, runtime.ExitLost, 15*time.Second)
+	time.Sleep(3 * time.Second) // a later scan or reconciliation restarts nothing more
+	for _, ref := range refs {
+		if v, _ := s.status(ref); v.TotalRestarts != 1 || v.State != workflows.StateRunning {
+			t.Fatalf("%s: %s with %d restarts, want Running after exactly one", ref, v.State, v.TotalRestarts)
+		}
+	}
+}
