@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -68,21 +69,40 @@ func (d *deployer) remove(ctx workflow.Context, s Step) error {
 			return err
 		}
 	}
-	if err := d.deleteContainer(ctx, s.ID, s.Config); err != nil {
+	if err := d.deleteContainer(ctx, s.ID, s.Config); err != nil && !errors.Is(err, errLeftOnNode) {
 		return err
 	}
 	delete(d.st.Replicas, ref)
 	return nil
 }
 
+// errLeftOnNode: a container could not be deleted because no worker serves
+// its node; the rollout is paused, saying so.
+var errLeftOnNode = errors.New("container left on its node: no worker")
+
 // deleteContainer removes a replica's container from its node's containerd.
+// Since v0.3.0 it waits NodeScheduleToStart for a worker on the node: with
+// none, the rollout pauses saying so (the container, which no replica owns
+// any more, is left to the node's orphans) instead of waiting without end.
 func (d *deployer) deleteContainer(ctx workflow.Context, id replica.ID, cfg ReplicaConfig) error {
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	o := workflow.ActivityOptions{
 		TaskQueue:           replica.NodeTaskQueue(cfg.Node),
 		StartToCloseTimeout: cfg.StopGrace + time.Minute,
 		RetryPolicy:         retryDoubling(time.Second, 30*time.Second),
 		Summary:             "delete the container of " + id.Ref(),
-	}), replica.StopName, activities.StopInput{ID: id, Grace: cfg.StopGrace, Remove: true}).Get(ctx, nil)
+	}
+	if d.rel >= V030 {
+		o.ScheduleToStartTimeout = NodeScheduleToStart
+	}
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), replica.StopName,
+		activities.StopInput{ID: id, Grace: cfg.StopGrace, Remove: true}).Get(ctx, nil)
+	if isNoWorker(err) {
+		d.st.Paused = fmt.Sprintf("no worker on node %s took the deletion of %s's container within %s: it is left there (vigil node orphans %s); start a worker on the node or fix the file, and apply it again",
+			cfg.Node, id.Ref(), human(NodeScheduleToStart), cfg.Node)
+		workflow.GetLogger(ctx).Warn("rollout paused", "reason", d.st.Paused)
+		return errLeftOnNode
+	}
+	return err
 }
 
 // create supervises new replicas, all at once: they add capacity.
@@ -92,7 +112,11 @@ func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 		if s.Closed {
 			// Its supervision ended with the old spec; its exited container
 			// would be started again as it is.
-			if err := d.deleteContainer(ctx, s.ID, d.st.Replicas[s.ID.Ref()].Config); err != nil {
+			err := d.deleteContainer(ctx, s.ID, d.st.Replicas[s.ID.Ref()].Config)
+			if errors.Is(err, errLeftOnNode) {
+				return nil // paused: not made again from the old container
+			}
+			if err != nil {
 				return err
 			}
 		}

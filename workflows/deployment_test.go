@@ -11,9 +11,11 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -36,6 +38,8 @@ type cluster struct {
 	deleted  []string
 	// hold, if set, keeps the next replacement in flight until it is closed.
 	hold chan struct{}
+	// noWorker: no worker on the node takes a deletion (schedule-to-start).
+	noWorker bool
 }
 
 func (c *cluster) record(format string, args ...any) {
@@ -127,6 +131,9 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.record("delete %s remove=%v", in.ID.Ref(), in.Remove)
+		if c.noWorker {
+			return runtime.Exit{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+		}
 		return runtime.Exit{}, nil
 	})
 	return env

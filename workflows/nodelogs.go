@@ -26,6 +26,9 @@ func registerLogs(ctx workflow.Context, node string) error {
 			var res activities.LogsResult
 			err := workflow.ExecuteActivity(logsOptions(ctx, node, "logs of "+req.ID.Ref()), replica.LogsName,
 				activities.LogsInput{ID: req.ID, Tail: req.Tail}).Get(ctx, &res)
+			if isNoWorker(err) {
+				return "", fmt.Errorf("logs: no worker on node %s took the request within %s", node, human(NodeScheduleToStart))
+			}
 			return res.Output, err
 		},
 		workflow.UpdateHandlerOptions{Validator: func(req LogsRequest) error {
@@ -42,9 +45,10 @@ func registerLogs(ctx workflow.Context, node string) error {
 // logsOptions: reading a log is quick; a few tries, then the caller hears why.
 func logsOptions(ctx workflow.Context, node, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           replica.NodeTaskQueue(node),
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-		Summary:             summary,
+		TaskQueue:              replica.NodeTaskQueue(node),
+		ScheduleToStartTimeout: NodeScheduleToStart,
+		StartToCloseTimeout:    30 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
+		Summary:                summary,
 	})
 }

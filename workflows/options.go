@@ -1,8 +1,10 @@
 package workflows
 
 import (
+	"errors"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -14,6 +16,29 @@ import (
 // WatchOptions, StartOptions and ControlOptions are exported so that the
 // chaos and bench harnesses read the timeouts instead of copying them.
 
+// NodeScheduleToStart bounds how long a node activity waits for a worker on
+// its node to take it (runs since v0.3.0; the one home of that default). Its
+// expiry is the outcome "no worker on node N" (isNoWorker): the replica
+// shows it (NodeNoWorker) and goes on, instead of waiting without end on a
+// queue no worker polls (a dead node, a node: typo).
+const NodeScheduleToStart = 30 * time.Second
+
+// nodeOptions applies o, a node activity's options, to ctx. A run before
+// v0.3.0 waits for a worker without bound, as it did.
+func (s *supervisor) nodeOptions(ctx workflow.Context, o workflow.ActivityOptions) workflow.Context {
+	if s.rel < V030 {
+		o.ScheduleToStartTimeout = 0
+	}
+	return workflow.WithActivityOptions(ctx, o)
+}
+
+// isNoWorker reports whether err is a node activity's schedule-to-start
+// expiry: no worker on the node took it.
+func isNoWorker(err error) bool {
+	var timeout *temporal.TimeoutError
+	return errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
+}
+
 // watchOptions: a WaitForExit watch may last for days without adding to
 // history. A dead worker stops heartbeating, the attempt times out after
 // watchHeartbeat and is retried (unlimited attempts, which history does not
@@ -21,16 +46,17 @@ import (
 // after a worker loss every moment of it delays the restart of a container
 // that crashed meanwhile.
 func (s *supervisor) watchOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, WatchOptions(s.in))
+	return s.nodeOptions(ctx, WatchOptions(s.in))
 }
 
 // WatchOptions are the options of the WaitForExit activity (see watchOptions).
 func WatchOptions(in SupervisionInput) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		TaskQueue:           replica.NodeTaskQueue(in.Node),
-		StartToCloseTimeout: 24 * time.Hour,
-		HeartbeatTimeout:    watchHeartbeat,
-		WaitForCancellation: false,
+		TaskQueue:              replica.NodeTaskQueue(in.Node),
+		ScheduleToStartTimeout: NodeScheduleToStart,
+		StartToCloseTimeout:    24 * time.Hour,
+		HeartbeatTimeout:       watchHeartbeat,
+		WaitForCancellation:    false,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    200 * time.Millisecond,
 			BackoffCoefficient: 2,
@@ -48,15 +74,16 @@ func (s *supervisor) startOptions(ctx workflow.Context, why string) workflow.Con
 	if why != "" {
 		o.Summary = why
 	}
-	return workflow.WithActivityOptions(ctx, o)
+	return s.nodeOptions(ctx, o)
 }
 
 // StartOptions are the options of the EnsureRunning activity (see startOptions).
 func StartOptions(in SupervisionInput) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		TaskQueue:           replica.NodeTaskQueue(in.Node),
-		StartToCloseTimeout: 5 * time.Minute,
-		HeartbeatTimeout:    30 * time.Second,
+		TaskQueue:              replica.NodeTaskQueue(in.Node),
+		ScheduleToStartTimeout: NodeScheduleToStart,
+		StartToCloseTimeout:    5 * time.Minute,
+		HeartbeatTimeout:       30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
@@ -73,15 +100,16 @@ func StartOptions(in SupervisionInput) workflow.ActivityOptions {
 func (s *supervisor) controlOptions(ctx workflow.Context, why string) workflow.Context {
 	o := ControlOptions(s.in)
 	o.Summary = why
-	return workflow.WithActivityOptions(ctx, o)
+	return s.nodeOptions(ctx, o)
 }
 
 // ControlOptions are the options of the Stop and Isolate activities (see
 // controlOptions); in.StopGrace must be set (the workflow sets its default).
 func ControlOptions(in SupervisionInput) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		TaskQueue:           replica.NodeTaskQueue(in.Node),
-		StartToCloseTimeout: in.StopGrace + time.Minute,
+		TaskQueue:              replica.NodeTaskQueue(in.Node),
+		ScheduleToStartTimeout: NodeScheduleToStart,
+		StartToCloseTimeout:    in.StopGrace + time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -213,8 +212,12 @@ func (s *supervisor) unknownRequest(c *command) error {
 // answer reports err to c's update and passes on only the error that ends
 // supervision.
 func (s *supervisor) answer(c *command, err error) error {
+	if errors.Is(err, errUnsupervised) {
+		s.finish(c, fmt.Errorf("%s: supervision ended (unsupervised) before it was done: %w", c.kind, err))
+		return err
+	}
 	s.finish(c, err)
-	return unlessUnsupervised(err)
+	return nil
 }
 
 // startFor starts the container for an operator's request and answers it.
@@ -250,7 +253,7 @@ func unlessUnsupervised(err error) error {
 // unsuperviseStopWait bounds how long unsupervise --stop waits for a worker
 // on the node to take the stop: with none, supervision still ends, and the
 // answer says the container was not stopped.
-const unsuperviseStopWait = 10 * time.Second
+const unsuperviseStopWait = 5 * time.Second
 
 // handleRequest carries out an operator command, recorded as an event, and
 // reports the result to its update.
@@ -302,10 +305,10 @@ func (s *supervisor) unsupervise(ctx workflow.Context, c *command) error {
 		}
 		err := workflow.ExecuteActivity(s.unsuperviseStopOptions(ctx), replica.StopName,
 			activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true, RemoveVolumes: c.volumes}).Get(ctx, nil)
-		var timeout *temporal.TimeoutError
+		s.noteNode(ctx, err)
 		switch {
-		case errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
-			note = fmt.Sprintf("container NOT stopped: no vigil-worker on node %s took the stop within %s; stop it there once a worker runs", s.in.Node, human(unsuperviseStopWait))
+		case isNoWorker(err):
+			note = fmt.Sprintf("container NOT stopped: no vigil-worker on node %s took the stop within %s; %s", s.in.Node, human(unsuperviseStopWait), stopLater(s.in.Node))
 		case err != nil:
 			note = "container NOT stopped: " + shortError(err)
 		}
@@ -320,6 +323,13 @@ func (s *supervisor) unsupervise(ctx workflow.Context, c *command) error {
 	}
 	s.finish(c, nil)
 	return errUnsupervised
+}
+
+// stopLater says how a container that unsupervise --stop could not reach is
+// removed once its node has a worker again: it belongs to no replica then,
+// so the node lists it as an orphan.
+func stopLater(node string) string {
+	return fmt.Sprintf("once a worker runs there, remove it with: vigil node orphans %s --remove", node)
 }
 
 // takeRestart lets a restart request that arrives during a start wait for
@@ -376,14 +386,27 @@ func (s *supervisor) wait(ctx workflow.Context, d time.Duration, why string, res
 func (s *supervisor) activity(ctx, actCtx workflow.Context, name string, in, out any, doing string, take func(*command) bool) error {
 	actCtx, cancel := workflow.WithCancel(actCtx)
 	defer cancel()
+	f := workflow.ExecuteActivity(actCtx, name, in)
+	if err := s.hear(ctx, f, doing, take, cancel); err != nil {
+		return err
+	}
+	err := f.Get(ctx, out)
+	s.noteNode(ctx, err)
+	return err
+}
+
+// hear waits until f is ready while hearing operator requests: unsupervise
+// calls cancel (what was awaited is dropped) and ends supervision
+// (errUnsupervised); take may keep another request; the rest are refused
+// as busy. It does not Get f.
+func (s *supervisor) hear(ctx workflow.Context, f workflow.Future, doing string, take func(*command) bool, cancel func()) error {
 	s.busyDoing = doing
 	defer func() { s.busyDoing = "" }()
-	f := workflow.ExecuteActivity(actCtx, name, in)
 	for {
 		w := s.waitFor(ctx, f, false)
 		switch {
 		case w.ready:
-			return f.Get(ctx, out)
+			return nil
 		case w.cmd.kind == cmdUnsupervise:
 			cancel()
 			return s.handle(ctx, w.cmd)
@@ -392,6 +415,29 @@ func (s *supervisor) activity(ctx, actCtx workflow.Context, name string, in, out
 			s.finish(w.cmd, fmt.Errorf("%s: the replica is busy %s; try again when it is done", w.cmd.kind, doing))
 		}
 	}
+}
+
+// noteNode records what a node activity's outcome says of the node's
+// worker: one took it (Ready), or none did in time (NoWorker). Other
+// failures (a worker took it) and cancellations say Ready or nothing.
+func (s *supervisor) noteNode(ctx workflow.Context, err error) {
+	st := NodeReady
+	switch {
+	case isNoWorker(err):
+		st = NodeNoWorker
+	case temporal.IsCanceledError(err):
+		return
+	}
+	if s.st.NodeState == st {
+		return
+	}
+	s.st.NodeState, s.st.NodeSince = st, workflow.Now(ctx)
+	workflow.GetLogger(ctx).Info("node worker", "node", s.in.Node, "state", string(st))
+}
+
+// noWorker says that no worker on the node took an activity, and since when.
+func (s *supervisor) noWorker() string {
+	return fmt.Sprintf("no worker on node %s (since %s)", s.in.Node, s.st.NodeSince.UTC().Format(time.RFC3339))
 }
 
 // emitRequest records an operator request as an event.

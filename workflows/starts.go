@@ -64,7 +64,7 @@ func (s *supervisor) start(ctx workflow.Context, after time.Time, n attempts) (a
 			_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: err.Error()})
 			return res, err
 		}
-		cause := shortError(err)
+		cause := s.failure(err)
 		workflow.GetLogger(ctx).Warn("start failed; will retry", "attempt", attempt, "retry_in", delay, "error", err)
 		_ = workflow.UpsertMemo(ctx, map[string]any{replica.MemoStartError: cause})
 		if w := s.waiting; w != nil {
@@ -122,11 +122,16 @@ func (s *supervisor) attempt(ctx workflow.Context, after time.Time, summary stri
 }
 
 // ensureRunning runs one EnsureRunning activity (its own quick retries
-// included) and hears nothing meanwhile.
+// included). Since v0.3.0 it hears unsupervise meanwhile (errUnsupervised)
+// and refuses other requests as busy; before, it heard nothing.
 func (s *supervisor) ensureRunning(ctx workflow.Context, after time.Time, why string) (activities.EnsureRunningResult, error) {
 	var res activities.EnsureRunningResult
-	err := workflow.ExecuteActivity(s.startOptions(ctx, why), replica.EnsureRunningName,
-		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}).Get(ctx, &res)
+	in := activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}
+	if s.rel >= V030 {
+		err := s.activity(ctx, s.startOptions(ctx, why), replica.EnsureRunningName, in, &res, "starting the container", nil)
+		return res, err
+	}
+	err := workflow.ExecuteActivity(s.startOptions(ctx, why), replica.EnsureRunningName, in).Get(ctx, &res)
 	return res, err
 }
 
@@ -165,11 +170,16 @@ func (s *supervisor) started(ctx workflow.Context, res activities.EnsureRunningR
 // stop stops the container: SIGTERM, SIGKILL after its grace period. With
 // remove it is also removed (its address and ports are released), with
 // volumes its named volumes deleted too: only an explicit unsupervise --stop
-// --volumes does that.
+// --volumes does that. Since v0.3.0 it hears unsupervise meanwhile
+// (errUnsupervised) and refuses other requests as busy.
 func (s *supervisor) stop(ctx workflow.Context, remove, volumes bool, why string) (runtime.Exit, error) {
 	var res runtime.Exit
-	err := workflow.ExecuteActivity(s.controlOptions(ctx, why), replica.StopName,
-		activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: remove, RemoveVolumes: volumes}).Get(ctx, &res)
+	in := activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: remove, RemoveVolumes: volumes}
+	if s.rel >= V030 {
+		err := s.activity(ctx, s.controlOptions(ctx, why), replica.StopName, in, &res, "stopping the container", nil)
+		return res, err
+	}
+	err := workflow.ExecuteActivity(s.controlOptions(ctx, why), replica.StopName, in).Get(ctx, &res)
 	return res, err
 }
 
@@ -188,6 +198,15 @@ func (s *supervisor) continueAsNewWhileFailing(ctx workflow.Context) error {
 		return nil
 	}
 	return s.continueAsNew(ctx)
+}
+
+// failure is a node activity's failure in a line: no worker on the node, or
+// the activity's own error.
+func (s *supervisor) failure(err error) string {
+	if isNoWorker(err) {
+		return s.noWorker()
+	}
+	return shortError(err)
 }
 
 // maxStartError keeps a recorded start error to about one line.

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,8 +67,7 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 		}
 		stopped, err := s.stop(ctx, false, false, "")
 		if err != nil {
-			s.finish(c, err)
-			return nil
+			return s.answer(c, err)
 		}
 		// The exit is the stop's: what containerd reports for the task.
 		code := stopped.ExitCode
@@ -98,9 +98,9 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 			s.finish(c, nil)
 			return nil
 		}
-		c.result = s.replace(ctx, req)
-		s.finish(c, nil)
-		return nil
+		var err error
+		c.result, err = s.replace(ctx, req)
+		return s.answer(c, err)
 	}
 	return nil
 }
@@ -110,12 +110,18 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 // that it runs min_ready without exiting. Whatever state the replica was in
 // (a backoff, Isolated, Shutdown), it is Running afterwards: applying a new
 // spec is an operator's decision, like a release.
-func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) ReconfigureResult {
+//
+// Since v0.3.0 unsupervise is heard throughout: the error is then
+// errUnsupervised, and the replacement is left where it was.
+func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) (ReconfigureResult, error) {
 	ref := s.in.ID.Ref()
 	s.details(ctx, fmt.Sprintf("replacing the container with generation %d", req.Generation))
 	// The old container is stopped on its own node with its own grace.
 	if _, err := s.stop(ctx, true, false, ""); err != nil {
-		return ReconfigureResult{Reason: fmt.Sprintf("%s: stopping the old container failed: %v", ref, err)}
+		if errors.Is(err, errUnsupervised) {
+			return ReconfigureResult{}, err
+		}
+		return ReconfigureResult{Reason: fmt.Sprintf("%s: stopping the old container failed: %s", ref, s.failure(err))}, nil
 	}
 	if s.st.State == StateIsolated || s.st.State == StateShutdown {
 		s.st.History = policy.History{}
@@ -129,14 +135,17 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 	s.why = fmt.Sprintf("start generation %d", req.Generation)
 	// The old container's exit (the stop above) is before the new task.
 	res, err := s.start(ctx, time.Time{}, oneAttempt)
+	if errors.Is(err, errUnsupervised) {
+		return ReconfigureResult{}, err
+	}
 	if err != nil {
 		// Restarting: the main loop keeps trying, with growing delays.
-		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container did not start: %v", ref, err)}
+		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container did not start: %s", ref, s.failure(err))}, nil
 	}
 	s.setState(ctx, StateRunning)
 	s.emit(ctx, EventContainerReplaced, nil)
 	if res.ExitedSince {
-		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container could not run: %s", ref, res.StartError)}
+		return ReconfigureResult{Reason: fmt.Sprintf("%s: the new container could not run: %s", ref, res.StartError)}, nil
 	}
 	after := res.StartedAt
 	if after.IsZero() {
@@ -150,44 +159,72 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) Reco
 // policy, which handles it as usual). Should the watch itself fail, the
 // timer still runs out and containerd is asked whether the new task has
 // exited since it started.
-func (s *supervisor) minReady(ctx workflow.Context, req *ReconfigureRequest, startedAt time.Time) ReconfigureResult {
+func (s *supervisor) minReady(ctx workflow.Context, req *ReconfigureRequest, startedAt time.Time) (ReconfigureResult, error) {
 	ref := s.in.ID.Ref()
 	notReady := ReconfigureResult{Reason: fmt.Sprintf("%s: the new container exited within min_ready (%s)", ref, req.MinReady)}
 	if req.MinReady > 0 {
-		s.details(ctx, fmt.Sprintf("generation %d: watching the new container for min_ready %s", req.Generation, req.MinReady))
+		doing := fmt.Sprintf("watching the new container for min_ready %s", req.MinReady)
+		s.details(ctx, fmt.Sprintf("generation %d: %s", req.Generation, doing))
 		watchCtx, cancelWatch := workflow.WithCancel(ctx)
 		defer cancelWatch()
 		watch := workflow.ExecuteActivity(s.watchOptions(watchCtx), replica.WaitForExitName,
 			activities.WaitForExitInput{ID: s.in.ID, PollInterval: s.in.Policy.PollInterval})
 		timer := workflow.NewTimerWithOptions(ctx, req.MinReady,
 			workflow.TimerOptions{Summary: fmt.Sprintf("min_ready %s (generation %d)", req.MinReady, req.Generation)})
+		if s.rel >= V030 {
+			if err := s.hear(ctx, first(ctx, timer, watch), doing, nil, cancelWatch); err != nil {
+				return ReconfigureResult{}, err
+			}
+		}
 		exited := false
 		sel := workflow.NewSelector(ctx)
 		sel.AddFuture(timer, func(workflow.Future) {})
 		sel.AddFuture(watch, func(f workflow.Future) { exited = f.Get(ctx, nil) == nil })
 		sel.Select(ctx)
 		if exited {
-			return notReady
+			return notReady, nil
 		}
 		if !timer.IsReady() {
 			// The watch failed: wait out min_ready, then ask.
+			if s.rel >= V030 {
+				if err := s.hear(ctx, timer, doing, nil, func() {}); err != nil {
+					return ReconfigureResult{}, err
+				}
+			}
 			if err := timer.Get(ctx, nil); err != nil {
-				return ReconfigureResult{Reason: err.Error()}
+				return ReconfigureResult{Reason: err.Error()}, nil
 			}
 		} else {
 			cancelWatch()
-			return ReconfigureResult{Ready: true}
+			return ReconfigureResult{Ready: true}, nil
 		}
 	}
 	probe, err := s.ensureRunning(ctx, startedAt, "")
+	if errors.Is(err, errUnsupervised) {
+		return ReconfigureResult{}, err
+	}
 	if err != nil {
-		return ReconfigureResult{Reason: fmt.Sprintf("%s: checking the new container failed: %v", ref, err)}
+		return ReconfigureResult{Reason: fmt.Sprintf("%s: checking the new container failed: %s", ref, s.failure(err))}, nil
 	}
 	if probe.ExitedSince {
 		s.started(ctx, probe) // its exit is acted on, whether or not the node watch reports it
-		return notReady
+		return notReady, nil
 	}
-	return ReconfigureResult{Ready: true}
+	return ReconfigureResult{Ready: true}, nil
+}
+
+// first is ready (with nothing) once any of fs is.
+func first(ctx workflow.Context, fs ...workflow.Future) workflow.Future {
+	f, set := workflow.NewFuture(ctx)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		sel := workflow.NewSelector(ctx)
+		for _, x := range fs {
+			sel.AddFuture(x, func(workflow.Future) {})
+		}
+		sel.Select(ctx)
+		set.Set(nil, nil)
+	})
+	return f
 }
 
 // shutDownService tells the deployment workflow that this replica's panic

@@ -54,6 +54,8 @@ type node struct {
 	slowStarts time.Duration
 	// blockStarts makes every start block until cancelled (no worker takes it).
 	blockStarts bool
+	// blockStops makes every stop block until cancelled (no worker takes it).
+	blockStops bool
 	// network is what every start reports as the container's network.
 	network *runtime.NetworkStatus
 
@@ -271,10 +273,20 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 			}
 		})
 	env.OnActivity(replica.StopName, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.StopInput) (runtime.Exit, error) {
+		func(ctx context.Context, in activities.StopInput) (runtime.Exit, error) {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			n.stops = append(n.stops, in)
+			if n.blockStops {
+				n.mu.Unlock()
+				defer n.mu.Lock()
+				select {
+				case <-ctx.Done():
+					return runtime.Exit{}, ctx.Err()
+				case <-n.done:
+					return runtime.Exit{}, errors.New("test over")
+				}
+			}
 			return runtime.Exit{ExitCode: 143, ExitedAt: env.Now()}, nil
 		})
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, replica.SignalServiceShutdown, mock.Anything).Return(

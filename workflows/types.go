@@ -53,6 +53,17 @@ const (
 	StateUnsupervised State = "Unsupervised"
 )
 
+// NodeState is what the replica last saw of its node's worker.
+type NodeState string
+
+const (
+	// NodeReady: a worker on the node took the replica's last node activity.
+	NodeReady NodeState = "Ready"
+	// NodeNoWorker: no worker on the node took one within
+	// NodeScheduleToStart.
+	NodeNoWorker NodeState = "NoWorker"
+)
+
 // Watched reports whether the container is watched for exits in this state.
 // Only Running is: during a crash-loop backoff the container is down by
 // design, and watching it then is what made the Rust original restart it every
@@ -169,6 +180,10 @@ type Carry struct {
 	TaskPID uint32 `json:"task_pid,omitempty"`
 	// PendingExits are exits reported to an earlier run and not yet acted on.
 	PendingExits []activities.ExitReport `json:"pending_exits,omitempty"`
+	// NodeState is what the last node activity said of the node's worker
+	// (empty until one ended); NodeSince is when it last changed.
+	NodeState NodeState `json:"node_state,omitempty"`
+	NodeSince time.Time `json:"node_since,omitzero"`
 }
 
 // StateView is the answer to the "state" query and the object `vigil status --json` prints.
@@ -198,6 +213,10 @@ type StateView struct {
 	// IP and Ports: where the container can be reached (bridge networking).
 	IP    string                `json:"ip,omitempty"`
 	Ports []runtime.PortMapping `json:"ports,omitempty"`
+	// NodeState is Ready or NoWorker (see NodeState), NodeSince when it last
+	// changed; both null until a node activity ended.
+	NodeState *string `json:"node_state"`
+	NodeSince *string `json:"node_since"`
 }
 
 // HealthReport is the "health" signal: the node's probes changed their

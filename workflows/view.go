@@ -113,6 +113,9 @@ func (s *supervisor) view() StateView {
 		at := formatTime(s.st.NextRestartAt)
 		v.NextRestartAt = &at
 	}
+	if s.st.NodeState != "" {
+		v.NodeState, v.NodeSince = nonEmpty(string(s.st.NodeState)), nonEmpty(formatTime(s.st.NodeSince))
+	}
 	if n := s.st.Network; n != nil {
 		v.IP, v.Ports = n.IP, append([]runtime.PortMapping(nil), n.Ports...)
 	}
