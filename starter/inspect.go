@@ -143,10 +143,11 @@ func printStatus(p printer, v workflows.StateView, sup supervision) error {
 		e := v.Events[n-1]
 		last = fmt.Sprintf("%s at %s", e.Type, shortTime(e.Time.Format(time.RFC3339Nano)))
 	}
-	node := orDash(v.Node)
+	now := ""
 	if sup.noWorker {
-		node += " (no vigil-worker polls its queue; start one with --node " + v.Node + ")"
+		now = "no vigil-worker polls its queue"
 	}
+	node := nodeText(v, now, "; start one with --node "+v.Node)
 	rows := [][2]string{
 		{"ID", v.ID},
 		{"NODE", node},
@@ -175,6 +176,21 @@ func printStatus(p printer, v workflows.StateView, sup supervision) error {
 		rows = append(rows, [2]string{"SUPERVISION", "ended (unsupervised); vigil supervise starts it again"})
 	}
 	return p.Fields(rows)
+}
+
+// nodeText is the NODE column: the node, and what the replica last saw of
+// its worker (a node activity no worker took: "no worker since ...") or,
+// failing that, what the CLI sees now (now: e.g. "no worker"; "" if it has
+// one); hint follows either.
+func nodeText(v workflows.StateView, now, hint string) string {
+	node := orDash(v.Node)
+	switch {
+	case v.NodeState != nil && *v.NodeState == string(workflows.NodeNoWorker) && v.NodeSince != nil:
+		return node + " (no worker since " + shortTime(*v.NodeSince) + hint + ")"
+	case now != "":
+		return node + " (" + now + hint + ")"
+	}
+	return node
 }
 
 // portsText is the published ports as Docker prints them:
@@ -412,10 +428,11 @@ func printList(p printer, views []workflows.StateView, noWorker map[string]bool)
 	}
 	rows := make([][]string, 0, len(views))
 	for _, v := range views {
-		node := orDash(v.Node)
+		now := ""
 		if noWorker[v.Node] {
-			node += " (no worker)"
+			now = "no worker"
 		}
+		node := nodeText(v, now, "")
 		rows = append(rows, []string{v.ID, node, string(v.State), strconv.Itoa(v.TotalRestarts), exitText(v.LastExitCode)})
 	}
 	return p.Table([]string{"ID", "NODE", "STATE", "RESTARTS", "LAST EXIT"}, rows)

@@ -306,13 +306,13 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 		t.Errorf("got %s\nwant %s", r.stdout, want)
 	}
 	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events", "generation",
-		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error", "ip", "ports"} {
+		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error", "ip", "ports", "node_state", "node_since"} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("missing key %q", key)
 		}
 	}
-	if len(got) != 20 {
-		t.Errorf("got %d keys, want exactly 20 (health only with a probe)", len(got))
+	if len(got) != 22 {
+		t.Errorf("got %d keys, want exactly 22 (health only with a probe)", len(got))
 	}
 	if got["last_exit_reason"] != "Exited" || got["last_exit_signal"] != nil {
 		t.Errorf("last exit reason %v, signal %v; want Exited and null", got["last_exit_reason"], got["last_exit_signal"])
@@ -372,6 +372,22 @@ func TestStatusAndEventsTables(t *testing.T) {
 	var evs []map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &evs); err != nil || len(evs) != 2 || evs[0]["type"] != "ContainerRestarted" || evs[1]["time"] != "2026-01-02T03:04:05.5Z" {
 		t.Errorf("events JSON: %q", r.stdout)
+	}
+}
+
+// A replica whose last node activity no worker took says so, and since when.
+func TestStatusShowsNoWorkerSince(t *testing.T) {
+	c := mocks.NewClient(t)
+	nodeHasWorker(c, true)
+	v := sampleView()
+	state, since := string(workflows.NodeNoWorker), "2026-01-02T03:04:05Z"
+	v.NodeState, v.NodeSince = &state, &since
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryState).Return(value{v}, nil)
+	c.On("Close").Return()
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil)
+	r := vigil(t, c, nil, "status", "shop/api-rep-1")
+	if r.code != exitOK || !regexpMatch(`NODE\s+node-a \(no worker since 2026-01-02 \d\d:\d\d:\d\d [+-]\d\d:\d\d; start one with --node node-a\)`, r.stdout) {
+		t.Errorf("status with no worker: %q %q", r.stdout, r.stderr)
 	}
 }
 
