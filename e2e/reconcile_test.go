@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os/exec"
 	"strings"
 	"testing"
@@ -86,4 +87,58 @@ func TestContainersRemovedWhileWorkerDownRunAgain(t *testing.T) {
 			t.Fatalf("%s: %s with %d restarts, want Running after exactly one", ref, v.State, v.TotalRestarts)
 		}
 	}
+}
+
+// taskPID is the PID of a container's task in containerd's own view ("" if none).
+func (s *tstack) taskPID(name string) string {
+	s.t.Helper()
+	for _, line := range strings.Split(s.ctr("tasks", "list"), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == name {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// After a simulated reboot (the worker, containerd, every shim and every
+// container process SIGKILLed, containerd's state directory wiped, then
+// containerd and a worker started again) every replica runs again within
+// 30 s, restarted once for a Lost task: an adopted one (its start found the
+// task running, after an unsupervise and supervise) included.
+func TestRebootedNodeRunsEveryReplicaAgain(t *testing.T) {
+	s := newStack(t)
+	file := s.deployment("boot", webFile("boot", 2, "v1", "1s", false))
+	s.supervise(file)
+	refs := []string{"boot/web-rep-1", "boot/web-rep-2"}
+	running := func(v workflows.StateView) bool { return v.State == workflows.StateRunning }
+	for _, ref := range refs {
+		s.waitFor(ref, "Running", 2*time.Minute, running)
+	}
+	// Adopt rep-2's task: supervised afresh, its start finds the task running.
+	adopted := idOf(t, refs[1]).ContainerName()
+	pid := s.taskPID(adopted)
+	if r := s.vigil("unsupervise", refs[1]); r.Code != 0 {
+		t.Fatalf("vigil unsupervise: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	s.supervise(file)
+	v := s.waitFor(refs[1], "Running again", time.Minute, func(v workflows.StateView) bool { return running(v) && v.TotalRestarts == 0 })
+	if got := s.taskPID(adopted); got != pid || pid == "" {
+		t.Fatalf("the task of %s is %q, was %q: not adopted", adopted, got, pid)
+	}
+	t.Logf("adopted %s (task %s), supervised since %s", adopted, pid, v.SupervisedSince)
+
+	s.killWorker()
+	if err := s.Containerd.Crash(); err != nil {
+		t.Fatalf("crash containerd: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Containerd.Start(ctx); err != nil {
+		t.Fatalf("start containerd again: %v", err)
+	}
+	if tasks := s.runningTasks(); len(tasks) != 0 {
+		t.Fatalf("tasks running after the reboot: %v", tasks)
+	}
+	s.startWorker()
+	s.waitRunsAgain(refs, map[string]int{}, runtime.ExitLost, 30*time.Second)
 }

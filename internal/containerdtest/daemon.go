@@ -222,6 +222,30 @@ func (d *Daemon) Restart(ctx context.Context) error {
 	return d.Start(ctx)
 }
 
+// Crash does to the daemon what a host reboot does: containerd, the shims
+// of its tasks and every process of its containers are SIGKILLed, and what
+// lives on tmpfs under /run on a real host is gone: its state directory
+// (the tasks' bundles and mounts) and runc's state for the namespace. The
+// root directory (containers, images, snapshots) stays. Start brings the
+// daemon back, with every container and no task.
+func (d *Daemon) Crash() error {
+	errs := []error{d.Kill()}
+	killShims(d.Address)
+	procs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", d.Namespace, "*", "cgroup.procs"))
+	more, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", d.Namespace, "*", "cgroup.procs"))
+	for _, p := range append(procs, more...) {
+		b, _ := os.ReadFile(p)
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	state := filepath.Join(d.Dir, "state")
+	errs = append(errs, unmountUnder(state), os.RemoveAll(state), os.RemoveAll(filepath.Join("/run/containerd/runc", d.Namespace)))
+	return errors.Join(errs...)
+}
+
 // PID is the daemon's process ID (0 when stopped).
 func (d *Daemon) PID() int {
 	d.mu.Lock()
