@@ -109,10 +109,13 @@ func (d *deployer) deleteContainer(ctx workflow.Context, id replica.ID, cfg Repl
 func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 	gen := d.st.Generation
 	for _, s := range steps {
-		if s.Closed {
+		old := d.st.Replicas[s.ID.Ref()].Config
+		if s.Closed && (d.rel < V030 || old.Node == s.Config.Node) {
 			// Its supervision ended with the old spec; its exited container
-			// would be started again as it is.
-			err := d.deleteContainer(ctx, s.ID, d.st.Replicas[s.ID.Ref()].Config)
+			// would be started again as it is. (One on another node is not
+			// in the new one's way: e.g. a node: typo fixed; that node lists
+			// it as an orphan.)
+			err := d.deleteContainer(ctx, s.ID, old)
 			if errors.Is(err, errLeftOnNode) {
 				return nil // paused: not made again from the old container
 			}

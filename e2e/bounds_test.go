@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// nodesFile is deployment "typo" with services a and b, one replica each,
+// on the given nodes.
+func nodesFile(nodeA, nodeB string) string {
+	svc := func(name, node string) string {
+		return fmt.Sprintf(`  %s:
+    image: { name: docker.io/library/busybox:local, pull_policy: never }
+    command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 3600"] }
+    stop_grace: 1s
+    node: %s
+    update: { min_ready: 1s }
+`, name, node)
+	}
+	return "version: v1\ndeployment: typo\nservices:\n" + svc("a", nodeA) + svc("b", nodeB)
+}
+
+// unsuperviseStop runs vigil unsupervise --stop and fails the test unless
+// it returns, done, within the issue's liveness deadline of 10 s.
+func (s *tstack) unsuperviseStop(ref string) string {
+	s.t.Helper()
+	began := time.Now()
+	r := s.vigil("unsupervise", "--stop", ref)
+	took := time.Since(began)
+	if r.Code != 0 || took > 10*time.Second {
+		s.t.Fatalf("unsupervise --stop %s: exit %d after %s (want 0 within 10s): %s%s", ref, r.Code, took.Round(time.Millisecond), r.Stdout, r.Stderr)
+	}
+	s.t.Logf("unsupervise --stop %s on a node without a worker took %s: %s", ref, took.Round(time.Millisecond), strings.TrimSpace(r.Stdout))
+	return r.Stdout
+}
+
+func running(v workflows.StateView) bool { return v.State == workflows.StateRunning }
+
+// A replica on a node no worker serves (a node: typo), new or in the middle
+// of a replacement, is unsupervised (with --stop) within 10 s, and the
+// corrected file then runs it.
+func TestUnsuperviseOnANodeWithoutWorker(t *testing.T) {
+	s := newStack(t)
+	const typo = "e2e-typo"
+	// a is new on the typo's node; b runs on the stack's node.
+	s.apply(s.deployment("v1", nodesFile(typo, s.Node)))
+	s.waitFor("typo/b-rep-1", "Running", 2*time.Minute, running)
+	if v, _ := s.status("typo/a-rep-1"); v.State != workflows.StatePending {
+		t.Fatalf("typo/a-rep-1 on a node without a worker: %s; want Pending", v.State)
+	}
+	if out := s.unsuperviseStop("typo/a-rep-1"); !strings.Contains(out, "container NOT stopped: no vigil-worker on node "+typo) {
+		t.Errorf("unsupervise --stop of a new replica: %q; want it to say the container was not stopped", out)
+	}
+
+	// a's node fixed, b moved to the typo's node: b's replacement stops its
+	// container here and waits for a worker on the typo's node.
+	s.apply(s.deployment("v2", nodesFile(s.Node, typo)))
+	s.waitFor("typo/b-rep-1", "its replacement", 2*time.Minute, func(v workflows.StateView) bool {
+		return v.Generation == 2 && v.State == workflows.StateRestarting
+	})
+	s.unsuperviseStop("typo/b-rep-1")
+	s.waitFor("typo/a-rep-1", "Running on the fixed node", 2*time.Minute, running)
+
+	// b's node fixed too: it runs again.
+	s.apply(s.deployment("v3", nodesFile(s.Node, s.Node)))
+	v := s.waitFor("typo/b-rep-1", "Running on the fixed node", 2*time.Minute, running)
+	if v.Node != s.Node {
+		t.Errorf("typo/b-rep-1 runs on %q; want %q", v.Node, s.Node)
+	}
+}
