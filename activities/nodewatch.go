@@ -40,6 +40,9 @@ const (
 // once).
 type ExitReport struct {
 	ID replica.ID `json:"id"`
+	// Node is the node whose watch reported it (since v0.3.0): a replica
+	// moved to another node ignores reports from its old one.
+	Node string `json:"node,omitempty"`
 	runtime.Exit
 	// OOMKilled repeats Cause == OOMKilled: the key stays in the payload and
 	// in carried state, whose JSON never changes.
@@ -352,7 +355,7 @@ func (w *nodeWatch) report(ctx context.Context, id replica.ID, exit runtime.Exit
 	}
 	delete(w.oom, id)
 	w.mu.Unlock()
-	r := ExitReport{ID: id, Exit: exit.Classify(marked)}
+	r := ExitReport{ID: id, Node: w.node, Exit: exit.Classify(marked)}
 
 	w.inflight.Add(1)
 	w.sem <- struct{}{}

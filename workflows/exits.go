@@ -106,6 +106,9 @@ func (s *supervisor) current(e activities.ExitReport) bool {
 	if s.rel >= V030 && e.ID != (replica.ID{}) && e.ID != s.in.ID {
 		return false // about another replica: a misdirected signal
 	}
+	if s.rel >= V030 && e.Node != "" && e.Node != s.in.Node {
+		return false // from the node the replica left
+	}
 	if e.PID != 0 && s.st.TaskPID != 0 && e.PID != s.st.TaskPID {
 		// Another task: e.g. a half-made one the start killed, whose exit
 		// the runtime may time after the start began.

@@ -231,7 +231,8 @@ func TestExitOfAnotherTaskIsIgnored(t *testing.T) {
 // whatever the clocks say (v0.3.0): the loss of an adopted task (a start
 // that found it running: WatchAfter is the activity's clock, later than the
 // task's start, which dates the report) and an exit dated before the start
-// by a node clock that stepped back are both acted on, once each.
+// by a node clock that stepped back are both acted on, once each; a
+// report from a node the replica is not on is not.
 func TestExitNamedByItsTaskIsCurrent(t *testing.T) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
@@ -257,10 +258,15 @@ func TestExitNamedByItsTaskIsCurrent(t *testing.T) {
 		// The clock stepped back a minute: the exit is dated before the task's start.
 		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 3, ExitedAt: tasks[1].Add(-time.Minute), StartedAt: tasks[1]}})
 	}, 2*time.Second)
+	env.RegisterDelayedCallback(func() {
+		// A loss reported by another node's watch (the replica left it).
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Node: "node-b",
+			Exit: runtime.Exit{ExitCode: runtime.FailedExitCode, ExitedAt: env.Now().Add(time.Hour), Cause: runtime.ExitLost}})
+	}, 3*time.Second)
 	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
-	require.Len(t, tasks, 3, "the adoption, a restart after the loss, one after the exit")
+	require.Len(t, tasks, 3, "the adoption, a restart after the loss, one after the exit; none for node-b's report")
 	v := queryState(t, env)
 	require.Equal(t, 2, v.TotalRestarts)
 	require.Equal(t, 3, *v.LastExitCode)
