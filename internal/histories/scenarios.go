@@ -15,7 +15,10 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
+	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -46,6 +49,7 @@ var Scenarios = []Scenario{
 	{Name: "bridge-port-volume", Since: "v0.2.0", Run: bridgePortVolume},
 	{Name: "node-watch-exit-reported", Since: "v0.2.0", Run: nodeWatchExitReported},
 	{Name: "node-workflow", Since: "v0.2.0", Run: nodeWorkflow},
+	{Name: "lost-task", Since: "v0.3.0", Run: lostTask},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -607,4 +611,44 @@ func nodeWorkflow(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 		return nil, err
 	}
 	return one(replica.NodeWorkflowID(e.Stack.Node), "node-workflow"), nil
+}
+
+// lost-task: the node reports the running task Lost, naming it by its start,
+// as a watch does for a task gone with containerd's state (since v0.3.0 the
+// replica matches the task, not the clocks): the replica acts on it once,
+// restarting (open, watching again).
+func lostTask(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid, err := superviseWatched(ctx, e, dep)
+	if err != nil {
+		return nil, err
+	}
+	id := replica.ID{Deployment: dep, Service: "web", Replica: 1}
+	rt, err := vcontainerd.New(ctx, e.Stack.Containerd.RuntimeConfig())
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Close()
+	list, err := rt.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(list, func(c runtime.ContainerInfo) bool { return c.ID == id })
+	if i < 0 || list[i].StartedAt.IsZero() {
+		return nil, fmt.Errorf("lost-task: no started container %s", id.ContainerName())
+	}
+	started := list[i].StartedAt.UTC()
+	lost := activities.ExitReport{ID: id, Node: e.Stack.Node, Exit: runtime.Exit{ExitCode: runtime.FailedExitCode,
+		ExitedAt: started, StartedAt: started, Reason: "container has no task", Cause: runtime.ExitLost}}
+	if err := e.Client.SignalWorkflow(ctx, wid, "", replica.SignalExit, lost); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "restarted after the loss", func(v workflows.StateView) bool {
+		return v.TotalRestarts >= 1 && v.State == workflows.StateRunning
+	}); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "watching again", Watching); err != nil {
+		return nil, err
+	}
+	return one(wid, "lost-task"), nil
 }
