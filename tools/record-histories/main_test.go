@@ -9,10 +9,10 @@ import (
 )
 
 func TestPickHonoursSinceAndOnly(t *testing.T) {
-	rels := []version.Entry{{Release: "v0.1.0", Commit: "5c145e4"}, {Release: "v0.2.0"}}
-	all, err := pick(rels, 1, nil)
+	rels := []version.Entry{{Release: "v0.1.0", Commit: "5c145e4"}, {Release: "v0.2.0", Commit: "81330dd"}, {Release: "v0.3.0"}}
+	all, err := pick(rels, 2, nil)
 	if err != nil || len(all) != len(histories.Scenarios) {
-		t.Fatalf("v0.2.0: %d scenarios (%v); want all %d", len(all), err, len(histories.Scenarios))
+		t.Fatalf("v0.3.0: %d scenarios (%v); want all %d", len(all), err, len(histories.Scenarios))
 	}
 	old, err := pick(rels, 0, nil)
 	if err != nil {
