@@ -31,7 +31,7 @@ func (a *Activities) startProbes(ctx context.Context, logger log.Logger, id repl
 		}
 		return started, false
 	}
-	p := &probe.Prober{Target: a.opts.Probes, ID: id, Health: *h,
+	p := &probe.Prober{Target: a.opts.Probes, ID: id, Task: started, Health: *h,
 		Logf: func(format string, args ...any) { logger.Info(fmt.Sprintf(format, args...)) },
 		OnChange: func(s runtime.HealthStatus) {
 			logger.Info("Health changed", "container", id.Ref(), "health", string(s))

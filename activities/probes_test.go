@@ -45,9 +45,7 @@ func (p *probeTarget) Dial(context.Context, replica.ID, int, time.Duration) (net
 	return nil, errors.New("no network here")
 }
 
-func (p *probeTarget) MarkUnhealthy(context.Context, replica.ID) error { return nil }
-
-func (p *probeTarget) Stop(_ context.Context, id replica.ID, _ time.Duration) error {
+func (p *probeTarget) StopUnhealthy(_ context.Context, id replica.ID, _ time.Time, _ time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopped[id] = true

@@ -10,6 +10,7 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,15 +28,19 @@ type Target interface {
 	Exec(ctx context.Context, id replica.ID, args []string, timeout time.Duration) (int, error)
 	// Dial connects to a port of the container from inside its network namespace.
 	Dial(ctx context.Context, id replica.ID, port int, timeout time.Duration) (net.Conn, error)
-	// MarkUnhealthy records that the container is stopped for failing liveness.
-	MarkUnhealthy(ctx context.Context, id replica.ID) error
-	Stop(ctx context.Context, id replica.ID, grace time.Duration) error
+	// StopUnhealthy marks the container's task that started at task as
+	// stopped for failing a probe, and stops it with grace; a task started
+	// at another time (the container restarted meanwhile) is left alone:
+	// runtime.ErrTaskChanged. A zero task stops whichever task runs.
+	StopUnhealthy(ctx context.Context, id replica.ID, task time.Time, grace time.Duration) error
 }
 
 // Prober probes one container's running task.
 type Prober struct {
 	Target Target
 	ID     replica.ID
+	// Task is when the probed task started: only it is ever stopped.
+	Task   time.Time
 	Health runtime.Health
 	// OnChange is called with each new health status (not with the first,
 	// starting, which is what the workflow assumes of a new task).
@@ -184,14 +189,18 @@ func (p *Prober) httpGet(ctx context.Context, hp *runtime.HTTPProbe, timeout tim
 // stop marks the container unhealthy and stops it with its stop grace.
 func (p *Prober) stop(ctx context.Context, which string) error {
 	p.logf("%s probe of %s failed %d times in a row; stopping it as Unhealthy", which, p.ID.Ref(), p.threshold(which))
-	if err := p.Target.MarkUnhealthy(ctx, p.ID); err != nil {
-		return err
-	}
 	grace := p.Health.StopGrace
 	if grace <= 0 {
 		grace = runtime.DefaultStopGrace
 	}
-	return p.Target.Stop(ctx, p.ID, grace)
+	err := p.Target.StopUnhealthy(ctx, p.ID, p.Task, grace)
+	if errors.Is(err, runtime.ErrTaskChanged) {
+		// The probed task ended and the container was started again
+		// meanwhile: the new task has its own prober.
+		p.logf("%s of %s: not stopped, its task was started again meanwhile", which, p.ID.Ref())
+		return nil
+	}
+	return err
 }
 
 func (p *Prober) threshold(which string) int {

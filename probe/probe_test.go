@@ -25,6 +25,7 @@ type fake struct {
 	script  map[string][]bool // per command, in order; past the end: the last
 	calls   []string
 	marked  bool
+	task    time.Time // the start of the task that runs now
 	stopped time.Duration
 }
 
@@ -52,19 +53,13 @@ func (f *fake) Dial(ctx context.Context, _ replica.ID, port int, timeout time.Du
 	return d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 }
 
-func (f *fake) MarkUnhealthy(context.Context, replica.ID) error {
+func (f *fake) StopUnhealthy(_ context.Context, _ replica.ID, task time.Time, grace time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.marked = true
-	return nil
-}
-
-func (f *fake) Stop(_ context.Context, _ replica.ID, grace time.Duration) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.marked {
-		return errors.New("stopped before it was marked unhealthy")
+	if !task.Equal(f.task) {
+		return runtime.ErrTaskChanged
 	}
+	f.marked = true
 	f.stopped = grace
 	return nil
 }
@@ -175,5 +170,15 @@ func TestTCPAndHTTPProbes(t *testing.T) {
 	srv.Close()
 	if err := p.once(ctx, &runtime.Probe{TCP: &runtime.TCPProbe{Port: port}, Timeout: time.Second}); err == nil {
 		t.Error("tcp to a closed port counted as healthy")
+	}
+}
+
+// A prober whose task was started again before its stop (a fast restart)
+// leaves the new task alone: the new task has its own prober.
+func TestAStopAfterARestartLeavesTheNewTask(t *testing.T) {
+	f := &fake{script: map[string][]bool{"live": {false}}, task: time.Unix(1, 0)}
+	changes, err := run(t, f, runtime.Health{Liveness: probeOf("live", 2)})
+	if err != nil || f.marked || !slices.Equal(changes, []runtime.HealthStatus{runtime.HealthUnhealthy}) {
+		t.Errorf("err %v, marked %v, changes %v; want the old task's verdict, nothing stopped", err, f.marked, changes)
 	}
 }

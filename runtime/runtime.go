@@ -176,4 +176,7 @@ var (
 	ErrImageNotFound     = errors.New("image not found")
 	ErrContainerNotFound = errors.New("container not found")
 	ErrUnavailable       = errors.New("container runtime unavailable")
+	// ErrTaskChanged: the container's task is not the one meant (it was
+	// started again meanwhile).
+	ErrTaskChanged = errors.New("the container's task was started again")
 )

@@ -71,6 +71,23 @@ func (r *Runtime) MarkUnhealthy(ctx context.Context, id replica.ID) error {
 	return r.setTimeLabel(ctx, id, LabelUnhealthyAt)
 }
 
+// StopUnhealthy marks the task that started at task Unhealthy and stops it
+// with grace (probe.Target), under the container's lock, so that a task
+// started again meanwhile (a fast restart) is never the one stopped:
+// runtime.ErrTaskChanged then.
+func (r *Runtime) StopUnhealthy(ctx context.Context, id replica.ID, task time.Time, grace time.Duration) error {
+	return r.stopIf(ctx, id, grace, func(ctx context.Context, c containerd.Container) error {
+		labels, err := c.Labels(ctx)
+		if err != nil {
+			return wrap("stop", c.ID(), err, runtime.ErrContainerNotFound)
+		}
+		if started, _ := time.Parse(time.RFC3339Nano, labels[LabelStartedAt]); !task.IsZero() && !started.Equal(task) {
+			return fmt.Errorf("stop %s as unhealthy: %w", id.Ref(), runtime.ErrTaskChanged)
+		}
+		return r.MarkUnhealthy(ctx, id)
+	})
+}
+
 func (r *Runtime) setTimeLabel(ctx context.Context, id replica.ID, label string) error {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {

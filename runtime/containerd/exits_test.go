@@ -1,6 +1,7 @@
 package containerd_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,11 +61,27 @@ func TestExitReasons(t *testing.T) {
 	})
 	t.Run("unhealthy", func(t *testing.T) {
 		id := newID("unhealthy")
-		run(t, rt, id, "sleep 1000")
-		if err := rt.MarkUnhealthy(testCtx(t), id); err != nil {
+		first := run(t, rt, id, "sleep 1000")
+		// The prober of the first task decides to stop it just as the task
+		// is restarted (a fast restart): the new task is left alone.
+		if err := rt.Stop(testCtx(t), id, 0); err != nil {
 			t.Fatal(err)
 		}
-		if err := rt.Stop(testCtx(t), id, time.Second); err != nil {
+		wait(t, rt, id)
+		second, err := rt.Start(testCtx(t), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if second.StartedAt.Equal(first.StartedAt) {
+			t.Fatalf("restarted task has the first's start time %v", first.StartedAt)
+		}
+		if err := rt.StopUnhealthy(testCtx(t), id, first.StartedAt, time.Second); !errors.Is(err, runtime.ErrTaskChanged) {
+			t.Fatalf("stop of the first task after a restart: %v; want ErrTaskChanged", err)
+		}
+		if st, err := rt.State(testCtx(t), id); err != nil || st.Status != runtime.StatusRunning {
+			t.Fatalf("the new task after the old prober's stop: %+v, %v; want running", st, err)
+		}
+		if err := rt.StopUnhealthy(testCtx(t), id, second.StartedAt, time.Second); err != nil {
 			t.Fatal(err)
 		}
 		st := wait(t, rt, id)

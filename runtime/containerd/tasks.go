@@ -265,6 +265,12 @@ func (r *Runtime) waitOnce(ctx context.Context, name string) (runtime.ContainerS
 // Stop sends SIGTERM (or the image's STOPSIGNAL), then SIGKILL to every
 // process of the task after grace.
 func (r *Runtime) Stop(ctx context.Context, id replica.ID, grace time.Duration) error {
+	return r.stopIf(ctx, id, grace, nil)
+}
+
+// stopIf is Stop once check, if set, has agreed, both under the
+// container's lock.
+func (r *Runtime) stopIf(ctx context.Context, id replica.ID, grace time.Duration, check func(context.Context, containerd.Container) error) error {
 	ctx, name, unlock, err := r.exclusive(ctx, id)
 	if err != nil {
 		return err
@@ -273,6 +279,11 @@ func (r *Runtime) Stop(ctx context.Context, id replica.ID, grace time.Duration) 
 	c, err := r.client.LoadContainer(ctx, name)
 	if err != nil {
 		return wrap("stop", name, err, runtime.ErrContainerNotFound)
+	}
+	if check != nil {
+		if err := check(ctx, c); err != nil {
+			return err
+		}
 	}
 	return wrap("stop", name, r.stopTask(ctx, c, grace), nil)
 }
