@@ -120,3 +120,31 @@ func TestEventsAndList(t *testing.T) {
 		t.Fatalf("event after resubscribing = %+v, want the exit 3 of %s", ev, crash.Ref())
 	}
 }
+
+// A task that exits at once is explained as itself: the state read as soon
+// as its exit event arrives names the task the start returned (the node
+// watch names the task an exit is about by it), not the task before.
+func TestCrashAtStartNamesItsTask(t *testing.T) {
+	_, rt, ctx, id := setup(t, "crashstart")
+	evCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, errs := rt.Events(evCtx)
+	time.Sleep(200 * time.Millisecond) // the subscription is live once containerd has it
+	if err := rt.Create(ctx, id, containerdtest.TestImage("exit 3")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		info, err := rt.Start(ctx, id)
+		if err != nil {
+			t.Fatalf("start %d: %v", i+1, err)
+		}
+		ev := nextEvent(t, events, errs)
+		st, err := rt.State(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind != runtime.TaskExited || !st.StartedAt.Equal(info.StartedAt) {
+			t.Fatalf("start %d: event %+v, state's task started at %v; want the exit of the task started at %v", i+1, ev, st.StartedAt, info.StartedAt)
+		}
+	}
+}

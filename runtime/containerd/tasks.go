@@ -79,7 +79,16 @@ func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, 
 			task, err = c.NewTask(ctx, cio.LogFile(logPath))
 		}
 	}
+	var startedAt time.Time
 	if err == nil {
+		// The label names the task before it can exit: the node watch names
+		// the task an exit is about by it, and a task that crashes at once
+		// must not be taken for the one before.
+		startedAt = time.Now().UTC()
+		if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: startedAt.Format(time.RFC3339Nano), LabelStartError: ""}); err != nil {
+			_, _ = task.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+			return runtime.StartInfo{}, wrap("start", name, err, nil)
+		}
 		// Leave no half-made task behind; the next Start begins afresh anyway.
 		// But when containerd went away during the call the task may well have
 		// started: the next Start finds it running instead of killing a started
@@ -90,10 +99,6 @@ func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, 
 	}
 	if err != nil {
 		return runtime.StartInfo{}, r.classifyStartErr(ctx, c, name, err)
-	}
-	startedAt := time.Now().UTC()
-	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: startedAt.Format(time.RFC3339Nano), LabelStartError: ""}); err != nil {
-		return runtime.StartInfo{}, wrap("start", name, err, nil)
 	}
 	return runtime.StartInfo{StartedAt: startedAt, PID: task.Pid(), Network: network, NotBefore: notBefore}, nil
 }
