@@ -76,8 +76,15 @@ start_daemon() {
 	shift 3
 	mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
 	setsid "$@" </dev/null >>"$logfile" 2>&1 &
-	echo $! >"$pidfile"
-	log "$name: started (pid $!, log ${logfile#"$VIGIL_REPO"/})"
+	local pid=$! i
+	echo "$pid" >"$pidfile"
+	# Until the child has exec'd, its /proc cmdline is this script's, and
+	# pid_alive would take a starting daemon for a dead one.
+	for ((i = 0; i < 50; i++)); do
+		[[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" != "$(readlink "/proc/$$/exe")" ]] && break
+		sleep 0.1
+	done
+	log "$name: started (pid $pid, log ${logfile#"$VIGIL_REPO"/})"
 }
 
 # wait_until NAME SECONDS PIDFILE MARKER LOGFILE CMD... polls CMD until it
