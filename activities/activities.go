@@ -61,6 +61,9 @@ type Options struct {
 	// for any reason but the worker stopping (the worker then makes sure
 	// the node still has a watch).
 	OnWatchEnded func()
+	// Instance is this worker process's instance (see workflows.Claim): a
+	// node watch started for another instance's claim ends at once.
+	Instance string
 }
 
 // Gauge is a value that goes up and down, e.g. a Prometheus gauge.

@@ -73,6 +73,9 @@ type WatchNodeInput struct {
 	Node string `json:"node"`
 	// Claim is the claim that started this watch (for logs and the Web UI).
 	Claim string `json:"claim,omitempty"`
+	// Instance is the claimant worker process's instance (since v0.3.0):
+	// the watch runs on that worker only.
+	Instance string `json:"instance,omitempty"`
 	// For is how long the watch runs before it returns (default DefaultNodeWatchFor).
 	For time.Duration `json:"for,omitempty"`
 	// ScanInterval is the fallback comparison of every container's state
@@ -96,6 +99,11 @@ type WatchNodeInput struct {
 func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 	if a.opts.Reporter == nil {
 		return temporal.NewNonRetryableApplicationError("this worker cannot report exits (no Reporter)", replica.ErrTypeBadSpec, nil)
+	}
+	if in.Instance != "" && a.opts.Instance != "" && in.Instance != a.opts.Instance {
+		// An older claim's watch, retried here: the node's current claim has
+		// its own watch.
+		return temporal.NewNonRetryableApplicationError("this watch belongs to worker instance "+in.Instance+", not to this one ("+a.opts.Instance+")", replica.ErrTypeNotNodeOwner, nil)
 	}
 	logger := activity.GetLogger(ctx)
 	w := &nodeWatch{a: a, node: in.Node, reported: map[replica.ID]time.Time{}, oom: map[replica.ID]bool{},

@@ -85,6 +85,12 @@ const (
 	// runs on the node, and `vigil logs` makes no workflow per call
 	// (FetchLogs serves the clients that still start one).
 	UpdateLogs = "logs"
+	// UpdateClaim is a worker's claim of its node (since v0.3.0; before,
+	// SignalClaim); its validator refuses a claim while another worker
+	// holds the node.
+	UpdateClaim = "claim"
+	// UpdateTakeover lets the next claim in, whoever makes it.
+	UpdateTakeover = "takeover"
 )
 
 // Memo keys, shown in the Web UI: the last supervision event, and the error of
@@ -128,4 +134,10 @@ const (
 	// ErrTypeWorkerStopping marks a watch handed over because its worker is
 	// shutting down; it is retried on the next worker.
 	ErrTypeWorkerStopping = "WorkerStopping"
+	// ErrTypeNodeClaimed marks a claim refused because another worker
+	// holds the node.
+	ErrTypeNodeClaimed = "NodeClaimed"
+	// ErrTypeNotNodeOwner marks a node activity that reached a worker which
+	// is not (or no longer) the node's accepted claimant.
+	ErrTypeNotNodeOwner = "NotNodeOwner"
 )

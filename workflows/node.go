@@ -1,8 +1,10 @@
 package workflows
 
 import (
+	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
@@ -23,6 +25,11 @@ const (
 	// considers the watch lost (the node unreachable) and retries it.
 	NodeHeartbeatInterval = time.Minute
 	NodeHeartbeatTimeout  = 3 * time.Minute
+	// NodeLiveHeartbeat is the watch's heartbeat since v0.3.0: a claimant
+	// whose watch showed it alive within NodeClaimLiveFor holds the node.
+	// A heartbeat adds no history.
+	NodeLiveHeartbeat = 20 * time.Second
+	NodeClaimLiveFor  = time.Minute
 	// nodeWatchesPerRun bounds the watches one run starts before it
 	// continues as new (each adds about ten events).
 	nodeWatchesPerRun = 100
@@ -41,6 +48,21 @@ type Claim struct {
 	ID     string    `json:"id"`
 	Worker string    `json:"worker"`
 	At     time.Time `json:"at"`
+	// NodeID is the node's persistent identity (a uuid kept in the
+	// worker's state dir), Instance the claiming worker process's (a uuid
+	// per process), Host its host name. Empty in a v0.2.0 worker's claim.
+	NodeID   string `json:"node_id,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	Host     string `json:"host,omitempty"`
+	// Replaces is the instance of the node's previous worker process on
+	// this host, which the claimant knows has ended (a restart).
+	Replaces string `json:"replaces,omitempty"`
+	// HolderWorker and HolderSeen are the claimant's reading of the node's
+	// current watch: the worker running it and when it last showed that
+	// worker alive (its start or last heartbeat, the server's clock); empty
+	// when no watch runs.
+	HolderWorker string    `json:"holder_worker,omitempty"`
+	HolderSeen   time.Time `json:"holder_seen,omitzero"`
 }
 
 // NodeCarry is what a continued node workflow keeps.
@@ -50,6 +72,9 @@ type NodeCarry struct {
 	Watches   int       `json:"watches"`
 	Since     time.Time `json:"since"`
 	Runs      int       `json:"runs"`
+	// TakenOver: `vigil node takeover` released the node; the next claim
+	// is accepted whoever makes it.
+	TakenOver bool `json:"taken_over,omitempty"`
 }
 
 // NodeView answers the "node" query.
@@ -58,20 +83,22 @@ type NodeView struct {
 	NodeCarry
 	// WatchStartedAt is when the current watch was scheduled.
 	WatchStartedAt time.Time `json:"watch_started_at"`
+	// Release is the run's release (0 from a worker before v0.3.0): claims
+	// are updates since v0.3.0.
+	Release Release `json:"release,omitempty"`
 }
 
 // NodeWatch keeps one node watch running on in.Node until terminated.
 func NodeWatch(ctx workflow.Context, in NodeInput) error {
-	// First thing, as in every run. No command of this workflow differs by
-	// release yet; the helper whose commands come to differ branches on it.
-	_ = readRelease(ctx, nil)
+	// First thing, as in every run.
+	rel := readRelease(ctx, nil)
 	st := NodeCarry{Since: workflow.Now(ctx)}
 	if in.Carry != nil {
 		st = *in.Carry
 	}
 	var watchStarted time.Time
 	if err := workflow.SetQueryHandler(ctx, replica.QueryNode, func() (NodeView, error) {
-		return NodeView{Node: in.Node, NodeCarry: st, WatchStartedAt: watchStarted}, nil
+		return NodeView{Node: in.Node, NodeCarry: st, WatchStartedAt: watchStarted, Release: rel}, nil
 	}); err != nil {
 		return err
 	}
@@ -83,7 +110,15 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 	onClaim := func(c Claim) {
 		st.Claims++
 		st.LastClaim = &c
-		log.Info("node claimed", "node", in.Node, "worker", c.Worker, "claim", c.ID)
+		st.TakenOver = false
+		log.Info("node claimed", "node", in.Node, "worker", c.Worker, "claim", c.ID, "host", c.Host, "instance", c.Instance)
+	}
+	// accepted wakes the loop for a claim the update accepted (v0.3.0).
+	accepted := workflow.NewBufferedChannel(ctx, 1)
+	if rel >= V030 {
+		if err := registerClaims(ctx, in.Node, &st, onClaim, accepted); err != nil {
+			return err
+		}
 	}
 	for watchesThisRun := 0; ; watchesThisRun++ {
 		if watchesThisRun >= nodeWatchesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
@@ -92,6 +127,8 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 			var c Claim
 			for claims.ReceiveAsync(&c) {
 				onClaim(c)
+			}
+			for accepted.ReceiveAsync(nil) {
 			}
 			st.Runs++
 			// A logs request in progress is answered first.
@@ -109,7 +146,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 		st.Watches++
 		workflow.SetCurrentDetails(ctx, "watching node "+in.Node+" (claim "+claimID+")")
 		future := workflow.ExecuteActivity(nodeWatchOptions(watchCtx, in.Node), replica.WatchNodeName,
-			activities.WatchNodeInput{Node: in.Node, Claim: claimID, HeartbeatInterval: NodeHeartbeatInterval})
+			watchInput(rel, in.Node, st.LastClaim))
 		var watchErr error
 		claimed, watchEnded := false, false
 		sel := workflow.NewSelector(ctx)
@@ -121,6 +158,13 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 				claimed = true
 			}
 		})
+		if rel >= V030 {
+			// The update handler recorded the claim already.
+			sel.AddReceive(accepted, func(c workflow.ReceiveChannel, _ bool) {
+				c.Receive(ctx, nil)
+				claimed = true
+			})
+		}
 		for !claimed && !watchEnded {
 			sel.Select(ctx) // a corrupt claim is skipped: the watch goes on
 		}
@@ -134,6 +178,73 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 			}
 		}
 	}
+}
+
+// watchInput is the input of the next watch. Since v0.3.0 it names the
+// claimant's instance, so that an older claim's watch retried on a newer
+// worker ends at once, and it heartbeats often enough to show the claimant
+// alive (NodeClaimLiveFor).
+func watchInput(rel Release, node string, c *Claim) activities.WatchNodeInput {
+	in := activities.WatchNodeInput{Node: node, HeartbeatInterval: NodeHeartbeatInterval}
+	if c != nil {
+		in.Claim = c.ID
+	}
+	if rel >= V030 {
+		in.HeartbeatInterval = NodeLiveHeartbeat
+		if c != nil {
+			in.Instance = c.Instance
+		}
+	}
+	return in
+}
+
+// registerClaims takes claims as updates (since v0.3.0): a worker polls its
+// node's queue only once its claim is accepted. The validator refuses a
+// claim while another worker holds the node (refuseClaim); a refusal adds no
+// history. A v0.2.0 worker's claim signal is still taken as before.
+func registerClaims(ctx workflow.Context, node string, st *NodeCarry, onClaim func(Claim), accepted workflow.Channel) error {
+	err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateClaim, func(ctx workflow.Context, c Claim) (string, error) {
+		onClaim(c)
+		accepted.SendAsync(true) // one wake-up is enough for any number of claims
+		return c.ID, nil
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, c Claim) error {
+		return refuseClaim(node, st.LastClaim, st.TakenOver, c, workflow.Now(ctx))
+	}})
+	if err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandler(ctx, replica.UpdateTakeover, func(ctx workflow.Context) (NodeView, error) {
+		st.TakenOver = true
+		workflow.GetLogger(ctx).Info("node released for takeover", "node", node)
+		return NodeView{Node: node, NodeCarry: *st}, nil
+	})
+}
+
+// refuseClaim is why c may not claim node now, or nil. The node is held
+// by its current claimant while that one's watch showed it alive within
+// NodeClaimLiveFor: against another node identity (two hosts with one
+// node name) and against another instance of the same identity (a copied
+// state dir), unless the claim replaces that instance (a restart on the
+// same host) or `vigil node takeover` released the node.
+func refuseClaim(node string, cur *Claim, takenOver bool, c Claim, now time.Time) error {
+	if c.NodeID == "" || c.Instance == "" {
+		return temporal.NewNonRetryableApplicationError("a claim names the node identity and the worker instance", replica.ErrTypeBadSpec, nil)
+	}
+	if cur == nil || cur.NodeID == "" || takenOver || cur.Instance == c.Instance || c.Replaces == cur.Instance {
+		return nil
+	}
+	live := c.HolderWorker == cur.Worker && !c.HolderSeen.IsZero() && now.Sub(c.HolderSeen) < NodeClaimLiveFor
+	if !live {
+		return nil
+	}
+	if cur.NodeID != c.NodeID {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"node %s is held by host %s (node identity %s, alive %s ago); stop the worker there, or if that host is gone for good run `vigil node takeover %s`",
+			node, cur.Host, cur.NodeID, now.Sub(c.HolderSeen).Round(time.Second), node), replica.ErrTypeNodeClaimed, nil)
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"node %s is held by another worker with this node identity %s on host %s (a copied --state-dir?); stop one of them, or give this one its own --state-dir and --node",
+		node, c.NodeID, cur.Host), replica.ErrTypeNodeClaimed, nil)
 }
 
 // nodeWatchOptions: the watch is retried without limit; after a lost

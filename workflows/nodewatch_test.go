@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -159,6 +160,7 @@ func TestNodeWatchClaim(t *testing.T) {
 			return nil // a watch that ran its time
 		})
 	watches := func() int { mu.Lock(); defer mu.Unlock(); return len(inputs) }
+	var accepted, refused updateResult
 	var cancelled atomic.Int32
 	env.SetOnActivityCanceledListener(func(*activity.Info) { cancelled.Add(1) })
 	var poll func()
@@ -173,7 +175,11 @@ func TestNodeWatchClaim(t *testing.T) {
 			require.NoError(t, v.Get(&view))
 			require.Equal(t, 1, view.Claims)
 			require.Equal(t, "w1", view.LastClaim.Worker)
-			env.SignalWorkflow(replica.SignalClaim, Claim{ID: "c2", Worker: "w2"})
+			// Since v0.3.0 a claim is an update, refused while another
+			// identity's worker shows itself alive.
+			sendUpdate(env, replica.UpdateClaim, Claim{ID: "c2", Worker: "w2", NodeID: "n2", Instance: "i2", Host: "beta"}, &accepted)
+			sendUpdate(env, replica.UpdateClaim, Claim{ID: "c3", Worker: "w3", NodeID: "n3", Instance: "i3", Host: "gamma",
+				HolderWorker: "w2", HolderSeen: env.Now()}, &refused)
 			return
 		}
 		env.RegisterDelayedCallback(poll, time.Millisecond)
@@ -188,7 +194,14 @@ func TestNodeWatchClaim(t *testing.T) {
 	require.Equal(t, "c1", inputs[1].Claim)
 	require.Equal(t, "c2", inputs[2].Claim)
 	require.Equal(t, int32(2), cancelled.Load(), "each claim cancelled the watch before it")
-	require.Equal(t, NodeHeartbeatInterval, inputs[0].HeartbeatInterval)
+	require.Equal(t, NodeLiveHeartbeat, inputs[0].HeartbeatInterval)
+	require.NoError(t, accepted.rejected)
+	require.NoError(t, accepted.err)
+	require.Equal(t, "i2", inputs[2].Instance, "the watch runs on the claimant's worker")
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(refused.rejected, &appErr), "want the third claim refused, got %v", refused.rejected)
+	require.Equal(t, replica.ErrTypeNodeClaimed, appErr.Type())
+	require.Contains(t, appErr.Message(), "beta")
 	var next NodeInput
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 	require.Equal(t, 2, next.Carry.Claims)
