@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -36,8 +37,9 @@ const (
 	// the worker notices at the watch's next heartbeat and claims the node
 	// again; exits meanwhile are found by the new watch.
 	faultNodeWatchKill faultKind = "node-watch-kill"
-	// faultTwoWorkers runs a second worker for the same node (it claims the
-	// node at start) while a task is killed, then SIGKILLs the first one.
+	// faultTwoWorkers starts a second worker for the same node (a second
+	// instance of its identity) while a task is killed: the node refuses it
+	// (it exits 1) and the first keeps the node.
 	faultTwoWorkers faultKind = "two-workers"
 )
 
@@ -197,11 +199,12 @@ func (d *driver) inject(ctx context.Context, n int, kind faultKind) fault {
 		err = d.killNodeWatch(ctx)
 	case faultTwoWorkers:
 		if err = d.st.StartSecondWorker(); err == nil {
-			time.Sleep(d.pause(time.Second, 3*time.Second)) // it has claimed the node
-			f.Target, err = d.hitContainer(ctx, faultTaskKill)
 			time.Sleep(d.pause(time.Second, 3*time.Second))
-			// The first worker goes; the second one stays as the node's worker.
-			d.st.PromoteSecondWorker()
+			f.Target, err = d.hitContainer(ctx, faultTaskKill)
+			if code, exited := d.st.SecondWorkerExit(30 * time.Second); !exited || code != 1 {
+				d.st.KillSecondWorker()
+				err = errors.Join(err, fmt.Errorf("a second worker of the node was not refused (exited %v, code %d)", exited, code))
+			}
 		}
 	}
 	f.Took = time.Since(f.At)

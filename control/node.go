@@ -9,9 +9,11 @@ import (
 
 	"github.com/google/uuid"
 	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/replica"
@@ -21,22 +23,127 @@ import (
 // Client-side helpers of the node watch, used by vigil-worker. They are not
 // workflow code.
 
-// ClaimNode makes the node's watch run on the calling worker at once: it
-// starts vigil-node/<node> if it is not running and signals the claim. The
-// node workflow's cached state on a dead worker is dropped first, so the
-// claim does not wait for that worker's sticky queue to time out.
-func ClaimNode(ctx context.Context, c client.Client, namespace, taskQueue, node, worker string) (workflows.Claim, error) {
-	claim := workflows.Claim{ID: uuid.NewString(), Worker: worker, At: time.Now().UTC()}
+// Claimant is who claims a node: the worker (its Temporal identity), the
+// node's persistent identity, this process's instance and its host, and
+// the instance this one replaces (see workflows.Claim).
+type Claimant struct {
+	Worker, NodeID, Instance, Host, Replaces string
+}
+
+// ClaimRefused is a claim the node's workflow refused: another worker
+// holds the node. Its text says which host and what to do.
+type ClaimRefused struct{ Reason string }
+
+func (e *ClaimRefused) Error() string { return e.Reason }
+
+// ClaimNode makes the node's watch run on the calling worker at once. It
+// starts vigil-node/<node> if it is not running and claims the node: by an
+// update that the workflow may refuse (*ClaimRefused) since v0.3.0, by a
+// signal to a run of an earlier release. The node workflow's cached state
+// on a dead worker is dropped first, so the claim does not wait for that
+// worker's sticky queue to time out.
+func ClaimNode(ctx context.Context, c client.Client, namespace, taskQueue, node string, me Claimant) (workflows.Claim, error) {
+	claim := workflows.Claim{ID: uuid.NewString(), Worker: me.Worker, At: time.Now().UTC(),
+		NodeID: me.NodeID, Instance: me.Instance, Host: me.Host, Replaces: me.Replaces}
 	id := replica.NodeWorkflowID(node)
 	resetSticky(ctx, c, namespace, id)
-	_, err := c.SignalWithStartWorkflow(ctx, id, replica.SignalClaim, claim, client.StartWorkflowOptions{
-		ID:        id,
-		TaskQueue: taskQueue,
-	}, replica.NodeWorkflowName, workflows.NodeInput{Node: node})
-	if err != nil {
+	fail := func(err error) (workflows.Claim, error) {
 		return claim, fmt.Errorf("claim node %s (workflow %s): %w", node, id, err)
 	}
+	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                taskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, replica.NodeWorkflowName, workflows.NodeInput{Node: node}); err != nil {
+		return fail(err)
+	}
+	view, err := NodeView(ctx, c, node)
+	if err != nil {
+		return fail(err)
+	}
+	if view.Release < workflows.V030 {
+		if err := c.SignalWorkflow(ctx, id, "", replica.SignalClaim, claim); err != nil {
+			return fail(err)
+		}
+		return claim, nil
+	}
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return fail(err)
+	}
+	if w, ok := CurrentWatch(desc); ok {
+		claim.HolderWorker, claim.HolderSeen = w.Worker, w.Seen
+	}
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		UpdateID:     claim.ID,
+		WorkflowID:   id,
+		UpdateName:   replica.UpdateClaim,
+		Args:         []any{claim},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == replica.ErrTypeNodeClaimed {
+		return claim, &ClaimRefused{Reason: appErr.Message()}
+	}
+	if err != nil {
+		return fail(err)
+	}
 	return claim, nil
+}
+
+// NodeView is the node workflow's view (its "node" query).
+func NodeView(ctx context.Context, c client.Client, node string) (workflows.NodeView, error) {
+	var view workflows.NodeView
+	v, err := c.QueryWorkflow(ctx, replica.NodeWorkflowID(node), "", replica.QueryNode)
+	if err == nil {
+		err = v.Get(&view)
+	}
+	return view, err
+}
+
+// WatchSeen is a node watch's worker (its Temporal identity) and when the
+// watch last showed it alive: its start or last heartbeat.
+type WatchSeen struct {
+	Worker string
+	Seen   time.Time
+}
+
+// CurrentWatch is the node's live watch in desc (the node workflow's
+// description): the running WatchNode seen last. An attempt whose
+// cancellation was requested (an older claim's watch) is not the node's
+// watch; ok is false when no watch runs.
+func CurrentWatch(desc *workflowservice.DescribeWorkflowExecutionResponse) (w WatchSeen, ok bool) {
+	for _, a := range desc.GetPendingActivities() {
+		if a.GetActivityType().GetName() != replica.WatchNodeName || a.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED {
+			continue
+		}
+		seen := a.GetLastHeartbeatTime().AsTime()
+		if started := a.GetLastStartedTime().AsTime(); started.After(seen) {
+			seen = started
+		}
+		if !ok || seen.After(w.Seen) {
+			w, ok = WatchSeen{Worker: a.GetLastWorkerIdentity(), Seen: seen}, true
+		}
+	}
+	return w, ok
+}
+
+// TakeoverNode lets the next claim of node in, whoever makes it (`vigil
+// node takeover`). It returns the node's view before: who held it.
+func TakeoverNode(ctx context.Context, c client.Client, node string) (workflows.NodeView, error) {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   replica.NodeWorkflowID(node),
+		UpdateName:   replica.UpdateTakeover,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var view workflows.NodeView
+	if err == nil {
+		err = h.Get(ctx, &view)
+	}
+	return view, err
 }
 
 // resetSticky drops a workflow's cached state on whichever worker last ran

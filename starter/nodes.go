@@ -8,6 +8,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -50,22 +51,21 @@ func (n *nodeWorkers) has(ctx context.Context, node string) (has, known bool) {
 
 // watchAlive reports whether the node's watch heartbeated within its
 // timeout: a worker that polled recently but stopped heartbeating (its host
-// is gone) leaves the node unwatched. Unknown (no node workflow, an older
-// worker) counts as alive.
+// is gone) leaves the node unwatched. Only the live watch counts, not an
+// older claim's attempt still pending beside it. Unknown (no node workflow,
+// no watch pending, an older worker) counts as alive.
 func (n *nodeWorkers) watchAlive(ctx context.Context, node string) bool {
 	desc, err := n.c.DescribeWorkflowExecution(ctx, replica.NodeWorkflowID(node), "")
 	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return true
 	}
+	if w, ok := control.CurrentWatch(desc); ok {
+		return time.Since(w.Seen) < workflows.NodeHeartbeatTimeout
+	}
 	for _, a := range desc.GetPendingActivities() {
-		if a.GetActivityType().GetName() != replica.WatchNodeName {
-			continue
+		if a.GetActivityType().GetName() == replica.WatchNodeName {
+			return false // pending, none running
 		}
-		last := a.GetLastHeartbeatTime().AsTime()
-		if started := a.GetLastStartedTime().AsTime(); started.After(last) {
-			last = started
-		}
-		return a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED && time.Since(last) < workflows.NodeHeartbeatTimeout
 	}
 	return true
 }

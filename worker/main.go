@@ -23,6 +23,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
@@ -183,6 +184,12 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	defer func() { _ = log.Sync() }()
 	if err := serve(ctx, o, log); err != nil {
+		var refused *control.ClaimRefused
+		if errors.As(err, &refused) {
+			// One line, what the operator must know and do.
+			fmt.Fprintf(stderr, "vigil-worker: %v\n", refused)
+			return exitFail
+		}
 		log.Error("vigil-worker stopped", zap.Error(err))
 		return exitFail
 	}
@@ -307,6 +314,15 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			return err
 		})
 		queue := nodeQueue
+		var actRT runtime.Runtime = rt
+		lost := make(chan struct{}, 1)
+		me, err := loadIdentity(o.stateDir)
+		if err != nil {
+			return err
+		}
+		host, _ := os.Hostname()
+		claimant := control.Claimant{Worker: o.conn.Identity, NodeID: me.NodeID, Instance: me.Instance, Host: host, Replaces: me.Replaces}
+		gate := &nodeGate{node: o.node}
 		aw := worker.New(c, queue, worker.Options{
 			WorkerStopTimeout:                  stopTimeout,
 			OnFatalError:                       onFatal,
@@ -316,11 +332,11 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			// timeout; a server slowed by a storm then times out healthy watches.
 			// Every 5 s leaves 5 s of slack.
 			MaxHeartbeatThrottleInterval: heartbeatThrottle,
+			Interceptors:                 []interceptor.WorkerInterceptor{gate},
 		})
-		var actRT runtime.Runtime = rt
-		lost := make(chan struct{}, 1)
 		actOpts := activities.Options{
-			Probes: rt, ReportHealth: healthReporter(c),
+			Instance: me.Instance,
+			Probes:   rt, ReportHealth: healthReporter(c),
 			Reporter: control.ExitReporter(c, o.conn.Namespace),
 			Roster:   control.Roster(c),
 			OnWatchEnded: func() {
@@ -335,15 +351,21 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			actOpts.Watched = m.Watched()
 		}
 		registerActivities(aw, activities.New(actRT, actOpts))
+		// The node's queue is polled only once the node is ours: a worker
+		// refused (another host holds the node name) never runs its tasks.
+		claims := &nodeClaims{c: c, o: o, me: claimant, gate: gate, log: log}
+		if err := claims.claim(ctx); err != nil {
+			return err
+		}
+		if err := me.record(); err != nil {
+			log.Warn("cannot record this worker instance in the state dir; a restart waits for the node to be free", zap.Error(err))
+		}
 		if err := aw.Start(); err != nil {
 			return fmt.Errorf("cannot start the activity worker on task queue %s: %w", queue, err)
 		}
 		cleanup = append(cleanup, aw.Stop)
 		ready.Set(conditions[1])
-		// Take the node's watch over at once: a worker that ran here before
-		// may be dead, and its watch would otherwise be retried only after
-		// its heartbeat timed out.
-		go keepNodeClaimed(ctx, c, o, lost, log)
+		go claims.keep(ctx, lost, onFatal)
 		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue), zap.String("activity_task_queue", queue))
 	} else {
 		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue))
@@ -369,27 +391,46 @@ func healthReporter(c client.Client) func(context.Context, replica.ID, runtime.H
 	}
 }
 
-// keepNodeClaimed claims the node when the worker starts (retrying until
-// the server answers), and again whenever a watch of this worker ended and
-// the node's workflow is no longer running (e.g. it was terminated): the
-// node must never be left without a watch.
-func keepNodeClaimed(ctx context.Context, c client.Client, o *options, lost <-chan struct{}, log *zap.Logger) {
-	claim := func() {
-		for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
-			cl, err := control.ClaimNode(ctx, c, o.conn.Namespace, o.conn.TaskQueue, o.node, o.conn.Identity)
-			if err == nil {
-				log.Info("node claimed: this worker watches its containers", zap.String("node", o.node), zap.String("claim", cl.ID))
-				return
-			}
-			log.Warn("cannot claim the node yet; retrying", zap.String("node", o.node), zap.Error(err), zap.Duration("retry_in", delay))
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(delay):
-			}
+// nodeClaims claims the worker's node for it and keeps it claimed.
+type nodeClaims struct {
+	c    client.Client
+	o    *options
+	me   control.Claimant
+	gate *nodeGate
+	log  *zap.Logger
+}
+
+// claim claims the node, retrying until the server answers: the node's
+// watch then moves to this worker at once (a worker that ran here before
+// may be dead, and its watch would otherwise be retried only after its
+// heartbeat timed out). A refusal (*control.ClaimRefused) is final.
+func (n *nodeClaims) claim(ctx context.Context) error {
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+		cl, err := control.ClaimNode(ctx, n.c, n.o.conn.Namespace, n.o.conn.TaskQueue, n.o.node, n.me)
+		var refused *control.ClaimRefused
+		switch {
+		case err == nil:
+			n.gate.owner.Store(true)
+			n.log.Info("node claimed: this worker watches its containers", zap.String("node", n.o.node), zap.String("claim", cl.ID),
+				zap.String("node_id", n.me.NodeID), zap.String("instance", n.me.Instance))
+			return nil
+		case errors.As(err, &refused):
+			return err
+		}
+		n.log.Warn("cannot claim the node yet; retrying", zap.String("node", n.o.node), zap.Error(err), zap.Duration("retry_in", delay))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
 		}
 	}
-	claim()
+}
+
+// keep claims the node again whenever a watch of this worker ended and the
+// node's workflow is no longer running (e.g. it was terminated): the node
+// must never be left without a watch. A node claimed by another worker
+// since is not this worker's any more: it stops (onFatal).
+func (n *nodeClaims) keep(ctx context.Context, lost <-chan struct{}, onFatal func(error)) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -403,12 +444,22 @@ func keepNodeClaimed(ctx context.Context, c client.Client, o *options, lost <-ch
 			return
 		case <-time.After(2 * time.Second):
 		}
-		desc, err := c.DescribeWorkflowExecution(ctx, replica.NodeWorkflowID(o.node), "")
+		desc, err := n.c.DescribeWorkflowExecution(ctx, replica.NodeWorkflowID(n.o.node), "")
 		if err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			if view, err := control.NodeView(ctx, n.c, n.o.node); err == nil && view.LastClaim != nil &&
+				view.LastClaim.Instance != "" && view.LastClaim.Instance != n.me.Instance {
+				n.gate.owner.Store(false)
+				onFatal(&control.ClaimRefused{Reason: fmt.Sprintf("node %s was claimed by host %s (node identity %s); this worker no longer serves it",
+					n.o.node, view.LastClaim.Host, view.LastClaim.NodeID)})
+				return
+			}
 			continue
 		}
-		log.Warn("the node's watch workflow is gone; claiming the node again", zap.String("node", o.node), zap.Error(err))
-		claim()
+		n.log.Warn("the node's watch workflow is gone; claiming the node again", zap.String("node", n.o.node), zap.Error(err))
+		if err := n.claim(ctx); err != nil && ctx.Err() == nil {
+			onFatal(err)
+			return
+		}
 	}
 }
 

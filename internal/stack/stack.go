@@ -211,6 +211,10 @@ func (s *Stack) WorkerLog(n int) string {
 	return filepath.Join(s.Dir, fmt.Sprintf("worker-%d.log", n))
 }
 
+// Workers is how many worker processes the stack started (the last one's
+// output is WorkerLog(Workers())).
+func (s *Stack) Workers() int { return s.workers }
+
 // StartWorker starts a vigil-worker process for the stack's node.
 func (s *Stack) StartWorker() error {
 	cmd, done, err := s.startWorkerProcess()
@@ -222,15 +226,40 @@ func (s *Stack) StartWorker() error {
 }
 
 // StartSecondWorker starts another vigil-worker for the same node, next to
-// the stack's worker (two workers for one node). KillSecondWorker stops it;
-// PromoteSecondWorker kills the first and keeps it as the stack's worker.
-func (s *Stack) StartSecondWorker() error {
-	cmd, done, err := s.startWorkerProcess()
+// the stack's worker (two workers for one node), with extra added to its
+// command line (a later flag wins, e.g. another --state-dir: another node
+// identity). KillSecondWorker stops it; PromoteSecondWorker kills the first
+// and keeps it as the stack's worker.
+func (s *Stack) StartSecondWorker(extra ...string) error {
+	cmd, done, err := s.startWorkerProcess(extra...)
 	if err != nil {
 		return err
 	}
 	s.second, s.secondDone = cmd, done
 	return nil
+}
+
+// SecondWorkerExit waits up to limit for the second worker to exit and
+// returns its exit code; ok is false if it still runs.
+func (s *Stack) SecondWorkerExit(limit time.Duration) (code int, ok bool) {
+	return waitExit(s.second, s.secondDone, limit)
+}
+
+// WorkerExit is SecondWorkerExit of the stack's worker.
+func (s *Stack) WorkerExit(limit time.Duration) (code int, ok bool) {
+	return waitExit(s.worker, s.workerDone, limit)
+}
+
+func waitExit(cmd *exec.Cmd, done <-chan struct{}, limit time.Duration) (code int, ok bool) {
+	if cmd == nil {
+		return 0, false
+	}
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode(), true
+	case <-time.After(limit):
+		return 0, false
+	}
 }
 
 // KillSecondWorker SIGKILLs the second worker, if one runs.
@@ -253,7 +282,7 @@ func (s *Stack) PromoteSecondWorker() {
 	s.second = nil
 }
 
-func (s *Stack) startWorkerProcess() (*exec.Cmd, chan struct{}, error) {
+func (s *Stack) startWorkerProcess(extra ...string) (*exec.Cmd, chan struct{}, error) {
 	s.workers++
 	out, err := os.Create(s.WorkerLog(s.workers))
 	if err != nil {
@@ -270,7 +299,7 @@ func (s *Stack) startWorkerProcess() (*exec.Cmd, chan struct{}, error) {
 	if !knowsFlag(s.WorkerBin, "--state-dir") {
 		args = args[:len(args)-len(s.NetworkArgs())] // an older release's worker (upgrade tests)
 	}
-	args = append(args, s.WorkerArgs...)
+	args = append(append(args, s.WorkerArgs...), extra...)
 	cmd := exec.Command(s.WorkerBin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vigil-run/vigil/control"
+	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// TakeoverResult is what `vigil node takeover --json` prints.
+type TakeoverResult struct {
+	Node string `json:"node"`
+	// Host and NodeID are the node's claimant before (empty if none).
+	Host   string `json:"host,omitempty"`
+	NodeID string `json:"node_id,omitempty"`
+}
+
+// nodeCommand groups the commands about a node.
+func nodeCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Commands about a node (the host a worker serves with --node)",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "takeover NODE",
+		Short: "Let the next worker that claims NODE in at once, whatever host it runs on",
+		Long: "A node's name is held by the host whose worker claimed it (its node identity, kept in the\n" +
+			"worker's --state-dir) while that worker is alive, and by no one a minute after it went silent.\n" +
+			"takeover moves the name now, e.g. to a rebuilt host: the next worker to claim NODE gets it,\n" +
+			"and a worker still running on the old host stops serving it.",
+		Args: exactArgs("NODE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			node := args[0]
+			ctx, cancel := a.withTimeout(cmd)
+			defer cancel()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			view, err := control.NodeView(ctx, c, node)
+			if err != nil {
+				return failure{describeErr("node "+node+" (workflow "+replica.NodeWorkflowID(node)+")", err)}
+			}
+			if view.Release < workflows.V030 {
+				return failure{fmt.Errorf("node %s: its workflow runs a release before v0.3.0, which takes any worker's claim; nothing to take over", node)}
+			}
+			if view, err = control.TakeoverNode(ctx, c, node); err != nil {
+				return failure{describeErr("node "+node, err)}
+			}
+			res := TakeoverResult{Node: node}
+			if view.LastClaim != nil {
+				res.Host, res.NodeID = view.LastClaim.Host, view.LastClaim.NodeID
+			}
+			p := a.printer()
+			if p.json {
+				return p.JSON(res)
+			}
+			_, err = fmt.Fprintf(p.out, "node %s: released (held by host %q, node identity %s); the next worker that claims it gets it\n", node, res.Host, res.NodeID)
+			return err
+		},
+	})
+	return cmd
+}
