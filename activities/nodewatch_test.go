@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -212,5 +214,24 @@ func TestWatchNodeReconciles(t *testing.T) {
 	defer ros.mu.Unlock()
 	if ros.calls > 4 {
 		t.Errorf("the roster was asked %d times in 3 s, want once a second", ros.calls)
+	}
+}
+
+// A watch started for another worker instance's claim (an older claim's
+// watch, retried on this worker) ends at once, typed, and reports nothing.
+func TestWatchOfAnotherInstanceEndsAtOnce(t *testing.T) {
+	f := runtimetest.New()
+	id := replica.ID{Deployment: "shop", Service: "web", Replica: 1}
+	startFake(t, f, id)
+	f.Exit(id, 2)
+	rep := &reports{}
+	h := newHarness(t, f, activities.Options{Reporter: rep, Instance: "new"})
+	_, err := h.env.ExecuteActivity(replica.WatchNodeName, activities.WatchNodeInput{Node: "n1", Instance: "old", For: time.Minute})
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != replica.ErrTypeNotNodeOwner || !appErr.NonRetryable() {
+		t.Fatalf("watch of another instance: %v; want a non-retryable %s", err, replica.ErrTypeNotNodeOwner)
+	}
+	if r, _ := rep.of(id); len(r) != 0 {
+		t.Fatalf("reported %+v", r)
 	}
 }
