@@ -101,8 +101,10 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 		return temporal.NewNonRetryableApplicationError("this worker cannot report exits (no Reporter)", replica.ErrTypeBadSpec, nil)
 	}
 	if in.Instance != "" && a.opts.Instance != "" && in.Instance != a.opts.Instance {
-		// An older claim's watch, retried here: the node's current claim has
-		// its own watch.
+		// An older claim's watch retried here, or the current claim's watch
+		// reaching this worker after another claimed the node: either way
+		// the worker checks whose node it is (OnWatchEnded).
+		a.watchEnded()
 		return temporal.NewNonRetryableApplicationError("this watch belongs to worker instance "+in.Instance+", not to this one ("+a.opts.Instance+")", replica.ErrTypeNotNodeOwner, nil)
 	}
 	logger := activity.GetLogger(ctx)
@@ -154,7 +156,11 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 				if !ok {
 					err := <-errs
 					if ctx.Err() != nil {
+						// Cancelled (another claim): as below, whichever case
+						// the select took.
 						cancel()
+						w.wait()
+						a.watchEnded()
 						return ctx.Err()
 					}
 					logger.Warn("Runtime event stream ended; subscribing again", "node", in.Node, "error", err)
@@ -195,6 +201,8 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 		select {
 		case <-time.After(time.Second):
 		case <-ctx.Done():
+			w.wait()
+			a.watchEnded()
 			return ctx.Err()
 		}
 	}

@@ -446,7 +446,7 @@ func (n *nodeClaims) keep(ctx context.Context, lost <-chan struct{}, onFatal fun
 		}
 		desc, err := n.c.DescribeWorkflowExecution(ctx, replica.NodeWorkflowID(n.o.node), "")
 		if err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			if view, err := control.NodeView(ctx, n.c, n.o.node); err == nil && view.LastClaim != nil &&
+			if view, err := n.view(ctx); err == nil && view.LastClaim != nil &&
 				view.LastClaim.Instance != "" && view.LastClaim.Instance != n.me.Instance {
 				n.gate.owner.Store(false)
 				onFatal(&control.ClaimRefused{Reason: fmt.Sprintf("node %s was claimed by host %s (node identity %s); this worker no longer serves it",
@@ -461,6 +461,25 @@ func (n *nodeClaims) keep(ctx context.Context, lost <-chan struct{}, onFatal fun
 			return
 		}
 	}
+}
+
+// view is the node's view, asked a few times: a query can fail while the
+// node workflow's task is retried.
+func (n *nodeClaims) view(ctx context.Context) (workflows.NodeView, error) {
+	var err error
+	for range 5 {
+		var view workflows.NodeView
+		if view, err = control.NodeView(ctx, n.c, n.o.node); err == nil {
+			return view, nil
+		}
+		select {
+		case <-ctx.Done():
+			return view, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	n.log.Warn("cannot read the node's claim", zap.String("node", n.o.node), zap.Error(err))
+	return workflows.NodeView{}, err
 }
 
 // registerWorkflows registers the workflows under the names clients use.

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -173,7 +174,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 			// The watch retries forever by itself; an error here is permanent
 			// (e.g. a worker without a reporter). Pause before the next one.
 			log.Error("node watch failed; starting another", "node", in.Node, "error", watchErr)
-			if err := workflow.Sleep(ctx, 10*time.Second); err != nil {
+			if err := workflow.Sleep(ctx, watchFailedPause(rel, watchErr)); err != nil {
 				return err
 			}
 		}
@@ -196,6 +197,17 @@ func watchInput(rel Release, node string, c *Claim) activities.WatchNodeInput {
 		}
 	}
 	return in
+}
+
+// watchFailedPause is the pause after a watch failed for good. Since
+// v0.3.0 a watch that reached a worker which no longer holds the node (it
+// has yet to notice) is started again soon: the claimant's worker takes it.
+func watchFailedPause(rel Release, err error) time.Duration {
+	var appErr *temporal.ApplicationError
+	if rel >= V030 && errors.As(err, &appErr) && appErr.Type() == replica.ErrTypeNotNodeOwner {
+		return time.Second
+	}
+	return 10 * time.Second
 }
 
 // registerClaims takes claims as updates (since v0.3.0): a worker polls its
