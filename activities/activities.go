@@ -347,6 +347,10 @@ func (a *Activities) Stop(ctx context.Context, in StopInput) (runtime.Exit, erro
 	if grace <= 0 {
 		grace = runtime.DefaultStopGrace
 	}
+	// A task that exited by itself before the stop is a crash whose report
+	// may still be on its way: the result says so (an operator's restart
+	// must not swallow its decision).
+	before, beforeErr := a.rt.State(ctx, in.ID)
 	err := a.whileHeartbeating(ctx, "stopping", func() error { return a.rt.Stop(ctx, in.ID, grace) })
 	res := runtime.Exit{ExitCode: runtime.FailedExitCode}
 	switch {
@@ -354,6 +358,9 @@ func (a *Activities) Stop(ctx context.Context, in StopInput) (runtime.Exit, erro
 		// Already gone; its volumes may not be.
 	case err != nil:
 		return runtime.Exit{}, activityError("stop", in.ID, err)
+	case beforeErr == nil && before.Status == runtime.StatusExited:
+		res = before.Exit
+		res.ExitedBeforeStop = true
 	default:
 		res = runtime.Exit{}
 		if st, err := a.rt.State(ctx, in.ID); err == nil {

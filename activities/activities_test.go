@@ -305,8 +305,17 @@ func TestStop(t *testing.T) {
 	if err := h.run(replica.StopName, activities.StopInput{ID: web, Grace: time.Second}, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.ExitCode != 143 || res.ExitedAt.IsZero() {
+	if res.ExitCode != 143 || res.ExitedAt.IsZero() || res.ExitedBeforeStop {
 		t.Fatalf("Stop = %+v, want the SIGTERM exit", res)
+	}
+	// A task that crashed before the stop: its own exit, said to be one.
+	h.ensure(activities.EnsureRunningInput{ID: web, Spec: busybox, After: res.ExitedAt})
+	rt.Exit(web, 7)
+	if err := h.run(replica.StopName, activities.StopInput{ID: web, Grace: time.Second}, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 7 || !res.ExitedBeforeStop || res.Cause != runtime.ExitExited {
+		t.Fatalf("Stop of a task that had exited = %+v, want its exit 7, ExitedBeforeStop", res)
 	}
 	if err := h.run(replica.StopName, activities.StopInput{ID: web, Remove: true}, &res); err != nil {
 		t.Fatal(err)

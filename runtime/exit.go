@@ -11,7 +11,8 @@ import (
 // Exit is how a container's task left Running: the one record of an exit,
 // used by the runtime, the node watch, the workflow and the policy. It is
 // also the JSON of the WaitForExit and Stop results and, with the replica's
-// ID, of the exit signal: its keys never change.
+// ID, of the exit signal: its keys never change (a new one is added with
+// omitempty, so that what was sent before reads the same).
 type Exit struct {
 	ExitCode int       `json:"exit_code"`
 	ExitedAt time.Time `json:"exited_at"`
@@ -26,6 +27,10 @@ type Exit struct {
 	StartedAt time.Time `json:"started_at,omitzero"`
 	// PID is the exited task's process ID (0 if unknown).
 	PID uint32 `json:"pid,omitempty"`
+	// ExitedBeforeStop (a Stop result only): the task had exited by itself
+	// before the stop, and this is that exit, a crash to decide on, not
+	// the stop's.
+	ExitedBeforeStop bool `json:"exited_before_stop,omitempty"`
 }
 
 // Classify works out the exit's Cause and Signal, the one place they are

@@ -50,11 +50,7 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 	awaitingExit()
 	for {
 		if e, ok := s.nextExit(); ok {
-			exit := e.Exit
-			if exit.StartedAt.IsZero() {
-				exit.StartedAt = s.st.TaskStartedAt
-			}
-			return s.onExit(ctx, exit)
+			return s.decideExit(ctx, e.Exit)
 		}
 		var cmd *command
 		received, due := false, false
@@ -88,6 +84,14 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 			return nil
 		}
 	}
+}
+
+// decideExit acts on an exit of the current task.
+func (s *supervisor) decideExit(ctx workflow.Context, exit runtime.Exit) error {
+	if exit.StartedAt.IsZero() {
+		exit.StartedAt = s.st.TaskStartedAt
+	}
+	return s.onExit(ctx, exit)
 }
 
 // awaitingExit is called each time a run begins to wait for an exit: the

@@ -13,6 +13,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // A reconfigure without a node or with a huge min_ready, and a logs request
@@ -59,4 +60,37 @@ func TestRestartTimesStayBounded(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	require.Greater(t, v.TotalRestarts, 20)
 	require.LessOrEqual(t, len(v.RestartTimes), 3)
+}
+
+// An operator's restart that comes just after a crash does not swallow the
+// crash's decision: a shutdown rule still shuts the replica down, whether
+// the stop finds the task exited or the crash's report came first.
+func TestRestartJustAfterACrashKeepsItsDecision(t *testing.T) {
+	shutdownOn7 := policy.Policy{Rules: []policy.Rule{{ExitCodes: []int{7}, Action: policy.ActionShutdown}}}
+	for name, reportFirst := range map[string]bool{"stop finds it exited": false, "report first": true} {
+		t.Run(name, func(t *testing.T) {
+			seven := 7
+			n := &node{crashedBeforeStop: &seven}
+			if reportFirst {
+				n.crashedBeforeStop = nil // the stop finds nothing: only the report tells
+			}
+			env := newEnv(t, n)
+			restart := &updateResult{}
+			whenWatching(env, n, 1, time.Second, func() {
+				if reportFirst {
+					env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 7, ExitedAt: env.Now().Add(-time.Millisecond)}})
+				}
+				sendUpdate(env, replica.UpdateRestart, RestartRequest{}, restart)
+			})
+			unsuperviseAt(env, time.Minute)
+			env.ExecuteWorkflow(Supervise, input(shutdownOn7))
+			require.NoError(t, env.GetWorkflowError())
+			require.True(t, restart.done)
+			require.NoError(t, restart.err)
+			require.Len(t, n.starts, 1, "not started again")
+			v := queryState(t, env)
+			require.Equal(t, 7, *v.LastExitCode)
+			require.Contains(t, eventTypes(v), EventServiceShutdown)
+		})
+	}
 }

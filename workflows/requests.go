@@ -264,6 +264,14 @@ func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
 
 	case cmdRestart:
 		inBackoff := s.st.State == StateCrashLoopBackOff
+		if !inBackoff && s.rel >= V030 {
+			// A crash reported just before the restart is decided first.
+			s.drainExits(ctx)
+			if e, ok := s.nextExit(); ok {
+				s.emitRequest(ctx, EventOperatorRestart, c, false, "the container had already exited")
+				return s.crashBeforeRestart(ctx, c, e.Exit)
+			}
+		}
 		s.emitRequest(ctx, EventOperatorRestart, c, inBackoff, "")
 		if inBackoff {
 			// Ending a backoff early is the episode's one delayed start.
@@ -282,6 +290,9 @@ func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
 			s.finish(c, err)
 			return nil
 		}
+		if s.rel >= V030 && stopped.ExitedBeforeStop {
+			return s.crashBeforeRestart(ctx, c, stopped)
+		}
 		s.why = "operator restart"
 		return s.startFor(ctx, c, stopped.ExitedAt)
 
@@ -291,6 +302,17 @@ func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
 		return s.release(ctx, c)
 	}
 	return s.unknownRequest(c)
+}
+
+// crashBeforeRestart answers an operator's restart that came just after a
+// crash (its report came first, or the stop found the task exited): the
+// crash is decided by the policy like any other, so a shutdown or isolate
+// rule still applies, and that decision answers the restart.
+func (s *supervisor) crashBeforeRestart(ctx workflow.Context, c *command, exit runtime.Exit) error {
+	exit.ExitedBeforeStop = false
+	err := s.decideExit(ctx, exit)
+	c.note = fmt.Sprintf("the container had already exited (code %d) and its policy decided: %s", exit.ExitCode, s.st.State)
+	return s.answer(c, err)
 }
 
 // unsupervise ends supervision. With stop, the container is stopped and

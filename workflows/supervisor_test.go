@@ -56,6 +56,9 @@ type node struct {
 	blockStarts bool
 	// blockStops makes every stop block until cancelled (no worker takes it).
 	blockStops bool
+	// crashedBeforeStop, if set, is what every stop finds: the task had
+	// exited by itself (code crashedBeforeStop) before the stop.
+	crashedBeforeStop *int
 	// network is what every start reports as the container's network.
 	network *runtime.NetworkStatus
 
@@ -286,6 +289,9 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 				case <-n.done:
 					return runtime.Exit{}, errors.New("test over")
 				}
+			}
+			if c := n.crashedBeforeStop; c != nil {
+				return runtime.Exit{ExitCode: *c, ExitedAt: n.nodeNow(), Cause: runtime.ExitExited, ExitedBeforeStop: true}, nil
 			}
 			return runtime.Exit{ExitCode: 143, ExitedAt: env.Now()}, nil
 		})
