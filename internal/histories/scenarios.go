@@ -50,6 +50,8 @@ var Scenarios = []Scenario{
 	{Name: "node-watch-exit-reported", Since: "v0.2.0", Run: nodeWatchExitReported},
 	{Name: "node-workflow", Since: "v0.2.0", Run: nodeWorkflow},
 	{Name: "lost-task", Since: "v0.3.0", Run: lostTask},
+	{Name: "no-worker-start", Since: "v0.3.0", Run: noWorkerStart},
+	{Name: "unsupervise-mid-replacement", Since: "v0.3.0", Run: unsuperviseMidReplacement},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -335,8 +337,7 @@ func failedStartRestart(ctx context.Context, e *Env, dep string) ([]Capture, err
 // Pending; unsupervise --stop ends it after the stop found no worker.
 func unsuperviseNoWorker(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 	ref, wid := ids(dep, "web")
-	yaml := strings.Replace(Deployment(dep, "web", Image, healthyScript, restartAlways), "    rtype: service\n", "    rtype: service\n    node: nowhere\n", 1)
-	if err := e.Supervise(dep, yaml); err != nil {
+	if err := e.Supervise(dep, onNowhere(dep)); err != nil {
 		return nil, err
 	}
 	if err := e.WaitHistory(ctx, wid, "a start scheduled on the node's queue", func(h *historypb.History) bool {
@@ -345,6 +346,49 @@ func unsuperviseNoWorker(ctx context.Context, e *Env, dep string) ([]Capture, er
 		return nil, err
 	}
 	return one(wid, "unsupervise-no-worker"), unsupervise(ctx, e, ref, wid, true)
+}
+
+// onNowhere is the healthy web deployment on a node no worker serves.
+func onNowhere(dep string) string {
+	return strings.Replace(Deployment(dep, "web", Image, healthyScript, restartAlways), "    rtype: service\n", "    rtype: service\n    node: nowhere\n", 1)
+}
+
+// no-worker-start: a replica on a node no worker serves: its start's
+// schedule-to-start runs out (node_state NoWorker) and is retried; then
+// unsupervise --stop, whose stop no worker takes either.
+func noWorkerStart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "web")
+	if err := e.Supervise(dep, onNowhere(dep)); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "no worker", func(v workflows.StateView) bool {
+		return v.NodeState != nil && *v.NodeState == string(workflows.NodeNoWorker)
+	}); err != nil {
+		return nil, err
+	}
+	return one(wid, "no-worker-start"), unsupervise(ctx, e, ref, wid, true)
+}
+
+// unsupervise-mid-replacement: a running replica moved to a node no worker
+// serves: its old container is stopped, the new one's start waits for a
+// worker, and unsupervise --stop ends it there.
+func unsuperviseMidReplacement(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid, err := superviseWatched(ctx, e, dep)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Supervise(dep, onNowhere(dep)); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "the new container's start scheduled", func(h *historypb.History) bool {
+		return CountActivities(h, replica.EnsureRunningName, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >= 2
+	}); err != nil {
+		return nil, err
+	}
+	return []Capture{
+		{File: "unsupervise-mid-replacement", WorkflowID: wid},
+		{File: "deployment-unsupervise-mid-replacement", WorkflowID: replica.DeploymentWorkflowID(dep)},
+	}, unsupervise(ctx, e, ref, wid, true)
 }
 
 // operator-restart: `vigil restart` of a running replica, then unsupervise.
