@@ -52,6 +52,7 @@ var Scenarios = []Scenario{
 	{Name: "lost-task", Since: "v0.3.0", Run: lostTask},
 	{Name: "no-worker-start", Since: "v0.3.0", Run: noWorkerStart},
 	{Name: "unsupervise-mid-replacement", Since: "v0.3.0", Run: unsuperviseMidReplacement},
+	{Name: "node-takeover", Since: "v0.3.0", Run: nodeTakeover},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -695,4 +696,14 @@ func lostTask(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 		return nil, err
 	}
 	return one(wid, "lost-task"), nil
+}
+
+// node-takeover: the node's workflow after `vigil node takeover` (update
+// "takeover"): its worker's claim (update "claim") accepted before, the node
+// released for the next claim (open).
+func nodeTakeover(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	if err := e.Update(ctx, "node", "takeover", e.Stack.Node); err != nil {
+		return nil, err
+	}
+	return one(replica.NodeWorkflowID(e.Stack.Node), dep), nil
 }
