@@ -66,6 +66,9 @@ type Roster interface {
 	// Running lists the replicas on node whose state is Running: each should
 	// have a live task there.
 	Running(ctx context.Context, node string) ([]replica.ID, error)
+	// Owns reports whether a replica owns the container id on node: its
+	// supervision runs there, or ended with the container completed.
+	Owns(ctx context.Context, id replica.ID, node string) (bool, error)
 }
 
 // WatchNodeInput starts one node watch.

@@ -153,6 +153,14 @@ type roster struct {
 	mu      sync.Mutex
 	running []replica.ID
 	calls   int
+	owned   map[replica.ID]bool
+}
+
+func (r *roster) Owns(_ context.Context, id replica.ID, node string) (bool, error) {
+	if node != "n1" {
+		return false, errors.New("wrong node " + node)
+	}
+	return r.owned[id], nil
 }
 
 func (r *roster) Running(_ context.Context, node string) ([]replica.ID, error) {

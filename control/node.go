@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/activities"
@@ -209,4 +210,39 @@ func (r roster) Running(ctx context.Context, node string) ([]replica.ID, error) 
 			return out, nil
 		}
 	}
+}
+
+func (r roster) Owns(ctx context.Context, id replica.ID, node string) (bool, error) {
+	desc, err := r.c.DescribeWorkflowExecution(ctx, id.WorkflowID(), "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	attrs := info.GetSearchAttributes().GetIndexedFields()
+	// Runs before v0.3.0 publish no node: they own their container wherever it is.
+	onNode := Keyword(attrs[replica.SearchAttrNode])
+	if onNode != "" && onNode != node {
+		return false, nil // the replica moved to another node
+	}
+	switch info.GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return true, nil
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		// Completed with its container, which is kept; not unsupervised.
+		return Keyword(attrs[replica.SearchAttrState]) == string(workflows.StateCompleted), nil
+	}
+	return false, nil
+}
+
+// Keyword decodes a Keyword search attribute's value; missing or odd values are "".
+func Keyword(p *commonpb.Payload) string {
+	var s string
+	if p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &s)
+	}
+	return s
 }

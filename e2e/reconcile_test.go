@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
@@ -86,6 +87,55 @@ func TestContainersRemovedWhileWorkerDownRunAgain(t *testing.T) {
 		if v, _ := s.status(ref); v.TotalRestarts != 1 || v.State != workflows.StateRunning {
 			t.Fatalf("%s: %s with %d restarts, want Running after exactly one", ref, v.State, v.TotalRestarts)
 		}
+	}
+}
+
+// A container that no replica owns (left by unsupervise without --stop) is
+// listed by `vigil node orphans`, and removed by --remove; an owned one is
+// neither.
+func TestNodeOrphans(t *testing.T) {
+	s := newStack(t)
+	s.supervise(s.deployment("orph", webFile("orph", 2, "v1", "1s", false)))
+	for _, ref := range []string{"orph/web-rep-1", "orph/web-rep-2"} {
+		s.waitFor(ref, "Running", 2*time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
+	}
+	if r := s.vigil("unsupervise", "orph/web-rep-2"); r.Code != 0 {
+		t.Fatalf("vigil unsupervise: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	owned, left := idOf(t, "orph/web-rep-1").ContainerName(), idOf(t, "orph/web-rep-2").ContainerName()
+	orphans := func(args ...string) map[string]bool {
+		t.Helper()
+		r := s.vigil(append([]string{"node", "orphans", s.Node, "--json"}, args...)...)
+		if r.Code != 0 {
+			t.Fatalf("vigil node orphans %v: exit %d\n%s%s", args, r.Code, r.Stdout, r.Stderr)
+		}
+		var res struct {
+			Orphans []struct {
+				Container string `json:"container"`
+				Removed   bool   `json:"removed"`
+			} `json:"orphans"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+			t.Fatalf("vigil node orphans --json: %v\n%s", err, r.Stdout)
+		}
+		out := map[string]bool{}
+		for _, o := range res.Orphans {
+			out[o.Container] = o.Removed
+		}
+		return out
+	}
+	if got := orphans(); len(got) != 1 || got[left] {
+		t.Fatalf("orphans %v, want only %s, not removed", got, left)
+	}
+	if got := orphans("--remove"); len(got) != 1 || !got[left] {
+		t.Fatalf("orphans --remove %v, want %s removed", got, left)
+	}
+	ids := strings.Join(s.containerIDs(), " ")
+	if strings.Contains(ids, left) || !strings.Contains(ids, owned) {
+		t.Fatalf("containerd has %s after --remove; want %s and not %s", ids, owned, left)
+	}
+	if got := orphans(); len(got) != 0 {
+		t.Fatalf("orphans after --remove: %v", got)
 	}
 }
 

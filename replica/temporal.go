@@ -32,6 +32,8 @@ const (
 	IsolateName       = "Isolate"
 	LogsName          = "Logs"
 	WatchNodeName     = "WatchNode"
+	// OrphansName lists (and removes) the node's containers no replica owns.
+	OrphansName = "Orphans"
 )
 
 // Control activities: the deployment workflow's hands on other workflows.
@@ -91,6 +93,9 @@ const (
 	UpdateClaim = "claim"
 	// UpdateTakeover lets the next claim in, whoever makes it.
 	UpdateTakeover = "takeover"
+	// UpdateOrphans lists (and, asked to, removes) the containers on the
+	// node that no replica owns: the Orphans activity runs on the node.
+	UpdateOrphans = "orphans"
 )
 
 // Memo keys, shown in the Web UI: the last supervision event, and the error of

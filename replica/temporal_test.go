@@ -8,15 +8,15 @@ func TestTemporalNamesNeverChange(t *testing.T) {
 	for got, want := range map[string]string{
 		NodeWorkflowID("n1"): "vigil-node/n1", NodeTaskQueue("n1"): "vigil-node-n1", DefaultTaskQueue: "vigil",
 		SupervisorWorkflowName: "Supervise", DeploymentWorkflowName: "Deployment", NodeWorkflowName: "NodeWatch", FetchLogsWorkflowName: "FetchLogs",
-		EnsureRunningName: "EnsureRunning", WaitForExitName: "WaitForExit", StopName: "Stop", IsolateName: "Isolate", LogsName: "Logs", WatchNodeName: "WatchNode",
+		EnsureRunningName: "EnsureRunning", WaitForExitName: "WaitForExit", StopName: "Stop", IsolateName: "Isolate", LogsName: "Logs", WatchNodeName: "WatchNode", OrphansName: "Orphans",
 		ObserveReplicasName: "ObserveReplicas", StartReplicaName: "StartReplica", ReconfigureReplicaName: "ReconfigureReplica",
 		UnsuperviseReplicaName: "UnsuperviseReplica", ShutdownReplicaName: "ShutdownReplica",
 		QueryState: "state", QueryConfig: "config", UpdateRelease: "release", UpdateRestart: "restart", UpdateUnsupervise: "unsupervise",
 		UpdateRollover: "rollover", UpdateReconfigure: "reconfigure", UpdateShutdown: "shutdown", SignalHealth: "health", SignalExit: "exit",
 		UpdateApply: "apply", QueryRollout: "rollout", QueryReplicas: "replicas", SignalServiceShutdown: "service-shutdown",
-		SignalClaim: "claim", QueryNode: "node", UpdateLogs: "logs",
+		SignalClaim: "claim", QueryNode: "node", UpdateLogs: "logs", UpdateOrphans: "orphans",
 		MemoLastEvent: "vigil.last_event", MemoStartError: "vigil.start_error",
-		SearchAttrState: "VigilState", SearchAttrService: "VigilService", SearchAttrDeployment: "VigilDeployment", SearchStateContinuedAsNew: "ContinuedAsNew",
+		SearchAttrState: "VigilState", SearchAttrService: "VigilService", SearchAttrDeployment: "VigilDeployment", SearchAttrNode: "VigilNode", SearchStateContinuedAsNew: "ContinuedAsNew",
 		ErrTypeBusy: "Busy", ErrTypeImageNotFound: "ImageNotFound", ErrTypeBadSpec: "BadSpec", ErrTypeContainerNotFound: "ContainerNotFound", ErrTypeWorkerStopping: "WorkerStopping",
 	} {
 		if got != want {

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -273,18 +274,8 @@ func logsCommand(a *app, taskQueue func() string) *cobra.Command {
 // nodeLogs asks the node's workflow for the replica's output (an update that
 // runs the Logs activity on the node): no workflow is made per call.
 func nodeLogs(ctx context.Context, c client.Client, node string, req workflows.LogsRequest) (string, error) {
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		UpdateID:     req.RequestID,
-		WorkflowID:   replica.NodeWorkflowID(node),
-		UpdateName:   replica.UpdateLogs,
-		Args:         []any{req},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		return "", err
-	}
 	var out string
-	err = h.Get(ctx, &out)
+	err := control.NodeUpdate(ctx, c, node, replica.UpdateLogs, req.RequestID, req, &out)
 	return out, err
 }
 

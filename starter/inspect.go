@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -297,7 +297,7 @@ func listReplicas(ctx context.Context, c client.Client, namespace string, f list
 				id:      id,
 				running: e.GetCloseTime() == nil,
 				started: e.GetStartTime().AsTime(),
-				state:   workflows.State(keyword(e.GetSearchAttributes().GetIndexedFields()[replica.SearchAttrState])),
+				state:   workflows.State(control.Keyword(e.GetSearchAttributes().GetIndexedFields()[replica.SearchAttrState])),
 			}
 			key := id.WorkflowID()
 			if prev, ok := byID[key]; !ok || (r.running && !prev.running) || (r.running == prev.running && r.started.After(prev.started)) {
@@ -324,15 +324,6 @@ func listReplicas(ctx context.Context, c client.Client, namespace string, f list
 		return a.Replica < b.Replica
 	})
 	return out, nil
-}
-
-// keyword decodes a Keyword search attribute; missing or odd values are "".
-func keyword(p *commonpb.Payload) string {
-	var s string
-	if p != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &s)
-	}
-	return s
 }
 
 // listQueryConcurrency bounds the state queries `vigil list` sends at once.

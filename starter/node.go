@@ -62,5 +62,6 @@ func nodeCommand(a *app) *cobra.Command {
 			return err
 		},
 	})
+	cmd.AddCommand(orphansCommand(a))
 	return cmd
 }

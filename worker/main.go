@@ -500,6 +500,7 @@ func registerActivities(w worker.ActivityRegistry, a *activities.Activities) {
 		replica.IsolateName:       a.Isolate,
 		replica.LogsName:          a.Logs,
 		replica.WatchNodeName:     a.WatchNode,
+		replica.OrphansName:       a.Orphans,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

@@ -42,7 +42,8 @@ func registerLogs(ctx workflow.Context, node string) error {
 		}})
 }
 
-// logsOptions: reading a log is quick; a few tries, then the caller hears why.
+// logsOptions: reading a log (or listing orphans) is quick; a few tries,
+// then the caller hears why.
 func logsOptions(ctx workflow.Context, node, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              replica.NodeTaskQueue(node),
