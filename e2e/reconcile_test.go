@@ -45,7 +45,8 @@ func (s *tstack) removeByHand(name string) {
 // than before (after an exit with reason) and its task runs in containerd.
 func (s *tstack) waitRunsAgain(refs []string, before map[string]int, reason runtime.ExitReason, limit time.Duration) {
 	s.t.Helper()
-	deadline := time.Now().Add(limit)
+	began := time.Now()
+	deadline := began.Add(limit)
 	for _, ref := range refs {
 		name := idOf(s.t, ref).ContainerName()
 		for {
@@ -63,12 +64,14 @@ func (s *tstack) waitRunsAgain(refs []string, before map[string]int, reason runt
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
+	s.t.Logf("every replica runs again %s after the worker started", time.Since(began).Round(100*time.Millisecond))
 }
 
 // Containers removed by hand while the worker is down are found by the new
 // worker's reconciliation (Lost) and run again within 15 s of its start,
 // each restarted exactly once.
 func TestContainersRemovedWhileWorkerDownRunAgain(t *testing.T) {
+	t.Parallel() // its own stack; most of it is waiting
 	s := newStack(t)
 	s.supervise(s.deployment("gone", webFile("gone", 2, "v1", "1s", false)))
 	refs := []string{"gone/web-rep-1", "gone/web-rep-2"}
@@ -94,6 +97,7 @@ func TestContainersRemovedWhileWorkerDownRunAgain(t *testing.T) {
 // listed by `vigil node orphans`, and removed by --remove; an owned one is
 // neither.
 func TestNodeOrphans(t *testing.T) {
+	t.Parallel() // its own stack; most of it is waiting
 	s := newStack(t)
 	s.supervise(s.deployment("orph", webFile("orph", 2, "v1", "1s", false)))
 	for _, ref := range []string{"orph/web-rep-1", "orph/web-rep-2"} {
@@ -156,6 +160,7 @@ func (s *tstack) taskPID(name string) string {
 // 30 s, restarted once for a Lost task: an adopted one (its start found the
 // task running, after an unsupervise and supervise) included.
 func TestRebootedNodeRunsEveryReplicaAgain(t *testing.T) {
+	t.Parallel() // its own stack; most of it is waiting
 	s := newStack(t)
 	file := s.deployment("boot", webFile("boot", 2, "v1", "1s", false))
 	s.supervise(file)
