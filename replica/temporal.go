@@ -103,6 +103,12 @@ const (
 const (
 	MemoLastEvent  = "vigil.last_event"
 	MemoStartError = "vigil.start_error"
+	// MemoStopPending (since v0.3.0) is the stop (activities.StopInput)
+	// that unsupervise --stop could not do because no worker on the node
+	// took it: the replica's closed run carries it, so that the node, once
+	// a worker runs there, can tell this orphaned container was meant to
+	// be stopped and removed.
+	MemoStopPending = "vigil.stop_pending"
 )
 
 // Names of the Keyword search attributes every replica workflow keeps up to

@@ -4,13 +4,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // noWorkerErr is what a node activity ends with when no worker on its node
@@ -108,4 +111,29 @@ func TestDeploymentPausesWhenNoWorkerDeletes(t *testing.T) {
 	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
 	require.Equal(t, RolloutPaused, st.State)
 	require.Contains(t, st.Reason, "no worker on node node-a took the deletion of shop/api-rep-2's container")
+}
+
+// A stop unsupervise --stop could not do (no worker on the node) is kept
+// in the closed run's memo, for the node to do once a worker runs there.
+func TestUnsuperviseStopNoWorkerTookIsKept(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	var pending []any
+	env.OnUpsertMemo(mock.Anything).Run(func(args mock.Arguments) {
+		if v, ok := args.Get(0).(map[string]any)[replica.MemoStopPending]; ok {
+			pending = append(pending, v)
+		}
+	}).Return(nil)
+	end := &updateResult{}
+	whenWatching(env, n, 1, time.Second, func() {
+		n.mu.Lock()
+		n.stopErr = noWorkerErr()
+		n.mu.Unlock()
+		sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{Stop: true, Volumes: true}, end)
+	})
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+	require.NoError(t, end.err)
+	require.Contains(t, end.value.(UpdateResult).Note, "container NOT stopped: no vigil-worker on node node-a")
+	require.Equal(t, []any{activities.StopInput{ID: replicaID, Grace: runtime.DefaultStopGrace, Remove: true, RemoveVolumes: true}}, pending)
 }

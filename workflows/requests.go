@@ -325,14 +325,19 @@ func (s *supervisor) unsupervise(ctx workflow.Context, c *command) error {
 		if c.volumes {
 			note = "container stopped and removed, its named volumes deleted; its log is kept"
 		}
-		err := workflow.ExecuteActivity(s.unsuperviseStopOptions(ctx), replica.StopName,
-			activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true, RemoveVolumes: c.volumes}).Get(ctx, nil)
+		stop := activities.StopInput{ID: s.in.ID, Grace: s.in.StopGrace, Remove: true, RemoveVolumes: c.volumes}
+		err := workflow.ExecuteActivity(s.unsuperviseStopOptions(ctx), replica.StopName, stop).Get(ctx, nil)
 		s.noteNode(ctx, err)
 		switch {
 		case isNoWorker(err):
 			note = fmt.Sprintf("container NOT stopped: no vigil-worker on node %s took the stop within %s; %s", s.in.Node, human(unsuperviseStopWait), stopLater(s.in.Node))
 		case err != nil:
 			note = "container NOT stopped: " + shortError(err)
+		}
+		if err != nil && s.rel >= V030 {
+			if err := workflow.UpsertMemo(ctx, map[string]any{replica.MemoStopPending: stop}); err != nil {
+				workflow.GetLogger(ctx).Warn("pending stop not recorded in memo", "error", err)
+			}
 		}
 	}
 	c.note = note

@@ -59,6 +59,8 @@ type node struct {
 	// crashedBeforeStop, if set, is what every stop finds: the task had
 	// exited by itself (code crashedBeforeStop) before the stop.
 	crashedBeforeStop *int
+	// stopErr, if set, is what every stop fails with.
+	stopErr error
 	// network is what every start reports as the container's network.
 	network *runtime.NetworkStatus
 
@@ -289,6 +291,9 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 				case <-n.done:
 					return runtime.Exit{}, errors.New("test over")
 				}
+			}
+			if n.stopErr != nil {
+				return runtime.Exit{}, n.stopErr
 			}
 			if c := n.crashedBeforeStop; c != nil {
 				return runtime.Exit{ExitCode: *c, ExitedAt: n.nodeNow(), Cause: runtime.ExitExited, ExitedBeforeStop: true}, nil
