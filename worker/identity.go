@@ -31,6 +31,10 @@ type nodeIdentity struct {
 	// Replaces is the previous instance on this host, ended (see
 	// workflows.Claim); empty when unknown.
 	Replaces string
+	// Rebooted is the instance recorded here during an earlier boot: a
+	// claim it still holds (it looks alive until it has been silent a
+	// minute) is this host's before a reboot, or a cloned VM's.
+	Rebooted string
 	dir      string
 }
 
@@ -70,8 +74,11 @@ func loadIdentity(stateDir string) (nodeIdentity, error) {
 		// The same boot and its process gone: that instance ended on this
 		// host. A copied state dir's record names a live process, or
 		// another boot (another host), and replaces nothing.
-		if rec.BootID != "" && rec.BootID == bootID() && !workerRunning(rec.PID) {
+		switch boot := bootID(); {
+		case rec.BootID != "" && rec.BootID == boot && !workerRunning(rec.PID):
 			id.Replaces = rec.Instance
+		case rec.BootID != boot:
+			id.Rebooted = rec.Instance
 		}
 	}
 	return id, nil

@@ -353,7 +353,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		registerActivities(aw, activities.New(actRT, actOpts))
 		// The node's queue is polled only once the node is ours: a worker
 		// refused (another host holds the node name) never runs its tasks.
-		claims := &nodeClaims{c: c, o: o, me: claimant, gate: gate, log: log}
+		claims := &nodeClaims{c: c, o: o, me: claimant, rebooted: me.Rebooted, gate: gate, log: log}
 		if err := claims.claim(ctx); err != nil {
 			return err
 		}
@@ -393,18 +393,25 @@ func healthReporter(c client.Client) func(context.Context, replica.ID, runtime.H
 
 // nodeClaims claims the worker's node for it and keeps it claimed.
 type nodeClaims struct {
-	c    client.Client
-	o    *options
-	me   control.Claimant
-	gate *nodeGate
-	log  *zap.Logger
+	c        client.Client
+	o        *options
+	me       control.Claimant
+	rebooted string // see nodeIdentity.Rebooted
+	gate     *nodeGate
+	log      *zap.Logger
 }
+
+// rebootWait bounds the wait for this host's instance from before a reboot
+// to go silent: its watch's last heartbeat ages past NodeClaimLiveFor. A
+// cloned VM's original stays alive, and the clone is refused after it.
+const rebootWait = workflows.NodeClaimLiveFor + workflows.NodeLiveHeartbeat + 10*time.Second
 
 // claim claims the node, retrying until the server answers: the node's
 // watch then moves to this worker at once (a worker that ran here before
 // may be dead, and its watch would otherwise be retried only after its
 // heartbeat timed out). A refusal (*control.ClaimRefused) is final.
 func (n *nodeClaims) claim(ctx context.Context) error {
+	began := time.Now()
 	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
 		cl, err := control.ClaimNode(ctx, n.c, n.o.conn.Namespace, n.o.conn.TaskQueue, n.o.node, n.me)
 		var refused *control.ClaimRefused
@@ -415,7 +422,12 @@ func (n *nodeClaims) claim(ctx context.Context) error {
 				zap.String("node_id", n.me.NodeID), zap.String("instance", n.me.Instance))
 			return nil
 		case errors.As(err, &refused):
-			return err
+			if !n.heldBeforeReboot(ctx) || time.Since(began) > rebootWait {
+				return err
+			}
+			n.log.Info("the node is held by this host's worker from before a reboot; waiting for it to go silent",
+				zap.String("node", n.o.node), zap.String("instance", n.rebooted))
+			delay = 5 * time.Second
 		}
 		n.log.Warn("cannot claim the node yet; retrying", zap.String("node", n.o.node), zap.Error(err), zap.Duration("retry_in", delay))
 		select {
@@ -461,6 +473,16 @@ func (n *nodeClaims) keep(ctx context.Context, lost <-chan struct{}, onFatal fun
 			return
 		}
 	}
+}
+
+// heldBeforeReboot reports whether the node's claimant is the instance this
+// state dir recorded during an earlier boot.
+func (n *nodeClaims) heldBeforeReboot(ctx context.Context) bool {
+	if n.rebooted == "" {
+		return false
+	}
+	view, err := n.view(ctx)
+	return err == nil && view.LastClaim != nil && view.LastClaim.Instance == n.rebooted
 }
 
 // view is the node's view, asked a few times: a query can fail while the
