@@ -322,18 +322,19 @@ func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
 
 // expected asks the roster, when a reconciliation is due, which replicas
 // should have a live task on the node; false if none is due or the answer
-// did not come (the next scan asks again).
+// did not come (asked again a reconcile interval later: a lasting error,
+// e.g. VigilNode not registered, is logged once a minute, not every scan).
 func (w *nodeWatch) expected(ctx context.Context) ([]replica.ID, bool) {
 	r := w.a.opts.Roster
 	if r == nil || (!w.reconciledAt.IsZero() && time.Since(w.reconciledAt) < w.reconcileEvery) {
 		return nil, false
 	}
+	w.reconciledAt = time.Now()
 	ids, err := r.Running(ctx, w.node)
 	if err != nil {
 		activity.GetLogger(ctx).Warn("Reconciliation skipped: the replicas of the node are not known", "node", w.node, "error", err)
 		return nil, false
 	}
-	w.reconciledAt = time.Now()
 	return ids, true
 }
 

@@ -154,6 +154,8 @@ type roster struct {
 	running []replica.ID
 	calls   int
 	owned   map[replica.ID]bool
+	// failNext fails that many Running calls.
+	failNext int
 }
 
 func (r *roster) Owns(_ context.Context, id replica.ID, node string) (bool, error) {
@@ -170,6 +172,10 @@ func (r *roster) Running(_ context.Context, node string) ([]replica.ID, error) {
 	if node != "n1" {
 		return nil, errors.New("wrong node " + node)
 	}
+	if r.failNext > 0 {
+		r.failNext--
+		return nil, errors.New("visibility unavailable")
+	}
 	return append([]replica.ID(nil), r.running...), nil
 }
 
@@ -182,7 +188,8 @@ func (r *roster) set(ids ...replica.ID) {
 // TestWatchNodeReconciles: a replica that should run on the node and has no
 // container there (removed while no watch ran, or lost with containerd's
 // state) is reported Lost when the watch starts (a takeover) and, later, at
-// the next reconciliation; one that has its container is not.
+// the next reconciliation that gets an answer; one that has its container
+// is not. The roster is asked once per reconciliation, failed or not.
 func TestWatchNodeReconciles(t *testing.T) {
 	f := runtimetest.New()
 	healthy := replica.ID{Deployment: "shop", Service: "web", Replica: 1}
@@ -196,7 +203,7 @@ func TestWatchNodeReconciles(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := h.env.ExecuteActivity(replica.WatchNodeName, activities.WatchNodeInput{
-			Node: "n1", For: 3 * time.Second, ScanInterval: 50 * time.Millisecond, ReconcileInterval: time.Second})
+			Node: "n1", For: 5 * time.Second, ScanInterval: 50 * time.Millisecond, ReconcileInterval: time.Second})
 		done <- err
 	}()
 	waitFor(t, "the lost replica", func() bool { r, _ := rep.of(gone); return len(r) == 1 })
@@ -204,7 +211,10 @@ func TestWatchNodeReconciles(t *testing.T) {
 	if r[0].ExitCode != runtime.FailedExitCode || r[0].Cause != runtime.ExitLost || !tk[0] || r[0].ExitedAt.Before(began) {
 		t.Fatalf("report %+v (takeover %v), want -1 Lost found at takeover, dated after %v", r[0], tk[0], began)
 	}
-	ros.set(healthy, gone, later)
+	ros.mu.Lock()
+	ros.running = append(ros.running, later)
+	ros.failNext = 2 // the next two answers fail: the one after finds later
+	ros.mu.Unlock()
 	waitFor(t, "the next reconciliation", func() bool { r, _ := rep.of(later); return len(r) == 1 })
 	if r, tk := rep.of(later); r[0].Cause != runtime.ExitLost || tk[0] {
 		t.Fatalf("report %+v (takeover %v), want Lost, not a takeover", r[0], tk[0])
@@ -216,12 +226,12 @@ func TestWatchNodeReconciles(t *testing.T) {
 		t.Errorf("the running replica was reported: %+v", r)
 	}
 	if r, _ := rep.of(gone); len(r) < 2 || len(r) > 4 {
-		t.Errorf("the lost replica was reported %d times in 3 s, want once per reconciliation", len(r))
+		t.Errorf("the lost replica was reported %d times in 5 s, want once per answered reconciliation", len(r))
 	}
 	ros.mu.Lock()
 	defer ros.mu.Unlock()
-	if ros.calls > 4 {
-		t.Errorf("the roster was asked %d times in 3 s, want once a second", ros.calls)
+	if ros.calls > 6 {
+		t.Errorf("the roster was asked %d times in 5 s, want once a second, failed or not", ros.calls)
 	}
 }
 
