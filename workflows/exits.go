@@ -56,14 +56,7 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 		received, due := false, false
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(s.exits, func(c workflow.ReceiveChannel, _ bool) {
-			var e activities.ExitReport
-			queued := len(s.st.PendingExits)
-			if receiveSignal(c, &e) {
-				s.queueExit(ctx, e)
-			}
-			if s.rel >= V030 && len(s.st.PendingExits) == queued {
-				s.ignoredThisRun++ // a repeat, an older task's, or corrupt
-			}
+			s.takeReport(ctx, c)
 			received = true
 		})
 		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &cmd) })
@@ -83,6 +76,20 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 			// new watch's repeats) grow history too.
 			return nil
 		}
+	}
+}
+
+// takeReport takes one exit report from c: kept if current (queueExit);
+// a v0.3.0 run counts the others (repeats, an older task's, corrupt ones)
+// towards continue-as-new.
+func (s *supervisor) takeReport(ctx workflow.Context, c workflow.ReceiveChannel) {
+	var e activities.ExitReport
+	queued := len(s.st.PendingExits)
+	if receiveSignal(c, &e) {
+		s.queueExit(ctx, e)
+	}
+	if s.rel >= V030 && len(s.st.PendingExits) == queued {
+		s.ignoredThisRun++
 	}
 }
 

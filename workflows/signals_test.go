@@ -145,3 +145,27 @@ func TestExitOfAnotherReplicaIsIgnored(t *testing.T) {
 	require.Len(t, n.starts, 1, "nothing restarted")
 	require.Nil(t, queryState(t, env).LastExitCode)
 }
+
+// A parked replica (Isolated) hears exit reports too: repeats of the exit
+// it already handled count towards continue-as-new, and the new run waits
+// on in the same state.
+func TestRepeatedReportsToAParkedReplicaContinueAsNew(t *testing.T) {
+	n := &node{exits: crashes(1, 3)}
+	env := newEnv(t, n)
+	in := input(policy.Policy{Action: policy.ActionIsolate})
+	in.ContinueAsNewAfter = 4
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, StateIsolated, stateNow(env).State)
+		n.mu.Lock()
+		at := n.reported[0]
+		n.mu.Unlock()
+		for range 3 {
+			env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 3, ExitedAt: at}})
+		}
+	}, time.Minute)
+	unsuperviseAt(env, 2*time.Minute)
+	env.ExecuteWorkflow(Supervise, in)
+	next := continuedInput(t, env)
+	require.Equal(t, StateIsolated, next.Carry.State)
+	require.Len(t, n.starts, 1)
+}

@@ -222,16 +222,32 @@ type wakeUp struct {
 // run's continue-as-new timer fires; the main loop then continues as new
 // (shouldContinueAsNew). It does not Get f. The cases are added in this
 // order in every wait, so the commands issued stay the same.
+//
+// Since v0.3.0 it also takes the exit reports that arrive meanwhile (kept
+// if current, counted if not: takeReport), and each such wake-up checks
+// whether to continue as new: with untilDue, it then returns as due, so
+// that a parked replica's history does not grow with repeated reports.
 func (s *supervisor) waitFor(ctx workflow.Context, f workflow.Future, untilDue bool) wakeUp {
-	var w wakeUp
-	sel := workflow.NewSelector(ctx)
-	if f != nil {
-		sel.AddFuture(f, func(workflow.Future) { w.ready = true })
+	for {
+		var w wakeUp
+		reported := false
+		sel := workflow.NewSelector(ctx)
+		if f != nil {
+			sel.AddFuture(f, func(workflow.Future) { w.ready = true })
+		}
+		sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &w.cmd) })
+		if untilDue && s.canDue != nil {
+			sel.AddFuture(s.canDue, func(workflow.Future) { w.due = true })
+		}
+		if s.rel >= V030 {
+			sel.AddReceive(s.exits, func(c workflow.ReceiveChannel, _ bool) { s.takeReport(ctx, c); reported = true })
+		}
+		sel.Select(ctx)
+		if !reported {
+			return w
+		}
+		if untilDue && s.shouldContinueAsNew(ctx) {
+			return wakeUp{due: true}
+		}
 	}
-	sel.AddReceive(s.commands, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &w.cmd) })
-	if untilDue && s.canDue != nil {
-		sel.AddFuture(s.canDue, func(workflow.Future) { w.due = true })
-	}
-	sel.Select(ctx)
-	return w
 }
