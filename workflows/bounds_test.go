@@ -137,3 +137,23 @@ func TestUnsuperviseStopNoWorkerTookIsKept(t *testing.T) {
 	require.Contains(t, end.value.(UpdateResult).Note, "container NOT stopped: no vigil-worker on node node-a")
 	require.Equal(t, []any{activities.StopInput{ID: replicaID, Grace: runtime.DefaultStopGrace, Remove: true, RemoveVolumes: true}}, pending)
 }
+
+// unsupervise is heard while a service shutdown's stop waits for a worker.
+func TestUnsuperviseDuringTheShutdownStop(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	shutdown := &updateResult{}
+	whenWatching(env, n, 1, 0, func() {
+		n.mu.Lock()
+		n.blockStops = true
+		n.mu.Unlock()
+		sendUpdate(env, replica.UpdateShutdown, ShutdownRequest{Cause: "test"}, shutdown)
+	})
+	// Mock time moves at wall-clock pace while the stop "runs".
+	end := unsuperviseWhenWatching(env, n, 1, 100*time.Millisecond)
+	env.ExecuteWorkflow(Supervise, input(policy.Policy{}))
+	require.NoError(t, env.GetWorkflowError())
+	require.True(t, end.done)
+	require.NoError(t, end.err)
+	require.ErrorContains(t, shutdown.err, "supervision ended (unsupervised)")
+}
