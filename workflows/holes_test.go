@@ -94,3 +94,18 @@ func TestRestartJustAfterACrashKeepsItsDecision(t *testing.T) {
 		})
 	}
 }
+
+// A logs request no worker on the node takes says so.
+func TestLogsWithoutAWorkerSaySo(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(NodeWatch, workflow.RegisterOptions{Name: replica.NodeWorkflowName})
+	env.RegisterActivity(activities.New(nil, activities.Options{}))
+	env.OnActivity(replica.WatchNodeName, mock.Anything, mock.Anything).Return(errors.New("no node here"))
+	env.OnActivity(replica.LogsName, mock.Anything, mock.Anything).Return(activities.LogsResult{}, noWorkerErr())
+	logs := &updateResult{}
+	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateLogs, LogsRequest{ID: replicaID}, logs) }, time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	env.ExecuteWorkflow(NodeWatch, NodeInput{Node: "n1"})
+	require.ErrorContains(t, logs.err, "logs: no worker on node n1 took the request within 10s")
+}

@@ -27,7 +27,7 @@ func registerLogs(ctx workflow.Context, node string) error {
 			err := workflow.ExecuteActivity(logsOptions(ctx, node, "logs of "+req.ID.Ref()), replica.LogsName,
 				activities.LogsInput{ID: req.ID, Tail: req.Tail}).Get(ctx, &res)
 			if isNoWorker(err) {
-				return "", fmt.Errorf("logs: no worker on node %s took the request within %s", node, human(NodeScheduleToStart))
+				return "", fmt.Errorf("logs: no worker on node %s took the request within %s", node, human(logsWorkerWait))
 			}
 			return res.Output, err
 		},
@@ -42,12 +42,16 @@ func registerLogs(ctx workflow.Context, node string) error {
 		}})
 }
 
+// logsWorkerWait bounds the wait for a worker on the node: shorter than
+// NodeScheduleToStart, so that the CLI (30 s by default) hears why.
+const logsWorkerWait = 10 * time.Second
+
 // logsOptions: reading a log (or listing orphans) is quick; a few tries,
 // then the caller hears why.
 func logsOptions(ctx workflow.Context, node, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              replica.NodeTaskQueue(node),
-		ScheduleToStartTimeout: NodeScheduleToStart,
+		ScheduleToStartTimeout: logsWorkerWait,
 		StartToCloseTimeout:    30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
 		Summary:                summary,
