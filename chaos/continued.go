@@ -82,7 +82,7 @@ func exitsHandled(run *historypb.History) (int, error) {
 			}
 			var e activities.ExitReport
 			if err := dc.FromPayloads(a.GetInput(), &e); err != nil {
-				return 0, fmt.Errorf("event %d: exit signal: %w", ev.GetEventId(), err)
+				continue // corrupt (a fault sends some): the supervisor skips it too
 			}
 			tell(e)
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:

@@ -76,6 +76,14 @@ func (r *synthRun) report(e runtime.Exit) *synthRun {
 	})
 }
 
+// corruptExit adds an exit signal whose payload decodes into no report.
+func (r *synthRun) corruptExit() *synthRun {
+	return r.add(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, func(ev *historypb.HistoryEvent) {
+		ev.Attributes = &historypb.HistoryEvent_WorkflowExecutionSignaledEventAttributes{WorkflowExecutionSignaledEventAttributes: &historypb.WorkflowExecutionSignaledEventAttributes{
+			SignalName: replica.SignalExit, Input: payload(r.t, corrupt)}}
+	})
+}
+
 // exitOf adds an exit signal of the task with pid.
 func (r *synthRun) exitOf(pid uint32, at time.Time) *synthRun {
 	return r.report(runtime.Exit{ExitCode: 3, ExitedAt: at, PID: pid})
@@ -126,6 +134,9 @@ func TestContinueAsNewBound(t *testing.T) {
 			started(t, &workflows.Carry{LastExitAt: at(3), PendingExits: []activities.ExitReport{{Exit: runtime.Exit{ExitedAt: at(4)}}}}).
 				exits(at(5), at(6)).open(),
 		}, 3, ""},
+		{"a corrupt exit signal is skipped, as the supervisor skips it", []*historypb.History{
+			started(t, nil).exits(at(1)).corruptExit().exits(at(2)).open(),
+		}, 2, ""},
 		{"other signals are not exits", []*historypb.History{
 			started(t, nil).exits(at(1), at(2)).signal("something-else", at(3)).signal("another", at(4)).open(),
 		}, 2, ""},
