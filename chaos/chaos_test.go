@@ -33,8 +33,10 @@ func TestShortSoak(t *testing.T) {
 	}
 	var out bytes.Buffer
 	cfg := config{
-		Seed: 6, Duration: 100 * time.Second, Replicas: 20, MaxFaults: 12,
-		MinGap: 6 * time.Second, MaxGap: 12 * time.Second,
+		// Every kind once: the soak ends after its len(allFaults)-th fault;
+		// Duration only bounds a slow machine.
+		Seed: 6, Duration: 4 * time.Minute, Replicas: 20, MaxFaults: len(allFaults),
+		MinGap: 3 * time.Second, MaxGap: 6 * time.Second,
 		Warmup: 15 * time.Second, Heal: 90 * time.Second, ExitsPerRun: defaultExitsPerRun,
 		Repo: repo, Out: &out,
 	}

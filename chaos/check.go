@@ -81,6 +81,8 @@ type checker struct {
 	// killed and uncertain are the injected kills per container (see hits).
 	killed    map[string]int
 	uncertain map[string]bool
+	// reboots are the times of the host reboots (they wipe exited tasks too).
+	reboots []time.Time
 }
 
 // check judges every replica, retrying those in violation until heal has
@@ -269,7 +271,9 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []ctreven
 			fail("Completed after exit code %d", *v.LastExitCode)
 		}
 		if v.State == workflows.StateIsolated {
-			if !task.exists || !task.stopped {
+			// A reboot takes an exited task too, as on a real host.
+			lostInReboot := task.exists && !task.hasTask && c.rebootedSinceStart(events)
+			if !lostInReboot && (!task.exists || !task.stopped) {
 				fail("isolated container has no exited task (%s)", task)
 			}
 			if !task.isolatedLabel {
@@ -317,8 +321,11 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []ctreven
 			continue
 		}
 		exit, start, ok := exitAndNextStart(events, ev.Time)
-		if !ok {
-			continue // the restart has not happened yet, or its events fell into a gap
+		if !ok || start.At.Before(ev.Time) {
+			// The restart has not happened yet, or its events fell into a
+			// gap, or the exit answered has no event (a task lost in a
+			// reboot): the start found answered an earlier exit.
+			continue
 		}
 		out.Backoffs++
 		took := start.At.Sub(exit.At)
@@ -331,6 +338,23 @@ func (c *checker) judgeOnce(ctx context.Context, r soakReplica, events []ctreven
 		}
 	}
 	return out
+}
+
+// rebootedSinceStart says whether a host reboot came after the container's
+// last recorded start.
+func (c *checker) rebootedSinceStart(events []ctrevents.Event) bool {
+	var last time.Time
+	for _, e := range events {
+		if e.Kind == ctrevents.Start {
+			last = e.At
+		}
+	}
+	for _, at := range c.reboots {
+		if at.After(last) {
+			return true
+		}
+	}
+	return false
 }
 
 // exitAndNextStart finds the exit a backoff decided at decided answered (the

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/replica"
@@ -42,22 +46,42 @@ const (
 	// (it exits 1) and the first keeps the node, or, right after the node
 	// workflow was terminated, one of the two gives way to the other.
 	faultTwoWorkers faultKind = "two-workers"
+	// faultDeleteWhileDown SIGKILLs the worker, deletes one to three running
+	// containers while no worker runs, and starts a worker again: the node's
+	// reconciliation must report them Lost.
+	faultDeleteWhileDown faultKind = "delete-while-down"
+	// faultReboot is a host reboot: the worker, containerd, every shim and
+	// container process SIGKILLed, containerd's state directory wiped
+	// (Daemon.Crash), then containerd and a worker started again.
+	faultReboot faultKind = "host-reboot"
+	// faultWorkerLoop kills the worker again soon after each start, a few times.
+	faultWorkerLoop faultKind = "worker-restart-loop"
+	// faultCorruptSignal sends an undecodable payload to a replica's exit
+	// signal, the node workflow's claim and the deployment's service-shutdown.
+	faultCorruptSignal faultKind = "corrupt-signal"
+	// faultOtherIdentity starts a second worker for the node with another
+	// node identity (its own state dir: another host of the same name): it
+	// must be refused (exit 1) and the first keeps the node (or, as for
+	// two-workers, one of the two gives way).
+	faultOtherIdentity faultKind = "other-identity-worker"
 )
 
 // allFaults in a fixed order; the first faults of a soak are a seeded
 // permutation of them, so even a short soak injects every kind.
 var allFaults = []faultKind{faultWorkerKill, faultServerRestart, faultContainerdRestart, faultTaskKill, faultContainerDelete,
-	faultContainerdCrash, faultKillDuringRestart, faultNodeWatchKill, faultTwoWorkers}
+	faultContainerdCrash, faultKillDuringRestart, faultNodeWatchKill, faultTwoWorkers,
+	faultDeleteWhileDown, faultReboot, faultWorkerLoop, faultCorruptSignal, faultOtherIdentity}
 
 // firstShuffled is how many of allFaults open a soak in a seeded order; the
-// node-watch faults, added later, follow them in a fixed order, so a seed
-// replays the same opening it did before they existed.
+// faults added later follow them in a fixed order, so a seed replays the
+// same opening it did before they existed.
 const firstShuffled = 7
 
 // faultWeights: the cheap container faults come more often than the daemon ones.
 var faultWeights = map[faultKind]int{
 	faultWorkerKill: 2, faultServerRestart: 1, faultContainerdRestart: 1, faultTaskKill: 4, faultContainerDelete: 2,
 	faultContainerdCrash: 1, faultKillDuringRestart: 2, faultNodeWatchKill: 1, faultTwoWorkers: 1,
+	faultDeleteWhileDown: 1, faultReboot: 1, faultWorkerLoop: 1, faultCorruptSignal: 1, faultOtherIdentity: 1,
 }
 
 // fault is one injected failure, as logged.
@@ -66,12 +90,15 @@ type fault struct {
 	At     time.Time
 	Kind   faultKind
 	Target string // container, or the process restarted
-	Took   time.Duration
-	Err    string
+	// Hit are the containers whose task the fault killed (when they are
+	// not just Target).
+	Hit  []string
+	Took time.Duration
+	Err  string
 }
 
 func (f fault) String() string {
-	s := fmt.Sprintf("#%d %s %-19s %-28s took %s", f.N, f.At.UTC().Format("15:04:05.000"), f.Kind, f.Target, f.Took.Round(time.Millisecond))
+	s := fmt.Sprintf("#%d %s %-21s %-28s took %s", f.N, f.At.UTC().Format("15:04:05.000"), f.Kind, f.Target, f.Took.Round(time.Millisecond))
 	if f.Err != "" {
 		s += " error: " + f.Err
 	}
@@ -86,7 +113,10 @@ type driver struct {
 	// MinGap and MaxGap bound the pause between faults.
 	MinGap, MaxGap time.Duration
 	MaxFaults      int
-	logf           func(string, ...any)
+	// Kinds, when set, are the only faults injected (--faults), in a
+	// seeded order first, then picked by weight.
+	Kinds []faultKind
+	logf  func(string, ...any)
 
 	// serverDown is set when the dev server could not be started again.
 	serverDown bool
@@ -99,8 +129,12 @@ type driver struct {
 // under way at the deadline is carried out to the end (ctx ends it only when
 // the soak is cancelled), so no daemon is left down.
 func (d *driver) run(ctx context.Context, deadline time.Time) {
-	order := append([]faultKind(nil), allFaults...)
-	d.rng.Shuffle(firstShuffled, func(i, j int) { order[i], order[j] = order[j], order[i] })
+	order, shuffled := allFaults, firstShuffled
+	if d.Kinds != nil {
+		order, shuffled = d.Kinds, len(d.Kinds)
+	}
+	order = append([]faultKind(nil), order...)
+	d.rng.Shuffle(shuffled, func(i, j int) { order[i], order[j] = order[j], order[i] })
 	for n := 1; n <= d.MaxFaults; n++ {
 		gap := d.MinGap + time.Duration(d.rng.Int64N(int64(d.MaxGap-d.MinGap)+1))
 		if time.Now().Add(gap).After(deadline) {
@@ -124,17 +158,34 @@ func (d *driver) run(ctx context.Context, deadline time.Time) {
 }
 
 func (d *driver) pick() faultKind {
+	kinds := allFaults
+	if d.Kinds != nil {
+		kinds = d.Kinds
+	}
 	total := 0
-	for _, k := range allFaults {
+	for _, k := range kinds {
 		total += faultWeights[k]
 	}
 	n := d.rng.IntN(total)
-	for _, k := range allFaults {
+	for _, k := range kinds {
 		if n -= faultWeights[k]; n < 0 {
 			return k
 		}
 	}
-	return allFaults[0]
+	return kinds[0]
+}
+
+// parseFaults reads --faults: fault kinds separated by commas.
+func parseFaults(list []string) ([]faultKind, error) {
+	var out []faultKind
+	for _, s := range list {
+		k := faultKind(strings.TrimSpace(s))
+		if _, ok := faultWeights[k]; !ok {
+			return nil, fmt.Errorf("--faults: unknown fault %q; the faults are %v", s, allFaults)
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // hits counts the faults that killed each container's task, and marks the
@@ -142,16 +193,31 @@ func (d *driver) pick() faultKind {
 func hits(faults []fault) (killed map[string]int, uncertain map[string]bool) {
 	killed, uncertain = map[string]int{}, map[string]bool{}
 	for _, f := range faults {
-		if f.Kind != faultTaskKill && f.Kind != faultContainerDelete && f.Kind != faultKillDuringRestart && f.Kind != faultTwoWorkers {
-			continue
+		hit := f.Hit
+		switch f.Kind {
+		case faultTaskKill, faultContainerDelete, faultKillDuringRestart, faultTwoWorkers, faultOtherIdentity:
+			hit = []string{f.Target}
 		}
-		if f.Err != "" {
-			uncertain[f.Target] = true
-		} else {
-			killed[f.Target]++
+		for _, c := range hit {
+			if f.Err != "" {
+				uncertain[c] = true
+			} else {
+				killed[c]++
+			}
 		}
 	}
 	return killed, uncertain
+}
+
+// reboots are the times of the host reboots.
+func reboots(faults []fault) []time.Time {
+	var out []time.Time
+	for _, f := range faults {
+		if f.Kind == faultReboot {
+			out = append(out, f.At)
+		}
+	}
+	return out
 }
 
 func (d *driver) faults() []fault {
@@ -199,11 +265,52 @@ func (d *driver) inject(ctx context.Context, n int, kind faultKind) fault {
 		f.Target = replica.NodeWorkflowID(d.st.Node)
 		err = d.killNodeWatch(ctx)
 	case faultTwoWorkers:
-		if err = d.st.StartSecondWorker(); err == nil {
-			time.Sleep(d.pause(time.Second, 3*time.Second))
-			f.Target, err = d.hitContainer(ctx, faultTaskKill)
-			err = errors.Join(err, d.oneWorkerLeft())
+		f.Target, err = d.secondWorker(ctx)
+	case faultOtherIdentity:
+		// Another state dir is another node identity: another host.
+		f.Target, err = d.secondWorker(ctx, "--state-dir", filepath.Join(d.st.Dir, fmt.Sprintf("other-host-%d", n)))
+	case faultDeleteWhileDown:
+		f.Target = fmt.Sprintf("vigil-worker pid %d", d.st.WorkerPID())
+		d.st.KillWorker()
+		for range 1 + d.rng.IntN(3) {
+			c, herr := d.hitContainer(ctx, faultContainerDelete)
+			if herr != nil || c == noneRunning {
+				err = herr
+				break
+			}
+			f.Hit = append(f.Hit, c)
 		}
+		f.Target += " down; deleted " + strings.Join(f.Hit, ",")
+		time.Sleep(d.pause(500*time.Millisecond, 3*time.Second))
+		err = errors.Join(err, d.st.StartWorker())
+	case faultReboot:
+		f.Target = fmt.Sprintf("host (worker pid %d, containerd pid %d)", d.st.WorkerPID(), d.st.Containerd.PID())
+		d.st.KillWorker()
+		if f.Hit, err = d.runningTasks(ctx); err == nil {
+			if err = d.st.Containerd.Crash(); err == nil {
+				time.Sleep(d.pause(time.Second, 5*time.Second))
+				if err = d.st.Containerd.Start(ctx); err == nil {
+					err = d.st.StartWorker()
+				}
+			}
+		}
+	case faultWorkerLoop:
+		times := 2 + d.rng.IntN(3)
+		f.Target = fmt.Sprintf("vigil-worker killed %d times after its start", times)
+		for range times {
+			d.st.KillWorker()
+			time.Sleep(d.pause(200*time.Millisecond, time.Second))
+			if err = d.st.StartWorker(); err != nil {
+				break
+			}
+			time.Sleep(d.pause(500*time.Millisecond, 4*time.Second))
+		}
+		if err == nil {
+			d.st.KillWorker()
+			err = d.st.StartWorker()
+		}
+	case faultCorruptSignal:
+		f.Target, err = d.corruptSignals(ctx)
 	}
 	f.Took = time.Since(f.At)
 	if err != nil {
@@ -234,6 +341,70 @@ func (d *driver) oneWorkerLeft() error {
 	}
 	d.st.KillSecondWorker()
 	return errors.New("two workers of the node ran for 30 s: neither was refused")
+}
+
+// secondWorker starts a second worker for the node (extra: its flags) while
+// a task is killed; one of the two must give way (oneWorkerLeft).
+func (d *driver) secondWorker(ctx context.Context, extra ...string) (string, error) {
+	err := d.st.StartSecondWorker(extra...)
+	if err != nil {
+		return "", err
+	}
+	time.Sleep(d.pause(time.Second, 3*time.Second))
+	target, err := d.hitContainer(ctx, faultTaskKill)
+	return target, errors.Join(err, d.oneWorkerLeft())
+}
+
+// corrupt is a signal payload none of Vigil's signals decodes.
+const corrupt = "chaos: not a payload"
+
+// corruptSignals sends corrupt payloads to a random replica's exit signal,
+// the node workflow's claim signal and the deployment's service-shutdown
+// signal; each must be skipped, never wedge its workflow's loop.
+func (d *driver) corruptSignals(ctx context.Context) (string, error) {
+	c, err := d.st.Client()
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	r := d.replicas[d.rng.IntN(len(d.replicas))]
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var errs []error
+	for _, s := range []struct{ wid, name string }{
+		{r.ID.WorkflowID(), replica.SignalExit},
+		{replica.NodeWorkflowID(d.st.Node), replica.SignalClaim},
+		{replica.DeploymentWorkflowID(deploymentName), replica.SignalServiceShutdown},
+	} {
+		err := c.SignalWorkflow(sctx, s.wid, "", s.name, corrupt)
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			err = nil // a Completed replica's workflow has ended
+		}
+		errs = append(errs, err)
+	}
+	return r.ID.Ref() + ", node, deployment", errors.Join(errs...)
+}
+
+// runningTasks lists the Vigil containers whose task runs.
+func (d *driver) runningTasks(ctx context.Context) ([]string, error) {
+	client, err := containerd.New(d.st.Containerd.Address, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	ctx = namespaces.WithNamespace(ctx, d.st.Containerd.Namespace)
+	resp, err := client.TaskService().List(ctx, &tasks.ListTasksRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range resp.GetTasks() {
+		if t.GetStatus() == task.Status_RUNNING {
+			out = append(out, t.GetID())
+		}
+	}
+	return out, nil
 }
 
 func (d *driver) pause(lo, hi time.Duration) time.Duration {
@@ -296,7 +467,7 @@ func (d *driver) hitContainer(ctx context.Context, kind faultKind) (string, erro
 		}
 	}
 	if len(candidates) == 0 {
-		return "(none running)", nil
+		return noneRunning, nil
 	}
 	i := d.rng.IntN(len(candidates))
 	task, name := candidates[i], names[i]
@@ -314,11 +485,29 @@ func (d *driver) hitContainer(ctx context.Context, kind faultKind) (string, erro
 	return name, ignoreNotFound(c.Delete(ctx, containerd.WithSnapshotCleanup))
 }
 
+// noneRunning is hitContainer's target when no container could be hit.
+const noneRunning = "(none running)"
+
 func ignoreNotFound(err error) error {
 	if errdefs.IsNotFound(err) {
 		return nil
 	}
 	return err
+}
+
+// byKind counts the faults of each kind, in allFaults' order.
+func byKind(faults []fault) string {
+	n := map[faultKind]int{}
+	for _, f := range faults {
+		n[f.Kind]++
+	}
+	var parts []string
+	for _, k := range allFaults {
+		if n[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, n[k]))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // faultLog renders the fault log, one fault a line.

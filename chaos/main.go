@@ -2,7 +2,8 @@
 // real Temporal dev server on a database file and real vigil-worker
 // processes, it supervises replicas of mixed behaviour while injecting
 // faults at seeded random times (worker SIGKILL, dev server restart,
-// containerd restart, task SIGKILL, container deletion), then checks from
+// containerd restart, task SIGKILL, container deletion, a host reboot, a
+// second worker for the node, corrupt signals, ...), then checks from
 // outside Vigil that supervision held up, and prints a table. Any violation
 // exits 1; the seed and the fault log replay the run.
 //
@@ -43,11 +44,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Warmup, "warmup", 20*time.Second, "time the replicas run before the first fault")
 	fs.DurationVar(&cfg.Heal, "heal", 2*time.Minute, "time the last fault gets to heal before a violation counts")
 	fs.IntVar(&cfg.ExitsPerRun, "exits-per-run", defaultExitsPerRun, "supervise a crasher beside the deployment whose workflow continues as new after this many exits (0: none)")
+	faults := fs.StringSlice("faults", nil, "inject only these faults (comma-separated kinds; default: all)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the soak's directory even when it passes")
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
 			return 0
 		}
+		return 2
+	}
+	var err error
+	if cfg.Faults, err = parseFaults(*faults); err != nil {
+		fmt.Fprintln(stderr, "chaos:", err)
 		return 2
 	}
 	if err := cfg.validate(); err != nil {
@@ -93,7 +100,7 @@ func (c config) validate() error {
 
 // printReport prints the fault log, the table of replicas and the verdict.
 func printReport(w io.Writer, rep *report) {
-	fmt.Fprintf(w, "\nseed %d: %d faults\n%s\n", rep.Seed, len(rep.Faults), faultLog(rep.Faults))
+	fmt.Fprintf(w, "\nseed %d: %d faults (%s)\n%s\n", rep.Seed, len(rep.Faults), byKind(rep.Faults), faultLog(rep.Faults))
 	if len(rep.Rows) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "REPLICA\tBEHAVIOUR\tSTATE\tWORKFLOW\tRESTARTS\tSTARTS(LOG)\tSTARTS(EVENTS)\tEXITS\tKILLED\tBACKOFFS\tMIN BACKOFF\tTASK\tHISTORY\tRUNS\tEXITS/RUN\tOK")

@@ -30,6 +30,8 @@ type config struct {
 	// ExitsPerRun, if positive, adds a crasher supervised beside the
 	// deployment whose supervisor continues as new after that many exits.
 	ExitsPerRun int
+	// Faults, when set, are the only fault kinds injected.
+	Faults []faultKind
 	// Keep keeps the soak's directory (logs, database) even when it passes.
 	Keep bool
 	Repo string // the module to build vigil and vigil-worker from
@@ -145,7 +147,7 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	sleepCtx(ctx, cfg.Warmup)
 
 	drv := &driver{st: st, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), replicas: replicas,
-		MinGap: cfg.MinGap, MaxGap: cfg.MaxGap, MaxFaults: cfg.MaxFaults, logf: cfg.logf}
+		MinGap: cfg.MinGap, MaxGap: cfg.MaxGap, MaxFaults: cfg.MaxFaults, Kinds: cfg.Faults, logf: cfg.logf}
 	drv.run(ctx, time.Now().Add(cfg.Duration))
 	rep.Faults = drv.faults()
 	if ctx.Err() != nil {
@@ -158,7 +160,7 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	cfg.logf("%d faults injected; letting the last one heal (checks retry for up to %s)", len(rep.Faults), cfg.Heal)
 
 	killed, uncertain := hits(rep.Faults)
-	chk := &checker{st: st, client: c, rec: rec, replicas: checked, logf: cfg.logf, killed: killed, uncertain: uncertain}
+	chk := &checker{st: st, client: c, rec: rec, replicas: checked, logf: cfg.logf, killed: killed, uncertain: uncertain, reboots: reboots(rep.Faults)}
 	rep.Rows, rep.Violations = chk.check(ctx, cfg.Heal)
 	rep.Violations = append(rep.Violations, workerLogProblems(st)...)
 	passed = len(rep.Violations) == 0
