@@ -143,6 +143,11 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 		checked = append(slices.Clone(replicas), b)
 		cfg.logf("supervising %s beside the deployment, continued as new after %d exits", b.ID.Ref(), b.ExitsPerRun)
 	}
+	live := newLiveness(st, c, checked, cfg.Heal, cfg.logf)
+	liveCtx, stopLive := context.WithCancel(ctx)
+	liveDone := make(chan struct{})
+	go func() { live.run(liveCtx); close(liveDone) }()
+	defer func() { stopLive(); <-liveDone }()
 	cfg.logf("supervising %d replicas; warming up for %s", len(checked), cfg.Warmup)
 	sleepCtx(ctx, cfg.Warmup)
 
@@ -162,6 +167,14 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	killed, uncertain := hits(rep.Faults)
 	chk := &checker{st: st, client: c, rec: rec, replicas: checked, logf: cfg.logf, killed: killed, uncertain: uncertain, reboots: reboots(rep.Faults)}
 	rep.Rows, rep.Violations = chk.check(ctx, cfg.Heal)
+	stopLive()
+	<-liveDone
+	liveViolations, samples := live.result()
+	cfg.logf("liveness: %d samples of containerd's tasks against the replicas' states judged", samples)
+	if samples == 0 {
+		liveViolations = append(liveViolations, "liveness: no sample of containerd's tasks and the replicas' states was taken")
+	}
+	rep.Violations = append(rep.Violations, liveViolations...)
 	rep.Violations = append(rep.Violations, workerLogProblems(st)...)
 	passed = len(rep.Violations) == 0
 	return rep, nil
