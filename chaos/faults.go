@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigil-run/vigil/internal/stack"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/workflows"
 )
 
 // faultKind is one kind of injected failure.
@@ -346,6 +347,11 @@ func (d *driver) oneWorkerLeft() error {
 // secondWorker starts a second worker for the node (extra: its flags) while
 // a task is killed; one of the two must give way (oneWorkerLeft).
 func (d *driver) secondWorker(ctx context.Context, extra ...string) (string, error) {
+	// Only a node its worker holds refuses: after a node-watch-kill the
+	// first claim of the new node workflow wins, whoever makes it.
+	if err := d.waitHeld(ctx); err != nil {
+		return "", err
+	}
 	err := d.st.StartSecondWorker(extra...)
 	if err != nil {
 		return "", err
@@ -353,6 +359,33 @@ func (d *driver) secondWorker(ctx context.Context, extra ...string) (string, err
 	time.Sleep(d.pause(time.Second, 3*time.Second))
 	target, err := d.hitContainer(ctx, faultTaskKill)
 	return target, errors.Join(err, d.oneWorkerLeft())
+}
+
+// waitHeld waits until the node's last claim is the stack worker's.
+func (d *driver) waitHeld(ctx context.Context) error {
+	c, err := d.st.Client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var v workflows.NodeView
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := c.QueryWorkflow(qctx, replica.NodeWorkflowID(d.st.Node), "", replica.QueryNode)
+		if err == nil {
+			err = resp.Get(&v)
+		}
+		cancel()
+		pid := fmt.Sprintf("/%d", d.st.WorkerPID())
+		if err == nil && v.LastClaim != nil && strings.HasSuffix(v.LastClaim.Worker, pid) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the node is not held by its worker (pid %d) after a minute: %v", d.st.WorkerPID(), err)
+		}
+		sleepCtx(ctx, 500*time.Millisecond)
+	}
 }
 
 // corrupt is a signal payload none of Vigil's signals decodes.
