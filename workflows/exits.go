@@ -125,6 +125,13 @@ func (s *supervisor) current(e activities.ExitReport) bool {
 		// the runtime may time after the start began.
 		return false
 	}
+	if s.rel >= V030 && s.st.LastExitAt.After(s.st.WatchAfter) && (e.PID != 0 && e.PID == s.st.TaskPID ||
+		!e.StartedAt.IsZero() && e.StartedAt.Equal(s.st.TaskStartedAt)) {
+		// The exit of this task was acted on already, and a task exits
+		// once: this is another report of it (containerd reports an exited
+		// task again, SIGKILLed, when a start deletes it), not a crash.
+		return false
+	}
 	if s.rel >= V030 && !e.StartedAt.IsZero() && !s.st.TaskStartedAt.IsZero() {
 		return e.StartedAt.Equal(s.st.TaskStartedAt) && !e.ExitedAt.Equal(s.st.LastExitAt)
 	}

@@ -285,3 +285,46 @@ func TestExitNamedByItsTaskIsCurrent(t *testing.T) {
 	require.Equal(t, 3, *v.LastExitCode)
 	require.Equal(t, string(runtime.ExitLost), *v.Events[0].Reason)
 }
+
+// A second report of a task whose exit was already acted on (containerd
+// reports it again, SIGKILLed, when a start deletes the exited task) is
+// ignored, even while no new task is known: here a start failed and the
+// retry found the task it started already exited. Acting on it answered
+// that crash twice, a restart counted for a start that started nothing (a
+// chaos soak: 34 restarts for 34 starts).
+func TestSecondReportOfAHandledExitIsIgnored(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
+	env.RegisterActivity(activities.New(nil, activities.Options{}))
+	t0 := env.Now().UTC()
+	firstExit, secondExit := t0.Add(time.Second), t0.Add(7*time.Second)
+	starts, afters := 0, []time.Time{}
+	env.OnActivity(replica.EnsureRunningName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.EnsureRunningInput) (activities.EnsureRunningResult, error) {
+			starts++
+			afters = append(afters, in.After)
+			now := env.Now().UTC()
+			switch {
+			case starts == 2:
+				return activities.EnsureRunningResult{}, errors.New("containerd is down")
+			case in.After.Before(secondExit) && starts > 2:
+				// The task this start made ran and exited before it answered.
+				return activities.EnsureRunningResult{ExitedSince: true, NotBefore: now, ExitCode: 4, ExitedAt: secondExit}, nil
+			}
+			return activities.EnsureRunningResult{NotBefore: now, StartedAt: now, PID: uint32(100 + starts)}, nil
+		})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 3, ExitedAt: firstExit, StartedAt: t0, PID: 101}})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		// The start retry deletes the exited task: containerd reports it again.
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 137, ExitedAt: t0.Add(1500 * time.Millisecond), PID: 101}})
+	}, 1500*time.Millisecond)
+	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateUnsupervise, UnsuperviseRequest{}, &updateResult{}) }, time.Minute)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+	v := queryState(t, env)
+	require.Equal(t, 4, *v.LastExitCode, "the exit acted on last is the second task's, not a repeat of the first's")
+	require.Equal(t, 2, v.TotalRestarts, "two tasks were started after the first: starts %d, afters %v", starts, afters)
+}
