@@ -19,9 +19,10 @@ import (
 // as the supervisor's current() judges a report (soaks run this release's
 // supervisor): not of another task (PID); if the report names its task by
 // its start, that of the task last started, else after that start's
-// NotBefore; and not the last exit acted on, nor older. Less the exits it
-// passed on to the next run. A report a new node watch repeats does not
-// count. (Two reports queued together are acted on earliest first; counted
+// NotBefore; and not the last exit acted on, nor older, nor another report
+// of the current task once an exit after its start was acted on. Less the
+// exits it passed on to the next run. A report a new node watch repeats
+// does not count. (Two reports queued together are acted on earliest first; counted
 // in order, the earlier one arriving second is missed: the count errs low.)
 func exitsHandled(run *historypb.History) (int, error) {
 	dc := humanjson.DataConverter()
@@ -32,6 +33,9 @@ func exitsHandled(run *historypb.History) (int, error) {
 	tell := func(e activities.ExitReport) {
 		if e.PID != 0 && pid != 0 && e.PID != pid {
 			return // another task's, e.g. a half-made one a start killed
+		}
+		if last.After(watchAfter) && (e.PID != 0 && e.PID == pid || !e.StartedAt.IsZero() && e.StartedAt.Equal(taskStarted)) {
+			return // a task exits once: another report of an exit acted on
 		}
 		current := e.ExitedAt.After(watchAfter)
 		if !e.StartedAt.IsZero() && !taskStarted.IsZero() {

@@ -161,6 +161,12 @@ func TestContinueAsNewBound(t *testing.T) {
 				start(activities.EnsureRunningResult{StartedAt: at(6), NotBefore: at(6)}).
 				report(runtime.Exit{StartedAt: at(6), ExitedAt: at(8)}).open(),
 		}, 2, ""},
+		{"another report of a task whose exit was acted on does not count", []*historypb.History{
+			started(t, nil).start(activities.EnsureRunningResult{PID: 10, StartedAt: at(1), NotBefore: at(1)}).
+				exitOf(10, at(2)).
+				exitOf(10, at(4)). // the start after it deleted the task: reported again, SIGKILLed
+				start(activities.EnsureRunningResult{ExitedSince: true, ExitedAt: at(5)}).open(),
+		}, 2, ""},
 		{"a report that names another task does not count, whatever the clocks", []*historypb.History{
 			started(t, nil).start(activities.EnsureRunningResult{StartedAt: at(6), NotBefore: at(6)}).
 				report(runtime.Exit{StartedAt: at(1), ExitedAt: at(7)}).open(),
