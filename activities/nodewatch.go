@@ -69,6 +69,11 @@ type Roster interface {
 	// Owns reports whether a replica owns the container id on node: its
 	// supervision runs there, or ended with the container completed.
 	Owns(ctx context.Context, id replica.ID, node string) (bool, error)
+	// PendingStops lists the stops unsupervise --stop could not do on node
+	// because no worker took them: each replica's supervision has ended, and
+	// its last run keeps the stop (memo replica.MemoStopPending). With an
+	// error, the stops it could tell are still listed.
+	PendingStops(ctx context.Context, node string) ([]StopInput, error)
 }
 
 // WatchNodeInput starts one node watch.
@@ -145,6 +150,7 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 	workerStop := activity.GetWorkerStopChannel(ctx)
 	takeover := true
 	var soon <-chan time.Time // a scan soon after a task started
+	w.stopPending(ctx)
 	for {
 		subCtx, cancel := context.WithCancel(ctx)
 		events, errs := a.rt.Events(subCtx)
@@ -429,6 +435,54 @@ func (w *nodeWatch) explain(ctx context.Context, r *runtime.Exit, id replica.ID)
 		r.Cause, r.Signal = st.Cause, st.Signal
 	}
 	return true
+}
+
+// stopPending does, once when the watch starts, the stops unsupervise
+// --stop could not do while no worker served the node: each such container
+// is stopped and removed (its volumes deleted if the unsupervise asked; its
+// log kept), in the background like a report. Nothing else is removed: an
+// orphan without a pending stop stays for `vigil node orphans`. A stop done
+// leaves no container, so the next watch finds nothing to do; a failed one
+// is tried again by the next watch.
+func (w *nodeWatch) stopPending(ctx context.Context) {
+	r := w.a.opts.Roster
+	if r == nil {
+		return
+	}
+	log := activity.GetLogger(ctx)
+	stops, err := r.PendingStops(ctx, w.node)
+	if err != nil {
+		log.Warn("Pending stops not (all) known; the next watch asks again", "node", w.node, "error", err)
+	}
+	if len(stops) == 0 {
+		return
+	}
+	list, err := w.a.rt.List(ctx)
+	if err != nil {
+		log.Warn("Pending stops not done: the containers cannot be listed", "node", w.node, "error", err)
+		return
+	}
+	have := make(map[replica.ID]bool, len(list))
+	for _, c := range list {
+		have[c.ID] = true
+	}
+	for _, in := range stops {
+		if !have[in.ID] {
+			continue
+		}
+		w.inflight.Add(1)
+		w.sem <- struct{}{}
+		go func() {
+			defer w.inflight.Done()
+			defer func() { <-w.sem }()
+			if _, err := w.a.Stop(ctx, in); err != nil {
+				log.Warn("Pending stop failed; the next watch tries again", "container", in.ID.Ref(), "error", err)
+				return
+			}
+			log.Info("Pending stop done: the container of an unsupervised replica is stopped and removed", "container", in.ID.Ref(),
+				"volumes_deleted", in.RemoveVolumes, "node", w.node)
+		}()
+	}
 }
 
 // wait waits for the reports in flight.

@@ -156,6 +156,15 @@ type roster struct {
 	owned   map[replica.ID]bool
 	// failNext fails that many Running calls.
 	failNext int
+	// pending is what PendingStops answers.
+	pending []activities.StopInput
+}
+
+func (r *roster) PendingStops(_ context.Context, node string) ([]activities.StopInput, error) {
+	if node != "n1" {
+		return nil, errors.New("wrong node " + node)
+	}
+	return r.pending, nil
 }
 
 func (r *roster) Owns(_ context.Context, id replica.ID, node string) (bool, error) {
@@ -234,6 +243,38 @@ func TestWatchNodeReconciles(t *testing.T) {
 		t.Errorf("the roster was asked %d times in 5 s, want once a second, failed or not", ros.calls)
 	}
 }
+
+// A stop unsupervise --stop could not do (no worker) is done when a watch
+// starts on the node: the container is stopped and removed, its volumes
+// deleted as asked; an orphan without a pending stop is left alone, and a
+// pending stop whose container is gone costs nothing.
+func TestWatchNodeDoesPendingStops(t *testing.T) {
+	f := runtimetest.New()
+	pending, orphan, gone := shopWeb(1), shopWeb(2), shopWeb(3)
+	for _, id := range []replica.ID{pending, orphan} {
+		startFake(t, f, id)
+	}
+	ros := &roster{pending: []activities.StopInput{
+		{ID: pending, Grace: time.Second, Remove: true, RemoveVolumes: true},
+		{ID: gone, Grace: time.Second, Remove: true},
+	}}
+	h := newHarness(t, f, activities.Options{Reporter: &reports{}, Roster: ros})
+	if _, err := h.env.ExecuteActivity(replica.WatchNodeName, activities.WatchNodeInput{Node: "n1", For: 500 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.Container(pending); ok {
+		t.Error("the container with a pending stop is still there")
+	}
+	if n := f.Calls(runtimetest.OpRemoveVolumes); n != 1 {
+		t.Errorf("volumes removed %d times, want once (asked for one container)", n)
+	}
+	if c, ok := f.Container(orphan); !ok || c.State.Status != runtime.StatusRunning {
+		t.Errorf("the orphan without a pending stop: %+v (there: %v), want it running", c, ok)
+	}
+}
+
+// shopWeb is replica n of shop/web.
+func shopWeb(n int) replica.ID { return replica.ID{Deployment: "shop", Service: "web", Replica: n} }
 
 // A watch started for another worker instance's claim (an older claim's
 // watch, retried on this worker) ends at once, typed, and reports nothing.

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -236,6 +237,74 @@ func (r roster) Owns(ctx context.Context, id replica.ID, node string) (bool, err
 		return Keyword(attrs[replica.SearchAttrState]) == string(workflows.StateCompleted), nil
 	}
 	return false, nil
+}
+
+func (r roster) PendingStops(ctx context.Context, node string) ([]activities.StopInput, error) {
+	if node == "" || strings.ContainsAny(node, `'\`) {
+		return nil, fmt.Errorf("node name %q cannot be looked up", node)
+	}
+	query := workflows.NodeUnsupervisedQuery(node)
+	seen := map[string]bool{}
+	var out []activities.StopInput
+	var errs []error // one replica's error does not hold up the others' stops
+	var token []byte
+	for {
+		resp, err := r.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
+		if err != nil {
+			return out, errors.Join(append(errs, fmt.Errorf("list the unsupervised replicas of node %s: %w", node, err))...)
+		}
+		for _, e := range resp.GetExecutions() {
+			id := e.GetExecution().GetWorkflowId()
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			if _, ok := e.GetMemo().GetFields()[replica.MemoStopPending]; !ok {
+				continue
+			}
+			stop, ok, err := r.pendingStop(ctx, id, node)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if ok {
+				out = append(out, stop)
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return out, errors.Join(errs...)
+		}
+	}
+}
+
+// pendingStop is the stop the replica's last run keeps, if that run is the
+// one that ended with it on node: a replica supervised again since (running,
+// or ended otherwise) owns its container again or left it by choice.
+func (r roster) pendingStop(ctx context.Context, workflowID, node string) (activities.StopInput, bool, error) {
+	var stop activities.StopInput
+	desc, err := r.c.DescribeWorkflowExecution(ctx, workflowID, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return stop, false, nil // gone with the retention period since the list
+	}
+	if err != nil {
+		return stop, false, fmt.Errorf("describe %s: %w", workflowID, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	attrs := info.GetSearchAttributes().GetIndexedFields()
+	p, ok := info.GetMemo().GetFields()[replica.MemoStopPending]
+	if !ok || info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED ||
+		Keyword(attrs[replica.SearchAttrNode]) != node || Keyword(attrs[replica.SearchAttrState]) != string(workflows.StateUnsupervised) {
+		return stop, false, nil
+	}
+	// A memo that does not decode to this replica's stop is not acted on:
+	// nothing is stopped on a guess.
+	if err := humanjson.DataConverter().FromPayload(p, &stop); err != nil {
+		return stop, false, fmt.Errorf("the pending stop of %s: %w", workflowID, err)
+	}
+	if stop.ID.WorkflowID() != workflowID {
+		return stop, false, fmt.Errorf("the pending stop of %s names %s", workflowID, stop.ID.Ref())
+	}
+	return stop, true, nil
 }
 
 // Keyword decodes a Keyword search attribute's value; missing or odd values are "".

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -95,18 +96,43 @@ func TestContainersRemovedWhileWorkerDownRunAgain(t *testing.T) {
 
 // A container that no replica owns (left by unsupervise without --stop) is
 // listed by `vigil node orphans`, and removed by --remove; an owned one is
-// neither.
+// neither. A stop unsupervise --stop could not do (no worker) is done by the
+// next worker within 15 s of its start, and only that container is removed.
 func TestNodeOrphans(t *testing.T) {
 	t.Parallel() // its own stack; most of it is waiting
 	s := newStack(t)
-	s.supervise(s.deployment("orph", webFile("orph", 2, "v1", "1s", false)))
-	for _, ref := range []string{"orph/web-rep-1", "orph/web-rep-2"} {
+	s.supervise(s.deployment("orph", webFile("orph", 3, "v1", "1s", false)))
+	for _, ref := range []string{"orph/web-rep-1", "orph/web-rep-2", "orph/web-rep-3"} {
 		s.waitFor(ref, "Running", 2*time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
 	}
 	if r := s.vigil("unsupervise", "orph/web-rep-2"); r.Code != 0 {
 		t.Fatalf("vigil unsupervise: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	owned, left := idOf(t, "orph/web-rep-1").ContainerName(), idOf(t, "orph/web-rep-2").ContainerName()
+	stopped := idOf(t, "orph/web-rep-3").ContainerName()
+	// The node loses its worker; workflows still run (--no-activities).
+	s.killWorker()
+	if err := s.StartSecondWorker("--no-activities"); err != nil {
+		t.Fatal(err)
+	}
+	// Not unsuperviseStop's 10 s bound: the replica's workflow task first
+	// waits out the killed worker's sticky queue (5 s).
+	if r := s.vigil("unsupervise", "--stop", "orph/web-rep-3"); r.Code != 0 || !strings.Contains(r.Stdout, "container NOT stopped") {
+		t.Fatalf("unsupervise --stop without a worker: exit %d, %q%s; want it to say the container was not stopped", r.Code, r.Stdout, r.Stderr)
+	}
+	s.KillSecondWorker()
+	s.startWorker()
+	began := time.Now()
+	for strings.Contains(strings.Join(s.containerIDs(), " "), stopped) {
+		if time.Since(began) > 15*time.Second {
+			t.Fatalf("%s still there 15 s after the worker started: %v", stopped, s.containerIDs())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("the pending stop of %s was done %s after the worker started", stopped, time.Since(began).Round(100*time.Millisecond))
+	if log, _ := os.ReadFile(s.WorkerLog(s.Workers())); !strings.Contains(string(log), "Pending stop done") {
+		t.Errorf("the worker's log does not say it did the pending stop of %s", stopped)
+	}
 	orphans := func(args ...string) map[string]bool {
 		t.Helper()
 		r := s.vigil(append([]string{"node", "orphans", s.Node, "--json"}, args...)...)

@@ -37,6 +37,13 @@ func NodeReplicasQuery(node string, state State) string {
 	return ReplicasQuery("", "", string(state)) + fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrNode, node)
 }
 
+// NodeUnsupervisedQuery is the visibility query for the runs on node that
+// ended by unsupervise (the runs that may keep a pending stop).
+func NodeUnsupervisedQuery(node string) string {
+	return fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed' AND %s = '%s' AND %s = '%s'",
+		replica.SupervisorWorkflowName, replica.SearchAttrState, StateUnsupervised, replica.SearchAttrNode, node)
+}
+
 // FetchLogs runs the Logs activity on the replica's node and returns its output.
 func FetchLogs(ctx workflow.Context, in FetchLogsInput) (string, error) {
 	var res activities.LogsResult

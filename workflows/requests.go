@@ -353,10 +353,10 @@ func (s *supervisor) unsupervise(ctx workflow.Context, c *command) error {
 }
 
 // stopLater says how a container that unsupervise --stop could not reach is
-// removed once its node has a worker again: it belongs to no replica then,
-// so the node lists it as an orphan.
+// removed once its node has a worker again: the run keeps the stop (memo
+// replica.MemoStopPending), and the node's next watch does it.
 func stopLater(node string) string {
-	return fmt.Sprintf("once a worker runs there, remove it with: vigil node orphans %s --remove", node)
+	return fmt.Sprintf("the next worker on node %s stops and removes it when it starts (its log says so)", node)
 }
 
 // takeRestart lets a restart request that arrives during a start wait for
