@@ -7,6 +7,7 @@ package histories
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/sdk/client"
 
@@ -151,9 +153,20 @@ func (e *Env) WaitState(ctx context.Context, ref, what string, cond func(workflo
 	return e.Stack.WaitFor(ref, what, limit, cond)
 }
 
-// WaitClosed waits for a workflow to close (following continued runs).
+// WaitClosed waits for a workflow to close (following continued runs). It
+// may not exist yet: since v0.3.0, `vigil supervise` returns once the
+// deployment's workflow has the file, which then starts the replicas.
 func (e *Env) WaitClosed(ctx context.Context, workflowID string) error {
-	return e.Client.GetWorkflow(ctx, workflowID, "").Get(ctx, nil)
+	for {
+		err := e.Client.GetWorkflow(ctx, workflowID, "").Get(ctx, nil)
+		var notFound *serviceerror.NotFound
+		if !errors.As(err, &notFound) {
+			return err
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return fmt.Errorf("%s was never started: %w", workflowID, err)
+		}
+	}
 }
 
 // Vigil runs the release's CLI and fails on a non-zero exit.
