@@ -86,7 +86,14 @@ func (s *supervisor) takeReport(ctx workflow.Context, c workflow.ReceiveChannel)
 	var e activities.ExitReport
 	queued := len(s.st.PendingExits)
 	if receiveSignal(c, &e) {
-		s.queueExit(ctx, e)
+		if s.busyDoing != "" {
+			// The activity in flight may be starting the very task this
+			// report names (one that exits at once): judge it once the
+			// activity is done (nextExit), not against the task before.
+			s.keepExit(e)
+		} else {
+			s.queueExit(ctx, e)
+		}
 	}
 	if s.rel >= V030 && len(s.st.PendingExits) == queued {
 		s.ignoredThisRun++
@@ -144,15 +151,25 @@ func (s *supervisor) queueExit(ctx workflow.Context, e activities.ExitReport) {
 		workflow.GetLogger(ctx).Debug("exit report ignored: an older task or already handled", "exited_at", e.ExitedAt)
 		return
 	}
+	s.keepExit(e)
+}
+
+// keepExit keeps a report until nextExit judges it, once each, within
+// maxPendingExits: a stale report gives way to a new one; when all are
+// current (all of the one current task), the earliest is acted on and the
+// next start makes the rest stale, so the new one is dropped.
+func (s *supervisor) keepExit(e activities.ExitReport) {
 	for _, p := range s.st.PendingExits {
 		if p.ExitedAt.Equal(e.ExitedAt) {
 			return
 		}
 	}
 	if s.rel >= V030 && len(s.st.PendingExits) >= maxPendingExits {
-		// All of the one current task: the earliest is acted on, and the
-		// next start makes the rest stale.
-		return
+		i := slices.IndexFunc(s.st.PendingExits, func(p activities.ExitReport) bool { return !s.current(p) })
+		if i < 0 {
+			return
+		}
+		s.st.PendingExits = slices.Delete(s.st.PendingExits, i, i+1)
 	}
 	s.st.PendingExits = append(s.st.PendingExits, e)
 }

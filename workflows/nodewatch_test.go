@@ -328,3 +328,19 @@ func TestSecondReportOfAHandledExitIsIgnored(t *testing.T) {
 	require.Equal(t, 4, *v.LastExitCode, "the exit acted on last is the second task's, not a repeat of the first's")
 	require.Equal(t, 2, v.TotalRestarts, "two tasks were started after the first: starts %d, afters %v", starts, afters)
 }
+
+// A task that exits at once can be reported, naming itself, before its
+// start's result reaches the workflow: the report waits for the start and
+// is then the current task's exit, acted on (it was judged against the task
+// before and dropped: the replica stayed Running with nothing running).
+func TestExitOfATaskReportedBeforeItsStartEnds(t *testing.T) {
+	n := &node{exits: crashes(1, 3), crashOnStart: map[int]int{2: 42}}
+	env := newEnv(t, n)
+	unsuperviseAt(env, time.Minute)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, n.starts, 3, "the second task's exit 42 is restarted")
+	v := queryState(t, env)
+	require.Equal(t, 2, v.TotalRestarts)
+	require.Equal(t, 42, *v.LastExitCode)
+}

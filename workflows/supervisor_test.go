@@ -85,6 +85,9 @@ type node struct {
 	armed    int         // starts whose scripted exit was armed
 	// reportOnStart[k] is reported during the k-th start (from 1).
 	reportOnStart map[int]activities.ExitReport
+	// crashOnStart[k]: the k-th start's task exits with this code at once,
+	// reported (naming the task) before the start's result reaches the workflow.
+	crashOnStart map[int]int
 }
 
 // legacyRelease, when set, makes newEnv run every run as a run of an old
@@ -242,6 +245,10 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 			if r, ok := n.reportOnStart[len(n.starts)]; ok {
 				// Reported before the start's result reaches the workflow.
 				env.SignalWorkflow(replica.SignalExit, r)
+			}
+			if code, ok := n.crashOnStart[len(n.starts)]; ok {
+				env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID,
+					Exit: runtime.Exit{ExitCode: code, ExitedAt: n.nodeNow(), StartedAt: startedAt, Cause: runtime.ExitExited}})
 			}
 			n.reportNextExit()
 			return activities.EnsureRunningResult{StartedAt: startedAt, NotBefore: notBefore, Network: n.network}, nil
