@@ -134,8 +134,8 @@ func TestCLIAgainstDevServer(t *testing.T) {
 
 	// --wait: the rollout is complete, but no replica runs (no node
 	// worker), so it fails when --timeout passes, saying where it stood.
-	waited := vigil("apply", "-f", good, "--wait", "--timeout", "3s")
-	if waited.code != 1 || !strings.Contains(waited.stderr, "deployment shop: not done within --timeout 3s (generation 1 complete, 0/2 replicas running)") {
+	waited := vigil("apply", "-f", good, "--wait", "--timeout", "8s")
+	if waited.code != 1 || !strings.Contains(waited.stderr, "deployment shop: not done within --timeout 8s (generation 1 complete, 0/2 replicas running)") {
 		t.Errorf("apply --wait with no node worker: exit %d, stderr %q", waited.code, waited.stderr)
 	}
 
