@@ -13,13 +13,13 @@ import (
 )
 
 // TestShortSoak is a bounded soak with a fixed seed inside `make test`: the
-// same replicas and fault kinds as `make chaos`, for about four minutes.
+// same replicas and fault kinds as `make chaos`, each kind once, for about two minutes.
 func TestShortSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the chaos soak in -short mode")
 	}
 	if os.Getenv(containerdtest.RequireEnv) != "1" {
-		t.Skip("skipping the chaos soak (about 4 minutes); set " + containerdtest.RequireEnv + "=1 or run make chaos")
+		t.Skip("skipping the chaos soak (about 2 minutes); set " + containerdtest.RequireEnv + "=1 or run make chaos")
 	}
 	if _, err := stack.FindTemporalCLI(); err != nil {
 		containerdtest.Unavailable(t, err.Error())
