@@ -383,7 +383,8 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 			}
 		}
 	}
-	for _, ref := range []string{"up/web-rep-1", "up/mid-rep-1", "up/loop-rep-1", "up/iso-rep-1"} {
+	// (Not mid: a graceful stop may let the old worker finish its restart.)
+	for _, ref := range []string{"up/web-rep-1", "up/loop-rep-1", "up/iso-rep-1"} {
 		if !completedBy(s.history(idOf(t, ref).WorkflowID()), "vigil-worker@"+version.Release+"/") {
 			t.Errorf("%s: no workflow task completed by a %s worker after the upgrade", ref, version.Release)
 		}
