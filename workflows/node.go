@@ -51,7 +51,7 @@ type Claim struct {
 	At     time.Time `json:"at"`
 	// NodeID is the node's persistent identity (a uuid kept in the
 	// worker's state dir), Instance the claiming worker process's (a uuid
-	// per process), Host its host name. Empty in a v0.2.0 worker's claim.
+	// per process), Host its host name. Empty in a claim by signal (versions.go).
 	NodeID   string `json:"node_id,omitempty"`
 	Instance string `json:"instance,omitempty"`
 	Host     string `json:"host,omitempty"`
@@ -84,8 +84,8 @@ type NodeView struct {
 	NodeCarry
 	// WatchStartedAt is when the current watch was scheduled.
 	WatchStartedAt time.Time `json:"watch_started_at"`
-	// Release is the run's release (0 from a worker before v0.3.0): claims
-	// are updates since v0.3.0.
+	// Release is the run's release (0 from a worker that does not say):
+	// it decides whether claims are updates (versions.go).
 	Release Release `json:"release,omitempty"`
 }
 

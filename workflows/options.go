@@ -51,18 +51,21 @@ func (s *supervisor) watchOptions(ctx workflow.Context) workflow.Context {
 
 // WatchOptions are the options of the WaitForExit activity (see watchOptions).
 func WatchOptions(in SupervisionInput) workflow.ActivityOptions {
+	o := nodeActivity(in, 24*time.Hour, retryDoubling(200*time.Millisecond, 5*time.Second))
+	o.HeartbeatTimeout = watchHeartbeat
+	o.Summary = "watch " + in.ID.Ref()
+	return o
+}
+
+// nodeActivity are the options every activity on in's node shares: its
+// node's queue, NodeScheduleToStart to find a worker there, and the given
+// run time and retries.
+func nodeActivity(in SupervisionInput, startToClose time.Duration, retry *temporal.RetryPolicy) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		TaskQueue:              replica.NodeTaskQueue(in.Node),
 		ScheduleToStartTimeout: NodeScheduleToStart,
-		StartToCloseTimeout:    24 * time.Hour,
-		HeartbeatTimeout:       watchHeartbeat,
-		WaitForCancellation:    false,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    200 * time.Millisecond,
-			BackoffCoefficient: 2,
-			MaximumInterval:    5 * time.Second,
-		},
-		Summary: "watch " + in.ID.Ref(),
+		StartToCloseTimeout:    startToClose,
+		RetryPolicy:            retry,
 	}
 }
 
@@ -79,20 +82,13 @@ func (s *supervisor) startOptions(ctx workflow.Context, why string) workflow.Con
 
 // StartOptions are the options of the EnsureRunning activity (see startOptions).
 func StartOptions(in SupervisionInput) workflow.ActivityOptions {
-	return workflow.ActivityOptions{
-		TaskQueue:              replica.NodeTaskQueue(in.Node),
-		ScheduleToStartTimeout: NodeScheduleToStart,
-		StartToCloseTimeout:    5 * time.Minute,
-		HeartbeatTimeout:       30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        10 * time.Second,
-			MaximumAttempts:        3,
-			NonRetryableErrorTypes: []string{replica.ErrTypeImageNotFound, replica.ErrTypeBadSpec},
-		},
-		Summary: "start " + in.ID.Ref(),
-	}
+	retry := retryDoubling(time.Second, 10*time.Second)
+	retry.MaximumAttempts = 3
+	retry.NonRetryableErrorTypes = []string{replica.ErrTypeImageNotFound, replica.ErrTypeBadSpec}
+	o := nodeActivity(in, 5*time.Minute, retry)
+	o.HeartbeatTimeout = 30 * time.Second
+	o.Summary = "start " + in.ID.Ref()
+	return o
 }
 
 // controlOptions: stop and isolate; stop waits out the grace period before SIGKILL.
@@ -106,17 +102,9 @@ func (s *supervisor) controlOptions(ctx workflow.Context, why string) workflow.C
 // ControlOptions are the options of the Stop and Isolate activities (see
 // controlOptions); in.StopGrace must be set (the workflow sets its default).
 func ControlOptions(in SupervisionInput) workflow.ActivityOptions {
-	return workflow.ActivityOptions{
-		TaskQueue:              replica.NodeTaskQueue(in.Node),
-		ScheduleToStartTimeout: NodeScheduleToStart,
-		StartToCloseTimeout:    in.StopGrace + time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    10 * time.Second,
-			MaximumAttempts:    5,
-		},
-	}
+	retry := retryDoubling(time.Second, 10*time.Second)
+	retry.MaximumAttempts = 5
+	return nodeActivity(in, in.StopGrace+time.Minute, retry)
 }
 
 // unsuperviseStopOptions: unsupervise --stop ends supervision promptly even

@@ -97,15 +97,25 @@ func StateNames() string {
 type EventType string
 
 const (
+	// EventContainerRestarted: the container was started again after a
+	// crash (counted as a restart).
 	EventContainerRestarted EventType = "ContainerRestarted"
-	EventCrashLoopBackOff   EventType = "CrashLoopBackOff"
-	EventContainerIsolated  EventType = "ContainerIsolated"
-	EventServiceShutdown    EventType = "ServiceShutdown"
+	// EventCrashLoopBackOff: too many crashes in the window; the next start
+	// waits for the backoff.
+	EventCrashLoopBackOff EventType = "CrashLoopBackOff"
+	// EventContainerIsolated: the panic action kept the crashed container
+	// for debugging; it waits for release.
+	EventContainerIsolated EventType = "ContainerIsolated"
+	// EventServiceShutdown: the panic action (or a shutdown rule) left the
+	// service down.
+	EventServiceShutdown EventType = "ServiceShutdown"
+	// EventContainerCompleted: the container exited 0; supervision ended.
 	EventContainerCompleted EventType = "ContainerCompleted"
 	// EventContainerReplaced: a new container was made from a new generation
 	// of the deployment (not a crash; not counted as a restart).
 	EventContainerReplaced EventType = "ContainerReplaced"
-	// Operator requests (release v0.2.0).
+	// EventOperatorRestart, EventReleased, EventUnsupervised: an operator's
+	// request, with its request ID and what it did.
 	EventOperatorRestart EventType = "OperatorRestart"
 	EventReleased        EventType = "Released"
 	EventUnsupervised    EventType = "Unsupervised"
@@ -118,7 +128,8 @@ type Event struct {
 	ExitCode     *int      `json:"exit_code"`
 	RestartCount int       `json:"restart_count"`
 	// Reason is the cause of the exit the event is about (Exited, Signaled,
-	// OOMKilled, Unhealthy, Failed, Lost); null for replicas started before v0.2.0.
+	// OOMKilled, Unhealthy, Failed, Lost); null when the run's release
+	// recorded no reasons (versions.go).
 	Reason *string `json:"reason"`
 	// EndedBackoff: an OperatorRestart that ended a crash-loop backoff early.
 	EndedBackoff bool `json:"ended_backoff,omitempty"`
@@ -140,7 +151,7 @@ type SupervisionInput struct {
 	ContinueAsNewAfter int `json:"continue_as_new_after,omitempty"`
 	// ContinueAsNewEvery is the longest one run lasts, in workflow time,
 	// before it continues as new (default DefaultContinueAsNewEvery; at least
-	// MinContinueAsNewEvery). Runs started before v0.2.0 do not.
+	// MinContinueAsNewEvery), where the run's release has that timer.
 	ContinueAsNewEvery time.Duration `json:"continue_as_new_every,omitempty"`
 	// Generation is the deployment generation the spec comes from (0 for
 	// replicas supervised before deployments had generations).
@@ -171,7 +182,7 @@ type Carry struct {
 	Health        runtime.HealthStatus `json:"health,omitempty"`
 	TaskStartedAt time.Time            `json:"task_started_at,omitzero"`
 	// Network is where the container was reachable when last started
-	// (bridge networking; nil otherwise, and for runs before v0.2.0).
+	// (bridge networking; nil otherwise).
 	Network *runtime.NetworkStatus `json:"network,omitempty"`
 	// WatchAfter is the node's time just before the current task was
 	// started: a reported exit at or before it is of an older task.
@@ -230,8 +241,8 @@ type HealthReport struct {
 }
 
 // Every operator request carries an ID (a UUID the CLI mints), which is also
-// its update ID: a retry with the same ID is the same request. Requests from
-// v0.1.0 clients have none.
+// its update ID: a retry with the same ID is the same request (empty from
+// clients that mint none).
 
 // ReleaseRequest is the "release" update's argument.
 type ReleaseRequest struct {
@@ -260,8 +271,8 @@ type UnsuperviseRequest struct {
 	Volumes bool `json:"volumes,omitempty"`
 }
 
-// UpdateResult is what release, restart and unsupervise return (release
-// v0.2.0; earlier workflows return nothing).
+// UpdateResult is what release, restart and unsupervise return (nothing,
+// from runs of a release that returned nothing: versions.go).
 type UpdateResult struct {
 	RequestID string `json:"request_id,omitempty"`
 	// Note says what was done, and what was not (e.g. a container that could
