@@ -338,7 +338,7 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 	for _, ref := range []string{"up/down-rep-1", "up/web-rep-1"} {
 		wid := idOf(t, ref).WorkflowID()
 		ids := histories.ChangeIDs(s.history(wid))
-		if len(ids) != old.changeIDs || slices.Contains(ids, histories.ReleaseMarker) {
+		if len(ids) != old.changeIDs || slices.Contains(ids, workflows.ReleaseMarker) {
 			t.Fatalf("%s: the run %s started has version markers %q; want %d change IDs and no release marker", ref, old.Release, ids, old.changeIDs)
 		}
 		beforeRoll, _ := s.status(ref)
@@ -347,8 +347,8 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 			t.Fatalf("rollover %s: exit %d: %s%s", ref, r.Code, r.Stdout, r.Stderr)
 		}
 		s.waitHistory(wid, "a new run with this release's marker", func(h *historypb.History) bool { return len(histories.ChangeIDs(h)) > 0 })
-		if ids := histories.ChangeIDs(s.history(wid)); !slices.Equal(ids, []string{histories.ReleaseMarker}) {
-			t.Fatalf("%s: the run rolled over to %s has version markers %q; want exactly one, %q", ref, version.Release, ids, histories.ReleaseMarker)
+		if ids := histories.ChangeIDs(s.history(wid)); !slices.Equal(ids, []string{workflows.ReleaseMarker}) {
+			t.Fatalf("%s: the run rolled over to %s has version markers %q; want exactly one, %q", ref, version.Release, ids, workflows.ReleaseMarker)
 		}
 		after, _ := s.status(ref)
 		if after.State != beforeRoll.State || after.TotalRestarts != beforeRoll.TotalRestarts {

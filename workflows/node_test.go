@@ -34,7 +34,7 @@ func recordVersions(env *testsuite.TestWorkflowEnvironment, marker workflow.Vers
 	env.OnGetVersion(mock.Anything, workflow.DefaultVersion, workflow.Version(CurrentRelease)).Return(
 		func(id string, _, _ workflow.Version) workflow.Version {
 			v := marker
-			if id != releaseMarker {
+			if id != ReleaseMarker {
 				v = workflow.DefaultVersion
 			}
 			mu.Lock()
@@ -126,7 +126,7 @@ func TestDeploymentAndNodeRunsRecordTheirRelease(t *testing.T) {
 		for run, marker := range map[string]workflow.Version{"new": workflow.Version(CurrentRelease), "v0.2.0": workflow.DefaultVersion} {
 			t.Run(w.name+"/"+run, func(t *testing.T) {
 				did, reads := w.run(t, marker)
-				require.Equal(t, []versionRead{{releaseMarker, marker}}, reads)
+				require.Equal(t, []versionRead{{ReleaseMarker, marker}}, reads)
 				require.Equal(t, w.want, did)
 			})
 		}

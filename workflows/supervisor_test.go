@@ -877,7 +877,7 @@ func TestWorkflowIDAndRef(t *testing.T) {
 // asRelease makes the run replay as a run recorded by release r before the
 // release marker existed (V010 or V020).
 func asRelease(env *testsuite.TestWorkflowEnvironment, r Release) {
-	env.OnGetVersion(releaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease)).Return(workflow.DefaultVersion)
+	env.OnGetVersion(ReleaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease)).Return(workflow.DefaultVersion)
 	v := workflow.Version(1)
 	if r == V010 {
 		v = workflow.DefaultVersion
@@ -892,7 +892,7 @@ func asRelease(env *testsuite.TestWorkflowEnvironment, r Release) {
 func TestMixedChangeMarkersAreRefused(t *testing.T) {
 	n := &node{}
 	env := newEnv(t, n)
-	env.OnGetVersion(releaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease)).Return(workflow.DefaultVersion)
+	env.OnGetVersion(ReleaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease)).Return(workflow.DefaultVersion)
 	for _, id := range v020Changes {
 		v := workflow.DefaultVersion
 		if id == "exit-reasons" {
@@ -943,6 +943,6 @@ func TestNewRunRecordsOneReleaseMarker(t *testing.T) {
 	unsuperviseWhenWatching(env, n, 1, 0)
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, []string{releaseMarker}, m.ids)
-	require.Equal(t, workflow.Version(CurrentRelease), m.read[releaseMarker])
+	require.Equal(t, []string{ReleaseMarker}, m.ids)
+	require.Equal(t, workflow.Version(CurrentRelease), m.read[ReleaseMarker])
 }

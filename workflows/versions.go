@@ -66,9 +66,9 @@ func (r Release) String() string {
 	return fmt.Sprintf("release(%d)", int(r))
 }
 
-// releaseMarker is the change ID of the release marker (since v0.3.0): its
+// ReleaseMarker is the change ID of the release marker (since v0.3.0): its
 // version is the Release the run was started under.
-const releaseMarker = "vigil-release"
+const ReleaseMarker = "vigil-release"
 
 // v020Changes are the change IDs a v0.2.0 replica run recorded, in the order
 // it read them. A run has all of them (v0.2.0) or none (v0.1.0).
@@ -85,7 +85,7 @@ var v020Changes = []string{
 // run, before any other command. A run recorded before the release marker
 // existed is told apart by legacy (nil: such runs are v0.2.0).
 func readRelease(ctx workflow.Context, legacy func(workflow.Context) Release) Release {
-	v := workflow.GetVersion(ctx, releaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease))
+	v := workflow.GetVersion(ctx, ReleaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease))
 	if v != workflow.DefaultVersion {
 		if _, ok := releaseNames[Release(v)]; !ok || Release(v) < V030 {
 			panic(fmt.Sprintf("run recorded as %s, which this worker does not know", Release(v)))

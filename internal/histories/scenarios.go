@@ -119,12 +119,8 @@ func Watching(h *historypb.History) bool {
 // marker, or a release marker (every release that has one watches by node).
 func hasNodeWatch(h *historypb.History) bool {
 	ids := ChangeIDs(h)
-	return slices.Contains(ids, "node-watch") || slices.Contains(ids, ReleaseMarker)
+	return slices.Contains(ids, "node-watch") || slices.Contains(ids, workflows.ReleaseMarker)
 }
-
-// ReleaseMarker is the change ID of the one version marker a run records
-// since v0.3.0 (workflows.readRelease).
-const ReleaseMarker = "vigil-release"
 
 // ChangeIDs lists the change IDs of the run's version markers
 // (workflow.GetVersion), in the order it recorded them.
