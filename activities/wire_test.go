@@ -56,24 +56,20 @@ func roundTrip[T any](t *testing.T, what string, data []byte) {
 	}
 }
 
-// The exit signal, the Stop result (recorded by v0.2.0) and the WaitForExit
-// result (recorded by v0.1.0, whose runs still use it) read and write the
+// The exit signal and the Stop result (recorded by v0.2.0) read and write the
 // very bytes the recorded histories hold: v0.2.0 and later workers exchange
-// them, and carried state holds exit signals.
+// them, and carried state holds exit signals. (The WaitForExit result of
+// v0.1.0 runs: wire_v010_test.go.)
 func TestExitPayloadsRoundTripRecordedOnes(t *testing.T) {
 	signals, stops := recordedPayloads(t, "v0.2.0", replica.StopName)
-	_, waits := recordedPayloads(t, "v0.1.0", replica.WaitForExitName)
-	if len(signals) == 0 || len(stops) == 0 || len(waits) == 0 {
-		t.Fatalf("recorded: %d exit signals, %d Stop results, %d WaitForExit results; want some of each", len(signals), len(stops), len(waits))
+	if len(signals) == 0 || len(stops) == 0 {
+		t.Fatalf("recorded: %d exit signals, %d Stop results; want some of each", len(signals), len(stops))
 	}
 	for _, s := range signals {
 		roundTrip[activities.ExitReport](t, "exit signal", s)
 	}
 	for _, s := range stops {
 		roundTrip[runtime.Exit](t, "Stop result", s)
-	}
-	for _, s := range waits {
-		roundTrip[runtime.Exit](t, "WaitForExit result", s)
 	}
 }
 

@@ -112,23 +112,6 @@ func TestRepeatedReportsContinueAsNew(t *testing.T) {
 	require.Len(t, n.starts, 1)
 }
 
-// A v0.1.0 run does not read the node watch's reports, but when it moves to
-// a new run (rollover) those reported meanwhile go with it.
-func TestV010RolloverCarriesReportedExits(t *testing.T) {
-	n := &node{}
-	env := newEnv(t, n)
-	asRelease(env, V010)
-	later := env.Now().Add(time.Hour)
-	whenWatching(env, n, 1, time.Second, func() {
-		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 9, ExitedAt: later}})
-		env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateRollover, RolloverRequest{}, &updateResult{}) }, time.Second)
-	})
-	env.ExecuteWorkflow(Supervise, input(policy.Default()))
-	next := continuedInput(t, env)
-	require.Len(t, next.Carry.PendingExits, 1)
-	require.Equal(t, 9, next.Carry.PendingExits[0].ExitCode)
-}
-
 // An exit report that names another replica (a misdirected signal) is
 // ignored, even when it looks like the current task's.
 func TestExitOfAnotherReplicaIsIgnored(t *testing.T) {

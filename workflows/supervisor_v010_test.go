@@ -7,7 +7,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -50,4 +52,21 @@ func TestRunsBeforeExitReasonsDecideAsBefore(t *testing.T) {
 	require.Equal(t, StateRunning, v.State, "exit 42 restarted as in v0.1.0")
 	require.Equal(t, []string{""}, reasons(v))
 	require.Nil(t, v.LastExitReason)
+}
+
+// A v0.1.0 run does not read the node watch's reports, but when it moves to
+// a new run (rollover) those reported meanwhile go with it.
+func TestV010RolloverCarriesReportedExits(t *testing.T) {
+	n := &node{}
+	env := newEnv(t, n)
+	asRelease(env, V010)
+	later := env.Now().Add(time.Hour)
+	whenWatching(env, n, 1, time.Second, func() {
+		env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: 9, ExitedAt: later}})
+		env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateRollover, RolloverRequest{}, &updateResult{}) }, time.Second)
+	})
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	next := continuedInput(t, env)
+	require.Len(t, next.Carry.PendingExits, 1)
+	require.Equal(t, 9, next.Carry.PendingExits[0].ExitCode)
 }
