@@ -100,8 +100,9 @@ type WatchNodeInput struct {
 // WatchNode watches every container of the node until in.For has passed
 // (it then returns nil), the worker stops, or the node workflow cancels it
 // (a new worker claimed the node). When it starts, it reports every exit it
-// finds: exits that happened while no watch ran reach their replicas once
-// (replicas ignore exits they already handled). With a Roster it also
+// finds that no watch delivered (runtime.ContainerInfo.ReportedAt): exits
+// that happened while no watch ran reach their replicas, and a restarted
+// worker does not signal every parked replica again. With a Roster it also
 // reconciles, then and every in.ReconcileInterval: a replica that should
 // run here and has no container is reported Lost.
 func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
@@ -296,6 +297,9 @@ func (w *nodeWatch) scan(ctx context.Context, takeover bool) {
 	for _, c := range list {
 		seen[c.ID] = true
 		switch {
+		case c.State.Status == runtime.StatusExited && c.ReportedAt.Equal(c.State.ExitedAt):
+			// Delivered by an earlier watch. Equal, not "not after": an exit
+			// dated earlier (the node's clock stepped back) is a new one.
 		case c.State.Status == runtime.StatusExited:
 			w.report(ctx, c.ID, runtime.Exit{ExitCode: c.State.ExitCode, ExitedAt: c.State.ExitedAt, PID: c.PID}, "", takeover)
 		case c.State.Status == runtime.StatusFailed && !c.StartedAt.IsZero():
@@ -382,6 +386,7 @@ func (w *nodeWatch) report(ctx context.Context, id replica.ID, exit runtime.Exit
 	delete(w.oom, id)
 	w.mu.Unlock()
 	r := ExitReport{ID: id, Node: w.node, Exit: exit.Classify(marked)}
+	lost := marked == runtime.ExitLost // no task to record it on
 
 	w.inflight.Add(1)
 	w.sem <- struct{}{}
@@ -405,6 +410,14 @@ func (w *nodeWatch) report(ctx context.Context, id replica.ID, exit runtime.Exit
 			return
 		}
 		log.Info("Exit reported", "container", r.ID.Ref(), "exit_code", r.ExitCode, "exited_at", r.ExitedAt, "oom_killed", r.OOMKilled)
+		if lost {
+			return
+		}
+		// The signal is in the replica's history: later watches skip this
+		// exit. Unrecorded, it is reported again, which the replica ignores.
+		if err := w.a.rt.MarkReported(ctx, r.ID, r.ExitedAt); err != nil {
+			log.Warn("Reported exit not recorded on the container; a later watch reports it again", "container", r.ID.Ref(), "exited_at", r.ExitedAt, "error", err)
+		}
 	}()
 }
 

@@ -300,3 +300,43 @@ func TestWatchOfAnotherInstanceEndsAtOnce(t *testing.T) {
 		t.Fatalf("reported %+v", r)
 	}
 }
+
+// An exit a watch delivered is recorded on the container: the next watch
+// (after a worker restart) does not report it again, but a new exit of that
+// container is reported. A Lost report is not recorded.
+func TestNewWatchDoesNotReportDeliveredExitsAgain(t *testing.T) {
+	f := runtimetest.New()
+	parked, lost := shopWeb(1), shopWeb(2)
+	startFake(t, f, parked)
+	startFake(t, f, lost)
+	f.Exit(parked, 2)
+	rep, ros := &reports{}, &roster{}
+	ros.set(lost)
+	f.Delete(lost)
+	h := newHarness(t, f, activities.Options{Reporter: rep, Roster: ros})
+	watch := func() {
+		t.Helper()
+		if _, err := h.env.ExecuteActivity(replica.WatchNodeName, activities.WatchNodeInput{
+			Node: "n1", For: 500 * time.Millisecond, ScanInterval: 50 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	watch()
+	if r, _ := rep.of(parked); len(r) != 1 || r[0].ExitCode != 2 {
+		t.Fatalf("watch 1 reported %+v, want the exit once", r)
+	}
+	watch() // as after a worker restart
+	if r, _ := rep.of(parked); len(r) != 1 {
+		t.Fatalf("watch 2 reported the delivered exit again: %+v", r)
+	}
+	if r, _ := rep.of(lost); len(r) != 2 {
+		t.Errorf("the missing container was reported %d times by two watches, want once each", len(r))
+	}
+	// Restarted while no watch ran, and exited again: reported.
+	startFake(t, f, parked)
+	f.Exit(parked, 3)
+	watch()
+	if r, _ := rep.of(parked); len(r) != 2 || r[1].ExitCode != 3 {
+		t.Fatalf("watch 3 reported %+v, want the new exit too", r)
+	}
+}

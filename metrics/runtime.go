@@ -92,6 +92,12 @@ func (r *instrumented) Isolate(ctx context.Context, id replica.ID) error {
 	return err
 }
 
+func (r *instrumented) MarkReported(ctx context.Context, id replica.ID, exitedAt time.Time) error {
+	err := r.Runtime.MarkReported(ctx, id, exitedAt)
+	r.count("mark_reported", err)
+	return err
+}
+
 func (r *instrumented) Logs(ctx context.Context, id replica.ID, tail int) ([]byte, error) {
 	out, err := r.Runtime.Logs(ctx, id, tail)
 	r.count("logs", err)

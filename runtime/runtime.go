@@ -137,6 +137,11 @@ type Runtime interface {
 	Events(ctx context.Context) (<-chan TaskEvent, <-chan error)
 	// List reports every container of this runtime with its task's state.
 	List(ctx context.Context) ([]ContainerInfo, error)
+	// MarkReported records on the container that its task's exit at
+	// exitedAt reached the replica (List reports it as ReportedAt), so a
+	// later node watch does not report it again. A missing container is
+	// ErrContainerNotFound.
+	MarkReported(ctx context.Context, id replica.ID, exitedAt time.Time) error
 }
 
 // TaskEventKind says what happened to a task.
@@ -169,6 +174,9 @@ type ContainerInfo struct {
 	StartedAt time.Time `json:"started_at,omitempty"`
 	// PID is the task's process ID (0 without a task).
 	PID uint32 `json:"pid,omitempty"`
+	// ReportedAt is the exit time MarkReported last recorded (zero if none):
+	// an exit at exactly that time has reached its replica.
+	ReportedAt time.Time `json:"reported_at,omitzero"`
 }
 
 // Typed errors. Activities treat ErrImageNotFound as permanent and retry the others.

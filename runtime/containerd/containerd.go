@@ -34,6 +34,9 @@ const (
 	LabelStartedAt = "vigil.started-at"
 	// LabelStartError is why the last start failed; State reports it.
 	LabelStartError = "vigil.start-error"
+	// LabelExitReported is the exit time (RFC 3339) of the task's exit the
+	// node watch delivered to the replica: a later watch skips that exit.
+	LabelExitReported = "vigil.exit-reported"
 )
 
 // Defaults for Config.

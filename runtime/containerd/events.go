@@ -134,6 +134,7 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.ContainerInfo, error) {
 		}
 		info := runtime.ContainerInfo{ID: id}
 		info.StartedAt, _ = time.Parse(time.RFC3339Nano, c.Labels[LabelStartedAt])
+		info.ReportedAt, _ = time.Parse(time.RFC3339Nano, c.Labels[LabelExitReported])
 		p := procs[c.ID]
 		if p != nil {
 			info.PID = p.Pid

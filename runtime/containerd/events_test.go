@@ -87,6 +87,21 @@ func TestEventsAndList(t *testing.T) {
 	if got := byID[never].State; got.Status != runtime.StatusFailed {
 		t.Errorf("List: %s = %+v, want Failed (no task)", never.Ref(), got)
 	}
+	// A delivered exit, recorded on the container, reads back exactly.
+	if err := rt.MarkReported(ctx, crash, ev.ExitedAt); err != nil {
+		t.Fatal(err)
+	}
+	if list, err = rt.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range list {
+		if c.ID == crash && (!c.ReportedAt.Equal(c.State.ExitedAt) || !c.ReportedAt.Equal(ev.ExitedAt)) {
+			t.Errorf("List: %s reported at %v, want its exit time %v", crash.Ref(), c.ReportedAt, c.State.ExitedAt)
+		}
+	}
+	if err := rt.MarkReported(ctx, newID("evgone"), ev.ExitedAt); !errors.Is(err, runtime.ErrContainerNotFound) {
+		t.Errorf("MarkReported of a missing container = %v, want ErrContainerNotFound", err)
+	}
 
 	killTask(t, d, healthy, syscall.SIGKILL)
 	if ev := nextEvent(t, events, errs); ev.ID != healthy || ev.ExitCode != 137 {

@@ -88,7 +88,16 @@ func (r *Runtime) StopUnhealthy(ctx context.Context, id replica.ID, task time.Ti
 	})
 }
 
+// MarkReported records the exit at exitedAt as delivered (LabelExitReported).
+func (r *Runtime) MarkReported(ctx context.Context, id replica.ID, exitedAt time.Time) error {
+	return r.setLabel(ctx, id, LabelExitReported, exitedAt)
+}
+
 func (r *Runtime) setTimeLabel(ctx context.Context, id replica.ID, label string) error {
+	return r.setLabel(ctx, id, label, time.Now())
+}
+
+func (r *Runtime) setLabel(ctx context.Context, id replica.ID, label string, at time.Time) error {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
 		return err
@@ -97,7 +106,7 @@ func (r *Runtime) setTimeLabel(ctx context.Context, id replica.ID, label string)
 	if err != nil {
 		return wrap("label", name, err, runtime.ErrContainerNotFound)
 	}
-	_, err = c.SetLabels(ctx, map[string]string{label: time.Now().UTC().Format(time.RFC3339Nano)})
+	_, err = c.SetLabels(ctx, map[string]string{label: at.UTC().Format(time.RFC3339Nano)})
 	return wrap("label", name, err, runtime.ErrContainerNotFound)
 }
 

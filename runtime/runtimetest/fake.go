@@ -29,6 +29,7 @@ const (
 	OpIsolate       Op = "Isolate"
 	OpLogs          Op = "Logs"
 	OpList          Op = "List"
+	OpMarkReported  Op = "MarkReported"
 )
 
 // Fake is a scriptable in-memory Runtime. The zero value is not usable; use New.
@@ -61,6 +62,7 @@ type container struct {
 	pid       uint32
 	starts    int
 	isolated  bool
+	reported  time.Time // MarkReported's exit time
 	logs      bytes.Buffer
 	exited    chan struct{} // closed when the current task stops or the container is deleted
 }
@@ -358,9 +360,23 @@ func (f *Fake) List(ctx context.Context) ([]runtime.ContainerInfo, error) {
 	}
 	out := make([]runtime.ContainerInfo, 0, len(f.containers))
 	for id, c := range f.containers {
-		out = append(out, runtime.ContainerInfo{ID: id, State: c.state, StartedAt: c.startedAt, PID: c.pid})
+		out = append(out, runtime.ContainerInfo{ID: id, State: c.state, StartedAt: c.startedAt, PID: c.pid, ReportedAt: c.reported})
 	}
 	return out, nil
+}
+
+func (f *Fake) MarkReported(ctx context.Context, id replica.ID, exitedAt time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpMarkReported); err != nil {
+		return err
+	}
+	c, err := f.get(id)
+	if err != nil {
+		return err
+	}
+	c.reported = exitedAt
+	return nil
 }
 
 func (f *Fake) State(ctx context.Context, id replica.ID) (runtime.ContainerState, error) {
