@@ -303,7 +303,8 @@ func TestWatchOfAnotherInstanceEndsAtOnce(t *testing.T) {
 
 // An exit a watch delivered is recorded on the container: the next watch
 // (after a worker restart) does not report it again, but a new exit of that
-// container is reported. A Lost report is not recorded.
+// container is reported, even one dated earlier. A Lost report is not
+// recorded; nor is an exit whose record failed, which is reported again.
 func TestNewWatchDoesNotReportDeliveredExitsAgain(t *testing.T) {
 	f := runtimetest.New()
 	parked, lost := shopWeb(1), shopWeb(2)
@@ -338,5 +339,19 @@ func TestNewWatchDoesNotReportDeliveredExitsAgain(t *testing.T) {
 	watch()
 	if r, _ := rep.of(parked); len(r) != 2 || r[1].ExitCode != 3 {
 		t.Fatalf("watch 3 reported %+v, want the new exit too", r)
+	}
+	// The node's clock steps back: the next exit is dated before the one
+	// recorded, and is new all the same. Its record fails: the next watch
+	// reports it again (a repeat the replica ignores), the one after not.
+	f.SetClock(func() time.Time { return time.Now().Add(-time.Hour) })
+	startFake(t, f, parked)
+	f.Exit(parked, 4)
+	f.FailNext(runtimetest.OpMarkReported, runtime.ErrUnavailable)
+	watch()
+	watch()
+	watch()
+	r, _ := rep.of(parked)
+	if len(r) != 4 || r[2].ExitCode != 4 || r[3].ExitCode != 4 {
+		t.Fatalf("reports %+v, want the exit dated earlier reported, and once more after its record failed", r)
 	}
 }
