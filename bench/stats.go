@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,29 +90,4 @@ func cpuPercent(a, b procSample) float64 {
 		return 0
 	}
 	return round1(100 * float64(b.cpu-a.cpu) / float64(wall))
-}
-
-// findProcess returns the PID of the first process whose command line
-// contains every one of parts (0 if none).
-func findProcess(parts ...string) int {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, dir := range dirs {
-		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
-		if err != nil {
-			continue
-		}
-		line := strings.ReplaceAll(string(cmdline), "\x00", " ")
-		found := true
-		for _, p := range parts {
-			if !strings.Contains(line, p) {
-				found = false
-				break
-			}
-		}
-		if found {
-			pid, _ := strconv.Atoi(filepath.Base(dir))
-			return pid
-		}
-	}
-	return 0
 }

@@ -362,8 +362,6 @@ type SteadyResult struct {
 	ServerRSSMiB             float64     `json:"dev_server_rss_mib"`
 }
 
-func (v *vigilBench) serverPID() int { return findProcess("server", "start-dev", v.stack.DBPath) }
-
 // steady measures N healthy containers for interval; node is the
 // node-level cost measured with none (nil while measuring it).
 func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.Duration, node *SteadyResult) (SteadyResult, error) {
@@ -373,7 +371,7 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 	if err != nil {
 		return SteadyResult{}, err
 	}
-	wpid, spid := v.stack.WorkerPID(), v.serverPID()
+	wpid, spid := v.stack.WorkerPID(), v.stack.ServerPID()
 	w0, err := sampleProc(wpid)
 	if err != nil {
 		return SteadyResult{}, fmt.Errorf("worker process: %w", err)
@@ -428,7 +426,7 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 }
 
 func (v *vigilBench) storm(ctx context.Context, set *replicaSet, n int) (*StormResult, error) {
-	pids := map[string]int{"vigil-worker": v.stack.WorkerPID(), "dev server": v.serverPID(), "containerd": v.stack.Containerd.PID()}
+	pids := map[string]int{"vigil-worker": v.stack.WorkerPID(), "dev server": v.stack.ServerPID(), "containerd": v.stack.Containerd.PID()}
 	if v.pids != nil {
 		pids = v.pids()
 	}

@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -121,16 +123,6 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	s := &Stack{Options: opts, DBPath: filepath.Join(opts.Dir, "temporal.db")}
 	var err error
-	if s.HostPort, err = freeHostPort(); err != nil {
-		return nil, err
-	}
-	if opts.ServerMetrics {
-		hp, err := freeHostPort()
-		if err != nil {
-			return nil, err
-		}
-		s.MetricsURL = "http://" + hp + "/metrics"
-	}
 	if s.Containerd, err = containerdtest.StartDaemon(ctx, filepath.Join(opts.Dir, "ctd"), containerdtest.Options{}); err != nil {
 		return nil, fmt.Errorf("containerd: %w", err)
 	}
@@ -138,11 +130,73 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		_ = s.Close(ctx)
 		return nil, fmt.Errorf("bridge network: %w", err)
 	}
-	if err := s.StartServer(ctx); err != nil {
+	// The ports are free when picked, not when the server binds them: a
+	// test running beside this one may take one meanwhile, and the server
+	// then never answers. The first start tries fresh ports again (later
+	// starts keep the ports their clients know).
+	for attempt := 1; ; attempt++ {
+		if err = s.pickPorts(); err == nil {
+			err = s.StartServer(ctx)
+		}
+		if err == nil || attempt == serverStartAttempts || ctx.Err() != nil {
+			break
+		}
+		// The server that never answered may still be starting: it must
+		// not share the next one's database.
+		killServerOf(s.DBPath)
+		s.DBPath = filepath.Join(opts.Dir, fmt.Sprintf("temporal-%d.db", attempt+1))
+	}
+	if err != nil {
 		_ = s.Close(ctx)
 		return nil, err
 	}
 	return s, nil
+}
+
+// serverStartAttempts bounds the first start of the dev server (pickPorts).
+const serverStartAttempts = 3
+
+// ServerPID is the dev server's process ID (0 if none runs).
+func (s *Stack) ServerPID() int { return serverPID(s.DBPath) }
+
+// serverPID finds the dev server process started on the database db.
+func serverPID(db string) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !slices.Contains(strings.Split(string(b), "\x00"), db) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			return pid
+		}
+	}
+	return 0
+}
+
+// killServerOf kills the dev server started on the database db, if any
+// (testsuite.StartDevServer leaves the process of a server that never
+// answered running).
+func killServerOf(db string) {
+	if pid := serverPID(db); pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// pickPorts picks the dev server's free ports on 127.0.0.1.
+func (s *Stack) pickPorts() error {
+	var err error
+	if s.HostPort, err = freeHostPort(); err != nil {
+		return err
+	}
+	if s.ServerMetrics {
+		hp, err := freeHostPort()
+		if err != nil {
+			return err
+		}
+		s.MetricsURL = "http://" + hp + "/metrics"
+	}
+	return nil
 }
 
 func freeHostPort() (string, error) {
@@ -180,6 +234,12 @@ func (s *Stack) StartServer(ctx context.Context) error {
 		_, port, _ := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(s.MetricsURL, "http://"), "/metrics"))
 		args = append(args, "--metrics-port", port)
 	}
+	// Its errors go to a file beside the database, for a failed test to show.
+	logf, err := os.OpenFile(filepath.Join(s.Dir, "temporal-dev.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("dev server log: %w", err)
+	}
+	defer logf.Close() // the server process holds its own descriptor
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  s.TemporalCLI,
 		ClientOptions: &client.Options{HostPort: s.HostPort},
@@ -187,10 +247,10 @@ func (s *Stack) StartServer(ctx context.Context) error {
 		LogLevel:      "error",
 		ExtraArgs:     args,
 		Stdout:        io.Discard,
-		Stderr:        io.Discard,
+		Stderr:        logf,
 	})
 	if err != nil {
-		return fmt.Errorf("dev server: %w", err)
+		return fmt.Errorf("dev server on %s (its errors: %s): %w", s.HostPort, logf.Name(), err)
 	}
 	s.srv = srv
 	return nil
