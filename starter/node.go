@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/replica"
@@ -32,17 +34,10 @@ func nodeCommand(a *app) *cobra.Command {
 			"takeover moves the name now, e.g. to a rebuilt host: the next worker to claim NODE gets it,\n" +
 			"and a worker still running on the old host stops serving it.",
 		Args: exactArgs("NODE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			node := args[0]
-			ctx, cancel := a.withTimeout(cmd)
-			defer cancel()
-			c, err := a.client(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.onNode(func(ctx context.Context, c client.Client, node string) error {
 			view, err := control.NodeView(ctx, c, node)
 			if err != nil {
-				return failure{describeErr("node "+node+" (workflow "+replica.NodeWorkflowID(node)+")", err)}
+				return nodeFailure(node, err)
 			}
 			if view.Release < workflows.V030 {
 				return failure{fmt.Errorf("node %s: its workflow runs a release before v0.3.0, which takes any worker's claim; nothing to take over", node)}
@@ -60,8 +55,27 @@ func nodeCommand(a *app) *cobra.Command {
 			}
 			_, err = fmt.Fprintf(p.out, "node %s: released (held by host %q, node identity %s); the next worker that claims it gets it\n", node, res.Host, res.NodeID)
 			return err
-		},
+		}),
 	})
 	cmd.AddCommand(orphansCommand(a))
 	return cmd
+}
+
+// onNode is the RunE of a command about one node (its argument): do gets a
+// client within the command's timeout.
+func (a *app) onNode(do func(ctx context.Context, c client.Client, node string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx, cancel := a.withTimeout(cmd)
+		defer cancel()
+		c, err := a.client(ctx)
+		if err != nil {
+			return err
+		}
+		return do(ctx, c, args[0])
+	}
+}
+
+// nodeFailure is a failed request to node's workflow, naming it.
+func nodeFailure(node string, err error) error {
+	return failure{describeErr("node "+node+" (workflow "+replica.NodeWorkflowID(node)+")", err)}
 }

@@ -1,12 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/vigil-run/vigil/control"
-	"github.com/vigil-run/vigil/replica"
 )
 
 // OrphanView is one orphan, as `vigil node orphans --json` prints it.
@@ -33,17 +34,10 @@ func orphansCommand(a *app) *cobra.Command {
 			"left by `vigil unsupervise` without --stop, or by a replica moved to another node. The node's\n" +
 			"worker lists them; --remove also removes each (task, container and snapshot; its log is kept).",
 		Args: exactArgs("NODE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			node := args[0]
-			ctx, cancel := a.withTimeout(cmd)
-			defer cancel()
-			c, err := a.client(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.onNode(func(ctx context.Context, c client.Client, node string) error {
 			got, err := control.NodeOrphans(ctx, c, node, remove)
 			if err != nil {
-				return failure{describeErr("node "+node+" (workflow "+replica.NodeWorkflowID(node)+")", err)}
+				return nodeFailure(node, err)
 			}
 			res := OrphansResult{Node: node, Orphans: []OrphanView{}}
 			rows := make([][]string, 0, len(got.Orphans))
@@ -65,7 +59,7 @@ func orphansCommand(a *app) *cobra.Command {
 				return err
 			}
 			return p.Table([]string{"CONTAINER", "STATUS", "REMOVED"}, rows)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&remove, "remove", false, "also remove each orphan (its log is kept)")
 	return cmd
