@@ -90,14 +90,23 @@ func startCluster(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The nodes' containers go on a private network, removed at the end,
+	// never on the host's default one: what a run leaves there (namespaces
+	// holding addresses, rules) would clash with make run's.
+	network, err := containerdtest.NewNetwork(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := cluster.New(cluster.Options{
 		Repo: repo, Dir: filepath.Join(dir, "c"), Ports: ports,
 		Nodes:       []string{nodeA, nodeB},
 		Namespace:   fmt.Sprintf("vt-cluster-%d", os.Getpid()),
 		VigilWorker: worker, TemporalCLI: temporalCLI,
-		Log: testWriter{t},
+		WorkerArgs: network.WorkerArgs(),
+		Log:        testWriter{t},
 	})
 	if err != nil {
+		_ = network.Remove()
 		t.Fatal(err)
 	}
 	e := &env{t: t, c: c, cli: &stack.Stack{
@@ -114,6 +123,9 @@ func startCluster(t *testing.T) *env {
 		defer cancel()
 		if err := c.Stop(ctx); err != nil {
 			t.Errorf("stop the cluster: %v", err)
+		}
+		if err := network.Remove(); err != nil {
+			t.Errorf("remove the nodes' network: %v", err)
 		}
 		if !t.Failed() {
 			_ = os.RemoveAll(dir)

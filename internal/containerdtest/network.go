@@ -90,6 +90,13 @@ func NewNetwork(dir string) (PrivateNetwork, error) {
 	return n, nil
 }
 
+// WorkerArgs are the vigil-worker flags of the network and its state dir.
+func (n PrivateNetwork) WorkerArgs() []string {
+	c := n.Config
+	return []string{"--state-dir", n.StateDir, "--bridge", c.Bridge, "--subnet", c.Subnet,
+		"--cni-network", c.Name, "--netns-dir", c.NetNSDir}
+}
+
 // freeSubnet picks a /24 of testSubnets that no interface of the host has
 // an address in.
 func freeSubnet() (netip.Prefix, error) {

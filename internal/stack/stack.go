@@ -378,11 +378,7 @@ func knowsFlag(bin, flag string) bool {
 }
 
 // NetworkArgs are the worker flags of the stack's state dir and network.
-func (s *Stack) NetworkArgs() []string {
-	n := s.Network.Config
-	return []string{"--state-dir", s.Network.StateDir, "--bridge", n.Bridge, "--subnet", n.Subnet,
-		"--cni-network", n.Name, "--netns-dir", n.NetNSDir}
-}
+func (s *Stack) NetworkArgs() []string { return s.Network.WorkerArgs() }
 
 // WorkerPID is the running worker's process ID (0 if none).
 func (s *Stack) WorkerPID() int {
