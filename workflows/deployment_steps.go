@@ -153,7 +153,7 @@ func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time
 		}
 		req := ReconfigureRequest{Generation: gen, Config: s.Config, Replace: s.Replace, MinReady: minReady}
 		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("%s (generation %d)", what, gen), timeout),
-			replica.ReconfigureReplicaName, ReconfigureReplicaInput{ID: s.ID, UpdateID: reconfigureUpdateID(s.ID, gen, s.Replace), Request: req})
+			replica.ReconfigureReplicaName, ReconfigureReplicaInput{ID: s.ID, UpdateID: d.reconfigureUpdateID(s, gen), Request: req})
 	}
 	var notReady []string
 	for i, f := range futures {
@@ -235,11 +235,16 @@ func (d *deployer) controlOptions(ctx workflow.Context, summary string, timeout 
 
 // reconfigureUpdateID names the update that brings one replica to one
 // generation, so an activity retried after a lost worker joins the same
-// update instead of making a second one.
-func reconfigureUpdateID(id replica.ID, generation int, replace bool) string {
+// update instead of making a second one. Since v0.3.0 it also names the
+// config (ConfigDigest): a generation's update is for that exact config.
+func (d *deployer) reconfigureUpdateID(s Step, generation int) string {
 	kind := "policy"
-	if replace {
+	if s.Replace {
 		kind = "replace"
 	}
-	return fmt.Sprintf("%s/gen-%d/%s", replica.DeploymentWorkflowID(id.Deployment), generation, kind)
+	id := fmt.Sprintf("%s/gen-%d/%s", replica.DeploymentWorkflowID(s.ID.Deployment), generation, kind)
+	if d.rel >= V030 {
+		id += "/" + ConfigDigest(s.Config)
+	}
+	return id
 }

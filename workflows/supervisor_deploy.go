@@ -89,7 +89,7 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 			s.finish(c, nil)
 			return nil
 		}
-		if req.Generation <= s.st.Generation {
+		if s.replaced(req) {
 			// Already done (a retried request after the update's run ended).
 			c.result = ReconfigureResult{Ready: s.st.State == StateRunning}
 			if !c.result.Ready {
@@ -103,6 +103,23 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 		return s.answer(c, err)
 	}
 	return nil
+}
+
+// replaced reports whether the container already is what req asks for.
+// Since v0.3.0 that is this exact config (ConfigDigest), whatever the
+// generations say (a rollback raises the generation back to a config the
+// replica may still run; a recreated deployment may count from lower), and
+// the replica takes the higher generation; before, any generation not above
+// the replica's was taken as done.
+func (s *supervisor) replaced(req *ReconfigureRequest) bool {
+	if s.rel < V030 {
+		return req.Generation <= s.st.Generation
+	}
+	if ConfigDigest(s.in.ReplicaConfig) != ConfigDigest(req.Config) {
+		return false
+	}
+	s.st.Generation = max(s.st.Generation, req.Generation)
+	return true
 }
 
 // replace makes a new container from a new generation: stop the old one
