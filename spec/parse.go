@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,8 +24,10 @@ import (
 // The fields each mapping accepts, in the order they are listed in errors.
 var (
 	deploymentFields = []string{"version", "deployment", "services"}
-	serviceFields    = append([]string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node", "health", "resources", "update"}, servingFields...)
+	serviceFields    = append([]string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node", "placement", "reschedule", "health", "resources", "update"}, servingFields...)
 	updateFields     = []string{"max_unavailable", "min_ready"}
+	placementFields  = []string{"nodes"}
+	rescheduleFields = []string{"lost_after"}
 	imageFields      = []string{"name", "pull_policy"}
 	commandFields    = []string{"entrypoint", "args", "workdir"}
 	scaleFields      = []string{"mode", "replicas"}
@@ -170,8 +173,12 @@ func parseDeployment(root *yaml.Node) (*Deployment, error) {
 		}
 		d.Services = append(d.Services, s)
 		for _, c := range s.claims {
-			c.node = s.Node
-			claims = append(claims, c)
+			// A placed service may run on any of its nodes: its ports are
+			// claimed on each.
+			for _, node := range s.Nodes() {
+				c.node = node
+				claims = append(claims, c)
+			}
 		}
 	}
 	if err := checkHostPorts(claims); err != nil {
@@ -233,6 +240,16 @@ func parseService(deployment string, p entry) (Service, error) {
 			return Service{}, fieldErr(n, path+".node", "%s is not a valid node name; use the --node name of a vigil-worker (letters, digits, '.', '-', '_'; at most 63)", quote(s.Node))
 		}
 	}
+	if s.Placement, err = parsePlacement(fields["placement"], path+".placement"); err != nil {
+		return Service{}, err
+	}
+	if fields["node"] != nil && fields["placement"] != nil {
+		return Service{}, fieldErr(fields["placement"], path+".placement",
+			"%s.node and %s.placement are both given; use node to pin the service to one node, or placement.nodes to let it move between nodes", path, path)
+	}
+	if s.LostAfter, err = parseReschedule(fields["reschedule"], path+".reschedule"); err != nil {
+		return Service{}, err
+	}
 	if s.Spec.Health, err = parseHealth(fields["health"], path+".health"); err != nil {
 		return Service{}, err
 	}
@@ -246,6 +263,63 @@ func parseService(deployment string, p entry) (Service, error) {
 		return Service{}, err
 	}
 	return s, nil
+}
+
+// parsePlacement reads placement: { nodes: [a, b] }: the nodes a service's
+// replicas are spread over, each a valid node name, once.
+func parsePlacement(n *yaml.Node, path string) ([]string, error) {
+	if n == nil {
+		return nil, nil
+	}
+	fields, err := mapping(n, path, placementFields)
+	if err != nil {
+		return nil, err
+	}
+	nn := fields["nodes"]
+	if nn == nil {
+		return nil, fieldErr(n, path+".nodes", "missing; list the nodes the service may run on, e.g. [node-a, node-b]")
+	}
+	nodes, err := stringList(nn, path+".nodes", "[node-a, node-b]")
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes) == 0 {
+		return nil, fieldErr(nn, path+".nodes", "empty; list at least one node, e.g. [node-a, node-b]")
+	}
+	for i, node := range nodes {
+		ipath := fmt.Sprintf("%s.nodes[%d]", path, i)
+		if !nodePattern.MatchString(node) {
+			return nil, fieldErr(nn, ipath, "%s is not a valid node name; use the --node name of a vigil-worker (letters, digits, '.', '-', '_'; at most 63)", quote(node))
+		}
+		if slices.Contains(nodes[:i], node) {
+			return nil, fieldErr(nn, ipath, "%s is listed twice; name each node once", quote(node))
+		}
+	}
+	return nodes, nil
+}
+
+// parseReschedule reads reschedule: { lost_after: 30s }; 0 when absent
+// (replica.DefaultLostAfter applies).
+func parseReschedule(n *yaml.Node, path string) (time.Duration, error) {
+	if n == nil {
+		return 0, nil
+	}
+	fields, err := mapping(n, path, rescheduleFields)
+	if err != nil {
+		return 0, err
+	}
+	ln := fields["lost_after"]
+	if ln == nil {
+		return 0, nil
+	}
+	d, err := duration(ln, path+".lost_after")
+	if err != nil {
+		return 0, err
+	}
+	if d < replica.MinLostAfter || d > time.Hour {
+		return 0, fieldErr(ln, path+".lost_after", "%s is out of range; use %s to 1h (default %s)", quote(ln.Value), replica.MinLostAfter, replica.DefaultLostAfter)
+	}
+	return d, nil
 }
 
 // parseUpdate reads the rollout settings: update: { max_unavailable: 1, min_ready: 5s }.

@@ -63,11 +63,27 @@ type Service struct {
 	// Node places every replica of the service on that node; empty means
 	// the node `vigil supervise` is given.
 	Node string
+	// Placement lists the nodes the service's replicas are spread over
+	// (placement.nodes); a replica of a lost or drained node moves to
+	// another. Empty when the service is pinned (Node).
+	Placement []string
+	// LostAfter is reschedule.lost_after: the age of a node's lease at
+	// which the node counts as lost (0: replica.DefaultLostAfter).
+	LostAfter time.Duration
 	// Update says how changed containers are rolled out; zero fields take
 	// the defaults (workflows.UpdateSettings).
 	Update Update
 	// claims are the host ports the service publishes, for the file-wide check.
 	claims []publishedPort
+}
+
+// Nodes are the nodes the service may run on: its placement, else its node
+// (empty: the node `vigil supervise` is given).
+func (s Service) Nodes() []string {
+	if len(s.Placement) > 0 {
+		return s.Placement
+	}
+	return []string{s.Node}
 }
 
 // ParseFile reads and parses the deployment file at path. Errors name the

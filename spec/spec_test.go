@@ -98,6 +98,21 @@ func TestParseMinimal(t *testing.T) {
 	}
 }
 
+func TestParsePlacement(t *testing.T) {
+	d, err := Parse([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n    placement: { nodes: [node-a, node-b] }\n    reschedule: { lost_after: 12s }\n" +
+		"  p:\n    image: { name: busybox }\n    node: node-c\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, p := d.Services[0], d.Services[1]
+	if !reflect.DeepEqual(s.Placement, []string{"node-a", "node-b"}) || s.LostAfter != 12*time.Second || s.Node != "" {
+		t.Errorf("placed service: %+v", s)
+	}
+	if !reflect.DeepEqual(s.Nodes(), s.Placement) || !reflect.DeepEqual(p.Nodes(), []string{"node-c"}) || p.LostAfter != 0 {
+		t.Errorf("nodes: %v, %v (lost_after %s)", s.Nodes(), p.Nodes(), p.LostAfter)
+	}
+}
+
 func TestParseBad(t *testing.T) {
 	long := strings.Repeat("a", 41)
 	head := "version: v1\ndeployment: shop\nservices:\n"
@@ -231,6 +246,16 @@ func TestParseBad(t *testing.T) {
 		{"cpus zero", svc("    resources: { cpus: 0 }\n"), "services.api.resources.cpus", "out of range", 6},
 		{"cpus text", svc("    resources: { cpus: half }\n"), "services.api.resources.cpus", "want a number", 6},
 		{"pids zero", svc("    resources: { pids: 0 }\n"), "services.api.resources.pids", "out of range", 6},
+		{"node and placement", svc("    node: a\n    placement: { nodes: [a, b] }\n"), "services.api.placement", "services.api.node and services.api.placement are both given", 7},
+		{"placement empty", svc("    placement: { nodes: [] }\n"), "services.api.placement.nodes", "empty; list at least one node", 6},
+		{"placement no nodes", svc("    placement: {}\n"), "services.api.placement.nodes", "missing", 6},
+		{"placement twice", svc("    placement: { nodes: [a, b, a] }\n"), "services.api.placement.nodes[2]", `"a" is listed twice`, 6},
+		{"placement bad name", svc("    placement: { nodes: [a, \"b c\"] }\n"), "services.api.placement.nodes[1]", "not a valid node name", 6},
+		{"placement typo", svc("    placement: { node: [a] }\n"), "services.api.placement.node", "unknown field; valid fields are nodes", 6},
+		{"lost_after short", svc("    reschedule: { lost_after: 2s }\n"), "services.api.reschedule.lost_after", "out of range; use 10s to 1h", 6},
+		{"lost_after no unit", svc("    reschedule: { lost_after: 30 }\n"), "services.api.reschedule.lost_after", "no unit", 6},
+		{"placed ports clash with a pinned service", head + "  api:\n    image: { name: busybox }\n    ports: [{ container: 80, host: 8080 }]\n    placement: { nodes: [a, b] }\n" +
+			"  web:\n    image: { name: busybox }\n    ports: [{ container: 80, host: 8080 }]\n    node: b\n", "services.web.ports[0].host", "clash with services.api.ports[0]", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

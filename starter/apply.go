@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -173,10 +174,11 @@ func warnNodesWithoutWorker(ctx context.Context, a *app, c client.Client, desire
 	workers := newNodeWorkers(c)
 	warned := map[string]bool{}
 	for _, s := range desired.Services {
-		node := s.Config.Node
-		if has, known := workers.has(ctx, node); known && !has && !warned[node] {
-			warned[node] = true
-			a.warn("%s", noWorkerText(node))
+		for _, node := range s.Config.Nodes() {
+			if has, known := workers.has(ctx, node); known && !has && !warned[node] {
+				warned[node] = true
+				a.warn("%s", noWorkerText(node))
+			}
 		}
 	}
 }
@@ -378,19 +380,24 @@ func rolloutCommand(a *app) *cobra.Command {
 }
 
 // desiredState is the parsed file as the deployment workflow's desired
-// state: each service on its node, else on defaultNode.
+// state: each service on its node, else on defaultNode; a service with
+// placement on the nodes the plan chooses.
 func desiredState(d *spec.Deployment, defaultNode string) workflows.DeploymentSpec {
 	out := workflows.DeploymentSpec{Name: d.Name}
 	for _, s := range d.Services {
 		node := defaultNode
-		if s.Node != "" {
+		switch {
+		case len(s.Placement) > 0:
+			node = ""
+		case s.Node != "":
 			node = s.Node
 		}
 		out.Services = append(out.Services, workflows.ServiceSpec{
 			Name:     s.Name,
 			Replicas: s.Replicas,
 			Config: workflows.ReplicaConfig{Spec: spec.CloneSpec(s.Spec), Policy: s.Policy,
-				IsolateWebhook: s.IsolateWebhook, StopGrace: s.StopGrace, Node: node},
+				IsolateWebhook: s.IsolateWebhook, StopGrace: s.StopGrace, Node: node,
+				Placement: slices.Clone(s.Placement), LostAfter: s.LostAfter},
 			Update: workflows.UpdateSettings{MaxUnavailable: s.Update.MaxUnavailable, MinReady: s.Update.MinReady}.WithDefaults(),
 		})
 	}

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"time"
 
 	"github.com/vigil-run/vigil/policy"
@@ -77,6 +78,37 @@ type ReplicaConfig struct {
 	// Node is the host whose containerd runs the container; its worker polls
 	// NodeTaskQueue(Node).
 	Node string `json:"node"`
+	// Placement lists the nodes the replica may run on (placement.nodes):
+	// Node is then one of them, chosen by the plan, and the replica moves
+	// to another when Node is lost or drained. Empty: pinned to Node.
+	Placement []string `json:"placement,omitempty"`
+	// LostAfter is the age of Node's lease at which the node counts as lost
+	// (reschedule.lost_after; 0: replica.DefaultLostAfter).
+	LostAfter time.Duration `json:"lost_after,omitempty"`
+}
+
+// NodeLostAfter is the lease age at which the replica's node counts as lost.
+func (c ReplicaConfig) NodeLostAfter() time.Duration {
+	if c.LostAfter > 0 {
+		return c.LostAfter
+	}
+	return replica.DefaultLostAfter
+}
+
+// Nodes are the nodes the replica may run on.
+func (c ReplicaConfig) Nodes() []string {
+	if c.Movable() {
+		return c.Placement
+	}
+	return []string{c.Node}
+}
+
+// Movable reports whether the replica may move to another node.
+func (c ReplicaConfig) Movable() bool { return len(c.Placement) > 0 }
+
+// Eligible reports whether the replica may run on node.
+func (c ReplicaConfig) Eligible(node string) bool {
+	return slices.Contains(c.Placement, node) || (!c.Movable() && node == c.Node)
 }
 
 // withDefaults fills in the defaults, the one place they are applied: the

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -46,8 +47,11 @@ type Step struct {
 	Closed  bool          // remove or create of a replica whose supervision has ended
 }
 
-// inPlaceField is the only change applied to a running container without
-// replacing it: the restart policy.
+// inPlaceFields are the changes applied to a running container without
+// replacing it: the restart policy and where the replica may move.
+var inPlaceFields = []string{"on_panic", "placement", "lost_after"}
+
+// inPlaceField is the restart policy's field.
 const inPlaceField = "on_panic"
 
 // Plan compares the replicas that exist with the desired deployment. Items
@@ -57,12 +61,16 @@ func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
 	var steps []Step
 	wanted := map[string]bool{}
 	for _, svc := range desired.Services {
+		place := newPlacer(current, desired.Name, svc)
 		for r := 1; r <= svc.Replicas; r++ {
 			id := replica.ID{Deployment: desired.Name, Service: svc.Name, Replica: r}
 			ref := id.Ref()
 			wanted[ref] = true
 			want := svc.Config.withDefaults()
 			rec, ok := current[ref]
+			if want.Movable() {
+				want.Node = place.node(rec, ok)
+			}
 			switch {
 			case !ok:
 				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionCreate, Fields: []string{}}, ID: id, Config: want})
@@ -76,7 +84,7 @@ func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
 				// Supervision has ended: start it afresh with the new config.
 				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionCreate, Fields: fields}, ID: id, Config: want, Closed: true})
 			default:
-				replace := len(fields) > 1 || fields[0] != inPlaceField
+				replace := slices.ContainsFunc(fields, func(f string) bool { return !slices.Contains(inPlaceFields, f) })
 				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionUpdate, Fields: fields}, ID: id, Config: want, Replace: replace})
 			}
 		}
@@ -98,6 +106,41 @@ func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
 		steps = append(steps, Step{Item: PlanItem{ID: rec.ID.Ref(), Action: ActionRemove, Fields: []string{}}, ID: rec.ID, Config: rec.Config, Closed: rec.Closed})
 	}
 	return steps
+}
+
+// placer chooses the node of each replica of a service with placement: a
+// replica on one of its nodes stays there; a new one (or one whose node left
+// the placement) goes to the node with the fewest of the service's replicas,
+// the first listed on a tie.
+type placer struct {
+	nodes  []string
+	counts map[string]int
+}
+
+func newPlacer(current map[string]ReplicaRecord, deployment string, svc ServiceSpec) *placer {
+	p := &placer{nodes: svc.Config.Placement, counts: map[string]int{}}
+	for r := 1; r <= svc.Replicas; r++ {
+		id := replica.ID{Deployment: deployment, Service: svc.Name, Replica: r}
+		if rec, ok := current[id.Ref()]; ok && svc.Config.Eligible(rec.Config.Node) {
+			p.counts[rec.Config.Node]++
+		}
+	}
+	return p
+}
+
+// node is where the replica (rec, if it exists) runs in the plan.
+func (p *placer) node(rec ReplicaRecord, exists bool) string {
+	if exists && slices.Contains(p.nodes, rec.Config.Node) {
+		return rec.Config.Node
+	}
+	best := p.nodes[0]
+	for _, n := range p.nodes[1:] {
+		if p.counts[n] < p.counts[best] {
+			best = n
+		}
+	}
+	p.counts[best]++
+	return best
 }
 
 // Items are the plan's lines.
@@ -169,6 +212,12 @@ func diffConfig(have, want ReplicaConfig) []string {
 	}
 	if !deepEqual(have.Policy, want.Policy) || have.IsolateWebhook != want.IsolateWebhook {
 		fields = append(fields, inPlaceField)
+	}
+	if !slices.Equal(have.Placement, want.Placement) {
+		fields = append(fields, "placement")
+	}
+	if have.LostAfter != want.LostAfter {
+		fields = append(fields, "lost_after")
 	}
 	return fields
 }

@@ -54,6 +54,42 @@ func TestPlanNamesChangedFields(t *testing.T) {
 	}
 }
 
+func TestPlanPlacesNewReplicasOnTheFewest(t *testing.T) {
+	desired := shopSpec(5, "v1", policy.Policy{})
+	desired.Services[0].Config.Node = ""
+	desired.Services[0].Config.Placement = []string{"node-a", "node-b", "node-c"}
+	at := func(r int, node string) (string, ReplicaRecord) {
+		id := replica.ID{Deployment: "shop", Service: "api", Replica: r}
+		cfg := desired.Services[0].Config.withDefaults()
+		cfg.Node = node
+		return id.Ref(), ReplicaRecord{ID: id, Config: cfg}
+	}
+	current := map[string]ReplicaRecord{}
+	for r, node := range map[int]string{1: "node-b", 2: "node-b", 3: "node-x"} {
+		ref, rec := at(r, node)
+		current[ref] = rec
+	}
+	var nodes []string
+	var actions []PlanAction
+	for _, s := range Plan(current, desired) {
+		nodes = append(nodes, s.Config.Node)
+		actions = append(actions, s.Item.Action)
+	}
+	// 1 and 2 stay on node-b, unchanged; 3's node left the placement, so it
+	// moves (a replacement) to the emptiest node, like the new 4 and 5.
+	require.Equal(t, []string{"node-b", "node-b", "node-a", "node-c", "node-a"}, nodes)
+	require.Equal(t, []PlanAction{ActionUnchanged, ActionUnchanged, ActionUpdate, ActionCreate, ActionCreate}, actions)
+
+	// Placement and lost_after change in place.
+	ref, rec := at(1, "node-b")
+	desired.Services[0].Replicas = 1
+	desired.Services[0].Config.Placement = []string{"node-b"}
+	desired.Services[0].Config.LostAfter = time.Minute
+	steps := Plan(map[string]ReplicaRecord{ref: rec}, desired)
+	require.Equal(t, []string{"placement", "lost_after"}, steps[0].Item.Fields)
+	require.False(t, steps[0].Replace)
+}
+
 func TestPlanOrdersRemovalsHighestFirst(t *testing.T) {
 	current := map[string]ReplicaRecord{}
 	for _, svc := range []string{"api", "web"} {

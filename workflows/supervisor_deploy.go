@@ -85,6 +85,7 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 			// and any backoff in progress are kept.
 			cfg := req.Config.withDefaults()
 			s.in.Policy, s.in.IsolateWebhook = cfg.Policy, cfg.IsolateWebhook
+			s.in.Placement, s.in.LostAfter = cfg.Placement, cfg.LostAfter
 			c.result = ReconfigureResult{Ready: true}
 			s.finish(c, nil)
 			return nil
@@ -143,7 +144,13 @@ func (s *supervisor) replace(ctx workflow.Context, req *ReconfigureRequest) (Rec
 	if s.st.State == StateIsolated || s.st.State == StateShutdown {
 		s.st.History = policy.History{}
 	}
-	s.in.ReplicaConfig = req.Config.withDefaults()
+	cfg := req.Config.withDefaults()
+	if cfg.Movable() && cfg.Eligible(s.in.Node) {
+		// The deployment planned the node it last knew; the replica may
+		// have moved since (a lost node), and stays where it is.
+		cfg.Node = s.in.Node
+	}
+	s.in.ReplicaConfig = cfg
 	s.st.Generation = req.Generation
 	s.st.NextRestartAt = time.Time{}
 	s.setState(ctx, StateRestarting)
