@@ -17,10 +17,15 @@ import (
 // false, [] and {} alike), so a field added to the config later, left
 // empty, keeps every digest as it was, and a config read back after a JSON
 // round trip (nil and empty slices and maps) names the same digest.
-// Pure and deterministic: encoding/json writes map keys sorted.
+// Pure and deterministic: encoding/json writes map keys sorted. The node a
+// movable replica (placement) runs on is where it was placed, not config:
+// it is left out.
 //
 //workflowcheck:ignore
 func ConfigDigest(c ReplicaConfig) string {
+	if c.Movable() {
+		c.Node = ""
+	}
 	raw, err := json.Marshal(c.withDefaults())
 	if err != nil {
 		// A config is plain data; no value of it fails to encode.

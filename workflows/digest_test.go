@@ -42,6 +42,12 @@ func TestConfigDigestSameConfig(t *testing.T) {
 	seeded := c
 	seeded.Policy.Seed = 42
 	require.Equal(t, d, ConfigDigest(seeded), "the seed is the workflow's, not the file's")
+
+	placed, moved := c, c
+	placed.Placement = []string{"node-a", "node-b"}
+	moved.Placement, moved.Node = placed.Placement, "node-b"
+	require.Equal(t, ConfigDigest(placed), ConfigDigest(moved), "a movable replica's node is not config")
+	require.NotEqual(t, d, ConfigDigest(placed), "its placement is")
 }
 
 // Any change the file can make changes the digest, the policy too.
