@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -135,6 +136,9 @@ func observeOne(ctx context.Context, c client.Client, ref string) (workflows.Rep
 		return workflows.ReplicaRecord{}, false, fmt.Errorf("config of %s: %w", ref, err)
 	}
 	rec.Config, rec.Generation, rec.State = in.ReplicaConfig, view.Generation, view.State
+	if view.Health != nil {
+		rec.Health = runtime.HealthStatus(*view.Health)
+	}
 	return rec, true, nil
 }
 

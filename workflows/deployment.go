@@ -32,6 +32,9 @@ type deployer struct {
 	shutdown workflow.ReceiveChannel
 	// stepping: a rollout step is in flight.
 	stepping bool
+	// waiting is why the rollout waits for a replica to be back ("" when
+	// it does not).
+	waiting string
 }
 
 // Deployment is the workflow of one deployment.

@@ -33,9 +33,10 @@ type RolloutStatus struct {
 	State      RolloutState `json:"state"`
 	// Updated counts the desired replicas that run the desired config; Total
 	// is how many the deployment wants.
-	Updated int    `json:"updated"`
-	Total   int    `json:"total"`
-	Reason  string `json:"reason,omitempty"`
+	Updated int `json:"updated"`
+	Total   int `json:"total"`
+	// Reason is why the rollout is paused, or why it waits.
+	Reason string `json:"reason,omitempty"`
 }
 
 // registerQueries serves QueryRollout and QueryReplicas.
@@ -105,7 +106,7 @@ func (d *deployer) status() RolloutStatus {
 	case d.st.Paused != "":
 		st.State, st.Reason = RolloutPaused, d.st.Paused
 	case pending > 0:
-		st.State = RolloutProgressing
+		st.State, st.Reason = RolloutProgressing, d.waiting
 	}
 	return st
 }

@@ -40,6 +40,9 @@ func (d *deployer) step(ctx workflow.Context) error {
 	if len(inPlace) > 0 {
 		return d.reconfigure(ctx, inPlace, 0)
 	}
+	if d.rel >= V030 {
+		return d.replace(ctx)
+	}
 	// Replacements: the first service that has any, max_unavailable at a time.
 	var batch []Step
 	var update UpdateSettings
@@ -56,6 +59,35 @@ func (d *deployer) step(ctx workflow.Context) error {
 		return nil
 	}
 	return d.reconfigure(ctx, batch, update.MinReady)
+}
+
+// budgetRecheck is how long a rollout with no budget left waits before it
+// looks at its replicas again.
+const budgetRecheck = 5 * time.Second
+
+// replace takes the next replacements: planned against the
+// replicas as they are now, observed, so that a replica that went down
+// since the last step counts against max_unavailable. With no budget left
+// it waits, saying why, until a replica is back or an apply comes.
+func (d *deployer) replace(ctx workflow.Context) error {
+	if err := d.observe(ctx); err != nil {
+		return err
+	}
+	batch, update, wait := replaceBatch(d.pending(), d.st.Replicas, *d.st.Desired)
+	d.waiting = wait
+	if wait == "" {
+		if len(batch) == 0 {
+			return nil
+		}
+		return d.reconfigure(ctx, batch, update.MinReady)
+	}
+	workflow.GetLogger(ctx).Info("rollout waits", "reason", wait)
+	d.details(ctx)
+	gen := d.st.Generation
+	_, err := workflow.AwaitWithTimeout(ctx, budgetRecheck, func() bool {
+		return d.st.Generation != gen || d.shutdown.Len() > 0
+	})
+	return err
 }
 
 // remove stops a replica (its grace), ends its supervision and removes its

@@ -107,7 +107,10 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.down--
-		rec.Config, rec.Generation = in.Request.Config, in.Request.Generation
+		rec.Config, rec.Generation, rec.State = in.Request.Config, in.Request.Generation, StateRunning
+		if c.notReady[ref] {
+			rec.State = StateCrashLoopBackOff
+		}
 		c.replicas[ref] = rec
 		if c.notReady[ref] {
 			return ReconfigureReplicaResult{ReconfigureResult: ReconfigureResult{Reason: ref + ": the new container exited within min_ready"}}, nil
@@ -391,4 +394,60 @@ func TestDeploymentSameFileMidRolloutKeepsTheGeneration(t *testing.T) {
 	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
 	require.Equal(t, 2, planOf(t, again).Generation)
 	require.Equal(t, []string{"replace shop/api-rep-1 gen 2", "replace shop/api-rep-2 gen 2"}, c.log[2:])
+}
+
+// runningShop is a cluster running shopSpec(n, args) at generation 1, with
+// the given replicas in other states.
+func runningShop(n int, args string, states map[int]State) *cluster {
+	c := &cluster{replicas: map[string]ReplicaRecord{}}
+	for r := 1; r <= n; r++ {
+		id := replica.ID{Deployment: "shop", Service: "api", Replica: r}
+		st := StateRunning
+		if s, ok := states[r]; ok {
+			st = s
+		}
+		c.replicas[id.Ref()] = ReplicaRecord{ID: id, Config: shopSpec(n, args, policy.Policy{}).Services[0].Config, Generation: 1, State: st}
+	}
+	return c
+}
+
+// A replica already down is replaced first: the only serving replica of a
+// crash-looping service is not taken down beside it.
+func TestDeploymentReplacesWhatIsDownFirst(t *testing.T) {
+	c := runningShop(2, "v1", map[int]State{2: StateCrashLoopBackOff})
+	env := newDeploymentEnv(t, c)
+	applyAt(env, time.Minute, shopSpec(2, "v2", policy.Policy{}), &updateResult{})
+	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+	require.Equal(t, []string{"replace shop/api-rep-2 gen 1", "replace shop/api-rep-1 gen 1"}, c.log)
+}
+
+// With a replica down and no budget left, the rollout waits, says why, and
+// goes on once the replica is back.
+func TestDeploymentWaitsWithNoBudget(t *testing.T) {
+	c := runningShop(2, "v1", nil)
+	env := newDeploymentEnv(t, c)
+	// rep-1 already runs v2 and crash-loops; rep-2 serves v1.
+	rep1 := replica.ID{Deployment: "shop", Service: "api", Replica: 1}.Ref()
+	rec := c.replicas[rep1]
+	rec.Config, rec.State = shopSpec(2, "v2", policy.Policy{}).Services[0].Config, StateCrashLoopBackOff
+	c.replicas[rep1] = rec
+	var waiting RolloutStatus
+	var logWhileDown []string
+	applyAt(env, time.Minute, shopSpec(2, "v2", policy.Policy{}), &updateResult{})
+	env.RegisterDelayedCallback(func() {
+		waiting = rollout(t, env)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		logWhileDown = append([]string{}, c.log...)
+		rec := c.replicas[rep1]
+		rec.State = StateRunning
+		c.replicas[rep1] = rec
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+	require.Empty(t, logWhileDown, "nothing replaced while rep-1 is down")
+	require.Equal(t, RolloutProgressing, waiting.State)
+	require.Equal(t, "waiting: 1 of 2 replicas of service api are down (shop/api-rep-1: CrashLoopBackOff) and max_unavailable is 1; the next replacement starts when one is back", waiting.Reason)
+	require.Equal(t, []string{"replace shop/api-rep-2 gen 1"}, c.log)
 }

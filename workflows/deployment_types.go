@@ -161,6 +161,8 @@ type ReplicaRecord struct {
 	// Generation is the deployment generation its container was made from.
 	Generation int   `json:"generation"`
 	State      State `json:"state"`
+	// Health is what its probes last said (empty without probes).
+	Health runtime.HealthStatus `json:"health,omitempty"`
 	// Closed: its supervision has ended (the container completed); the
 	// container may still exist.
 	Closed bool `json:"closed,omitempty"`

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // Planning: Plan compares what runs with a deployment file, replica by
@@ -238,4 +240,73 @@ func jsonName(f reflect.StructField) string {
 		return strings.ToLower(f.Name)
 	}
 	return name
+}
+
+// The unavailability budget: max_unavailable counts every
+// replica of the service that is down, not only those being replaced.
+
+// Up reports whether the replica serves: its container Running and, where
+// probes exist, healthy.
+func (r ReplicaRecord) Up() bool {
+	return r.State == StateRunning && (r.Health == "" || r.Health == runtime.HealthHealthy)
+}
+
+// replaceBatch picks the next replacements among pending, those of the
+// first service that has any, against the observed records: the
+// replacements of replicas already down all go (replacing them takes
+// nothing down), then as many serving ones as the budget leaves
+// (max_unavailable less the service's replicas down). With none left it
+// returns no batch and why the rollout waits.
+func replaceBatch(pending []Step, records map[string]ReplicaRecord, desired DeploymentSpec) (batch []Step, update UpdateSettings, wait string) {
+	var service string
+	for _, s := range pending {
+		if s.Item.Action == ActionUpdate && s.Replace {
+			service = s.ID.Service
+			break
+		}
+	}
+	if service == "" {
+		return nil, UpdateSettings{}, ""
+	}
+	svc, _ := desired.service(service)
+	update = svc.Update.WithDefaults()
+	var down []string
+	for r := 1; r <= svc.Replicas; r++ {
+		ref := replica.ID{Deployment: desired.Name, Service: service, Replica: r}.Ref()
+		if rec, ok := records[ref]; !ok || !rec.Up() {
+			down = append(down, ref)
+		}
+	}
+	budget := update.MaxUnavailable - len(down)
+	var serving []Step
+	for _, s := range pending {
+		if s.ID.Service != service || s.Item.Action != ActionUpdate || !s.Replace {
+			continue
+		}
+		if rec := records[s.ID.Ref()]; rec.Up() {
+			serving = append(serving, s)
+			continue
+		}
+		batch = append(batch, s)
+	}
+	if budget > 0 {
+		batch = append(batch, serving[:min(budget, len(serving))]...)
+	}
+	if len(batch) == 0 {
+		rec := records[down[0]]
+		state := string(rec.State)
+		if rec.State == StateRunning {
+			state = string(rec.Health)
+		}
+		wait = fmt.Sprintf("waiting: %d of %d replicas of service %s are down (%s: %s) and max_unavailable is %d; the next replacement starts when one is back",
+			len(down), svc.Replicas, service, down[0], orUnknown(state), update.MaxUnavailable)
+	}
+	return batch, update, wait
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "not supervised"
+	}
+	return s
 }

@@ -113,3 +113,69 @@ func TestDeploymentWorkflowIDCannotBeAReplica(t *testing.T) {
 	require.Error(t, err, "a deployment's workflow ID never parses as a replica's")
 	require.NotEqual(t, wid, replica.ID{Deployment: "shop", Service: "api", Replica: 1}.WorkflowID())
 }
+
+// The budget: max_unavailable counts the replicas that are down; those
+// are replaced first and take no budget; with none left the rollout waits.
+func TestReplaceBatchCountsWhatIsDown(t *testing.T) {
+	const running, crashing, pending = StateRunning, StateCrashLoopBackOff, StatePending
+	type rep struct {
+		state  State
+		health runtime.HealthStatus
+	}
+	for _, tc := range []struct {
+		name     string
+		replicas []rep // replica n+1's observed state; every one has the old spec
+		maxUnav  int
+		batch    []int // the replicas replaced next
+		wait     string
+	}{
+		{"all up: max_unavailable at a time", []rep{{running, ""}, {running, ""}, {running, ""}}, 2, []int{1, 2}, ""},
+		{"one down: replaced first, no budget left", []rep{{running, ""}, {crashing, ""}, {running, ""}}, 1, []int{2}, ""},
+		{"one down, budget 2: it and one serving", []rep{{running, ""}, {crashing, ""}, {running, ""}}, 2, []int{2, 1}, ""},
+		{"all down: all replaced", []rep{{crashing, ""}, {pending, ""}}, 1, []int{1, 2}, ""},
+		{"only healthy one of a crash-looping service is kept", []rep{{crashing, ""}, {running, ""}}, 1, []int{1}, ""},
+		{"unhealthy counts as down", []rep{{running, runtime.HealthHealthy}, {running, runtime.HealthUnhealthy}}, 1, []int{2}, ""},
+		{"starting counts as down", []rep{{running, runtime.HealthStarting}, {running, runtime.HealthHealthy}}, 1, []int{1}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			desired := shopSpec(len(tc.replicas), "v2", policy.Policy{})
+			desired.Services[0].Update.MaxUnavailable = tc.maxUnav
+			records := map[string]ReplicaRecord{}
+			for i, r := range tc.replicas {
+				id := replica.ID{Deployment: "shop", Service: "api", Replica: i + 1}
+				records[id.Ref()] = ReplicaRecord{ID: id, Config: shopSpec(1, "v1", policy.Policy{}).Services[0].Config, State: r.state, Health: r.health}
+			}
+			batch, update, wait := replaceBatch(Plan(records, desired), records, desired)
+			var got []int
+			for _, s := range batch {
+				got = append(got, s.ID.Replica)
+			}
+			require.Equal(t, tc.batch, got)
+			require.Equal(t, tc.wait, wait)
+			require.Equal(t, tc.maxUnav, update.MaxUnavailable)
+		})
+	}
+}
+
+// A replica already updated but down uses the budget: the serving ones
+// wait, and the reason names the replica that is down.
+func TestReplaceBatchWaitsWithNoBudget(t *testing.T) {
+	desired := shopSpec(3, "v2", policy.Policy{})
+	records := map[string]ReplicaRecord{}
+	for r := 1; r <= 3; r++ {
+		id := replica.ID{Deployment: "shop", Service: "api", Replica: r}
+		rec := ReplicaRecord{ID: id, Config: shopSpec(1, "v1", policy.Policy{}).Services[0].Config, State: StateRunning}
+		if r == 1 {
+			rec.Config, rec.State = desired.Services[0].Config, StateCrashLoopBackOff
+		}
+		records[id.Ref()] = rec
+	}
+	batch, _, wait := replaceBatch(Plan(records, desired), records, desired)
+	require.Empty(t, batch)
+	require.Equal(t, "waiting: 1 of 3 replicas of service api are down (shop/api-rep-1: CrashLoopBackOff) and max_unavailable is 1; the next replacement starts when one is back", wait)
+
+	// Nothing to replace: no batch, no wait.
+	batch, _, wait = replaceBatch(nil, records, desired)
+	require.Empty(t, batch)
+	require.Empty(t, wait)
+}

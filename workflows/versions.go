@@ -50,7 +50,9 @@ const (
 	// V020: the day-2 release (deployments, exit reasons, honest state,
 	// networking, the node watch).
 	V020 Release = 2
-	// V030 is the release in development: one release marker per run.
+	// V030 is the release in development: one release marker per run; a
+	// deployment observes its replicas before each replacement and counts
+	// those down against max_unavailable.
 	V030 Release = 3
 
 	// CurrentRelease is the release new runs are recorded as.
