@@ -84,6 +84,12 @@ func currentBinaries(t *testing.T) (vigil, worker string) {
 // newStackOf starts a stack of the given binaries, with one worker running.
 func newStackOf(t *testing.T, vigilBin, workerBin string, workerArgs ...string) *tstack {
 	t.Helper()
+	return newStackOn(t, "e2e", vigilBin, workerBin, workerArgs...)
+}
+
+// newStackOn is newStackOf with the stack's node named node.
+func newStackOn(t *testing.T, node, vigilBin, workerBin string, workerArgs ...string) *tstack {
+	t.Helper()
 	cli := requirePrerequisites(t)
 	// Short: the containerd socket lives under it.
 	dir, err := os.MkdirTemp("", "e2e")
@@ -92,7 +98,7 @@ func newStackOf(t *testing.T, vigilBin, workerBin string, workerArgs ...string) 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{Dir: dir, TemporalCLI: cli, VigilBin: vigilBin, WorkerBin: workerBin, Node: "e2e", WorkerArgs: workerArgs})
+	st, err := stack.Start(ctx, stack.Options{Dir: dir, TemporalCLI: cli, VigilBin: vigilBin, WorkerBin: workerBin, Node: node, WorkerArgs: workerArgs})
 	if err != nil {
 		t.Fatal(err)
 	}

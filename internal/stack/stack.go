@@ -113,6 +113,7 @@ type Stack struct {
 	second     *exec.Cmd
 	secondDone chan struct{}
 	workers    int
+	nodes      []*Node // AddNode's
 }
 
 // Start starts containerd (with the busybox test image) and the dev server;
@@ -324,11 +325,7 @@ func waitExit(cmd *exec.Cmd, done <-chan struct{}, limit time.Duration) (code in
 
 // KillSecondWorker SIGKILLs the second worker, if one runs.
 func (s *Stack) KillSecondWorker() {
-	if s.second == nil {
-		return
-	}
-	_ = s.second.Process.Signal(syscall.SIGKILL)
-	<-s.secondDone
+	kill(s.second, s.secondDone)
 	s.second = nil
 }
 
@@ -344,29 +341,40 @@ func (s *Stack) PromoteSecondWorker() {
 
 func (s *Stack) startWorkerProcess(extra ...string) (*exec.Cmd, chan struct{}, error) {
 	s.workers++
-	out, err := os.Create(s.WorkerLog(s.workers))
+	return startWorker(s.WorkerBin, s.WorkerLog(s.workers), s.workerArgs(s.HostPort, s.Node, s.Dir, s.Containerd, s.Network, extra))
+}
+
+// workerArgs is the command line of a worker of node, which keeps its
+// container logs under dir, reaching the dev server at address.
+func (s *Stack) workerArgs(address, node, dir string, ctd *containerdtest.Daemon, network containerdtest.PrivateNetwork, extra []string) []string {
+	args := append([]string{
+		"--address", address,
+		"--node", node,
+		"--containerd-address", ctd.Address,
+		"--containerd-namespace", ctd.Namespace,
+		"--log-dir", filepath.Join(dir, "logs"),
+		"--log-format", "console",
+	}, network.WorkerArgs()...)
+	if !knowsFlag(s.WorkerBin, "--state-dir") {
+		args = args[:len(args)-len(network.WorkerArgs())] // an older release's worker (upgrade tests)
+	}
+	return append(append(args, s.WorkerArgs...), extra...)
+}
+
+// startWorker starts the worker binary with args, its output to logPath;
+// done is closed when it has exited.
+func startWorker(bin, logPath string, args []string) (cmd *exec.Cmd, done chan struct{}, err error) {
+	out, err := os.Create(logPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	args := append([]string{
-		"--address", s.HostPort,
-		"--node", s.Node,
-		"--containerd-address", s.Containerd.Address,
-		"--containerd-namespace", s.Containerd.Namespace,
-		"--log-dir", filepath.Join(s.Dir, "logs"),
-		"--log-format", "console",
-	}, s.NetworkArgs()...)
-	if !knowsFlag(s.WorkerBin, "--state-dir") {
-		args = args[:len(args)-len(s.NetworkArgs())] // an older release's worker (upgrade tests)
-	}
-	args = append(append(args, s.WorkerArgs...), extra...)
-	cmd := exec.Command(s.WorkerBin, args...)
+	cmd = exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return nil, nil, err
 	}
-	done := make(chan struct{})
+	done = make(chan struct{})
 	go func() { _ = cmd.Wait(); out.Close(); close(done) }()
 	return cmd, done, nil
 }
@@ -381,21 +389,28 @@ func knowsFlag(bin, flag string) bool {
 func (s *Stack) NetworkArgs() []string { return s.Network.WorkerArgs() }
 
 // WorkerPID is the running worker's process ID (0 if none).
-func (s *Stack) WorkerPID() int {
-	if s.worker == nil {
-		return 0
-	}
-	return s.worker.Process.Pid
-}
+func (s *Stack) WorkerPID() int { return pidOf(s.worker) }
 
 // KillWorker kills the worker with SIGKILL, as a crash of the host agent would.
 func (s *Stack) KillWorker() {
-	if s.worker == nil {
+	kill(s.worker, s.workerDone)
+	s.worker = nil
+}
+
+func pidOf(cmd *exec.Cmd) int {
+	if cmd == nil {
+		return 0
+	}
+	return cmd.Process.Pid
+}
+
+// kill SIGKILLs the process of cmd, if any, and waits until done is closed.
+func kill(cmd *exec.Cmd, done <-chan struct{}) {
+	if cmd == nil {
 		return
 	}
-	_ = s.worker.Process.Signal(syscall.SIGKILL)
-	<-s.workerDone
-	s.worker = nil
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
 }
 
 // StopWorker stops the worker gracefully (SIGTERM, as systemd or a rolling
@@ -418,21 +433,33 @@ func (s *Stack) StopWorker(grace time.Duration) {
 func (s *Stack) WorkerLogTail(n int) string {
 	var b strings.Builder
 	for i := 1; i <= s.workers; i++ {
-		data, _ := os.ReadFile(s.WorkerLog(i))
-		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-		if len(lines) > n {
-			lines = lines[len(lines)-n:]
-		}
-		fmt.Fprintf(&b, "worker %d (%s):\n%s\n", i, s.WorkerLog(i), strings.Join(lines, "\n"))
+		fmt.Fprintf(&b, "worker %d (%s):\n%s\n", i, s.WorkerLog(i), logTail(s.WorkerLog(i), n))
+	}
+	for _, node := range s.nodes {
+		b.WriteString(node.WorkerLogTail(n))
 	}
 	return b.String()
 }
 
+// logTail is the last n lines of the file at path.
+func logTail(path string, n int) string {
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 // Close stops the worker, the dev server and containerd (removing its containers).
 func (s *Stack) Close(ctx context.Context) error {
+	var err error
+	for _, n := range s.nodes {
+		err = errors.Join(err, n.close(ctx))
+	}
 	s.KillSecondWorker()
 	s.KillWorker()
-	err := s.StopServer()
+	err = errors.Join(err, s.StopServer())
 	if s.Containerd != nil {
 		err = errors.Join(err, s.Containerd.Shutdown(ctx))
 	}
