@@ -70,7 +70,7 @@ func Observe(ctx context.Context, c client.Client, in workflows.ObserveInput) ([
 	}
 	query := workflows.ReplicasQuery(in.Deployment, "", "")
 	var token []byte
-	for {
+	for !in.Only {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
 		if err != nil {
 			return nil, fmt.Errorf("list the replicas of %s: %w", in.Deployment, err)

@@ -35,6 +35,11 @@ type deployer struct {
 	// waiting is why the rollout waits for a replica to be back ("" when
 	// it does not).
 	waiting string
+
+	// inflight are the steps in flight that bring replicas to a new config
+	// (by ref): an apply meanwhile is planned against their configs, and
+	// since v0.3.0 the step ends by observing these replicas again.
+	inflight map[string]Step
 }
 
 // Deployment is the workflow of one deployment.

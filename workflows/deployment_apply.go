@@ -66,6 +66,14 @@ func (d *deployer) takeApplies(ctx workflow.Context) error {
 	if err := d.observe(ctx); err != nil {
 		return err
 	}
+	if d.rel >= V030 {
+		// A new run (after a terminate or a failure) counts on from the
+		// highest generation its replicas hold, so its replacements are
+		// not taken for ones already made.
+		for _, r := range d.st.Replicas {
+			d.st.Generation = max(d.st.Generation, r.Generation)
+		}
+	}
 	for len(d.applies) > 0 {
 		p := d.applies[0]
 		d.applies = d.applies[1:]
@@ -77,10 +85,19 @@ func (d *deployer) takeApplies(ctx workflow.Context) error {
 // decide plans one apply against the known replicas and makes its spec the
 // desired one. A change raises the generation and ends a pause; the file
 // already being rolled out (not paused) changes nothing.
+//
+// Since v0.3.0 it plans against the replicas as the step in flight leaves
+// them (d.planned), and any change of the desired spec raises the
+// generation: a rollback applied while a replacement is in flight is a new
+// generation, not "unchanged" against records the step has not updated yet.
 func (d *deployer) decide(ctx workflow.Context, p *pendingApply) {
-	steps := Plan(d.st.Replicas, p.req.Spec)
+	steps := Plan(d.planned(), p.req.Spec)
 	same := d.st.Desired != nil && d.st.Paused == "" && deepEqual(*d.st.Desired, p.req.Spec)
-	if Changes(Items(steps)) && !same {
+	changed := Changes(Items(steps)) && !same
+	if d.rel >= V030 && d.st.Desired != nil && !deepEqual(*d.st.Desired, p.req.Spec) {
+		changed = true
+	}
+	if changed {
 		d.st.Generation++
 		d.st.Paused = ""
 	}
@@ -89,4 +106,27 @@ func (d *deployer) decide(ctx workflow.Context, p *pendingApply) {
 	p.result = ApplyResult{Generation: d.st.Generation, Plan: Items(steps)}
 	p.done = true
 	workflow.GetLogger(ctx).Info("applied", "generation", d.st.Generation, "changes", Changes(Items(steps)))
+}
+
+// planned is what the replicas run once the step in flight is done: the
+// records, with the configs the step brings its replicas to (since v0.3.0;
+// before, the records alone).
+func (d *deployer) planned() map[string]ReplicaRecord {
+	if d.rel < V030 || len(d.inflight) == 0 {
+		return d.st.Replicas
+	}
+	out := make(map[string]ReplicaRecord, len(d.st.Replicas)+len(d.inflight))
+	for ref, r := range d.st.Replicas {
+		out[ref] = r
+	}
+	for _, ref := range workflow.DeterministicKeys(d.inflight) {
+		s := d.inflight[ref]
+		r, ok := out[ref]
+		if !ok {
+			r = ReplicaRecord{ID: s.ID, State: StateRunning}
+		}
+		r.Config, r.Closed = s.Config, false
+		out[ref] = r
+	}
+	return out
 }

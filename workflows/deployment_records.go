@@ -58,9 +58,7 @@ func (d *deployer) observe(ctx workflow.Context) error {
 	for _, r := range d.records() {
 		known = append(known, r.ID.Ref())
 	}
-	var seen []ReplicaRecord
-	err := workflow.ExecuteActivity(d.controlOptions(ctx, "observe the replicas of "+d.name, time.Minute),
-		replica.ObserveReplicasName, ObserveInput{Deployment: d.name, Known: known}).Get(ctx, &seen)
+	seen, err := d.observeReplicas(ctx, "observe the replicas of "+d.name, ObserveInput{Deployment: d.name, Known: known})
 	if err != nil {
 		return err
 	}
@@ -69,6 +67,35 @@ func (d *deployer) observe(ctx workflow.Context) error {
 		d.st.Replicas[r.ID.Ref()] = r
 	}
 	return nil
+}
+
+// reobserve reads the replicas refs name again (Only); one no longer
+// supervised is forgotten, so the next step creates it.
+func (d *deployer) reobserve(ctx workflow.Context, refs []string) error {
+	seen, err := d.observeReplicas(ctx, fmt.Sprintf("observe the %d replicas the step changed", len(refs)),
+		ObserveInput{Deployment: d.name, Known: refs, Only: true})
+	if err != nil {
+		return err
+	}
+	byRef := make(map[string]ReplicaRecord, len(seen))
+	for _, r := range seen {
+		byRef[r.ID.Ref()] = r
+	}
+	for _, ref := range refs {
+		// (A worker that knows no Only lists them all: take only refs.)
+		if r, ok := byRef[ref]; ok {
+			d.st.Replicas[ref] = r
+		} else {
+			delete(d.st.Replicas, ref)
+		}
+	}
+	return nil
+}
+
+func (d *deployer) observeReplicas(ctx workflow.Context, summary string, in ObserveInput) ([]ReplicaRecord, error) {
+	var seen []ReplicaRecord
+	err := workflow.ExecuteActivity(d.controlOptions(ctx, summary, time.Minute), replica.ObserveReplicasName, in).Get(ctx, &seen)
+	return seen, err
 }
 
 // records lists the known replicas in a stable order.

@@ -15,10 +15,21 @@ import (
 // the replicas (create, reconfigure in place or replace, remove), or shuts a
 // service down for its replica's panic policy.
 
-// step carries out the next step of the rollout.
+// step carries out the next step of the rollout. Since v0.3.0 it then
+// observes the replicas it created or reconfigured again, so the next step
+// is planned from what they run, not from what was asked of them.
 func (d *deployer) step(ctx workflow.Context) error {
 	d.stepping = true
-	defer func() { d.stepping = false }()
+	defer func() { d.stepping, d.inflight = false, nil }()
+	if err := d.nextStep(ctx); err != nil || d.rel < V030 || len(d.inflight) == 0 {
+		return err
+	}
+	return d.reobserve(ctx, workflow.DeterministicKeys(d.inflight))
+}
+
+// nextStep picks the next step: removals, creates, policies in place, then
+// replacements.
+func (d *deployer) nextStep(ctx workflow.Context) error {
 	pending := d.pending()
 	for _, s := range pending {
 		if s.Item.Action == ActionRemove {
@@ -156,6 +167,7 @@ func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 			}
 		}
 	}
+	d.touch(steps)
 	futures := make([]workflow.Future, len(steps))
 	for i, s := range steps {
 		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("create %s (generation %d)", s.ID.Ref(), gen), time.Minute),
@@ -175,6 +187,7 @@ func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 // them. A replacement that is not ready pauses the rollout.
 func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time.Duration) error {
 	gen := d.st.Generation
+	d.touch(steps)
 	futures := make([]workflow.Future, len(steps))
 	for i, s := range steps {
 		what := "policy of " + s.ID.Ref()
@@ -200,12 +213,16 @@ func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time
 			delete(d.st.Replicas, ref)
 			continue
 		}
-		rec := d.st.Replicas[ref]
-		rec.ID, rec.Config = s.ID, s.Config
-		if s.Replace {
-			rec.Generation = gen
+		if d.rel < V030 {
+			// Since v0.3.0 the replica's own record is observed after the
+			// step: its new config only if it took it.
+			rec := d.st.Replicas[ref]
+			rec.ID, rec.Config = s.ID, s.Config
+			if s.Replace {
+				rec.Generation = gen
+			}
+			d.st.Replicas[ref] = rec
 		}
-		d.st.Replicas[ref] = rec
 		if s.Replace && !res.Ready {
 			notReady = append(notReady, res.Reason)
 		}
@@ -216,6 +233,14 @@ func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time
 		workflow.GetLogger(ctx).Warn("rollout paused", "reason", d.st.Paused)
 	}
 	return nil
+}
+
+// touch notes the replicas a step brings to a new config (d.inflight).
+func (d *deployer) touch(steps []Step) {
+	d.inflight = make(map[string]Step, len(steps))
+	for _, s := range steps {
+		d.inflight[s.ID.Ref()] = s
+	}
 }
 
 // shutDownService stops every other replica of a service whose replica's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -40,6 +41,8 @@ type cluster struct {
 	hold chan struct{}
 	// noWorker: no worker on the node takes a deletion (schedule-to-start).
 	noWorker bool
+	// updates are the replacements' answers by replica and update ID.
+	updates map[string]ReconfigureReplicaResult
 }
 
 func (c *cluster) record(format string, args ...any) {
@@ -68,8 +71,10 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		var out []ReplicaRecord
-		for _, r := range c.replicas {
-			out = append(out, r)
+		for ref, r := range c.replicas {
+			if !in.Only || slices.Contains(in.Known, ref) {
+				out = append(out, r)
+			}
 		}
 		return out, nil
 	})
@@ -84,6 +89,11 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.mu.Lock()
 		ref := in.ID.Ref()
 		rec := c.replicas[ref]
+		if res, ok := c.updates[ref+" "+in.UpdateID]; ok {
+			// Temporal answers an update ID it has seen from its history.
+			c.mu.Unlock()
+			return res, nil
+		}
 		if !in.Request.Replace {
 			c.record("policy %s gen %d", ref, in.Request.Generation)
 			rec.Config.Policy = in.Request.Config.Policy
@@ -112,10 +122,15 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 			rec.State = StateCrashLoopBackOff
 		}
 		c.replicas[ref] = rec
+		res := ReconfigureReplicaResult{ReconfigureResult: ReconfigureResult{Ready: true}}
 		if c.notReady[ref] {
-			return ReconfigureReplicaResult{ReconfigureResult: ReconfigureResult{Reason: ref + ": the new container exited within min_ready"}}, nil
+			res = ReconfigureReplicaResult{ReconfigureResult: ReconfigureResult{Reason: ref + ": the new container exited within min_ready"}}
 		}
-		return ReconfigureReplicaResult{ReconfigureResult: ReconfigureResult{Ready: true}}, nil
+		if c.updates == nil {
+			c.updates = map[string]ReconfigureReplicaResult{}
+		}
+		c.updates[ref+" "+in.UpdateID] = res
+		return res, nil
 	})
 	env.OnActivity(replica.UnsuperviseReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReplicaRequest) error {
 		c.mu.Lock()
@@ -450,4 +465,56 @@ func TestDeploymentWaitsWithNoBudget(t *testing.T) {
 	require.Equal(t, RolloutProgressing, waiting.State)
 	require.Equal(t, "waiting: 1 of 2 replicas of service api are down (shop/api-rep-1: CrashLoopBackOff) and max_unavailable is 1; the next replacement starts when one is back", waiting.Reason)
 	require.Equal(t, []string{"replace shop/api-rep-2 gen 1"}, c.log)
+}
+
+// A rollback applied while the replacement to the new spec is in flight is
+// a new generation planned against what the step leaves: the replaced
+// replica is replaced again, and every replica runs the rolled-back spec.
+func TestDeploymentRollbackMidReplacement(t *testing.T) {
+	c := &cluster{}
+	env := newDeploymentEnv(t, c)
+	back := &updateResult{}
+	var after RolloutStatus
+	applyAt(env, time.Minute, shopSpec(2, "v1", policy.Policy{}), &updateResult{})
+	env.RegisterDelayedCallback(func() {
+		c.mu.Lock()
+		c.hold = make(chan struct{})
+		hold := c.hold
+		c.mu.Unlock()
+		sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, &updateResult{})
+		env.RegisterDelayedCallback(func() {
+			sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v1", policy.Policy{})}, back)
+			env.RegisterDelayedCallback(func() { close(hold) }, 50*time.Millisecond)
+		}, 50*time.Millisecond)
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() { after = rollout(t, env) }, 3*time.Minute-time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+
+	p := planOf(t, back)
+	require.Equal(t, 3, p.Generation, "a rollback is a new generation")
+	require.Equal(t, []string{"shop/api-rep-1 update [args]", "shop/api-rep-2 unchanged []"}, actions(p.Plan))
+	require.Equal(t, []string{"replace shop/api-rep-1 gen 2", "replace shop/api-rep-1 gen 3"}, c.log[2:])
+	for ref, r := range c.replicas {
+		require.Equal(t, []string{"v1"}, r.Config.Spec.Args, ref)
+	}
+	require.Equal(t, RolloutStatus{Deployment: "shop", Generation: 3, State: RolloutComplete, Updated: 2, Total: 2}, after)
+}
+
+// A deployment workflow made afresh (after a terminate) counts on from the
+// highest generation its replicas hold.
+func TestDeploymentNewRunCountsFromReplicasGeneration(t *testing.T) {
+	old := shopSpec(2, "v1", policy.Policy{})
+	c := &cluster{replicas: map[string]ReplicaRecord{}}
+	for r := 1; r <= 2; r++ {
+		id := replica.ID{Deployment: "shop", Service: "api", Replica: r}
+		c.replicas[id.Ref()] = ReplicaRecord{ID: id, Config: old.Services[0].Config.withDefaults(), Generation: 4 + r, State: StateRunning}
+	}
+	env := newDeploymentEnv(t, c)
+	res := &updateResult{}
+	applyAt(env, time.Minute, shopSpec(2, "v2", policy.Policy{}), res)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 2*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+	require.Equal(t, 7, planOf(t, res).Generation)
+	require.Equal(t, []string{"replace shop/api-rep-1 gen 7", "replace shop/api-rep-2 gen 7"}, c.log)
 }

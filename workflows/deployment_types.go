@@ -175,6 +175,9 @@ type ReplicaRecord struct {
 type ObserveInput struct {
 	Deployment string   `json:"deployment"`
 	Known      []string `json:"known"`
+	// Only reads the Known replicas and no others (since v0.3.0: the
+	// replicas a step changed).
+	Only bool `json:"only,omitempty"`
 }
 
 // ReconfigureReplicaInput sends one reconfigure update.
