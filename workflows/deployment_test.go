@@ -434,7 +434,7 @@ func TestDeploymentReplacesWhatIsDownFirst(t *testing.T) {
 	applyAt(env, time.Minute, shopSpec(2, "v2", policy.Policy{}), &updateResult{})
 	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
 	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
-	require.Equal(t, []string{"replace shop/api-rep-2 gen 1", "replace shop/api-rep-1 gen 1"}, c.log)
+	require.Equal(t, []string{"replace shop/api-rep-2 gen 2", "replace shop/api-rep-1 gen 2"}, c.log, "generation 2: the replicas hold 1")
 }
 
 // With a replica down and no budget left, the rollout waits, says why, and
@@ -464,7 +464,7 @@ func TestDeploymentWaitsWithNoBudget(t *testing.T) {
 	require.Empty(t, logWhileDown, "nothing replaced while rep-1 is down")
 	require.Equal(t, RolloutProgressing, waiting.State)
 	require.Equal(t, "waiting: 1 of 2 replicas of service api are down (shop/api-rep-1: CrashLoopBackOff) and max_unavailable is 1; the next replacement starts when one is back", waiting.Reason)
-	require.Equal(t, []string{"replace shop/api-rep-2 gen 1"}, c.log)
+	require.Equal(t, []string{"replace shop/api-rep-2 gen 2"}, c.log)
 }
 
 // A rollback applied while the replacement to the new spec is in flight is
