@@ -450,13 +450,19 @@ func (a *Activities) Logs(ctx context.Context, in LogsInput) (LogsResult, error)
 	return LogsResult{Output: string(out)}, nil
 }
 
-// activityError marks a missing image non-retryable; the rest are retried
+// activityError marks a missing image, a spec the node refuses and a host
+// port in use (ErrTypePortInUse) non-retryable; the rest are retried
 // by the activity's retry policy (a container that vanished between calls is
 // simply created again by the retry).
 func activityError(op string, id replica.ID, err error) error {
 	if errors.Is(err, runtime.ErrImageNotFound) {
 		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)
 		return temporal.NewNonRetryableApplicationError(msg, replica.ErrTypeImageNotFound, err)
+	}
+	var inUse *runtime.PortInUse
+	if errors.As(err, &inUse) {
+		// The replica shows it as it is: its text begins with its type.
+		return temporal.NewNonRetryableApplicationError(inUse.Error(), replica.ErrTypePortInUse, err)
 	}
 	if errors.Is(err, runtime.ErrInvalidSpec) {
 		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)

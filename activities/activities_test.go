@@ -199,6 +199,22 @@ func TestEnsureRunningErrors(t *testing.T) {
 	applicationError(t, err, replica.ErrTypeBadSpec, true)
 }
 
+// A host port in use is its own type, and the error's text (the replica's
+// start error) begins with the type's name.
+func TestEnsureRunningPortInUse(t *testing.T) {
+	rt := runtimetest.New()
+	h := newHarness(t, rt, activities.Options{})
+	inUse := &runtime.PortInUse{Port: runtime.PortMapping{Host: 8080, Container: 80, Protocol: runtime.ProtocolTCP, HostIP: "127.0.0.1"}, By: "process python3 (pid 7)"}
+	rt.FailStarts(web, fmt.Errorf("containerd start x: %w", inUse))
+	err := h.run(replica.EnsureRunningName, activities.EnsureRunningInput{ID: web, Spec: busybox}, nil)
+	applicationError(t, err, replica.ErrTypePortInUse, true)
+	var appErr *temporal.ApplicationError
+	errors.As(err, &appErr)
+	if want := "PortInUse: host port 127.0.0.1:8080 is in use by process python3 (pid 7)"; !strings.HasPrefix(appErr.Message(), want) {
+		t.Fatalf("message %q, want it to begin with %q", appErr.Message(), want)
+	}
+}
+
 func TestStartFailureBecomesAFailedExit(t *testing.T) {
 	rt := runtimetest.New()
 	h := newHarness(t, rt, activities.Options{})

@@ -139,6 +139,10 @@ const (
 	// same call cannot help.
 	ErrTypeImageNotFound = "ImageNotFound"
 	ErrTypeBadSpec       = "BadSpec"
+	// ErrTypePortInUse marks a start or preflight refused because a host
+	// port the container publishes is taken (runtime.PortInUse): by another
+	// container or a host process. Retrying works once the port is free.
+	ErrTypePortInUse = "PortInUse"
 	// ErrTypeContainerNotFound marks a call about a container that does not
 	// exist (e.g. logs of an unknown replica); retrying cannot help.
 	ErrTypeContainerNotFound = "ContainerNotFound"

@@ -17,7 +17,7 @@ func TestTemporalNamesNeverChange(t *testing.T) {
 		SignalClaim: "claim", QueryNode: "node", UpdateLogs: "logs", UpdateOrphans: "orphans",
 		MemoLastEvent: "vigil.last_event", MemoStartError: "vigil.start_error",
 		SearchAttrState: "VigilState", SearchAttrService: "VigilService", SearchAttrDeployment: "VigilDeployment", SearchAttrNode: "VigilNode", SearchStateContinuedAsNew: "ContinuedAsNew",
-		ErrTypeBusy: "Busy", ErrTypeImageNotFound: "ImageNotFound", ErrTypeBadSpec: "BadSpec", ErrTypeContainerNotFound: "ContainerNotFound", ErrTypeWorkerStopping: "WorkerStopping",
+		ErrTypeBusy: "Busy", ErrTypeImageNotFound: "ImageNotFound", ErrTypeBadSpec: "BadSpec", ErrTypeContainerNotFound: "ContainerNotFound", ErrTypeWorkerStopping: "WorkerStopping", ErrTypePortInUse: "PortInUse",
 	} {
 		if got != want {
 			t.Errorf("name %q, want %q", got, want)

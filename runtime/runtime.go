@@ -123,6 +123,12 @@ type Runtime interface {
 	// RemoveVolumes deletes the replica's named volumes; only an explicit
 	// request does (unsupervise --stop --volumes). Missing is not an error.
 	RemoveVolumes(ctx context.Context, id replica.ID) error
+	// CheckPorts tells whether the replica's container could publish the
+	// host ports of spec (as Create gets it) now: nil, or a *PortInUse when
+	// another container of the node publishes one or a process on the host
+	// holds it. The container's own ports do not count. Create and Start
+	// make the same check (and hold the ports until the rules are in place).
+	CheckPorts(ctx context.Context, id replica.ID, spec ContainerSpec) error
 	// Isolate marks the container as isolated (label vigil.isolated=true) and
 	// keeps its exited task and logs for debugging.
 	Isolate(ctx context.Context, id replica.ID) error

@@ -25,6 +25,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
 
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
 
@@ -217,6 +218,14 @@ func (n *network) ensure(ctx context.Context, name string, ports []runtime.PortM
 	switch {
 	case err == nil:
 		if st.Ready && st.Network == n.cfg.Name && slices.Equal(st.Ports, ports) && alive(st.NetNS) {
+			// A restart: a process may have taken a port while the task was
+			// down. It keeps it: the container's rules go, not its socket.
+			if err := n.check(name, ports); err != nil {
+				if terr := n.teardown(ctx, name, st); terr != nil {
+					err = fmt.Errorf("%w (and releasing the container's network: %v)", err, terr)
+				}
+				return netState{}, err
+			}
 			return st, nil
 		}
 		if err := n.teardown(ctx, name, st); err != nil {
@@ -230,12 +239,13 @@ func (n *network) ensure(ctx context.Context, name string, ports []runtime.PortM
 	if err := n.checkPlugins(); err != nil {
 		return netState{}, err
 	}
-	ns, err := n.reserve(name, ports)
+	ns, unhold, err := n.reserve(name, ports)
 	if err != nil {
 		return netState{}, err
 	}
 	st = netState{Network: n.cfg.Name, NetNS: ns, Ports: ports}
 	res, err := n.cni.Setup(ctx, name, ns, gocni.WithCapabilityPortMap(cniPorts(ports)))
+	unhold() // the port rules are in place, or the setup failed
 	if err != nil {
 		// Leave nothing half-made: the plugins undo what they did by container ID.
 		if terr := n.teardown(context.WithoutCancel(ctx), name, st); terr != nil {
@@ -250,30 +260,49 @@ func (n *network) ensure(ctx context.Context, name string, ports []runtime.PortM
 	return st, n.save(name, st)
 }
 
-// reserve checks the ports against every other container's on this node,
-// creates the namespace and records both before CNI runs, so a crash
-// half-way leaves a state file that says what to tear down.
-func (n *network) reserve(name string, ports []runtime.PortMapping) (string, error) {
+// reserve checks the ports against every other container's on this node
+// and every process on the host, holds them until unhold (so that nothing
+// takes one before the port rules are in place), creates the namespace and
+// records both before CNI runs, so a crash half-way leaves a state file
+// that says what to tear down.
+func (n *network) reserve(name string, ports []runtime.PortMapping) (ns string, unhold func(), err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.checkPorts(name, ports); err != nil {
-		return "", err
-	}
-	ns, err := netns.NewNetNS(n.cfg.NetNSDir)
+	unhold, err = n.claim(name, ports)
 	if err != nil {
-		return "", fmt.Errorf("network namespace in %s: %w", n.cfg.NetNSDir, err)
+		return "", nil, err
 	}
-	if err := n.save(name, netState{Network: n.cfg.Name, NetNS: ns.GetPath(), Ports: ports}); err != nil {
-		_ = ns.Remove()
-		return "", err
+	netNS, err := netns.NewNetNS(n.cfg.NetNSDir)
+	if err != nil {
+		unhold()
+		return "", nil, fmt.Errorf("network namespace in %s: %w", n.cfg.NetNSDir, err)
 	}
-	return ns.GetPath(), nil
+	if err := n.save(name, netState{Network: n.cfg.Name, NetNS: netNS.GetPath(), Ports: ports}); err != nil {
+		unhold()
+		_ = netNS.Remove()
+		return "", nil, err
+	}
+	return netNS.GetPath(), unhold, nil
 }
 
-// checkPorts refuses a host port another container on this node publishes.
-func (n *network) checkPorts(name string, ports []runtime.PortMapping) error {
+// check is claim without holding: whether container name could publish
+// the ports now.
+func (n *network) check(name string, ports []runtime.PortMapping) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	unhold, err := n.claim(name, ports)
+	if err == nil {
+		unhold()
+	}
+	return err
+}
+
+// claim refuses a host port another container on this node publishes, or
+// a process on the host holds (*runtime.PortInUse), and holds the ports
+// until unhold (runtime.HoldPorts). The caller holds n.mu.
+func (n *network) claim(name string, ports []runtime.PortMapping) (unhold func(), err error) {
 	if len(ports) == 0 {
-		return nil
+		return func() {}, nil
 	}
 	files, _ := filepath.Glob(filepath.Join(n.stateDir, "*.json"))
 	for _, f := range files {
@@ -287,24 +316,25 @@ func (n *network) checkPorts(name string, ports []runtime.PortMapping) error {
 		}
 		for i, p := range ports {
 			for _, q := range st.Ports {
-				if PortsClash(p, q) {
-					return fmt.Errorf("ports[%d].host: %s %d is already published on this node by container %s; pick another host port or remove that container: %w",
-						i, p.Protocol, p.Host, other, runtime.ErrInvalidSpec)
+				if runtime.PortsClash(p, q) {
+					return nil, &runtime.PortInUse{Index: i, Port: p, By: "container " + other}
 				}
 			}
 		}
 	}
-	return nil
+	return runtime.HoldPorts(ports)
 }
 
-// PortsClash reports whether two mappings claim the same host port: same
-// protocol and port, on the same address or on every address.
-func PortsClash(a, b runtime.PortMapping) bool {
-	if a.Host != b.Host || a.Protocol != b.Protocol {
-		return false
+// CheckPorts is runtime.Runtime's: a bridge container's host ports
+// against the other containers' records and every process on the host.
+func (r *Runtime) CheckPorts(ctx context.Context, id replica.ID, spec runtime.ContainerSpec) error {
+	if err := validateID(id); err != nil {
+		return err
 	}
-	every := func(ip string) bool { return ip == "" || ip == "0.0.0.0" }
-	return every(a.HostIP) || every(b.HostIP) || a.HostIP == b.HostIP
+	if spec.Network != runtime.NetworkBridge {
+		return nil
+	}
+	return r.net.check(id.ContainerName(), spec.Ports)
 }
 
 // teardown undoes ensure: CNI DEL (which releases the address and removes

@@ -239,25 +239,93 @@ func TestReleaseNetworks(t *testing.T) {
 	}
 }
 
-// Two containers of one node cannot publish the same host port.
+// Two containers of one node cannot publish the same host port, and no
+// container takes over a port a process of the host listens on: at its first
+// start or at a restart, it fails with PortInUse and the process keeps
+// serving.
 func TestHostPortInUseIsRefused(t *testing.T) {
-	_, rt, _ := bridged(t)
+	d, rt, _ := bridged(t)
 	ctx := testCtx(t)
 	port := freePort(t)
 	spec := containerdtest.TestImage("sleep 1000")
 	spec.Network = runtime.NetworkBridge
 	spec.Ports = []runtime.PortMapping{{Container: 8080, Host: port, Protocol: runtime.ProtocolTCP}}
-	first := newID("a")
+	first, second := newID("a"), newID("b")
 	if err := rt.Create(ctx, first, spec); err != nil {
 		t.Fatal(err)
 	}
+	if err := rt.CheckPorts(ctx, first, spec); err != nil {
+		t.Fatalf("a container's own ports count against it: %v", err)
+	}
 	spec.Ports[0].HostIP = "127.0.0.1"
-	err := rt.Create(ctx, newID("b"), spec)
-	if !errors.Is(err, runtime.ErrInvalidSpec) || !strings.Contains(err.Error(), "already published") {
-		t.Fatalf("second container on the same host port: %v; want ErrInvalidSpec naming the port", err)
+	for what, err := range map[string]error{"create": rt.Create(ctx, second, spec), "check": rt.CheckPorts(ctx, second, spec)} {
+		var inUse *runtime.PortInUse
+		if !errors.As(err, &inUse) || !errors.Is(err, runtime.ErrInvalidSpec) || inUse.By != "container "+first.ContainerName() {
+			t.Fatalf("%s of a second container on the same host port: %v; want PortInUse naming the first", what, err)
+		}
 	}
 	if err := rt.Remove(ctx, first); err != nil {
 		t.Fatal(err)
+	}
+
+	// A process of the host listens: the first start fails, nothing changes.
+	spec = containerdtest.TestImage(httpdScript)
+	spec.Network = runtime.NetworkBridge
+	spec.Ports = []runtime.PortMapping{{Container: 8080, Host: freePort(t), Protocol: runtime.ProtocolTCP, HostIP: "127.0.0.1"}}
+	stopHost := hostServer(t, spec.Ports[0].Host)
+	web := newID("web")
+	wantInUse(t, rt.Create(ctx, web, spec), spec.Ports[0])
+	if body := get(t, spec.Ports[0].Host); body != "host" {
+		t.Fatalf("the host's server answers %q, want host", body)
+	}
+	stopHost()
+	runSpec(t, rt, web, spec)
+	if body := get(t, spec.Ports[0].Host); !strings.HasPrefix(body, "hello from") {
+		t.Fatalf("the container answers %q", body)
+	}
+
+	// It takes the port while the container is down: the restart fails and
+	// the container's port rules go.
+	killTask(t, d, web, syscall.SIGKILL)
+	wait(t, rt, web)
+	stopHost = hostServer(t, spec.Ports[0].Host)
+	_, err := rt.Start(ctx, web)
+	wantInUse(t, err, spec.Ports[0])
+	if body := get(t, spec.Ports[0].Host); body != "host" {
+		t.Fatalf("after the failed restart the port answers %q, want the host's server", body)
+	}
+	stopHost()
+	if _, err := rt.Start(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	if body := get(t, spec.Ports[0].Host); !strings.HasPrefix(body, "hello from") {
+		t.Fatalf("the restarted container answers %q", body)
+	}
+	if err := rt.Remove(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hostServer serves "host" on 127.0.0.1:port from this process until stop.
+func hostServer(t *testing.T, port int) (stop func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "host") })}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return func() { _ = srv.Close() }
+}
+
+// wantInUse checks err is PortInUse of p, naming this process.
+func wantInUse(t *testing.T, err error, p runtime.PortMapping) {
+	t.Helper()
+	var inUse *runtime.PortInUse
+	want := "PortInUse: host port " + runtime.HostPortString(p) + " is in use by process "
+	if !errors.As(err, &inUse) || !strings.HasPrefix(inUse.Error(), want) || !strings.Contains(inUse.By, fmt.Sprintf("(pid %d)", os.Getpid())) {
+		t.Fatalf("error %v; want one beginning %q and naming this process (pid %d)", err, want, os.Getpid())
 	}
 }
 

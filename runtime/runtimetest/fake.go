@@ -30,6 +30,7 @@ const (
 	OpLogs          Op = "Logs"
 	OpList          Op = "List"
 	OpMarkReported  Op = "MarkReported"
+	OpCheckPorts    Op = "CheckPorts"
 )
 
 // Fake is a scriptable in-memory Runtime. The zero value is not usable; use New.
@@ -235,6 +236,32 @@ func (f *Fake) Create(ctx context.Context, id replica.ID, spec runtime.Container
 		return fmt.Errorf("fake image %s: %w", spec.Image, runtime.ErrImageNotFound)
 	}
 	f.containers[id] = &container{id: id, spec: spec, state: runtime.Failed("never started"), exited: make(chan struct{})}
+	return nil
+}
+
+// CheckPorts refuses a host port another container of the fake publishes
+// (a process on the host holding one is scripted with FailNext).
+func (f *Fake) CheckPorts(ctx context.Context, id replica.ID, spec runtime.ContainerSpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpCheckPorts); err != nil {
+		return err
+	}
+	if spec.Network != runtime.NetworkBridge {
+		return nil
+	}
+	for other, c := range f.containers {
+		if other == id || c.spec.Network != runtime.NetworkBridge {
+			continue
+		}
+		for i, p := range spec.Ports {
+			for _, q := range c.spec.Ports {
+				if runtime.PortsClash(p, q) {
+					return &runtime.PortInUse{Index: i, Port: p, By: "container " + other.ContainerName()}
+				}
+			}
+		}
+	}
 	return nil
 }
 
