@@ -71,9 +71,12 @@ const (
 
 // The deployment workflow's update, queries and signal.
 const (
-	UpdateApply           = "apply"
-	QueryRollout          = "rollout"
-	QueryReplicas         = "replicas"
+	UpdateApply   = "apply"
+	QueryRollout  = "rollout"
+	QueryReplicas = "replicas"
+	// QueryDesired answers the deployment file being rolled out (null
+	// before the first apply).
+	QueryDesired          = "desired"
 	SignalServiceShutdown = "service-shutdown"
 )
 

@@ -76,7 +76,7 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 			if !dryRun {
 				warnNodesWithoutWorker(ctx, a, c, desired)
 				if wait {
-					return waitApplied(ctx, a, c, desired, res.Generation)
+					return waitApplied(ctx, a, c, desired.Name, res.Generation)
 				}
 			}
 			return nil
@@ -87,70 +87,6 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	cmd.Flags().BoolVar(&wait, "wait", false, "return once the rollout is complete and every replica runs (fails if the rollout pauses or --timeout passes first)")
 	return cmd
-}
-
-// waitPoll is how often --wait looks at the rollout and the replicas.
-const waitPoll = 250 * time.Millisecond
-
-// waitApplied waits until the deployment's rollout of generation gen (or a
-// later one) is complete and every replica the file asks for is Running (or
-// Completed, a finished job), as `kubectl rollout status` does. A paused
-// rollout fails with its reason; ctx ending (--timeout) fails with where it
-// stood.
-func waitApplied(ctx context.Context, a *app, c client.Client, desired workflows.DeploymentSpec, gen int) error {
-	name := desired.Name
-	want := map[string]bool{}
-	for _, s := range desired.Services {
-		for i := 1; i <= s.Replicas; i++ {
-			want[replica.ID{Deployment: name, Service: s.Name, Replica: i}.WorkflowID()] = true
-		}
-	}
-	tick := time.NewTicker(waitPoll)
-	defer tick.Stop()
-	stood := "no answer yet"
-	for {
-		st, err := rolloutStatus(ctx, c, name)
-		switch {
-		case err != nil:
-			stood = err.Error()
-		case st.Generation >= gen && st.State == workflows.RolloutPaused:
-			// The reason names the generation, the replica and the fix.
-			return failure{fmt.Errorf("deployment %s: rollout paused: %s", name, st.Reason)}
-		case st.Generation >= gen && st.State == workflows.RolloutComplete:
-			running, err := runningReplicas(ctx, c, a.conn.Namespace, name, want)
-			if err == nil && running == len(want) {
-				if a.printer().json {
-					return nil
-				}
-				_, err := fmt.Fprintf(a.printer().out, "deployment %s: generation %d complete, %d/%d replicas running\n", name, st.Generation, running, len(want))
-				return err
-			}
-			stood = fmt.Sprintf("generation %d complete, %d/%d replicas running", st.Generation, running, len(want))
-		default:
-			stood = fmt.Sprintf("generation %d %s, %d/%d replicas updated", st.Generation, st.State, st.Updated, st.Total)
-		}
-		select {
-		case <-ctx.Done():
-			return failure{fmt.Errorf("deployment %s: not done within --timeout %s (%s); raise --timeout, or follow it with vigil rollout status %s", name, a.timeout, stood, name)}
-		case <-tick.C:
-		}
-	}
-}
-
-// runningReplicas counts the replicas in want whose supervisor runs and
-// says Running, or has Completed.
-func runningReplicas(ctx context.Context, c client.Client, namespace, deployment string, want map[string]bool) (int, error) {
-	replicas, err := listReplicas(ctx, c, namespace, listFilter{deployment: deployment})
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, r := range replicas {
-		if want[r.id.WorkflowID()] && ((r.running && r.state == workflows.StateRunning) || r.state == workflows.StateCompleted) {
-			n++
-		}
-	}
-	return n, nil
 }
 
 // parseDeployment reads the deployment file named by -f; "-" is stdin.
@@ -275,12 +211,6 @@ func deploymentReplicas(ctx context.Context, c client.Client, name string) ([]wo
 	return out, err
 }
 
-func rolloutStatus(ctx context.Context, c client.Client, name string) (workflows.RolloutStatus, error) {
-	var out workflows.RolloutStatus
-	err := queryDeployment(ctx, c, name, replica.QueryRollout, &out)
-	return out, err
-}
-
 // queryDeployment queries the deployment's workflow; errNoDeployment if
 // there is none.
 func queryDeployment(ctx context.Context, c client.Client, name, query string, out any) error {
@@ -326,57 +256,6 @@ func printPlan(p printer, name string, res workflows.ApplyResult, dryRun bool) e
 	}
 	_, err := fmt.Fprintf(p.out, "deployment %s: generation %d, nothing to change\n", name, res.Generation)
 	return err
-}
-
-func rolloutCommand(a *app) *cobra.Command {
-	root := &cobra.Command{
-		Use:   "rollout",
-		Short: "Follow a deployment's rollout",
-		Args:  cobra.NoArgs,
-	}
-	root.AddCommand(&cobra.Command{
-		Use:   "status DEPLOYMENT",
-		Short: "Show where the deployment's rollout stands: progressing, paused (and why) or complete",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("rollout status: want exactly one DEPLOYMENT, got %d arguments; e.g. vigil rollout status shop", len(args))
-			}
-			if !replica.ValidName(args[0]) {
-				return usagef("rollout status: %q is not a valid deployment name", args[0])
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := a.withTimeout(cmd)
-			defer cancel()
-			c, err := a.client(ctx)
-			if err != nil {
-				return err
-			}
-			st, err := rolloutStatus(ctx, c, args[0])
-			if errors.Is(err, errNoDeployment) {
-				return failure{fmt.Errorf("unknown deployment %s: nothing was applied under this name; vigil apply -f FILE", args[0])}
-			}
-			if err != nil {
-				return err
-			}
-			p := a.printer()
-			if p.json {
-				return p.JSON(st)
-			}
-			rows := [][2]string{
-				{"DEPLOYMENT", st.Deployment},
-				{"GENERATION", fmt.Sprint(st.Generation)},
-				{"STATE", string(st.State)},
-				{"UPDATED", fmt.Sprintf("%d/%d", st.Updated, st.Total)},
-			}
-			if st.Reason != "" {
-				rows = append(rows, [2]string{"REASON", st.Reason})
-			}
-			return p.Fields(rows)
-		},
-	})
-	return root
 }
 
 // desiredState is the parsed file as the deployment workflow's desired

@@ -335,28 +335,20 @@ const listQueryConcurrency = 8
 func listViews(ctx context.Context, c client.Client, replicas []listedReplica) ([]workflows.StateView, int) {
 	views := make([]workflows.StateView, len(replicas))
 	failed := make([]bool, len(replicas))
-	sem := make(chan struct{}, listQueryConcurrency)
-	var wg sync.WaitGroup
-	for i, r := range replicas {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			v, err := queryState(qctx, c, r.id)
-			if err != nil {
-				failed[i] = true
-				v = workflows.StateView{
-					ID: r.id.Ref(), Deployment: r.id.Deployment, Service: r.id.Service, Replica: r.id.Replica,
-					State: r.state, RestartTimes: []string{}, Events: []workflows.Event{},
-				}
+	parallel(len(replicas), func(i int) {
+		r := replicas[i]
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		v, err := queryState(qctx, c, r.id)
+		if err != nil {
+			failed[i] = true
+			v = workflows.StateView{
+				ID: r.id.Ref(), Deployment: r.id.Deployment, Service: r.id.Service, Replica: r.id.Replica,
+				State: r.state, RestartTimes: []string{}, Events: []workflows.Event{},
 			}
-			views[i] = v
-		}()
-	}
-	wg.Wait()
+		}
+		views[i] = v
+	})
 	n := 0
 	for _, f := range failed {
 		if f {
@@ -364,6 +356,22 @@ func listViews(ctx context.Context, c client.Client, replicas []listedReplica) (
 		}
 	}
 	return views, n
+}
+
+// parallel runs fn(0..n-1), listQueryConcurrency at a time, and waits.
+func parallel(n int, fn func(i int)) {
+	sem := make(chan struct{}, listQueryConcurrency)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 func listCommand(a *app) *cobra.Command {

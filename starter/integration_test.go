@@ -106,12 +106,18 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		created[0].Action != workflows.ActionCreate || created[1].Action != workflows.ActionCreate {
 		t.Fatalf("first supervise: %q %v", first.stdout, err)
 	}
-	// The deployment workflow starts the replicas after answering.
+	// The deployment workflow starts the replicas after answering. Both
+	// are updated, but with no node worker neither has run: the rollout is
+	// not complete, and says which replicas are not ready and why.
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		st := vigil("rollout", "status", "shop", "--json")
-		var rs workflows.RolloutStatus
-		if st.code == 0 && json.Unmarshal([]byte(st.stdout), &rs) == nil && rs.State == workflows.RolloutComplete && rs.Updated == 2 {
+		var rs rolloutView
+		if st.code == 0 && json.Unmarshal([]byte(st.stdout), &rs) == nil && rs.Updated == 2 {
+			if rs.State != workflows.RolloutProgressing || rs.Available != 0 || len(rs.NotReady) != 2 ||
+				rs.NotReady[0] != (notReady{ID: "shop/api-rep-1", State: "Pending", Reason: "no vigil-worker polls node it-node's queue; start one with --node it-node"}) {
+				t.Errorf("rollout status without a node worker: %s", st.stdout)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -132,10 +138,10 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		}
 	}
 
-	// --wait: the rollout is complete, but no replica runs (no node
-	// worker), so it fails when --timeout passes, saying where it stood.
+	// --wait: every replica is updated, but none runs (no node worker), so
+	// it fails when --timeout passes, saying where it stood and naming them.
 	waited := vigil("apply", "-f", good, "--wait", "--timeout", "8s")
-	if waited.code != 1 || !strings.Contains(waited.stderr, "deployment shop: not done within --timeout 8s (generation 1 complete, 0/2 replicas running)") {
+	if waited.code != 1 || !strings.Contains(waited.stderr, "deployment shop: not done within --timeout 8s (generation 1 progressing, 2/2 updated, 0/2 available; not ready: shop/api-rep-1 Pending: no vigil-worker polls node it-node's queue") {
 		t.Errorf("apply --wait with no node worker: exit %d, stderr %q", waited.code, waited.stderr)
 	}
 

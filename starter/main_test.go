@@ -306,13 +306,13 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 		t.Errorf("got %s\nwant %s", r.stdout, want)
 	}
 	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events", "generation",
-		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error", "ip", "ports", "node_state", "node_since"} {
+		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error", "ip", "ports", "node_state", "node_since", "running_since", "health_detail"} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("missing key %q", key)
 		}
 	}
-	if len(got) != 22 {
-		t.Errorf("got %d keys, want exactly 22 (health only with a probe)", len(got))
+	if len(got) != 24 {
+		t.Errorf("got %d keys, want exactly 24 (health only with a probe)", len(got))
 	}
 	if got["last_exit_reason"] != "Exited" || got["last_exit_signal"] != nil {
 		t.Errorf("last exit reason %v, signal %v; want Exited and null", got["last_exit_reason"], got["last_exit_signal"])

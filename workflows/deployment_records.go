@@ -39,10 +39,16 @@ type RolloutStatus struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// registerQueries serves QueryRollout and QueryReplicas.
+// registerQueries serves QueryRollout, QueryDesired and QueryReplicas.
+// (Registering a query issues no command.)
 func (d *deployer) registerQueries(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, replica.QueryRollout, func() (RolloutStatus, error) {
 		return d.status(), nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, replica.QueryDesired, func() (*DeploymentSpec, error) {
+		return d.st.Desired, nil
 	}); err != nil {
 		return err
 	}

@@ -33,8 +33,11 @@ func (s *supervisor) followHealth(ctx workflow.Context) {
 		switch r.Status {
 		case runtime.HealthStarting, runtime.HealthHealthy, runtime.HealthUnhealthy:
 			if s.st.Health != r.Status {
-				workflow.GetLogger(ctx).Info("health changed", "from", string(s.st.Health), "to", string(r.Status))
+				workflow.GetLogger(ctx).Info("health changed", "from", string(s.st.Health), "to", string(r.Status), "detail", r.Detail)
 				s.st.Health = r.Status
+			}
+			if r.Detail != "" && s.rel >= V030 {
+				s.st.HealthDetail = r.Detail
 			}
 		}
 	}

@@ -181,6 +181,8 @@ type Carry struct {
 	// task started at TaskStartedAt (the runtime's start time).
 	Health        runtime.HealthStatus `json:"health,omitempty"`
 	TaskStartedAt time.Time            `json:"task_started_at,omitzero"`
+	// HealthDetail is what the last failed probe said (since v0.3.0).
+	HealthDetail string `json:"health_detail,omitempty"`
 	// Network is where the container was reachable when last started
 	// (bridge networking; nil otherwise).
 	Network *runtime.NetworkStatus `json:"network,omitempty"`
@@ -221,6 +223,10 @@ type StateView struct {
 	// Health is starting, healthy or unhealthy; present only when the
 	// service has a probe.
 	Health *string `json:"health,omitempty"`
+	// HealthDetail is what the last failed probe said: the HTTP status, the
+	// exec's exit code and first line of output, or the TCP error; null
+	// when none failed.
+	HealthDetail *string `json:"health_detail"`
 	// IP and Ports: where the container can be reached (bridge networking).
 	IP    string                `json:"ip,omitempty"`
 	Ports []runtime.PortMapping `json:"ports,omitempty"`
@@ -228,6 +234,10 @@ type StateView struct {
 	// changed; both null until a node activity ended.
 	NodeState *string `json:"node_state"`
 	NodeSince *string `json:"node_since"`
+	// RunningSince is when the running container's task started (the
+	// runtime's time); null unless Running. Rollout status counts a replica
+	// available once it has run min_ready.
+	RunningSince *string `json:"running_since"`
 }
 
 // HealthReport is the "health" signal: the node's probes changed their
@@ -235,6 +245,9 @@ type StateView struct {
 // container adds no history.
 type HealthReport struct {
 	Status runtime.HealthStatus `json:"status"`
+	// Detail is what the failed probe said (an unhealthy verdict; empty
+	// from workers before v0.3.0).
+	Detail string `json:"detail,omitempty"`
 	// StartedAt identifies the container's task the verdict is about; a
 	// report about an earlier task is ignored.
 	StartedAt time.Time `json:"started_at,omitzero"`

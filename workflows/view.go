@@ -98,6 +98,7 @@ func (s *supervisor) view() StateView {
 		Generation:      s.st.Generation,
 		LastExitReason:  nonEmpty(string(s.st.LastExitReason)),
 		LastExitSignal:  nonEmpty(s.st.LastExitSignal),
+		HealthDetail:    nonEmpty(s.st.HealthDetail),
 	}
 	if h := s.in.Spec.Health; h != nil && (h.Liveness != nil || h.Startup != nil) {
 		health := string(s.st.Health)
@@ -115,6 +116,9 @@ func (s *supervisor) view() StateView {
 	}
 	if s.st.NodeState != "" {
 		v.NodeState, v.NodeSince = nonEmpty(string(s.st.NodeState)), nonEmpty(formatTime(s.st.NodeSince))
+	}
+	if s.st.State == StateRunning && !s.st.TaskStartedAt.IsZero() {
+		v.RunningSince = nonEmpty(formatTime(s.st.TaskStartedAt))
 	}
 	if n := s.st.Network; n != nil {
 		v.IP, v.Ports = n.IP, append([]runtime.PortMapping(nil), n.Ports...)

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/workflows"
+)
+
+// A rollout the deployment calls complete is complete only when every
+// replica it wants is available: Running, healthy where it has probes, for
+// min_ready. The others are named, with their state and why.
+func TestRolloutCompleteOnlyWhenAvailable(t *testing.T) {
+	now := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	str := func(s string) *string { return &s }
+	code := func(c int) *int { return &c }
+	want := func(n int) wantedReplica {
+		return wantedReplica{id: replica.ID{Deployment: "shop", Service: "api", Replica: n}, minReady: 5 * time.Second}
+	}
+	running := func(n int, ranFor time.Duration) seenReplica {
+		return seenReplica{view: workflows.StateView{ID: want(n).id.Ref(), State: workflows.StateRunning,
+			RunningSince: str(now.Add(-ranFor).Format(time.RFC3339Nano))}}
+	}
+	done := workflows.RolloutStatus{Deployment: "shop", Generation: 2, State: workflows.RolloutComplete, Updated: 3, Total: 3}
+
+	all := judgeRollout(done, []wantedReplica{want(1), want(2), want(3)},
+		[]seenReplica{running(1, time.Minute), running(2, 5*time.Second), {view: workflows.StateView{State: workflows.StateCompleted}}}, now)
+	require.Equal(t, workflows.RolloutComplete, all.State)
+	require.Equal(t, 3, all.Available)
+	require.Empty(t, all.NotReady)
+
+	looping := seenReplica{view: workflows.StateView{ID: "shop/api-rep-2", State: workflows.StateCrashLoopBackOff,
+		LastExitCode: code(137), LastExitReason: str("OOMKilled")}}
+	unhealthy := running(3, time.Minute)
+	unhealthy.view.Health = str("unhealthy")
+	unhealthy.view.HealthDetail = str("http 503")
+	got := judgeRollout(done, []wantedReplica{want(1), want(2), want(3), want(4)},
+		[]seenReplica{running(1, 2*time.Second), looping, unhealthy, {missing: true}}, now)
+	require.Equal(t, workflows.RolloutProgressing, got.State)
+	require.Zero(t, got.Available)
+	require.Equal(t, []notReady{
+		{ID: "shop/api-rep-1", State: "Running", Reason: "running for 2s of min_ready 5s"},
+		{ID: "shop/api-rep-2", State: "CrashLoopBackOff", Reason: "crash-loop backoff after exit 137 (OOMKilled)"},
+		{ID: "shop/api-rep-3", State: "Running", Reason: "unhealthy: http 503"},
+		{ID: "shop/api-rep-4", State: "Missing", Reason: "not supervised yet: the rollout creates it"},
+	}, got.NotReady)
+
+	// A paused rollout stays paused, and still names the replicas.
+	paused := done
+	paused.State, paused.Reason = workflows.RolloutPaused, "generation 2: shop/api-rep-2: ..."
+	require.Equal(t, workflows.RolloutPaused, judgeRollout(paused, []wantedReplica{want(2)}, []seenReplica{looping}, now).State)
+
+	// The JSON names are a contract.
+	b, err := json.Marshal(got)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	for _, k := range []string{"deployment", "generation", "state", "updated", "available", "total", "not_ready"} {
+		require.Contains(t, m, k)
+	}
+	require.Equal(t, map[string]any{"id": "shop/api-rep-1", "state": "Running", "reason": "running for 2s of min_ready 5s"}, m["not_ready"].([]any)[0])
+}
