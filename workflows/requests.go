@@ -127,7 +127,7 @@ func (s *supervisor) validate(c *command) error {
 	if s.inFlight != nil && (kind != cmdUnsupervise || s.inFlight.kind == cmdUnsupervise) {
 		return temporal.NewApplicationError(fmt.Sprintf("%s: another request (%s) is in progress; retry when it has finished", kind, s.inFlight.kind), replica.ErrTypeBusy)
 	}
-	if s.busyDoing != "" && (kind == cmdReconfigure || kind == cmdShutdown) {
+	if s.busyDoing != "" && (kind == cmdReconfigure || kind == cmdShutdown) && s.rel < V030 {
 		return temporal.NewApplicationError(fmt.Sprintf("%s: the replica is busy %s; try again when it is done", kind, s.busyDoing), replica.ErrTypeBusy)
 	}
 	if o := s.old(); o != nil {
@@ -227,6 +227,10 @@ func (s *supervisor) startFor(ctx workflow.Context, c *command, after time.Time)
 	_, err := s.start(ctx, after, untilRunning)
 	if err == nil {
 		s.setState(ctx, StateRunning)
+	}
+	if errors.Is(err, errSuperseded) {
+		c.note = fmt.Sprintf("the deployment's request taken while the start was failing decided instead: the replica is %s", s.st.State)
+		err = nil
 	}
 	return s.answer(c, err)
 }
@@ -393,10 +397,23 @@ func (s *supervisor) wait(ctx workflow.Context, d time.Duration, why string, res
 		case w.cmd.kind == cmdReconfigure:
 			// A new generation may be just what makes the start work (a
 			// rollback of a bad image): take it now.
-			if err := s.handle(ctx, w.cmd); err != nil || w.cmd.reconf.Replace {
+			if err := s.handle(ctx, w.cmd); err != nil || !w.cmd.reconf.Replace {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if s.rel >= V030 {
+				// The replacement made the start: it is not a restart.
+				return nil, errSuperseded
+			}
+			return nil, nil
+		case w.cmd.kind == cmdShutdown && s.rel >= V030:
+			// The service is shut down: no start to retry.
+			if err := s.handle(ctx, w.cmd); err != nil {
 				return nil, err
 			}
-			continue
+			return nil, errSuperseded
 		}
 		hint := "try again later"
 		if restarts {
@@ -426,9 +443,22 @@ func (s *supervisor) activity(ctx, actCtx workflow.Context, name string, in, out
 // calls cancel (what was awaited is dropped) and ends supervision
 // (errUnsupervised); take may keep another request; the rest are refused
 // as busy. It does not Get f.
+//
+// Since v0.3.0 the deployment's requests (reconfigure, shutdown) are
+// deferred instead: handed back to the main loop once f is ready, so that
+// one arriving in the same workflow task as the start is neither refused
+// (untyped, and recorded under its update ID) nor answered before it is done.
 func (s *supervisor) hear(ctx workflow.Context, f workflow.Future, doing string, take func(*command) bool, cancel func()) error {
 	s.busyDoing = doing
-	defer func() { s.busyDoing = "" }()
+	var deferred []*command
+	defer func() {
+		s.busyDoing = ""
+		for _, c := range deferred {
+			if !s.commands.SendAsync(c) {
+				s.finish(c, temporal.NewApplicationError(fmt.Sprintf("%s: too many requests waiting; retry", c.kind), replica.ErrTypeBusy))
+			}
+		}
+	}()
 	for {
 		w := s.waitFor(ctx, f, false)
 		switch {
@@ -438,6 +468,8 @@ func (s *supervisor) hear(ctx workflow.Context, f workflow.Future, doing string,
 			cancel()
 			return s.handle(ctx, w.cmd)
 		case take != nil && take(w.cmd):
+		case s.rel >= V030 && (w.cmd.kind == cmdReconfigure || w.cmd.kind == cmdShutdown):
+			deferred = append(deferred, w.cmd)
 		default:
 			s.finish(w.cmd, fmt.Errorf("%s: the replica is busy %s; try again when it is done", w.cmd.kind, doing))
 		}

@@ -115,28 +115,3 @@ func TestContinuedRunIsNotCountedAsRunning(t *testing.T) {
 	continuedInput(t, env)
 	require.Equal(t, []string{"Pending", "Running", replica.SearchStateContinuedAsNew}, states)
 }
-
-// The deployment's requests that meet a replica busy in an activity are
-// refused in the validator as Busy (not recorded), so the control activity's
-// retry with the same update ID is heard afresh instead of answered from
-// history with the refusal.
-func TestDeploymentRequestDuringStartIsRejectedAsBusy(t *testing.T) {
-	n := &node{blockStarts: true}
-	env := newEnv(t, n)
-	reconf, shutdown := &updateResult{}, &updateResult{}
-	env.RegisterDelayedCallback(func() {
-		next := input(policy.Default())
-		sendUpdate(env, replica.UpdateReconfigure, ReconfigureRequest{Generation: 2, Config: next.ReplicaConfig, Replace: true}, reconf)
-		sendUpdate(env, replica.UpdateShutdown, ShutdownRequest{}, shutdown)
-	}, 10*time.Millisecond)
-	unsuperviseAt(env, 50*time.Millisecond)
-	env.ExecuteWorkflow(Supervise, input(policy.Default()))
-	require.NoError(t, env.GetWorkflowError())
-
-	for name, r := range map[string]*updateResult{"reconfigure": reconf, "shutdown": shutdown} {
-		var appErr *temporal.ApplicationError
-		require.ErrorAs(t, r.rejected, &appErr, "%s during a start: rejected in the validator", name)
-		require.Equal(t, replica.ErrTypeBusy, appErr.Type(), name)
-		require.ErrorContains(t, r.rejected, "busy starting the container", name)
-	}
-}

@@ -46,6 +46,12 @@ const (
 // errUnsupervised ends the run when an operator ends supervision.
 var errUnsupervised = errors.New("unsupervised")
 
+// errSuperseded (since v0.3.0) ends a start that keeps failing because the
+// deployment's request taken between its attempts decided instead: a
+// replacement made a new container, or a shutdown stopped the replica. The
+// state is the request's; the start's caller counts no restart.
+var errSuperseded = errors.New("start superseded by the deployment's request")
+
 // oldRelease is what the runs of an old release do their own way, one
 // method per helper whose commands differ; each such helper asks s.old()
 // first. Each old release's own file registers one in releases (init).
@@ -161,10 +167,11 @@ func (s *supervisor) run(ctx workflow.Context) error {
 		// Make sure the container exists and runs. A task that exited before
 		// now is started again; one already running is left alone.
 		s.why = "first start"
-		if _, err := s.start(ctx, workflow.Now(ctx), untilRunning); err != nil {
+		if _, err := s.start(ctx, workflow.Now(ctx), untilRunning); err == nil {
+			s.setState(ctx, StateRunning)
+		} else if !errors.Is(err, errSuperseded) {
 			return err
 		}
-		s.setState(ctx, StateRunning)
 	}
 	for {
 		if s.shouldContinueAsNew(ctx) {
@@ -193,7 +200,7 @@ func (s *supervisor) run(ctx workflow.Context) error {
 		default:
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown state %q", s.st.State), "BadState", nil)
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errSuperseded) {
 			return err
 		}
 	}
