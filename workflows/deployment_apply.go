@@ -70,7 +70,7 @@ func (d *deployer) takeApplies(ctx workflow.Context) error {
 		// A new run (after a terminate or a failure) counts on from the
 		// highest generation its replicas hold, so its replacements are
 		// not taken for ones already made.
-		for _, r := range d.st.Replicas {
+		for _, r := range d.records() {
 			d.st.Generation = max(d.st.Generation, r.Generation)
 		}
 	}
@@ -116,8 +116,8 @@ func (d *deployer) planned() map[string]ReplicaRecord {
 		return d.st.Replicas
 	}
 	out := make(map[string]ReplicaRecord, len(d.st.Replicas)+len(d.inflight))
-	for ref, r := range d.st.Replicas {
-		out[ref] = r
+	for _, ref := range workflow.DeterministicKeys(d.st.Replicas) {
+		out[ref] = d.st.Replicas[ref]
 	}
 	for _, ref := range workflow.DeterministicKeys(d.inflight) {
 		s := d.inflight[ref]
