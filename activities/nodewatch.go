@@ -74,6 +74,9 @@ type Roster interface {
 	// its last run keeps the stop (memo replica.MemoStopPending). With an
 	// error, the stops it could tell are still listed.
 	PendingStops(ctx context.Context, node string) ([]StopInput, error)
+	// MovedTo is the node the replica id is supervised on now when that is
+	// not node (it moved away while node was lost or drained), else "".
+	MovedTo(ctx context.Context, id replica.ID, node string) (string, error)
 }
 
 // WatchNodeInput starts one node watch.
@@ -359,6 +362,11 @@ func (w *nodeWatch) reconcile(ctx context.Context, expected []replica.ID, list [
 	for _, c := range list {
 		have[c.ID] = true
 	}
+	want := make(map[replica.ID]bool, len(expected))
+	for _, id := range expected {
+		want[id] = true
+	}
+	w.removeMoved(ctx, list, want)
 	for _, id := range expected {
 		if !have[id] {
 			w.report(ctx, id, runtime.Exit{ExitCode: runtime.FailedExitCode, ExitedAt: listedAt,
@@ -463,6 +471,9 @@ func (w *nodeWatch) stopPending(ctx context.Context) {
 		return
 	}
 	log := activity.GetLogger(ctx)
+	if list, err := w.a.rt.List(ctx); err == nil {
+		w.removeMoved(ctx, list, nil)
+	}
 	stops, err := r.PendingStops(ctx, w.node)
 	if err != nil {
 		log.Warn("Pending stops not (all) known; the next watch asks again", "node", w.node, "error", err)
@@ -495,6 +506,41 @@ func (w *nodeWatch) stopPending(ctx context.Context) {
 			log.Info("Pending stop done: the container of an unsupervised replica is stopped and removed", "container", in.ID.Ref(),
 				"volumes_deleted", in.RemoveVolumes, "node", w.node)
 		}()
+	}
+}
+
+// movedGrace is the stop grace of a container whose replica moved away:
+// its replacement runs on another node, so it goes at once.
+const movedGrace = 100 * time.Millisecond
+
+// removeMoved stops and removes the containers in list whose replicas now
+// live on another node (moved while this node was lost or drained), so
+// they never run here again: when a watch starts, before its first scan,
+// and at each reconciliation. Only containers not expected here are asked
+// about.
+func (w *nodeWatch) removeMoved(ctx context.Context, list []runtime.ContainerInfo, expected map[replica.ID]bool) {
+	r := w.a.opts.Roster
+	if r == nil {
+		return
+	}
+	log := activity.GetLogger(ctx)
+	for _, c := range list {
+		if expected[c.ID] {
+			continue
+		}
+		to, err := r.MovedTo(ctx, c.ID, w.node)
+		if err != nil {
+			log.Warn("Not known whether the replica moved; asked again at the next reconciliation", "container", c.ID.Ref(), "error", err)
+			continue
+		}
+		if to == "" {
+			continue
+		}
+		if _, err := w.a.Stop(ctx, StopInput{ID: c.ID, Grace: movedGrace, Remove: true}); err != nil {
+			log.Warn("The container of a replica that moved away was not removed; tried again later", "container", c.ID.Ref(), "now_on", to, "error", err)
+			continue
+		}
+		log.Info("Removed the container of a replica that moved away", "container", c.ID.Ref(), "now_on", to, "node", w.node)
 	}
 }
 

@@ -158,6 +158,8 @@ type roster struct {
 	failNext int
 	// pending is what PendingStops answers.
 	pending []activities.StopInput
+	// moved are the replicas supervised on another node now.
+	moved map[replica.ID]string
 }
 
 func (r *roster) PendingStops(_ context.Context, node string) ([]activities.StopInput, error) {
@@ -165,6 +167,13 @@ func (r *roster) PendingStops(_ context.Context, node string) ([]activities.Stop
 		return nil, errors.New("wrong node " + node)
 	}
 	return r.pending, nil
+}
+
+func (r *roster) MovedTo(_ context.Context, id replica.ID, node string) (string, error) {
+	if node != "n1" {
+		return "", errors.New("wrong node " + node)
+	}
+	return r.moved[id], nil
 }
 
 func (r *roster) Owns(_ context.Context, id replica.ID, node string) (bool, error) {
@@ -276,6 +285,34 @@ func TestWatchNodeDoesPendingStops(t *testing.T) {
 	}
 	if c, ok := f.Container(orphan); !ok || c.State.Status != runtime.StatusRunning {
 		t.Errorf("the orphan without a pending stop: %+v (there: %v), want it running", c, ok)
+	}
+}
+
+// A returning node's watch removes, before anything else, the containers
+// of replicas that moved to another node meanwhile; it leaves its own
+// replicas' and orphans' alone, and reports no exit of what it removed.
+func TestWatchNodeRemovesMovedReplicas(t *testing.T) {
+	f := runtimetest.New()
+	moved, here, orphan := shopWeb(1), shopWeb(2), shopWeb(3)
+	for _, id := range []replica.ID{moved, here, orphan} {
+		startFake(t, f, id)
+	}
+	ros := &roster{running: []replica.ID{here}, moved: map[replica.ID]string{moved: "n2"}}
+	rep := &reports{}
+	h := newHarness(t, f, activities.Options{Reporter: rep, Roster: ros})
+	if _, err := h.env.ExecuteActivity(replica.WatchNodeName, activities.WatchNodeInput{Node: "n1", For: 500 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.Container(moved); ok {
+		t.Error("the container of the replica that moved away is still there")
+	}
+	for _, id := range []replica.ID{here, orphan} {
+		if c, ok := f.Container(id); !ok || c.State.Status != runtime.StatusRunning {
+			t.Errorf("%s: %+v (there: %v), want it running", id.Ref(), c, ok)
+		}
+	}
+	if r, _ := rep.of(moved); len(r) != 0 {
+		t.Errorf("reported the removed container's exit: %+v", r)
 	}
 }
 

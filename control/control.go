@@ -42,6 +42,9 @@ func (a *Activities) Register(w interface {
 		replica.ReconfigureReplicaName: a.ReconfigureReplica,
 		replica.UnsuperviseReplicaName: a.UnsuperviseReplica,
 		replica.ShutdownReplicaName:    a.ShutdownReplica,
+		replica.AwaitNodeLeaseName:     a.AwaitNodeLease,
+		replica.NotifyNodeReplicasName: a.NotifyNodeReplicas,
+		replica.PlanMoveName:           a.PlanMove,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

@@ -239,6 +239,26 @@ func (r roster) Owns(ctx context.Context, id replica.ID, node string) (bool, err
 	return false, nil
 }
 
+func (r roster) MovedTo(ctx context.Context, id replica.ID, node string) (string, error) {
+	desc, err := r.c.DescribeWorkflowExecution(ctx, id.WorkflowID(), "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return "", nil
+	}
+	// Runs before v0.3.0 publish no node, and never move.
+	if on := Keyword(info.GetSearchAttributes().GetIndexedFields()[replica.SearchAttrNode]); on != node {
+		return on, nil
+	}
+	return "", nil
+}
+
 func (r roster) PendingStops(ctx context.Context, node string) ([]activities.StopInput, error) {
 	if node == "" || strings.ContainsAny(node, `'\`) {
 		return nil, fmt.Errorf("node name %q cannot be looked up", node)

@@ -44,6 +44,13 @@ const (
 	ReconfigureReplicaName = "ReconfigureReplica"
 	UnsuperviseReplicaName = "UnsuperviseReplica"
 	ShutdownReplicaName    = "ShutdownReplica"
+	// Since v0.3.0, a node's lease: its workflow waits for the lease to
+	// lapse or come back (AwaitNodeLease) and tells the node's replicas
+	// (NotifyNodeReplicas); a movable replica of a lost node chooses where
+	// to go (PlanMove).
+	AwaitNodeLeaseName     = "AwaitNodeLease"
+	NotifyNodeReplicasName = "NotifyNodeReplicas"
+	PlanMoveName           = "PlanMove"
 )
 
 // The replica workflow's queries, updates and signals.
@@ -67,6 +74,9 @@ const (
 	SignalHealth = "health"
 	// SignalExit carries a container's exit from the node watch.
 	SignalExit = "exit"
+	// SignalNodeLease (since v0.3.0) tells a replica that its node's lease
+	// lapsed, or came back: from the node's workflow.
+	SignalNodeLease = "node-lease"
 )
 
 // The deployment workflow's update, queries and signal.

@@ -56,7 +56,7 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 			return s.decideExit(ctx, e.Exit)
 		}
 		var cmd *command
-		received, due := false, false
+		received, due, lost := false, false, false
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(s.exits, func(c workflow.ReceiveChannel, _ bool) {
 			s.takeReport(ctx, c)
@@ -66,9 +66,21 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 		if s.canDue != nil {
 			sel.AddFuture(s.canDue, func(workflow.Future) { due = true })
 		}
+		if s.rel >= V030 {
+			sel.AddReceive(s.leases, func(c workflow.ReceiveChannel, _ bool) {
+				s.takeLeaseNotice(ctx, c)
+				received = true
+			})
+			if s.moveDue != nil {
+				sel.AddFuture(s.moveDue, func(workflow.Future) { lost = true })
+			}
+		}
 		sel.Select(ctx)
 		if cmd != nil {
 			return s.handle(ctx, cmd)
+		}
+		if lost {
+			return s.nodeLost(ctx)
 		}
 		if due && !received {
 			// Time for a new run; exits reported meanwhile go with it.

@@ -123,6 +123,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 		if err := registerClaims(ctx, in.Node, &st, onClaim, accepted); err != nil {
 			return err
 		}
+		workflow.Go(ctx, func(ctx workflow.Context) { followLease(ctx, in.Node) })
 	}
 	for watchesThisRun := 0; ; watchesThisRun++ {
 		if watchesThisRun >= nodeWatchesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {

@@ -37,6 +37,13 @@ func NodeReplicasQuery(node string, state State) string {
 	return ReplicasQuery("", "", string(state)) + fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrNode, node)
 }
 
+// NodeSupervisedQuery is the visibility query for the replicas supervised
+// on node now, in any state.
+func NodeSupervisedQuery(node string) string {
+	return fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND %s = '%s'",
+		replica.SupervisorWorkflowName, replica.SearchAttrNode, node)
+}
+
 // NodeUnsupervisedQuery is the visibility query for the runs on node that
 // ended by unsupervise (the runs that may keep a pending stop).
 func NodeUnsupervisedQuery(node string) string {

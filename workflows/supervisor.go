@@ -104,6 +104,12 @@ type supervisor struct {
 	waiting *command
 	// rollover: an operator asked for a new run now (UpdateRollover).
 	rollover bool
+	// leases receives the node's lease notices (SignalNodeLease, since
+	// v0.3.0); moveDue fires when the lapsed lease is lost_after old
+	// (nil: not lapsed), moveCancel drops that timer.
+	leases     workflow.ReceiveChannel
+	moveDue    workflow.Future
+	moveCancel func()
 }
 
 // Supervise supervises one container replica until it completes or is unsupervised.
@@ -130,7 +136,7 @@ func newSupervisor(ctx workflow.Context, in SupervisionInput) *supervisor {
 	}
 	in.ContinueAsNewEvery = max(in.ContinueAsNewEvery, MinContinueAsNewEvery)
 	s := &supervisor{in: in, commands: workflow.NewBufferedChannel(ctx, 8), fresh: in.Carry == nil,
-		exits: workflow.GetSignalChannel(ctx, replica.SignalExit)}
+		exits: workflow.GetSignalChannel(ctx, replica.SignalExit), leases: workflow.GetSignalChannel(ctx, replica.SignalNodeLease)}
 	if in.Carry != nil {
 		s.st = *in.Carry
 		s.in.Carry = nil
@@ -158,6 +164,10 @@ func (s *supervisor) open(ctx workflow.Context) {
 	s.publishState(ctx)
 	s.canDue = workflow.NewTimerWithOptions(ctx, s.in.ContinueAsNewEvery,
 		workflow.TimerOptions{Summary: "periodic continue-as-new"})
+	if !s.st.NodeLapsedAt.IsZero() {
+		// The lease lapsed during the last run: its timer goes on here.
+		s.armMove(ctx, s.st.NodeLapsedAt.Add(s.in.NodeLostAfter()).Sub(workflow.Now(ctx)))
+	}
 }
 
 // run is the main loop: one step per state until supervision ends.
@@ -187,7 +197,7 @@ func (s *supervisor) run(ctx workflow.Context) error {
 			if _, err = s.start(ctx, workflow.Now(ctx), untilRunning); err == nil {
 				s.setState(ctx, StateRunning)
 			}
-		case StateRunning:
+		case StateRunning, StateNodeLost:
 			err = s.watch(ctx)
 		case StateRestarting:
 			err = s.restartNow(ctx)

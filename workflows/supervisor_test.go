@@ -206,6 +206,8 @@ func newEnvWith(t *testing.T, n *node, setup func(*testsuite.WorkflowTestSuite))
 	})
 	env.RegisterWorkflowWithOptions(Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
+	env.RegisterActivityWithOptions(func(ctx context.Context, in PlanMoveInput) (MovePlan, error) { return planMove(ctx, in) },
+		activity.RegisterOptions{Name: replica.PlanMoveName})
 	if legacyRelease != nil {
 		legacyRelease(env)
 	}

@@ -51,6 +51,10 @@ const (
 	StateCompleted        State = "Completed"
 	// StateUnsupervised: supervision ended by an operator; the run is closed.
 	StateUnsupervised State = "Unsupervised"
+	// StateNodeLost: a pinned replica (node:) whose node's lease is older
+	// than its lost_after; it is never moved, and is Running again once
+	// the lease comes back (since v0.3.0).
+	StateNodeLost State = "NodeLost"
 )
 
 // NodeState is what the replica last saw of its node's worker.
@@ -62,6 +66,8 @@ const (
 	// NodeNoWorker: no worker on the node took one within
 	// NodeScheduleToStart.
 	NodeNoWorker NodeState = "NoWorker"
+	// NodeLost: the node's lease is older than the replica's lost_after.
+	NodeLost NodeState = "Lost"
 )
 
 // Watched reports whether the container is watched for exits in this state.
@@ -71,7 +77,7 @@ const (
 func (s State) Watched() bool { return s == StateRunning }
 
 // AllStates lists the states in a stable order (for counts and validation).
-var AllStates = []State{StatePending, StateRunning, StateRestarting, StateCrashLoopBackOff, StateIsolated, StateShutdown, StateCompleted, StateUnsupervised}
+var AllStates = []State{StatePending, StateRunning, StateRestarting, StateCrashLoopBackOff, StateIsolated, StateShutdown, StateCompleted, StateUnsupervised, StateNodeLost}
 
 // ParseState finds the state named s, in any case ("crashloopbackoff").
 func ParseState(s string) (State, bool) {
@@ -119,6 +125,15 @@ const (
 	EventOperatorRestart EventType = "OperatorRestart"
 	EventReleased        EventType = "Released"
 	EventUnsupervised    EventType = "Unsupervised"
+	// EventRescheduled: the replica moved to another node (From, To), its
+	// node lost or drained (Reason NodeLost or Drained); not a crash.
+	EventRescheduled EventType = "Rescheduled"
+)
+
+// Why a replica moved (EventRescheduled's reason).
+const (
+	ReasonNodeLost = "NodeLost"
+	ReasonDrained  = "Drained"
 )
 
 // Event is one supervision decision, with the time it happened.
@@ -138,6 +153,9 @@ type Event struct {
 	// Note says what an operator request did, e.g. whether unsupervise
 	// stopped the container.
 	Note string `json:"note,omitempty"`
+	// From and To are the nodes of a move (Rescheduled).
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
 }
 
 // SupervisionInput starts (or continues) the supervision of one replica.
@@ -197,6 +215,10 @@ type Carry struct {
 	// (empty until one ended); NodeSince is when it last changed.
 	NodeState NodeState `json:"node_state,omitempty"`
 	NodeSince time.Time `json:"node_since,omitzero"`
+	// NodeLapsedAt is the last renewal of the node's lease before it
+	// lapsed (zero: not lapsed): the replica moves, or shows NodeLost,
+	// once the lease is its lost_after old (since v0.3.0).
+	NodeLapsedAt time.Time `json:"node_lapsed_at,omitzero"`
 }
 
 // StateView is the answer to the "state" query and the object `vigil status --json` prints.
@@ -230,8 +252,8 @@ type StateView struct {
 	// IP and Ports: where the container can be reached (bridge networking).
 	IP    string                `json:"ip,omitempty"`
 	Ports []runtime.PortMapping `json:"ports,omitempty"`
-	// NodeState is Ready or NoWorker (see NodeState), NodeSince when it last
-	// changed; both null until a node activity ended.
+	// NodeState is Ready, NoWorker or Lost (see NodeState), NodeSince when
+	// it last changed; both null until a node activity ended.
 	NodeState *string `json:"node_state"`
 	NodeSince *string `json:"node_since"`
 	// RunningSince is when the running container's task started (the

@@ -1,0 +1,165 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vigil-run/vigil/replica"
+)
+
+// A replica and its node's lease (since v0.3.0). The node's workflow says
+// when the lease lapsed (the notice names its last renewal, the server's
+// clock) and when it came back. The replica then keeps a durable timer until
+// the lease is its lost_after old: if the lease has not come back by then,
+// a movable replica (placement) moves to another eligible Ready node,
+// recording Rescheduled{from, to, NodeLost}, and starts there; a pinned one
+// shows NodeLost. The lost node fences its copy before (lease lane): at
+// lost_after minus a margin on its own clock from the send of its last
+// renewal, which is before the server recorded it, so the copy is gone when
+// the timer fires, and the move never makes a second running copy.
+
+// PlanMoveInput asks where a replica of a lost node may go.
+type PlanMoveInput struct {
+	ID replica.ID `json:"id"`
+	// From is the lost node; its lease lapsed after LastRenewal.
+	From        string    `json:"from"`
+	LastRenewal time.Time `json:"last_renewal,omitzero"`
+	// Placement are the eligible nodes.
+	Placement []string `json:"placement"`
+}
+
+// MovePlan is PlanMove's answer: From's lease came back (Renewed), or the
+// node to move to (To; empty: no eligible node is Ready, Why says so).
+type MovePlan struct {
+	Renewed bool   `json:"renewed,omitempty"`
+	To      string `json:"to,omitempty"`
+	Why     string `json:"why,omitempty"`
+}
+
+// moveRetry is the pause before a lost node's replica looks again for a
+// node to move to, when none was Ready.
+const moveRetry = 5 * time.Second
+
+// takeLeaseNotice takes one node-lease signal from c. A notice about
+// another node (one the replica left) or a repeat changes nothing.
+func (s *supervisor) takeLeaseNotice(ctx workflow.Context, c workflow.ReceiveChannel) {
+	var n NodeLeaseNotice
+	if !receiveSignal(c, &n) || n.Node != s.in.Node {
+		s.ignoredThisRun++
+		return
+	}
+	if !n.Lost {
+		s.leaseBack(ctx)
+		return
+	}
+	if !s.st.NodeLapsedAt.IsZero() && !n.LastRenewal.After(s.st.NodeLapsedAt) {
+		s.ignoredThisRun++
+		return
+	}
+	s.st.NodeLapsedAt = n.LastRenewal
+	s.armMove(ctx, s.st.NodeLapsedAt.Add(s.in.NodeLostAfter()).Sub(workflow.Now(ctx)))
+}
+
+// armMove sets the durable timer after which the replica acts on its
+// node's lapsed lease (nodeLost).
+func (s *supervisor) armMove(ctx workflow.Context, d time.Duration) {
+	s.disarmMove()
+	if d <= 0 {
+		f, set := workflow.NewFuture(ctx)
+		set.Set(nil, nil)
+		s.moveDue = f
+		return
+	}
+	tctx, cancel := workflow.WithCancel(ctx)
+	s.moveDue, s.moveCancel = workflow.NewTimerWithOptions(tctx, d,
+		workflow.TimerOptions{Summary: fmt.Sprintf("node %s lost after %s", s.in.Node, human(s.in.NodeLostAfter()))}), cancel
+}
+
+func (s *supervisor) disarmMove() {
+	if s.moveCancel != nil {
+		s.moveCancel()
+	}
+	s.moveDue, s.moveCancel = nil, nil
+}
+
+// leaseBack: the node's lease came back before the replica moved.
+func (s *supervisor) leaseBack(ctx workflow.Context) {
+	s.disarmMove()
+	s.st.NodeLapsedAt = time.Time{}
+	if s.st.NodeState == NodeLost {
+		s.st.NodeState, s.st.NodeSince = NodeReady, workflow.Now(ctx)
+	}
+	if s.st.State == StateNodeLost {
+		s.setState(ctx, StateRunning)
+	}
+}
+
+// nodeLost acts once the node's lease is lost_after old: unless it came
+// back meanwhile, a movable replica moves and a pinned one is NodeLost.
+func (s *supervisor) nodeLost(ctx workflow.Context) error {
+	s.disarmMove()
+	var plan MovePlan
+	in := PlanMoveInput{ID: s.in.ID, From: s.in.Node, LastRenewal: s.st.NodeLapsedAt, Placement: s.in.Placement}
+	err := s.activity(ctx, s.moveOptions(ctx), replica.PlanMoveName, in, &plan, "choosing a node to move to", nil)
+	if errors.Is(err, errUnsupervised) {
+		return err
+	}
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("no move plan; trying again", "node", s.in.Node, "error", err)
+		s.armMove(ctx, moveRetry)
+		return nil
+	}
+	if plan.Renewed {
+		s.leaseBack(ctx)
+		return nil
+	}
+	if s.st.NodeState != NodeLost {
+		s.st.NodeState, s.st.NodeSince = NodeLost, workflow.Now(ctx)
+	}
+	if !s.in.Movable() {
+		s.setState(ctx, StateNodeLost)
+		return nil
+	}
+	if plan.To == "" {
+		workflow.GetLogger(ctx).Warn("node lost, and no node to move to; trying again", "node", s.in.Node, "why", plan.Why)
+		s.armMove(ctx, moveRetry)
+		return nil
+	}
+	return s.moveTo(ctx, plan.To, ReasonNodeLost)
+}
+
+// moveTo moves the replica to node to and starts its container there. The
+// container on the node it leaves is not touched from here: that node is
+// lost (it fenced its copy) or drained (stopped before), and its worker
+// removes it when it returns (containers of replicas that live elsewhere).
+func (s *supervisor) moveTo(ctx workflow.Context, to, reason string) error {
+	from := s.in.Node
+	why := reason
+	s.emitEvent(ctx, Event{Type: EventRescheduled, From: from, To: to, Reason: &why})
+	s.in.Node = to
+	s.st.NodeLapsedAt = time.Time{}
+	s.st.NodeState, s.st.NodeSince = "", time.Time{}
+	s.st.TaskPID, s.st.TaskStartedAt, s.st.Network = 0, time.Time{}, nil
+	s.st.State = StateRestarting
+	s.publishState(ctx) // VigilNode too: the node's reconciliation follows it
+	s.why = fmt.Sprintf("start on %s (moved from %s: %s)", to, from, reason)
+	if _, err := s.start(ctx, workflow.Now(ctx), untilRunning); err != nil {
+		return err
+	}
+	s.setState(ctx, StateRunning)
+	return nil
+}
+
+// moveOptions: PlanMove reads the server, from any worker.
+func (s *supervisor) moveOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           workflow.GetInfo(ctx).TaskQueueName,
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+		Summary:             "choose a node for " + s.in.ID.Ref() + " (node " + s.in.Node + " lost)",
+	})
+}

@@ -1,0 +1,125 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
+)
+
+// planMove is the PlanMove activity of newEnv's environments.
+var planMove = noPlanMove
+
+func noPlanMove(context.Context, PlanMoveInput) (MovePlan, error) {
+	return MovePlan{}, errors.New("no PlanMove in this test")
+}
+
+// leaseEnv is a replica on node-a (movable over node-a and node-b when
+// placed) with PlanMove answering plan; it records the queue of each start
+// and each PlanMove's input.
+type leaseEnv struct {
+	env    *testsuite.TestWorkflowEnvironment
+	n      *node
+	queues []string
+	plans  []PlanMoveInput
+}
+
+func newLeaseEnv(t *testing.T, placed bool, plan func(PlanMoveInput) MovePlan) (*leaseEnv, SupervisionInput) {
+	l := &leaseEnv{n: &node{}}
+	l.env = newEnv(t, l.n)
+	planMove = func(_ context.Context, in PlanMoveInput) (MovePlan, error) {
+		l.n.mu.Lock()
+		defer l.n.mu.Unlock()
+		l.plans = append(l.plans, in)
+		return plan(in), nil
+	}
+	t.Cleanup(func() { planMove = noPlanMove })
+	l.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == replica.EnsureRunningName {
+			l.n.mu.Lock()
+			l.queues = append(l.queues, info.TaskQueue)
+			l.n.mu.Unlock()
+		}
+	})
+	in := input(policy.Policy{})
+	in.LostAfter = 10 * time.Second
+	if placed {
+		in.Placement = []string{"node-a", "node-b"}
+	}
+	return l, in
+}
+
+// lapse signals, at mock time at, that node's lease lapsed, last renewed
+// ago before.
+func (l *leaseEnv) notice(at time.Duration, node string, lost bool, ago time.Duration) {
+	l.env.RegisterDelayedCallback(func() {
+		l.env.SignalWorkflow(replica.SignalNodeLease, NodeLeaseNotice{Node: node, Lost: lost, LastRenewal: l.env.Now().Add(-ago)})
+	}, at)
+}
+
+// A movable replica of a lost node moves once the lease is lost_after old:
+// Rescheduled{from, to, NodeLost}, its container started on the new node's
+// queue, its node published; a notice about another node changes nothing.
+func TestLostNodeReplicaMoves(t *testing.T) {
+	l, in := newLeaseEnv(t, true, func(PlanMoveInput) MovePlan { return MovePlan{To: "node-b"} })
+	l.notice(time.Minute, "node-x", true, 8*time.Second)
+	l.notice(2*time.Minute, "node-a", true, 8*time.Second) // lost_after 10s: due at 2m2s
+	var before, after StateView
+	l.env.RegisterDelayedCallback(func() { before = stateNow(l.env) }, 2*time.Minute+time.Second)
+	l.env.RegisterDelayedCallback(func() { after = stateNow(l.env) }, 2*time.Minute+3*time.Second)
+	unsuperviseAt(l.env, 3*time.Minute)
+	l.env.ExecuteWorkflow(Supervise, in)
+	require.NoError(t, l.env.GetWorkflowError())
+
+	require.Equal(t, "node-a", before.Node, "not before lost_after")
+	require.Equal(t, StateRunning, after.State)
+	require.Equal(t, "node-b", after.Node)
+	ev := after.Events[len(after.Events)-1]
+	require.Equal(t, EventRescheduled, ev.Type)
+	require.Equal(t, "node-a", ev.From)
+	require.Equal(t, "node-b", ev.To)
+	require.Equal(t, ReasonNodeLost, *ev.Reason)
+	require.Equal(t, []string{replica.NodeTaskQueue("node-a"), replica.NodeTaskQueue("node-b")}, l.queues)
+	require.Len(t, l.plans, 1)
+	require.Equal(t, PlanMoveInput{ID: replicaID, From: "node-a", LastRenewal: l.plans[0].LastRenewal, Placement: in.Placement}, l.plans[0])
+	require.Equal(t, 0, after.TotalRestarts, "a move is not a crash")
+}
+
+// The lease back before lost_after: nothing moves, no plan is asked for.
+func TestLeaseBackBeforeMove(t *testing.T) {
+	l, in := newLeaseEnv(t, true, func(PlanMoveInput) MovePlan { return MovePlan{To: "node-b"} })
+	l.notice(time.Minute, "node-a", true, 8*time.Second)
+	l.notice(time.Minute+time.Second, "node-a", false, 0)
+	unsuperviseAt(l.env, 2*time.Minute)
+	l.env.ExecuteWorkflow(Supervise, in)
+	require.NoError(t, l.env.GetWorkflowError())
+	require.Empty(t, l.plans)
+	require.Equal(t, []string{replica.NodeTaskQueue("node-a")}, l.queues)
+}
+
+// A pinned replica is never moved: it shows NodeLost (node_state Lost)
+// while the lease is lost, and Running once it is back.
+func TestPinnedReplicaShowsNodeLost(t *testing.T) {
+	l, in := newLeaseEnv(t, false, func(PlanMoveInput) MovePlan { return MovePlan{} })
+	l.notice(time.Minute, "node-a", true, 8*time.Second)
+	var lost, back StateView
+	l.env.RegisterDelayedCallback(func() { lost = stateNow(l.env) }, time.Minute+5*time.Second)
+	l.notice(2*time.Minute, "node-a", false, 0)
+	l.env.RegisterDelayedCallback(func() { back = stateNow(l.env) }, 2*time.Minute+time.Second)
+	unsuperviseAt(l.env, 3*time.Minute)
+	l.env.ExecuteWorkflow(Supervise, in)
+	require.NoError(t, l.env.GetWorkflowError())
+	require.Equal(t, StateNodeLost, lost.State)
+	require.Equal(t, string(NodeLost), *lost.NodeState)
+	require.Equal(t, StateRunning, back.State)
+	require.Equal(t, string(NodeReady), *back.NodeState)
+	require.Equal(t, []string{replica.NodeTaskQueue("node-a")}, l.queues)
+}
