@@ -8,6 +8,8 @@ const (
 	// DefaultLostAfter is reschedule.lost_after when the file sets none.
 	DefaultLostAfter = 30 * time.Second
 	// MinLostAfter keeps lost_after well above the lease's renewal, so a
-	// renewal a little late neither fences nor moves anything.
-	MinLostAfter = 10 * time.Second
+	// renewal a little late neither fences nor moves anything: a replica
+	// is fenced at lost_after minus a margin of at least 5 s
+	// (lease.FenceAfter), here 10 s, two renewals (lease.Renewal).
+	MinLostAfter = 15 * time.Second
 )

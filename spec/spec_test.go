@@ -99,13 +99,13 @@ func TestParseMinimal(t *testing.T) {
 }
 
 func TestParsePlacement(t *testing.T) {
-	d, err := Parse([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n    placement: { nodes: [node-a, node-b] }\n    reschedule: { lost_after: 12s }\n" +
+	d, err := Parse([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n    placement: { nodes: [node-a, node-b] }\n    reschedule: { lost_after: 20s }\n" +
 		"  p:\n    image: { name: busybox }\n    node: node-c\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, p := d.Services[0], d.Services[1]
-	if !reflect.DeepEqual(s.Placement, []string{"node-a", "node-b"}) || s.LostAfter != 12*time.Second || s.Node != "" {
+	if !reflect.DeepEqual(s.Placement, []string{"node-a", "node-b"}) || s.LostAfter != 20*time.Second || s.Node != "" {
 		t.Errorf("placed service: %+v", s)
 	}
 	if !reflect.DeepEqual(s.Nodes(), s.Placement) || !reflect.DeepEqual(p.Nodes(), []string{"node-c"}) || p.LostAfter != 0 {
@@ -252,7 +252,7 @@ func TestParseBad(t *testing.T) {
 		{"placement twice", svc("    placement: { nodes: [a, b, a] }\n"), "services.api.placement.nodes[2]", `"a" is listed twice`, 6},
 		{"placement bad name", svc("    placement: { nodes: [a, \"b c\"] }\n"), "services.api.placement.nodes[1]", "not a valid node name", 6},
 		{"placement typo", svc("    placement: { node: [a] }\n"), "services.api.placement.node", "unknown field; valid fields are nodes", 6},
-		{"lost_after short", svc("    reschedule: { lost_after: 2s }\n"), "services.api.reschedule.lost_after", "out of range; use 10s to 1h", 6},
+		{"lost_after short", svc("    reschedule: { lost_after: 2s }\n"), "services.api.reschedule.lost_after", "out of range; use 15s to 1h", 6},
 		{"lost_after no unit", svc("    reschedule: { lost_after: 30 }\n"), "services.api.reschedule.lost_after", "no unit", 6},
 		{"placed ports clash with a pinned service", head + "  api:\n    image: { name: busybox }\n    ports: [{ container: 80, host: 8080 }]\n    placement: { nodes: [a, b] }\n" +
 			"  web:\n    image: { name: busybox }\n    ports: [{ container: 80, host: 8080 }]\n    node: b\n", "services.web.ports[0].host", "clash with services.api.ports[0]", 0},
