@@ -64,6 +64,11 @@ type Options struct {
 	// Instance is this worker process's instance (see workflows.Claim): a
 	// node watch started for another instance's claim ends at once.
 	Instance string
+	// Renew and LeaseDir renew the node's lease (WatchNodeInput.Lease):
+	// Renew sends the watch's heartbeats, and each success is written to
+	// the lease file in LeaseDir (package lease; empty: none written).
+	Renew    Renewer
+	LeaseDir string
 }
 
 // Gauge is a value that goes up and down, e.g. a Prometheus gauge.

@@ -98,6 +98,10 @@ type WatchNodeInput struct {
 	// ReconcileInterval is how often the watch reconciles (default
 	// DefaultReconcileInterval); it also does when it starts.
 	ReconcileInterval time.Duration `json:"reconcile_interval,omitempty"`
+	// Lease: the heartbeats renew the node's lease (since v0.3.0; see
+	// lease.go), sent at once and then every HeartbeatInterval by a worker
+	// that can (Options.Renew), else as before.
+	Lease bool `json:"lease,omitempty"`
 }
 
 // WatchNode watches every container of the node until in.For has passed
@@ -144,6 +148,14 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 	}
 	logger.Info("Node watch started", "node", in.Node, "claim", in.Claim, "attempt", activity.GetInfo(ctx).Attempt)
 	defer a.setWatched(0)
+	if in.Lease && a.opts.Renew != nil {
+		var endWatch context.CancelFunc
+		ctx, endWatch = context.WithCancel(ctx)
+		defer endWatch()
+		r := &leaseRenewal{renew: a.opts.Renew, dir: a.opts.LeaseDir, node: in.Node, every: heartbeatEvery,
+			token: activity.GetInfo(ctx).TaskToken, end: endWatch, status: func() any { return w.status.Load() }}
+		go r.run(ctx)
+	}
 
 	end := time.NewTimer(runFor)
 	defer end.Stop()
@@ -192,7 +204,9 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 			case <-scan.C:
 				w.scan(ctx, false)
 			case <-heartbeat.C:
-				activity.RecordHeartbeat(ctx, w.status.Load())
+				if !in.Lease || a.opts.Renew == nil {
+					activity.RecordHeartbeat(ctx, w.status.Load())
+				}
 			case <-end.C:
 				cancel()
 				w.wait()

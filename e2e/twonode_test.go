@@ -3,12 +3,14 @@ package e2e
 import (
 	"context"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigil-run/vigil/internal/stack"
+	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -85,7 +87,8 @@ services:
 
 // The two-node harness itself: a replica of node-b runs in node-b's
 // containerd only; while the proxy is cut node-b's worker cannot report
-// its container's exit, and once restored it does (the replica restarts);
+// its container's exit nor renew its lease, and once restored it does both
+// (the replica restarts, the lease file moves on);
 // the checker sees a second running copy of a container on node-a.
 func TestTwoNodeHarness(t *testing.T) {
 	n := newTwoNodes(t)
@@ -98,20 +101,32 @@ func TestTwoNodeHarness(t *testing.T) {
 		t.Fatalf("running on node-a %v, on node-b %v; want %s on node-b only", onA, onB, name)
 	}
 
+	leaseDir := filepath.Join(n.b.Network.StateDir, "lease")
 	n.b.Proxy.Cut()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := n.b.Containerd.Signal(ctx, name, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Second)
+	cut, err := lease.Read(leaseDir)
+	if err != nil {
+		t.Fatalf("node-b's lease file: %v", err)
+	}
+	time.Sleep(2 * lease.Renewal)
 	if w, _ := n.status(ref); w.TotalRestarts != v.TotalRestarts {
 		t.Fatalf("restarts %d -> %d while node-b was cut off; want the exit unreported", v.TotalRestarts, w.TotalRestarts)
+	}
+	// At most the renewal in flight at the cut got through.
+	if l, _ := lease.Read(leaseDir); l.Sent-cut.Sent > lease.Renewal {
+		t.Fatalf("node-b's lease renewed %s after the cut", l.Sent-cut.Sent)
 	}
 	n.b.Proxy.Restore()
 	n.waitFor(ref, "restarted once node-b is back", 2*time.Minute, func(w workflows.StateView) bool {
 		return w.State == workflows.StateRunning && w.TotalRestarts > v.TotalRestarts
 	})
+	if l, _ := lease.Read(leaseDir); l.Sent <= cut.Sent+lease.Renewal {
+		t.Fatalf("node-b's lease not renewed since the cut (sent %s, cut at %s)", l.Sent, cut.Sent)
+	}
 
 	// A second copy, started behind Vigil's back on node-a, is seen.
 	n.allowDuplicates = true

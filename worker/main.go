@@ -210,6 +210,9 @@ func newRuntime(ctx context.Context, o *options) (*containerd.Runtime, error) {
 	})
 }
 
+// leaseDir holds the node's lease file, which its movable containers' fences read.
+func leaseDir(stateDir string) string { return filepath.Join(stateDir, "lease") }
+
 // releaseNetworks is --release-networks.
 func releaseNetworks(ctx context.Context, o *options) error {
 	rt, err := newRuntime(ctx, o)
@@ -339,6 +342,8 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			Probes:   rt, ReportHealth: healthReporter(c),
 			Reporter: control.ExitReporter(c, o.conn.Namespace),
 			Roster:   control.Roster(c),
+			Renew:    c.RecordActivityHeartbeat,
+			LeaseDir: leaseDir(o.stateDir),
 			OnWatchEnded: func() {
 				select {
 				case lost <- struct{}{}:

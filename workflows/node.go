@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/replica"
 )
 
@@ -26,10 +27,11 @@ const (
 	// considers the watch lost (the node unreachable) and retries it.
 	NodeHeartbeatInterval = time.Minute
 	NodeHeartbeatTimeout  = 3 * time.Minute
-	// NodeLiveHeartbeat is the watch's heartbeat since v0.3.0: a claimant
-	// whose watch showed it alive within NodeClaimLiveFor holds the node.
-	// A heartbeat adds no history.
-	NodeLiveHeartbeat = 20 * time.Second
+	// NodeLiveHeartbeat is the watch's heartbeat since v0.3.0, which is
+	// the node's lease renewal (package lease; activities/lease.go): a
+	// claimant whose watch showed it alive within NodeClaimLiveFor holds
+	// the node. A heartbeat adds no history.
+	NodeLiveHeartbeat = lease.Renewal
 	NodeClaimLiveFor  = time.Minute
 	// nodeWatchesPerRun bounds the watches one run starts before it
 	// continues as new (each adds about ten events).
@@ -188,14 +190,14 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 // watchInput is the input of the next watch. Since v0.3.0 it names the
 // claimant's instance, so that an older claim's watch retried on a newer
 // worker ends at once, and it heartbeats often enough to show the claimant
-// alive (NodeClaimLiveFor).
+// alive (NodeClaimLiveFor) and to renew the node's lease.
 func watchInput(rel Release, node string, c *Claim) activities.WatchNodeInput {
 	in := activities.WatchNodeInput{Node: node, HeartbeatInterval: NodeHeartbeatInterval}
 	if c != nil {
 		in.Claim = c.ID
 	}
 	if rel >= V030 {
-		in.HeartbeatInterval = NodeLiveHeartbeat
+		in.HeartbeatInterval, in.Lease = NodeLiveHeartbeat, true
 		if c != nil {
 			in.Instance = c.Instance
 		}

@@ -1,0 +1,80 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/vigil-run/vigil/lease"
+)
+
+// The node's lease (since v0.3.0) is its watch's heartbeat: the server
+// records each one's arrival (the watch's last heartbeat time, which
+// `describe` reads), and it adds no history. The watch sends it itself,
+// every lease.Renewal, waiting for the answer, so that it knows which
+// renewals succeeded: after each, it writes the time it sent it to the
+// lease file the node's fences read (package lease).
+
+// Renewer sends one heartbeat of the activity with taskToken and waits for
+// the server's answer (client.Client.RecordActivityHeartbeat).
+type Renewer func(ctx context.Context, taskToken []byte, details ...any) error
+
+// leaseRenewal is one watch's renewal loop.
+type leaseRenewal struct {
+	renew Renewer
+	dir   string
+	node  string
+	every time.Duration
+	token []byte
+	// end ends the watch: its activity was cancelled (another claim) or
+	// is gone on the server (it timed out while the node was cut off).
+	end    context.CancelFunc
+	status func() any
+}
+
+// run renews at once, then every r.every, until ctx ends.
+func (r *leaseRenewal) run(ctx context.Context) {
+	log := activity.GetLogger(ctx)
+	tick := time.NewTicker(r.every)
+	defer tick.Stop()
+	for {
+		if err := r.once(ctx); err != nil {
+			var notFound *serviceerror.NotFound
+			switch {
+			case temporal.IsCanceledError(err), errors.As(err, &notFound):
+				log.Info("Node watch ended on the server; ending it here", "node", r.node, "error", err)
+				r.end()
+				return
+			case ctx.Err() == nil:
+				log.Warn("Node lease not renewed", "node", r.node, "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// once sends one renewal and, if the server took it, records it.
+func (r *leaseRenewal) once(ctx context.Context) error {
+	sent, at := lease.Now(), time.Now()
+	rctx, cancel := context.WithTimeout(ctx, r.every)
+	defer cancel()
+	if err := r.renew(rctx, r.token, r.status()); err != nil {
+		return err
+	}
+	if r.dir == "" {
+		return nil
+	}
+	if err := lease.Write(r.dir, lease.Lease{Node: r.node, Sent: sent, At: at.UTC()}); err != nil {
+		// The fences then act on the last lease written: as if partitioned.
+		activity.GetLogger(ctx).Error("Cannot write the node's lease file", "dir", r.dir, "error", err)
+	}
+	return nil
+}
