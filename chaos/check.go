@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/internal/ctrevents"
 	"github.com/vigil-run/vigil/internal/histories"
 	"github.com/vigil-run/vigil/internal/stack"
@@ -430,13 +430,15 @@ func (c *checker) task(ctx context.Context, r soakReplica) taskView {
 
 // startsInLog counts the start markers in the container's captured output.
 func (c *checker) startsInLog(r soakReplica) int {
-	data, err := os.ReadFile(filepath.Join(c.st.Dir, "logs", c.st.Containerd.Namespace, r.Container+".log"))
+	logDir := filepath.Join(c.st.Dir, "logs", c.st.Containerd.Namespace)
+	recs, cur, err := ctrlog.Log{Dir: ctrlog.Dir(logDir, r.Container), Legacy: ctrlog.Legacy(logDir, r.Container)}.Read(ctrlog.Query{})
+	cur.Close()
 	if err != nil {
 		return 0
 	}
 	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, startMarker+" ") {
+	for _, rec := range recs {
+		if strings.HasPrefix(rec.Line, startMarker+" ") {
 			n++
 		}
 	}

@@ -119,10 +119,11 @@ func TestWorkerWithoutRoot(t *testing.T) {
 		t.Fatalf("vigil logs through the unprivileged worker: exit %d, %q %q", logs.Code, logs.Stdout, logs.Stderr)
 	}
 	var st syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(logDir, s.Containerd.Namespace, "np.crasher-rep-1.log"), &st); err != nil {
+	if err := syscall.Stat(filepath.Join(logDir, s.Containerd.Namespace, "np.crasher-rep-1", "output.log"), &st); err != nil {
 		t.Fatal(err)
 	}
+	// The logger runs as the shim's user (root); its files are the worker's.
 	if st.Uid != nobody {
-		t.Errorf("the container's log is owned by uid %d; the worker (uid %d) must own it to trim it", st.Uid, nobody)
+		t.Errorf("the container's log is owned by uid %d; the worker (uid %d) must own it to read it", st.Uid, nobody)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/pflag"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
@@ -31,6 +32,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/control"
+	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/logging"
 	"github.com/vigil-run/vigil/metrics"
 	"github.com/vigil-run/vigil/replica"
@@ -64,6 +66,8 @@ type options struct {
 	containerdAddress   string
 	containerdNamespace string
 	logDir              string
+	logMaxSize          string
+	logMaxFiles         int
 	stateDir            string
 	network             containerd.NetworkConfig
 	initPath            string
@@ -85,6 +89,8 @@ var workerEnv = map[string]string{
 	"containerd-address":   "CONTAINERD_ADDRESS",
 	"containerd-namespace": "VIGIL_CONTAINERD_NAMESPACE",
 	"log-dir":              "VIGIL_LOG_DIR",
+	"log-max-size":         "VIGIL_LOG_MAX_SIZE",
+	"log-max-files":        "VIGIL_LOG_MAX_FILES",
 	"state-dir":            "VIGIL_STATE_DIR",
 	"bridge":               "VIGIL_BRIDGE",
 	"subnet":               "VIGIL_SUBNET",
@@ -112,6 +118,8 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.containerdAddress, "containerd-address", containerd.DefaultAddress, "containerd socket (env CONTAINERD_ADDRESS)")
 	fs.StringVar(&o.containerdNamespace, "containerd-namespace", containerd.DefaultNamespace, "containerd namespace for Vigil's containers (env VIGIL_CONTAINERD_NAMESPACE)")
 	fs.StringVar(&o.logDir, "log-dir", containerd.DefaultLogDir, "directory for containers' captured output (env VIGIL_LOG_DIR)")
+	fs.StringVar(&o.logMaxSize, "log-max-size", "10MiB", "a container's log file is rotated at this size, e.g. 10MiB (env VIGIL_LOG_MAX_SIZE)")
+	fs.IntVar(&o.logMaxFiles, "log-max-files", ctrlog.DefaultMaxFiles, "most log files kept per container, the current one included (env VIGIL_LOG_MAX_FILES)")
 	fs.StringVar(&o.stateDir, "state-dir", containerd.DefaultStateDir, "the node's state: named volumes, container networks, IPAM and CNI caches (env VIGIL_STATE_DIR)")
 	fs.StringVar(&o.network.Bridge, "bridge", containerd.DefaultBridge, "Linux bridge of containers with network: bridge (env VIGIL_BRIDGE)")
 	fs.StringVar(&o.network.Subnet, "subnet", containerd.DefaultSubnet, "IPv4 subnet of the bridge's containers (env VIGIL_SUBNET)")
@@ -144,6 +152,12 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	}
 	if o.maxActivities < 1 {
 		return nil, fmt.Errorf("--max-activities: %d must be at least 1, e.g. 2000", o.maxActivities)
+	}
+	if _, err := units.RAMInBytes(o.logMaxSize); err != nil {
+		return nil, fmt.Errorf("--log-max-size %q: want a size such as 10MiB or 512KiB", o.logMaxSize)
+	}
+	if o.logMaxFiles < 1 {
+		return nil, fmt.Errorf("--log-max-files: %d must be at least 1, e.g. 5", o.logMaxFiles)
 	}
 	if o.metricsAddress != "" {
 		if _, _, err := net.SplitHostPort(o.metricsAddress); err != nil {
@@ -200,13 +214,16 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 func newRuntime(ctx context.Context, o *options) (*containerd.Runtime, error) {
 	// Under the state dir, a worker that is not root can write it.
 	containerd.SetCNICacheDir(filepath.Join(o.stateDir, "cni", "cache"))
+	logMaxSize, _ := units.RAMInBytes(o.logMaxSize) // checked by parseFlags
 	return containerd.New(ctx, containerd.Config{
-		Address:   o.containerdAddress,
-		Namespace: o.containerdNamespace,
-		LogDir:    o.logDir,
-		StateDir:  o.stateDir,
-		Network:   o.network,
-		InitPath:  o.initPath,
+		Address:     o.containerdAddress,
+		Namespace:   o.containerdNamespace,
+		LogDir:      o.logDir,
+		LogMaxSize:  logMaxSize,
+		LogMaxFiles: o.logMaxFiles,
+		StateDir:    o.stateDir,
+		Network:     o.network,
+		InitPath:    o.initPath,
 	})
 }
 

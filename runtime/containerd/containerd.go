@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
@@ -52,9 +53,15 @@ type Config struct {
 	Address   string // containerd socket (default DefaultAddress)
 	Namespace string // containerd namespace (default DefaultNamespace)
 	LogDir    string // per-replica log files (default DefaultLogDir)
-	// MaxLogBytes bounds each replica's log file; older output is dropped
-	// first (default DefaultMaxLogBytes).
+	// MaxLogBytes bounds each replica's log file of a release before
+	// v0.3.0 (containerd's own, still written by tasks started then); older
+	// output is dropped first (default DefaultMaxLogBytes).
 	MaxLogBytes int64
+	// LogMaxSize and LogMaxFiles rotate the logs Vigil's logger keeps:
+	// a file is rotated at LogMaxSize, and at most LogMaxFiles are kept
+	// (defaults ctrlog.DefaultMaxSize and ctrlog.DefaultMaxFiles).
+	LogMaxSize  int64
+	LogMaxFiles int
 	// Snapshotter and OCIRuntime override containerd's defaults (overlayfs, io.containerd.runc.v2).
 	Snapshotter string
 	OCIRuntime  string
@@ -84,6 +91,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxLogBytes <= 0 {
 		c.MaxLogBytes = DefaultMaxLogBytes
+	}
+	if c.LogMaxSize <= 0 {
+		c.LogMaxSize = ctrlog.DefaultMaxSize
+	}
+	if c.LogMaxFiles <= 0 {
+		c.LogMaxFiles = ctrlog.DefaultMaxFiles
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 10 * time.Second
@@ -172,9 +185,23 @@ func (r *Runtime) Client() *containerd.Client { return r.client }
 // Namespace is the containerd namespace the runtime works in.
 func (r *Runtime) Namespace() string { return r.cfg.Namespace }
 
-// LogPath is where a replica's stdout and stderr are kept.
+// LogPath is where a replica's stdout and stderr were kept before v0.3.0
+// (containerd's log file; tasks started then still write it).
 func (r *Runtime) LogPath(id replica.ID) string {
-	return filepath.Join(r.logDir, id.ContainerName()+".log")
+	return ctrlog.Legacy(r.logDir, id.ContainerName())
+}
+
+// LogDir is the directory of a replica's log files (ctrlog).
+func (r *Runtime) LogDir(id replica.ID) string {
+	return ctrlog.Dir(r.logDir, id.ContainerName())
+}
+
+// Log is a replica's kept output.
+func (r *Runtime) Log(id replica.ID) (ctrlog.Log, error) {
+	if err := validateID(id); err != nil {
+		return ctrlog.Log{}, err
+	}
+	return ctrlog.Log{Dir: r.LogDir(id), Legacy: r.LogPath(id)}, nil
 }
 
 func validateID(id replica.ID) error {

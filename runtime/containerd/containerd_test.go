@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/internal/testimage"
 	"github.com/vigil-run/vigil/replica"
@@ -210,10 +212,22 @@ func TestStopGraceThenKill(t *testing.T) {
 	})
 }
 
+// logOf is the replica's log without its run markers (tail counts them).
+func logOf(rt *vcontainerd.Runtime, ctx context.Context, id replica.ID, tail int) ([]byte, error) {
+	out, err := rt.Logs(ctx, id, tail)
+	var b []byte
+	for _, line := range strings.SplitAfter(string(out), "\n") {
+		if !strings.HasPrefix(line, ctrlog.MarkerPrefix) {
+			b = append(b, line...)
+		}
+	}
+	return b, err
+}
+
 func waitForLog(t *testing.T, rt *vcontainerd.Runtime, id replica.ID, want string) {
 	t.Helper()
 	eventually(t, func() (bool, string) {
-		out, err := rt.Logs(testCtx(t), id, 0)
+		out, err := logOf(rt, testCtx(t), id, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,11 +270,17 @@ func TestLogsKeptAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each run starts with a marker; the second and third say how the one
+	// before ended.
+	if strings.Count(string(out), ctrlog.MarkerPrefix+"run ") != 3 || strings.Count(string(out), " ended: exit code 1 at ") != 2 ||
+		!strings.HasPrefix(string(out), ctrlog.MarkerPrefix+"run 1 at ") {
+		t.Fatalf("run markers after 3 runs:\n%s", out)
+	}
 	// stdout and stderr are separate pipes: only their own order is kept.
 	if strings.Count(string(out), "out\n") != 3 || strings.Count(string(out), "err\n") != 3 || strings.Count(string(out), "last\n") != 3 {
 		t.Fatalf("logs after 3 runs:\n%s", out)
 	}
-	last, err := rt.Logs(ctx, id, 1)
+	last, err := logOf(rt, ctx, id, 1)
 	if err != nil || string(last) != "last\n" {
 		t.Fatalf("tail 1 = %q, %v", last, err)
 	}
@@ -274,7 +294,7 @@ func TestEnvWorkdirAndEntrypoint(t *testing.T) {
 	runSpec(t, rt, id, spec)
 	wait(t, rt, id)
 	want := fmt.Sprintf("mode=prod dir=/tmp host=%s uid=0\n", id.ContainerName())
-	if out, _ := rt.Logs(ctx, id, 0); string(out) != want {
+	if out, _ := logOf(rt, ctx, id, 0); string(out) != want {
 		t.Fatalf("output = %q, want %q", out, want)
 	}
 
@@ -282,7 +302,7 @@ func TestEnvWorkdirAndEntrypoint(t *testing.T) {
 	argsOnly := newID("args")
 	runSpec(t, rt, argsOnly, runtime.ContainerSpec{Image: "busybox:local", PullPolicy: runtime.PullNever, Args: []string{"echo", "hi"}})
 	wait(t, rt, argsOnly)
-	if out, _ := rt.Logs(ctx, argsOnly, 0); string(out) != "hi\n" {
+	if out, _ := logOf(rt, ctx, argsOnly, 0); string(out) != "hi\n" {
 		t.Fatalf("args-only output = %q", out)
 	}
 }
@@ -342,7 +362,7 @@ func TestIsolateAndRemove(t *testing.T) {
 	if st, err := rt.State(ctx, id); err != nil || st.ExitCode != 2 {
 		t.Fatalf("isolated container's exit must be kept: %+v, %v", st, err)
 	}
-	if out, _ := rt.Logs(ctx, id, 0); string(out) != "crashed\n" {
+	if out, _ := logOf(rt, ctx, id, 0); string(out) != "crashed\n" {
 		t.Fatalf("isolated container's log must be kept: %q", out)
 	}
 
@@ -353,7 +373,7 @@ func TestIsolateAndRemove(t *testing.T) {
 		t.Fatalf("state after remove: %v", err)
 	}
 	// The log outlives the container.
-	if out, err := rt.Logs(ctx, id, 0); err != nil || string(out) != "crashed\n" {
+	if out, err := logOf(rt, ctx, id, 0); err != nil || string(out) != "crashed\n" {
 		t.Fatalf("removed container's log must be kept: %q, %v", out, err)
 	}
 	// The same replica can be created again afterwards (its snapshot is gone too).
@@ -454,7 +474,7 @@ func TestChangedSpecReplacesStoppedContainer(t *testing.T) {
 	wait(t, rt, id)
 	runSpec(t, rt, id, containerdtest.TestImage("echo v2"))
 	wait(t, rt, id)
-	if out, _ := rt.Logs(ctx, id, 1); string(out) != "v2\n" {
+	if out, _ := logOf(rt, ctx, id, 1); string(out) != "v2\n" {
 		t.Fatalf("after a spec change the container ran %q, want v2", out)
 	}
 
@@ -468,10 +488,10 @@ func TestChangedSpecReplacesStoppedContainer(t *testing.T) {
 	}
 }
 
-func TestLogsStayBounded(t *testing.T) {
+func TestLogsRotate(t *testing.T) {
 	d := containerdtest.Start(t)
 	cfg := d.RuntimeConfig()
-	cfg.MaxLogBytes = 16 << 10
+	cfg.LogMaxSize, cfg.LogMaxFiles = 16<<10, 3
 	rt, err := vcontainerd.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -480,16 +500,22 @@ func TestLogsStayBounded(t *testing.T) {
 	ctx, id := testCtx(t), newID("chatty")
 	runSpec(t, rt, id, containerdtest.TestImage("seq 1 5000; echo done"))
 	wait(t, rt, id)
-	if _, err := rt.Start(ctx, id); err != nil { // the next start trims the log
-		t.Fatal(err)
+	waitForLog(t, rt, id, "done")
+	files, _ := filepath.Glob(filepath.Join(rt.LogDir(id), "output.log*"))
+	if len(files) != 3 {
+		t.Fatalf("log files %v; want the 3 configured", files)
 	}
-	wait(t, rt, id)
-	out, err := rt.Logs(ctx, id, 0)
+	for _, f := range files {
+		if st, err := os.Stat(f); err != nil || st.Size() > cfg.LogMaxSize+ctrlog.MaxLine {
+			t.Fatalf("log file %s: %v, %v; want at most about %d bytes", f, st, err, cfg.LogMaxSize)
+		}
+	}
+	out, err := logOf(rt, ctx, id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(out)) > cfg.MaxLogBytes || !strings.HasSuffix(string(out), "4999\n5000\ndone\n") || !strings.Contains(string(out), "older output dropped") {
-		t.Fatalf("log is %d bytes (max %d), ends %q", len(out), cfg.MaxLogBytes, out[max(0, len(out)-40):])
+	if !strings.HasSuffix(string(out), "4999\n5000\ndone\n") || strings.HasPrefix(string(out), "1\n") {
+		t.Fatalf("rotated log (%d bytes) = %q...%q", len(out), out[:min(len(out), 40)], out[max(0, len(out)-40):])
 	}
 }
 

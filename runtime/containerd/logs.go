@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
@@ -47,55 +48,26 @@ func trimLog(path string, max int64) error {
 	return err
 }
 
-// tailFile returns the last tail lines of the file (all if tail <= 0),
-// reading at most limit bytes from its end.
-func tailFile(path string, tail int, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	start := max(0, info.Size()-limit)
-	buf := make([]byte, info.Size()-start)
-	n, err := f.ReadAt(buf, start)
-	if err != nil && err != io.EOF {
-		return nil, err
-	}
-	buf = buf[:n]
-	if tail <= 0 {
-		return buf, nil
-	}
-	end := len(buf)
-	if end > 0 && buf[end-1] == '\n' {
-		end-- // the final newline ends the last line, it does not start a new one
-	}
-	for i := end - 1; i >= 0; i-- {
-		if buf[i] == '\n' {
-			if tail--; tail == 0 {
-				return buf[i+1:], nil
-			}
-		}
-	}
-	return buf, nil
-}
-
-// Logs returns the last tail lines of the replica's log (all if tail <= 0).
+// Logs returns the last tail lines of the replica's log (all if tail <= 0),
+// as text (the logs update of node workflows before v0.3.0).
 func (r *Runtime) Logs(ctx context.Context, id replica.ID, tail int) ([]byte, error) {
-	if err := validateID(id); err != nil {
+	l, err := r.Log(id)
+	if err != nil {
 		return nil, err
 	}
-	_ = trimLog(r.LogPath(id), r.cfg.MaxLogBytes) // best effort; tailFile reads at most MaxLogBytes anyway
-	out, err := tailFile(r.LogPath(id), tail, r.cfg.MaxLogBytes)
-	if errors.Is(err, os.ErrNotExist) {
+	_ = trimLog(l.Legacy, r.cfg.MaxLogBytes) // best effort
+	recs, cur, err := l.Read(ctrlog.Query{Tail: tail})
+	cur.Close()
+	if errors.Is(err, ctrlog.ErrNoLog) {
 		// No output yet is not an error; an unknown container is.
 		if _, err := r.client.LoadContainer(r.nsCtx(ctx), id.ContainerName()); err != nil {
 			return nil, wrap("logs", id.ContainerName(), err, runtime.ErrContainerNotFound)
 		}
 		return nil, nil
+	}
+	var out []byte
+	for _, rec := range recs {
+		out = ctrlog.AppendText(out, rec, false)
 	}
 	return out, err
 }

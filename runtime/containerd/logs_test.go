@@ -35,16 +35,3 @@ func TestTrimLogKeepsNewestLines(t *testing.T) {
 		t.Fatalf("trimming a missing log: %v", err)
 	}
 }
-
-func TestTailFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "r.log")
-	if err := os.WriteFile(path, []byte("a\nb\nc\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for tail, want := range map[int]string{0: "a\nb\nc\n", 1: "c\n", 2: "b\nc\n", 3: "a\nb\nc\n", 10: "a\nb\nc\n"} {
-		got, err := tailFile(path, tail, 1<<20)
-		if err != nil || string(got) != want {
-			t.Errorf("tail %d = %q, %v; want %q", tail, got, err, want)
-		}
-	}
-}

@@ -348,7 +348,7 @@ func TestNoneAndHostNetworks(t *testing.T) {
 			t.Errorf("network %s: Start reported %+v; want no network status", tc.mode, info.Network)
 		}
 		wait(t, rt, id)
-		out, err := rt.Logs(testCtx(t), id, 0)
+		out, err := logOf(rt, testCtx(t), id, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

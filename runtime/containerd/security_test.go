@@ -96,7 +96,7 @@ func TestContainerIsUnprivileged(t *testing.T) {
 	if st.ExitCode != 0 {
 		t.Fatalf("probe exited %d", st.ExitCode)
 	}
-	out, err := rt.Logs(ctx, id, 0)
+	out, err := logOf(rt, ctx, id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

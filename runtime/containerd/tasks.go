@@ -10,10 +10,10 @@ import (
 
 	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 
+	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
@@ -32,6 +32,7 @@ func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, 
 		return runtime.StartInfo{}, wrap("start", name, err, runtime.ErrContainerNotFound)
 	}
 	notBefore := time.Now().UTC()
+	prevExit := "" // how the task before ended, for the log's run marker
 	task, err := c.Task(ctx, nil)
 	switch {
 	case err == nil:
@@ -44,6 +45,9 @@ func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, 
 			labels, _ := c.Labels(ctx)
 			started, _ := time.Parse(time.RFC3339Nano, labels[LabelStartedAt])
 			return runtime.StartInfo{AlreadyRunning: true, StartedAt: started, PID: task.Pid(), Network: r.networkStatus(name), NotBefore: notBefore}, nil
+		}
+		if st.Status == containerd.Stopped {
+			prevExit = fmt.Sprintf("exit code %d at %s", st.ExitStatus, st.ExitTime.UTC().Format(time.RFC3339Nano))
 		}
 		// Stopped, or created by a start that failed half-way: begin afresh.
 		if err := deleteTask(ctx, task, st.Status); err != nil {
@@ -58,17 +62,20 @@ func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, 
 		return runtime.StartInfo{}, nodeError("start", name, err)
 	}
 
-	logPath := r.LogPath(id)
-	// The worker creates the log itself: the shim (root) then appends to it,
-	// and a worker that does not run as root can still trim and read it.
-	// Both are best effort: a log must never keep a container down.
-	if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640); err == nil {
-		_ = f.Close()
+	// The task's output goes to Vigil's logger (ctrlog), which the shim
+	// starts; the worker makes the log directory, so that a worker that
+	// does not run as root owns it and reads the files.
+	// Best effort: a log must never keep a container down.
+	logDir := r.LogDir(id)
+	_ = os.MkdirAll(logDir, 0o750)
+	taskIO, err := ctrlog.CaptureIO(ctrlog.CaptureArgs{Dir: logDir, MaxSize: r.cfg.LogMaxSize, MaxFiles: r.cfg.LogMaxFiles,
+		StartedAt: time.Now().UTC(), PreviousExit: prevExit})
+	if err != nil {
+		return runtime.StartInfo{}, nodeError("start", name, err)
 	}
-	_ = trimLog(logPath, r.cfg.MaxLogBytes)
 	// Exits of the tasks deleted above (killed if they still ran) came before.
 	notBefore = time.Now().UTC()
-	task, err = c.NewTask(ctx, cio.LogFile(logPath))
+	task, err = c.NewTask(ctx, taskIO)
 	if errdefs.IsAlreadyExists(err) {
 		// A task containerd no longer reports (Task says not found) still
 		// blocks the new one: containerd 1.6 keeps it when the client that
@@ -76,7 +83,7 @@ func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, 
 		// The task service still finds it by ID: delete it and try again.
 		if derr := deleteStaleTask(ctx, r.client, name); derr == nil {
 			notBefore = time.Now().UTC()
-			task, err = c.NewTask(ctx, cio.LogFile(logPath))
+			task, err = c.NewTask(ctx, taskIO)
 		}
 	}
 	var startedAt time.Time

@@ -40,7 +40,7 @@ func TestVolumes(t *testing.T) {
 	}
 	runSpec(t, rt, id, spec)
 	wait(t, rt, id)
-	out, err := rt.Logs(ctx, id, 0)
+	out, err := logOf(rt, ctx, id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestInitForwardsStopSignal(t *testing.T) {
 	if err != nil || st.ExitCode != 143 {
 		t.Fatalf("state after stop = %+v, %v; want exit 143 (SIGTERM through the init)", st, err)
 	}
-	out, _ := rt.Logs(ctx, id, 0)
+	out, _ := logOf(rt, ctx, id, 0)
 	if !strings.Contains(string(out), "/sbin/vigil-init -- /bin/sh") {
 		t.Errorf("PID 1 is not the init: %q", out)
 	}
