@@ -80,7 +80,11 @@ func (s *supervisor) watch(ctx workflow.Context) error {
 			return s.handle(ctx, cmd)
 		}
 		if lost {
-			return s.nodeLost(ctx)
+			to, err := s.nodeLost(ctx)
+			if err != nil || to == "" {
+				return err
+			}
+			return s.moveTo(ctx, to, ReasonNodeLost)
 		}
 		if due && !received {
 			// Time for a new run; exits reported meanwhile go with it.

@@ -98,45 +98,69 @@ func (s *supervisor) leaseBack(ctx workflow.Context) {
 	}
 }
 
-// nodeLost acts once the node's lease is lost_after old: unless it came
-// back meanwhile, a movable replica moves and a pinned one is NodeLost.
-func (s *supervisor) nodeLost(ctx workflow.Context) error {
+// nodeLost acts once the node's lease is lost_after old (moveDue): unless
+// it came back meanwhile, the node is Lost, and a movable replica is told
+// where to go (empty: nowhere yet, or pinned: a Running one is NodeLost).
+func (s *supervisor) nodeLost(ctx workflow.Context) (string, error) {
 	s.disarmMove()
 	var plan MovePlan
 	in := PlanMoveInput{ID: s.in.ID, From: s.in.Node, LastRenewal: s.st.NodeLapsedAt, Placement: s.in.Placement}
 	err := s.activity(ctx, s.moveOptions(ctx), replica.PlanMoveName, in, &plan, "choosing a node to move to", nil)
 	if errors.Is(err, errUnsupervised) {
-		return err
+		return "", err
 	}
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("no move plan; trying again", "node", s.in.Node, "error", err)
 		s.armMove(ctx, moveRetry)
-		return nil
+		return "", nil
 	}
 	if plan.Renewed {
 		s.leaseBack(ctx)
-		return nil
+		return "", nil
 	}
 	if s.st.NodeState != NodeLost {
 		s.st.NodeState, s.st.NodeSince = NodeLost, workflow.Now(ctx)
 	}
 	if !s.in.Movable() {
-		s.setState(ctx, StateNodeLost)
-		return nil
+		if s.st.State == StateRunning {
+			s.setState(ctx, StateNodeLost)
+		}
+		return "", nil
 	}
 	if plan.To == "" {
 		workflow.GetLogger(ctx).Warn("node lost, and no node to move to; trying again", "node", s.in.Node, "why", plan.Why)
 		s.armMove(ctx, moveRetry)
-		return nil
 	}
-	return s.moveTo(ctx, plan.To, ReasonNodeLost)
+	return plan.To, nil
 }
 
-// moveTo moves the replica to node to and starts its container there. The
+// lostDue reports whether the node's lapsed lease is lost_after old.
+func (s *supervisor) lostDue() bool { return s.moveDue != nil && s.moveDue.IsReady() }
+
+// untilLost caps a wait d at the moment the node's lapsed lease is
+// lost_after old (at least a second), so a failing start moves then.
+func (s *supervisor) untilLost(ctx workflow.Context, d time.Duration) time.Duration {
+	if s.st.NodeLapsedAt.IsZero() || !s.in.Movable() {
+		return d
+	}
+	return max(min(d, s.st.NodeLapsedAt.Add(s.in.NodeLostAfter()).Sub(workflow.Now(ctx))), time.Second)
+}
+
+// moveTo moves the running replica to node to and starts it there.
+func (s *supervisor) moveTo(ctx workflow.Context, to, reason string) error {
+	s.relocate(ctx, to, reason)
+	if _, err := s.start(ctx, workflow.Now(ctx), untilRunning); err != nil {
+		return err
+	}
+	s.setState(ctx, StateRunning)
+	return nil
+}
+
+// relocate makes node to the replica's node; the next start is there. The
 // container on the node it leaves is not touched from here: that node is
 // lost (it fenced its copy) or drained (stopped before), and its worker
 // removes it when it returns (containers of replicas that live elsewhere).
-func (s *supervisor) moveTo(ctx workflow.Context, to, reason string) error {
+func (s *supervisor) relocate(ctx workflow.Context, to, reason string) {
 	from := s.in.Node
 	why := reason
 	s.emitEvent(ctx, Event{Type: EventRescheduled, From: from, To: to, Reason: &why})
@@ -144,14 +168,11 @@ func (s *supervisor) moveTo(ctx workflow.Context, to, reason string) error {
 	s.st.NodeLapsedAt = time.Time{}
 	s.st.NodeState, s.st.NodeSince = "", time.Time{}
 	s.st.TaskPID, s.st.TaskStartedAt, s.st.Network = 0, time.Time{}, nil
-	s.st.State = StateRestarting
+	if s.st.State != StatePending {
+		s.st.State = StateRestarting
+	}
 	s.publishState(ctx) // VigilNode too: the node's reconciliation follows it
 	s.why = fmt.Sprintf("start on %s (moved from %s: %s)", to, from, reason)
-	if _, err := s.start(ctx, workflow.Now(ctx), untilRunning); err != nil {
-		return err
-	}
-	s.setState(ctx, StateRunning)
-	return nil
 }
 
 // moveOptions: PlanMove reads the server, from any worker.

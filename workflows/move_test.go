@@ -32,8 +32,8 @@ type leaseEnv struct {
 	plans  []PlanMoveInput
 }
 
-func newLeaseEnv(t *testing.T, placed bool, plan func(PlanMoveInput) MovePlan) (*leaseEnv, SupervisionInput) {
-	l := &leaseEnv{n: &node{}}
+func newLeaseEnv(t *testing.T, placed bool, plan func(PlanMoveInput) MovePlan, startErrs ...error) (*leaseEnv, SupervisionInput) {
+	l := &leaseEnv{n: &node{startErrs: startErrs}}
 	l.env = newEnv(t, l.n)
 	planMove = func(_ context.Context, in PlanMoveInput) (MovePlan, error) {
 		l.n.mu.Lock()
@@ -122,4 +122,16 @@ func TestPinnedReplicaShowsNodeLost(t *testing.T) {
 	require.Equal(t, StateRunning, back.State)
 	require.Equal(t, string(NodeReady), *back.NodeState)
 	require.Equal(t, []string{replica.NodeTaskQueue("node-a")}, l.queues)
+}
+
+// A start that keeps failing on a lost node (no worker takes it) is tried
+// on another node once the lease is lost_after old.
+func TestFailingStartOnLostNodeMoves(t *testing.T) {
+	l, in := newLeaseEnv(t, true, func(PlanMoveInput) MovePlan { return MovePlan{To: "node-b"} }, noWorkerErr(), noWorkerErr())
+	l.notice(time.Second, "node-a", true, 8*time.Second)
+	unsuperviseAt(l.env, time.Minute)
+	l.env.ExecuteWorkflow(Supervise, in)
+	require.NoError(t, l.env.GetWorkflowError())
+	require.Equal(t, []string{replica.NodeTaskQueue("node-a"), replica.NodeTaskQueue("node-a"), replica.NodeTaskQueue("node-b")}, l.queues)
+	require.Len(t, l.n.starts, 1)
 }

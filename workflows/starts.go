@@ -74,10 +74,27 @@ func (s *supervisor) start(ctx workflow.Context, after time.Time, n attempts) (a
 		if s.st.State == StateRunning {
 			s.setState(ctx, StateRestarting)
 		}
+		if s.rel >= V030 && s.lostDue() {
+			// The node is lost: a movable replica's next attempt is on
+			// another node, at once.
+			to, err := s.nodeLost(ctx)
+			if err != nil {
+				return activities.EnsureRunningResult{}, err
+			}
+			if to != "" {
+				s.relocate(ctx, to, ReasonNodeLost)
+				why, delay = s.why, startRetryFirst
+				continue
+			}
+		}
 		if err := s.continueAsNewWhileFailing(ctx); err != nil {
 			return activities.EnsureRunningResult{}, err
 		}
-		restart, err := s.wait(ctx, delay, fmt.Sprintf("start retry %d in %s", attempt+1, human(delay)), true)
+		pause := delay
+		if s.rel >= V030 {
+			pause = s.untilLost(ctx, delay)
+		}
+		restart, err := s.wait(ctx, pause, fmt.Sprintf("start retry %d in %s", attempt+1, human(pause)), true)
 		if err != nil {
 			return activities.EnsureRunningResult{}, err
 		}

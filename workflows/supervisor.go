@@ -258,6 +258,7 @@ func (s *supervisor) waitFor(ctx workflow.Context, f workflow.Future, untilDue b
 		}
 		if s.rel >= V030 {
 			sel.AddReceive(s.exits, func(c workflow.ReceiveChannel, _ bool) { s.takeReport(ctx, c); reported = true })
+			sel.AddReceive(s.leases, func(c workflow.ReceiveChannel, _ bool) { s.takeLeaseNotice(ctx, c); reported = true })
 		}
 		sel.Select(ctx)
 		if !reported {
