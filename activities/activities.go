@@ -212,7 +212,7 @@ func (a *Activities) resolveEnv(spec runtime.ContainerSpec) (runtime.ContainerSp
 		if name, ok := strings.CutPrefix(v, runtime.EnvRefPrefix); ok {
 			resolved, found := a.opts.LookupEnv(name)
 			if !found {
-				return spec, fmt.Errorf("env.%s: %s%s is not set in the environment of the worker on this node; export %s before starting vigil-worker", k, runtime.EnvRefPrefix, name, name)
+				return spec, &runtime.Problem{Field: "env." + k, Reason: fmt.Sprintf("%s%s is not set in the environment of the worker on this node; export %s before starting vigil-worker", runtime.EnvRefPrefix, name, name)}
 			}
 			v = resolved
 		}

@@ -87,3 +87,26 @@ type LogsInput struct {
 type LogsResult struct {
 	Output string `json:"output"`
 }
+
+// PreflightInput asks a node whether it can make these replicas' containers.
+type PreflightInput struct {
+	Replicas []PreflightReplica `json:"replicas"`
+}
+
+// PreflightReplica is one replica and the spec of its service (the node
+// works out the replica's host ports, runtime.ReplicaPorts).
+type PreflightReplica struct {
+	ID   replica.ID            `json:"id"`
+	Spec runtime.ContainerSpec `json:"spec"`
+}
+
+// PreflightResult lists what the node cannot do, by replica (none: all clear).
+type PreflightResult struct {
+	Problems []PreflightProblem `json:"problems,omitempty"`
+}
+
+// PreflightProblem is one problem of one replica's spec.
+type PreflightProblem struct {
+	ID replica.ID `json:"id"`
+	runtime.Problem
+}

@@ -34,6 +34,9 @@ const (
 	WatchNodeName     = "WatchNode"
 	// OrphansName lists (and removes) the node's containers no replica owns.
 	OrphansName = "Orphans"
+	// PreflightName checks that the node can make replicas' containers
+	// before a rollout stops anything for them.
+	PreflightName = "Preflight"
 )
 
 // Control activities: the deployment workflow's hands on other workflows.

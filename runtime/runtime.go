@@ -129,6 +129,12 @@ type Runtime interface {
 	// holds it. The container's own ports do not count. Create and Start
 	// make the same check (and hold the ports until the rules are in place).
 	CheckPorts(ctx context.Context, id replica.ID, spec ContainerSpec) error
+	// Preflight checks, before anything is stopped for it, that the
+	// replica's container could be made from spec on this node now, but for
+	// its host ports (CheckPorts): the image is there (pulled if its policy
+	// allows), each bind source and the init exist. It returns each Problem
+	// found; an error is a failure to check (e.g. ErrUnavailable).
+	Preflight(ctx context.Context, id replica.ID, spec ContainerSpec) ([]Problem, error)
 	// Isolate marks the container as isolated (label vigil.isolated=true) and
 	// keeps its exited task and logs for debugging.
 	Isolate(ctx context.Context, id replica.ID) error

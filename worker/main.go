@@ -545,6 +545,7 @@ func registerActivities(w worker.ActivityRegistry, a *activities.Activities) {
 		replica.LogsName:          a.Logs,
 		replica.WatchNodeName:     a.WatchNode,
 		replica.OrphansName:       a.Orphans,
+		replica.PreflightName:     a.Preflight,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/replica"
 )
 
@@ -84,21 +86,98 @@ func (d *deployer) replace(ctx workflow.Context) error {
 	if err := d.observe(ctx); err != nil {
 		return err
 	}
+	gen := d.st.Generation
 	batch, update, wait := replaceBatch(d.pending(), d.st.Replicas, *d.st.Desired)
 	d.waiting = wait
 	if wait == "" {
 		if len(batch) == 0 {
 			return nil
 		}
+		if reason := d.preflight(ctx, batch); reason != "" {
+			if d.st.Generation == gen {
+				d.st.Paused = reason
+				workflow.GetLogger(ctx).Warn("rollout paused", "reason", reason)
+			}
+			return nil
+		}
 		return d.reconfigure(ctx, batch, update.MinReady)
 	}
 	workflow.GetLogger(ctx).Info("rollout waits", "reason", wait)
 	d.details(ctx)
-	gen := d.st.Generation
 	_, err := workflow.AwaitWithTimeout(ctx, budgetRecheck, func() bool {
 		return d.st.Generation != gen || d.shutdown.Len() > 0
 	})
 	return err
+}
+
+// maxPauseReason bounds a pause reason: one line an operator reads whole.
+const maxPauseReason = 300
+
+// preflight asks each node of the batch whether it can make the new
+// containers now, before the serving ones are stopped: "" when it can,
+// else the pause reason, one line naming the replica, the field and the fix.
+func (d *deployer) preflight(ctx workflow.Context, batch []Step) string {
+	gen := d.st.Generation
+	var nodes []string
+	byNode := map[string][]activities.PreflightReplica{}
+	for _, s := range batch {
+		n := s.Config.Node
+		if _, ok := byNode[n]; !ok {
+			nodes = append(nodes, n)
+		}
+		byNode[n] = append(byNode[n], activities.PreflightReplica{ID: s.ID, Spec: s.Config.Spec})
+	}
+	futures := make([]workflow.Future, len(nodes))
+	for i, n := range nodes {
+		futures[i] = workflow.ExecuteActivity(preflightOptions(ctx, n, fmt.Sprintf("preflight on %s (generation %d)", n, gen)),
+			replica.PreflightName, activities.PreflightInput{Replicas: byNode[n]})
+	}
+	reason := ""
+	for i, f := range futures {
+		var res activities.PreflightResult
+		err := f.Get(ctx, &res)
+		first := byNode[nodes[i]][0].ID.Ref()
+		switch {
+		case reason != "":
+		case isNoWorker(err):
+			reason = notReplaced(gen, first, "node", fmt.Sprintf("no worker on node %s took the preflight within %s; start vigil-worker there or fix the node", nodes[i], human(NodeScheduleToStart)))
+		case err != nil:
+			reason = notReplaced(gen, first, "preflight", activityMessage(err))
+		case len(res.Problems) > 0:
+			p := res.Problems[0]
+			reason = notReplaced(gen, p.ID.Ref(), p.Field, p.Reason)
+		}
+	}
+	return reason
+}
+
+// notReplaced is the pause reason of a failed preflight.
+func notReplaced(gen int, ref, field, why string) string {
+	return errtext.Short(fmt.Sprintf("generation %d: %s not replaced (left as it was): %s: %s; then apply again", gen, ref, field, why), maxPauseReason)
+}
+
+// activityMessage is an activity's own error message, without the wrappers.
+func activityMessage(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Message()
+	}
+	return err.Error()
+}
+
+// preflightOptions: on the node's queue, waiting NodeScheduleToStart for a
+// worker there; a pull may take minutes.
+func preflightOptions(ctx workflow.Context, node, summary string) workflow.Context {
+	retry := retryDoubling(time.Second, 10*time.Second)
+	retry.MaximumAttempts = 5
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              replica.NodeTaskQueue(node),
+		ScheduleToStartTimeout: NodeScheduleToStart,
+		StartToCloseTimeout:    10 * time.Minute,
+		HeartbeatTimeout:       30 * time.Second,
+		RetryPolicy:            retry,
+		Summary:                summary,
+	})
 }
 
 // remove stops a replica (its grace), ends its supervision and removes its

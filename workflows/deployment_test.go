@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,11 @@ type cluster struct {
 	noWorker bool
 	// updates are the replacements' answers by replica and update ID.
 	updates map[string]ReconfigureReplicaResult
+	// problems are what the preflight of these replicas finds.
+	problems map[string]runtime.Problem
+	// noPreflightWorker: no worker on the node takes a preflight.
+	noPreflightWorker bool
+	preflights        []string // the replicas preflighted, in order
 }
 
 func (c *cluster) record(format string, args ...any) {
@@ -144,6 +150,21 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		defer c.mu.Unlock()
 		c.record("shutdown %s", in.ID.Ref())
 		return nil
+	})
+	env.OnActivity(replica.PreflightName, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PreflightInput) (activities.PreflightResult, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var res activities.PreflightResult
+		for _, r := range in.Replicas {
+			c.preflights = append(c.preflights, r.ID.Ref())
+			if p, ok := c.problems[r.ID.Ref()]; ok {
+				res.Problems = append(res.Problems, activities.PreflightProblem{ID: r.ID, Problem: p})
+			}
+		}
+		if c.noPreflightWorker {
+			return res, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+		}
+		return res, nil
 	})
 	env.OnActivity(replica.StopName, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StopInput) (runtime.Exit, error) {
 		c.mu.Lock()
@@ -517,4 +538,54 @@ func TestDeploymentNewRunCountsFromReplicasGeneration(t *testing.T) {
 	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
 	require.Equal(t, 7, planOf(t, res).Generation)
 	require.Equal(t, []string{"replace shop/api-rep-1 gen 7", "replace shop/api-rep-2 gen 7"}, c.log)
+}
+
+// A failed preflight replaces nothing and pauses the rollout with one short
+// line naming the replica, the field and the fix; the next apply goes on.
+func TestDeploymentPreflightPausesBeforeAnythingStops(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script func(c *cluster)
+		reason string
+	}{
+		{"a problem", func(c *cluster) {
+			c.problems = map[string]runtime.Problem{"shop/api-rep-1": {Field: "volumes[0].source", Reason: "/srv/data does not exist on this node (no such file or directory); create it or fix the path"}}
+		}, "generation 2: shop/api-rep-1 not replaced (left as it was): volumes[0].source: /srv/data does not exist on this node (no such file or directory); create it or fix the path; then apply again"},
+		{"no worker", func(c *cluster) { c.noPreflightWorker = true },
+			"generation 2: shop/api-rep-1 not replaced (left as it was): node: no worker on node node-a took the preflight within 30s; start vigil-worker there or fix the node; then apply again"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := runningShop(2, "v1", nil)
+			tc.script(c)
+			env := newDeploymentEnv(t, c)
+			var paused RolloutStatus
+			var logWhilePaused []string
+			applyAt(env, time.Minute, shopSpec(2, "v2", policy.Policy{}), &updateResult{})
+			env.RegisterDelayedCallback(func() {
+				paused = rollout(t, env)
+				c.mu.Lock()
+				logWhilePaused = append([]string{}, c.log...)
+				c.problems, c.noPreflightWorker = nil, false
+				c.mu.Unlock()
+			}, 2*time.Minute)
+			applyAt(env, 3*time.Minute, shopSpec(2, "v2", policy.Policy{}), &updateResult{})
+			env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Minute)
+			env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+
+			require.Empty(t, logWhilePaused, "nothing stopped or replaced")
+			require.Equal(t, RolloutPaused, paused.State)
+			require.Equal(t, tc.reason, paused.Reason)
+			require.LessOrEqual(t, len(paused.Reason), maxPauseReason)
+			require.Equal(t, []string{"replace shop/api-rep-1 gen 3", "replace shop/api-rep-2 gen 3"}, c.log, "the same file applied again resumes")
+			require.Equal(t, []string{"shop/api-rep-1", "shop/api-rep-1", "shop/api-rep-2"}, c.preflights)
+		})
+	}
+}
+
+// A pause reason never exceeds its bound, however long the node's reason.
+func TestPreflightReasonIsOneShortLine(t *testing.T) {
+	r := notReplaced(7, "shop/api-rep-1", "image", strings.Repeat("registry said no\n", 40))
+	require.LessOrEqual(t, len(r), maxPauseReason)
+	require.NotContains(t, r, "\n")
+	require.True(t, strings.HasPrefix(r, "generation 7: shop/api-rep-1 not replaced (left as it was): image: registry said no registry"), r)
 }

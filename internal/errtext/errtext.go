@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"unicode/utf8"
 )
 
 // OneLine collapses whitespace, line breaks included, so every error fits on one line.
@@ -18,4 +19,19 @@ func WithoutPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// Short is s on one line (OneLine), cut to at most max bytes, ending in "…"
+// when cut; never in the middle of a character.
+func Short(s string, max int) string {
+	s = OneLine(s)
+	if len(s) <= max {
+		return s
+	}
+	const ellipsis = "…"
+	cut := max - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
 }

@@ -23,3 +23,13 @@ func TestWithoutPath(t *testing.T) {
 		t.Error("a non-path error changed")
 	}
 }
+
+func TestShort(t *testing.T) {
+	if got := Short("a\nb", 10); got != "a b" {
+		t.Errorf("got %q", got)
+	}
+	got := Short("héllo", 5) // the cut falls inside é
+	if got != "h…" || len(got) > 5 {
+		t.Errorf("got %q (%d bytes)", got, len(got))
+	}
+}

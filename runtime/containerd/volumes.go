@@ -45,31 +45,17 @@ func (r *Runtime) replicaVolumes(id replica.ID) string {
 // checks what only the node can (a bind source exists, the init is
 // installed) and creates named volumes that do not exist yet.
 func (r *Runtime) servingOpts(id replica.ID, spec runtime.ContainerSpec) ([]oci.SpecOpts, error) {
+	if p := r.servingProblems(spec); len(p) > 0 {
+		return nil, invalidSpec(&p[0])
+	}
 	var mounts []specs.Mount
 	for i, v := range spec.Volumes {
-		field := fmt.Sprintf("volumes[%d]", i)
-		if !cleanAbs(v.Target) {
-			return nil, invalid("%s.target: %q is not a clean absolute path; write e.g. /data", field, v.Target)
-		}
 		src := v.Source
-		switch {
-		case v.Name != "" && v.Source == "":
-			if v.Name != filepath.Base(v.Name) || strings.HasPrefix(v.Name, ".") {
-				return nil, invalid("%s.name: %q is not a plain name; use letters, digits, '-' and '_'", field, v.Name)
-			}
+		if v.Name != "" {
 			src = r.VolumeDir(id, v.Name)
 			if err := os.MkdirAll(src, 0o755); err != nil {
-				return nil, fmt.Errorf("%s: named volume %s: %w", field, src, err)
+				return nil, fmt.Errorf("volumes[%d]: named volume %s: %w", i, src, err)
 			}
-		case v.Source != "" && v.Name == "":
-			if !cleanAbs(v.Source) {
-				return nil, invalid("%s.source: %q is not a clean absolute path on the node", field, v.Source)
-			}
-			if _, err := os.Stat(v.Source); err != nil {
-				return nil, invalid("%s.source: %s does not exist on this node (%v); create it or fix the path", field, v.Source, errReason(err))
-			}
-		default:
-			return nil, invalid("%s: give either source (a bind mount) or name (a named volume)", field)
 		}
 		opt := "rw"
 		if v.ReadOnly {
@@ -82,12 +68,45 @@ func (r *Runtime) servingOpts(id replica.ID, spec runtime.ContainerSpec) ([]oci.
 		opts = append(opts, oci.WithMounts(mounts))
 	}
 	if spec.Init {
-		if _, err := os.Stat(r.cfg.InitPath); err != nil {
-			return nil, invalid("init: %s is missing on this node (%v); install Debian's tini package there, or set init: false", r.cfg.InitPath, errReason(err))
-		}
 		opts = append(opts, withInit(r.cfg.InitPath))
 	}
 	return opts, nil
+}
+
+// servingProblems are what only the node can check of the spec's volumes
+// and init: the paths, that each bind source exists, that the init is
+// installed.
+func (r *Runtime) servingProblems(spec runtime.ContainerSpec) []runtime.Problem {
+	var out []runtime.Problem
+	add := func(field, format string, args ...any) {
+		out = append(out, runtime.Problem{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	for i, v := range spec.Volumes {
+		field := fmt.Sprintf("volumes[%d]", i)
+		if !cleanAbs(v.Target) {
+			add(field+".target", "%q is not a clean absolute path; write e.g. /data", v.Target)
+		}
+		switch {
+		case v.Name != "" && v.Source == "":
+			if v.Name != filepath.Base(v.Name) || strings.HasPrefix(v.Name, ".") {
+				add(field+".name", "%q is not a plain name; use letters, digits, '-' and '_'", v.Name)
+			}
+		case v.Source != "" && v.Name == "":
+			if !cleanAbs(v.Source) {
+				add(field+".source", "%q is not a clean absolute path on the node", v.Source)
+			} else if _, err := os.Stat(v.Source); err != nil {
+				add(field+".source", "%s does not exist on this node (%v); create it or fix the path", v.Source, errReason(err))
+			}
+		default:
+			add(field, "give either source (a bind mount) or name (a named volume)")
+		}
+	}
+	if spec.Init {
+		if _, err := os.Stat(r.cfg.InitPath); err != nil {
+			add("init", "%s is missing on this node (%v); install Debian's tini package there, or set init: false", r.cfg.InitPath, errReason(err))
+		}
+	}
+	return out
 }
 
 // withInit runs the container's command under the init, mounted read-only.
@@ -132,6 +151,11 @@ func cleanAbs(p string) bool {
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), runtime.ErrInvalidSpec)
+}
+
+// invalidSpec is p as an ErrInvalidSpec.
+func invalidSpec(p *runtime.Problem) error {
+	return fmt.Errorf("%w: %w", p, runtime.ErrInvalidSpec)
 }
 
 // errReason drops the path from file system errors; the caller names the file.

@@ -128,3 +128,27 @@ func TestStopSignal(t *testing.T) {
 		t.Fatalf("state after stop = %+v, %v; want exit 0", st, err)
 	}
 }
+
+// Preflight names each problem by its field and makes no container: an
+// image not there under pull_policy never, a missing bind source.
+func TestPreflight(t *testing.T) {
+	_, rt, ctx, id := setup(t, "pre")
+	good := containerdtest.TestImage("true")
+	if p, err := rt.Preflight(ctx, id, good); err != nil || len(p) != 0 {
+		t.Fatalf("a spec the node can run: %v, %v", p, err)
+	}
+	bad := good
+	bad.Image, bad.PullPolicy = "docker.io/library/nope:1", runtime.PullNever
+	bad.Volumes = []runtime.Volume{{Source: "/nonexistent/vigil", Target: "/x"}}
+	p, err := rt.Preflight(ctx, id, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p) != 2 || p[0].Field != "image" || !strings.Contains(p[0].Reason, "pull_policy is never") ||
+		p[1].Field != "volumes[0].source" || !strings.Contains(p[1].Reason, "does not exist on this node") {
+		t.Fatalf("problems %+v; want image (pull_policy never) and volumes[0].source", p)
+	}
+	if _, err := rt.State(ctx, id); !errors.Is(err, runtime.ErrContainerNotFound) {
+		t.Fatalf("preflight made a container: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ package runtimetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ const (
 	OpList          Op = "List"
 	OpMarkReported  Op = "MarkReported"
 	OpCheckPorts    Op = "CheckPorts"
+	OpPreflight     Op = "Preflight"
 )
 
 // Fake is a scriptable in-memory Runtime. The zero value is not usable; use New.
@@ -263,6 +265,24 @@ func (f *Fake) CheckPorts(ctx context.Context, id replica.ID, spec runtime.Conta
 		}
 	}
 	return nil
+}
+
+// Preflight reports a missing image (MissingImage); other problems are
+// scripted with FailNext.
+func (f *Fake) Preflight(ctx context.Context, id replica.ID, spec runtime.ContainerSpec) ([]runtime.Problem, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(OpPreflight); err != nil {
+		var p *runtime.Problem
+		if errors.As(err, &p) {
+			return []runtime.Problem{*p}, nil
+		}
+		return nil, err
+	}
+	if f.missingImages[spec.Image] {
+		return []runtime.Problem{{Field: "image", Reason: spec.Image + " is not on the fake node"}}, nil
+	}
+	return nil, nil
 }
 
 func (f *Fake) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, error) {
