@@ -51,8 +51,9 @@ const (
 	// networking, the node watch).
 	V020 Release = 2
 	// V030 is the release in development: one release marker per run; a
-	// deployment observes its replicas before each replacement and counts
-	// those down against max_unavailable.
+	// deployment observes its replicas before each replacement, counts
+	// those down against max_unavailable and preflights the batch on its
+	// nodes (Preflight) before it stops anything.
 	V030 Release = 3
 
 	// CurrentRelease is the release new runs are recorded as.
