@@ -271,6 +271,7 @@ func (f listFilter) query() string {
 // listedReplica is one supervisor found by the visibility query.
 type listedReplica struct {
 	id      replica.ID
+	runID   string
 	state   workflows.State
 	running bool
 	started time.Time
@@ -295,6 +296,7 @@ func listReplicas(ctx context.Context, c client.Client, namespace string, f list
 			}
 			r := listedReplica{
 				id:      id,
+				runID:   e.GetExecution().GetRunId(),
 				running: e.GetCloseTime() == nil,
 				started: e.GetStartTime().AsTime(),
 				state:   workflows.State(control.Keyword(e.GetSearchAttributes().GetIndexedFields()[replica.SearchAttrState])),
@@ -313,6 +315,9 @@ func listReplicas(ctx context.Context, c client.Client, namespace string, f list
 	for _, r := range byID {
 		out = append(out, r)
 	}
+	if f.state == string(workflows.StateUnsupervised) {
+		out = latestRuns(ctx, c, out)
+	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].id, out[j].id
 		if a.Deployment != b.Deployment {
@@ -324,6 +329,24 @@ func listReplicas(ctx context.Context, c client.Client, namespace string, f list
 		return a.Replica < b.Replica
 	})
 	return out, nil
+}
+
+// latestRuns keeps the replicas whose listed run is their latest: an
+// unsupervised run of a replica supervised again since is history, not the
+// replica's state. (A replica the server cannot describe is kept.)
+func latestRuns(ctx context.Context, c client.Client, replicas []listedReplica) []listedReplica {
+	keep := make([]bool, len(replicas))
+	parallel(len(replicas), func(i int) {
+		resp, err := c.DescribeWorkflowExecution(ctx, replicas[i].id.WorkflowID(), "")
+		keep[i] = err != nil || resp.GetWorkflowExecutionInfo().GetExecution().GetRunId() == replicas[i].runID
+	})
+	out := replicas[:0]
+	for i, r := range replicas {
+		if keep[i] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // listQueryConcurrency bounds the state queries `vigil list` sends at once.
@@ -432,7 +455,7 @@ func printList(p printer, views []workflows.StateView, noWorker map[string]bool)
 			now = "no worker"
 		}
 		node := nodeText(v, now, "")
-		rows = append(rows, []string{v.ID, node, string(v.State), strconv.Itoa(v.TotalRestarts), exitText(v.LastExitCode)})
+		rows = append(rows, []string{v.ID, node, string(v.State), strconv.Itoa(v.TotalRestarts), exitReasonText(v)})
 	}
 	return p.Table([]string{"ID", "NODE", "STATE", "RESTARTS", "LAST EXIT"}, rows)
 }

@@ -539,9 +539,9 @@ func TestListAndCounts(t *testing.T) {
 	c.On("ListWorkflow", mock.Anything, mock.MatchedBy(func(r *workflowservice.ListWorkflowExecutionsRequest) bool {
 		return string(r.NextPageToken) == "p2"
 	})).Return(page2, nil)
-	code := 1
+	code, oom := 137, "OOMKilled"
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/web-rep-1", "", replica.QueryState).Return(value{workflows.StateView{
-		ID: "shop/web-rep-1", Node: "node-b", State: workflows.StateCrashLoopBackOff, TotalRestarts: 7, LastExitCode: &code}}, nil)
+		ID: "shop/web-rep-1", Node: "node-b", State: workflows.StateCrashLoopBackOff, TotalRestarts: 7, LastExitCode: &code, LastExitReason: &oom}}, nil)
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/web-rep-2", "", replica.QueryState).Return(value{workflows.StateView{
 		ID: "shop/web-rep-2", State: workflows.StateRunning}}, nil)
 	// No worker answers for api-rep-1: its published state is shown.
@@ -555,7 +555,7 @@ func TestListAndCounts(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 4 || !regexpMatch(`^shop/api-rep-1\s+-\s+Isolated\s+0\s+-`, lines[1]) ||
-		!regexpMatch(`^shop/web-rep-1\s+node-b\s+CrashLoopBackOff\s+7\s+1`, lines[2]) || !strings.HasPrefix(lines[3], "shop/web-rep-2") {
+		!regexpMatch(`^shop/web-rep-1\s+node-b\s+CrashLoopBackOff\s+7\s+137 OOMKilled$`, lines[2]) || !strings.HasPrefix(lines[3], "shop/web-rep-2") {
 		t.Errorf("list:\n%s", r.stdout)
 	}
 	if !strings.Contains(r.stderr, "1 of 3 replicas did not answer") {
@@ -567,6 +567,31 @@ func TestListAndCounts(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &counts); err != nil || counts["CrashLoopBackOff"] != 1 || counts["Running"] != 1 ||
 		counts["Isolated"] != 1 || counts["Completed"] != 0 || counts["total"] != 3 {
 		t.Errorf("counts: %q %v", r.stdout, err)
+	}
+}
+
+// --state Unsupervised lists the replicas whose latest run unsupervise
+// closed: not one supervised again since.
+func TestListUnsupervised(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := mocks.NewClient(t)
+	nodeHasWorker(c, true)
+	gone := execution("vigil/shop/api-rep-1", workflows.StateUnsupervised, true, t0)
+	gone.Execution.RunId = "run-a"
+	back := execution("vigil/shop/api-rep-2", workflows.StateUnsupervised, true, t0)
+	back.Execution.RunId = "run-b"
+	c.On("ListWorkflow", mock.Anything, mock.MatchedBy(func(r *workflowservice.ListWorkflowExecutionsRequest) bool {
+		return r.Query == "WorkflowType = 'Supervise' AND ExecutionStatus = 'Completed' AND VigilState = 'Unsupervised'"
+	})).Return(&workflowservice.ListWorkflowExecutionsResponse{Executions: []*workflowpb.WorkflowExecutionInfo{gone, back}}, nil)
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-a", "run-a"), nil)
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-2", "").Return(describeRunning("run-c", "run-c"), nil)
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryState).Return(value{workflows.StateView{
+		ID: "shop/api-rep-1", State: workflows.StateUnsupervised}}, nil)
+	c.On("Close").Return()
+	r := vigil(t, c, nil, "list", "--state", "unsupervised")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != exitOK || len(lines) != 2 || !regexpMatch(`^shop/api-rep-1\s+-\s+Unsupervised`, lines[1]) {
+		t.Errorf("list --state unsupervised: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 }
 

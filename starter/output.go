@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -71,6 +72,19 @@ func lastExitText(v workflows.StateView) string {
 		why += ", " + *v.LastExitSignal
 	}
 	return text + " (" + why + ")"
+}
+
+// exitReasonText is the last exit in a list's column: the code and why,
+// short ("137 OOMKilled", "143 SIGTERM"; a plain exit is its code).
+func exitReasonText(v workflows.StateView) string {
+	text := exitText(v.LastExitCode)
+	switch {
+	case v.LastExitCode == nil || v.LastExitReason == nil || *v.LastExitReason == string(runtime.ExitExited):
+		return text
+	case *v.LastExitReason == string(runtime.ExitSignaled) && v.LastExitSignal != nil:
+		return text + " " + *v.LastExitSignal
+	}
+	return text + " " + *v.LastExitReason
 }
 
 // Times in tables are in the local zone, and say which zone that is.

@@ -14,10 +14,15 @@ import (
 // completed (runs closed by continue-as-new or by unsupervise are not
 // supervised replicas), narrowed to a deployment, a service and a state when
 // they are not empty. They are quoted into the query: pass only valid names
-// (replica.ValidName) and states.
+// (replica.ValidName) and states. State Unsupervised asks for the runs
+// unsupervise closed instead (each replica's latest run is the one to show:
+// a replica supervised again has a running one too).
 func ReplicasQuery(deployment, service, state string) string {
 	q := fmt.Sprintf("WorkflowType = '%s' AND (ExecutionStatus = 'Running' OR (ExecutionStatus = 'Completed' AND %s = '%s'))",
 		replica.SupervisorWorkflowName, replica.SearchAttrState, StateCompleted)
+	if state == string(StateUnsupervised) {
+		q = fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed'", replica.SupervisorWorkflowName)
+	}
 	if deployment != "" {
 		q += fmt.Sprintf(" AND %s = '%s'", replica.SearchAttrDeployment, deployment)
 	}

@@ -11,6 +11,8 @@ func TestReplicasQuery(t *testing.T) {
 		{"", "", "", base},
 		{"shop", "", "", base + " AND VigilDeployment = 'shop'"},
 		{"shop", "api", "Running", base + " AND VigilDeployment = 'shop' AND VigilService = 'api' AND VigilState = 'Running'"},
+		// An unsupervised replica's run is closed: it was never matched.
+		{"shop", "", "Unsupervised", "WorkflowType = 'Supervise' AND ExecutionStatus = 'Completed' AND VigilDeployment = 'shop' AND VigilState = 'Unsupervised'"},
 	} {
 		if got := ReplicasQuery(tc.deployment, tc.service, tc.state); got != tc.want {
 			t.Errorf("ReplicasQuery(%q, %q, %q) =\n %s\nwant\n %s", tc.deployment, tc.service, tc.state, got, tc.want)
