@@ -45,6 +45,7 @@ func (a *Activities) Register(w interface {
 		replica.AwaitNodeLeaseName:     a.AwaitNodeLease,
 		replica.NotifyNodeReplicasName: a.NotifyNodeReplicas,
 		replica.PlanMoveName:           a.PlanMove,
+		replica.DeleteReplicaName:      a.DeleteReplica,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
@@ -206,6 +207,22 @@ func (a *Activities) UnsuperviseReplica(ctx context.Context, in workflows.Replic
 		return nil
 	}
 	return err
+}
+
+// DeleteReplica ends a replica's supervision for vigil delete: its
+// container stopped and removed (named volumes too, if asked) unless kept.
+// A stop no worker took is done by the next worker on the node (Left).
+func (a *Activities) DeleteReplica(ctx context.Context, in workflows.DeleteReplicaInput) (workflows.DeletedReplica, error) {
+	var res workflows.UpdateResult
+	req := workflows.UnsuperviseRequest{Stop: !in.KeepContainer, Volumes: in.Volumes && !in.KeepContainer}
+	err := a.update(ctx, in.ID, "", replica.UpdateUnsupervise, req, &res)
+	switch {
+	case errors.Is(err, errGone):
+		return workflows.DeletedReplica{Note: "not supervised any more"}, nil
+	case err != nil:
+		return workflows.DeletedReplica{}, err
+	}
+	return workflows.DeletedReplica{Note: "unsupervised; " + res.Note, Left: res.NotStopped}, nil
 }
 
 // ShutdownReplica stops a replica because its service was shut down.

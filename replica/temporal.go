@@ -54,6 +54,8 @@ const (
 	AwaitNodeLeaseName     = "AwaitNodeLease"
 	NotifyNodeReplicasName = "NotifyNodeReplicas"
 	PlanMoveName           = "PlanMove"
+	// DeleteReplicaName ends a replica's supervision for vigil delete.
+	DeleteReplicaName = "DeleteReplica"
 )
 
 // The replica workflow's queries, updates and signals.
@@ -89,7 +91,9 @@ const (
 	QueryReplicas = "replicas"
 	// QueryDesired answers the deployment file being rolled out (null
 	// before the first apply).
-	QueryDesired          = "desired"
+	QueryDesired = "desired"
+	// UpdateDelete ends every replica of the deployment, then its workflow.
+	UpdateDelete          = "delete"
 	SignalServiceShutdown = "service-shutdown"
 )
 
@@ -125,6 +129,10 @@ const (
 	// a worker runs there, can tell this orphaned container was meant to
 	// be stopped and removed.
 	MemoStopPending = "vigil.stop_pending"
+	// MemoGeneration (since v0.3.0) is the generation a deleted
+	// deployment's workflow had reached, kept on its closed run: the next
+	// apply of the name starts above it.
+	MemoGeneration = "vigil.generation"
 )
 
 // Names of the Keyword search attributes every replica workflow keeps up to

@@ -146,12 +146,14 @@ func apply(ctx context.Context, c client.Client, taskQueue string, desired workf
 
 func applyOnce(ctx context.Context, c client.Client, taskQueue string, desired workflows.DeploymentSpec, requestID string) (workflows.ApplyResult, error) {
 	var res workflows.ApplyResult
+	// A deployment deleted before: its new workflow counts on from there.
+	after, _ := deletedGeneration(ctx, c, desired.Name)
 	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       replica.DeploymentWorkflowID(desired.Name),
 		TaskQueue:                taskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-	}, replica.DeploymentWorkflowName, workflows.DeploymentInput{Name: desired.Name})
+	}, replica.DeploymentWorkflowName, workflows.DeploymentInput{Name: desired.Name, AfterGeneration: after})
 	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
 		UpdateOptions: client.UpdateWorkflowOptions{
@@ -177,6 +179,7 @@ func planOnly(ctx context.Context, c client.Client, desired workflows.Deployment
 	records, err := deploymentReplicas(ctx, c, desired.Name)
 	switch {
 	case errors.Is(err, errNoDeployment):
+		gen, _ = deletedGeneration(ctx, c, desired.Name)
 	case err != nil:
 		return workflows.ApplyResult{}, err
 	default:
@@ -212,8 +215,12 @@ func deploymentReplicas(ctx context.Context, c client.Client, name string) ([]wo
 }
 
 // queryDeployment queries the deployment's workflow; errNoDeployment if
-// there is none.
+// there is none, or it has ended (deleted).
 func queryDeployment(ctx context.Context, c client.Client, name, query string, out any) error {
+	if _, closed := deletedGeneration(ctx, c, name); closed {
+		// Its queries would answer for a deployment that is gone.
+		return errNoDeployment
+	}
 	v, err := c.QueryWorkflow(ctx, replica.DeploymentWorkflowID(name), "", query)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {

@@ -288,6 +288,45 @@ func TestCLIAgainstDevServer(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	// The unsupervised replica is listed by its state (it never was).
+	unsupervised := vigil("list", "--state", "Unsupervised")
+	if unsupervised.code != 0 || strings.Count(unsupervised.stdout, "shop/api-rep-") != 1 || !strings.Contains(unsupervised.stdout, "shop/api-rep-1") {
+		t.Errorf("list --state Unsupervised: %d %q %q", unsupervised.code, unsupervised.stdout, unsupervised.stderr)
+	}
+
+	// delete ends the other replica and the deployment's workflow; with no
+	// node worker its container cannot be stopped: exit 1, naming it.
+	del := vigil("delete", "shop", "--json")
+	var deleted struct {
+		Generation int  `json:"generation"`
+		Gone       bool `json:"gone"`
+		Replicas   []struct {
+			ID   string `json:"id"`
+			Note string `json:"note"`
+			Left bool   `json:"left"`
+		} `json:"replicas"`
+	}
+	if del.code != 1 || json.Unmarshal([]byte(del.stdout), &deleted) != nil || deleted.Gone || deleted.Generation != 1 ||
+		len(deleted.Replicas) != 1 || deleted.Replicas[0].ID != "shop/api-rep-2" || !deleted.Replicas[0].Left ||
+		!strings.Contains(del.stderr, "shop/api-rep-2 on node it-node: unsupervised; container NOT stopped: no vigil-worker on node it-node took the stop") {
+		t.Errorf("delete without a node worker: exit %d %q %q", del.code, del.stdout, del.stderr)
+	}
+	if st := vigil("rollout", "status", "shop"); st.code != 1 || !strings.Contains(st.stderr, "unknown deployment shop") {
+		t.Errorf("rollout status after delete: %d %q", st.code, st.stderr)
+	}
+	again3 := vigil("delete", "shop")
+	if again3.code != 0 || !strings.Contains(again3.stdout, "deployment shop: nothing to delete") {
+		t.Errorf("delete again: %d %q %q", again3.code, again3.stdout, again3.stderr)
+	}
+	// The name applied again starts above the generation it had.
+	reapplied := vigil("apply", "-f", good, "--dry-run")
+	if reapplied.code != 0 || !strings.Contains(reapplied.stdout, "applying would make generation 2") {
+		t.Errorf("dry run after delete: %d %q %q", reapplied.code, reapplied.stdout, reapplied.stderr)
+	}
+	reapplied = vigil("apply", "-f", good)
+	if reapplied.code != 0 || !strings.Contains(reapplied.stdout, "deployment shop: generation 2 rolling out") {
+		t.Errorf("apply after delete: %d %q %q", reapplied.code, reapplied.stdout, reapplied.stderr)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for a writing process and a reading test.

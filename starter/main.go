@@ -115,6 +115,7 @@ func newRootCommand(a *app, lookup func(string) (string, bool), dial dialer) *co
 		applyCommand(a, "apply", taskQueue, lookup),
 		applyCommand(a, "supervise", taskQueue, lookup),
 		rolloutCommand(a),
+		deleteCommand(a),
 		statusCommand(a),
 		listCommand(a),
 		eventsCommand(a),

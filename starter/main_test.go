@@ -191,6 +191,8 @@ type applyCall struct {
 func mockApply(t *testing.T, c *mocks.Client, res workflows.ApplyResult, errs ...error) *[]applyCall {
 	var calls []applyCall
 	var last applyCall
+	// No deployment of the name was deleted before.
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop", "").Return(nil, serviceerror.NewNotFound("none")).Maybe()
 	c.On("NewWithStartWorkflowOperation", mock.Anything, replica.DeploymentWorkflowName, mock.Anything).
 		Run(func(args mock.Arguments) {
 			last.start = args.Get(0).(client.StartWorkflowOptions)

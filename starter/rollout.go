@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
@@ -316,15 +315,7 @@ func rolloutCommand(a *app) *cobra.Command {
 			"progressing, naming each replica that is not available and why. --watch prints each\n" +
 			"change until the rollout is complete (exit 0) or paused (exit 1); it waits without\n" +
 			"limit unless --timeout is given.",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("rollout status: want exactly one DEPLOYMENT, got %d arguments; e.g. vigil rollout status shop", len(args))
-			}
-			if !replica.ValidName(args[0]) {
-				return usagef("rollout status: %q is not a valid deployment name", args[0])
-			}
-			return nil
-		},
+		Args: deploymentArg("rollout status"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := a.withTimeout(cmd)
 			if watch && !cmd.Flags().Changed("timeout") {
@@ -423,11 +414,4 @@ func printRollout(p printer, v rolloutView) error {
 		rows = append(rows, [2]string{label, fmt.Sprintf("%s  %s: %s", r.ID, r.State, r.Reason)})
 	}
 	return p.Fields(rows)
-}
-
-// deploymentClosed reports whether the deployment's workflow exists and has
-// ended (deleted): its queries then answer for a deployment that is gone.
-func deploymentClosed(ctx context.Context, c client.Client, name string) bool {
-	resp, err := c.DescribeWorkflowExecution(ctx, replica.DeploymentWorkflowID(name), "")
-	return err == nil && resp.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 }

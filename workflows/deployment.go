@@ -40,6 +40,11 @@ type deployer struct {
 	// (by ref): an apply meanwhile is planned against their configs, and
 	// since v0.3.0 the step ends by observing these replicas again.
 	inflight map[string]Step
+
+	// deletion is the delete asked for (nil: none); deleted what it did,
+	// once done (deployment_delete.go).
+	deletion *DeleteRequest
+	deleted  *DeleteResult
 }
 
 // Deployment is the workflow of one deployment.
@@ -49,6 +54,9 @@ func Deployment(ctx workflow.Context, in DeploymentInput) error {
 		return err
 	}
 	if err := d.registerApply(ctx); err != nil {
+		return err
+	}
+	if err := d.registerDelete(ctx); err != nil {
 		return err
 	}
 	return d.run(ctx)
@@ -61,6 +69,8 @@ func newDeployer(ctx workflow.Context, in DeploymentInput) *deployer {
 		d.st = *in.Carry
 		d.in.Carry = nil
 	}
+	// A deployment deleted before counts on from where it was.
+	d.st.Generation = max(d.st.Generation, in.AfterGeneration)
 	if d.in.ContinueAsNewAfter <= 0 {
 		d.in.ContinueAsNewAfter = deploymentContinueAfter
 	}
@@ -75,7 +85,7 @@ func (d *deployer) run(ctx workflow.Context) error {
 	for {
 		d.details(ctx)
 		if err := workflow.Await(ctx, func() bool {
-			return len(d.applies) > 0 || d.shutdown.Len() > 0 || d.hasWork()
+			return len(d.applies) > 0 || d.shutdown.Len() > 0 || d.deletion != nil || d.hasWork()
 		}); err != nil {
 			return err
 		}
@@ -88,6 +98,9 @@ func (d *deployer) run(ctx workflow.Context) error {
 			if receiveSignal(d.shutdown, &sig) {
 				err = d.shutDownService(ctx, sig)
 			}
+		case d.deletion != nil:
+			// The run ends here: nothing is carried.
+			return d.deleteAll(ctx)
 		default:
 			err = d.step(ctx)
 		}

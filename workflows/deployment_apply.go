@@ -44,6 +44,9 @@ func (d *deployer) registerApply(ctx workflow.Context) error {
 // validate refuses a file for another deployment or one that makes no sense;
 // the CLI has already validated the file itself.
 func (d *deployer) validate(spec DeploymentSpec) error {
+	if d.deletion != nil {
+		return fmt.Errorf("apply: deployment %s is being deleted; apply the file again once vigil delete has finished", d.name)
+	}
 	if spec.Name != d.name {
 		return fmt.Errorf("apply: the file is for deployment %q, this workflow holds %q", spec.Name, d.name)
 	}

@@ -207,17 +207,7 @@ var errLeftOnNode = errors.New("container left on its node: no worker")
 // none, the rollout pauses saying so (the container, which no replica owns
 // any more, is left to the node's orphans) instead of waiting without end.
 func (d *deployer) deleteContainer(ctx workflow.Context, id replica.ID, cfg ReplicaConfig) error {
-	o := workflow.ActivityOptions{
-		TaskQueue:           replica.NodeTaskQueue(cfg.Node),
-		StartToCloseTimeout: cfg.StopGrace + time.Minute,
-		RetryPolicy:         retryDoubling(time.Second, 30*time.Second),
-		Summary:             "delete the container of " + id.Ref(),
-	}
-	if d.rel >= V030 {
-		o.ScheduleToStartTimeout = NodeScheduleToStart
-	}
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), replica.StopName,
-		activities.StopInput{ID: id, Grace: cfg.StopGrace, Remove: true}).Get(ctx, nil)
+	err := d.stopOnNode(ctx, cfg, "delete the container of "+id.Ref(), activities.StopInput{ID: id, Grace: cfg.StopGrace, Remove: true}).Get(ctx, nil)
 	if isNoWorker(err) {
 		d.st.Paused = fmt.Sprintf("no worker on node %s took the deletion of %s's container within %s: it is left there (vigil node orphans %s); start a worker on the node or fix the file, and apply it again",
 			cfg.Node, id.Ref(), human(NodeScheduleToStart), cfg.Node)
@@ -225,6 +215,21 @@ func (d *deployer) deleteContainer(ctx workflow.Context, id replica.ID, cfg Repl
 		return errLeftOnNode
 	}
 	return err
+}
+
+// stopOnNode runs the Stop activity on the replica's node. Since v0.3.0 it
+// waits NodeScheduleToStart for a worker on the node (isNoWorker then).
+func (d *deployer) stopOnNode(ctx workflow.Context, cfg ReplicaConfig, summary string, in activities.StopInput) workflow.Future {
+	o := workflow.ActivityOptions{
+		TaskQueue:           replica.NodeTaskQueue(cfg.Node),
+		StartToCloseTimeout: cfg.StopGrace + time.Minute,
+		RetryPolicy:         retryDoubling(time.Second, 30*time.Second),
+		Summary:             summary,
+	}
+	if d.rel >= V030 {
+		o.ScheduleToStartTimeout = NodeScheduleToStart
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), replica.StopName, in)
 }
 
 // create supervises new replicas, all at once: they add capacity.

@@ -72,6 +72,8 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 	}, activityName(replica.ReconfigureReplicaName))
 	env.RegisterActivityWithOptions(func(context.Context, ReplicaRequest) error { return nil }, activityName(replica.UnsuperviseReplicaName))
 	env.RegisterActivityWithOptions(func(context.Context, ReplicaRequest) error { return nil }, activityName(replica.ShutdownReplicaName))
+	env.RegisterActivityWithOptions(func(context.Context, DeleteReplicaInput) (DeletedReplica, error) { return DeletedReplica{}, nil },
+		activityName(replica.DeleteReplicaName))
 
 	env.OnActivity(replica.ObserveReplicasName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ObserveInput) ([]ReplicaRecord, error) {
 		c.mu.Lock()

@@ -16,6 +16,10 @@ type DeploymentInput struct {
 	// continues as new (default deploymentContinueAfter).
 	ContinueAsNewAfter int              `json:"continue_as_new_after,omitempty"`
 	Carry              *DeploymentCarry `json:"carry,omitempty"`
+	// AfterGeneration is the generation a deleted deployment of the same
+	// name had reached (its closed run's memo replica.MemoGeneration): a
+	// new run counts on from it.
+	AfterGeneration int `json:"after_generation,omitempty"`
 }
 
 // DeploymentCarry is everything a continued run of the deployment workflow needs.

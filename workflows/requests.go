@@ -39,6 +39,8 @@ type command struct {
 	// volumes (unsupervise with stop only) also deletes the replica's
 	// named volumes.
 	volumes bool
+	// notStopped: unsupervise --stop could not stop the container.
+	notStopped bool
 }
 
 func (s *supervisor) registerHandlers(ctx workflow.Context) error {
@@ -174,7 +176,7 @@ func (s *supervisor) submit(ctx workflow.Context, c *command) (UpdateResult, err
 	if err := workflow.Await(ctx, func() bool { return c.done }); err != nil {
 		return UpdateResult{}, err
 	}
-	return UpdateResult{RequestID: c.requestID, Note: c.note}, c.err
+	return UpdateResult{RequestID: c.requestID, Note: c.note, NotStopped: c.notStopped}, c.err
 }
 
 func (s *supervisor) finish(c *command, err error) {
@@ -339,6 +341,7 @@ func (s *supervisor) unsupervise(ctx workflow.Context, c *command) error {
 			note = "container NOT stopped: " + shortError(err)
 		}
 		if err != nil && s.rel >= V030 {
+			c.notStopped = true
 			if err := workflow.UpsertMemo(ctx, map[string]any{replica.MemoStopPending: stop}); err != nil {
 				workflow.GetLogger(ctx).Warn("pending stop not recorded in memo", "error", err)
 			}

@@ -313,6 +313,9 @@ type UpdateResult struct {
 	// Note says what was done, and what was not (e.g. a container that could
 	// not be stopped because no worker serves its node).
 	Note string `json:"note,omitempty"`
+	// NotStopped: unsupervise --stop could not stop the container (since
+	// v0.3.0); the next worker on its node does (MemoStopPending).
+	NotStopped bool `json:"not_stopped,omitempty"`
 }
 
 // ReconfigureRequest is the "reconfigure" update's argument: the replica's
