@@ -84,6 +84,9 @@ type ContainerSpec struct {
 	Health *Health `json:"health,omitempty"`
 	// Serving (network, ports, volumes, init, stop signal) is in its own type.
 	Serving
+	// Security loosens or tightens the default confinement (nil: the
+	// defaults, which containers created since v0.3.0 get).
+	Security *Security `json:"security,omitempty"`
 }
 
 // StartInfo describes a task that Start found or made running.

@@ -24,7 +24,7 @@ import (
 // The fields each mapping accepts, in the order they are listed in errors.
 var (
 	deploymentFields = []string{"version", "deployment", "services"}
-	serviceFields    = append([]string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node", "placement", "reschedule", "health", "resources", "update"}, servingFields...)
+	serviceFields    = append([]string{"rtype", "image", "command", "env", "scale", "errors", "stop_grace", "node", "placement", "reschedule", "health", "resources", "security", "update"}, servingFields...)
 	updateFields     = []string{"max_unavailable", "min_ready"}
 	placementFields  = []string{"nodes"}
 	rescheduleFields = []string{"lost_after"}
@@ -257,6 +257,9 @@ func parseService(deployment string, p entry) (Service, error) {
 		s.Spec.Health.StopGrace = s.StopGrace
 	}
 	if s.Spec.Resources, err = parseResources(fields["resources"], path+".resources"); err != nil {
+		return Service{}, err
+	}
+	if s.Spec.Security, err = parseSecurity(fields["security"], path+".security"); err != nil {
 		return Service{}, err
 	}
 	if s.Update, err = parseUpdate(fields["update"], path+".update"); err != nil {

@@ -144,6 +144,17 @@ func cloneSpec(s runtime.ContainerSpec) runtime.ContainerSpec {
 		r := *s.Resources
 		c.Resources = &r
 	}
+	if s.Security != nil {
+		sec := *s.Security
+		sec.Tmpfs = slices.Clone(s.Security.Tmpfs)
+		sec.CapAdd = slices.Clone(s.Security.CapAdd)
+		sec.CapDrop = slices.Clone(s.Security.CapDrop)
+		if p := s.Security.NoNewPrivileges; p != nil {
+			v := *p
+			sec.NoNewPrivileges = &v
+		}
+		c.Security = &sec
+	}
 	if s.Health != nil {
 		h := runtime.Health{Liveness: cloneProbe(s.Health.Liveness), Startup: cloneProbe(s.Health.Startup), StopGrace: s.Health.StopGrace}
 		c.Health = &h

@@ -254,6 +254,17 @@ func TestParseBad(t *testing.T) {
 		{"placement typo", svc("    placement: { node: [a] }\n"), "services.api.placement.node", "unknown field; valid fields are nodes", 6},
 		{"lost_after short", svc("    reschedule: { lost_after: 2s }\n"), "services.api.reschedule.lost_after", "out of range; use 15s to 1h", 6},
 		{"lost_after no unit", svc("    reschedule: { lost_after: 30 }\n"), "services.api.reschedule.lost_after", "no unit", 6},
+		{"security typo", svc("    security: { readonly: true }\n"), "services.api.security.readonly", "unknown field; valid fields are user, read_only", 6},
+		{"security unknown capability", svc("    security: { cap_add: [NET_BIND_SERVICE, NET_MAGIC] }\n"), "services.api.security.cap_add[1]", `"NET_MAGIC" is not a Linux capability`, 6},
+		{"security cap_drop not a list", svc("    security: { cap_drop: ALL }\n"), "services.api.security.cap_drop", "want a list", 6},
+		{"security relative seccomp", svc("    security: { seccomp: profiles/seccomp.json }\n"), "services.api.security.seccomp", "not default, unconfined or an absolute path", 6},
+		{"security unclean seccomp", svc("    security: { seccomp: /etc//seccomp.json }\n"), "services.api.security.seccomp", "not a clean path", 6},
+		{"security malformed user", svc("    security: { user: \"1000:staff\" }\n"), "services.api.security.user", "not uid[:gid]", 6},
+		{"security user negative", svc("    security: { user: \"-1\" }\n"), "services.api.security.user", "not uid[:gid]", 6},
+		{"security relative tmpfs", svc("    security: { tmpfs: [tmp] }\n"), "services.api.security.tmpfs[0]", "not an absolute path", 6},
+		{"security tmpfs twice", svc("    security: { tmpfs: [/tmp, /run, /tmp] }\n"), "services.api.security.tmpfs[2]", "listed twice", 6},
+		{"security apparmor path", svc("    security: { apparmor: /etc/apparmor.d/x }\n"), "services.api.security.apparmor", "not a profile name", 6},
+		{"security userns text", svc("    security: { userns: maybe }\n"), "services.api.security.userns", "want true or false", 6},
 		{"placed ports clash with a pinned service", head + "  api:\n    image: { name: busybox }\n    ports: [{ container: 80, host: 8080 }]\n    placement: { nodes: [a, b] }\n" +
 			"  web:\n    image: { name: busybox }\n    ports: [{ container: 80, host: 8080 }]\n    node: b\n", "services.web.ports[0].host", "clash with services.api.ports[0]", 0},
 	}
@@ -368,6 +379,34 @@ func TestParseContract(t *testing.T) {
 		if err != nil || d.Services[0].Spec.Resources.MemoryBytes != want {
 			t.Errorf("memory %s: %v, %v; want %d bytes", in, d, err, want)
 		}
+	}
+}
+
+// The security block: capabilities canonical whatever the spelling, and an
+// empty block is the defaults (nil), so it leaves the spec's digest alone.
+func TestParseSecurity(t *testing.T) {
+	d, err := Parse([]byte("version: v1\ndeployment: d\nservices:\n  s:\n    image: { name: busybox }\n" +
+		"    security: { user: \"1000:1000\", read_only: true, tmpfs: [/tmp, /run], no_new_privileges: false, cap_add: [net_bind_service, CAP_NET_RAW, NET_RAW], cap_drop: [ALL], seccomp: /etc/vigil/seccomp.json, apparmor: unconfined, userns: true }\n" +
+		"  t:\n    image: { name: busybox }\n    security: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	no := false
+	want := &runtime.Security{User: "1000:1000", ReadOnly: true, Tmpfs: []string{"/tmp", "/run"}, NoNewPrivileges: &no,
+		CapAdd: []string{"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"}, CapDrop: []string{"ALL"}, Seccomp: "/etc/vigil/seccomp.json", AppArmor: "unconfined", UserNS: true}
+	if got := d.Services[0].Spec.Security; !reflect.DeepEqual(got, want) {
+		t.Errorf("security %+v, want %+v", got, want)
+	}
+	if e := d.Services[0].Spec.Security.Effective(); !reflect.DeepEqual(e.Capabilities, []string{"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"}) || e.NoNewPrivileges {
+		t.Errorf("effective %+v", e)
+	}
+	if got := d.Services[1].Spec.Security; got != nil {
+		t.Errorf("an empty block is %+v, want nil (the defaults)", got)
+	}
+	in := d.Inputs("n")
+	in[0].Spec.Security.CapAdd[0] = "changed"
+	if d.Services[0].Spec.Security.CapAdd[0] != "CAP_NET_BIND_SERVICE" {
+		t.Error("inputs share the security block with the deployment")
 	}
 }
 

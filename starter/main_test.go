@@ -281,6 +281,7 @@ func sampleView() workflows.StateView {
 		RestartTimes: []string{"2026-01-02T03:04:05.123Z"}, LastExitCode: &code,
 		SupervisedSince: "2026-01-02T03:00:00Z", NextRestartAt: &next,
 		IP: "10.213.0.5", Ports: []runtime.PortMapping{{Container: 8080, Host: 18080, Protocol: "tcp", HostIP: "127.0.0.1"}, {Container: 53, Host: 18053, Protocol: "udp"}},
+		Security: new((*runtime.Security)(nil).Effective()),
 		Events: []workflows.Event{
 			{Type: workflows.EventCrashLoopBackOff, Time: time.Date(2026, 1, 2, 3, 4, 5, 500_000_000, time.UTC), ExitCode: &code, RestartCount: 6, Reason: &exited},
 			{Type: workflows.EventContainerRestarted, Time: time.Date(2026, 1, 2, 3, 4, 1, 0, time.UTC), ExitCode: &code, RestartCount: 5},
@@ -308,13 +309,16 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 		t.Errorf("got %s\nwant %s", r.stdout, want)
 	}
 	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events", "generation",
-		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error", "ip", "ports", "node_state", "node_since", "running_since", "health_detail"} {
+		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error", "ip", "ports", "node_state", "node_since", "running_since", "health_detail", "security"} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("missing key %q", key)
 		}
 	}
-	if len(got) != 24 {
-		t.Errorf("got %d keys, want exactly 24 (health only with a probe)", len(got))
+	if len(got) != 25 {
+		t.Errorf("got %d keys, want exactly 25 (health only with a probe)", len(got))
+	}
+	if sec, _ := got["security"].(map[string]any); sec["seccomp"] != "default" || sec["no_new_privileges"] != true || len(sec["capabilities"].([]any)) != len(runtime.DefaultCapabilities) {
+		t.Errorf("security %v; want the defaults", got["security"])
 	}
 	if got["last_exit_reason"] != "Exited" || got["last_exit_signal"] != nil {
 		t.Errorf("last exit reason %v, signal %v; want Exited and null", got["last_exit_reason"], got["last_exit_signal"])

@@ -245,6 +245,9 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	log.Info("starting vigil-worker", zap.String("release", version.Release), zap.String("commit", version.Commit()),
 		zap.String("identity", o.conn.Identity), zap.String("connection", o.conn.String()), zap.String("node", o.node),
 		zap.Bool("activities", !o.noActivities))
+	if !o.noActivities && !containerd.AppArmorSupported() {
+		log.Warn("AppArmor is off on this node (or apparmor_parser is missing): the apparmor setting of security blocks is ignored here")
+	}
 
 	// /healthz answers from the start; /readyz once both queues are polled
 	// and containerd answers.

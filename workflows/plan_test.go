@@ -38,6 +38,7 @@ func TestPlanNamesChangedFields(t *testing.T) {
 		},
 			ActionUpdate, []string{"pull_policy", "env"}, true},
 		{"command", func(c *ReplicaConfig) { c.Spec.Args = []string{"v0"} }, ActionUpdate, []string{"args"}, true},
+		{"security", func(c *ReplicaConfig) { c.Spec.Security = &runtime.Security{ReadOnly: true} }, ActionUpdate, []string{"security"}, true},
 		{"stop grace", func(c *ReplicaConfig) { c.StopGrace = time.Minute }, ActionUpdate, []string{"stop_grace"}, true},
 		{"node", func(c *ReplicaConfig) { c.Node = "node-b" }, ActionUpdate, []string{"node"}, true},
 		{"policy only: in place", func(c *ReplicaConfig) { c.Policy.MaxRestarts = 9 }, ActionUpdate, []string{"on_panic"}, false},

@@ -260,6 +260,10 @@ type StateView struct {
 	// runtime's time); null unless Running. Rollout status counts a replica
 	// available once it has run min_ready.
 	RunningSince *string `json:"running_since"`
+	// Security is the confinement the replica's container is created with,
+	// every default filled in (a container created before v0.3.0 keeps the
+	// confinement it was created with until it is replaced).
+	Security *runtime.EffectiveSecurity `json:"security,omitempty"`
 }
 
 // HealthReport is the "health" signal: the node's probes changed their

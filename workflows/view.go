@@ -123,6 +123,8 @@ func (s *supervisor) view() StateView {
 	if n := s.st.Network; n != nil {
 		v.IP, v.Ports = n.IP, append([]runtime.PortMapping(nil), n.Ports...)
 	}
+	sec := s.in.Spec.Security.Effective()
+	v.Security = &sec
 	return v
 }
 

@@ -39,6 +39,12 @@ func Start(t testing.TB) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Traversable, as containerd's own state directories are: a container
+	// with a user namespace reaches its root filesystem below it as an
+	// unprivileged host user.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	d, err := StartDaemon(ctx, dir, Options{})

@@ -53,6 +53,7 @@ var Scenarios = []Scenario{
 	{Name: "no-worker-start", Since: "v0.3.0", Run: noWorkerStart},
 	{Name: "unsupervise-mid-replacement", Since: "v0.3.0", Run: unsuperviseMidReplacement},
 	{Name: "node-takeover", Since: "v0.3.0", Run: nodeTakeover},
+	{Name: "confined-port-in-use", Since: "v0.3.0", Run: confinedPortInUse},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -607,6 +608,38 @@ func bridgePortVolume(ctx context.Context, e *Env, dep string) ([]Capture, error
 		return nil, err
 	}
 	return one(wid, "bridge-port-volume"), e.WaitClosed(ctx, wid)
+}
+
+// confined-port-in-use: a confined replica (a security block) publishing a
+// host port a process of the host listens on: its start fails with
+// PortInUse and waits on a retry timer; once the process lets the port go,
+// the next attempt starts it.
+func confinedPortInUse(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	ref, wid := ids(dep, "web")
+	yaml := Deployment(dep, "web", Image, healthyScript, restartAlways) + fmt.Sprintf(`    network: bridge
+    ports: [{ container: 8080, host: %d, host_ip: 127.0.0.1 }]
+    security: { read_only: true, tmpfs: [/tmp], cap_drop: [ALL], cap_add: [NET_BIND_SERVICE] }
+`, l.Addr().(*net.TCPAddr).Port)
+	if err := e.Supervise(dep, yaml); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "a start refused (PortInUse) and its retry timer", func(h *historypb.History) bool {
+		return CountEvents(h, enumspb.EVENT_TYPE_TIMER_STARTED) >= 1
+	}); err != nil {
+		return nil, err
+	}
+	l.Close()
+	if _, err := e.WaitState(ctx, ref, "started once the port is free", func(v workflows.StateView) bool {
+		return v.State == workflows.StateRunning && len(v.Ports) == 1
+	}); err != nil {
+		return nil, err
+	}
+	return one(wid, "confined-port-in-use"), unsupervise(ctx, e, ref, wid, true)
 }
 
 // nodeWatchExitReported: a healthy replica waits with nothing in flight; its

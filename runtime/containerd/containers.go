@@ -57,6 +57,11 @@ func (r *Runtime) Create(ctx context.Context, id replica.ID, spec runtime.Contai
 	if err != nil {
 		return err // before deleting anything: a bad new image keeps the old container
 	}
+	// Before deleting anything, as the image.
+	security, err := securityOpts(spec.Security)
+	if err != nil {
+		return &Error{Op: "create", ID: name, Kind: runtime.ErrInvalidSpec, Err: err}
+	}
 	if existing != nil {
 		if err := r.deleteContainer(ctx, existing); err != nil {
 			return wrap("create", name, err, nil)
@@ -103,12 +108,12 @@ func (r *Runtime) Create(ctx context.Context, id replica.ID, spec runtime.Contai
 		opts = append(opts, containerd.WithSnapshotter(r.cfg.Snapshotter))
 	}
 	opts = append(opts,
-		containerd.WithNewSnapshot(name, image),
+		snapshotOpt(name, image, spec.Security),
 		containerd.WithContainerLabels(labels),
 		containerd.WithImageStopSignal(image, "SIGTERM"), // after the labels, which it adds to
 	)
 	opts = append(opts, stopSignal...) // after the image's, which it overrides
-	specOpts := append(specOpts(image, spec, name), networkSpecOpts(spec, nsPath)...)
+	specOpts := append(append(specOpts(image, spec, name), security...), networkSpecOpts(spec, nsPath)...)
 	opts = append(opts, containerd.WithNewSpec(append(specOpts, serving...)...)) // serving last: the init wraps the final args
 	if _, err := r.client.NewContainer(ctx, name, opts...); err != nil && !errdefs.IsAlreadyExists(err) {
 		return wrap("create", name, err, nil)
@@ -116,8 +121,9 @@ func (r *Runtime) Create(ctx context.Context, id replica.ID, spec runtime.Contai
 	return nil
 }
 
-// specOpts build an unprivileged OCI spec with no host mounts: the image's
-// config, overridden by the spec's command, workdir and env.
+// specOpts build an OCI spec with no host mounts: the image's config,
+// overridden by the spec's command, workdir, env and limits
+// (securityOpts confine it).
 func specOpts(image containerd.Image, spec runtime.ContainerSpec, hostname string) []oci.SpecOpts {
 	opts := []oci.SpecOpts{oci.WithImageConfig(image)}
 	switch {
@@ -153,7 +159,7 @@ func specOpts(image containerd.Image, spec runtime.ContainerSpec, hostname strin
 			opts = append(opts, oci.WithPidsLimit(r.Pids))
 		}
 	}
-	return append(opts, oci.WithHostname(hostname), oci.WithNoNewPrivileges)
+	return append(opts, oci.WithHostname(hostname))
 }
 
 // specDigest identifies a spec without revealing it (env may hold resolved secrets).

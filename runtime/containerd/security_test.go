@@ -1,14 +1,21 @@
 package containerd_test
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/v2/pkg/cap"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/runtime"
+	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
 )
 
 // Capabilities that amount to root on the host, or close to it; a container
@@ -113,4 +120,132 @@ func TestContainerIsUnprivileged(t *testing.T) {
 	if mask&(1<<21) != 0 {
 		t.Errorf("the running task has CAP_SYS_ADMIN (CapEff %s)", capEff)
 	}
+}
+
+// confinementProbe prints what a process sees of its confinement: the
+// status lines, and whether it can make a user namespace, mount, and write
+// to / and /tmp.
+const confinementProbe = `grep -E '^(NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/self/status
+unshare -r true 2>/dev/null && echo unshare=ok || echo unshare=denied
+mount -t tmpfs none /mnt 2>/dev/null && echo mount=ok || echo mount=denied
+touch /probe 2>/dev/null && echo root=rw || echo root=ro
+touch /tmp/probe 2>/dev/null && echo tmp=rw || echo tmp=ro
+echo uid=$(id -u) gid=$(id -g)
+echo uid_map=$(cat /proc/self/uid_map)`
+
+// probe runs the confinement probe in a container with sec and returns its
+// output as key -> value.
+func probe(t *testing.T, rt *vcontainerd.Runtime, sec *runtime.Security) map[string]string {
+	t.Helper()
+	id := newID("sec")
+	spec := containerdtest.TestImage(confinementProbe)
+	spec.Security = sec
+	runSpec(t, rt, id, spec)
+	if st := wait(t, rt, id); st.ExitCode != 0 {
+		t.Fatalf("probe exited %d (%s)", st.ExitCode, st.Reason)
+	}
+	out, err := rt.Logs(testCtx(t), id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.Contains(k, "=") {
+			got[k] = strings.TrimSpace(v)
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				got[k] = v
+			}
+		}
+		if v, ok := strings.CutPrefix(line, "uid_map="); ok {
+			got["uid_map"] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	if err := rt.Remove(testCtx(t), id); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", got)
+	return got
+}
+
+// capMask is the bit mask of the capabilities, as /proc/self/status shows it.
+func capMask(t *testing.T, caps []string) string {
+	t.Helper()
+	var m uint64
+	known := cap.Known()
+	for _, c := range caps {
+		i := slices.Index(known, c)
+		if i < 0 {
+			t.Fatalf("unknown capability %s", c)
+		}
+		m |= 1 << i
+	}
+	return fmt.Sprintf("%016x", m)
+}
+
+// By default a container has no new privileges, containerd's seccomp
+// profile and Podman's capabilities: it cannot make a user namespace or
+// mount anything.
+func TestDefaultConfinement(t *testing.T) {
+	_, rt, _, _ := setup(t, "sec")
+	got := probe(t, rt, nil)
+	want := map[string]string{"NoNewPrivs": "1", "Seccomp": "2", "CapEff": capMask(t, runtime.DefaultCapabilities),
+		"CapBnd": capMask(t, runtime.DefaultCapabilities), "unshare": "denied", "mount": "denied", "root": "rw", "tmp": "rw", "uid": "0"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+// The security block loosens and tightens it.
+func TestSecurityBlock(t *testing.T) {
+	_, rt, _, _ := setup(t, "sec")
+	no := false
+	t.Run("tightened", func(t *testing.T) {
+		got := probe(t, rt, &runtime.Security{User: "1000:1001", ReadOnly: true, Tmpfs: []string{"/tmp"},
+			CapDrop: []string{runtime.CapAll}, CapAdd: []string{"CAP_NET_BIND_SERVICE"}})
+		want := map[string]string{"NoNewPrivs": "1", "Seccomp": "2", "CapBnd": capMask(t, []string{"CAP_NET_BIND_SERVICE"}), "CapEff": capMask(t, nil),
+			"root": "ro", "tmp": "rw", "uid": "1000", "gid": "1001"}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s = %q, want %q", k, got[k], v)
+			}
+		}
+	})
+	t.Run("loosened", func(t *testing.T) {
+		got := probe(t, rt, &runtime.Security{Seccomp: runtime.ProfileUnconfined, NoNewPrivileges: &no, CapAdd: []string{"CAP_NET_RAW"}})
+		want := map[string]string{"NoNewPrivs": "0", "Seccomp": "0", "CapEff": capMask(t, append([]string{"CAP_NET_RAW"}, runtime.DefaultCapabilities...))}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s = %q, want %q", k, got[k], v)
+			}
+		}
+	})
+	t.Run("profile file", func(t *testing.T) {
+		profile := filepath.Join(t.TempDir(), "seccomp.json")
+		if err := os.WriteFile(profile, []byte(`{"defaultAction": "SCMP_ACT_ALLOW"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := probe(t, rt, &runtime.Security{Seccomp: profile}); got["Seccomp"] != "2" || got["unshare"] != "ok" {
+			t.Errorf("Seccomp %q, unshare %s; want 2 and ok (a filter that allows everything)", got["Seccomp"], got["unshare"])
+		}
+		spec := containerdtest.TestImage("true")
+		spec.Security = &runtime.Security{Seccomp: profile + ".missing"}
+		err := rt.Create(testCtx(t), newID("sec"), spec)
+		if !errors.Is(err, runtime.ErrInvalidSpec) || !strings.Contains(err.Error(), "security.seccomp") {
+			t.Errorf("a missing profile: %v; want ErrInvalidSpec naming security.seccomp", err)
+		}
+	})
+	t.Run("userns", func(t *testing.T) {
+		if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err != nil || strings.TrimSpace(string(b)) == "0" {
+			t.Skipf("the kernel refuses user namespaces here (user.max_user_namespaces: %q, %v)", b, err)
+		}
+		got := probe(t, rt, &runtime.Security{UserNS: true})
+		if want := fmt.Sprintf("0 %d %d", vcontainerd.UserNSHostID, vcontainerd.UserNSSize); got["uid_map"] != want || got["uid"] != "0" {
+			t.Errorf("uid_map %q, uid %s; want %q and 0", got["uid_map"], got["uid"], want)
+		}
+	})
 }
