@@ -38,6 +38,7 @@ func (a *Activities) Register(w interface {
 }) {
 	for name, fn := range map[string]any{
 		replica.ObserveReplicasName:    a.ObserveReplicas,
+		replica.ObserveReplicaPageName: a.ObserveReplicaPage,
 		replica.StartReplicaName:       a.StartReplica,
 		replica.ReconfigureReplicaName: a.ReconfigureReplica,
 		replica.UnsuperviseReplicaName: a.UnsuperviseReplica,
@@ -72,24 +73,58 @@ func Observe(ctx context.Context, c client.Client, in workflows.ObserveInput) ([
 	for _, ref := range in.Known {
 		add(ref)
 	}
-	query := workflows.ReplicasQuery(in.Deployment, "", "")
+	listed, err := listRefs(ctx, c, in.Deployment)
+	if err != nil {
+		return nil, err
+	}
+	for _, ref := range listed {
+		add(ref)
+	}
+	return observeRefs(ctx, c, order)
+}
+
+// ObserveReplicaPage reads one page of what runs of a deployment (since
+// v0.3.0): the refs of every replica supervised under its name (List), or
+// the replicas Refs names, their configs by digest.
+func (a *Activities) ObserveReplicaPage(ctx context.Context, in workflows.ObservePageInput) (workflows.ObservePage, error) {
+	if in.List {
+		listed, err := listRefs(ctx, a.c, in.Deployment)
+		return workflows.ObservePage{Listed: listed}, err
+	}
+	recs, err := observeRefs(ctx, a.c, in.Refs)
+	if err != nil {
+		return workflows.ObservePage{}, err
+	}
+	return workflows.ObservePage{Replicas: workflows.Compact(recs)}, nil
+}
+
+// listRefs lists the refs of the replicas supervised under deployment's
+// name, through visibility.
+func listRefs(ctx context.Context, c client.Client, deployment string) ([]string, error) {
+	var out []string
+	query := workflows.ReplicasQuery(deployment, "", "")
 	var token []byte
-	for !in.Only {
+	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
 		if err != nil {
-			return nil, fmt.Errorf("list the replicas of %s: %w", in.Deployment, err)
+			return nil, fmt.Errorf("list the replicas of %s: %w", deployment, err)
 		}
 		for _, e := range resp.GetExecutions() {
-			if id, err := replica.ParseRef(e.GetExecution().GetWorkflowId()); err == nil && id.Deployment == in.Deployment {
-				add(id.Ref())
+			if id, err := replica.ParseRef(e.GetExecution().GetWorkflowId()); err == nil && id.Deployment == deployment {
+				out = append(out, id.Ref())
 			}
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
-			break
+			return out, nil
 		}
 	}
+}
+
+// observeRefs reads the replicas refs names; those not supervised (nor
+// completed) are left out.
+func observeRefs(ctx context.Context, c client.Client, refs []string) ([]workflows.ReplicaRecord, error) {
 	var out []workflows.ReplicaRecord
-	for _, ref := range order {
+	for _, ref := range refs {
 		if activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, ref)
 		}
@@ -140,6 +175,7 @@ func observeOne(ctx context.Context, c client.Client, ref string) (workflows.Rep
 		return workflows.ReplicaRecord{}, false, fmt.Errorf("config of %s: %w", ref, err)
 	}
 	rec.Config, rec.Generation, rec.State = in.ReplicaConfig, view.Generation, view.State
+	rec.Digest = workflows.ConfigDigest(rec.Config)
 	if view.Health != nil {
 		rec.Health = runtime.HealthStatus(*view.Health)
 	}

@@ -42,7 +42,9 @@ const (
 // Control activities: the deployment workflow's hands on other workflows.
 // They run on the workflow task queue (any worker), with a Temporal client.
 const (
-	ObserveReplicasName    = "ObserveReplicas"
+	ObserveReplicasName = "ObserveReplicas"
+	// ObserveReplicaPageName (since v0.3.0) reads one page of them, configs by digest.
+	ObserveReplicaPageName = "ObserveReplicaPage"
 	StartReplicaName       = "StartReplica"
 	ReconfigureReplicaName = "ReconfigureReplica"
 	UnsuperviseReplicaName = "UnsuperviseReplica"

@@ -68,6 +68,12 @@ func newDeployer(ctx workflow.Context, in DeploymentInput) *deployer {
 	if in.Carry != nil {
 		d.st = *in.Carry
 		d.in.Carry = nil
+		if c := d.st.Compact; c != nil {
+			d.st.Replicas, d.st.Compact = map[string]ReplicaRecord{}, nil
+			for _, r := range c.Records(in.Name) {
+				d.st.Replicas[r.ID.Ref()] = r
+			}
+		}
 	}
 	// A deployment deleted before counts on from where it was.
 	d.st.Generation = max(d.st.Generation, in.AfterGeneration)
@@ -114,6 +120,10 @@ func (d *deployer) run(ctx workflow.Context) error {
 			// spec, the generation, the replicas and a pause.
 			next, carry := d.in, d.st
 			carry.Runs++
+			if d.rel >= V030 {
+				c := Compact(d.records())
+				carry.Replicas, carry.Compact = nil, &c
+			}
 			next.Carry = &carry
 			return workflow.NewContinueAsNewError(ctx, replica.DeploymentWorkflowName, next)
 		}

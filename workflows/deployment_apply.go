@@ -128,7 +128,7 @@ func (d *deployer) planned() map[string]ReplicaRecord {
 		if !ok {
 			r = ReplicaRecord{ID: s.ID, State: StateRunning}
 		}
-		r.Config, r.Closed = s.Config, false
+		r.Config, r.Digest, r.Closed = s.Config, "", false
 		out[ref] = r
 	}
 	return out

@@ -58,15 +58,40 @@ func (d *deployer) registerQueries(ctx workflow.Context) error {
 }
 
 // observe reads what runs: the replicas this workflow knows and any other
-// replica supervised under the deployment's name.
+// replica supervised under the deployment's name. Since v0.3.0 it reads
+// them in pages (observePages), so that no result nears 2 MiB.
 func (d *deployer) observe(ctx workflow.Context) error {
 	known := make([]string, 0, len(d.st.Replicas))
 	for _, r := range d.records() {
 		known = append(known, r.ID.Ref())
 	}
-	seen, err := d.observeReplicas(ctx, "observe the replicas of "+d.name, ObserveInput{Deployment: d.name, Known: known})
-	if err != nil {
-		return err
+	var seen []ReplicaRecord
+	if d.rel >= V030 {
+		var list ObservePage
+		if err := workflow.ExecuteActivity(d.controlOptions(ctx, "list the replicas of "+d.name, time.Minute),
+			replica.ObserveReplicaPageName, ObservePageInput{Deployment: d.name, List: true}).Get(ctx, &list); err != nil {
+			return err
+		}
+		have := make(map[string]bool, len(known))
+		for _, ref := range known {
+			have[ref] = true
+		}
+		for _, ref := range list.Listed {
+			if !have[ref] {
+				have[ref] = true
+				known = append(known, ref)
+			}
+		}
+		var err error
+		if seen, err = d.observePages(ctx, known); err != nil {
+			return err
+		}
+	} else {
+		err := workflow.ExecuteActivity(d.controlOptions(ctx, "observe the replicas of "+d.name, time.Minute),
+			replica.ObserveReplicasName, ObserveInput{Deployment: d.name, Known: known}).Get(ctx, &seen)
+		if err != nil {
+			return err
+		}
 	}
 	d.st.Replicas = make(map[string]ReplicaRecord, len(seen))
 	for _, r := range seen {
@@ -75,33 +100,44 @@ func (d *deployer) observe(ctx workflow.Context) error {
 	return nil
 }
 
-// reobserve reads the replicas refs name again (Only); one no longer
-// supervised is forgotten, so the next step creates it.
+// observePageSize bounds the replicas one observe page reads.
+const observePageSize = 500
+
+// observePages reads the replicas refs names, observePageSize a page, all
+// pages at once.
+func (d *deployer) observePages(ctx workflow.Context, refs []string) ([]ReplicaRecord, error) {
+	var futures []workflow.Future
+	for i := 0; i < len(refs); i += observePageSize {
+		page := refs[i:min(i+observePageSize, len(refs))]
+		futures = append(futures, workflow.ExecuteActivity(d.controlOptions(ctx,
+			fmt.Sprintf("observe %d replicas of %s from %s", len(page), d.name, page[0]), time.Minute),
+			replica.ObserveReplicaPageName, ObservePageInput{Deployment: d.name, Refs: page}))
+	}
+	var out []ReplicaRecord
+	for _, f := range futures {
+		var page ObservePage
+		if err := f.Get(ctx, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Replicas.Records(d.name)...)
+	}
+	return out, nil
+}
+
+// reobserve (since v0.3.0) reads the replicas refs names again; one no
+// longer supervised is forgotten, so the next step creates it.
 func (d *deployer) reobserve(ctx workflow.Context, refs []string) error {
-	seen, err := d.observeReplicas(ctx, fmt.Sprintf("observe the %d replicas the step changed", len(refs)),
-		ObserveInput{Deployment: d.name, Known: refs, Only: true})
+	seen, err := d.observePages(ctx, refs)
 	if err != nil {
 		return err
 	}
-	byRef := make(map[string]ReplicaRecord, len(seen))
-	for _, r := range seen {
-		byRef[r.ID.Ref()] = r
-	}
 	for _, ref := range refs {
-		// (A worker that knows no Only lists them all: take only refs.)
-		if r, ok := byRef[ref]; ok {
-			d.st.Replicas[ref] = r
-		} else {
-			delete(d.st.Replicas, ref)
-		}
+		delete(d.st.Replicas, ref)
+	}
+	for _, r := range seen {
+		d.st.Replicas[r.ID.Ref()] = r
 	}
 	return nil
-}
-
-func (d *deployer) observeReplicas(ctx workflow.Context, summary string, in ObserveInput) ([]ReplicaRecord, error) {
-	var seen []ReplicaRecord
-	err := workflow.ExecuteActivity(d.controlOptions(ctx, summary, time.Minute), replica.ObserveReplicasName, in).Get(ctx, &seen)
-	return seen, err
 }
 
 // records lists the known replicas in a stable order.

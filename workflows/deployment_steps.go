@@ -234,6 +234,7 @@ func (d *deployer) stopOnNode(ctx workflow.Context, cfg ReplicaConfig, summary s
 
 // create supervises new replicas, all at once: they add capacity.
 func (d *deployer) create(ctx workflow.Context, steps []Step) error {
+	steps = bounded(d.rel, steps)
 	gen := d.st.Generation
 	for _, s := range steps {
 		old := d.st.Replicas[s.ID.Ref()].Config
@@ -270,6 +271,7 @@ func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 // reconfigure sends one batch of reconfigure updates and waits for all of
 // them. A replacement that is not ready pauses the rollout.
 func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time.Duration) error {
+	steps = bounded(d.rel, steps)
 	gen := d.st.Generation
 	d.touch(steps)
 	futures := make([]workflow.Future, len(steps))
@@ -301,7 +303,7 @@ func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time
 			// Since v0.3.0 the replica's own record is observed after the
 			// step: its new config only if it took it.
 			rec := d.st.Replicas[ref]
-			rec.ID, rec.Config = s.ID, s.Config
+			rec.ID, rec.Config, rec.Digest = s.ID, s.Config, ""
 			if s.Replace {
 				rec.Generation = gen
 			}
@@ -317,6 +319,19 @@ func (d *deployer) reconfigure(ctx workflow.Context, steps []Step, minReady time
 		workflow.GetLogger(ctx).Warn("rollout paused", "reason", d.st.Paused)
 	}
 	return nil
+}
+
+// maxStepReplicas bounds the replicas one step acts on at once (since
+// v0.3.0): each is an activity in flight, and Temporal fails the workflow
+// task of a run with more than 2,000 pending. The rest go in the next steps.
+const maxStepReplicas = 500
+
+// bounded is the part of xs one step takes (all of them before v0.3.0).
+func bounded[T any](rel Release, xs []T) []T {
+	if rel < V030 || len(xs) <= maxStepReplicas {
+		return xs
+	}
+	return xs[:maxStepReplicas]
 }
 
 // touch notes the replicas a step brings to a new config (d.inflight).
@@ -343,19 +358,23 @@ func (d *deployer) shutDownService(ctx workflow.Context, sig ServiceShutdownSign
 		}
 		targets = append(targets, r)
 	}
-	futures := make([]workflow.Future, len(targets))
-	for i, r := range targets {
-		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, "shut down "+r.ID.Ref()+": "+cause, r.Config.StopGrace+time.Minute),
-			replica.ShutdownReplicaName, ReplicaRequest{ID: r.ID, Cause: cause})
-	}
-	for i, f := range futures {
-		if err := f.Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("replica not shut down", "replica", targets[i].ID.Ref(), "error", err)
-			continue
+	for len(targets) > 0 {
+		batch := bounded(d.rel, targets)
+		targets = targets[len(batch):]
+		futures := make([]workflow.Future, len(batch))
+		for i, r := range batch {
+			futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, "shut down "+r.ID.Ref()+": "+cause, r.Config.StopGrace+time.Minute),
+				replica.ShutdownReplicaName, ReplicaRequest{ID: r.ID, Cause: cause})
 		}
-		r := targets[i]
-		r.State = StateShutdown
-		d.st.Replicas[r.ID.Ref()] = r
+		for i, f := range futures {
+			if err := f.Get(ctx, nil); err != nil {
+				workflow.GetLogger(ctx).Warn("replica not shut down", "replica", batch[i].ID.Ref(), "error", err)
+				continue
+			}
+			r := batch[i]
+			r.State = StateShutdown
+			d.st.Replicas[r.ID.Ref()] = r
+		}
 	}
 	if d.hasWork() {
 		d.st.Paused = fmt.Sprintf("service %s was shut down by its panic policy (%s); release it (vigil release %s/%s) and apply again", sig.Service, cause, d.name, sig.Service)

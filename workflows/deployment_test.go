@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -42,6 +41,12 @@ type cluster struct {
 	hold chan struct{}
 	// noWorker: no worker on the node takes a deletion (schedule-to-start).
 	noWorker bool
+	digests  map[string]string
+	// observed counts the observe pages read; maxObserved is the most
+	// replicas one page asked for.
+	observed, maxObserved int
+	// creating counts the creates in flight; maxCreating the most at once.
+	creating, maxCreating int
 	// updates are the replacements' answers by replica and update ID.
 	updates map[string]ReconfigureReplicaResult
 	// problems are what the preflight of these replicas finds.
@@ -49,6 +54,21 @@ type cluster struct {
 	// noPreflightWorker: no worker on the node takes a preflight.
 	noPreflightWorker bool
 	preflights        []string // the replicas preflighted, in order
+}
+
+// digest is ConfigDigest, remembered: the replica workflows the cluster
+// stands in for keep their config, and 10,000 of them share one.
+func (c *cluster) digest(cfg ReplicaConfig) string {
+	if c.digests == nil {
+		c.digests = map[string]string{}
+	}
+	key := fmt.Sprint(cfg)
+	if d, ok := c.digests[key]; ok {
+		return d
+	}
+	d := ConfigDigest(cfg)
+	c.digests[key] = d
+	return d
 }
 
 func (c *cluster) record(format string, args ...any) {
@@ -66,6 +86,7 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 	env.RegisterWorkflowWithOptions(Deployment, workflowName(replica.DeploymentWorkflowName))
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
 	env.RegisterActivityWithOptions(func(context.Context, ObserveInput) ([]ReplicaRecord, error) { return nil, nil }, activityName(replica.ObserveReplicasName))
+	env.RegisterActivityWithOptions(func(context.Context, ObservePageInput) (ObservePage, error) { return ObservePage{}, nil }, activityName(replica.ObserveReplicaPageName))
 	env.RegisterActivityWithOptions(func(context.Context, SupervisionInput) error { return nil }, activityName(replica.StartReplicaName))
 	env.RegisterActivityWithOptions(func(context.Context, ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {
 		return ReconfigureReplicaResult{}, nil
@@ -79,18 +100,42 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		var out []ReplicaRecord
-		for ref, r := range c.replicas {
-			if !in.Only || slices.Contains(in.Known, ref) {
-				out = append(out, r)
-			}
+		for _, r := range c.replicas {
+			out = append(out, r)
 		}
 		return out, nil
 	})
-	env.OnActivity(replica.StartReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in SupervisionInput) error {
+	env.OnActivity(replica.ObserveReplicaPageName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ObservePageInput) (ObservePage, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.observed++
+		if in.List {
+			var page ObservePage
+			for ref := range c.replicas {
+				page.Listed = append(page.Listed, ref)
+			}
+			return page, nil
+		}
+		c.maxObserved = max(c.maxObserved, len(in.Refs))
+		var out []ReplicaRecord
+		for _, ref := range in.Refs {
+			if r, ok := c.replicas[ref]; ok {
+				out = append(out, r)
+			}
+		}
+		return ObservePage{Replicas: Compact(out)}, nil
+	})
+	env.OnActivity(replica.StartReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in SupervisionInput) error {
+		c.mu.Lock()
+		c.creating++
+		c.maxCreating = max(c.maxCreating, c.creating)
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond) // creates in flight at once would show in maxCreating
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.creating--
 		c.record("create %s gen %d", in.ID.Ref(), in.Generation)
-		c.replicas[in.ID.Ref()] = ReplicaRecord{ID: in.ID, Config: in.ReplicaConfig, Generation: in.Generation, State: StateRunning}
+		c.replicas[in.ID.Ref()] = ReplicaRecord{ID: in.ID, Config: in.ReplicaConfig, Generation: in.Generation, State: StateRunning, Digest: c.digest(in.ReplicaConfig)}
 		return nil
 	})
 	env.OnActivity(replica.ReconfigureReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {
@@ -125,7 +170,7 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.down--
-		rec.Config, rec.Generation, rec.State = in.Request.Config, in.Request.Generation, StateRunning
+		rec.Config, rec.Generation, rec.State, rec.Digest = in.Request.Config, in.Request.Generation, StateRunning, c.digest(in.Request.Config)
 		if c.notReady[ref] {
 			rec.State = StateCrashLoopBackOff
 		}
@@ -361,11 +406,16 @@ func TestDeploymentContinuesAsNewWithItsState(t *testing.T) {
 	require.NotNil(t, next.Carry)
 	require.Equal(t, 1, next.Carry.Generation)
 	require.Equal(t, 1, next.Carry.Runs)
-	require.Len(t, next.Carry.Replicas, 2)
+	require.Empty(t, next.Carry.Replicas, "carried compactly")
+	require.Len(t, next.Carry.Compact.Replicas, 2)
+	require.Len(t, next.Carry.Compact.Configs, 1, "one config, carried once")
 	require.Equal(t, 2, next.Carry.Desired.Services[0].Replicas)
 
 	// The next run answers from the carried state: the same file is unchanged.
-	c2 := &cluster{replicas: next.Carry.Replicas}
+	c2 := &cluster{replicas: map[string]ReplicaRecord{}}
+	for _, r := range next.Carry.Compact.Records("shop") {
+		c2.replicas[r.ID.Ref()] = r
+	}
 	env2 := newDeploymentEnv(t, c2)
 	res := &updateResult{}
 	var st RolloutStatus

@@ -27,6 +27,9 @@ type DeploymentCarry struct {
 	Generation int                      `json:"generation"`
 	Desired    *DeploymentSpec          `json:"desired,omitempty"`
 	Replicas   map[string]ReplicaRecord `json:"replicas"`
+	// Compact holds the replicas instead of Replicas since v0.3.0: a
+	// deployment of 10,000 replicas carries far less than 2 MiB.
+	Compact *CompactReplicas `json:"compact,omitempty"`
 	// Paused is why the rollout stopped ("" while it runs or is complete).
 	Paused string `json:"paused,omitempty"`
 	Runs   int    `json:"runs"`
@@ -170,6 +173,9 @@ type ReplicaRecord struct {
 	// Closed: its supervision has ended (the container completed); the
 	// container may still exist.
 	Closed bool `json:"closed,omitempty"`
+	// Digest is ConfigDigest(Config), where known ("" from older workers;
+	// whoever changes Config empties it).
+	Digest string `json:"digest,omitempty"`
 }
 
 // ObserveInput asks for what runs of a deployment: the replicas known by ID
@@ -179,9 +185,22 @@ type ReplicaRecord struct {
 type ObserveInput struct {
 	Deployment string   `json:"deployment"`
 	Known      []string `json:"known"`
-	// Only reads the Known replicas and no others (since v0.3.0: the
-	// replicas a step changed).
-	Only bool `json:"only,omitempty"`
+}
+
+// ObservePageInput (since v0.3.0) asks for one page of what runs of a
+// deployment: the replicas Refs names or, with List, the refs of every
+// replica supervised under its name (found through visibility).
+type ObservePageInput struct {
+	Deployment string   `json:"deployment"`
+	Refs       []string `json:"refs,omitempty"`
+	List       bool     `json:"list,omitempty"`
+}
+
+// ObservePage is one page of what runs: the replicas asked for that are
+// supervised (or completed), or the refs listed.
+type ObservePage struct {
+	Replicas CompactReplicas `json:"replicas"`
+	Listed   []string        `json:"listed,omitempty"`
 }
 
 // ReconfigureReplicaInput sends one reconfigure update.

@@ -60,16 +60,25 @@ const inPlaceField = "on_panic"
 // come in file order (services, then replicas from 1), then the replicas to
 // remove, highest-numbered first.
 func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
-	var steps []Step
-	wanted := map[string]bool{}
+	steps := make([]Step, 0, max(desired.ReplicaCount(), len(current)))
+	kept := 0 // wanted replicas that exist
+	diffs := diffMemo{}
+	wanted := make(map[string]bool, desired.ReplicaCount())
 	for _, svc := range desired.Services {
 		place := newPlacer(current, desired.Name, svc)
+		// A record whose digest is the service's (and on its node) is
+		// unchanged without comparing field by field: 10,000 replicas plan
+		// in milliseconds.
+		digest := ConfigDigest(svc.Config)
 		for r := 1; r <= svc.Replicas; r++ {
 			id := replica.ID{Deployment: desired.Name, Service: svc.Name, Replica: r}
 			ref := id.Ref()
 			wanted[ref] = true
 			want := svc.Config.withDefaults()
 			rec, ok := current[ref]
+			if ok {
+				kept++
+			}
 			if want.Movable() {
 				want.Node = place.node(rec, ok)
 			}
@@ -78,7 +87,10 @@ func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
 				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionCreate, Fields: []string{}}, ID: id, Config: want})
 				continue
 			}
-			fields := diffConfig(rec.Config.withDefaults(), want)
+			var fields []string
+			if rec.Digest != digest || rec.Config.Node != want.Node {
+				fields = diffs.of(rec, want, digest)
+			}
 			switch {
 			case len(fields) == 0:
 				steps = append(steps, Step{Item: PlanItem{ID: ref, Action: ActionUnchanged, Fields: []string{}}, ID: id, Config: want, Closed: rec.Closed})
@@ -92,9 +104,11 @@ func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
 		}
 	}
 	var gone []ReplicaRecord
-	for _, ref := range workflow.DeterministicKeys(current) {
-		if !wanted[ref] {
-			gone = append(gone, current[ref])
+	if kept < len(current) { // (sorting 10,000 keys for none is not free)
+		for _, ref := range workflow.DeterministicKeys(current) {
+			if !wanted[ref] {
+				gone = append(gone, current[ref])
+			}
 		}
 	}
 	sort.Slice(gone, func(i, j int) bool {
@@ -110,6 +124,23 @@ func Plan(current map[string]ReplicaRecord, desired DeploymentSpec) []Step {
 	return steps
 }
 
+// diffMemo remembers diffConfig by the configs' digests and nodes within
+// one plan: the replicas of a service share a few configs.
+type diffMemo map[[4]string][]string
+
+func (m diffMemo) of(rec ReplicaRecord, want ReplicaConfig, wantDigest string) []string {
+	if rec.Digest == "" {
+		return diffConfig(rec.Config.withDefaults(), want)
+	}
+	key := [4]string{rec.Digest, rec.Config.Node, wantDigest, want.Node}
+	if f, ok := m[key]; ok {
+		return f
+	}
+	f := diffConfig(rec.Config.withDefaults(), want)
+	m[key] = f
+	return f
+}
+
 // placer chooses the node of each replica of a service with placement: a
 // replica on one of its nodes stays there; a new one (or one whose node left
 // the placement) goes to the node with the fewest of the service's replicas,
@@ -121,7 +152,7 @@ type placer struct {
 
 func newPlacer(current map[string]ReplicaRecord, deployment string, svc ServiceSpec) *placer {
 	p := &placer{nodes: svc.Config.Placement, counts: map[string]int{}}
-	for r := 1; r <= svc.Replicas; r++ {
+	for r := 1; r <= svc.Replicas && svc.Config.Movable(); r++ {
 		id := replica.ID{Deployment: deployment, Service: svc.Name, Replica: r}
 		if rec, ok := current[id.Ref()]; ok && svc.Config.Eligible(rec.Config.Node) {
 			p.counts[rec.Config.Node]++
