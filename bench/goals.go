@@ -122,6 +122,15 @@ func goals(r *Results) []GoalRow {
 			v, f := x.Latency.Vigil, x.Latency.FloorRuntime
 			return v.N > 0 && f.N > 0 && v.P50-f.P50 <= 30
 		})
+	add("start p50 added by the default confinement (issue 26)", "<= 5 ms",
+		func(x *Results) (string, bool) {
+			c := x.Confinement
+			if c == nil {
+				return "", false
+			}
+			return fmt.Sprintf("%.1f ms vs %.1f ms without = %+.1f ms (n=%d each)", c.Defaults.P50, c.None.P50, c.AddedP50, c.Defaults.N), true
+		},
+		func(x *Results) bool { return x.Confinement != nil && x.Confinement.AddedP50 <= 5 })
 	return rows
 }
 

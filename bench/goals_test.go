@@ -21,11 +21,12 @@ func TestGoals(t *testing.T) {
 		r.Storm = StormResults{Vigil: &StormResult{AllRunningSeconds: 7}, Floor: &StormResult{AllRunningSeconds: 6}, Docker: &StormResult{AllRunningSeconds: 30}}
 		r.Latency.Vigil, r.Latency.FloorRuntime = Dist{N: 50, P50: 110}, Dist{N: 30, P50: 90}
 		r.Before = &Results{Steady: []SteadyResult{{Containers: 100, RequestsPerContainerHour: 700}}}
+		r.Confinement = &ConfinementResult{Defaults: Dist{N: 50, P50: 40}, None: Dist{N: 50, P50: 38}, AddedP50: 2}
 		return r
 	}
 	rows := goals(good())
-	if len(rows) != 8 {
-		t.Fatalf("%d rows, want 8: %+v", len(rows), rows)
+	if len(rows) != 9 {
+		t.Fatalf("%d rows, want 9: %+v", len(rows), rows)
 	}
 	for _, g := range rows {
 		if !g.Met {
@@ -47,6 +48,7 @@ func TestGoals(t *testing.T) {
 		"crash-loop backoff across a worker SIGKILL ends after its deadline by":     func(r *Results) { r.BackoffKill.MaxLate = 1.1 },
 		"100 containers crash at once -> all running again":                         func(r *Results) { r.Storm.Docker.AllRunningSeconds = 6.9 },
 		"exit -> running p50": func(r *Results) { r.Latency.Vigil.P50 = 121 },
+		"start p50 added by the default confinement (issue 26)": func(r *Results) { r.Confinement.AddedP50 = 5.1 },
 	}
 	for metric, miss := range misses {
 		r := good()

@@ -53,7 +53,7 @@ func main() {
 	skipDocker := flag.Bool("skip-docker", false, "do not measure Docker")
 	out := flag.String("out", "bench/results", "directory for the results JSON")
 	sizes := flag.String("steady", "", "comma-separated steady-state sizes (default 100,1000; quick: 10)")
-	phases := flag.String("phases", "floor,latency,docker,scale,rollout", "comma-separated phases to run: floor, latency, docker, scale, rollout; storms (not by default) supervises --storm containers and crashes them --storm-repeats times, to compare settings")
+	phases := flag.String("phases", "floor,confine,latency,docker,scale,rollout", "comma-separated phases to run: floor, confine, latency, docker, scale, rollout; storms (not by default) supervises --storm containers and crashes them --storm-repeats times, to compare settings")
 	stormSize := flag.Int("storm", 0, "containers in the crash storm and the worker-loss test (default 100; quick: 50)")
 	interval := flag.Duration("interval", 0, "steady-state measurement interval (default 60s; quick: 20s)")
 	commit := flag.String("vigil-commit", "", "measure vigil and vigil-worker built from this git revision (default: the working tree)")
@@ -99,10 +99,10 @@ func main() {
 	cfg.Phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "floor", "latency", "docker", "scale", "rollout", "storms":
+		case "floor", "confine", "latency", "docker", "scale", "rollout", "storms":
 			cfg.Phases[p] = true
 		default:
-			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, latency, docker, scale, rollout, storms\n", p)
+			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, confine, latency, docker, scale, rollout, storms\n", p)
 			os.Exit(2)
 		}
 	}
@@ -127,6 +127,8 @@ type Results struct {
 	BackoffKill *BackoffKillResult `json:"backoff_across_worker_kill,omitempty"`
 	History     *HistoryResult     `json:"history_per_crash,omitempty"`
 	Rollout     *RolloutResult     `json:"rolling_update,omitempty"`
+	// Confinement is the start latency with the default confinement and without.
+	Confinement *ConfinementResult `json:"start_confinement,omitempty"`
 	Cluster     *ClusterResults    `json:"cluster,omitempty"`
 	// Before holds the Vigil phases of config.Before, measured in this run
 	// (its floor and Docker rows are this run's, not repeated).
@@ -210,6 +212,7 @@ func run(cfg config, outDir string) error {
 		fmt.Printf("\n==================== AFTER: %s ====================", res.Machine.Commit)
 	}
 	printTable(res)
+	printConfinement(res.Confinement)
 	printGoals(res)
 	path, err := writeResults(res, outDir)
 	if err != nil {
@@ -322,6 +325,12 @@ func vigilPhases(ctx context.Context, cfg config, commit string, res *Results, f
 		phase("floor: crash storm of %d without Temporal", cfg.StormSize)
 		if res.Storm.Floor, err = medianStorm(cfg.stormRuns(), func(int) (*StormResult, error) { return v.floorStorm(ctx, cfg.StormSize) }); err != nil {
 			fail("floor storm", err)
+		}
+	}
+	if cfg.Phases["confine"] && !before {
+		phase("start latency with the default confinement and with none (%d starts each)", cfg.Restarts)
+		if res.Confinement, err = v.confinement(ctx, cfg.Restarts); err != nil {
+			fail("confinement", err)
 		}
 	}
 	if cfg.Phases["latency"] {
