@@ -78,6 +78,15 @@ func HoldPorts(ports []PortMapping) (release func(), err error) {
 	}
 	for i, p := range ports {
 		c, err := holdPort(p)
+		if errors.Is(err, syscall.EACCES) {
+			// A port below 1024 and a worker without CAP_NET_BIND_SERVICE
+			// (README, least privilege): it cannot hold the port, but /proc
+			// still tells whether a process listens on it.
+			c, err = nil, nil
+			if _, ok := socketInode(p); ok {
+				err = syscall.EADDRINUSE
+			}
+		}
 		if err != nil {
 			release()
 			if errors.Is(err, syscall.EADDRINUSE) {
@@ -113,15 +122,11 @@ func holdPort(p PortMapping) (io.Closer, error) {
 // "process NAME (pid N)", else "a process on the host".
 func HolderOf(p PortMapping) string {
 	const unknown = "a process on the host"
-	fs, err := procfs.NewDefaultFS()
-	if err != nil {
-		return unknown
-	}
-	inode, ok := socketInode(fs, p)
+	inode, ok := socketInode(p)
 	if !ok {
 		return unknown
 	}
-	procs, err := fs.AllProcs()
+	procs, err := procfs.AllProcs()
 	if err != nil {
 		return unknown
 	}
@@ -147,7 +152,11 @@ const tcpListen = 10
 // socketInode finds the socket that holds the mapping's host port: a
 // listening TCP socket or any UDP socket on that port, on the same address
 // or on every address.
-func socketInode(fs procfs.FS, p PortMapping) (uint64, bool) {
+func socketInode(p PortMapping) (uint64, bool) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0, false
+	}
 	// The UDP tables have the TCP tables' type under another name.
 	var tables []procfs.NetTCP
 	if p.Protocol == ProtocolUDP {
