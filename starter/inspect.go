@@ -187,6 +187,8 @@ func nodeText(v workflows.StateView, now, hint string) string {
 	switch {
 	case v.NodeState != nil && *v.NodeState == string(workflows.NodeNoWorker) && v.NodeSince != nil:
 		return node + " (no worker since " + shortTime(*v.NodeSince) + hint + ")"
+	case v.NodeState != nil && *v.NodeState == string(workflows.NodeLost) && v.NodeSince != nil:
+		return node + " (lost since " + shortTime(*v.NodeSince) + ")"
 	case now != "":
 		return node + " (" + now + hint + ")"
 	}
