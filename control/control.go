@@ -47,6 +47,7 @@ func (a *Activities) Register(w interface {
 		replica.NotifyNodeReplicasName: a.NotifyNodeReplicas,
 		replica.PlanMoveName:           a.PlanMove,
 		replica.DeleteReplicaName:      a.DeleteReplica,
+		replica.DrainNodeName:          a.DrainNode,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

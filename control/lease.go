@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
@@ -45,8 +47,9 @@ func NodeLease(ctx context.Context, c client.Client, node string) (workflows.Nod
 	return workflows.NodeLease{LastRenewal: last}, nil
 }
 
-// leasePoll is how often a lease wait reads the lease.
-const leasePoll = time.Second
+// leasePoll is how often a lease wait reads the lease (a describe of the
+// node's workflow): twice per renewal, 1 440 reads per node-hour.
+const leasePoll = workflows.NodeLiveHeartbeat / 2
 
 // AwaitNodeLease returns once node's lease lapsed (is LapsedAfter old) or,
 // with RenewedAfter, once it was renewed after that. It heartbeats, so
@@ -103,12 +106,14 @@ func (a *Activities) NotifyNodeReplicas(ctx context.Context, in workflows.Notify
 // node's lease came back, else the eligible node whose lease is live with
 // the fewest replicas (the first listed on a tie).
 func (a *Activities) PlanMove(ctx context.Context, in workflows.PlanMoveInput) (workflows.MovePlan, error) {
-	from, err := NodeLease(ctx, a.c, in.From)
-	if err != nil {
-		return workflows.MovePlan{}, err
-	}
-	if from.LastRenewal.After(in.LastRenewal) {
-		return workflows.MovePlan{Renewed: true}, nil
+	if !in.Drain {
+		from, err := NodeLease(ctx, a.c, in.From)
+		if err != nil {
+			return workflows.MovePlan{}, err
+		}
+		if from.LastRenewal.After(in.LastRenewal) {
+			return workflows.MovePlan{Renewed: true}, nil
+		}
 	}
 	best, fewest := "", 0
 	var why []string
@@ -124,6 +129,10 @@ func (a *Activities) PlanMove(ctx context.Context, in workflows.PlanMoveInput) (
 			why = append(why, node+": no live lease")
 			continue
 		}
+		if view, err := NodeView(ctx, a.c, node); err != nil || view.Cordoned {
+			why = append(why, node+": cordoned")
+			continue
+		}
 		ids, err := listWorkflows(ctx, a.c, workflows.NodeSupervisedQuery(node))
 		if err != nil {
 			return workflows.MovePlan{}, err
@@ -136,6 +145,81 @@ func (a *Activities) PlanMove(ctx context.Context, in workflows.PlanMoveInput) (
 		return workflows.MovePlan{Why: "no eligible node is ready (" + strings.Join(why, "; ") + ")"}, nil
 	}
 	return workflows.MovePlan{To: best}, nil
+}
+
+// drainRetry is the pause before a drain tries a replica again (one busy
+// with a start or a rollout step).
+const drainRetry = 5 * time.Second
+
+// DrainNode moves the node's movable replicas off it, one at a time: each
+// replica's move update stops its container, starts it on another node and
+// answers once it ran its service's min_ready, so a service never has more
+// than one replica down for the drain (within any max_unavailable). It
+// returns when only pinned replicas are left (or a move failed for good).
+func (a *Activities) DrainNode(ctx context.Context, in workflows.DrainInput) (workflows.DrainResult, error) {
+	res := workflows.DrainResult{Moved: []string{}}
+	log := activity.GetLogger(ctx)
+	failed := map[string]int{}
+	for {
+		ids, err := listWorkflows(ctx, a.c, workflows.NodeSupervisedQuery(in.Node))
+		if err != nil {
+			return res, err
+		}
+		left := 0
+		for _, wid := range ids {
+			id, err := replica.ParseRef(wid)
+			if err != nil || slices.Contains(res.Moved, id.Ref()) || slices.Contains(res.Pinned, id.Ref()) || failed[id.Ref()] >= 3 {
+				continue
+			}
+			left++
+			var out workflows.ReconfigureResult
+			req := workflows.MoveRequest{From: in.Node, Reason: workflows.ReasonDrained, MinReady: a.minReady(ctx, id)}
+			err = a.update(ctx, id, "", replica.UpdateMove, req, &out)
+			var appErr *temporal.ApplicationError
+			switch {
+			case errors.Is(err, errGone):
+			case errors.As(err, &appErr) && appErr.Type() == replica.ErrTypePinned:
+				res.Pinned = append(res.Pinned, id.Ref())
+			case err != nil || !out.Ready:
+				failed[id.Ref()]++
+				why := out.Reason
+				if err != nil {
+					why = err.Error()
+				}
+				log.Warn("Move off the drained node did not work; tried again", "replica", id.Ref(), "node", in.Node, "why", why)
+				if failed[id.Ref()] >= 3 {
+					res.Failed = append(res.Failed, id.Ref()+": "+why)
+				}
+				select {
+				case <-ctx.Done():
+					return res, ctx.Err()
+				case <-time.After(drainRetry):
+				}
+			default:
+				res.Moved = append(res.Moved, id.Ref())
+				log.Info("Moved off the drained node", "replica", id.Ref(), "node", in.Node)
+			}
+			activity.RecordHeartbeat(ctx, len(res.Moved))
+		}
+		if left == 0 {
+			return res, nil
+		}
+	}
+}
+
+// minReady is the min_ready of id's service, from its deployment's desired
+// state (the default when that cannot be read).
+func (a *Activities) minReady(ctx context.Context, id replica.ID) time.Duration {
+	v, err := a.c.QueryWorkflow(ctx, replica.DeploymentWorkflowID(id.Deployment), "", replica.QueryDesired)
+	var desired *workflows.DeploymentSpec
+	if err == nil && v.Get(&desired) == nil && desired != nil {
+		for _, s := range desired.Services {
+			if s.Name == id.Service {
+				return s.Update.WithDefaults().MinReady
+			}
+		}
+	}
+	return workflows.DefaultMinReady
 }
 
 // listWorkflows lists the IDs of the workflows query finds.

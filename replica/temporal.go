@@ -58,6 +58,8 @@ const (
 	PlanMoveName           = "PlanMove"
 	// DeleteReplicaName ends a replica's supervision for vigil delete.
 	DeleteReplicaName = "DeleteReplica"
+	// DrainNodeName moves a drained node's movable replicas one at a time.
+	DrainNodeName = "DrainNode"
 )
 
 // The replica workflow's queries, updates and signals.
@@ -76,6 +78,8 @@ const (
 	UpdateReconfigure = "reconfigure"
 	// UpdateShutdown stops a replica because its service is shut down.
 	UpdateShutdown = "shutdown"
+	// UpdateMove moves a movable replica off a drained node (since v0.3.0).
+	UpdateMove = "move"
 
 	// SignalHealth carries a health report from the node's probes.
 	SignalHealth = "health"
@@ -118,6 +122,12 @@ const (
 	// UpdateOrphans lists (and, asked to, removes) the containers on the
 	// node that no replica owns: the Orphans activity runs on the node.
 	UpdateOrphans = "orphans"
+	// UpdateCordon, UpdateUncordon and UpdateDrain (since v0.3.0): no
+	// replica moves to a cordoned node; a drained one is cordoned and its
+	// movable replicas move off it.
+	UpdateCordon   = "cordon"
+	UpdateUncordon = "uncordon"
+	UpdateDrain    = "drain"
 )
 
 // Memo keys, shown in the Web UI: the last supervision event, and the error of
@@ -161,6 +171,9 @@ const (
 	// ErrTypeBusy marks an update refused because another request is in
 	// progress: retrying later can work.
 	ErrTypeBusy = "Busy"
+	// ErrTypePinned marks a move refused because the replica is pinned to
+	// its node (node:, not placement).
+	ErrTypePinned = "Pinned"
 	// ErrTypeImageNotFound and ErrTypeBadSpec are permanent: retrying the
 	// same call cannot help.
 	ErrTypeImageNotFound = "ImageNotFound"

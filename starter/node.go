@@ -35,14 +35,11 @@ func nodeCommand(a *app) *cobra.Command {
 			"and a worker still running on the old host stops serving it.",
 		Args: exactArgs("NODE"),
 		RunE: a.onNode(func(ctx context.Context, c client.Client, node string) error {
-			view, err := control.NodeView(ctx, c, node)
+			if err := sinceV030(ctx, c, node, "takes any worker's claim; nothing to take over"); err != nil {
+				return err
+			}
+			view, err := control.TakeoverNode(ctx, c, node)
 			if err != nil {
-				return nodeFailure(node, err)
-			}
-			if view.Release < workflows.V030 {
-				return failure{fmt.Errorf("node %s: its workflow runs a release before v0.3.0, which takes any worker's claim; nothing to take over", node)}
-			}
-			if view, err = control.TakeoverNode(ctx, c, node); err != nil {
 				return failure{describeErr("node "+node, err)}
 			}
 			res := TakeoverResult{Node: node}
@@ -58,6 +55,7 @@ func nodeCommand(a *app) *cobra.Command {
 		}),
 	})
 	cmd.AddCommand(orphansCommand(a))
+	cmd.AddCommand(adminCommands(a)...)
 	return cmd
 }
 
@@ -73,6 +71,19 @@ func (a *app) onNode(do func(ctx context.Context, c client.Client, node string) 
 		}
 		return do(ctx, c, args[0])
 	}
+}
+
+// sinceV030 fails, saying what such a node does (what), unless node's
+// workflow runs v0.3.0 or later.
+func sinceV030(ctx context.Context, c client.Client, node, what string) error {
+	view, err := control.NodeView(ctx, c, node)
+	if err != nil {
+		return nodeFailure(node, err)
+	}
+	if view.Release < workflows.V030 {
+		return failure{fmt.Errorf("node %s: its workflow runs a release before v0.3.0, which %s", node, what)}
+	}
+	return nil
 }
 
 // nodeFailure is a failed request to node's workflow, naming it.

@@ -38,11 +38,13 @@ type NodeLease struct {
 }
 
 // NodeLeaseNotice is the node-lease signal: Node's lease, last renewed at
-// LastRenewal, lapsed (Lost) or came back (!Lost).
+// LastRenewal, lapsed (Lost) or came back (!Lost); or, with State, what an
+// operator made of the node (Cordoned, Draining, Ready again).
 type NodeLeaseNotice struct {
 	Node        string    `json:"node"`
 	LastRenewal time.Time `json:"last_renewal,omitzero"`
 	Lost        bool      `json:"lost,omitempty"`
+	State       NodeState `json:"state,omitempty"`
 }
 
 // NotifyNodeReplicasInput sends Notice to every replica supervised on Node.

@@ -30,6 +30,8 @@ type PlanMoveInput struct {
 	LastRenewal time.Time `json:"last_renewal,omitzero"`
 	// Placement are the eligible nodes.
 	Placement []string `json:"placement"`
+	// Drain: From is drained, not lost (its lease is not asked about).
+	Drain bool `json:"drain,omitempty"`
 }
 
 // MovePlan is PlanMove's answer: From's lease came back (Renewed), or the
@@ -50,6 +52,12 @@ func (s *supervisor) takeLeaseNotice(ctx workflow.Context, c workflow.ReceiveCha
 	var n NodeLeaseNotice
 	if !receiveSignal(c, &n) || n.Node != s.in.Node {
 		s.ignoredThisRun++
+		return
+	}
+	if n.State != "" {
+		if s.st.NodeState != NodeLost && s.st.NodeState != n.State {
+			s.st.NodeState, s.st.NodeSince = n.State, workflow.Now(ctx)
+		}
 		return
 	}
 	if !n.Lost {
@@ -173,6 +181,72 @@ func (s *supervisor) relocate(ctx workflow.Context, to, reason string) {
 	}
 	s.publishState(ctx) // VigilNode too: the node's reconciliation follows it
 	s.why = fmt.Sprintf("start on %s (moved from %s: %s)", to, from, reason)
+}
+
+// refuseMove is why a move (a drain) does not apply to this replica.
+func (s *supervisor) refuseMove() error {
+	switch {
+	case !s.in.Movable():
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"move: %s is pinned to node %s (node:); only replicas with placement.nodes move", s.in.ID.Ref(), s.in.Node), replica.ErrTypePinned, nil)
+	case s.st.State == StateCompleted:
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("move: %s is Completed; its supervision has ended", s.in.ID.Ref()), replica.ErrTypePinned, nil)
+	}
+	return nil
+}
+
+// moveAway carries out a move off a drained node: choose a node, stop and
+// remove the container here (its grace), start it there, and answer once
+// it ran min_ready (or why not). A replica no longer on that node is done.
+func (s *supervisor) moveAway(ctx workflow.Context, c *command) error {
+	req := c.move
+	if s.in.Node != req.From {
+		c.result = ReconfigureResult{Ready: true}
+		s.finish(c, nil)
+		return nil
+	}
+	var plan MovePlan
+	in := PlanMoveInput{ID: s.in.ID, From: s.in.Node, Placement: s.in.Placement, Drain: true}
+	err := s.activity(ctx, s.moveOptions(ctx), replica.PlanMoveName, in, &plan, "choosing a node to move to", nil)
+	if err != nil {
+		return s.answer(c, err)
+	}
+	if plan.To == "" {
+		c.result = ReconfigureResult{Reason: fmt.Sprintf("%s: no node to move to: %s", s.in.ID.Ref(), plan.Why)}
+		s.finish(c, nil)
+		return nil
+	}
+	if _, err := s.stop(ctx, true, false, "stop and remove before the move off "+req.From); err != nil {
+		if errors.Is(err, errUnsupervised) {
+			return s.answer(c, err)
+		}
+		c.result = ReconfigureResult{Reason: fmt.Sprintf("%s: stopping the container on %s failed: %s", s.in.ID.Ref(), req.From, s.failure(err))}
+		s.finish(c, nil)
+		return nil
+	}
+	s.relocate(ctx, plan.To, req.Reason)
+	res, err := s.start(ctx, time.Time{}, oneAttempt)
+	if errors.Is(err, errUnsupervised) {
+		return s.answer(c, err)
+	}
+	if err != nil {
+		// Restarting: the main loop keeps trying, on the new node.
+		c.result = ReconfigureResult{Reason: fmt.Sprintf("%s: the container did not start on %s: %s", s.in.ID.Ref(), plan.To, s.failure(err))}
+		s.finish(c, nil)
+		return nil
+	}
+	s.setState(ctx, StateRunning)
+	if res.ExitedSince {
+		c.result = ReconfigureResult{Reason: fmt.Sprintf("%s: the container could not run on %s: %s", s.in.ID.Ref(), plan.To, res.StartError)}
+		s.finish(c, nil)
+		return nil
+	}
+	after := res.StartedAt
+	if after.IsZero() {
+		after = workflow.Now(ctx)
+	}
+	c.result, err = s.minReady(ctx, &ReconfigureRequest{Generation: s.st.Generation, MinReady: req.MinReady}, after)
+	return s.answer(c, err)
 }
 
 // moveOptions: PlanMove reads the server, from any worker.

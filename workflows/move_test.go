@@ -135,3 +135,42 @@ func TestFailingStartOnLostNodeMoves(t *testing.T) {
 	require.Equal(t, []string{replica.NodeTaskQueue("node-a"), replica.NodeTaskQueue("node-a"), replica.NodeTaskQueue("node-b")}, l.queues)
 	require.Len(t, l.n.starts, 1)
 }
+
+// A drain's move: the container is stopped and removed on the drained
+// node, started on the one PlanMove chose, watched for min_ready, and the
+// move recorded (Drained); a pinned replica refuses it, typed.
+func TestDrainMovesReplica(t *testing.T) {
+	l, in := newLeaseEnv(t, true, func(in PlanMoveInput) MovePlan {
+		if !in.Drain {
+			return MovePlan{}
+		}
+		return MovePlan{To: "node-b"}
+	})
+	res := &updateResult{}
+	whenWatching(l.env, l.n, 1, 0, func() {
+		sendUpdate(l.env, replica.UpdateMove, MoveRequest{From: "node-a", Reason: ReasonDrained, MinReady: time.Second}, res)
+	})
+	end := unsuperviseWhenWatching(l.env, l.n, 3, 0) // after min_ready's watch
+	l.env.ExecuteWorkflow(Supervise, in)
+	require.NoError(t, l.env.GetWorkflowError())
+	require.NoError(t, res.rejected)
+	require.NoError(t, res.err)
+	require.True(t, res.value.(ReconfigureResult).Ready, "%+v", res.value)
+	require.Len(t, l.n.stops, 1)
+	require.True(t, l.n.stops[0].Remove)
+	require.Equal(t, []string{replica.NodeTaskQueue("node-a"), replica.NodeTaskQueue("node-b")}, l.queues)
+	after := end.before
+	require.Equal(t, "node-b", after.Node)
+	ev := after.Events[len(after.Events)-1]
+	require.Equal(t, EventRescheduled, ev.Type)
+	require.Equal(t, ReasonDrained, *ev.Reason)
+
+	l2, pinned := newLeaseEnv(t, false, func(PlanMoveInput) MovePlan { return MovePlan{To: "node-b"} })
+	res2, end2 := &updateResult{}, &updateResult{}
+	whenWatching(l2.env, l2.n, 1, 0, func() {
+		sendUpdate(l2.env, replica.UpdateMove, MoveRequest{From: "node-a", Reason: ReasonDrained}, res2)
+		sendUpdate(l2.env, replica.UpdateUnsupervise, UnsuperviseRequest{}, end2)
+	})
+	l2.env.ExecuteWorkflow(Supervise, pinned)
+	require.ErrorContains(t, res2.rejected, "pinned to node node-a")
+}

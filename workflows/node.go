@@ -78,6 +78,10 @@ type NodeCarry struct {
 	// TakenOver: `vigil node takeover` released the node; the next claim
 	// is accepted whoever makes it.
 	TakenOver bool `json:"taken_over,omitempty"`
+	// Cordoned: no replica moves here (`vigil node cordon`); Draining: its
+	// movable replicas are moving off it (`vigil node drain`; since v0.3.0).
+	Cordoned bool `json:"cordoned,omitempty"`
+	Draining bool `json:"draining,omitempty"`
 }
 
 // NodeView answers the "node" query.
@@ -126,6 +130,9 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 			return err
 		}
 		workflow.Go(ctx, func(ctx workflow.Context) { followLease(ctx, in.Node) })
+		if err := registerAdmin(ctx, in.Node, &st); err != nil {
+			return err
+		}
 	}
 	for watchesThisRun := 0; ; watchesThisRun++ {
 		if watchesThisRun >= nodeWatchesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {

@@ -23,6 +23,7 @@ const (
 	cmdUnsupervise commandKind = replica.UpdateUnsupervise
 	cmdReconfigure commandKind = replica.UpdateReconfigure
 	cmdShutdown    commandKind = replica.UpdateShutdown
+	cmdMove        commandKind = replica.UpdateMove
 )
 
 // command is an operator request handed from an update handler to the main loop.
@@ -33,9 +34,11 @@ type command struct {
 	// reconf is the reconfigure request; result its answer.
 	reconf *ReconfigureRequest
 	result ReconfigureResult
-	done   bool
-	err    error
-	note   string // what was done, for an operator request's result
+	// move is the move request (a drain); its answer is result too.
+	move *MoveRequest
+	done bool
+	err  error
+	note string // what was done, for an operator request's result
 	// volumes (unsupervise with stop only) also deletes the replica's
 	// named volumes.
 	volumes bool
@@ -153,6 +156,8 @@ func (s *supervisor) validate(c *command) error {
 		if s.st.State == StateCompleted {
 			return fmt.Errorf("%s: replica is Completed; its supervision has ended", kind)
 		}
+	case cmdMove:
+		return s.refuseMove()
 	case cmdRollover:
 		if s.st.State == StateRestarting || s.st.State == StatePending {
 			return fmt.Errorf("rollover: replica is %s; retry once its start has worked", s.st.State)
@@ -198,6 +203,8 @@ func (s *supervisor) handle(ctx workflow.Context, c *command) error {
 		return nil
 	case cmdReconfigure, cmdShutdown:
 		return s.handleDeployment(ctx, c)
+	case cmdMove:
+		return s.moveAway(ctx, c)
 	}
 	if o := s.old(); o != nil {
 		return o.handle(ctx, s, c)

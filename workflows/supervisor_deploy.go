@@ -32,6 +32,19 @@ func (s *supervisor) registerDeploymentHandlers(ctx workflow.Context) error {
 		}}); err != nil {
 		return err
 	}
+	if s.rel >= V030 {
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateMove,
+			func(ctx workflow.Context, req MoveRequest) (ReconfigureResult, error) {
+				c := &command{kind: cmdMove, move: &req}
+				_, err := s.submit(ctx, c)
+				return c.result, err
+			},
+			workflow.UpdateHandlerOptions{Validator: func(MoveRequest) error {
+				return s.validate(&command{kind: cmdMove})
+			}}); err != nil {
+			return err
+		}
+	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateShutdown,
 		func(ctx workflow.Context, _ ShutdownRequest) error {
 			_, err := s.submit(ctx, &command{kind: cmdShutdown})

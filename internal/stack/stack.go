@@ -550,8 +550,11 @@ func (s *Stack) WaitFor(ref, what string, limit time.Duration, cond func(workflo
 }
 
 // ContainerIDs lists the containers in containerd's own view, with ctr.
-func (s *Stack) ContainerIDs() ([]string, error) {
-	out, err := exec.Command("ctr", "--address", s.Containerd.Address, "--namespace", s.Containerd.Namespace,
+func (s *Stack) ContainerIDs() ([]string, error) { return ContainerIDs(s.Containerd) }
+
+// ContainerIDs lists the containers of d (in its namespace), with ctr.
+func ContainerIDs(d *containerdtest.Daemon) ([]string, error) {
+	out, err := exec.Command("ctr", "--address", d.Address, "--namespace", d.Namespace,
 		"containers", "list", "--quiet").Output()
 	if err != nil {
 		return nil, fmt.Errorf("ctr containers list: %w", err)
