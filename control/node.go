@@ -30,6 +30,8 @@ import (
 // the instance this one replaces (see workflows.Claim).
 type Claimant struct {
 	Worker, NodeID, Instance, Host, Replaces string
+	// Logs is the worker's logs endpoint, if it serves one.
+	Logs *workflows.LogsEndpoint
 }
 
 // ClaimRefused is a claim the node's workflow refused: another worker
@@ -46,7 +48,7 @@ func (e *ClaimRefused) Error() string { return e.Reason }
 // worker's sticky queue to time out.
 func ClaimNode(ctx context.Context, c client.Client, namespace, taskQueue, node string, me Claimant) (workflows.Claim, error) {
 	claim := workflows.Claim{ID: uuid.NewString(), Worker: me.Worker, At: time.Now().UTC(),
-		NodeID: me.NodeID, Instance: me.Instance, Host: me.Host, Replaces: me.Replaces}
+		NodeID: me.NodeID, Instance: me.Instance, Host: me.Host, Replaces: me.Replaces, Logs: me.Logs}
 	id := replica.NodeWorkflowID(node)
 	resetSticky(ctx, c, namespace, id)
 	fail := func(err error) (workflows.Claim, error) {

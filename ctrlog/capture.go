@@ -91,7 +91,7 @@ func capture(ctx context.Context, a CaptureArgs, stdout, stderr io.Reader, ready
 	if a.PreviousExit != "" && run > 1 {
 		marker += fmt.Sprintf("; run %d ended: %s", run-1, a.PreviousExit)
 	}
-	_ = w.write(Record{Time: time.Now(), Stream: StreamVigil, Run: run, Line: marker})
+	_ = w.write(Record{Stream: StreamVigil, Run: run, Line: marker})
 
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -142,7 +142,7 @@ func copyLines(w *writer, stream string, run int, r io.Reader) {
 		line, more, err := br.ReadLine()
 		if len(line) > 0 || (err == nil && !more) {
 			// A write that fails (a full disk) loses this line, not the task.
-			_ = w.write(Record{Time: time.Now(), Stream: stream, Run: run, Line: string(line), Partial: more})
+			_ = w.write(Record{Stream: stream, Run: run, Line: string(line), Partial: more})
 		}
 		if err != nil {
 			return

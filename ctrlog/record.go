@@ -24,7 +24,7 @@ const (
 
 // Record is one line of a container's output.
 type Record struct {
-	Time   time.Time `json:"time"`
+	Time   time.Time `json:"time,omitzero"`
 	Stream string    `json:"stream"`
 	// Run counts the container's task starts, from 1 (0: older output).
 	Run  int    `json:"run"`

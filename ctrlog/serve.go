@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -29,14 +30,6 @@ import (
 // advertises the address and the certificate's fingerprint (nothing
 // secret); a caller shows the node's token (a file only the operator
 // reads). Log bytes never pass through Temporal.
-
-// Endpoint is where a node's logs are served, as its claim advertises it.
-type Endpoint struct {
-	Address string `json:"address"`
-	// CertSHA256 is the hex SHA-256 of the server's certificate (DER): a
-	// caller trusts that certificate alone.
-	CertSHA256 string `json:"cert_sha256"`
-}
 
 // ErrNotFound: no such container's log on the node (the server's 404).
 var ErrNotFound = errors.New("no log on this node")
@@ -90,12 +83,9 @@ type Server struct {
 	fingerprint string
 }
 
-// Resolve finds the log of the replica ref names; an error wrapping
-// ErrBadRef is the caller's fault.
+// Resolve finds the log of the replica ref names; an error is the
+// caller's (a malformed ref).
 type Resolve func(ref string) (Log, error)
-
-// ErrBadRef: the request named no valid replica.
-var ErrBadRef = errors.New("bad replica")
 
 // Serve serves the logs resolve finds on listen (host:port) to callers
 // with token, until Close.
@@ -121,7 +111,9 @@ func Serve(listen, token string, resolve Resolve) (*Server, error) {
 	s.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13},
+		// A reader that goes away mid-handshake is not the operator's concern.
+		ErrorLog:  log.New(io.Discard, "", 0),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13},
 	}
 	go func() { _ = s.srv.ServeTLS(ln, "", "") }()
 	return s, nil
@@ -130,13 +122,24 @@ func Serve(listen, token string, resolve Resolve) (*Server, error) {
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Endpoint is what the node advertises: advertise (the listener's address
-// when empty) and the certificate's fingerprint.
-func (s *Server) Endpoint(advertise string) Endpoint {
-	if advertise == "" {
-		advertise = s.Addr()
+// Fingerprint is the hex SHA-256 of the server's certificate (DER), which
+// the node advertises: a reader trusts that certificate alone.
+func (s *Server) Fingerprint() string { return s.fingerprint }
+
+// Advertised is the address to advertise for a server listening on listen
+// at addr: advertise if given, else the host's name when it listens on
+// every address, else addr.
+func Advertised(advertise, addr string) string {
+	if advertise != "" {
+		return advertise
 	}
-	return Endpoint{Address: advertise, CertSHA256: s.fingerprint}
+	host, port, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil {
+			return net.JoinHostPort(name, port)
+		}
+	}
+	return addr
 }
 
 // Close stops serving, ending follows.
@@ -235,10 +238,17 @@ func selfSigned() (tls.Certificate, string, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, hex.EncodeToString(sum[:]), nil
 }
 
-// Fetch reads the logs of replica ref from the node at ep, passing each
-// record to fn; with follow, until ctx ends. The server must show the
-// certificate ep names.
-func Fetch(ctx context.Context, ep Endpoint, token, ref string, q Query, follow bool, fn func(Record) error) error {
+// Client reads logs from a node's endpoint: its address, the certificate
+// fingerprint it advertises and the node's token.
+type Client struct {
+	Address, CertSHA256, Token string
+}
+
+// Fetch reads the logs of replica ref, passing each record to fn; with
+// follow, until ctx ends. The server must show the certificate CertSHA256
+// names.
+func (c Client) Fetch(ctx context.Context, ref string, q Query, follow bool, fn func(Record) error) error {
+	ep := c
 	tr := &http.Transport{TLSClientConfig: &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		// The fingerprint the node's workflow advertises is the trust: no
@@ -274,7 +284,7 @@ func Fetch(ctx context.Context, ep Endpoint, token, ref string, q Query, follow 
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Authorization", "Bearer "+c.Token)
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return fmt.Errorf("the node's logs endpoint %s: %w", ep.Address, err)

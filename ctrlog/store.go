@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Defaults of the rotation (the worker's --log-max-size and --log-max-files).
@@ -84,10 +85,12 @@ func (w *writer) open() error {
 	return nil
 }
 
-// write appends r, then rotates when the file reached the size bound.
+// write appends r, timed now, then rotates when the file reached the size bound.
 func (w *writer) write(r Record) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// Timed under the lock: the files' order is the times' order.
+	r.Time = time.Now()
 	w.buf = appendRecord(w.buf[:0], r)
 	n, err := w.f.Write(w.buf)
 	w.size += int64(n)

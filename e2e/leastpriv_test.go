@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -55,7 +56,11 @@ func TestWorkerWithoutRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, dir := range []string{logDir, stateDir, netnsDir} {
+	// The stack's token file (its worker, root, may have made it).
+	if _, err := ctrlog.LoadOrCreateToken(s.LogsTokenFile()); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{logDir, stateDir, netnsDir, s.LogsTokenFile()} {
 		if err := os.Chown(dir, nobody, nobody); err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +82,7 @@ func TestWorkerWithoutRoot(t *testing.T) {
 	defer out.Close()
 	args := append([]string{"--address", s.HostPort, "--node", s.Node,
 		"--containerd-address", sock, "--containerd-namespace", s.Containerd.Namespace,
-		"--log-dir", logDir, "--log-format", "console"}, s.NetworkArgs()...)
+		"--log-dir", logDir, "--log-format", "console", "--logs-token-file", s.LogsTokenFile()}, s.NetworkArgs()...)
 	cmd := exec.Command(worker, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = []string{"HOME=/nonexistent", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"} // the CNI plugins run iptables (/usr/sbin)

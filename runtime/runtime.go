@@ -142,7 +142,8 @@ type Runtime interface {
 	// keeps its exited task and logs for debugging.
 	Isolate(ctx context.Context, id replica.ID) error
 	// Logs returns up to the last tail lines of the container's captured
-	// stdout and stderr (all of it if tail <= 0), across restarts.
+	// stdout and stderr (all of it if tail <= 0), across restarts, each run
+	// after its marker line.
 	Logs(ctx context.Context, id replica.ID, tail int) ([]byte, error)
 	// Events follows the tasks of every container of this runtime: each
 	// task start and exit and each OOM kill from the moment it returns, until ctx ends

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,7 +16,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/control"
+	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -222,22 +225,36 @@ func unsuperviseCommand(a *app) *cobra.Command {
 	return cmd
 }
 
-// LogsResult is what `vigil logs --json` prints.
-type LogsResult struct {
-	ID     string `json:"id"`
-	Node   string `json:"node"`
-	Output string `json:"output"`
+// logsFlags are vigil logs's flags.
+type logsFlags struct {
+	tail                         int
+	since                        string
+	timestamps, previous, follow bool
+	tokenFile, address           string
 }
 
-func logsCommand(a *app, taskQueue func() string) *cobra.Command {
-	var tail int
+// logsEnv maps vigil logs's flags to their environment fallbacks.
+var logsEnv = map[string]string{"logs-token-file": "VIGIL_LOGS_TOKEN_FILE", "logs-address": "VIGIL_LOGS_ADDRESS"}
+
+// DefaultLogsTokenFile is where a worker with the default --state-dir keeps its logs token.
+const DefaultLogsTokenFile = "/var/lib/vigil/logs-token"
+
+func logsCommand(a *app, taskQueue func() string, lookup func(string) (string, bool)) *cobra.Command {
+	var f logsFlags
 	cmd := &cobra.Command{
-		Use:   "logs ID [--tail N]",
+		Use:   "logs ID [--tail N] [--since DURATION|TIME] [--timestamps] [--previous] [--follow]",
 		Short: "Print a replica's captured stdout and stderr",
-		Args:  exactArgs("ID"),
+		Long: "Prints a replica's output, read from its node's worker over HTTPS (never through Temporal):\n" +
+			"each run starts with a marker line. The node's token file is needed (--logs-token-file).\n" +
+			"--json prints one object per line: time, stream (stdout, stderr, or vigil for a marker), run, line.",
+		Args: exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if tail < 0 {
-				return usagef("--tail: %d is negative; use 0 for everything or a number of lines", tail)
+			if err := config.ApplyEnv(cmd.Flags(), logsEnv, lookup); err != nil {
+				return usageError{err}
+			}
+			q, err := f.query(time.Now())
+			if err != nil {
+				return err
 			}
 			return a.onReplica(cmd, args[0], func(ctx context.Context, c client.Client, id replica.ID) error {
 				// The logs live on the replica's node; ask its supervisor where that is.
@@ -249,26 +266,110 @@ func logsCommand(a *app, taskQueue func() string) *cobra.Command {
 				if err := v.Get(&in); err != nil {
 					return failure{fmt.Errorf("%s: cannot decode the configuration: %v", id.Ref(), err)}
 				}
-				out, err := nodeLogs(ctx, c, in.Node, workflows.LogsRequest{ID: id, Tail: tail, RequestID: uuid.NewString()})
+				p := a.printer()
+				print := func(r ctrlog.Record) error { return printRecord(p, r, f.timestamps) }
+				view, err := control.NodeView(ctx, c, in.Node)
 				var notFound *serviceerror.NotFound
+				switch {
+				case err == nil && view.LastClaim != nil && view.LastClaim.Logs != nil:
+					return f.fromEndpoint(cmd.Context(), ctx, id, in.Node, *view.LastClaim.Logs, q, print)
+				case err == nil && view.Release >= workflows.V030:
+					return failure{fmt.Errorf("%s: node %s advertises no logs endpoint: its worker predates v0.3.0 or runs --no-activities; upgrade it, then try again", id.Ref(), in.Node)}
+				case err != nil && !errors.As(err, &notFound):
+					return describeErr(id.Ref(), err)
+				}
+				// A node whose worker predates v0.3.0: through its workflow.
+				if f.since != "" || f.previous || f.follow {
+					return failure{fmt.Errorf("%s: node %s's worker predates v0.3.0: it serves only --tail; upgrade it for --since, --previous and --follow", id.Ref(), in.Node)}
+				}
+				out, err := nodeLogs(ctx, c, in.Node, workflows.LogsRequest{ID: id, Tail: f.tail, RequestID: uuid.NewString()})
 				if errors.As(err, &notFound) {
 					// No node workflow: a worker of an older release serves the node.
-					out, err = fetchLogs(ctx, c, taskQueue(), a.timeout, workflows.FetchLogsInput{ID: id, Node: in.Node, Tail: tail})
+					out, err = fetchLogs(ctx, c, taskQueue(), a.timeout, workflows.FetchLogsInput{ID: id, Node: in.Node, Tail: f.tail})
 				}
 				if err != nil {
 					return describeErr(id.Ref(), err)
 				}
-				p := a.printer()
-				if p.json {
-					return p.JSON(LogsResult{ID: id.Ref(), Node: in.Node, Output: out})
+				for _, line := range strings.SplitAfter(out, "\n") {
+					if line != "" {
+						if err := print(ctrlog.Record{Stream: ctrlog.StreamOutput, Line: strings.TrimSuffix(line, "\n"), Partial: !strings.HasSuffix(line, "\n")}); err != nil {
+							return err
+						}
+					}
 				}
-				_, err = fmt.Fprint(p.out, out)
-				return err
+				return nil
 			})
 		},
 	}
-	cmd.Flags().IntVar(&tail, "tail", 100, "number of last lines to print (0 for all)")
+	fl := cmd.Flags()
+	fl.IntVar(&f.tail, "tail", 100, "number of last lines to print (0 for all)")
+	fl.StringVar(&f.since, "since", "", "only lines written since this long ago (e.g. 10m) or this time (RFC 3339)")
+	fl.BoolVar(&f.timestamps, "timestamps", false, "print each line's time first")
+	fl.BoolVar(&f.previous, "previous", false, "print the run before the current one")
+	fl.BoolVarP(&f.follow, "follow", "f", false, "go on printing new lines, across restarts, until interrupted")
+	fl.StringVar(&f.tokenFile, "logs-token-file", DefaultLogsTokenFile, "the node's logs token (the worker's <state-dir>/logs-token or its --logs-token-file) (env VIGIL_LOGS_TOKEN_FILE)")
+	fl.StringVar(&f.address, "logs-address", "", "reach the node's logs at this host:port instead of the address it advertises, e.g. an SSH tunnel's (env VIGIL_LOGS_ADDRESS)")
 	return cmd
+}
+
+// query checks the flags and says what to read.
+func (f logsFlags) query(now time.Time) (ctrlog.Query, error) {
+	q := ctrlog.Query{Tail: f.tail, Previous: f.previous}
+	if f.tail < 0 {
+		return q, usagef("--tail: %d is negative; use 0 for everything or a number of lines", f.tail)
+	}
+	if f.previous && f.follow {
+		return q, usagef("--previous --follow: the run before the current one has ended; drop one of them")
+	}
+	if f.since != "" {
+		if d, err := time.ParseDuration(f.since); err == nil && d >= 0 {
+			q.Since = now.Add(-d)
+		} else if t, err := time.Parse(time.RFC3339Nano, f.since); err == nil {
+			q.Since = t
+		} else {
+			return q, usagef("--since %q: want a duration such as 10m or a time such as 2026-01-02T15:04:05Z", f.since)
+		}
+	}
+	return q, nil
+}
+
+// fromEndpoint reads the replica's log from its node's endpoint; a follow
+// goes on under base (interrupted only by a signal), a read is bounded by ctx.
+func (f logsFlags) fromEndpoint(base, ctx context.Context, id replica.ID, node string, ep workflows.LogsEndpoint, q ctrlog.Query, print func(ctrlog.Record) error) error {
+	token, err := ctrlog.ReadToken(f.tokenFile)
+	if err != nil {
+		return failure{fmt.Errorf("%s: the logs token: %v; give node %s's token file with --logs-token-file (env VIGIL_LOGS_TOKEN_FILE)", id.Ref(), err, node)}
+	}
+	cl := ctrlog.Client{Address: ep.Address, CertSHA256: ep.CertSHA256, Token: token}
+	if f.address != "" {
+		cl.Address = f.address
+	}
+	if f.follow {
+		ctx = base
+	}
+	err = cl.Fetch(ctx, id.Ref(), q, f.follow, print)
+	if errors.Is(err, ctrlog.ErrNotFound) {
+		return failure{fmt.Errorf("%s: node %s keeps no output of it (never started there?)", id.Ref(), node)}
+	}
+	if err != nil {
+		return failure{fmt.Errorf("%s: node %s: %v", id.Ref(), node, err)}
+	}
+	return nil
+}
+
+// printRecord prints one line of a replica's log: with --json one object
+// per line (time, stream, run, line), else as written.
+func printRecord(p printer, r ctrlog.Record, timestamps bool) error {
+	if p.json {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = p.out.Write(append(b, '\n'))
+		return err
+	}
+	_, err := p.out.Write(ctrlog.AppendText(nil, r, timestamps))
+	return err
 }
 
 // nodeLogs asks the node's workflow for the replica's output (an update that

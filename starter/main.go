@@ -123,7 +123,7 @@ func newRootCommand(a *app, lookup func(string) (string, bool), dial dialer) *co
 		updateCommand(a, "restart", "Restart a Running or CrashLoopBackOff replica now"),
 		updateCommand(a, "rollover", "Move a replica's supervision to a new workflow run now (after an upgrade), leaving its container alone"),
 		unsuperviseCommand(a),
-		logsCommand(a, taskQueue),
+		logsCommand(a, taskQueue, lookup),
 		nodeCommand(a),
 		versionCommand(a),
 	)

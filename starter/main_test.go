@@ -27,6 +27,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
@@ -470,7 +471,8 @@ func TestLogsAsksTheReplicasNode(t *testing.T) {
 	c := mocks.NewClient(t)
 	in := workflows.SupervisionInput{ID: replica.ID{Deployment: "shop", Service: "api", Replica: 1}, ReplicaConfig: workflows.ReplicaConfig{Node: "node-b"}}
 	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryConfig).Return(value{in}, nil)
-	// The node's workflow answers an update: no workflow per call.
+	// A node of v0.2.0: its workflow answers an update.
+	c.On("QueryWorkflow", mock.Anything, replica.NodeWorkflowID("node-b"), "", replica.QueryNode).Return(value{workflows.NodeView{Node: "node-b", Release: workflows.V020}}, nil)
 	h := mocks.NewWorkflowUpdateHandle(t)
 	h.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
 		*args.Get(1).(*string) = "line one\nline two\n"
@@ -486,9 +488,11 @@ func TestLogsAsksTheReplicasNode(t *testing.T) {
 		t.Errorf("logs: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = vigil(t, c, nil, "logs", "--json", "shop/api-rep-1", "--tail", "5")
-	var res LogsResult
-	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &res) != nil || res.Node != "node-b" || res.Output != "line one\nline two\n" {
+	if r.code != exitOK || r.stdout != `{"stream":"output","run":0,"line":"line one"}`+"\n"+`{"stream":"output","run":0,"line":"line two"}`+"\n" {
 		t.Errorf("logs JSON: %d %q", r.code, r.stdout)
+	}
+	if r = vigil(t, c, nil, "logs", "shop/api-rep-1", "--previous"); r.code != exitFail || !strings.Contains(r.stderr, "predates v0.3.0") {
+		t.Errorf("--previous from a v0.2.0 node: %d %q", r.code, r.stderr)
 	}
 
 	// A node without its workflow (a worker of v0.1.0): a FetchLogs workflow, as then.
@@ -503,6 +507,85 @@ func TestLogsAsksTheReplicasNode(t *testing.T) {
 	r = vigil(t, c, nil, "logs", "shop/api-rep-1", "--tail", "5")
 	if r.code != exitOK || r.stdout != "old\n" {
 		t.Errorf("logs from an old node: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// Since v0.3.0 the CLI reads from the endpoint the node's claim
+// advertises, with the node's token, and no update or workflow is made.
+func TestLogsFromTheNodesEndpoint(t *testing.T) {
+	dir := t.TempDir()
+	// Two runs, written as the logger writes them.
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	lines := []string{
+		"2026-01-02T03:04:05Z vigil 1 F run 1 at 2026-01-02T03:04:05Z",
+		"2026-01-02T03:04:06Z stdout 1 F first",
+		"2026-01-02T03:04:07Z stderr 1 F oops",
+		"2026-01-02T03:05:00Z vigil 2 F run 2 at 2026-01-02T03:05:00Z; run 1 ended: exit code 1",
+		"2026-01-02T03:05:01Z stdout 2 F second",
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "shop.api-rep-1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "shop.api-rep-1", "output.log"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	token, err := ctrlog.LoadOrCreateToken(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ctrlog.Serve("127.0.0.1:0", token, func(ref string) (ctrlog.Log, error) {
+		id, err := replica.ParseRef(ref)
+		return ctrlog.Log{Dir: ctrlog.Dir(dir, id.ContainerName())}, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	c := mocks.NewClient(t)
+	in := workflows.SupervisionInput{ID: replica.ID{Deployment: "shop", Service: "api", Replica: 1}, ReplicaConfig: workflows.ReplicaConfig{Node: "node-b"}}
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryConfig).Return(value{in}, nil)
+	ep := &workflows.LogsEndpoint{Address: srv.Addr(), CertSHA256: srv.Fingerprint()}
+	view := workflows.NodeView{Node: "node-b", Release: workflows.V030, NodeCarry: workflows.NodeCarry{LastClaim: &workflows.Claim{Logs: ep}}}
+	c.On("QueryWorkflow", mock.Anything, replica.NodeWorkflowID("node-b"), "", replica.QueryNode).Return(value{view}, nil)
+	c.On("Close").Return()
+	env := map[string]string{"VIGIL_LOGS_TOKEN_FILE": tokenFile}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "[vigil] run 1 at 2026-01-02T03:04:05Z\nfirst\noops\n[vigil] run 2 at 2026-01-02T03:05:00Z; run 1 ended: exit code 1\nsecond\n"},
+		{[]string{"--tail", "1", "--timestamps"}, "2026-01-02T03:05:01Z second\n"},
+		{[]string{"--previous"}, "[vigil] run 1 at 2026-01-02T03:04:05Z\nfirst\noops\n"},
+		{[]string{"--since", t0.Add(56 * time.Second).Format(time.RFC3339)}, "second\n"},
+		{[]string{"--json", "--tail", "1"}, `{"time":"2026-01-02T03:05:01Z","stream":"stdout","run":2,"line":"second"}` + "\n"},
+	} {
+		r := vigil(t, c, env, append([]string{"logs", "shop/api-rep-1"}, tc.args...)...)
+		if r.code != exitOK || r.stdout != tc.want {
+			t.Errorf("logs %v: %d %q %q; want %q", tc.args, r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+	// Without the token, or another one, nothing is read.
+	if r := vigil(t, c, map[string]string{"VIGIL_LOGS_TOKEN_FILE": filepath.Join(dir, "none")}, "logs", "shop/api-rep-1"); r.code != exitFail || !strings.Contains(r.stderr, "--logs-token-file") {
+		t.Errorf("without the token file: %d %q", r.code, r.stderr)
+	}
+	wrong := writeFile(t, strings.Repeat("x", 64))
+	if r := vigil(t, c, nil, "logs", "shop/api-rep-1", "--logs-token-file", wrong); r.code != exitFail || !strings.Contains(r.stderr, "401") {
+		t.Errorf("with a wrong token: %d %q", r.code, r.stderr)
+	}
+	// A server with another certificate than the one advertised is refused.
+	other, err := ctrlog.Serve("127.0.0.1:0", token, func(string) (ctrlog.Log, error) { return ctrlog.Log{Dir: dir}, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if r := vigil(t, c, env, "logs", "shop/api-rep-1", "--logs-address", other.Addr()); r.code != exitFail || !strings.Contains(r.stderr, "not the node's worker") {
+		t.Errorf("an impostor endpoint: %d %q", r.code, r.stderr)
+	}
+	if r := vigil(t, c, env, "logs", "shop/api-rep-1", "--since", "yesterday"); r.code != exitUsage || !strings.Contains(r.stderr, "--since") {
+		t.Errorf("bad --since: %d %q", r.code, r.stderr)
 	}
 }
 

@@ -72,6 +72,9 @@ type options struct {
 	network             containerd.NetworkConfig
 	initPath            string
 	metricsAddress      string
+	logsListen          string
+	logsAdvertise       string
+	logsTokenFile       string
 	noActivities        bool
 	showVersion         bool
 	releaseNetworks     bool
@@ -95,6 +98,9 @@ var workerEnv = map[string]string{
 	"bridge":               "VIGIL_BRIDGE",
 	"subnet":               "VIGIL_SUBNET",
 	"metrics-address":      "VIGIL_METRICS_ADDRESS",
+	"logs-listen":          "VIGIL_LOGS_LISTEN",
+	"logs-advertise":       "VIGIL_LOGS_ADVERTISE",
+	"logs-token-file":      "VIGIL_LOGS_TOKEN_FILE",
 	"log-format":           "VIGIL_LOG_FORMAT",
 	"log-level":            "VIGIL_LOG_LEVEL",
 }
@@ -128,6 +134,9 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.network.NetNSDir, "netns-dir", containerd.DefaultNetNSDir, "directory of the containers' network namespaces")
 	fs.StringVar(&o.initPath, "init-path", containerd.DefaultInitPath, "static init run as PID 1 by services with init: true (Debian: tini)")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz on this host:port, e.g. 127.0.0.1:9464; off when empty (env VIGIL_METRICS_ADDRESS)")
+	fs.StringVar(&o.logsListen, "logs-listen", "127.0.0.1:0", "serve the containers' logs (HTTPS, token) on this host:port; port 0 picks a free one (env VIGIL_LOGS_LISTEN)")
+	fs.StringVar(&o.logsAdvertise, "logs-advertise", "", "host:port the node advertises for its logs, when readers reach it by another address than --logs-listen's (env VIGIL_LOGS_ADVERTISE)")
+	fs.StringVar(&o.logsTokenFile, "logs-token-file", "", "the token readers of the logs must show; made if missing (default <state-dir>/logs-token; env VIGIL_LOGS_TOKEN_FILE)")
 	fs.IntVar(&o.maxActivities, "max-activities", 2000, "most activities run at once on this node (the node watch, starts, stops, the watches of replacements waiting min_ready)")
 	fs.BoolVar(&o.noActivities, "no-activities", false, "run workflows only: do not connect to containerd or poll this node's queue")
 	fs.BoolVar(&o.showVersion, "version", false, "print the release and commit, then exit")
@@ -158,6 +167,12 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	}
 	if o.logMaxFiles < 1 {
 		return nil, fmt.Errorf("--log-max-files: %d must be at least 1, e.g. 5", o.logMaxFiles)
+	}
+	if _, _, err := net.SplitHostPort(o.logsListen); err != nil {
+		return nil, fmt.Errorf("--logs-listen %q: want host:port, e.g. 127.0.0.1:0", o.logsListen)
+	}
+	if o.logsTokenFile == "" {
+		o.logsTokenFile = filepath.Join(o.stateDir, "logs-token")
 	}
 	if o.metricsAddress != "" {
 		if _, _, err := net.SplitHostPort(o.metricsAddress); err != nil {
@@ -344,7 +359,14 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			return err
 		}
 		host, _ := os.Hostname()
-		claimant := control.Claimant{Worker: o.conn.Identity, NodeID: me.NodeID, Instance: me.Instance, Host: host, Replaces: me.Replaces}
+		logs, err := serveLogs(o, rt)
+		if err != nil {
+			return err
+		}
+		cleanup = append(cleanup, func() { _ = logs.Close() })
+		endpoint := &workflows.LogsEndpoint{Address: ctrlog.Advertised(o.logsAdvertise, logs.Addr()), CertSHA256: logs.Fingerprint()}
+		log.Info("serving the containers' logs", zap.String("address", logs.Addr()), zap.String("advertised", endpoint.Address), zap.String("token_file", o.logsTokenFile))
+		claimant := control.Claimant{Worker: o.conn.Identity, NodeID: me.NodeID, Instance: me.Instance, Host: host, Replaces: me.Replaces, Logs: endpoint}
 		gate := &nodeGate{node: o.node}
 		aw := worker.New(c, queue, worker.Options{
 			WorkerStopTimeout:                  stopTimeout,
@@ -403,6 +425,22 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	case err := <-fatal:
 		return fmt.Errorf("worker failed: %w", err)
 	}
+}
+
+// serveLogs serves the node's container logs to readers with the token;
+// the node's claim advertises where (never the token).
+func serveLogs(o *options, rt *containerd.Runtime) (*ctrlog.Server, error) {
+	token, err := ctrlog.LoadOrCreateToken(o.logsTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return ctrlog.Serve(o.logsListen, token, func(ref string) (ctrlog.Log, error) {
+		id, err := replica.ParseRef(ref)
+		if err != nil {
+			return ctrlog.Log{}, err
+		}
+		return rt.Log(id)
+	})
 }
 
 // healthReporter signals a replica's workflow when its container's health

@@ -40,6 +40,7 @@ func TestMalformedRequestsAreRefused(t *testing.T) {
 	nenv.RegisterWorkflowWithOptions(NodeWatch, workflow.RegisterOptions{Name: replica.NodeWorkflowName})
 	nenv.RegisterActivity(activities.New(nil, activities.Options{}))
 	nenv.OnActivity(replica.WatchNodeName, mock.Anything, mock.Anything).Return(errors.New("no node here"))
+	nodeAsV020(nenv) // the logs update is a v0.2.0 node's
 	logs := &updateResult{}
 	nenv.RegisterDelayedCallback(func() { sendUpdate(nenv, replica.UpdateLogs, LogsRequest{}, logs) }, time.Second)
 	nenv.RegisterDelayedCallback(nenv.CancelWorkflow, time.Minute)
@@ -95,17 +96,36 @@ func TestRestartJustAfterACrashKeepsItsDecision(t *testing.T) {
 	}
 }
 
-// A logs request no worker on the node takes says so.
-func TestLogsWithoutAWorkerSaySo(t *testing.T) {
+// nodeAsV020 makes a node run replay as one a v0.2.0 worker recorded.
+func nodeAsV020(env *testsuite.TestWorkflowEnvironment) {
+	env.OnGetVersion(ReleaseMarker, workflow.DefaultVersion, workflow.Version(CurrentRelease)).Return(workflow.DefaultVersion)
+}
+
+// nodeLogsUpdate sends a logs update to a node run whose watch fails,
+// as a v0.2.0 run when v020, with the Logs activity failing with logsErr.
+func nodeLogsUpdate(v020 bool, logsErr error) *updateResult {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(NodeWatch, workflow.RegisterOptions{Name: replica.NodeWorkflowName})
 	env.RegisterActivity(activities.New(nil, activities.Options{}))
 	env.OnActivity(replica.WatchNodeName, mock.Anything, mock.Anything).Return(errors.New("no node here"))
-	env.OnActivity(replica.LogsName, mock.Anything, mock.Anything).Return(activities.LogsResult{}, noWorkerErr())
+	env.OnActivity(replica.LogsName, mock.Anything, mock.Anything).Return(activities.LogsResult{}, logsErr)
+	if v020 {
+		nodeAsV020(env)
+	}
 	logs := &updateResult{}
 	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateLogs, LogsRequest{ID: replicaID}, logs) }, time.Second)
 	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
 	env.ExecuteWorkflow(NodeWatch, NodeInput{Node: "n1"})
-	require.ErrorContains(t, logs.err, "logs: no worker on node n1 took the request within 10s")
+	return logs
+}
+
+// A v0.3.0 node run has no logs update: no log byte enters its history.
+func TestNodeServesNoLogsUpdateSinceV030(t *testing.T) {
+	require.ErrorContains(t, nodeLogsUpdate(false, nil).rejected, "unknown update")
+}
+
+// A logs request no worker on the node takes says so.
+func TestLogsWithoutAWorkerSaySo(t *testing.T) {
+	require.ErrorContains(t, nodeLogsUpdate(true, noWorkerErr()).err, "logs: no worker on node n1 took the request within 10s")
 }

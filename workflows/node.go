@@ -66,6 +66,17 @@ type Claim struct {
 	// when no watch runs.
 	HolderWorker string    `json:"holder_worker,omitempty"`
 	HolderSeen   time.Time `json:"holder_seen,omitzero"`
+	// Logs is where the claimant serves its containers' logs (`vigil
+	// logs` reads them there); nil from a worker that serves none.
+	Logs *LogsEndpoint `json:"logs,omitempty"`
+}
+
+// LogsEndpoint is a node's logs endpoint: its address and the SHA-256 (hex)
+// of its certificate, which a reader trusts alone. Nothing in it is secret:
+// a reader also needs the node's token, which never leaves the hosts.
+type LogsEndpoint struct {
+	Address    string `json:"address"`
+	CertSHA256 string `json:"cert_sha256"`
 }
 
 // NodeCarry is what a continued node workflow keeps.
@@ -109,8 +120,10 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 	}); err != nil {
 		return err
 	}
-	if err := registerLogs(ctx, in.Node); err != nil {
-		return err
+	if rel < V030 {
+		if err := registerLogs(ctx, in.Node); err != nil {
+			return err
+		}
 	}
 	if err := registerOrphans(ctx, in.Node); err != nil {
 		return err

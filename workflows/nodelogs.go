@@ -19,7 +19,7 @@ type LogsRequest struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
-// registerLogs serves UpdateLogs in node's workflow.
+// registerLogs serves UpdateLogs in node's workflow, in runs before V030.
 func registerLogs(ctx workflow.Context, node string) error {
 	return workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateLogs,
 		func(ctx workflow.Context, req LogsRequest) (string, error) {

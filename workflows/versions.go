@@ -33,6 +33,10 @@ import (
 //     release must read (inputs, results, signals, carried state) stay
 //     readable by it while both run (README, the mixed-fleet window).
 //
+// Logs: node runs since V030 have no logs update; the CLI reads logs from
+// the endpoint the node's claim advertises (Claim.Logs), so no log byte is
+// stored in history. Earlier node runs keep serving it (nodelogs.go).
+//
 // History: releases before v0.3.0 had no release marker. A v0.2.0 replica run
 // carries six change-ID markers (v020Changes), a v0.1.0 run none; the node
 // and deployment workflows came with v0.2.0 and had no gate at all.

@@ -358,8 +358,15 @@ func (s *Stack) workerArgs(address, node, dir string, ctd *containerdtest.Daemon
 	if !knowsFlag(s.WorkerBin, "--state-dir") {
 		args = args[:len(args)-len(network.WorkerArgs())] // an older release's worker (upgrade tests)
 	}
+	if knowsFlag(s.WorkerBin, "--logs-token-file") {
+		args = append(args, "--logs-token-file", s.LogsTokenFile())
+	}
 	return append(append(args, s.WorkerArgs...), extra...)
 }
+
+// LogsTokenFile is the logs token every worker of the stack shares, and
+// the CLI shows (vigil logs).
+func (s *Stack) LogsTokenFile() string { return filepath.Join(s.Dir, "logs-token") }
 
 // startWorker starts the worker binary with args, its output to logPath;
 // done is closed when it has exited.
@@ -485,7 +492,7 @@ type Result struct {
 func (s *Stack) Vigil(args ...string) (Result, error) {
 	full := append([]string{"--address", s.HostPort}, args...)
 	cmd := exec.Command(s.VigilBin, full...)
-	cmd.Env = append(os.Environ(), "VIGIL_NODE="+s.Node)
+	cmd.Env = append(os.Environ(), "VIGIL_NODE="+s.Node, "VIGIL_LOGS_TOKEN_FILE="+s.LogsTokenFile())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
