@@ -133,6 +133,8 @@ bench-quick: deps
 
 chaos: deps
 	go run ./chaos $(CHAOS_ARGS)
+	@# Issue 25 at scale: 1,000 short runs, every last line kept.
+	VIGIL_LOGS_RUNS=1000 VIGIL_REQUIRE_INTEGRATION=1 go test ./e2e -run '^TestLogsKeepEveryLastLine$$' -count=1 -timeout 30m
 
 clean: stop cluster-stop
 	@# The containers' networks (addresses, port rules, namespaces, the bridge) outlive make stop, so make run resumes them.
