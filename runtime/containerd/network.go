@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -220,7 +222,7 @@ func (n *network) ensure(ctx context.Context, name string, ports []runtime.PortM
 		if st.Ready && st.Network == n.cfg.Name && slices.Equal(st.Ports, ports) && alive(st.NetNS) {
 			// A restart: a process may have taken a port while the task was
 			// down. It keeps it: the container's rules go, not its socket.
-			if err := n.check(name, ports); err != nil {
+			if err := n.check(name, ports, false); err != nil {
 				if terr := n.teardown(ctx, name, st); terr != nil {
 					err = fmt.Errorf("%w (and releasing the container's network: %v)", err, terr)
 				}
@@ -268,7 +270,7 @@ func (n *network) ensure(ctx context.Context, name string, ports []runtime.PortM
 func (n *network) reserve(name string, ports []runtime.PortMapping) (ns string, unhold func(), err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	unhold, err = n.claim(name, ports)
+	unhold, err = n.claim(name, ports, true)
 	if err != nil {
 		return "", nil, err
 	}
@@ -287,10 +289,10 @@ func (n *network) reserve(name string, ports []runtime.PortMapping) (ns string, 
 
 // check is claim without holding: whether container name could publish
 // the ports now.
-func (n *network) check(name string, ports []runtime.PortMapping) error {
+func (n *network) check(name string, ports []runtime.PortMapping, otherNetworks bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	unhold, err := n.claim(name, ports)
+	unhold, err := n.claim(name, ports, otherNetworks)
 	if err == nil {
 		unhold()
 	}
@@ -299,8 +301,11 @@ func (n *network) check(name string, ports []runtime.PortMapping) error {
 
 // claim refuses a host port another container on this node publishes, or
 // a process on the host holds (*runtime.PortInUse), and holds the ports
-// until unhold (runtime.HoldPorts). The caller holds n.mu.
-func (n *network) claim(name string, ports []runtime.PortMapping) (unhold func(), err error) {
+// until unhold (runtime.HoldPorts). With otherNetworks it also reads the
+// port rules of the host's other CNI networks (an exec of iptables, so not
+// at every crash restart: a restart keeps its own rules, ahead of any
+// added since). The caller holds n.mu.
+func (n *network) claim(name string, ports []runtime.PortMapping, otherNetworks bool) (unhold func(), err error) {
 	if len(ports) == 0 {
 		return func() {}, nil
 	}
@@ -322,7 +327,65 @@ func (n *network) claim(name string, ports []runtime.PortMapping) (unhold func()
 			}
 		}
 	}
+	if otherNetworks {
+		if err := n.otherNetworksClaim(ports); err != nil {
+			return nil, err
+		}
+	}
 	return runtime.HoldPorts(ports)
+}
+
+// hostportRule matches a jump of portmap's CNI-HOSTPORT-DNAT chain, as
+// `iptables -S` prints it: protocol, network, container and host ports.
+var hostportRule = regexp.MustCompile(`-p (\w+) .*--comment "dnat name: \\"([^"\\]*)\\" id: \\"([^"\\]*)\\"".* --dports ([0-9,:]+)`)
+
+// otherNetworksClaim refuses a host port a container of another CNI
+// network on this host publishes through portmap (nerdctl's, another
+// worker's): its rule would send the port's traffic to one of the two. Any
+// address counts (the chain does not say which). Best effort: without
+// iptables or the chain, nothing of them is known.
+func (n *network) otherNetworksClaim(ports []runtime.PortMapping) error {
+	ipt, err := iptables.New()
+	if err != nil {
+		return nil
+	}
+	rules, err := ipt.List("nat", "CNI-HOSTPORT-DNAT")
+	if err != nil {
+		return nil
+	}
+	for _, r := range rules {
+		m := hostportRule.FindStringSubmatch(r)
+		if m == nil || m[2] == n.cfg.Name {
+			continue // ours are in the records
+		}
+		for i, p := range ports {
+			if p.Protocol == m[1] && inPortList(m[4], p.Host) {
+				return &runtime.PortInUse{Index: i, Port: p, By: fmt.Sprintf("container %s of CNI network %s", m[3], m[2])}
+			}
+		}
+	}
+	return nil
+}
+
+// inPortList reports whether port is in an iptables port list ("80,8000:8080").
+func inPortList(list string, port int) bool {
+	for _, item := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(item, ":")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			continue
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				continue
+			}
+		}
+		if a <= port && port <= b {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckPorts is runtime.Runtime's: a bridge container's host ports
@@ -334,7 +397,7 @@ func (r *Runtime) CheckPorts(ctx context.Context, id replica.ID, spec runtime.Co
 	if spec.Network != runtime.NetworkBridge {
 		return nil
 	}
-	return r.net.check(id.ContainerName(), spec.Ports)
+	return r.net.check(id.ContainerName(), spec.Ports, true)
 }
 
 // teardown undoes ensure: CNI DEL (which releases the address and removes

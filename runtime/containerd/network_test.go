@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/replica"
@@ -268,6 +270,17 @@ func TestHostPortInUseIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A container of another CNI network (nerdctl's, another worker's)
+	// publishes it with portmap.
+	other := othersRule(t, "tcp", port)
+	wantBy := "container x.web-1 of CNI network " + other
+	for what, err := range map[string]error{"create": rt.Create(ctx, second, spec), "check": rt.CheckPorts(ctx, second, spec)} {
+		var inUse *runtime.PortInUse
+		if !errors.As(err, &inUse) || inUse.By != wantBy {
+			t.Fatalf("%s of a container on a port another CNI network publishes: %v; want PortInUse by %s", what, err, wantBy)
+		}
+	}
+
 	// A process of the host listens: the first start fails, nothing changes.
 	spec = containerdtest.TestImage(httpdScript)
 	spec.Network = runtime.NetworkBridge
@@ -304,6 +317,30 @@ func TestHostPortInUseIsRefused(t *testing.T) {
 	if err := rt.Remove(ctx, web); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// othersRule adds to the host's CNI-HOSTPORT-DNAT chain a rule as portmap
+// writes it for a container of another network publishing port, until the
+// test ends; it returns the network's name.
+func othersRule(t *testing.T, proto string, port int) string {
+	t.Helper()
+	ipt, err := iptables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := ipt.ChainExists("nat", "CNI-HOSTPORT-DNAT"); !ok {
+		if err := ipt.NewChain("nat", "CNI-HOSTPORT-DNAT"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := fmt.Sprintf("other%d", port)
+	rule := []string{"-p", proto, "-m", "comment", "--comment", fmt.Sprintf("dnat name: %q id: %q", name, "x.web-1"),
+		"-m", "multiport", "--dports", strconv.Itoa(port), "-j", "RETURN"}
+	if err := ipt.Append("nat", "CNI-HOSTPORT-DNAT", rule...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ipt.Delete("nat", "CNI-HOSTPORT-DNAT", rule...) })
+	return name
 }
 
 // hostServer serves "host" on 127.0.0.1:port from this process until stop.
