@@ -36,3 +36,11 @@ func NodeUpdate(ctx context.Context, c client.Client, node, name, requestID stri
 	}
 	return h.Get(ctx, out)
 }
+
+// NodePreflight asks node's workflow to run the preflight of a rollout for
+// the replicas in in (`vigil apply --dry-run`).
+func NodePreflight(ctx context.Context, c client.Client, node string, in activities.PreflightInput) (activities.PreflightResult, error) {
+	var res activities.PreflightResult
+	err := NodeUpdate(ctx, c, node, replica.UpdatePreflight, uuid.NewString(), in, &res)
+	return res, err
+}

@@ -128,6 +128,9 @@ const (
 	UpdateCordon   = "cordon"
 	UpdateUncordon = "uncordon"
 	UpdateDrain    = "drain"
+	// UpdatePreflight checks that the node can make replicas' containers
+	// (`vigil apply --dry-run`): the Preflight activity runs on the node.
+	UpdatePreflight = "preflight"
 )
 
 // Memo keys, shown in the Web UI: the last supervision event, and the error of

@@ -14,7 +14,7 @@ func TestTemporalNamesNeverChange(t *testing.T) {
 		QueryState: "state", QueryConfig: "config", UpdateRelease: "release", UpdateRestart: "restart", UpdateUnsupervise: "unsupervise",
 		UpdateRollover: "rollover", UpdateReconfigure: "reconfigure", UpdateShutdown: "shutdown", SignalHealth: "health", SignalExit: "exit",
 		UpdateApply: "apply", QueryRollout: "rollout", QueryReplicas: "replicas", QueryDesired: "desired", UpdateDelete: "delete", DeleteReplicaName: "DeleteReplica", MemoGeneration: "vigil.generation", SignalServiceShutdown: "service-shutdown",
-		SignalClaim: "claim", QueryNode: "node", UpdateLogs: "logs", UpdateOrphans: "orphans",
+		SignalClaim: "claim", QueryNode: "node", UpdateLogs: "logs", UpdateOrphans: "orphans", UpdatePreflight: "preflight",
 		MemoLastEvent: "vigil.last_event", MemoStartError: "vigil.start_error",
 		SearchAttrState: "VigilState", SearchAttrService: "VigilService", SearchAttrDeployment: "VigilDeployment", SearchAttrNode: "VigilNode", SearchStateContinuedAsNew: "ContinuedAsNew",
 		ErrTypeBusy: "Busy", ErrTypeImageNotFound: "ImageNotFound", ErrTypeBadSpec: "BadSpec", ErrTypeContainerNotFound: "ContainerNotFound", ErrTypeWorkerStopping: "WorkerStopping", ErrTypePortInUse: "PortInUse",

@@ -14,10 +14,14 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
+	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/control"
+	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/spec"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -72,6 +76,9 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 			}
 			if err := printPlan(a.printer(), d.Name, res, dryRun); err != nil {
 				return err
+			}
+			if n := preflightFailures(res.Plan); n > 0 {
+				return failure{fmt.Errorf("dry run: %d replicas would not be replaced (above): applying this file would pause its rollout there", n)}
 			}
 			if !dryRun {
 				warnNodesWithoutWorker(ctx, a, c, desired)
@@ -199,10 +206,74 @@ func planOnly(ctx context.Context, c client.Client, desired workflows.Deployment
 		current[r.ID.Ref()] = r
 	}
 	steps := workflows.Plan(current, desired)
-	if workflows.Changes(workflows.Items(steps)) {
+	items := workflows.Items(steps)
+	if workflows.Changes(items) {
 		gen++
 	}
-	return workflows.ApplyResult{Generation: gen, Plan: workflows.Items(steps)}, nil
+	preflight(ctx, c, steps, items)
+	return workflows.ApplyResult{Generation: gen, Plan: items}, nil
+}
+
+// preflight runs, on each node, the preflight a rollout runs before it
+// stops anything, for the replacements, and adds what it finds to their
+// items. A node that cannot answer is a problem of its
+// replicas (field node).
+func preflight(ctx context.Context, c client.Client, steps []workflows.Step, items []workflows.PlanItem) {
+	var nodes []string
+	byNode := map[string][]int{}
+	for i, s := range steps {
+		if !s.Replaces() {
+			continue
+		}
+		if _, ok := byNode[s.Config.Node]; !ok {
+			nodes = append(nodes, s.Config.Node)
+		}
+		byNode[s.Config.Node] = append(byNode[s.Config.Node], i)
+	}
+	for _, node := range nodes {
+		in := activities.PreflightInput{}
+		at := map[string]int{}
+		for _, i := range byNode[node] {
+			in.Replicas = append(in.Replicas, activities.PreflightReplica{ID: steps[i].ID, Spec: steps[i].Config.Spec})
+			at[steps[i].ID.Ref()] = i
+		}
+		res, err := control.NodePreflight(ctx, c, node, in)
+		if err != nil {
+			p := runtime.Problem{Field: "node", Reason: nodeProblem(node, err)}
+			for _, i := range byNode[node] {
+				items[i].Problems = append(items[i].Problems, p)
+			}
+			continue
+		}
+		for _, p := range res.Problems {
+			i := at[p.ID.Ref()]
+			items[i].Problems = append(items[i].Problems, p.Problem)
+		}
+	}
+}
+
+// nodeProblem says why node could not run a preflight.
+func nodeProblem(node string, err error) string {
+	var notFound *serviceerror.NotFound
+	var appErr *temporal.ApplicationError
+	switch {
+	case errors.As(err, &notFound):
+		return noWorkerText(node)
+	case errors.As(err, &appErr):
+		return errtext.OneLine(appErr.Message())
+	}
+	return errtext.OneLine(err.Error())
+}
+
+// preflightFailures counts the plan's replicas with problems.
+func preflightFailures(plan []workflows.PlanItem) int {
+	n := 0
+	for _, it := range plan {
+		if len(it.Problems) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // errNoDeployment: nothing was ever applied under this name.
@@ -252,6 +323,13 @@ func printPlan(p printer, name string, res workflows.ApplyResult, dryRun bool) e
 	}
 	if err := p.Table([]string{"ID", "ACTION", "FIELDS"}, rows); err != nil {
 		return err
+	}
+	for _, it := range res.Plan {
+		for _, pr := range it.Problems {
+			if _, err := fmt.Fprintf(p.out, "%s would not be replaced: %s\n", it.ID, pr.Error()); err != nil {
+				return err
+			}
+		}
 	}
 	switch {
 	case dryRun:

@@ -128,6 +128,9 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 	if err := registerOrphans(ctx, in.Node); err != nil {
 		return err
 	}
+	if err := registerPreflight(ctx, in.Node); err != nil {
+		return err
+	}
 	claims := workflow.GetSignalChannel(ctx, replica.SignalClaim)
 	log := workflow.GetLogger(ctx)
 	onClaim := func(c Claim) {

@@ -23,6 +23,9 @@ type PlanItem struct {
 	Action PlanAction `json:"action"`
 	// Fields are the changed fields of an update, e.g. ["args", "env"].
 	Fields []string `json:"fields"`
+	// Problems are what the preflight on the replica's node found (a dry
+	// run's only): the rollout would pause there.
+	Problems []runtime.Problem `json:"problems,omitempty"`
 }
 
 // PlanAction is what an apply does to one replica.
@@ -176,6 +179,10 @@ func (p *placer) node(rec ReplicaRecord, exists bool) string {
 	return best
 }
 
+// Replaces reports whether the step replaces a replica's container: what
+// a rollout preflights before it stops the old one.
+func (s Step) Replaces() bool { return s.Item.Action == ActionUpdate && s.Replace }
+
 // Items are the plan's lines.
 func Items(steps []Step) []PlanItem {
 	out := make([]PlanItem, len(steps))
@@ -291,7 +298,7 @@ func (r ReplicaRecord) Up() bool {
 func replaceBatch(pending []Step, records map[string]ReplicaRecord, desired DeploymentSpec) (batch []Step, update UpdateSettings, wait string) {
 	var service string
 	for _, s := range pending {
-		if s.Item.Action == ActionUpdate && s.Replace {
+		if s.Replaces() {
 			service = s.ID.Service
 			break
 		}
@@ -311,7 +318,7 @@ func replaceBatch(pending []Step, records map[string]ReplicaRecord, desired Depl
 	budget := update.MaxUnavailable - len(down)
 	var serving []Step
 	for _, s := range pending {
-		if s.ID.Service != service || s.Item.Action != ActionUpdate || !s.Replace {
+		if s.ID.Service != service || !s.Replaces() {
 			continue
 		}
 		if rec := records[s.ID.Ref()]; rec.Up() {
