@@ -2,6 +2,7 @@ package ctrlog
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -50,18 +51,49 @@ type CaptureArgs struct {
 	PreviousExit string    `json:"previous_exit,omitempty"`
 }
 
-// CaptureIO is the task IO that hands the task's output to this binary,
-// started by the shim as a containerd binary logger.
-func CaptureIO(a CaptureArgs) (cio.Creator, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("the worker's own path (for the shim to start it as the containers' logger): %w", err)
-	}
+// CaptureIO is the task IO that hands the task's output to the logger
+// binary (this one, or its copy made by InstallLogger), which the shim
+// starts as a containerd binary logger.
+func CaptureIO(binary string, a CaptureArgs) (cio.Creator, error) {
 	arg, err := json.Marshal(a)
 	if err != nil {
 		return nil, err
 	}
-	return cio.BinaryIO(self, map[string]string{captureArg: string(arg)}), nil
+	return cio.BinaryIO(binary, map[string]string{captureArg: string(arg)}), nil
+}
+
+// InstallLogger returns the logger binary the shim is to start: this
+// binary when path is empty, else a copy of it at path, written if what is
+// there differs (a worker in a container puts it where the host's shim
+// finds it). The copy replaces the file by a rename: loggers running the
+// old one go on.
+func InstallLogger(path string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("the worker's own path (the shim starts it as the containers' logger): %w", err)
+	}
+	if path == "" {
+		return self, nil
+	}
+	if !filepath.IsAbs(path) {
+		return "", fmt.Errorf("logger path %q: want an absolute path on containerd's host", path)
+	}
+	want, err := os.ReadFile(self)
+	if err != nil {
+		return "", err
+	}
+	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want) {
+		return path, nil
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, want, 0o755); err != nil {
+		return "", fmt.Errorf("logger path %s: %w; give a directory the worker can write", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("logger path %s: %w", path, err)
+	}
+	return path, nil
 }
 
 // drainGrace bounds how long output is still read once the shim asked the

@@ -158,3 +158,36 @@ func TestReadWithoutLog(t *testing.T) {
 		t.Fatalf("legacy output = %+v, %v", recs, err)
 	}
 }
+
+// A worker in a container copies itself where the host's shim finds it,
+// once: the same binary there is left alone.
+func TestInstallLogger(t *testing.T) {
+	self, _ := os.Executable()
+	if got, err := InstallLogger(""); err != nil || got != self {
+		t.Fatalf("no path: %q, %v; want this binary %q", got, err, self)
+	}
+	path := filepath.Join(t.TempDir(), "vigil-logger")
+	if got, err := InstallLogger(path); err != nil || got != path {
+		t.Fatalf("install: %q, %v", got, err)
+	}
+	before, _ := os.Stat(path)
+	if got, err := InstallLogger(path); err != nil || got != path {
+		t.Fatalf("install again: %q, %v", got, err)
+	}
+	after, _ := os.Stat(path)
+	if !os.SameFile(before, after) || after.Mode().Perm() != 0o755 {
+		t.Fatalf("the same binary was written again (%v) or is not executable (%v)", !os.SameFile(before, after), after.Mode())
+	}
+	if err := os.WriteFile(path, []byte("old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := InstallLogger(path); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(path); st.Size() != before.Size() {
+		t.Fatalf("an older binary at the path was kept: %d bytes", st.Size())
+	}
+	if _, err := InstallLogger("relative/logger"); err == nil || !strings.Contains(err.Error(), "absolute") {
+		t.Fatalf("relative path: %v", err)
+	}
+}

@@ -75,6 +75,7 @@ type options struct {
 	logsListen          string
 	logsAdvertise       string
 	logsTokenFile       string
+	loggerPath          string
 	noActivities        bool
 	showVersion         bool
 	releaseNetworks     bool
@@ -101,6 +102,7 @@ var workerEnv = map[string]string{
 	"logs-listen":          "VIGIL_LOGS_LISTEN",
 	"logs-advertise":       "VIGIL_LOGS_ADVERTISE",
 	"logs-token-file":      "VIGIL_LOGS_TOKEN_FILE",
+	"logger-path":          "VIGIL_LOGGER_PATH",
 	"log-format":           "VIGIL_LOG_FORMAT",
 	"log-level":            "VIGIL_LOG_LEVEL",
 }
@@ -137,6 +139,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.logsListen, "logs-listen", "127.0.0.1:0", "serve the containers' logs (HTTPS, token) on this host:port; port 0 picks a free one (env VIGIL_LOGS_LISTEN)")
 	fs.StringVar(&o.logsAdvertise, "logs-advertise", "", "host:port the node advertises for its logs, when readers reach it by another address than --logs-listen's (env VIGIL_LOGS_ADVERTISE)")
 	fs.StringVar(&o.logsTokenFile, "logs-token-file", "", "the token readers of the logs must show; made if missing (default <state-dir>/logs-token; env VIGIL_LOGS_TOKEN_FILE)")
+	fs.StringVar(&o.loggerPath, "logger-path", "", "copy this binary to this absolute path and have containerd's shim start it there as each container's logger; for a worker in a container, a path mounted from the host at the same place (default: this binary where it is; env VIGIL_LOGGER_PATH)")
 	fs.IntVar(&o.maxActivities, "max-activities", 2000, "most activities run at once on this node (the node watch, starts, stops, the watches of replacements waiting min_ready)")
 	fs.BoolVar(&o.noActivities, "no-activities", false, "run workflows only: do not connect to containerd or poll this node's queue")
 	fs.BoolVar(&o.showVersion, "version", false, "print the release and commit, then exit")
@@ -230,12 +233,17 @@ func newRuntime(ctx context.Context, o *options) (*containerd.Runtime, error) {
 	// Under the state dir, a worker that is not root can write it.
 	containerd.SetCNICacheDir(filepath.Join(o.stateDir, "cni", "cache"))
 	logMaxSize, _ := units.RAMInBytes(o.logMaxSize) // checked by parseFlags
+	logger, err := ctrlog.InstallLogger(o.loggerPath)
+	if err != nil {
+		return nil, fmt.Errorf("--logger-path: %w", err)
+	}
 	return containerd.New(ctx, containerd.Config{
 		Address:     o.containerdAddress,
 		Namespace:   o.containerdNamespace,
 		LogDir:      o.logDir,
 		LogMaxSize:  logMaxSize,
 		LogMaxFiles: o.logMaxFiles,
+		LoggerPath:  logger,
 		StateDir:    o.stateDir,
 		Network:     o.network,
 		InitPath:    o.initPath,

@@ -62,6 +62,10 @@ type Config struct {
 	// (defaults ctrlog.DefaultMaxSize and ctrlog.DefaultMaxFiles).
 	LogMaxSize  int64
 	LogMaxFiles int
+	// LoggerPath is the binary containerd's shim starts as each task's
+	// logger, a path on the shim's host (default: the running binary;
+	// see ctrlog.InstallLogger).
+	LoggerPath string
 	// Snapshotter and OCIRuntime override containerd's defaults (overlayfs, io.containerd.runc.v2).
 	Snapshotter string
 	OCIRuntime  string
@@ -97,6 +101,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LogMaxFiles <= 0 {
 		c.LogMaxFiles = ctrlog.DefaultMaxFiles
+	}
+	if c.LoggerPath == "" {
+		c.LoggerPath, _ = ctrlog.InstallLogger("") // no path: each start says why
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 10 * time.Second

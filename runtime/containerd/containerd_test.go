@@ -492,6 +492,12 @@ func TestLogsRotate(t *testing.T) {
 	d := containerdtest.Start(t)
 	cfg := d.RuntimeConfig()
 	cfg.LogMaxSize, cfg.LogMaxFiles = 16<<10, 3
+	// The logger copied elsewhere, as a worker in a container does.
+	logger, err := ctrlog.InstallLogger(filepath.Join(t.TempDir(), "logger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LoggerPath = logger
 	rt, err := vcontainerd.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

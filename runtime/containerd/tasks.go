@@ -68,7 +68,10 @@ func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, 
 	// Best effort: a log must never keep a container down.
 	logDir := r.LogDir(id)
 	_ = os.MkdirAll(logDir, 0o750)
-	taskIO, err := ctrlog.CaptureIO(ctrlog.CaptureArgs{Dir: logDir, MaxSize: r.cfg.LogMaxSize, MaxFiles: r.cfg.LogMaxFiles,
+	if r.cfg.LoggerPath == "" {
+		return runtime.StartInfo{}, nodeError("start", name, errors.New("no logger binary for the task's output: the worker cannot name its own path"))
+	}
+	taskIO, err := ctrlog.CaptureIO(r.cfg.LoggerPath, ctrlog.CaptureArgs{Dir: logDir, MaxSize: r.cfg.LogMaxSize, MaxFiles: r.cfg.LogMaxFiles,
 		StartedAt: time.Now().UTC(), PreviousExit: prevExit})
 	if err != nil {
 		return runtime.StartInfo{}, nodeError("start", name, err)
