@@ -50,8 +50,9 @@ type Options struct {
 	// Probes, if set, probes the containers that have liveness or startup
 	// probes while they are watched; ReportHealth tells their workflows of
 	// each change of health.
-	Probes       ProbeTarget
-	ReportHealth func(ctx context.Context, id replica.ID, status runtime.HealthStatus, startedAt time.Time) error
+	Probes ProbeTarget
+	// detail is what the failed probe said, with an unhealthy verdict.
+	ReportHealth func(ctx context.Context, id replica.ID, status runtime.HealthStatus, detail string, startedAt time.Time) error
 	// Reporter delivers the node watch's exit reports (WatchNode needs it).
 	Reporter Reporter
 	// Roster, if set, tells the node watch which replicas should run on the

@@ -33,12 +33,15 @@ func (a *Activities) startProbes(ctx context.Context, logger log.Logger, id repl
 	}
 	p := &probe.Prober{Target: a.opts.Probes, ID: id, Task: started, Health: *h,
 		Logf: func(format string, args ...any) { logger.Info(fmt.Sprintf(format, args...)) },
-		OnChange: func(s runtime.HealthStatus) {
-			logger.Info("Health changed", "container", id.Ref(), "health", string(s))
+		OnChange: func(s runtime.HealthStatus, detail string) {
+			logger.Info("Health changed", "container", id.Ref(), "health", string(s), "detail", detail)
 			if a.opts.ReportHealth == nil {
 				return
 			}
-			if err := a.opts.ReportHealth(context.WithoutCancel(ctx), id, s, started); err != nil {
+			if s != runtime.HealthUnhealthy {
+				detail = "" // the last failure is news only with the verdict it caused
+			}
+			if err := a.opts.ReportHealth(context.WithoutCancel(ctx), id, s, detail, started); err != nil {
 				logger.Warn("Health change not reported", "container", id.Ref(), "health", string(s), "error", err)
 			}
 		}}

@@ -31,14 +31,14 @@ func (p *probeTarget) Health(_ context.Context, id replica.ID) (*runtime.Health,
 	return p.health[id], time.Time{}, nil
 }
 
-func (p *probeTarget) Exec(_ context.Context, id replica.ID, _ []string, _ time.Duration) (int, error) {
+func (p *probeTarget) Exec(_ context.Context, id replica.ID, _ []string, _ time.Duration) (int, string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.probes[id]++
 	if p.failing[id] {
-		return 1, nil
+		return 1, "", nil
 	}
-	return 0, nil
+	return 0, "", nil
 }
 
 func (p *probeTarget) Dial(context.Context, replica.ID, int, time.Duration) (net.Conn, error) {
@@ -72,7 +72,7 @@ func TestProbeSet(t *testing.T) {
 	}
 	var mu sync.Mutex
 	reports := map[replica.ID][]runtime.HealthStatus{}
-	a := New(nil, Options{Probes: target, ReportHealth: func(_ context.Context, id replica.ID, s runtime.HealthStatus, _ time.Time) error {
+	a := New(nil, Options{Probes: target, ReportHealth: func(_ context.Context, id replica.ID, s runtime.HealthStatus, _ string, _ time.Time) error {
 		mu.Lock()
 		defer mu.Unlock()
 		reports[id] = append(reports[id], s)

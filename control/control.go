@@ -264,7 +264,7 @@ func (a *Activities) DeleteReplica(ctx context.Context, in workflows.DeleteRepli
 
 // ShutdownReplica stops a replica because its service was shut down.
 func (a *Activities) ShutdownReplica(ctx context.Context, in workflows.ReplicaRequest) error {
-	err := a.update(ctx, in.ID, "", replica.UpdateShutdown, workflows.ShutdownRequest{Cause: in.Cause}, nil)
+	err := a.update(ctx, in.ID, "", replica.UpdateShutdown, workflows.ShutdownRequest{Cause: in.Cause, By: in.By}, nil)
 	var appErr *temporal.ApplicationError
 	switch {
 	case errors.Is(err, errGone):

@@ -7,6 +7,8 @@ package policy
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vigil-run/vigil/runtime"
@@ -74,6 +76,24 @@ type Rule struct {
 	ExitCodes []int    `json:"exit_codes,omitempty"`
 	Signals   []string `json:"signals,omitempty"`
 	Action    Action   `json:"action"`
+}
+
+// String is the rule as a deployment file writes it:
+// "{ exit_codes: [42, 43], action: shutdown }".
+func (r Rule) String() string {
+	var parts []string
+	if len(r.ExitCodes) > 0 {
+		codes := make([]string, len(r.ExitCodes))
+		for i, c := range r.ExitCodes {
+			codes[i] = strconv.Itoa(c)
+		}
+		parts = append(parts, "exit_codes: ["+strings.Join(codes, ", ")+"]")
+	}
+	if len(r.Signals) > 0 {
+		parts = append(parts, "signals: ["+strings.Join(r.Signals, ", ")+"]")
+	}
+	parts = append(parts, "action: "+string(r.Action))
+	return "{ " + strings.Join(parts, ", ") + " }"
 }
 
 // Matches reports whether the rule applies to exit.
@@ -276,6 +296,8 @@ type Decision struct {
 	Episode int
 	// History is the history after this exit.
 	History History
+	// Rule is the index of the rule that decided (nil: no rule matched).
+	Rule *int
 }
 
 // Decide returns what to do about exit, given the history so far and the current time.
@@ -287,14 +309,14 @@ type Decision struct {
 // within RestartWindow (counting this one) is a crash loop.
 func (p Policy) Decide(h History, exit runtime.Exit, now time.Time) Decision {
 	next := History{RestartTimes: pruned(h.RestartTimes, now, p.RestartWindow), Episodes: h.Episodes, LastCrash: h.LastCrash}
-	action, why := p.action(exit)
+	action, why, rule := p.action(exit)
 	switch action {
 	case ActionComplete:
-		return Decision{Outcome: Complete, Reason: why, History: next}
+		return Decision{Outcome: Complete, Reason: why, History: next, Rule: rule}
 	case ActionShutdown:
-		return Decision{Outcome: Shutdown, Reason: why, History: next}
+		return Decision{Outcome: Shutdown, Reason: why, History: next, Rule: rule}
 	case ActionIsolate:
-		return Decision{Outcome: Isolate, Reason: why, History: next}
+		return Decision{Outcome: Isolate, Reason: why, History: next, Rule: rule}
 	}
 	if p.Exponential != nil {
 		if p.ranLongEnough(h, exit, now) {
@@ -304,7 +326,7 @@ func (p Policy) Decide(h History, exit runtime.Exit, now time.Time) Decision {
 	}
 	next.RestartTimes = append(next.RestartTimes, now)
 	if len(next.RestartTimes) <= p.MaxRestarts {
-		return Decision{Outcome: Restart, Reason: why, History: next}
+		return Decision{Outcome: Restart, Reason: why, History: next, Rule: rule}
 	}
 	next.Episodes++
 	wait := p.Backoff
@@ -313,26 +335,27 @@ func (p Policy) Decide(h History, exit runtime.Exit, now time.Time) Decision {
 	} else {
 		next.Episodes = 0 // the fixed backoff keeps no episodes
 	}
-	return Decision{Outcome: BackOff, Reason: ReasonCrashLoop, RestartAt: now.Add(wait), Episode: max(next.Episodes, 1), History: next}
+	return Decision{Outcome: BackOff, Reason: ReasonCrashLoop, RestartAt: now.Add(wait), Episode: max(next.Episodes, 1), History: next, Rule: rule}
 }
 
-// action is the action the exit calls for and why.
-func (p Policy) action(exit runtime.Exit) (Action, string) {
+// action is the action the exit calls for, why, and the index of the rule
+// that decided (nil if none did).
+func (p Policy) action(exit runtime.Exit) (Action, string, *int) {
 	for i, r := range p.Rules {
 		if r.Matches(exit) {
-			return r.Action, fmt.Sprintf("exit matched rules[%d]; action %s", i, r.Action)
+			return r.Action, fmt.Sprintf("exit matched rules[%d]; action %s", i, r.Action), &i
 		}
 	}
 	if exit.ExitCode == 0 && exit.Cause != runtime.ExitUnhealthy {
-		return ActionComplete, ReasonExitedSuccessfully
+		return ActionComplete, ReasonExitedSuccessfully, nil
 	}
 	switch p.Action {
 	case ActionShutdown:
-		return ActionShutdown, ReasonShutdownPolicy
+		return ActionShutdown, ReasonShutdownPolicy, nil
 	case ActionIsolate:
-		return ActionIsolate, ReasonIsolatePolicy
+		return ActionIsolate, ReasonIsolatePolicy, nil
 	}
-	return ActionRestart, ReasonWithinPolicy
+	return ActionRestart, ReasonWithinPolicy, nil
 }
 
 // ranLongEnough reports whether the container ran ResetAfter without a

@@ -243,6 +243,25 @@ func TestRules(t *testing.T) {
 	}
 }
 
+// A decision names the rule that made it (none without a match), and the
+// rule reads as the file writes it.
+func TestDecisionNamesItsRule(t *testing.T) {
+	p := Policy{Action: ActionRestart, Rules: []Rule{
+		{ExitCodes: []int{42, 43}, Action: ActionShutdown},
+		{Signals: []string{"SIGSEGV"}, ExitCodes: []int{7}, Action: ActionIsolate},
+	}}.WithDefaults()
+	d := p.Decide(History{}, runtime.Exit{ExitCode: 7, ExitedAt: t0}, t0)
+	if d.Rule == nil || *d.Rule != 1 {
+		t.Fatalf("rule %v, want 1", d.Rule)
+	}
+	if got, want := p.Rules[*d.Rule].String(), "{ exit_codes: [7], signals: [SIGSEGV], action: isolate }"; got != want {
+		t.Errorf("rule text %q, want %q", got, want)
+	}
+	if d := p.Decide(History{}, runtime.Exit{ExitCode: 3, ExitedAt: t0}, t0); d.Rule != nil {
+		t.Errorf("no rule matched, got %d", *d.Rule)
+	}
+}
+
 // exp is the e2e backoff: {initial: 2s, max: 8s, multiplier: 2}.
 func exp(jitter float64, reset time.Duration) Policy {
 	return Policy{Action: ActionRestart, MaxRestarts: 1, RestartWindow: time.Hour,

@@ -49,6 +49,7 @@ func TestProbesOnContainerd(t *testing.T) {
 		{"exec true", runtime.Probe{Exec: []string{"true"}}, true},
 		{"exec false", runtime.Probe{Exec: []string{"false"}}, false},
 		{"exec missing", runtime.Probe{Exec: []string{"/nope"}}, false},
+		{"exec output", runtime.Probe{Exec: []string{"sh", "-c", "echo; echo first line; echo second; echo an error >&2; exit 3"}}, false},
 		{"http", runtime.Probe{HTTP: &runtime.HTTPProbe{Port: 8080, Path: "/index.html"}}, true},
 		{"http 404", runtime.Probe{HTTP: &runtime.HTTPProbe{Port: 8080, Path: "/missing"}}, false},
 		{"tcp open", runtime.Probe{TCP: &runtime.TCPProbe{Port: 8080}}, true},
@@ -65,16 +66,21 @@ func TestProbesOnContainerd(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: error %v, want ok=%v", tc.name, err, tc.ok)
 		}
+		// A failed exec says its exit code and the first line it wrote.
+		if want := "exec [sh -c echo; echo first line; echo second; echo an error >&2; exit 3] exited 3: first line"; tc.name == "exec output" && (err == nil || err.Error() != want) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, want)
+		}
 	}
 
 	var mu sync.Mutex
 	var changes []runtime.HealthStatus
-	pr = &probe.Prober{Target: rt, ID: id, Health: *h, Logf: t.Logf, OnChange: func(s runtime.HealthStatus) {
+	var detail string
+	pr = &probe.Prober{Target: rt, ID: id, Health: *h, Logf: t.Logf, OnChange: func(s runtime.HealthStatus, d string) {
 		mu.Lock()
 		defer mu.Unlock()
-		changes = append(changes, s)
+		changes, detail = append(changes, s), d
 		if s == runtime.HealthHealthy {
-			go func() { _, _ = rt.Exec(ctx, id, []string{"rm", "/tmp/ok"}, 5*time.Second) }()
+			go func() { _, _, _ = rt.Exec(ctx, id, []string{"rm", "/tmp/ok"}, 5*time.Second) }()
 		}
 	}}
 	done := make(chan error, 1)
@@ -93,5 +99,8 @@ func TestProbesOnContainerd(t *testing.T) {
 	defer mu.Unlock()
 	if len(changes) != 2 || changes[0] != runtime.HealthHealthy || changes[1] != runtime.HealthUnhealthy {
 		t.Errorf("health changes %v, want healthy then unhealthy", changes)
+	}
+	if want := "exec [test -f /tmp/ok] exited 1"; detail != want {
+		t.Errorf("unhealthy detail %q, want %q", detail, want)
 	}
 }

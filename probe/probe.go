@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vigil-run/vigil/replica"
@@ -24,8 +25,9 @@ import (
 
 // Target is what the prober needs of the runtime (runtime/containerd.Runtime).
 type Target interface {
-	// Exec runs args in the container and returns its exit code.
-	Exec(ctx context.Context, id replica.ID, args []string, timeout time.Duration) (int, error)
+	// Exec runs args in the container and returns its exit code and the
+	// first line of its output ("" if none, or not captured).
+	Exec(ctx context.Context, id replica.ID, args []string, timeout time.Duration) (int, string, error)
 	// Dial connects to a port of the container from inside its network namespace.
 	Dial(ctx context.Context, id replica.ID, port int, timeout time.Duration) (net.Conn, error)
 	// StopUnhealthy marks the container's task that started at task as
@@ -43,10 +45,14 @@ type Prober struct {
 	Task   time.Time
 	Health runtime.Health
 	// OnChange is called with each new health status (not with the first,
-	// starting, which is what the workflow assumes of a new task).
-	OnChange func(runtime.HealthStatus)
+	// starting, which is what the workflow assumes of a new task) and what
+	// the last failed probe said ("" if none failed).
+	OnChange func(status runtime.HealthStatus, detail string)
 	// Logf, if set, is told about failures.
 	Logf func(format string, args ...any)
+
+	// lastFailure is what the last failed probe said.
+	lastFailure string
 }
 
 // Run probes until ctx ends or the container has been stopped as unhealthy
@@ -57,7 +63,7 @@ func (p *Prober) Run(ctx context.Context) error {
 		if s != status {
 			status = s
 			if p.OnChange != nil {
-				p.OnChange(s)
+				p.OnChange(s, p.lastFailure)
 			}
 		}
 	}
@@ -116,6 +122,7 @@ func (p *Prober) loop(ctx context.Context, pr *runtime.Probe, done func(ok bool)
 			}
 		} else {
 			failures++
+			p.lastFailure = Detail(err)
 			p.logf("probe of %s failed (%d of %d): %v", p.ID.Ref(), failures, threshold, err)
 			done(false)
 			if failures >= threshold {
@@ -128,6 +135,19 @@ func (p *Prober) loop(ctx context.Context, pr *runtime.Probe, done func(ok bool)
 	}
 }
 
+// maxDetail bounds what a failed probe reports (one line).
+const maxDetail = 200
+
+// Detail is a failed probe's error as one short line: the HTTP status, the
+// exec's exit code and first line of output, or the TCP error.
+func Detail(err error) string {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	if r := []rune(msg); len(r) > maxDetail {
+		msg = string(r[:maxDetail-1]) + "…"
+	}
+	return msg
+}
+
 // once runs one probe: nil is success.
 func (p *Prober) once(ctx context.Context, pr *runtime.Probe) error {
 	timeout := pr.Timeout
@@ -138,12 +158,16 @@ func (p *Prober) once(ctx context.Context, pr *runtime.Probe) error {
 	defer cancel()
 	switch {
 	case len(pr.Exec) > 0:
-		code, err := p.Target.Exec(ctx, p.ID, pr.Exec, timeout)
+		code, out, err := p.Target.Exec(ctx, p.ID, pr.Exec, timeout)
 		if err != nil {
 			return err
 		}
 		if code != 0 {
-			return fmt.Errorf("exec %v exited %d", pr.Exec, code)
+			msg := fmt.Sprintf("exec %v exited %d", pr.Exec, code)
+			if out != "" {
+				msg += ": " + out
+			}
+			return errors.New(msg)
 		}
 		return nil
 	case pr.TCP != nil:

@@ -29,23 +29,23 @@ type fake struct {
 	stopped time.Duration
 }
 
-func (f *fake) Exec(_ context.Context, _ replica.ID, args []string, _ time.Duration) (int, error) {
+func (f *fake) Exec(_ context.Context, _ replica.ID, args []string, _ time.Duration) (int, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cmd := args[0]
 	f.calls = append(f.calls, cmd)
 	s := f.script[cmd]
 	if len(s) == 0 {
-		return 0, errors.New("no such command")
+		return 0, "", errors.New("no such command")
 	}
 	ok := s[0]
 	if len(s) > 1 {
 		f.script[cmd] = s[1:]
 	}
 	if ok {
-		return 0, nil
+		return 0, "", nil
 	}
-	return 1, nil
+	return 1, cmd + ": not ready", nil
 }
 
 func (f *fake) Dial(ctx context.Context, _ replica.ID, port int, timeout time.Duration) (net.Conn, error) {
@@ -68,29 +68,40 @@ func probeOf(cmd string, threshold int) *runtime.Probe {
 	return &runtime.Probe{Exec: []string{cmd}, Period: 5 * time.Millisecond, Timeout: time.Second, FailureThreshold: threshold}
 }
 
-// run runs a prober until it returns or 2 s pass, and returns the changes it reported.
+// run runs a prober until it returns or 2 s pass, and returns the changes it
+// reported (and the detail of the last).
 func run(t *testing.T, f *fake, h runtime.Health) ([]runtime.HealthStatus, error) {
+	changes, _, err := runDetail(t, f, h)
+	return changes, err
+}
+
+func runDetail(t *testing.T, f *fake, h runtime.Health) ([]runtime.HealthStatus, string, error) {
 	t.Helper()
 	var mu sync.Mutex
 	var changes []runtime.HealthStatus
-	p := &Prober{Target: f, ID: id, Health: h, Logf: t.Logf, OnChange: func(s runtime.HealthStatus) {
+	var detail string
+	p := &Prober{Target: f, ID: id, Health: h, Logf: t.Logf, OnChange: func(s runtime.HealthStatus, d string) {
 		mu.Lock()
 		defer mu.Unlock()
-		changes = append(changes, s)
+		changes, detail = append(changes, s), d
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := p.Run(ctx)
 	mu.Lock()
 	defer mu.Unlock()
-	return changes, err
+	return changes, detail, err
 }
 
 func TestLivenessFailuresInARowStopTheContainer(t *testing.T) {
 	f := &fake{script: map[string][]bool{"live": {true, true, false, true, false, false, false}}}
-	changes, err := run(t, f, runtime.Health{Liveness: probeOf("live", 3), StopGrace: 7 * time.Second})
+	changes, detail, err := runDetail(t, f, runtime.Health{Liveness: probeOf("live", 3), StopGrace: 7 * time.Second})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The unhealthy verdict says what the failed probe said.
+	if want := "exec [live] exited 1: live: not ready"; detail != want {
+		t.Errorf("detail %q, want %q", detail, want)
 	}
 	if want := []runtime.HealthStatus{runtime.HealthHealthy, runtime.HealthUnhealthy}; !slices.Equal(changes, want) {
 		t.Errorf("changes %v, want %v (reported on change only)", changes, want)

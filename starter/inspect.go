@@ -160,8 +160,17 @@ func printStatus(p printer, v workflows.StateView, sup supervision) error {
 		{"NEXT RESTART", next},
 		{"LAST EVENT", last},
 	}
+	if v.LastRule != nil {
+		rows = append(rows, [2]string{"LAST RULE", fmt.Sprintf("rules[%d] %s", v.LastRule.Index, v.LastRule.Text)})
+	}
+	if v.ShutdownBy != nil {
+		rows = append(rows, [2]string{"SHUTDOWN BY", *v.ShutdownBy})
+	}
 	if v.Health != nil {
 		rows = append(rows, [2]string{"HEALTH", *v.Health})
+	}
+	if v.HealthDetail != nil {
+		rows = append(rows, [2]string{"HEALTH DETAIL", *v.HealthDetail})
 	}
 	if v.IP != "" {
 		rows = append(rows, [2]string{"IP", v.IP})

@@ -310,13 +310,13 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 		t.Errorf("got %s\nwant %s", r.stdout, want)
 	}
 	for _, key := range []string{"id", "deployment", "service", "replica", "node", "state", "panic_action", "total_restarts", "restart_times", "last_exit_code", "supervised_since", "next_restart_at", "events", "generation",
-		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error", "ip", "ports", "node_state", "node_since", "running_since", "health_detail", "security"} {
+		"last_exit_reason", "last_exit_signal", "supervision_ended", "start_error", "ip", "ports", "node_state", "node_since", "running_since", "health_detail", "security", "last_rule", "shutdown_by"} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("missing key %q", key)
 		}
 	}
-	if len(got) != 25 {
-		t.Errorf("got %d keys, want exactly 25 (health only with a probe)", len(got))
+	if len(got) != 27 {
+		t.Errorf("got %d keys, want exactly 27 (health only with a probe)", len(got))
 	}
 	if sec, _ := got["security"].(map[string]any); sec["seccomp"] != "default" || sec["no_new_privileges"] != true || len(sec["capabilities"].([]any)) != len(runtime.DefaultCapabilities) {
 		t.Errorf("security %v; want the defaults", got["security"])

@@ -453,12 +453,12 @@ func serveLogs(o *options, rt *containerd.Runtime) (*ctrlog.Server, error) {
 
 // healthReporter signals a replica's workflow when its container's health
 // changes (only then: a healthy container adds no history).
-func healthReporter(c client.Client) func(context.Context, replica.ID, runtime.HealthStatus, time.Time) error {
-	return func(ctx context.Context, id replica.ID, status runtime.HealthStatus, startedAt time.Time) error {
+func healthReporter(c client.Client) func(context.Context, replica.ID, runtime.HealthStatus, string, time.Time) error {
+	return func(ctx context.Context, id replica.ID, status runtime.HealthStatus, detail string, startedAt time.Time) error {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		return c.SignalWorkflow(ctx, id.WorkflowID(), "", replica.SignalHealth,
-			workflows.HealthReport{Status: status, StartedAt: startedAt})
+			workflows.HealthReport{Status: status, Detail: detail, StartedAt: startedAt})
 	}
 }
 

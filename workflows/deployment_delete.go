@@ -54,10 +54,6 @@ type DeleteReplicaInput struct {
 	Volumes       bool       `json:"volumes,omitempty"`
 }
 
-// deleteBatch bounds the replicas one delete ends at once (activities in
-// flight).
-const deleteBatch = 100
-
 // registerDelete serves UpdateDelete. A second delete joins the first (its
 // options are the first's).
 func (d *deployer) registerDelete(ctx workflow.Context) error {
@@ -73,7 +69,8 @@ func (d *deployer) registerDelete(ctx workflow.Context) error {
 }
 
 // deleteAll ends every replica the deployment has, in batches, records the
-// generation on the run and lets the run end.
+// generation on the run and lets the run end. Each batch is at most
+// maxStepReplicas (activities in flight).
 func (d *deployer) deleteAll(ctx workflow.Context) error {
 	req := *d.deletion
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("deployment %s: deleting", d.name))
@@ -86,8 +83,8 @@ func (d *deployer) deleteAll(ctx workflow.Context) error {
 		d.st.Generation = max(d.st.Generation, r.Generation)
 	}
 	res.Generation = d.st.Generation
-	for start := 0; start < len(recs); start += deleteBatch {
-		batch := recs[start:min(start+deleteBatch, len(recs))]
+	for start := 0; start < len(recs); start += maxStepReplicas {
+		batch := recs[start:min(start+maxStepReplicas, len(recs))]
 		futures := make([]workflow.Future, len(batch))
 		for i, r := range batch {
 			futures[i] = d.deleteReplica(ctx, r, req)

@@ -346,6 +346,10 @@ func (d *deployer) touch(steps []Step) {
 // panic policy shut it down.
 func (d *deployer) shutDownService(ctx workflow.Context, sig ServiceShutdownSignal) error {
 	cause := fmt.Sprintf("%s/%s-rep-%d exited with code %d", d.name, sig.Service, sig.Replica, sig.ExitCode)
+	by := ""
+	if d.rel >= V030 {
+		by = replica.ID{Deployment: d.name, Service: sig.Service, Replica: sig.Replica}.Ref()
+	}
 	var targets []ReplicaRecord
 	for _, r := range d.records() {
 		if r.ID.Service != sig.Service || r.Closed {
@@ -364,7 +368,7 @@ func (d *deployer) shutDownService(ctx workflow.Context, sig ServiceShutdownSign
 		futures := make([]workflow.Future, len(batch))
 		for i, r := range batch {
 			futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, "shut down "+r.ID.Ref()+": "+cause, r.Config.StopGrace+time.Minute),
-				replica.ShutdownReplicaName, ReplicaRequest{ID: r.ID, Cause: cause})
+				replica.ShutdownReplicaName, ReplicaRequest{ID: r.ID, Cause: cause, By: by})
 		}
 		for i, f := range futures {
 			if err := f.Get(ctx, nil); err != nil {

@@ -221,6 +221,9 @@ type ReconfigureReplicaResult struct {
 type ReplicaRequest struct {
 	ID    replica.ID `json:"id"`
 	Cause string     `json:"cause,omitempty"`
+	// By is the replica whose exit shut the service down (shutdown; since
+	// v0.3.0).
+	By string `json:"by,omitempty"`
 }
 
 // controlHeartbeat: a control activity waits for another workflow (a

@@ -233,6 +233,12 @@ func (s *supervisor) decide(ctx workflow.Context, exit runtime.Exit) policy.Deci
 	d := p.Decide(s.st.History, exit, workflow.Now(ctx))
 	s.st.LastExitReason = exit.Label()
 	s.st.LastExitSignal = exit.Signal
+	if s.rel >= V030 {
+		s.st.LastRule = nil
+		if d.Rule != nil {
+			s.st.LastRule = &RuleRef{Index: *d.Rule, Text: p.Rules[*d.Rule].String()}
+		}
+	}
 	if s.st.Health != "" {
 		s.st.Health = runtime.HealthStarting // the next task starts over
 	}
@@ -272,6 +278,9 @@ func (s *supervisor) onExit(ctx workflow.Context, exit runtime.Exit) error {
 		s.metric(ctx, "").Counter(metrics.CrashLoopBackoffs).Inc(1)
 		return nil
 	case policy.Shutdown:
+		if s.rel >= V030 {
+			s.st.ShutdownBy = s.in.ID.Ref()
+		}
 		s.setState(ctx, StateShutdown)
 		s.emit(ctx, EventServiceShutdown, &code)
 		s.shutDownService(ctx, code)

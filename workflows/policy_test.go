@@ -48,6 +48,9 @@ func TestRuleShutsDownOnExit42(t *testing.T) {
 	require.Equal(t, "Exited", *v.LastExitReason)
 	require.Nil(t, v.LastExitSignal, "no signal killed it")
 	require.Nil(t, v.Health, "no probe, no health")
+	// Which rule decided, and whose exit shut the service down.
+	require.Equal(t, &RuleRef{Index: 0, Text: "{ exit_codes: [42, 43], action: shutdown }"}, v.LastRule)
+	require.Equal(t, replicaID.Ref(), *v.ShutdownBy)
 }
 
 // Exponential backoff {initial: 2s, max: 8s, multiplier: 2}: crash-loop
@@ -140,6 +143,11 @@ func TestUnhealthyExitRestarts(t *testing.T) {
 		env.SignalWorkflow(replica.SignalHealth, HealthReport{Status: runtime.HealthUnhealthy, StartedAt: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
 	})
 	whenWatching(env, n, 1, 1500*time.Millisecond, func() { healthy = queryState(t, env) })
+	var unhealthy StateView
+	whenWatching(env, n, 1, 1600*time.Millisecond, func() {
+		env.SignalWorkflow(replica.SignalHealth, HealthReport{Status: runtime.HealthUnhealthy, Detail: "GET /healthz answered 503 Service Unavailable"})
+	})
+	whenWatching(env, n, 1, 1700*time.Millisecond, func() { unhealthy = queryState(t, env) })
 	unsuperviseWhenWatching(env, n, 1, 2*time.Second)
 
 	env.ExecuteWorkflow(Supervise, in)
@@ -150,5 +158,8 @@ func TestUnhealthyExitRestarts(t *testing.T) {
 	require.Equal(t, "SIGKILL", *first.LastExitSignal)
 	require.Equal(t, "starting", *first.Health, "a probe is set: health is shown, starting until the node says")
 	require.Equal(t, "healthy", *healthy.Health, "a report about an earlier task is ignored")
+	require.Nil(t, healthy.HealthDetail, "no probe has failed")
+	require.Equal(t, "GET /healthz answered 503 Service Unavailable", *unhealthy.HealthDetail, "the failed probe's answer")
+	require.Nil(t, first.LastRule, "no rule: the panic action decided")
 	require.Len(t, first.RestartTimes, 3, "unhealthy exits count in the window")
 }

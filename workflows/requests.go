@@ -44,6 +44,8 @@ type command struct {
 	volumes bool
 	// notStopped: unsupervise --stop could not stop the container.
 	notStopped bool
+	// by (shutdown only) is the replica whose exit shut the service down.
+	by string
 }
 
 func (s *supervisor) registerHandlers(ctx workflow.Context) error {
@@ -248,6 +250,7 @@ func (s *supervisor) startFor(ctx workflow.Context, c *command, after time.Time)
 // responsibility, so the crash window starts afresh.
 func (s *supervisor) release(ctx workflow.Context, c *command) error {
 	s.st.History = policy.History{}
+	s.st.ShutdownBy = ""
 	return s.startFor(ctx, c, s.st.LastExitAt)
 }
 
@@ -289,7 +292,12 @@ func (s *supervisor) handleRequest(ctx workflow.Context, c *command) error {
 		if inBackoff {
 			// Ending a backoff early is the episode's one delayed start.
 			s.why = "operator restart (ended the crash-loop backoff early)"
-			return s.answer(c, s.endBackoff(ctx))
+			if s.rel < V030 {
+				return s.answer(c, s.endBackoff(ctx)) // counted it as a restart
+			}
+			// An operator's restart, not a crash's: nothing is counted.
+			s.st.NextRestartAt = time.Time{}
+			return s.startFor(ctx, c, s.st.LastExitAt)
 		}
 		// Not a crash: nothing is counted, the window is untouched.
 		var stopped runtime.Exit

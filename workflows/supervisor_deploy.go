@@ -46,8 +46,8 @@ func (s *supervisor) registerDeploymentHandlers(ctx workflow.Context) error {
 		}
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, replica.UpdateShutdown,
-		func(ctx workflow.Context, _ ShutdownRequest) error {
-			_, err := s.submit(ctx, &command{kind: cmdShutdown})
+		func(ctx workflow.Context, req ShutdownRequest) error {
+			_, err := s.submit(ctx, &command{kind: cmdShutdown, by: req.By})
 			return err
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ShutdownRequest) error {
@@ -86,6 +86,9 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 		code := stopped.ExitCode
 		s.st.LastExitCode, s.st.LastExitAt = &code, stopped.ExitedAt
 		s.st.NextRestartAt = time.Time{}
+		if s.rel >= V030 {
+			s.st.ShutdownBy = c.by
+		}
 		s.setState(ctx, StateShutdown)
 		s.emit(ctx, EventServiceShutdown, &code)
 		s.finish(c, nil)

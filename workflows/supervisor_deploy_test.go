@@ -133,7 +133,7 @@ func TestShutdownUpdate(t *testing.T) {
 	res := &updateResult{}
 	var after StateView
 	whenWatching(env, n, 1, 0, func() {
-		sendUpdate(env, replica.UpdateShutdown, ShutdownRequest{Cause: "shop/api-rep-2 exited with code 2"}, res)
+		sendUpdate(env, replica.UpdateShutdown, ShutdownRequest{Cause: "shop/api-rep-2 exited with code 2", By: "shop/api-rep-2"}, res)
 		// The cancelled watch's mock blocks until the test ends, so mock
 		// time moves at wall-clock speed: wait briefly.
 		env.RegisterDelayedCallback(func() {
@@ -149,6 +149,7 @@ func TestShutdownUpdate(t *testing.T) {
 	require.Equal(t, StateShutdown, after.State)
 	require.Equal(t, []EventType{EventServiceShutdown}, eventTypes(after))
 	require.Equal(t, 143, *after.LastExitCode, "the stopped container's exit")
+	require.Equal(t, "shop/api-rep-2", *after.ShutdownBy, "the replica whose exit shut the service down")
 	require.Empty(t, n.signals)
 	require.Len(t, n.starts, 1)
 }

@@ -704,10 +704,20 @@ func TestUnsuperviseStops(t *testing.T) {
 }
 
 // An operator restart during a backoff ends the backoff early: the one
-// delayed start of the episode, counted.
+// delayed start of the episode. Since v0.3.0 it is not counted as a
+// restart (an operator's, not a crash's, as the README says); before, it
+// was.
 func TestRestartDuringBackoff(t *testing.T) {
+	t.Run("current", func(t *testing.T) { testRestartDuringBackoff(t, CurrentRelease) })
+	t.Run("v0.2.0", func(t *testing.T) { testRestartDuringBackoff(t, V020) })
+}
+
+func testRestartDuringBackoff(t *testing.T, rel Release) {
 	n := &node{exits: crashes(6, 1)}
 	env := newEnv(t, n)
+	if rel == V020 && !n.legacy {
+		asRelease(env, V020)
+	}
 	start := env.Now()
 	res := &updateResult{}
 	env.RegisterDelayedCallback(func() { sendUpdate(env, replica.UpdateRestart, RestartRequest{}, res) }, 10*time.Second)
@@ -723,7 +733,12 @@ func TestRestartDuringBackoff(t *testing.T) {
 	if !n.legacy { // v0.1.0 has no such state, event or signal
 		require.Equal(t, StateUnsupervised, v.State, "after unsupervise")
 	}
-	require.Equal(t, 6, v.TotalRestarts)
+	counted := 6 // 5 after crashes, and the operator's
+	if rel >= V030 && !n.legacy {
+		counted = 5
+		require.NotEqual(t, EventContainerRestarted, v.Events[len(v.Events)-2].Type, "the operator's restart is no crash restart")
+	}
+	require.Equal(t, counted, v.TotalRestarts)
 	require.Nil(t, v.NextRestartAt)
 	// The operator's restart is an event that says it ended the backoff early.
 	var restarts []Event

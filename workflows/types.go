@@ -201,6 +201,11 @@ type Carry struct {
 	TaskStartedAt time.Time            `json:"task_started_at,omitzero"`
 	// HealthDetail is what the last failed probe said (since v0.3.0).
 	HealthDetail string `json:"health_detail,omitempty"`
+	// LastRule is the rule that decided the last exit (nil: none did), and
+	// ShutdownBy the replica whose exit shut the service down (while
+	// Shutdown); both since v0.3.0.
+	LastRule   *RuleRef `json:"last_rule,omitempty"`
+	ShutdownBy string   `json:"shutdown_by,omitempty"`
 	// Network is where the container was reachable when last started
 	// (bridge networking; nil otherwise).
 	Network *runtime.NetworkStatus `json:"network,omitempty"`
@@ -249,6 +254,13 @@ type StateView struct {
 	// exec's exit code and first line of output, or the TCP error; null
 	// when none failed.
 	HealthDetail *string `json:"health_detail"`
+	// LastRule is the rule of the file that decided the last exit: its
+	// index in on_panic.rules and its text; null when none did (the panic
+	// action, or exit 0, decided).
+	LastRule *RuleRef `json:"last_rule"`
+	// ShutdownBy is the replica whose exit shut the service down (state
+	// Shutdown); null otherwise.
+	ShutdownBy *string `json:"shutdown_by"`
 	// IP and Ports: where the container can be reached (bridge networking).
 	IP    string                `json:"ip,omitempty"`
 	Ports []runtime.PortMapping `json:"ports,omitempty"`
@@ -264,6 +276,12 @@ type StateView struct {
 	// every default filled in (a container created before v0.3.0 keeps the
 	// confinement it was created with until it is replaced).
 	Security *runtime.EffectiveSecurity `json:"security,omitempty"`
+}
+
+// RuleRef names one rule of a service's on_panic.rules.
+type RuleRef struct {
+	Index int    `json:"index"`
+	Text  string `json:"text"`
 }
 
 // HealthReport is the "health" signal: the node's probes changed their
@@ -346,6 +364,8 @@ type ReconfigureResult struct {
 type ShutdownRequest struct {
 	// Cause is the replica whose crash shut the service down.
 	Cause string `json:"cause,omitempty"`
+	// By is that replica's ID (deployment/service-rep-n; since v0.3.0).
+	By string `json:"by,omitempty"`
 }
 
 // ServiceShutdownSignal tells the deployment that a replica's panic policy

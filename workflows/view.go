@@ -99,6 +99,10 @@ func (s *supervisor) view() StateView {
 		LastExitReason:  nonEmpty(string(s.st.LastExitReason)),
 		LastExitSignal:  nonEmpty(s.st.LastExitSignal),
 		HealthDetail:    nonEmpty(s.st.HealthDetail),
+		LastRule:        s.st.LastRule,
+	}
+	if s.st.State == StateShutdown {
+		v.ShutdownBy = nonEmpty(s.st.ShutdownBy)
 	}
 	if h := s.in.Spec.Health; h != nil && (h.Liveness != nil || h.Startup != nil) {
 		health := string(s.st.Health)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -67,52 +69,99 @@ func (r *Runtime) Health(ctx context.Context, id replica.ID) (*runtime.Health, t
 }
 
 // Exec runs args in the container's running task, as containerd's task
-// exec does, and returns its exit code. It kills the process at timeout.
-func (r *Runtime) Exec(ctx context.Context, id replica.ID, args []string, timeout time.Duration) (int, error) {
+// exec does, and returns its exit code and the first line of its output
+// (of stdout, else of stderr: the two are copied apart, so their order is
+// lost). It kills the process at timeout.
+func (r *Runtime) Exec(ctx context.Context, id replica.ID, args []string, timeout time.Duration) (int, string, error) {
 	ctx, name, err := r.named(ctx, id)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	c, err := r.client.LoadContainer(ctx, name)
 	if err != nil {
-		return 0, wrap("exec", name, err, runtime.ErrContainerNotFound)
+		return 0, "", wrap("exec", name, err, runtime.ErrContainerNotFound)
 	}
 	task, err := c.Task(ctx, nil)
 	if err != nil {
-		return 0, wrap("exec", name, err, runtime.ErrContainerNotFound)
+		return 0, "", wrap("exec", name, err, runtime.ErrContainerNotFound)
 	}
 	spec, err := c.Spec(ctx)
 	if err != nil {
-		return 0, wrap("exec", name, err, nil)
+		return 0, "", wrap("exec", name, err, nil)
 	}
 	pspec := *spec.Process
 	pspec.Args = args
 	pspec.Terminal = false
 	execID := "probe-" + uuid.NewString()[:8]
-	proc, err := task.Exec(ctx, execID, &pspec, cio.NullIO)
+	stdout, stderr := &headBuffer{max: maxExecOutput}, &headBuffer{max: maxExecOutput}
+	proc, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(cio.WithStreams(nil, stdout, stderr)))
 	if err != nil {
-		return 0, wrap("exec", name, err, nil)
+		return 0, "", wrap("exec", name, err, nil)
 	}
 	defer func() { _, _ = proc.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill) }()
 	exitc, err := proc.Wait(ctx)
 	if err != nil {
-		return 0, wrap("exec", name, err, nil)
+		return 0, "", wrap("exec", name, err, nil)
 	}
 	if err := proc.Start(ctx); err != nil {
-		return 0, wrap("exec", name, err, nil)
+		return 0, "", wrap("exec", name, err, nil)
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case es := <-exitc:
 		code, _, err := es.Result()
-		return int(code), err
+		// The output is copied until the process's end of the pipes
+		// closes: briefly, unless a child it left behind keeps them open.
+		copied := make(chan struct{})
+		go func() { proc.IO().Wait(); close(copied) }()
+		select {
+		case <-copied:
+		case <-time.After(time.Second):
+		}
+		first := stdout.firstLine()
+		if first == "" {
+			first = stderr.firstLine()
+		}
+		return int(code), first, err
 	case <-timer.C:
 		_ = proc.Kill(ctx, syscall.SIGKILL)
-		return 0, fmt.Errorf("exec %v in %s: no answer within %s", args, name, timeout)
+		return 0, "", fmt.Errorf("exec %v in %s: no answer within %s", args, name, timeout)
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return 0, "", ctx.Err()
 	}
+}
+
+// maxExecOutput bounds what a probe's exec keeps of its output.
+const maxExecOutput = 512
+
+// headBuffer keeps the first max bytes written to it and drops the rest
+// (a probe's output is read for its first line only).
+type headBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (b *headBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.max - len(b.buf); room > 0 {
+		b.buf = append(b.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// firstLine is the first non-empty line written, trimmed.
+func (b *headBuffer) firstLine() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, line := range strings.Split(string(b.buf), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			return line
+		}
+	}
+	return ""
 }
 
 // Dial connects to port on the container's loopback, from inside its
