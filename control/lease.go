@@ -66,6 +66,10 @@ func (a *Activities) AwaitNodeLease(ctx context.Context, in workflows.NodeLeaseI
 					return l, nil
 				}
 			case !l.LastRenewal.IsZero() && time.Since(l.LastRenewal) >= in.LapsedAfter:
+				// The node workflow's cached state may be on the lost
+				// node's worker: its next task goes to a live one at once.
+				info := activity.GetInfo(ctx)
+				resetSticky(ctx, a.c, info.WorkflowNamespace, info.WorkflowExecution.ID)
 				return l, nil
 			}
 		} else {
@@ -89,7 +93,13 @@ func (a *Activities) NotifyNodeReplicas(ctx context.Context, in workflows.Notify
 	}
 	n := 0
 	var errs []error
+	namespace := activity.GetInfo(ctx).WorkflowNamespace
 	for _, id := range ids {
+		if in.Notice.Lost {
+			// As the node workflow's: a replica cached on the lost node's
+			// worker would hear the notice only after its sticky timeout.
+			resetSticky(ctx, a.c, namespace, id)
+		}
 		err := a.c.SignalWorkflow(ctx, id, "", replica.SignalNodeLease, in.Notice)
 		var notFound *serviceerror.NotFound
 		switch {
