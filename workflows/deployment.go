@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"time"
+
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/replica"
@@ -20,6 +22,21 @@ import (
 
 // deploymentContinueAfter bounds the history of one run.
 const deploymentContinueAfter = 2000
+
+// DeploymentContinueEvery is the longest one run lasts, in workflow time,
+// before it continues as new (since v0.3.0), even with nothing to do: no
+// run outlives a release by more than a day (versions.go, Retiring).
+const DeploymentContinueEvery = 24 * time.Hour
+
+// continueTimer starts the run's continue-as-new timer (since v0.3.0; a
+// future that never becomes ready before).
+func (d *deployer) continueTimer(ctx workflow.Context) workflow.Future {
+	if d.rel < V030 {
+		f, _ := workflow.NewFuture(ctx)
+		return f
+	}
+	return workflow.NewTimerWithOptions(ctx, DeploymentContinueEvery, workflow.TimerOptions{Summary: "periodic continue-as-new"})
+}
 
 // deployer is one run of the deployment workflow.
 type deployer struct {
@@ -88,15 +105,22 @@ func newDeployer(ctx workflow.Context, in DeploymentInput) *deployer {
 
 func (d *deployer) run(ctx workflow.Context) error {
 	steps := 0
+	due := d.continueTimer(ctx)
 	for {
 		d.details(ctx)
 		if err := workflow.Await(ctx, func() bool {
-			return len(d.applies) > 0 || d.shutdown.Len() > 0 || d.deletion != nil || d.hasWork()
+			return len(d.applies) > 0 || d.shutdown.Len() > 0 || d.deletion != nil || d.hasWork() || due.IsReady()
 		}); err != nil {
 			return err
 		}
 		var err error
 		switch {
+		case due.IsReady() && len(d.applies) == 0 && d.shutdown.Len() == 0 && d.deletion == nil:
+			// Time for a new run (below), once the handlers are done; the
+			// step, if any, is the next run's.
+			err = workflow.Await(ctx, func() bool {
+				return workflow.AllHandlersFinished(ctx) || len(d.applies) > 0 || d.shutdown.Len() > 0 || d.deletion != nil
+			})
 		case len(d.applies) > 0:
 			err = d.takeApplies(ctx)
 		case d.shutdown.Len() > 0:
@@ -114,7 +138,7 @@ func (d *deployer) run(ctx workflow.Context) error {
 			return err
 		}
 		steps++
-		if (steps >= d.in.ContinueAsNewAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) &&
+		if (steps >= d.in.ContinueAsNewAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested() || due.IsReady()) &&
 			len(d.applies) == 0 && d.shutdown.Len() == 0 && workflow.AllHandlersFinished(ctx) {
 			// Everything the next run needs is in the carry: the desired
 			// spec, the generation, the replicas and a pause.

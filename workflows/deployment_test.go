@@ -641,3 +641,20 @@ func TestPreflightReasonIsOneShortLine(t *testing.T) {
 	require.NotContains(t, r, "\n")
 	require.True(t, strings.HasPrefix(r, "generation 7: shop/api-rep-1 not replaced (left as it was): image: registry said no registry"), r)
 }
+
+// Since v0.3.0 an idle deployment continues as new once a day, carrying
+// its state.
+func TestDeploymentContinuesAsNewDaily(t *testing.T) {
+	c := &cluster{}
+	env := newDeploymentEnv(t, c)
+	start := env.Now()
+	applyAt(env, time.Minute, shopSpec(2, "v1", policy.Policy{}), &updateResult{})
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	require.Equal(t, DeploymentContinueEvery, env.Now().Sub(start))
+	var next DeploymentInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, 1, next.Carry.Generation)
+	require.Len(t, next.Carry.Compact.Replicas, 2)
+}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/policy"
@@ -17,6 +19,14 @@ import (
 // result, an update's result, a continue-as-new's input).
 const payloadLimit = 2 << 20
 
+// patient lets a workflow task take up to 10 s before the SDK calls it a
+// deadlock: a task of this test plans 10,000 replicas a few times, tens of
+// milliseconds each, which a test machine shared with others may stretch
+// past the worker's default of 1 s.
+func patient(env *testsuite.TestWorkflowEnvironment) {
+	env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: 10 * time.Second})
+}
+
 // A deployment of 10,000 replicas applies, rolls and continues as new:
 // each step acts on at most maxStepReplicas replicas (Temporal fails a run
 // with more than 2,000 activities pending), and no payload nears 2 MiB.
@@ -25,6 +35,7 @@ func TestDeploymentOf10000Replicas(t *testing.T) {
 	c := &cluster{}
 	env := newDeploymentEnv(t, c)
 	env.SetTestTimeout(5 * time.Minute)
+	patient(env)
 	first, second := &updateResult{}, &updateResult{}
 	v2 := shopSpec(n, "v2", policy.Policy{})
 	v2.Services[0].Update.MaxUnavailable = n
@@ -60,6 +71,7 @@ func TestDeploymentOf10000Replicas(t *testing.T) {
 	// The next run rolls the rest out.
 	env2 := newDeploymentEnv(t, c)
 	env2.SetTestTimeout(5 * time.Minute)
+	patient(env2)
 	var st RolloutStatus
 	env2.RegisterDelayedCallback(func() { st = rollout(t, env2); env2.CancelWorkflow() }, time.Minute)
 	next.ContinueAsNewAfter = 0

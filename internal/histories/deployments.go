@@ -102,3 +102,37 @@ func serviceShutdown(ctx context.Context, e *Env, dep string) ([]Capture, error)
 		{File: "service-shutdown-sibling", WorkflowID: "vigil/" + dep + "/api-rep-2"},
 	}, nil
 }
+
+// rollback-mid-replacement (since v0.3.0): two replicas; a new command is
+// applied, and while replica 1's replacement waits out min_ready the
+// previous file is applied again: a new generation, and replica 1 is
+// replaced back. The deployment workflow and replica 1 (open) are recorded.
+func rollbackMidReplacement(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	file := func(script string) string {
+		return strings.Replace(deploymentFile(dep, "web", 2, script, restartAlways), "min_ready: 1s", "min_ready: 4s", 1)
+	}
+	v1, v2 := file(healthyScript), file("echo v2; "+healthyScript)
+	if err := e.Supervise(dep, v1); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitRollout(ctx, dep, "generation 1 complete", complete(1)); err != nil {
+		return nil, err
+	}
+	if err := e.Supervise(dep, v2); err != nil {
+		return nil, err
+	}
+	ref, wid := ids(dep, "web")
+	if _, err := e.WaitState(ctx, ref, "replaced with generation 2", func(v workflows.StateView) bool { return v.Generation == 2 }); err != nil {
+		return nil, err
+	}
+	if err := e.Supervise(dep, v1); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitRollout(ctx, dep, "generation 3 complete", complete(3)); err != nil {
+		return nil, err
+	}
+	return []Capture{
+		{File: "deployment-rollback-mid-replacement", WorkflowID: replica.DeploymentWorkflowID(dep)},
+		{File: "rollback-mid-replacement-replaced", WorkflowID: wid},
+	}, nil
+}

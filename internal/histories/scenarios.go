@@ -54,6 +54,7 @@ var Scenarios = []Scenario{
 	{Name: "unsupervise-mid-replacement", Since: "v0.3.0", Run: unsuperviseMidReplacement},
 	{Name: "node-takeover", Since: "v0.3.0", Run: nodeTakeover},
 	{Name: "confined-port-in-use", Since: "v0.3.0", Run: confinedPortInUse},
+	{Name: "rollback-mid-replacement", Since: "v0.3.0", Run: rollbackMidReplacement},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
