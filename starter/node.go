@@ -56,6 +56,7 @@ func nodeCommand(a *app) *cobra.Command {
 	})
 	cmd.AddCommand(orphansCommand(a))
 	cmd.AddCommand(adminCommands(a)...)
+	cmd.AddCommand(nodeListCommand(a))
 	return cmd
 }
 
