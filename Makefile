@@ -28,7 +28,7 @@ help:
 	@echo 'make test    gofmt, go vet, workflowcheck, a short fuzz run, and every test'
 	@echo 'make cluster the production path here: PostgreSQL, a Temporal cluster (frontend 127.0.0.1:7333, Web UI :8080), two nodes'
 	@echo 'make cluster-stop  stop it (state stays in .vigil/cluster/)'
-	@echo 'make build   build bin/vigil and bin/vigil-worker'
+	@echo 'make build   build bin/vigil, bin/vigil-worker and bin/vigil-fence'
 	@echo 'make image   build the busybox image and import it into the local containerd'
 	@echo 'make bench   run the benchmark harness (bench/; make bench-quick: under 5 minutes)'
 	@echo 'make chaos   run the chaos soak (chaos/; CHAOS_ARGS="--seed N --duration 10m")'
@@ -43,6 +43,7 @@ LDFLAGS = -X github.com/vigil-run/vigil/version.commit=$(shell git rev-parse --s
 build:
 	go build -ldflags '$(LDFLAGS)' -o bin/vigil ./starter
 	go build -ldflags '$(LDFLAGS)' -o bin/vigil-worker ./worker
+	CGO_ENABLED=0 go build -o bin/vigil-fence ./fence
 
 # tools/mkimage writes a docker-archive/OCI tarball of docker.io/library/busybox:local
 # built from the host's static busybox, so no registry is needed.

@@ -135,6 +135,9 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 	if err != nil {
 		return EnsureRunningResult{}, temporal.NewNonRetryableApplicationError(err.Error(), replica.ErrTypeBadSpec, nil)
 	}
+	if err := a.leaseFresh(ctx, spec.Fence); err != nil {
+		return EnsureRunningResult{}, err
+	}
 	if err := a.rt.Create(ctx, in.ID, spec); err != nil {
 		return EnsureRunningResult{}, activityError("create", in.ID, err)
 	}

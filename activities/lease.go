@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -10,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/lease"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // The node's lease (since v0.3.0) is its watch's heartbeat: the server
@@ -77,4 +79,32 @@ func (r *leaseRenewal) once(ctx context.Context) error {
 		activity.GetLogger(ctx).Error("Cannot write the node's lease file", "dir", r.dir, "error", err)
 	}
 	return nil
+}
+
+// leaseFresh waits, up to two renewals, until a container whose fence
+// would end it at once may start: while the node's lease is older than the
+// fence's limit less half a renewal (a worker that just started and has
+// not renewed yet, or a node cut off), it would. Then it gives up, typed.
+func (a *Activities) leaseFresh(ctx context.Context, fence time.Duration) error {
+	if fence <= 0 || a.opts.LeaseDir == "" {
+		return nil
+	}
+	deadline := time.Now().Add(2 * lease.Renewal)
+	for {
+		l, err := lease.Read(a.opts.LeaseDir)
+		if err == nil && l.Age() < fence-lease.Renewal/2 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			why := "none yet"
+			if err == nil {
+				why = "renewed " + l.Age().Round(time.Millisecond).String() + " ago"
+			}
+			return temporal.NewApplicationError(fmt.Sprintf("the node's lease is not fresh (%s); a movable replica starts once it is renewed", why), replica.ErrTypeLeaseStale)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -24,6 +24,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Dir is the lease's directory in a node's state dir (vigil-worker --state-dir).
+func Dir(stateDir string) string { return filepath.Join(stateDir, "lease") }
+
 // FileName is the lease file's name in the lease directory (the directory
 // is what a container gets mounted, read-only: a file is replaced by a
 // rename, which a bind mount of the file itself would not see).

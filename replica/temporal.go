@@ -197,4 +197,8 @@ const (
 	// ErrTypeNotNodeOwner marks a node activity that reached a worker which
 	// is not (or no longer) the node's accepted claimant.
 	ErrTypeNotNodeOwner = "NotNodeOwner"
+	// ErrTypeLeaseStale marks a start of a movable replica put off because
+	// the node's lease is too old for its fence (retried: it is renewed
+	// every 5 s while the node reaches the server).
+	ErrTypeLeaseStale = "LeaseStale"
 )

@@ -1,6 +1,9 @@
 package runtime
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // NetworkMode says how a container is connected to the network.
 type NetworkMode string
@@ -56,6 +59,11 @@ type Serving struct {
 	Init bool `json:"init,omitempty"`
 	// StopSignal is sent first on stop (default: the image's, else SIGTERM).
 	StopSignal string `json:"stop_signal,omitempty"`
+	// Fence, when set, runs the command under the node's fence
+	// (vigil-fence), which ends the container once the node's lease is
+	// this old: a movable replica's, so that it never runs on a node that
+	// lost the server while it starts elsewhere (see package lease).
+	Fence time.Duration `json:"fence,omitempty"`
 }
 
 // NetworkStatus is where a running container can be reached.

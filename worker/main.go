@@ -33,6 +33,7 @@ import (
 	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/ctrlog"
+	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/logging"
 	"github.com/vigil-run/vigil/metrics"
 	"github.com/vigil-run/vigil/replica"
@@ -71,6 +72,7 @@ type options struct {
 	stateDir            string
 	network             containerd.NetworkConfig
 	initPath            string
+	fencePath           string
 	metricsAddress      string
 	logsListen          string
 	logsAdvertise       string
@@ -135,6 +137,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringSliceVar(&o.network.PluginDirs, "cni-plugin-dir", containerd.DefaultCNIPluginDirs, "directories searched for the CNI plugins (bridge, host-local, portmap, loopback)")
 	fs.StringVar(&o.network.NetNSDir, "netns-dir", containerd.DefaultNetNSDir, "directory of the containers' network namespaces")
 	fs.StringVar(&o.initPath, "init-path", containerd.DefaultInitPath, "static init run as PID 1 by services with init: true (Debian: tini)")
+	fs.StringVar(&o.fencePath, "fence-path", defaultFencePath(), "static vigil-fence run in every movable replica's container, a path on the host")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz on this host:port, e.g. 127.0.0.1:9464; off when empty (env VIGIL_METRICS_ADDRESS)")
 	fs.StringVar(&o.logsListen, "logs-listen", "127.0.0.1:0", "serve the containers' logs (HTTPS, token) on this host:port; port 0 picks a free one (env VIGIL_LOGS_LISTEN)")
 	fs.StringVar(&o.logsAdvertise, "logs-advertise", "", "host:port the node advertises for its logs, when readers reach it by another address than --logs-listen's (env VIGIL_LOGS_ADVERTISE)")
@@ -247,11 +250,19 @@ func newRuntime(ctx context.Context, o *options) (*containerd.Runtime, error) {
 		StateDir:    o.stateDir,
 		Network:     o.network,
 		InitPath:    o.initPath,
+		FencePath:   o.fencePath,
 	})
 }
 
-// leaseDir holds the node's lease file, which its movable containers' fences read.
-func leaseDir(stateDir string) string { return filepath.Join(stateDir, "lease") }
+// defaultFencePath is vigil-fence beside this executable, as `make build`
+// and the image put it.
+func defaultFencePath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(exe), "vigil-fence")
+}
 
 // releaseNetworks is --release-networks.
 func releaseNetworks(ctx context.Context, o *options) error {
@@ -393,7 +404,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			Reporter: control.ExitReporter(c, o.conn.Namespace),
 			Roster:   control.Roster(c),
 			Renew:    c.RecordActivityHeartbeat,
-			LeaseDir: leaseDir(o.stateDir),
+			LeaseDir: lease.Dir(o.stateDir),
 			OnWatchEnded: func() {
 				select {
 				case lost <- struct{}{}:

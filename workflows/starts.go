@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
@@ -164,6 +165,10 @@ func (s *supervisor) noteNetwork(res activities.EnsureRunningResult) {
 func (s *supervisor) replicaSpec() runtime.ContainerSpec {
 	spec := s.in.Spec
 	spec.Ports = runtime.ReplicaPorts(spec.Ports, s.in.ID.Replica)
+	if s.rel >= V030 && s.in.Movable() {
+		// Fenced on its node before it may move (package lease).
+		spec.Fence = lease.FenceAfter(s.in.NodeLostAfter())
+	}
 	return spec
 }
 

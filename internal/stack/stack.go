@@ -30,16 +30,24 @@ import (
 	"github.com/vigil-run/vigil/workflows"
 )
 
-// Build builds vigil and vigil-worker from the module at repo into dir,
+// Build builds vigil, vigil-worker and vigil-fence (beside the worker,
+// where it looks for it) from the module at repo into dir,
 // stamping the commit of repo's checkout into the version package.
 func Build(repo, dir string) (vigil, worker string, err error) {
 	ldflags := ""
 	if commit := CommitOf(repo); commit != "" {
 		ldflags = "-X github.com/vigil-run/vigil/version.commit=" + commit
 	}
-	for pkg, name := range map[string]string{"./starter": "vigil", "./worker": "vigil-worker"} {
+	for pkg, name := range map[string]string{"./starter": "vigil", "./worker": "vigil-worker", "./fence": "vigil-fence"} {
+		if _, err := os.Stat(filepath.Join(repo, pkg)); err != nil && pkg == "./fence" {
+			continue // a release before the fence
+		}
 		cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = repo
+		if pkg == "./fence" {
+			// It runs in the containers' images: static.
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}

@@ -33,6 +33,9 @@ const (
 	LabelSpec = "vigil.spec"
 	// LabelStartedAt is when Vigil last started the container's task (RFC 3339).
 	LabelStartedAt = "vigil.started-at"
+	// LabelFence is the spec's Fence (a Go duration): the lease age at
+	// which the container's fence ends it.
+	LabelFence = "vigil.fence"
 	// LabelStartError is why the last start failed; State reports it.
 	LabelStartError = "vigil.start-error"
 	// LabelExitReported is the exit time (RFC 3339) of the task's exit the
@@ -81,6 +84,9 @@ type Config struct {
 	Network NetworkConfig
 	// InitPath is the static init mounted as PID 1 for init: true (default DefaultInitPath).
 	InitPath string
+	// FencePath is the static vigil-fence run in the containers of specs
+	// with a Fence (none without it: such a spec is refused).
+	FencePath string
 }
 
 func (c *Config) setDefaults() {

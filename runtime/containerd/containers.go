@@ -103,6 +103,9 @@ func (r *Runtime) Create(ctx context.Context, id replica.ID, spec runtime.Contai
 	if r := spec.Resources; r != nil && r.MemoryBytes > 0 {
 		labels[LabelMemoryLimit] = strconv.FormatInt(r.MemoryBytes, 10)
 	}
+	if spec.Fence > 0 {
+		labels[LabelFence] = spec.Fence.String()
+	}
 	opts := []containerd.NewContainerOpts{containerd.WithImage(image)}
 	if r.cfg.Snapshotter != "" {
 		opts = append(opts, containerd.WithSnapshotter(r.cfg.Snapshotter))

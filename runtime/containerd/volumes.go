@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
@@ -14,6 +15,7 @@ import (
 	"github.com/moby/sys/signal"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 )
@@ -27,6 +29,10 @@ const (
 	// initTarget is where the init is mounted in the container (Docker uses
 	// /sbin/docker-init).
 	initTarget = "/sbin/vigil-init"
+	// fenceTarget and fenceLeaseTarget are where a movable container gets
+	// the fence and the node's lease directory.
+	fenceTarget      = "/sbin/vigil-fence"
+	fenceLeaseTarget = "/run/vigil-lease"
 )
 
 // VolumeDir is where a replica's named volume lives on the node:
@@ -67,6 +73,10 @@ func (r *Runtime) servingOpts(id replica.ID, spec runtime.ContainerSpec) ([]oci.
 	if len(mounts) > 0 {
 		opts = append(opts, oci.WithMounts(mounts))
 	}
+	if spec.Fence > 0 {
+		// Before the init's: the init wraps the fence.
+		opts = append(opts, withFence(r.cfg.FencePath, lease.Dir(r.cfg.StateDir), spec.Fence))
+	}
 	if spec.Init {
 		opts = append(opts, withInit(r.cfg.InitPath))
 	}
@@ -106,7 +116,34 @@ func (r *Runtime) servingProblems(spec runtime.ContainerSpec) []runtime.Problem 
 			add("init", "%s is missing on this node (%v); install Debian's tini package there, or set init: false", r.cfg.InitPath, errReason(err))
 		}
 	}
+	if spec.Fence > 0 {
+		if r.cfg.FencePath == "" {
+			add("placement", "this node's worker has no vigil-fence for movable replicas; install it beside vigil-worker or give --fence-path")
+		} else if _, err := os.Stat(r.cfg.FencePath); err != nil {
+			add("placement", "the fence %s is missing on this node (%v); install vigil-fence beside vigil-worker or give --fence-path", r.cfg.FencePath, errReason(err))
+		}
+	}
 	return out
+}
+
+// withFence runs the container's command under the fence, mounted
+// read-only with the node's lease directory (the directory, not the file:
+// the worker replaces the file by a rename). It must come after every
+// option that sets the process's arguments, before the init's.
+func withFence(path, leaseDir string, after time.Duration) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Process == nil || len(s.Process.Args) == 0 {
+			return invalid("placement: the container has no command to run under the fence")
+		}
+		if err := os.MkdirAll(leaseDir, 0o755); err != nil {
+			return fmt.Errorf("lease dir: %w", err)
+		}
+		s.Process.Args = append([]string{fenceTarget, "--lease-dir", fenceLeaseTarget, "--after", after.String(), "--"}, s.Process.Args...)
+		s.Mounts = append(s.Mounts,
+			specs.Mount{Destination: fenceTarget, Type: "bind", Source: path, Options: []string{"rbind", "ro"}},
+			specs.Mount{Destination: fenceLeaseTarget, Type: "bind", Source: leaseDir, Options: []string{"rbind", "ro"}})
+		return nil
+	}
 }
 
 // withInit runs the container's command under the init, mounted read-only.
