@@ -1,11 +1,11 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -27,13 +27,10 @@ type NodeSummary struct {
 	// LastSeen is the node lease's last renewal (the server's clock); nil
 	// when no watch has run.
 	LastSeen *time.Time `json:"last_seen"`
-	// LostAfter is the shortest lost_after of the node's replicas
-	// (replica.DefaultLostAfter without any).
+	// LostAfter is the shortest lost_after of the services that may run
+	// on the node (replica.DefaultLostAfter without any).
 	LostAfter time.Duration `json:"-"`
 }
-
-// replicaQueries bounds the config queries of one node's replicas in flight.
-const replicaQueries = 8
 
 // ListNodes summarises every node that has a node workflow, by name.
 func ListNodes(ctx context.Context, c client.Client) ([]NodeSummary, error) {
@@ -41,9 +38,14 @@ func ListNodes(ctx context.Context, c client.Client) ([]NodeSummary, error) {
 	if err != nil {
 		return nil, err
 	}
+	lostAfter, err := placedLostAfter(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]NodeSummary, 0, len(ids))
 	for _, id := range ids {
-		s, err := SummariseNode(ctx, c, strings.TrimPrefix(id, replica.NodeWorkflowID("")))
+		node := strings.TrimPrefix(id, replica.NodeWorkflowID(""))
+		s, err := SummariseNode(ctx, c, node, lostAfter[node])
 		if err != nil {
 			return nil, err
 		}
@@ -53,9 +55,10 @@ func ListNodes(ctx context.Context, c client.Client) ([]NodeSummary, error) {
 	return out, nil
 }
 
-// SummariseNode reads node's lease, holder and replicas.
-func SummariseNode(ctx context.Context, c client.Client, node string) (NodeSummary, error) {
-	s := NodeSummary{Node: node, LostAfter: replica.DefaultLostAfter}
+// SummariseNode reads node's lease, holder and replicas. The node is Lost
+// once its lease is lostAfter old (0: replica.DefaultLostAfter).
+func SummariseNode(ctx context.Context, c client.Client, node string, lostAfter time.Duration) (NodeSummary, error) {
+	s := NodeSummary{Node: node, LostAfter: cmp.Or(lostAfter, replica.DefaultLostAfter)}
 	l, err := NodeLease(ctx, c, node)
 	if err != nil {
 		return s, err
@@ -71,9 +74,6 @@ func SummariseNode(ctx context.Context, c client.Client, node string) (NodeSumma
 		return s, err
 	}
 	s.Replicas = len(ids)
-	if lost := shortestLostAfter(ctx, c, ids); lost > 0 {
-		s.LostAfter = lost
-	}
 	s.State = workflows.NodeReady
 	if l.LastRenewal.IsZero() || time.Since(l.LastRenewal) >= s.LostAfter {
 		s.State = workflows.NodeLost
@@ -81,32 +81,27 @@ func SummariseNode(ctx context.Context, c client.Client, node string) (NodeSumma
 	return s, nil
 }
 
-// shortestLostAfter is the least lost_after of the replicas whose
-// workflows are ids (0 if none answered). One that does not answer its
-// query (it ended, or is being retried) does not count.
-func shortestLostAfter(ctx context.Context, c client.Client, ids []string) time.Duration {
-	var (
-		mu       sync.Mutex
-		shortest time.Duration
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, replicaQueries)
-	)
-	for _, wid := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			var in workflows.SupervisionInput
-			if err := query(ctx, c, wid, replica.QueryConfig, &in); err != nil {
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if d := in.NodeLostAfter(); shortest == 0 || d < shortest {
-				shortest = d
-			}
-		}()
+// placedLostAfter is, per node, the shortest lost_after of the services
+// of every deployment that may run there (the deployment files being
+// rolled out: one query per deployment).
+func placedLostAfter(ctx context.Context, c client.Client) (map[string]time.Duration, error) {
+	ids, err := listWorkflows(ctx, c, fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", replica.DeploymentWorkflowName))
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	return shortest
+	out := map[string]time.Duration{}
+	for _, id := range ids {
+		var spec *workflows.DeploymentSpec
+		if err := query(ctx, c, id, replica.QueryDesired, &spec); err != nil || spec == nil {
+			continue // being retried, or nothing applied yet: its replicas count at the default
+		}
+		for _, svc := range spec.Services {
+			for _, node := range svc.Config.Nodes() {
+				if d := svc.Config.NodeLostAfter(); out[node] == 0 || d < out[node] {
+					out[node] = d
+				}
+			}
+		}
+	}
+	return out, nil
 }
