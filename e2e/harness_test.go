@@ -242,7 +242,14 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // stack's namespace until the test ends.
 func recordTaskEvents(t *testing.T, st *stack.Stack) *ctrevents.Recorder {
 	t.Helper()
-	rec, err := ctrevents.Record(t.Context(), st.Containerd.Address, st.Containerd.Namespace)
+	return recordDaemon(t, st.Containerd)
+}
+
+// recordDaemon records the task starts and exits of a containerd's
+// namespace until the test ends.
+func recordDaemon(t *testing.T, d *containerdtest.Daemon) *ctrevents.Recorder {
+	t.Helper()
+	rec, err := ctrevents.Record(t.Context(), d.Address, d.Namespace)
 	if err != nil {
 		t.Fatal(err)
 	}
