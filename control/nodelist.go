@@ -17,7 +17,8 @@ import (
 // NodeSummary is one node as `vigil node list` shows it.
 type NodeSummary struct {
 	Node string `json:"node"`
-	// State is Ready, or Lost once the node's lease is older than LostAfter.
+	// State is Lost once the node's lease is older than LostAfter, else
+	// Draining or Cordoned as an operator made it, else Ready.
 	State workflows.NodeState `json:"state"`
 	// Identity is the node identity of the worker holding the node (the
 	// uuid in its --state-dir); empty before any v0.3.0 worker claimed it.
@@ -66,7 +67,8 @@ func SummariseNode(ctx context.Context, c client.Client, node string, lostAfter 
 	if !l.LastRenewal.IsZero() {
 		s.LastSeen = &l.LastRenewal
 	}
-	if view, err := NodeView(ctx, c, node); err == nil && view.LastClaim != nil {
+	view, err := NodeView(ctx, c, node)
+	if err == nil && view.LastClaim != nil {
 		s.Identity = view.LastClaim.NodeID
 	}
 	ids, err := listWorkflows(ctx, c, workflows.NodeSupervisedQuery(node))
@@ -74,9 +76,15 @@ func SummariseNode(ctx context.Context, c client.Client, node string, lostAfter 
 		return s, err
 	}
 	s.Replicas = len(ids)
-	s.State = workflows.NodeReady
-	if l.LastRenewal.IsZero() || time.Since(l.LastRenewal) >= s.LostAfter {
+	switch {
+	case l.LastRenewal.IsZero() || time.Since(l.LastRenewal) >= s.LostAfter:
 		s.State = workflows.NodeLost
+	case view.Draining:
+		s.State = workflows.NodeDraining
+	case view.Cordoned:
+		s.State = workflows.NodeCordoned
+	default:
+		s.State = workflows.NodeReady
 	}
 	return s, nil
 }

@@ -17,7 +17,8 @@ func nodeListCommand(a *app) *cobra.Command {
 		Short: "List the nodes: state, holder's identity, replicas and when each was last seen",
 		Long: "Every node with a node workflow (a worker served it once). A node is Lost once its lease\n" +
 			"(its worker's renewal every 5 s) is older than the shortest reschedule.lost_after of the\n" +
-			"services that may run there (30s when none sets one), else Ready. last_seen is the last renewal.",
+			"services that may run there (30s when none sets one), else Draining or Cordoned (vigil node\n" +
+			"drain, cordon), else Ready. last_seen is the last renewal.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := a.withTimeout(cmd)
