@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-run/vigil/replica"
 )
 
 // config is what one run measures; --quick shrinks every dimension.
@@ -46,6 +48,8 @@ type config struct {
 	Before string `json:"before_commit,omitempty"`
 	// StormRepeats is how many storms --phases storms measures.
 	StormRepeats int `json:"storm_repeats,omitempty"`
+	// Partitions is how many partitions the failover phase measures.
+	Partitions int `json:"partitions,omitempty"`
 }
 
 func main() {
@@ -53,13 +57,14 @@ func main() {
 	skipDocker := flag.Bool("skip-docker", false, "do not measure Docker")
 	out := flag.String("out", "bench/results", "directory for the results JSON")
 	sizes := flag.String("steady", "", "comma-separated steady-state sizes (default 100,1000; quick: 10)")
-	phases := flag.String("phases", "floor,confine,latency,docker,scale,rollout", "comma-separated phases to run: floor, confine, latency, docker, scale, rollout; storms (not by default) supervises --storm containers and crashes them --storm-repeats times, to compare settings")
+	phases := flag.String("phases", "floor,confine,latency,docker,scale,rollout,failover", "comma-separated phases to run: floor, confine, latency, docker, scale, rollout, failover (20 partitions of a second node); storms (not by default) supervises --storm containers and crashes them --storm-repeats times, to compare settings")
 	stormSize := flag.Int("storm", 0, "containers in the crash storm and the worker-loss test (default 100; quick: 50)")
 	interval := flag.Duration("interval", 0, "steady-state measurement interval (default 60s; quick: 20s)")
 	commit := flag.String("vigil-commit", "", "measure vigil and vigil-worker built from this git revision (default: the working tree)")
 	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
 	onCluster := flag.Bool("cluster", false, "also measure restart latency and the crash storm on a Temporal cluster on PostgreSQL (internal/cluster)")
 	stormRepeats := flag.Int("storm-repeats", 0, "with --phases storms: how many Vigil crash storms to measure one after another (for comparing settings)")
+	partitions := flag.Int("partitions", 20, "partitions of node-b the failover phase measures (quick: 3)")
 	before := flag.String("before", "", "also measure the Vigil phases (latency, scale) of this git revision first, in the same run, and print the two side by side (make bench: the last commit before the node watch)")
 	flag.Parse()
 
@@ -68,13 +73,14 @@ func main() {
 		SteadySizes: []int{100, 1000}, SteadyInterval: 60 * time.Second,
 		StormSize: 100, LossCrashes: 10, LossWorkerDown: 3 * time.Second,
 		SkipDocker: *skipDocker, ContainerCommand: "sleep 1; exit 1", VigilCommit: *commit,
-		Cluster: *onCluster, Before: *before, StormRepeats: *stormRepeats,
+		Cluster: *onCluster, Before: *before, StormRepeats: *stormRepeats, Partitions: *partitions,
 	}
 	if *quick {
 		cfg.Quick = true
 		cfg.Restarts, cfg.FloorRestarts, cfg.DockerRestarts, cfg.DockerLongRuns = 20, 10, 6, 0
 		cfg.SteadySizes, cfg.SteadyInterval = []int{10}, 20*time.Second
 		cfg.StormSize = 50
+		cfg.Partitions = min(cfg.Partitions, 3)
 	}
 	if *restarts > 0 {
 		cfg.Restarts = *restarts
@@ -99,10 +105,10 @@ func main() {
 	cfg.Phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "floor", "confine", "latency", "docker", "scale", "rollout", "storms":
+		case "floor", "confine", "latency", "docker", "scale", "rollout", "failover", "storms":
 			cfg.Phases[p] = true
 		default:
-			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, confine, latency, docker, scale, rollout, storms\n", p)
+			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, confine, latency, docker, scale, rollout, failover, storms\n", p)
 			os.Exit(2)
 		}
 	}
@@ -127,6 +133,7 @@ type Results struct {
 	BackoffKill *BackoffKillResult `json:"backoff_across_worker_kill,omitempty"`
 	History     *HistoryResult     `json:"history_per_crash,omitempty"`
 	Rollout     *RolloutResult     `json:"rolling_update,omitempty"`
+	Failover    *FailoverResult    `json:"failover,omitempty"`
 	// Confinement is the start latency with the default confinement and without.
 	Confinement *ConfinementResult `json:"start_confinement,omitempty"`
 	Cluster     *ClusterResults    `json:"cluster,omitempty"`
@@ -380,6 +387,12 @@ func vigilPhases(ctx context.Context, cfg config, commit string, res *Results, f
 		phase("rolling update of 10 replicas, min_ready 5s")
 		if res.Rollout, err = v.rollout(ctx, 10, 5*time.Second); err != nil {
 			fail("rollout", err)
+		}
+	}
+	if cfg.Phases["failover"] && !before {
+		phase("failover: %d partitions of node-b (lost_after %s)", cfg.Partitions, replica.DefaultLostAfter)
+		if res.Failover, err = v.failover(ctx, cfg.Partitions); err != nil {
+			fail("failover", err)
 		}
 	}
 	return nil
