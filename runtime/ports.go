@@ -105,12 +105,18 @@ func HoldPorts(ports []PortMapping) (release func(), err error) {
 // nil when the address is not this host's.
 func holdPort(p PortMapping) (io.Closer, error) {
 	addr := net.JoinHostPort(hostIP(p), strconv.Itoa(p.Host))
+	// The rules are per family: an IPv4 port is held on IPv4 only (Go would
+	// make 0.0.0.0 a dual-stack socket, refused by a v6-only listener).
+	family := "6"
+	if ip := net.ParseIP(hostIP(p)); ip != nil && ip.To4() != nil {
+		family = "4"
+	}
 	var c io.Closer
 	var err error
 	if p.Protocol == ProtocolUDP {
-		c, err = net.ListenPacket("udp", addr)
+		c, err = net.ListenPacket("udp"+family, addr)
 	} else {
-		c, err = net.Listen("tcp", addr)
+		c, err = net.Listen("tcp"+family, addr)
 	}
 	if errors.Is(err, syscall.EADDRNOTAVAIL) {
 		return nil, nil

@@ -59,6 +59,22 @@ func TestHoldPorts(t *testing.T) {
 	}
 }
 
+// An IPv4 port is held on IPv4 only: a listener on IPv6 alone keeps its
+// port, and the container's IPv4 rules take nothing from it.
+func TestHoldPortsIPv4Only(t *testing.T) {
+	l, err := net.Listen("tcp6", "[::]:0") // Go makes it v6-only
+	if err != nil {
+		t.Skipf("no IPv6 here: %v", err)
+	}
+	defer l.Close()
+	p := runtime.PortMapping{Container: 80, Host: l.Addr().(*net.TCPAddr).Port, Protocol: runtime.ProtocolTCP}
+	release, err := runtime.HoldPorts([]runtime.PortMapping{p})
+	if err != nil {
+		t.Fatalf("an IPv4 port a v6-only listener holds: %v", err)
+	}
+	release()
+}
+
 func freePort(t *testing.T) runtime.PortMapping {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
