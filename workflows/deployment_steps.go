@@ -78,12 +78,12 @@ func (d *deployer) nextStep(ctx workflow.Context) error {
 // looks at its replicas again.
 const budgetRecheck = 5 * time.Second
 
-// replace takes the next replacements: planned against the
+// replace takes the next replacements: planned against the service's
 // replicas as they are now, observed, so that a replica that went down
 // since the last step counts against max_unavailable. With no budget left
 // it waits, saying why, until a replica is back or an apply comes.
 func (d *deployer) replace(ctx workflow.Context) error {
-	if err := d.observe(ctx); err != nil {
+	if err := d.reobserve(ctx, d.serviceRefs(d.pending())); err != nil {
 		return err
 	}
 	gen := d.st.Generation
@@ -108,6 +108,35 @@ func (d *deployer) replace(ctx workflow.Context) error {
 		return d.st.Generation != gen || d.shutdown.Len() > 0
 	})
 	return err
+}
+
+// serviceRefs are the replicas of the first service with a replacement
+// pending, known or desired: the ones its budget counts.
+func (d *deployer) serviceRefs(pending []Step) []string {
+	var service string
+	for _, s := range pending {
+		if s.Replaces() {
+			service = s.ID.Service
+			break
+		}
+	}
+	svc, ok := d.st.Desired.service(service)
+	if !ok {
+		return nil
+	}
+	seen := map[string]bool{}
+	var refs []string
+	for r := 1; r <= svc.Replicas; r++ {
+		ref := replica.ID{Deployment: d.name, Service: service, Replica: r}.Ref()
+		seen[ref] = true
+		refs = append(refs, ref)
+	}
+	for _, rec := range d.records() {
+		if ref := rec.ID.Ref(); rec.ID.Service == service && !seen[ref] {
+			refs = append(refs, ref)
+		}
+	}
+	return refs
 }
 
 // maxPauseReason bounds a pause reason: one line an operator reads whole.
