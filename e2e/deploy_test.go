@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -407,13 +406,7 @@ func replayDeployment(t *testing.T, s *tstack, dep string) {
 func TestApplyAdoptsReplicasSupervisedWithoutADeployment(t *testing.T) {
 	s := newStack(t)
 	const dep = "old"
-	c, err := s.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	c, ctx := s.clientFor()
 	file := s.deployment("old", webFile(dep, 2, "v1", "1s", false))
 	d, err := spec.ParseFile(file)
 	if err != nil {
@@ -430,7 +423,8 @@ func TestApplyAdoptsReplicasSupervisedWithoutADeployment(t *testing.T) {
 	}
 	s.waitContainers(2)
 	sameLines(t, "first apply", planLines(s.apply(file)), []string{"old/web-rep-1 unchanged ", "old/web-rep-2 unchanged "})
-	if st, _ := s.rollout(dep); st.Generation != 0 || st.State != workflows.RolloutComplete || st.Updated != 2 {
+	// Complete once both have run min_ready (they have just started).
+	if st := s.waitRollout(dep, "adopted, complete", time.Minute, completeAt(0)); st.Updated != 2 {
 		t.Fatalf("after adopting: %+v", st)
 	}
 	sameLines(t, "new command", planLines(s.apply(s.deployment("old2", webFile(dep, 2, "v2", "1s", false)))),

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/vigil-run/vigil/config/configtest"
 	"github.com/vigil-run/vigil/internal/containerdtest"
 	"github.com/vigil-run/vigil/internal/ctrevents"
@@ -186,6 +188,19 @@ func (s *tstack) waitFor(ref, what string, limit time.Duration, cond func(workfl
 		s.t.Fatal(err)
 	}
 	return v
+}
+
+// clientFor dials the stack's server for a minute of work: the client and
+// the context are released when the test ends.
+func (s *tstack) clientFor() (client.Client, context.Context) {
+	s.t.Helper()
+	c, err := s.Client()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	s.t.Cleanup(func() { cancel(); c.Close() })
+	return c, ctx
 }
 
 func (s *tstack) containerIDs() []string {

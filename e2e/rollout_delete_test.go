@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -122,13 +121,7 @@ func (s *tstack) rolloutJSON(dep string) rolloutJSON {
 // own, and its replicas' (visibility may lag the close by a moment).
 func (s *tstack) noRunningWorkflows(dep string) {
 	s.t.Helper()
-	c, err := s.Client()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	c, ctx := s.clientFor()
 	d, err := c.DescribeWorkflowExecution(ctx, "vigil/"+dep, "")
 	if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		s.t.Fatalf("the deployment's workflow after delete: %v %v", d.GetWorkflowExecutionInfo().GetStatus(), err)

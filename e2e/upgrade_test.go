@@ -472,13 +472,7 @@ func (s *tstack) waitHistory(workflowID, what string, cond func(*historypb.Histo
 // server answers: to act within moments of an event.
 func (s *tstack) waitHistoryFast(workflowID, what string, cond func(*historypb.History) bool) {
 	s.t.Helper()
-	c, err := s.Client()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	c, ctx := s.clientFor()
 	for ctx.Err() == nil {
 		h, err := histories.Read(ctx, c, workflowID, "")
 		if err == nil && cond(h) {
