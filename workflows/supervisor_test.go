@@ -61,6 +61,9 @@ type node struct {
 	crashedBeforeStop *int
 	// stopErr, if set, is what every stop fails with.
 	stopErr error
+	// alongExit[i], if set, runs just after the i-th exit is reported, in
+	// the same workflow task (e.g. a request that meets the restart).
+	alongExit map[int]func()
 	// network is what every start reports as the container's network.
 	network *runtime.NetworkStatus
 
@@ -128,6 +131,9 @@ func (n *node) reportNextExit() {
 		n.mu.Unlock()
 		n.env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Exit: runtime.Exit{ExitCode: e.ExitCode, ExitedAt: at, Reason: e.Reason,
 			Cause: e.Cause, Signal: e.Signal}, OOMKilled: e.Cause == runtime.ExitOOMKilled})
+		if f := n.alongExit[i]; f != nil {
+			f()
+		}
 	}, after)
 }
 
