@@ -57,7 +57,10 @@ const (
 	// V030 is the release in development: one release marker per run; a
 	// deployment observes its replicas before each replacement, counts
 	// those down against max_unavailable and preflights the batch on its
-	// nodes (Preflight) before it stops anything.
+	// nodes (Preflight) before it stops anything. A replica keeps the
+	// rule that decided its last exit, who shut its service down and the
+	// failed probe's answer, and an operator's restart that ends a
+	// backoff is not counted as a crash restart (it was before).
 	V030 Release = 3
 
 	// CurrentRelease is the release new runs are recorded as.
