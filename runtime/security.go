@@ -38,6 +38,10 @@ type Security struct {
 	UserNS bool `json:"userns,omitempty"`
 }
 
+// UserNSSize is how many IDs a container with userns: true has (0 to
+// UserNSSize-1), mapped to an unprivileged host range.
+const UserNSSize = 65536
+
 // Profile values of Seccomp and AppArmor.
 const (
 	ProfileDefault    = "default"
@@ -97,8 +101,12 @@ func (s *Security) Validate() error {
 		return nil
 	}
 	if s.User != "" {
-		if _, _, _, err := ParseUser(s.User); err != nil {
+		uid, gid, _, err := ParseUser(s.User)
+		if err != nil {
 			return fmt.Errorf("user: %w", err)
+		}
+		if s.UserNS && max(uid, gid) >= UserNSSize {
+			return fmt.Errorf("user: %q is outside the user namespace's IDs 0-%d (userns: true); pick IDs below %d", s.User, UserNSSize-1, UserNSSize)
 		}
 	}
 	for i, t := range s.Tmpfs {

@@ -36,6 +36,7 @@ func TestSecurityValidate(t *testing.T) {
 	}{
 		{runtime.Security{User: "root"}, "user:"},
 		{runtime.Security{User: "1:2:3"}, "user:"},
+		{runtime.Security{User: "70000", UserNS: true}, "user:"},
 		{runtime.Security{Tmpfs: []string{"/tmp/../etc"}}, "tmpfs[0]:"},
 		{runtime.Security{CapAdd: []string{"net_raw"}}, "cap_add[0]:"},
 		{runtime.Security{CapDrop: []string{"CAP_NOPE"}}, "cap_drop[0]:"},

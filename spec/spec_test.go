@@ -261,6 +261,7 @@ func TestParseBad(t *testing.T) {
 		{"security unclean seccomp", svc("    security: { seccomp: /etc//seccomp.json }\n"), "services.api.security.seccomp", "not a clean path", 6},
 		{"security malformed user", svc("    security: { user: \"1000:staff\" }\n"), "services.api.security.user", "not uid[:gid]", 6},
 		{"security user negative", svc("    security: { user: \"-1\" }\n"), "services.api.security.user", "not uid[:gid]", 6},
+		{"security user outside userns", svc("    security: { user: \"1000:70000\", userns: true }\n"), "services.api.security.user", "outside the user namespace", 6},
 		{"security relative tmpfs", svc("    security: { tmpfs: [tmp] }\n"), "services.api.security.tmpfs[0]", "not an absolute path", 6},
 		{"security tmpfs twice", svc("    security: { tmpfs: [/tmp, /run, /tmp] }\n"), "services.api.security.tmpfs[2]", "listed twice", 6},
 		{"security apparmor path", svc("    security: { apparmor: /etc/apparmor.d/x }\n"), "services.api.security.apparmor", "not a profile name", 6},

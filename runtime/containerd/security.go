@@ -22,12 +22,9 @@ import (
 const AppArmorProfile = "vigil-default"
 
 // UserNSHostID is the first host ID a container with userns: true maps its
-// IDs to (UserNSSize of them): far above any host user's, and below runc's
-// limit of MaxInt32.
-const (
-	UserNSHostID = 1 << 30
-	UserNSSize   = 65536
-)
+// IDs to (runtime.UserNSSize of them): far above any host user's, and below
+// runc's limit of MaxInt32.
+const UserNSHostID = 1 << 30
 
 // AppArmorSupported reports whether this host enforces AppArmor: where it
 // does not, the apparmor setting of a security block is ignored (the
@@ -36,7 +33,7 @@ func AppArmorSupported() bool { return pkgapparmor.HostSupports() }
 
 // userNSMaps are the ID mappings of a container with userns: true.
 func userNSMaps() []specs.LinuxIDMapping {
-	return []specs.LinuxIDMapping{{ContainerID: 0, HostID: UserNSHostID, Size: UserNSSize}}
+	return []specs.LinuxIDMapping{{ContainerID: 0, HostID: UserNSHostID, Size: runtime.UserNSSize}}
 }
 
 // snapshotOpt makes the container's root filesystem: owned by the mapped

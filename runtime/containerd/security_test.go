@@ -244,7 +244,7 @@ func TestSecurityBlock(t *testing.T) {
 			t.Skipf("the kernel refuses user namespaces here (user.max_user_namespaces: %q, %v)", b, err)
 		}
 		got := probe(t, rt, &runtime.Security{UserNS: true})
-		if want := fmt.Sprintf("0 %d %d", vcontainerd.UserNSHostID, vcontainerd.UserNSSize); got["uid_map"] != want || got["uid"] != "0" {
+		if want := fmt.Sprintf("0 %d %d", vcontainerd.UserNSHostID, runtime.UserNSSize); got["uid_map"] != want || got["uid"] != "0" {
 			t.Errorf("uid_map %q, uid %s; want %q and 0", got["uid_map"], got["uid"], want)
 		}
 	})
