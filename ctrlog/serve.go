@@ -34,6 +34,13 @@ import (
 // ErrNotFound: no such container's log on the node (the server's 404).
 var ErrNotFound = errors.New("no log on this node")
 
+// ErrEnded: a follow's stream broke off (the worker stopped).
+var ErrEnded = errors.New("the stream ended")
+
+// ErrRefused: the server answered, and refused the request (e.g. a wrong
+// token); asking again will not help.
+var ErrRefused = errors.New("refused")
+
 // tokenBytes is the token's length before hex encoding.
 const tokenBytes = 32
 
@@ -245,8 +252,8 @@ type Client struct {
 }
 
 // Fetch reads the logs of replica ref, passing each record to fn; with
-// follow, until ctx ends. The server must show the certificate CertSHA256
-// names.
+// follow, until ctx ends or the server goes away (ErrEnded). The server
+// must show the certificate CertSHA256 names.
 func (c Client) Fetch(ctx context.Context, ref string, q Query, follow bool, fn func(Record) error) error {
 	ep := c
 	tr := &http.Transport{TLSClientConfig: &tls.Config{
@@ -297,13 +304,16 @@ func (c Client) Fetch(ctx context.Context, ref string, q Query, follow bool, fn 
 		if resp.StatusCode == http.StatusNotFound {
 			return fmt.Errorf("%w (%s)", ErrNotFound, e.Error)
 		}
-		return fmt.Errorf("the node's logs endpoint %s: %s: %s", ep.Address, resp.Status, e.Error)
+		return fmt.Errorf("the node's logs endpoint %s %w it: %s: %s", ep.Address, ErrRefused, resp.Status, e.Error)
 	}
 	for {
 		var r Record
 		if err := dec.Decode(&r); err != nil {
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil || (errors.Is(err, io.EOF) && !follow):
 				return nil
+			case follow:
+				return fmt.Errorf("the node's logs endpoint %s: %w (%v)", ep.Address, ErrEnded, err)
 			}
 			return fmt.Errorf("the node's logs endpoint %s: %w", ep.Address, err)
 		}

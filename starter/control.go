@@ -272,7 +272,15 @@ func logsCommand(a *app, taskQueue func() string, lookup func(string) (string, b
 				var notFound *serviceerror.NotFound
 				switch {
 				case err == nil && view.LastClaim != nil && view.LastClaim.Logs != nil:
-					return f.fromEndpoint(cmd.Context(), ctx, id, in.Node, *view.LastClaim.Logs, q, print)
+					// A follow finds the node's endpoint again after its worker restarts.
+					endpoint := func(ctx context.Context) (*workflows.LogsEndpoint, error) {
+						view, err := control.NodeView(ctx, c, in.Node)
+						if err != nil || view.LastClaim == nil || view.LastClaim.Logs == nil {
+							return nil, fmt.Errorf("node %s advertises no logs endpoint now (%v)", in.Node, err)
+						}
+						return view.LastClaim.Logs, nil
+					}
+					return f.fromEndpoint(cmd.Context(), ctx, id, in.Node, *view.LastClaim.Logs, endpoint, q, print, a.warn)
 				case err == nil && view.Release >= workflows.V030:
 					return failure{fmt.Errorf("%s: node %s advertises no logs endpoint: its worker predates v0.3.0 or runs --no-activities; upgrade it, then try again", id.Ref(), in.Node)}
 				case err != nil && !errors.As(err, &notFound):
@@ -333,9 +341,12 @@ func (f logsFlags) query(now time.Time) (ctrlog.Query, error) {
 	return q, nil
 }
 
-// fromEndpoint reads the replica's log from its node's endpoint; a follow
-// goes on under base (interrupted only by a signal), a read is bounded by ctx.
-func (f logsFlags) fromEndpoint(base, ctx context.Context, id replica.ID, node string, ep workflows.LogsEndpoint, q ctrlog.Query, print func(ctrlog.Record) error) error {
+// fromEndpoint reads the replica's log from its node's endpoint; a read is
+// bounded by ctx. A follow goes on under base (interrupted only by a
+// signal), across restarts of the node's worker: it finds the endpoint
+// again and goes on after the last line it printed.
+func (f logsFlags) fromEndpoint(base, ctx context.Context, id replica.ID, node string, ep workflows.LogsEndpoint,
+	endpoint func(context.Context) (*workflows.LogsEndpoint, error), q ctrlog.Query, print func(ctrlog.Record) error, warn func(string, ...any)) error {
 	token, err := ctrlog.ReadToken(f.tokenFile)
 	if err != nil {
 		return failure{fmt.Errorf("%s: the logs token: %v; give node %s's token file with --logs-token-file (env VIGIL_LOGS_TOKEN_FILE)", id.Ref(), err, node)}
@@ -344,17 +355,57 @@ func (f logsFlags) fromEndpoint(base, ctx context.Context, id replica.ID, node s
 	if f.address != "" {
 		cl.Address = f.address
 	}
-	if f.follow {
-		ctx = base
+	fail := func(err error) error {
+		if errors.Is(err, ctrlog.ErrNotFound) {
+			return failure{fmt.Errorf("%s: node %s keeps no output of it (never started there?)", id.Ref(), node)}
+		}
+		return failure{fmt.Errorf("%s: node %s: %v; is its worker running?", id.Ref(), node, err)}
 	}
-	err = cl.Fetch(ctx, id.Ref(), q, f.follow, print)
-	if errors.Is(err, ctrlog.ErrNotFound) {
-		return failure{fmt.Errorf("%s: node %s keeps no output of it (never started there?)", id.Ref(), node)}
+	if !f.follow {
+		if err := cl.Fetch(ctx, id.Ref(), q, false, print); err != nil {
+			return fail(err)
+		}
+		return nil
 	}
-	if err != nil {
-		return failure{fmt.Errorf("%s: node %s: %v", id.Ref(), node, err)}
+	var last time.Time
+	shown := func(r ctrlog.Record) error {
+		if !r.Time.IsZero() {
+			last = r.Time
+		}
+		return print(r)
 	}
-	return nil
+	for first := true; ; first = false {
+		err := cl.Fetch(base, id.Ref(), q, true, shown)
+		if base.Err() != nil {
+			return nil // interrupted
+		}
+		// Once the stream ran, a broken one or an endpoint not back yet is
+		// the worker restarting; a refusal is final.
+		if !errors.Is(err, ctrlog.ErrEnded) && (first || errors.Is(err, ctrlog.ErrNotFound) || errors.Is(err, ctrlog.ErrRefused)) {
+			return fail(err)
+		}
+		warn("%s: node %s's logs endpoint went away (%v); following again once its worker is back", id.Ref(), node, err)
+		for {
+			select {
+			case <-base.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
+			qctx, cancel := context.WithTimeout(base, 10*time.Second)
+			ep, err := endpoint(qctx)
+			cancel()
+			if err == nil {
+				cl.CertSHA256 = ep.CertSHA256
+				if f.address == "" {
+					cl.Address = ep.Address
+				}
+				break
+			}
+		}
+		if !last.IsZero() {
+			q = ctrlog.Query{Since: last.Add(time.Nanosecond)} // after the last line shown
+		}
+	}
 }
 
 // printRecord prints one line of a replica's log: with --json one object

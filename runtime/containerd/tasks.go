@@ -46,8 +46,11 @@ func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, 
 			started, _ := time.Parse(time.RFC3339Nano, labels[LabelStartedAt])
 			return runtime.StartInfo{AlreadyRunning: true, StartedAt: started, PID: task.Pid(), Network: r.networkStatus(name), NotBefore: notBefore}, nil
 		}
-		if st.Status == containerd.Stopped {
+		switch st.Status {
+		case containerd.Stopped:
 			prevExit = fmt.Sprintf("exit code %d at %s", st.ExitStatus, st.ExitTime.UTC().Format(time.RFC3339Nano))
+		case containerd.Created:
+			prevExit = "never started (a start cut short)"
 		}
 		// Stopped, or created by a start that failed half-way: begin afresh.
 		if err := deleteTask(ctx, task, st.Status); err != nil {
