@@ -136,3 +136,29 @@ func rollbackMidReplacement(ctx context.Context, e *Env, dep string) ([]Capture,
 		{File: "rollback-mid-replacement-replaced", WorkflowID: wid},
 	}, nil
 }
+
+// deployment-delete (since v0.3.0): two replicas rolled out, then `vigil
+// delete`: every replica unsupervised with its container removed, then the
+// deployment workflow ends. The deployment workflow and a replica (both
+// closed) are recorded.
+func deploymentDelete(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	if err := e.Supervise(dep, deploymentFile(dep, "web", 2, healthyScript, restartAlways)); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitRollout(ctx, dep, "generation 1 complete", complete(1)); err != nil {
+		return nil, err
+	}
+	if _, err := e.Vigil("delete", dep); err != nil {
+		return nil, err
+	}
+	_, wid := ids(dep, "web")
+	for _, id := range []string{replica.DeploymentWorkflowID(dep), wid} {
+		if err := e.WaitClosed(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	return []Capture{
+		{File: "deployment-delete", WorkflowID: replica.DeploymentWorkflowID(dep)},
+		{File: "deployment-delete-replica", WorkflowID: wid},
+	}, nil
+}

@@ -55,6 +55,8 @@ var Scenarios = []Scenario{
 	{Name: "node-takeover", Since: "v0.3.0", Run: nodeTakeover},
 	{Name: "confined-port-in-use", Since: "v0.3.0", Run: confinedPortInUse},
 	{Name: "rollback-mid-replacement", Since: "v0.3.0", Run: rollbackMidReplacement},
+	{Name: "restart-during-backoff", Since: "v0.3.0", Run: restartDuringBackoff},
+	{Name: "deployment-delete", Since: "v0.3.0", Run: deploymentDelete},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -405,6 +407,24 @@ func operatorRestart(ctx context.Context, e *Env, dep string) ([]Capture, error)
 		return nil, err
 	}
 	return one(wid, "operator-restart"), unsupervise(ctx, e, ref, wid, false)
+}
+
+// restart-during-backoff (since v0.3.0): an operator's restart ends a long
+// crash-loop backoff early; it starts the container without counting a
+// restart. Then supervision ends with --stop.
+func restartDuringBackoff(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "crasher")
+	pol := "{ action: restart, max_restarts: 1, restart_window: 120s, backoff: 1h, poll_interval: 1s }"
+	if err := e.Supervise(dep, Deployment(dep, "crasher", Image, crashScript, pol)); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "CrashLoopBackOff", inBackoff); err != nil {
+		return nil, err
+	}
+	if err := e.Update(ctx, "restart", ref); err != nil {
+		return nil, err
+	}
+	return one(wid, "restart-during-backoff"), unsupervise(ctx, e, ref, wid, true)
 }
 
 // unsupervise-stop: a running replica unsupervised with --stop.
