@@ -162,3 +162,19 @@ func TestFlakyRolloutNeverPauses(t *testing.T) {
 	}
 	require.Zero(t, paused, "replacements that would pause the rollout")
 }
+
+// A deferred request is answered when unsupervise ends the run first.
+func TestDeferredRequestAnsweredOnUnsupervise(t *testing.T) {
+	n := &node{blockStarts: true}
+	env := newEnv(t, n)
+	shutdown := &updateResult{}
+	env.RegisterDelayedCallback(func() {
+		sendUpdate(env, replica.UpdateShutdown, ShutdownRequest{}, shutdown)
+	}, 10*time.Millisecond)
+	unsuperviseAt(env, 50*time.Millisecond)
+	env.ExecuteWorkflow(Supervise, input(policy.Default()))
+	require.NoError(t, env.GetWorkflowError())
+	require.True(t, shutdown.done, "answered")
+	require.NoError(t, shutdown.rejected)
+	require.ErrorContains(t, shutdown.err, "supervision ended (unsupervised)")
+}

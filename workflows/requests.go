@@ -484,7 +484,15 @@ func (s *supervisor) hear(ctx workflow.Context, f workflow.Future, doing string,
 			return nil
 		case w.cmd.kind == cmdUnsupervise:
 			cancel()
-			return s.handle(ctx, w.cmd)
+			err := s.handle(ctx, w.cmd)
+			if errors.Is(err, errUnsupervised) {
+				// The run ends: the deferred requests are answered, not left.
+				for _, c := range deferred {
+					s.finish(c, fmt.Errorf("%s: supervision ended (unsupervised) before it was done", c.kind))
+				}
+				deferred = nil
+			}
+			return err
 		case take != nil && take(w.cmd):
 		case s.rel >= V030 && (w.cmd.kind == cmdReconfigure || w.cmd.kind == cmdShutdown):
 			deferred = append(deferred, w.cmd)
