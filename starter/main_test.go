@@ -332,6 +332,26 @@ func TestStatusJSONIsTheStateQuery(t *testing.T) {
 	}
 }
 
+// The table says why: the rule that decided, whose exit shut the service
+// down, what the failed probe answered.
+func TestStatusTableSaysWhy(t *testing.T) {
+	v := sampleView()
+	v.State = workflows.StateShutdown
+	v.LastRule = &workflows.RuleRef{Index: 1, Text: "{ exit_codes: [42], action: shutdown }"}
+	by, health, detail := "shop/api-rep-2", "unhealthy", "GET /healthz answered 503 Service Unavailable"
+	v.ShutdownBy, v.Health, v.HealthDetail = &by, &health, &detail
+	c := mocks.NewClient(t)
+	nodeHasWorker(c, true)
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryState).Return(value{v}, nil)
+	c.On("Close").Return()
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop/api-rep-1", "").Return(describeRunning("run-1", "run-1"), nil)
+	r := vigil(t, c, nil, "status", "shop/api-rep-1")
+	if r.code != exitOK || !regexpMatch(`LAST RULE\s+rules\[1\] \{ exit_codes: \[42\], action: shutdown \}$`, r.stdout) ||
+		!regexpMatch(`SHUTDOWN BY\s+shop/api-rep-2$`, r.stdout) || !regexpMatch(`HEALTH DETAIL\s+GET /healthz answered 503 Service Unavailable$`, r.stdout) {
+		t.Errorf("status: %q %q", r.stdout, r.stderr)
+	}
+}
+
 func TestStatusAndEventsTables(t *testing.T) {
 	c := mocks.NewClient(t)
 	nodeHasWorker(c, true)

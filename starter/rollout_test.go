@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/mocks"
 
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
@@ -63,4 +66,30 @@ func TestRolloutCompleteOnlyWhenAvailable(t *testing.T) {
 		require.Contains(t, m, k)
 	}
 	require.Equal(t, map[string]any{"id": "shop/api-rep-1", "state": "Running", "reason": "running for 2s of min_ready 5s"}, m["not_ready"].([]any)[0])
+}
+
+// --watch prints each change, one JSON document a line with --json, and
+// ends with the rollout: exit 0 once complete.
+func TestRolloutStatusWatch(t *testing.T) {
+	c := mocks.NewClient(t)
+	c.On("Close").Return()
+	c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop", "").Return(describeRunning("run-1", "run-1"), nil)
+	progressing := workflows.RolloutStatus{Deployment: "shop", Generation: 2, State: workflows.RolloutProgressing, Updated: 0, Total: 1}
+	done := workflows.RolloutStatus{Deployment: "shop", Generation: 2, State: workflows.RolloutComplete, Updated: 1, Total: 1}
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop", "", replica.QueryRollout).Return(value{progressing}, nil).Twice()
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop", "", replica.QueryRollout).Return(value{done}, nil)
+	spec := workflows.DeploymentSpec{Name: "shop", Services: []workflows.ServiceSpec{{Name: "api", Replicas: 1, Update: workflows.UpdateSettings{MinReady: time.Second}}}}
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop", "", replica.QueryDesired).Return(value{spec}, nil)
+	since := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryState).Return(value{workflows.StateView{
+		ID: "shop/api-rep-1", Deployment: "shop", Service: "api", Replica: 1, State: workflows.StateRunning, RunningSince: &since}}, nil)
+	r := vigil(t, c, nil, "rollout", "status", "shop", "--watch", "--json")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != exitOK || len(lines) != 2 {
+		t.Fatalf("watch: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	var last rolloutView
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &last))
+	require.Equal(t, workflows.RolloutComplete, last.State)
+	require.Equal(t, 1, last.Available)
 }
