@@ -65,6 +65,7 @@ services:
 // restart; rotation keeps the configured files; and no history holds a
 // line a container printed, however often its logs are read.
 func TestLogsKeepEveryLastLine(t *testing.T) {
+	t.Parallel() // its own stack, network and worker
 	runs := 200
 	if v := os.Getenv("VIGIL_LOGS_RUNS"); v != "" {
 		var err error

@@ -543,32 +543,11 @@ func TestLogsFromTheNodesEndpoint(t *testing.T) {
 		"2026-01-02T03:05:00Z vigil 2 F run 2 at 2026-01-02T03:05:00Z; run 1 ended: exit code 1",
 		"2026-01-02T03:05:01Z stdout 2 F second",
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "shop.api-rep-1"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "shop.api-rep-1", "output.log"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(dir, "token")
-	token, err := ctrlog.LoadOrCreateToken(tokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ctrlog.Serve("127.0.0.1:0", token, func(ref string) (ctrlog.Log, error) {
-		id, err := replica.ParseRef(ref)
-		return ctrlog.Log{Dir: ctrlog.Dir(dir, id.ContainerName())}, err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tokenFile, _ := logsNode(t, dir, lines)
 	defer srv.Close()
-
+	token, _ := ctrlog.ReadToken(tokenFile)
 	c := mocks.NewClient(t)
-	in := workflows.SupervisionInput{ID: replica.ID{Deployment: "shop", Service: "api", Replica: 1}, ReplicaConfig: workflows.ReplicaConfig{Node: "node-b"}}
-	c.On("QueryWorkflow", mock.Anything, "vigil/shop/api-rep-1", "", replica.QueryConfig).Return(value{in}, nil)
-	ep := &workflows.LogsEndpoint{Address: srv.Addr(), CertSHA256: srv.Fingerprint()}
-	view := workflows.NodeView{Node: "node-b", Release: workflows.V030, NodeCarry: workflows.NodeCarry{LastClaim: &workflows.Claim{Logs: ep}}}
-	c.On("QueryWorkflow", mock.Anything, replica.NodeWorkflowID("node-b"), "", replica.QueryNode).Return(value{view}, nil)
+	nodeAdvertises(c, srv)
 	c.On("Close").Return()
 	env := map[string]string{"VIGIL_LOGS_TOKEN_FILE": tokenFile}
 
