@@ -115,3 +115,33 @@ func TestReplaceSameConfigTakesGeneration(t *testing.T) {
 	require.Empty(t, n.stops)
 	require.Equal(t, 5, after.Generation)
 }
+
+// The verdict of a replacement survives continue-as-new: the same request
+// retried to the next run (its activity lost the first answer) is answered
+// as the first was, not from the state the replica has since reached.
+func TestReplacementVerdictSurvivesContinueAsNew(t *testing.T) {
+	n := &node{watchAt: map[int]runtime.Exit{1: crash(3)}}
+	env := newEnv(t, n)
+	in := input(policy.Policy{})
+	in.ContinueAsNewAfter = 1
+	next := input(policy.Policy{})
+	next.Spec.Args = []string{"exit 1"}
+	req := ReconfigureRequest{Generation: 2, Config: next.ReplicaConfig, Replace: true, MinReady: time.Second}
+	first := &updateResult{}
+	whenWatching(env, n, 1, 0, func() { sendUpdate(env, replica.UpdateReconfigure, req, first) })
+	env.ExecuteWorkflow(Supervise, in)
+	require.False(t, reconfigureResult(t, first).Ready)
+	cont := continuedInput(t, env)
+
+	n2 := &node{}
+	env2 := newEnv(t, n2)
+	again := &updateResult{}
+	whenWatching(env2, n2, 1, 0, func() { sendUpdate(env2, replica.UpdateReconfigure, req, again) })
+	unsuperviseWhenWatching(env2, n2, 2, 0)
+	env2.ExecuteWorkflow(Supervise, cont)
+	require.NoError(t, env2.GetWorkflowError())
+	r := reconfigureResult(t, again)
+	require.False(t, r.Ready, "the same verdict")
+	require.Contains(t, r.Reason, "exited within min_ready")
+	require.Empty(t, n2.stops, "nothing replaced again")
+}

@@ -106,6 +106,13 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 			s.finish(c, nil)
 			return nil
 		}
+		if v := s.st.Replaced; v != nil && v.Generation == req.Generation && v.Digest == ConfigDigest(req.Config) && s.replaced(req) {
+			// The same request again (its activity retried after the run
+			// that answered it continued as new): the same verdict.
+			c.result = ReconfigureResult{Ready: v.Ready, Reason: v.Reason}
+			s.finish(c, nil)
+			return nil
+		}
 		if s.replaced(req) {
 			// Already done (a retried request after the update's run ended).
 			c.result = ReconfigureResult{Ready: s.st.State == StateRunning}
@@ -117,6 +124,9 @@ func (s *supervisor) handleDeployment(ctx workflow.Context, c *command) error {
 		}
 		var err error
 		c.result, err = s.replace(ctx, req)
+		if err == nil && s.rel >= V030 {
+			s.st.Replaced = &ReplaceVerdict{Generation: req.Generation, Digest: ConfigDigest(req.Config), Ready: c.result.Ready, Reason: c.result.Reason}
+		}
 		return s.answer(c, err)
 	}
 	return nil

@@ -216,6 +216,9 @@ type Carry struct {
 	TaskPID uint32 `json:"task_pid,omitempty"`
 	// PendingExits are exits reported to an earlier run and not yet acted on.
 	PendingExits []activities.ExitReport `json:"pending_exits,omitempty"`
+	// Replaced is the verdict of the last replacement (since v0.3.0), so
+	// that the same request, retried to a later run, gets the same answer.
+	Replaced *ReplaceVerdict `json:"replaced,omitempty"`
 	// NodeState is what the last node activity said of the node's worker
 	// (empty until one ended); NodeSince is when it last changed.
 	NodeState NodeState `json:"node_state,omitempty"`
@@ -350,6 +353,14 @@ type ReconfigureRequest struct {
 	// the policy changes, in place, keeping the crash window.
 	Replace  bool          `json:"replace,omitempty"`
 	MinReady time.Duration `json:"min_ready,omitempty"`
+}
+
+// ReplaceVerdict is how the replacement to one generation and config went.
+type ReplaceVerdict struct {
+	Generation int    `json:"generation"`
+	Digest     string `json:"digest"`
+	Ready      bool   `json:"ready"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // ReconfigureResult says how a replacement went.
