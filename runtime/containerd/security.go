@@ -93,7 +93,7 @@ func securityOpts(sec *runtime.Security) ([]oci.SpecOpts, error) {
 	if AppArmorSupported() {
 		switch e.AppArmor {
 		case runtime.ProfileDefault:
-			opts = append(opts, apparmor.WithDefaultProfile(AppArmorProfile))
+			opts = append(opts, withAppArmorDefault)
 		default:
 			opts = append(opts, apparmor.WithProfile(e.AppArmor))
 		}
@@ -102,6 +102,16 @@ func securityOpts(sec *runtime.Security) ([]oci.SpecOpts, error) {
 		opts = append(opts, oci.WithUserNamespace(userNSMaps(), userNSMaps()))
 	}
 	return opts, nil
+}
+
+// withAppArmorDefault loads the default profile (once per host) and
+// applies it; loading needs CAP_MAC_ADMIN, which a least-privilege worker
+// lacks (README).
+func withAppArmorDefault(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+	if err := apparmor.WithDefaultProfile(AppArmorProfile)(ctx, client, c, s); err != nil {
+		return fmt.Errorf("security.apparmor: loading the default profile %s: %w; run the worker as root (loading needs CAP_MAC_ADMIN), load it beforehand, or set apparmor: unconfined", AppArmorProfile, err)
+	}
+	return nil
 }
 
 func withoutSeccomp(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
