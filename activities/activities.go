@@ -89,6 +89,8 @@ type Activities struct {
 	opts Options
 	// watched is the number of running containers at the node watch's last scan.
 	watched atomic.Int64
+	// leases remembers when the node's lease lapsed (lease.go).
+	leases *leaseLog
 }
 
 // New returns the activities over rt.
@@ -105,7 +107,7 @@ func New(rt runtime.Runtime, opts Options) *Activities {
 	if opts.Watched == nil {
 		opts.Watched = noGauge{}
 	}
-	return &Activities{rt: rt, opts: opts}
+	return &Activities{rt: rt, opts: opts, leases: newLeaseLog(opts.LeaseDir)}
 }
 
 // EnsureRunning creates and starts the container unless its task already

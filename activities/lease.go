@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // The node's lease (since v0.3.0) is its watch's heartbeat: the server
@@ -36,6 +38,7 @@ type leaseRenewal struct {
 	// is gone on the server (it timed out while the node was cut off).
 	end    context.CancelFunc
 	status func() any
+	log    *leaseLog
 }
 
 // run renews at once, then every r.every, until ctx ends.
@@ -74,6 +77,7 @@ func (r *leaseRenewal) once(ctx context.Context) error {
 	if r.dir == "" {
 		return nil
 	}
+	r.log.renewed(at)
 	if err := lease.Write(r.dir, lease.Lease{Node: r.node, Sent: sent, At: at.UTC()}); err != nil {
 		// The fences then act on the last lease written: as if partitioned.
 		activity.GetLogger(ctx).Error("Cannot write the node's lease file", "dir", r.dir, "error", err)
@@ -107,4 +111,66 @@ func (a *Activities) leaseFresh(ctx context.Context, fence time.Duration) error 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// leaseLog remembers this worker's lapses of its node's lease: each time
+// between two renewals that succeeded (or from the renewal in the lease
+// file a worker finds at its start to its first) longer than a renewal and
+// a half. A fence ends a container only in such a lapse.
+type leaseLog struct {
+	mu     sync.Mutex
+	last   time.Time // the last successful renewal's send (wall clock)
+	lapses []lapse   // the latest maxLapses
+}
+
+type lapse struct{ from, to time.Time }
+
+const maxLapses = 32
+
+// newLeaseLog starts from the lease file in dir, if any.
+func newLeaseLog(dir string) *leaseLog {
+	l := &leaseLog{}
+	if dir != "" {
+		if prev, err := lease.Read(dir); err == nil {
+			l.last = prev.At
+		}
+	}
+	return l
+}
+
+// renewed records a successful renewal sent at at.
+func (l *leaseLog) renewed(at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && at.Sub(l.last) > lease.Renewal*3/2 {
+		l.lapses = append(l.lapses, lapse{from: l.last, to: at})
+		if len(l.lapses) > maxLapses {
+			l.lapses = l.lapses[1:]
+		}
+	}
+	l.last = at
+}
+
+// ageAt is how old the lease was at t (the wall clock) if t fell in a
+// lapse, or after the last renewal; 0 otherwise (it was fresh, or t is
+// older than this worker knows).
+func (l *leaseLog) ageAt(t time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && t.After(l.last) {
+		return t.Sub(l.last)
+	}
+	for _, p := range l.lapses {
+		if t.After(p.from) && !t.After(p.to) {
+			return t.Sub(p.from)
+		}
+	}
+	return 0
+}
+
+// fenced reports whether an exit of a container with the fence limit
+// fence was its fence's: the fence's status, when the node's lease was
+// that old (less a second for the clocks and the fence's polling).
+func (a *Activities) fenced(e runtime.Exit, fence time.Duration) bool {
+	return fence > 0 && e.ExitCode == lease.FencedExit && a.leases.ageAt(e.ExitedAt) >= fence-time.Second
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/runtime/runtimetest"
 )
 
@@ -93,4 +94,62 @@ func TestWatchNodeRenewsTheLease(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the watch did not end when its renewal said it was cancelled")
 	}
+}
+
+// A container's exit is its fence's (Cause Fenced) when it has a fence,
+// exited with the fence's status, and the node's lease was older than the
+// fence's limit then: here after the 20 s a worker was dead for, learned
+// from the lease file its predecessor left. The same exit of a container
+// without a fence, or under a fresh lease, is a SIGKILL.
+func TestWatchNodeTellsAFence(t *testing.T) {
+	dir := t.TempDir()
+	if err := lease.Write(dir, lease.Lease{Node: "n1", Sent: lease.Now() - 20*time.Second, At: time.Now().Add(-20 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	f := runtimetest.New()
+	fenced := busybox
+	fenced.Fence = 10 * time.Second
+	movable := replica.ID{Deployment: "shop", Service: "web", Replica: 1}
+	pinned := replica.ID{Deployment: "shop", Service: "db", Replica: 1}
+	for id, spec := range map[replica.ID]runtime.ContainerSpec{movable: fenced, pinned: busybox} {
+		if err := f.Create(context.Background(), id, spec); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Start(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		f.Exit(id, lease.FencedExit)
+	}
+	rep := &reports{}
+	ren := &renewals{}
+	h := newHarness(t, f, activities.Options{Reporter: rep, Renew: ren.renew, LeaseDir: dir})
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.env.ExecuteActivity(replica.WatchNodeName, activities.WatchNodeInput{
+			Node: "n1", For: 3 * time.Second, ScanInterval: 50 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond, Lease: true})
+		done <- err
+	}()
+	waitFor(t, "both exits", func() bool {
+		a, _ := rep.of(movable)
+		b, _ := rep.of(pinned)
+		return len(a) == 1 && len(b) == 1
+	})
+	if r, _ := rep.of(movable); r[0].Cause != runtime.ExitFenced {
+		t.Fatalf("the fenced container's exit: %+v; want Fenced", r[0])
+	}
+	if r, _ := rep.of(pinned); r[0].Cause != runtime.ExitSignaled {
+		t.Fatalf("the pinned container's exit: %+v; want Signaled", r[0])
+	}
+	// Under a fresh lease, the same exit is a SIGKILL's.
+	waitFor(t, "renewals", func() bool { return ren.count() >= 3 })
+	if _, err := f.Start(context.Background(), movable); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	f.Exit(movable, lease.FencedExit)
+	waitFor(t, "the second exit", func() bool { r, _ := rep.of(movable); return len(r) == 2 })
+	if r, _ := rep.of(movable); r[1].Cause != runtime.ExitSignaled {
+		t.Fatalf("an exit 137 under a fresh lease: %+v; want Signaled", r[1])
+	}
+	<-done
 }

@@ -153,7 +153,7 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 		ctx, endWatch = context.WithCancel(ctx)
 		defer endWatch()
 		r := &leaseRenewal{renew: a.opts.Renew, dir: a.opts.LeaseDir, node: in.Node, every: heartbeatEvery,
-			token: activity.GetInfo(ctx).TaskToken, end: endWatch, status: func() any { return w.status.Load() }}
+			token: activity.GetInfo(ctx).TaskToken, end: endWatch, status: func() any { return w.status.Load() }, log: a.leases}
 		go r.run(ctx)
 	}
 
@@ -468,6 +468,9 @@ func (w *nodeWatch) explain(ctx context.Context, r *runtime.Exit, id replica.ID)
 	// stream delivered late); an OOM kill this watch saw stays one.
 	if st.Cause != "" && r.Cause != runtime.ExitOOMKilled {
 		r.Cause, r.Signal = st.Cause, st.Signal
+	}
+	if w.a.fenced(*r, st.Fence) {
+		r.Cause, r.Signal = runtime.ExitFenced, ""
 	}
 	return true
 }

@@ -86,6 +86,8 @@ func (n *twoNodes) waitNode(node string, state workflows.NodeState) {
 //     its fence about lost_after minus the margin after the last renewal,
 //     before the replacement starts on node-a; `vigil node list` shows
 //     node-b Lost meanwhile;
+//   - node-b's worker hung (SIGSTOP) past the fence, continued before
+//     lost_after: the replica restarts in place, event Fenced, no crash;
 //   - node-b's worker alone SIGKILLed, containerd and the container alive:
 //     the fence ends the container without the worker.
 //
@@ -129,6 +131,29 @@ func TestFencing(t *testing.T) {
 		}
 		n.b.Proxy.Restore()
 		n.waitNode(nodeB, workflows.NodeReady)
+	})
+
+	t.Run("lease back", func(t *testing.T) {
+		ref := n.onNodeB("back")
+		name := idOf(t, ref).ContainerName()
+		before, _ := n.status(ref)
+		n.b.SuspendWorker() // hung: it renews nothing
+		hung := time.Now()
+		exit, ok := waitEvent(onB, name, ctrevents.Exit, hung, fenceLostAfter+time.Minute)
+		n.b.ResumeWorker()
+		if !ok {
+			t.Fatalf("%s still runs on node-b %s after its worker hung", name, time.Since(hung).Round(time.Second))
+		}
+		t.Logf("fenced %s after the worker hung; resumed before lost_after", exit.At.Sub(hung).Round(time.Millisecond))
+		v := n.waitFor(ref, "restarted in place", time.Minute, func(v workflows.StateView) bool {
+			return v.State == workflows.StateRunning && countEvents(v, workflows.EventFenced) == 1
+		})
+		if v.Node != nodeB || v.TotalRestarts != before.TotalRestarts || countEvents(v, workflows.EventRescheduled) != 0 {
+			t.Fatalf("after the fence: on %s, %d restarts (before %d), events %v; want restarted in place on node-b, not a crash", v.Node, v.TotalRestarts, before.TotalRestarts, eventTypes(v))
+		}
+		if _, ok := onB.FirstAfter(name, ctrevents.Start, exit.At); !ok {
+			t.Fatalf("no new task of %s on node-b after the fence", name)
+		}
 	})
 
 	t.Run("worker killed", func(t *testing.T) {

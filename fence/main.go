@@ -13,7 +13,7 @@
 // forwards every signal to the command, reaps orphans when it is PID 1, and
 // exits with the command's status. When the lease is older than DURATION,
 // or missing, it kills the command's process group and exits with
-// FencedExit; as PID 1 its exit kills everything left in the container.
+// lease.FencedExit; as PID 1 its exit kills everything left in the container.
 package main
 
 import (
@@ -29,9 +29,6 @@ import (
 
 	"github.com/vigil-run/vigil/lease"
 )
-
-// FencedExit is the status of a fenced container (as if SIGKILLed: 128+9).
-const FencedExit = 137
 
 // poll is how often the lease is read: a fraction of the fence margin
 // (lease.MinMargin) it must fit in.
@@ -55,7 +52,7 @@ func run(args []string) int {
 	}
 	if why := stale(*dir, *after); why != "" {
 		fmt.Fprintf(os.Stderr, "vigil-fence: not starting %s: %s\n", cmd[0], why)
-		return FencedExit
+		return lease.FencedExit
 	}
 	// Every signal but the ones Go's runtime and the reaping use is for
 	// the command; subscribed before it starts, so none is lost.
@@ -92,7 +89,7 @@ func run(args []string) int {
 				fmt.Fprintf(os.Stderr, "vigil-fence: ending the container: %s\n", why)
 				_ = syscall.Kill(-child.Pid, syscall.SIGKILL)
 				_ = child.Kill()
-				return FencedExit
+				return lease.FencedExit
 			}
 			// A SIGCHLD merged with another is caught here.
 			if status, done := reap(child.Pid); done {

@@ -54,7 +54,7 @@ func exitCode(t *testing.T, cmd *exec.Cmd, limit time.Duration) int {
 
 // The fence runs the command while the lease is fresh and passes its exit
 // status and signals through; once the lease is older than --after it
-// kills the command and exits FencedExit; it never starts a command under
+// kills the command and exits lease.FencedExit; it never starts a command under
 // a stale or missing lease.
 func TestFence(t *testing.T) {
 	bin := build(t)
@@ -63,8 +63,8 @@ func TestFence(t *testing.T) {
 		return exec.Command(bin, append([]string{"--lease-dir", dir, "--after", after, "--"}, args...)...)
 	}
 
-	if code := exitCode(t, func() *exec.Cmd { c := fence("10s", "true"); _ = c.Start(); return c }(), 10*time.Second); code != FencedExit {
-		t.Fatalf("no lease file: exit %d; want %d (not started)", code, FencedExit)
+	if code := exitCode(t, func() *exec.Cmd { c := fence("10s", "true"); _ = c.Start(); return c }(), 10*time.Second); code != lease.FencedExit {
+		t.Fatalf("no lease file: exit %d; want %d (not started)", code, lease.FencedExit)
 	}
 	renew(t, dir, 0)
 	c := fence("10s", "sh", "-c", "exit 3")
@@ -92,8 +92,8 @@ func TestFence(t *testing.T) {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	if code := exitCode(t, c, 20*time.Second); code != FencedExit {
-		t.Fatalf("stale lease: exit %d; want %d", code, FencedExit)
+	if code := exitCode(t, c, 20*time.Second); code != lease.FencedExit {
+		t.Fatalf("stale lease: exit %d; want %d", code, lease.FencedExit)
 	}
 	if ran := time.Since(began); ran < 500*time.Millisecond {
 		t.Fatalf("fenced after %s; want once the lease was 3s old", ran)

@@ -88,6 +88,10 @@ func Read(dir string) (Lease, error) {
 	return l, nil
 }
 
+// FencedExit is the exit status of a container its fence ended (as if
+// SIGKILLed: 128+9).
+const FencedExit = 137
+
 // Renewal is how often a node renews its lease: 720 requests per node-hour.
 const Renewal = 5 * time.Second
 

@@ -80,6 +80,10 @@ const (
 	// (removed by hand, or lost with the node's containerd state, e.g. a
 	// reboot); the node's reconciliation finds it; the code is -1.
 	ExitLost ExitReason = "Lost"
+	// ExitFenced: the node's fence ended it because the node's lease was
+	// too old (the node lost the server, or its worker died); a movable
+	// replica's, since v0.3.0.
+	ExitFenced ExitReason = "Fenced"
 )
 
 // signalExitBase: containerd's shim reports a task killed by signal n as

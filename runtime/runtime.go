@@ -30,6 +30,9 @@ const FailedExitCode = -1
 type ContainerState struct {
 	Status Status `json:"status"`
 	Exit
+	// Fence is the container's fence limit (ContainerSpec.Fence; 0: none),
+	// known for an exited container: its exit may be the fence's.
+	Fence time.Duration `json:"fence,omitempty"`
 }
 
 // Exited is the state of a container whose task ended with code at the

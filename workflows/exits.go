@@ -248,6 +248,9 @@ func (s *supervisor) decide(ctx workflow.Context, exit runtime.Exit) policy.Deci
 // onExit asks the policy what an exit means and carries the decision out.
 func (s *supervisor) onExit(ctx workflow.Context, exit runtime.Exit) error {
 	s.exitsThisRun++
+	if s.rel >= V030 && exit.Cause == runtime.ExitFenced && s.in.Movable() {
+		return s.restartFenced(ctx, exit)
+	}
 	d := s.decide(ctx, exit)
 	s.st.History = d.History
 	if s.rel >= V030 {
@@ -294,6 +297,28 @@ func (s *supervisor) onExit(ctx workflow.Context, exit runtime.Exit) error {
 		return nil
 	}
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown decision %q", d.Outcome), "BadDecision", nil)
+}
+
+// restartFenced starts again, in place, a container its node's fence
+// ended while the node's lease lapsed: the lease came back before the
+// replica moved (an exit reported from a node it left is not current).
+// Not a crash: the policy is not asked, and it is neither counted nor
+// backed off (since v0.3.0).
+func (s *supervisor) restartFenced(ctx workflow.Context, exit runtime.Exit) error {
+	code := exit.ExitCode
+	s.st.LastExitCode = &code
+	s.st.LastExitAt = exit.ExitedAt
+	s.st.LastExitReason, s.st.LastExitSignal = exit.Label(), ""
+	workflow.GetLogger(ctx).Info("container fenced on its node; its lease is back: restarting it there", "node", s.in.Node, "exited_at", exit.ExitedAt)
+	s.emit(ctx, EventFenced, &code)
+	s.why = "restart after the node's fence (its lease lapsed, then came back)"
+	s.setState(ctx, StateRestarting)
+	s.details(ctx, "restarting after the node's fence")
+	if _, err := s.start(ctx, s.st.LastExitAt, untilRunning); err != nil {
+		return err
+	}
+	s.setState(ctx, StateRunning)
+	return nil
 }
 
 // restartNow starts the container after a crash and counts the restart.

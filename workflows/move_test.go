@@ -11,8 +11,10 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/policy"
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 )
 
 // planMove is the PlanMove activity of newEnv's environments.
@@ -173,4 +175,37 @@ func TestDrainMovesReplica(t *testing.T) {
 	})
 	l2.env.ExecuteWorkflow(Supervise, pinned)
 	require.ErrorContains(t, res2.rejected, "pinned to node node-a")
+}
+
+// A container its node's fence ended, reported once the lease is back and
+// before the move: restarted in place with event Fenced, not counted as a
+// crash. The same exit of a pinned replica (it has no fence) is a crash.
+func TestFencedRestartsInPlace(t *testing.T) {
+	for _, placed := range []bool{true, false} {
+		l, in := newLeaseEnv(t, placed, func(PlanMoveInput) MovePlan { return MovePlan{To: "node-b"} })
+		l.notice(time.Minute, "node-a", true, 2*time.Second) // lost_after 10s: due at 1m8s
+		l.notice(time.Minute+2*time.Second, "node-a", false, 0)
+		l.env.RegisterDelayedCallback(func() {
+			l.env.SignalWorkflow(replica.SignalExit, activities.ExitReport{ID: replicaID, Node: "node-a",
+				Exit: runtime.Exit{ExitCode: 137, ExitedAt: l.env.Now().Add(-time.Second), Cause: runtime.ExitFenced}})
+		}, time.Minute+3*time.Second)
+		var after StateView
+		l.env.RegisterDelayedCallback(func() { after = stateNow(l.env) }, time.Minute+10*time.Second)
+		unsuperviseAt(l.env, 2*time.Minute)
+		l.env.ExecuteWorkflow(Supervise, in)
+		require.NoError(t, l.env.GetWorkflowError())
+		require.Equal(t, StateRunning, after.State)
+		require.Equal(t, "node-a", after.Node)
+		require.Empty(t, l.plans)
+		require.Equal(t, []string{replica.NodeTaskQueue("node-a"), replica.NodeTaskQueue("node-a")}, l.queues)
+		last := after.Events[len(after.Events)-1]
+		if placed {
+			require.Equal(t, EventFenced, last.Type)
+			require.Equal(t, 0, after.TotalRestarts, "a fence is not a crash")
+			require.Equal(t, string(runtime.ExitFenced), *after.LastExitReason)
+		} else {
+			require.Equal(t, EventContainerRestarted, last.Type)
+			require.Equal(t, 1, after.TotalRestarts, "a pinned replica's exit is a crash")
+		}
+	}
 }

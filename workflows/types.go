@@ -128,6 +128,10 @@ const (
 	// EventRescheduled: the replica moved to another node (From, To), its
 	// node lost or drained (Reason NodeLost or Drained); not a crash.
 	EventRescheduled EventType = "Rescheduled"
+	// EventFenced: the node's fence ended the container while the node's
+	// lease lapsed, and the lease came back before the replica moved: it
+	// restarts in place; not a crash (since v0.3.0).
+	EventFenced EventType = "Fenced"
 )
 
 // Why a replica moved (EventRescheduled's reason).

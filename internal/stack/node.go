@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vigil-run/vigil/internal/containerdtest"
@@ -81,6 +82,19 @@ func (n *Node) WorkerPID() int { return pidOf(n.worker) }
 func (n *Node) KillWorker() {
 	kill(n.worker, n.done)
 	n.worker = nil
+}
+
+// SuspendWorker stops the worker with SIGSTOP, as a hung process: it
+// holds its connections and does nothing. ResumeWorker continues it.
+func (n *Node) SuspendWorker() { n.signalWorker(syscall.SIGSTOP) }
+
+// ResumeWorker continues a suspended worker (SIGCONT).
+func (n *Node) ResumeWorker() { n.signalWorker(syscall.SIGCONT) }
+
+func (n *Node) signalWorker(sig syscall.Signal) {
+	if n.worker != nil {
+		_ = n.worker.Process.Signal(sig)
+	}
 }
 
 // WorkerExit waits up to limit for the worker to exit and returns its

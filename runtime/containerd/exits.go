@@ -118,6 +118,7 @@ func explain(st runtime.ContainerState, labels map[string]string) runtime.Contai
 	}
 	started, _ := time.Parse(time.RFC3339Nano, labels[LabelStartedAt])
 	st.StartedAt = started
+	st.Fence, _ = time.ParseDuration(labels[LabelFence])
 	since := func(label string) bool {
 		at, err := time.Parse(time.RFC3339Nano, labels[label])
 		return err == nil && !at.Before(started)

@@ -436,7 +436,11 @@ func (f *Fake) State(ctx context.Context, id replica.ID) (runtime.ContainerState
 	if err != nil {
 		return runtime.ContainerState{}, err
 	}
-	return c.state, nil
+	st := c.state
+	if st.Done() {
+		st.Fence = c.spec.Fence // as containerd's runtime, from its label
+	}
+	return st, nil
 }
 
 func (f *Fake) Wait(ctx context.Context, id replica.ID) (runtime.ContainerState, error) {
