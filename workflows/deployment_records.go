@@ -103,6 +103,10 @@ func (d *deployer) observe(ctx workflow.Context) error {
 // observePageSize bounds the replicas one observe page reads.
 const observePageSize = 500
 
+// observePageTimeout bounds one page: three calls to the server per
+// replica, on a busy server; the page heartbeats per replica meanwhile.
+const observePageTimeout = 5 * time.Minute
+
 // observePages reads the replicas refs names, observePageSize a page, all
 // pages at once.
 func (d *deployer) observePages(ctx workflow.Context, refs []string) ([]ReplicaRecord, error) {
@@ -110,7 +114,7 @@ func (d *deployer) observePages(ctx workflow.Context, refs []string) ([]ReplicaR
 	for i := 0; i < len(refs); i += observePageSize {
 		page := refs[i:min(i+observePageSize, len(refs))]
 		futures = append(futures, workflow.ExecuteActivity(d.controlOptions(ctx,
-			fmt.Sprintf("observe %d replicas of %s from %s", len(page), d.name, page[0]), time.Minute),
+			fmt.Sprintf("observe %d replicas of %s from %s", len(page), d.name, page[0]), observePageTimeout),
 			replica.ObserveReplicaPageName, ObservePageInput{Deployment: d.name, Refs: page}))
 	}
 	var out []ReplicaRecord
