@@ -162,3 +162,52 @@ func deploymentDelete(ctx context.Context, e *Env, dep string) ([]Capture, error
 		{File: "deployment-delete-replica", WorkflowID: wid},
 	}, nil
 }
+
+// preflight-pause (since v0.3.0): two replicas; a file with an image the
+// node does not have (pull_policy never) fails the preflight, so nothing is
+// replaced and the rollout pauses; the first file applied again completes.
+// The deployment workflow (open) is recorded.
+func preflightPause(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	v1 := deploymentFile(dep, "web", 2, healthyScript, restartAlways)
+	missing := strings.Replace(v1, Image, "docker.io/library/vigil-no-such-image:1", 1)
+	for i, step := range []struct {
+		file string
+		cond func(workflows.RolloutStatus) bool
+	}{
+		{v1, complete(1)},
+		{missing, func(st workflows.RolloutStatus) bool {
+			return st.Generation == 2 && st.State == workflows.RolloutPaused
+		}},
+		{v1, complete(3)},
+	} {
+		if err := e.Supervise(dep, step.file); err != nil {
+			return nil, err
+		}
+		if _, err := e.WaitRollout(ctx, dep, fmt.Sprintf("step %d of the rollout", i+1), step.cond); err != nil {
+			return nil, err
+		}
+	}
+	return []Capture{{File: "deployment-preflight-pause", WorkflowID: replica.DeploymentWorkflowID(dep)}}, nil
+}
+
+// budget-down-first (since v0.3.0): two replicas, replica 2 crash-looping;
+// the next file fixes it: replica 2, already down, is replaced first and
+// takes no budget, then replica 1. The deployment workflow (open) is
+// recorded.
+func budgetDownFirst(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	crashing := `case $(hostname) in *-rep-2) sleep 1; exit 3;; esac; exec sleep 3600`
+	pol := "{ action: restart, max_restarts: 1, restart_window: 120s, backoff: 1h, poll_interval: 1s }"
+	if err := e.Supervise(dep, deploymentFile(dep, "web", 2, crashing, pol)); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, dep+"/web-rep-2", "CrashLoopBackOff", inBackoff); err != nil {
+		return nil, err
+	}
+	if err := e.Supervise(dep, deploymentFile(dep, "web", 2, "echo v2; "+healthyScript, pol)); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitRollout(ctx, dep, "generation 2 complete", complete(2)); err != nil {
+		return nil, err
+	}
+	return []Capture{{File: "deployment-budget-down-first", WorkflowID: replica.DeploymentWorkflowID(dep)}}, nil
+}

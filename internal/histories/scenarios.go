@@ -57,6 +57,8 @@ var Scenarios = []Scenario{
 	{Name: "rollback-mid-replacement", Since: "v0.3.0", Run: rollbackMidReplacement},
 	{Name: "restart-during-backoff", Since: "v0.3.0", Run: restartDuringBackoff},
 	{Name: "deployment-delete", Since: "v0.3.0", Run: deploymentDelete},
+	{Name: "preflight-pause", Since: "v0.3.0", Run: preflightPause},
+	{Name: "budget-down-first", Since: "v0.3.0", Run: budgetDownFirst},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
