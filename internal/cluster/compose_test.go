@@ -21,13 +21,10 @@ func repoRoot(t *testing.T) string {
 	return dir
 }
 
-// TestComposeFile loads docker-compose.yml as `docker compose` does (with
-// .env) and checks that it runs what the tested cluster runs: the versions
-// from .env, the same schema and namespace steps, the same server
-// configuration file and dynamic config, and only settings the cluster also
-// sets.
-func TestComposeFile(t *testing.T) {
-	repo := repoRoot(t)
+// loadCompose loads docker-compose.yml as `docker compose` does, with .env
+// (every ${VAR:?} must be set there, or loading fails).
+func loadCompose(t *testing.T, repo string) *types.Project {
+	t.Helper()
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(repo, "docker-compose.yml")},
 		cli.WithWorkingDirectory(repo), cli.WithEnvFiles(), cli.WithDotEnv)
 	if err != nil {
@@ -37,6 +34,81 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker-compose.yml does not load: %v", err)
 	}
+	return project
+}
+
+// TestComposeWorker checks what the worker container needs to run
+// containers through the host's containerd (make test-compose runs it):
+// the host's network, every path the host's shim and runc open shared at
+// the same path, the namespace directory with shared propagation, dropped
+// capabilities, a healthcheck whose command the image has, and a
+// Dockerfile that builds without a registry's frontend image.
+func TestComposeWorker(t *testing.T) {
+	repo := repoRoot(t)
+	project := loadCompose(t, repo)
+	w, ok := project.Services["vigil-worker"]
+	if !ok {
+		t.Fatal("no service vigil-worker")
+	}
+	if w.NetworkMode != "host" {
+		t.Errorf("network_mode %q, want host (the bridge and port rules must be the host's)", w.NetworkMode)
+	}
+	env := func(k string) string {
+		if v := w.Environment[k]; v != nil && *v != "" {
+			return *v
+		}
+		t.Fatalf("vigil-worker: %s not set", k)
+		return ""
+	}
+	mounts := map[string]types.ServiceVolumeConfig{}
+	for _, v := range w.Volumes {
+		mounts[v.Target] = v
+	}
+	for _, k := range []string{"CONTAINERD_ADDRESS", "VIGIL_STATE_DIR", "VIGIL_LOG_DIR", "VIGIL_NETNS_DIR"} {
+		path := env(k)
+		m, ok := mounts[path]
+		if !ok || m.Source != path {
+			t.Errorf("%s=%s: not mounted from the same host path (%+v)", k, path, m)
+		}
+	}
+	// containerd's client mounts image snapshots from containerd's root.
+	if root := project.Environment["CONTAINERD_ROOT"]; root == "" || mounts[root].Source != root || !mounts[root].ReadOnly {
+		t.Errorf("containerd's root (CONTAINERD_ROOT %q) must be mounted read-only at the same path: %+v", root, mounts[root])
+	}
+	if m := mounts[env("VIGIL_NETNS_DIR")]; m.Bind == nil || m.Bind.Propagation != "rshared" {
+		t.Errorf("the namespace directory must be mounted with propagation rshared: %+v", m.Bind)
+	}
+	if !slices.Equal(w.CapDrop, []string{"ALL"}) {
+		t.Errorf("cap_drop %v, want [ALL] and only what it needs in cap_add", w.CapDrop)
+	}
+	dockerfile, err := os.ReadFile(filepath.Join(repo, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.HealthCheck == nil || len(w.HealthCheck.Test) < 2 || w.HealthCheck.Test[0] != "CMD" ||
+		!strings.Contains(string(dockerfile), " "+w.HealthCheck.Test[1]+" ") {
+		t.Errorf("healthcheck %v: want CMD and a program the Dockerfile installs", w.HealthCheck)
+	}
+	for _, line := range strings.Split(string(dockerfile), "\n") {
+		if strings.HasPrefix(strings.ToLower(line), "# syntax=") {
+			t.Errorf("Dockerfile: %q pulls a frontend image; the engine's own frontend must do", line)
+		}
+	}
+	for _, from := range []string{"FROM ${GO_IMAGE} AS build", "FROM ${BASE_IMAGE}"} {
+		if !strings.Contains(string(dockerfile), from) {
+			t.Errorf("Dockerfile: no %q (base images are build arguments)", from)
+		}
+	}
+}
+
+// TestComposeFile loads docker-compose.yml as `docker compose` does (with
+// .env) and checks that it runs what the tested cluster runs: the versions
+// from .env, the same schema and namespace steps, the same server
+// configuration file and dynamic config, and only settings the cluster also
+// sets.
+func TestComposeFile(t *testing.T) {
+	repo := repoRoot(t)
+	project := loadCompose(t, repo)
 	v, err := ReadVersions(repo)
 	if err != nil {
 		t.Fatal(err)
@@ -85,9 +157,12 @@ func TestComposeFile(t *testing.T) {
 
 	server := svc("temporal")
 	mounted(server)
-	want := []string{"temporal-server", "--config-file", "/etc/vigil/temporal.yaml", "--allow-no-auth", "start"}
-	if !slices.Equal(server.Entrypoint, want) {
-		t.Errorf("temporal: entrypoint %q, want %q", server.Entrypoint, want)
+	// The container's address is its broadcast address (it binds 0.0.0.0),
+	// then the command the cluster runs.
+	want := "exec temporal-server --config-file /etc/vigil/temporal.yaml --allow-no-auth start"
+	if ep := server.Entrypoint; len(ep) != 3 || ep[0] != "/bin/sh" || ep[1] != "-c" ||
+		!strings.HasPrefix(ep[2], "TEMPORAL_BROADCAST_ADDRESS=$(hostname -i) ") || !strings.HasSuffix(ep[2], want) {
+		t.Errorf("temporal: entrypoint %q, want /bin/sh -c with the broadcast address and %q", ep, want)
 	}
 	if got := server.Environment["DYNAMIC_CONFIG_FILE_PATH"]; got == nil || *got != "/etc/vigil/dynamicconfig.yaml" {
 		t.Errorf("temporal: DYNAMIC_CONFIG_FILE_PATH %v", got)
