@@ -20,12 +20,13 @@ FUZZTIME ?= 20s
 # their output should read top to bottom.
 .NOTPARALLEL:
 
-.PHONY: help deps build image run stop cluster cluster-stop cluster-deps test fmt-check vet workflowcheck fuzz-short bench bench-quick chaos clean
+.PHONY: help deps build image run stop cluster cluster-stop cluster-deps test test-compose fmt-check vet workflowcheck fuzz-short bench bench-quick chaos clean
 
 help:
 	@echo 'make run     start containerd, the Temporal dev server and a worker; supervise $(DEMO)'
 	@echo 'make stop    stop what make run started (state stays in .vigil/)'
 	@echo 'make test    gofmt, go vet, workflowcheck, a short fuzz run, and every test'
+	@echo 'make test-compose  docker-compose.yml for real on Debian'"'"'s docker.io, with stand-in images (root)'
 	@echo 'make cluster the production path here: PostgreSQL, a Temporal cluster (frontend 127.0.0.1:7333, Web UI :8080), two nodes'
 	@echo 'make cluster-stop  stop it (state stays in .vigil/cluster/)'
 	@echo 'make build   build bin/vigil, bin/vigil-worker and bin/vigil-fence'
@@ -95,6 +96,12 @@ cluster-stop:
 test: cluster-deps fmt-check vet workflowcheck fuzz-short
 	@echo '==> go test ./... (unit, integration, end-to-end)'
 	VIGIL_REQUIRE_INTEGRATION=1 go test ./... -count=1 -timeout 25m
+
+# docker-compose.yml run as a user runs it (e2e/compose/test.sh): Debian's
+# docker.io, the compose plugin built from its Go module (tools/compose),
+# stand-in images built here under the names the file uses. Needs root.
+test-compose: cluster-deps
+	@e2e/compose/test.sh
 
 fmt-check:
 	@echo '==> gofmt'
