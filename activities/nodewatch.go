@@ -151,10 +151,13 @@ func (a *Activities) WatchNode(ctx context.Context, in WatchNodeInput) error {
 	if in.Lease && a.opts.Renew != nil {
 		var endWatch context.CancelFunc
 		ctx, endWatch = context.WithCancel(ctx)
-		defer endWatch()
 		r := &leaseRenewal{renew: a.opts.Renew, dir: a.opts.LeaseDir, node: in.Node, every: heartbeatEvery,
 			token: activity.GetInfo(ctx).TaskToken, end: endWatch, status: func() any { return w.status.Load() }, log: a.leases}
-		go r.run(ctx)
+		renewed := make(chan struct{})
+		go func() { defer close(renewed); r.run(ctx) }()
+		// No renewal outlives the watch: a later one would renew a lease
+		// the node no longer holds through this watch.
+		defer func() { endWatch(); <-renewed }()
 	}
 
 	end := time.NewTimer(runFor)
