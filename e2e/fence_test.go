@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -81,7 +82,9 @@ func (n *twoNodes) waitNode(node string, state workflows.NodeState) {
 	}
 }
 
-// A movable replica never runs twice, whatever happens to its node:
+// The two-node stack (one for every scenario: each starts from both nodes
+// Ready) checks the harness itself first and the checker last. Between, a
+// movable replica never runs twice, whatever happens to its node:
 //   - node-b cut off from the server: its replica's container is ended by
 //     its fence about lost_after minus the margin after the last renewal,
 //     before the replacement starts on node-a; `vigil node list` shows
@@ -91,13 +94,19 @@ func (n *twoNodes) waitNode(node string, state workflows.NodeState) {
 //   - node-b's worker alone SIGKILLed, containerd and the container alive:
 //     the fence ends the container without the worker.
 //
-// Throughout, the checker reads both containerds every 100 ms.
-func TestFencing(t *testing.T) {
+// Throughout, the checker reads both containerds every 100 ms. The pinned
+// replica on node-b is never fenced.
+func TestTwoNodes(t *testing.T) {
 	n := newTwoNodes(t)
 	onA, onB := recordDaemon(t, n.Containerd), recordDaemon(t, n.b.Containerd)
 	fenceAt := lease.FenceAfter(fenceLostAfter)
+	t.Run("harness", n.harness)
+	if t.Failed() {
+		return
+	}
 	n.waitNode(nodeA, workflows.NodeReady)
 	n.waitNode(nodeB, workflows.NodeReady)
+	pinned := idOf(t, pinnedRef).ContainerName()
 
 	t.Run("partition", func(t *testing.T) {
 		ref := n.onNodeB("part")
@@ -128,6 +137,9 @@ func TestFencing(t *testing.T) {
 		t.Logf("replacement running on node-a %s after the cut (%d events)", start.At.Sub(cut).Round(time.Millisecond), len(v.Events))
 		if nodes := n.nodeList(); nodes[nodeB].State != workflows.NodeLost || nodes[nodeA].State != workflows.NodeReady {
 			t.Fatalf("node list while cut: %+v; want node-b Lost, node-a Ready", nodes)
+		}
+		if _, b := n.runningOn(); !slices.Contains(b, pinned) {
+			t.Fatalf("the pinned replica %s no longer runs on node-b (%v); a pinned replica is never fenced", pinned, b)
 		}
 		n.b.Proxy.Restore()
 		n.waitNode(nodeB, workflows.NodeReady)
@@ -173,4 +185,6 @@ func TestFencing(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+
+	t.Run("checker", n.checkerSeesACopy)
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -85,23 +84,23 @@ services:
     network: none
 `
 
-// The two-node harness itself: a replica of node-b runs in node-b's
-// containerd only; while the proxy is cut node-b's worker cannot report
-// its container's exit nor renew its lease, and once restored it does both
-// (the replica restarts, the lease file moves on);
-// the checker sees a second running copy of a container on node-a.
-func TestTwoNodeHarness(t *testing.T) {
-	n := newTwoNodes(t)
+// pinnedRef is the replica of pinnedOnB.
+const pinnedRef = "pinned/web-rep-1"
+
+// harness checks the two-node harness itself: a replica of node-b runs in
+// node-b's containerd only; while the proxy is cut node-b's worker cannot
+// report its container's exit nor renew its lease, and once restored it
+// does both (the replica restarts, the lease file moves on).
+func (n *twoNodes) harness(t *testing.T) {
 	n.supervise(n.deployment("pinned", pinnedOnB))
-	const ref = "pinned/web-rep-1"
-	name := idOf(t, ref).ContainerName()
-	v := n.waitFor(ref, "Running", time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
+	name := idOf(t, pinnedRef).ContainerName()
+	v := n.waitFor(pinnedRef, "Running", time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
 	onA, onB := n.runningOn()
 	if slices.Contains(onA, name) || !slices.Contains(onB, name) {
 		t.Fatalf("running on node-a %v, on node-b %v; want %s on node-b only", onA, onB, name)
 	}
 
-	leaseDir := filepath.Join(n.b.Network.StateDir, "lease")
+	leaseDir := lease.Dir(n.b.Network.StateDir)
 	n.b.Proxy.Cut()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -113,7 +112,7 @@ func TestTwoNodeHarness(t *testing.T) {
 		t.Fatalf("node-b's lease file: %v", err)
 	}
 	time.Sleep(2 * lease.Renewal)
-	if w, _ := n.status(ref); w.TotalRestarts != v.TotalRestarts {
+	if w, _ := n.status(pinnedRef); w.TotalRestarts != v.TotalRestarts {
 		t.Fatalf("restarts %d -> %d while node-b was cut off; want the exit unreported", v.TotalRestarts, w.TotalRestarts)
 	}
 	// At most the renewal in flight at the cut got through.
@@ -121,15 +120,23 @@ func TestTwoNodeHarness(t *testing.T) {
 		t.Fatalf("node-b's lease renewed %s after the cut", l.Sent-cut.Sent)
 	}
 	n.b.Proxy.Restore()
-	n.waitFor(ref, "restarted once node-b is back", 2*time.Minute, func(w workflows.StateView) bool {
+	n.waitFor(pinnedRef, "restarted once node-b is back", 2*time.Minute, func(w workflows.StateView) bool {
 		return w.State == workflows.StateRunning && w.TotalRestarts > v.TotalRestarts
 	})
 	if l, _ := lease.Read(leaseDir); l.Sent <= cut.Sent+lease.Renewal {
 		t.Fatalf("node-b's lease not renewed since the cut (sent %s, cut at %s)", l.Sent, cut.Sent)
 	}
+}
 
-	// A second copy, started behind Vigil's back on node-a, is seen.
+// checkerSeesACopy checks the checker: a second copy of the pinned
+// replica, started behind Vigil's back on node-a, is seen. Last: the
+// duplicates seen before it are failures.
+func (n *twoNodes) checkerSeesACopy(t *testing.T) {
+	if dups := n.check.Duplicates(); len(dups) > 0 {
+		t.Fatalf("a replica ran on both nodes at once, %d times; first: %s", len(dups), dups[0])
+	}
 	n.allowDuplicates = true
+	name := idOf(t, pinnedRef).ContainerName()
 	ctr := func(args ...string) {
 		t.Helper()
 		full := append([]string{"--address", n.Containerd.Address, "--namespace", n.Containerd.Namespace}, args...)
