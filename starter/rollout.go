@@ -44,9 +44,13 @@ type notReady struct {
 	Reason string `json:"reason"`
 }
 
-// stateMissing is the state of a replica the deployment wants and no
-// supervisor holds (not created yet, or gone).
-const stateMissing = "Missing"
+// States of a replica the deployment wants beside the replica states:
+// Missing, no supervisor holds it (not created yet, or gone); Unknown, its
+// state query failed.
+const (
+	stateMissing = "Missing"
+	stateUnknown = "Unknown"
+)
 
 // wantedReplica is one replica the file asks for, and how long it must run
 // before it counts as available.
@@ -63,6 +67,8 @@ type seenReplica struct {
 	// noWorker: no vigil-worker polls its node's queue (asked only of a
 	// replica that has not started).
 	noWorker bool
+	// unknown says why its state could not be read ("" if it was).
+	unknown string
 }
 
 // rolloutStatus is the deployment workflow's own answer.
@@ -86,7 +92,7 @@ func readRollout(ctx context.Context, c client.Client, name string) (rolloutView
 	parallel(len(wants), func(i int) { seen[i] = seeReplica(ctx, c, wants[i].id) })
 	workers := newNodeWorkers(c)
 	for i, s := range seen {
-		if st := s.view.State; !s.missing && (st == workflows.StatePending || st == workflows.StateRestarting) {
+		if st := s.view.State; !s.missing && s.unknown == "" && (st == workflows.StatePending || st == workflows.StateRestarting) {
 			has, known := workers.has(ctx, s.view.Node)
 			seen[i].noWorker = known && !has
 		}
@@ -139,7 +145,7 @@ func seeReplica(ctx context.Context, c client.Client, id replica.ID) seenReplica
 		err = v.Get(&view)
 	}
 	if err != nil {
-		return seenReplica{missing: true, startError: "its state query failed: " + shortStartError(err.Error())}
+		return seenReplica{unknown: "its state query failed (is a vigil-worker running?): " + shortStartError(err.Error())}
 	}
 	seen := seenReplica{view: view}
 	if view.State == workflows.StatePending || view.State == workflows.StateRestarting {
@@ -170,12 +176,11 @@ func judgeRollout(st workflows.RolloutStatus, wants []wantedReplica, seen []seen
 // it is): Running (healthy, where it has probes) for at least min_ready, or
 // Completed.
 func availability(w wantedReplica, s seenReplica, now time.Time) (string, string) {
-	if s.missing {
-		why := "not supervised yet: the rollout creates it"
-		if s.startError != "" {
-			why = s.startError
-		}
-		return stateMissing, why
+	switch {
+	case s.missing:
+		return stateMissing, "not supervised yet: the rollout creates it"
+	case s.unknown != "":
+		return stateUnknown, s.unknown
 	}
 	v := s.view
 	state := string(v.State)
