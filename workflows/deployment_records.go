@@ -167,7 +167,10 @@ func (d *deployer) status() RolloutStatus {
 	}
 	st.Total = d.st.Desired.ReplicaCount()
 	pending := 0
-	for _, s := range Plan(d.st.Replicas, *d.st.Desired) {
+	// Against what the step in flight leaves (since v0.3.0): a rollback
+	// applied mid-replacement is not complete while the replica in flight
+	// is being brought to the spec rolled back from.
+	for _, s := range Plan(d.planned(), *d.st.Desired) {
 		switch s.Item.Action {
 		case ActionUnchanged:
 			st.Updated++

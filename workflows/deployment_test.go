@@ -547,7 +547,7 @@ func TestDeploymentRollbackMidReplacement(t *testing.T) {
 	c := &cluster{}
 	env := newDeploymentEnv(t, c)
 	back := &updateResult{}
-	var after RolloutStatus
+	var during, after RolloutStatus
 	applyAt(env, time.Minute, shopSpec(2, "v1", policy.Policy{}), &updateResult{})
 	env.RegisterDelayedCallback(func() {
 		c.mu.Lock()
@@ -557,7 +557,7 @@ func TestDeploymentRollbackMidReplacement(t *testing.T) {
 		sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, &updateResult{})
 		env.RegisterDelayedCallback(func() {
 			sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v1", policy.Policy{})}, back)
-			env.RegisterDelayedCallback(func() { close(hold) }, 50*time.Millisecond)
+			env.RegisterDelayedCallback(func() { during = rollout(t, env); close(hold) }, 50*time.Millisecond)
 		}, 50*time.Millisecond)
 	}, 2*time.Minute)
 	env.RegisterDelayedCallback(func() { after = rollout(t, env) }, 3*time.Minute-time.Second)
@@ -571,6 +571,7 @@ func TestDeploymentRollbackMidReplacement(t *testing.T) {
 	for ref, r := range c.replicas {
 		require.Equal(t, []string{"v1"}, r.Config.Spec.Args, ref)
 	}
+	require.Equal(t, RolloutProgressing, during.State, "not complete while rep-1 is brought to v2")
 	require.Equal(t, RolloutStatus{Deployment: "shop", Generation: 3, State: RolloutComplete, Updated: 2, Total: 2}, after)
 }
 
