@@ -168,6 +168,10 @@ func (d *deployer) preflight(ctx workflow.Context, batch []Step) string {
 		first := byNode[nodes[i]][0].ID.Ref()
 		switch {
 		case reason != "":
+		case isNotRegistered(err):
+			// The node's worker predates the preflight (a mixed fleet
+			// during an upgrade): replace as that release did.
+			workflow.GetLogger(ctx).Warn("no preflight on an older worker", "node", nodes[i])
 		case isNoWorker(err):
 			reason = notReplaced(gen, first, "node", fmt.Sprintf("no worker on node %s took the preflight within %s; start vigil-worker there or fix the node", nodes[i], human(NodeScheduleToStart)))
 		case err != nil:
@@ -185,6 +189,15 @@ func notReplaced(gen int, ref, field, why string) string {
 	return errtext.Short(fmt.Sprintf("generation %d: %s not replaced (left as it was): %s: %s; then apply again", gen, ref, field, why), maxPauseReason)
 }
 
+// errTypeNotRegistered is the failure type of an activity the worker that
+// took it does not have (the SDK's ActivityNotRegisteredError).
+const errTypeNotRegistered = "ActivityNotRegisteredError"
+
+func isNotRegistered(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.Type() == errTypeNotRegistered
+}
+
 // activityMessage is an activity's own error message, without the wrappers.
 func activityMessage(err error) string {
 	var app *temporal.ApplicationError
@@ -199,6 +212,7 @@ func activityMessage(err error) string {
 func preflightOptions(ctx workflow.Context, node, summary string) workflow.Context {
 	retry := retryDoubling(time.Second, 10*time.Second)
 	retry.MaximumAttempts = 5
+	retry.NonRetryableErrorTypes = []string{errTypeNotRegistered}
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              replica.NodeTaskQueue(node),
 		ScheduleToStartTimeout: NodeScheduleToStart,

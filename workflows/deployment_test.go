@@ -51,8 +51,9 @@ type cluster struct {
 	updates map[string]ReconfigureReplicaResult
 	// problems are what the preflight of these replicas finds.
 	problems map[string]runtime.Problem
-	// noPreflightWorker: no worker on the node takes a preflight.
-	noPreflightWorker bool
+	// noPreflightWorker: no worker on the node takes a preflight;
+	// oldPreflightWorker: the worker there has no Preflight activity.
+	noPreflightWorker, oldPreflightWorker bool
 	preflights        []string // the replicas preflighted, in order
 }
 
@@ -210,6 +211,9 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		}
 		if c.noPreflightWorker {
 			return res, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+		}
+		if c.oldPreflightWorker {
+			return res, temporal.NewApplicationError("unable to find activityType=Preflight", "ActivityNotRegisteredError")
 		}
 		return res, nil
 	})
@@ -658,4 +662,20 @@ func TestDeploymentContinuesAsNewDaily(t *testing.T) {
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 	require.Equal(t, 1, next.Carry.Generation)
 	require.Len(t, next.Carry.Compact.Replicas, 2)
+}
+
+// A node whose worker predates the preflight (a mixed fleet during an
+// upgrade) does not stop the rollout: it replaces as before.
+func TestDeploymentReplacesOnAWorkerWithoutPreflight(t *testing.T) {
+	c := runningShop(2, "v1", nil)
+	c.oldPreflightWorker = true
+	env := newDeploymentEnv(t, c)
+	var st RolloutStatus
+	applyAt(env, time.Minute, shopSpec(2, "v2", policy.Policy{}), &updateResult{})
+	env.RegisterDelayedCallback(func() { st = rollout(t, env) }, 2*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
+	env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+	require.Equal(t, RolloutComplete, st.State, st.Reason)
+	require.Equal(t, []string{"replace shop/api-rep-1 gen 2", "replace shop/api-rep-2 gen 2"}, c.log)
+	require.Equal(t, []string{"shop/api-rep-1", "shop/api-rep-2"}, c.preflights, "tried once each, not retried")
 }
