@@ -54,7 +54,7 @@ type cluster struct {
 	// noPreflightWorker: no worker on the node takes a preflight;
 	// oldPreflightWorker: the worker there has no Preflight activity.
 	noPreflightWorker, oldPreflightWorker bool
-	preflights        []string // the replicas preflighted, in order
+	preflights                            []string // the replicas preflighted, in order
 }
 
 // digest is ConfigDigest, remembered: the replica workflows the cluster
