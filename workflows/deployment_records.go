@@ -167,14 +167,15 @@ func (d *deployer) status() RolloutStatus {
 	}
 	st.Total = d.st.Desired.ReplicaCount()
 	pending := 0
-	// Against what the step in flight leaves (since v0.3.0): a rollback
-	// applied mid-replacement is not complete while the replica in flight
-	// is being brought to the spec rolled back from.
-	for _, s := range Plan(d.planned(), *d.st.Desired) {
-		switch s.Item.Action {
-		case ActionUnchanged:
+	// A replica a step is changing is not updated until the step is done
+	// (its record is read again then): a rollback applied mid-replacement
+	// is not complete while the replica in flight is being brought to the
+	// spec rolled back from, nor while it is being brought back.
+	for _, s := range Plan(d.st.Replicas, *d.st.Desired) {
+		_, moving := d.inflight[s.Item.ID]
+		if s.Item.Action == ActionUnchanged && !moving {
 			st.Updated++
-		default:
+		} else {
 			pending++
 		}
 	}

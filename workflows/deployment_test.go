@@ -551,7 +551,7 @@ func TestDeploymentRollbackMidReplacement(t *testing.T) {
 	c := &cluster{}
 	env := newDeploymentEnv(t, c)
 	back := &updateResult{}
-	var during, after RolloutStatus
+	var during, back2, after RolloutStatus
 	applyAt(env, time.Minute, shopSpec(2, "v1", policy.Policy{}), &updateResult{})
 	env.RegisterDelayedCallback(func() {
 		c.mu.Lock()
@@ -561,7 +561,16 @@ func TestDeploymentRollbackMidReplacement(t *testing.T) {
 		sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v2", policy.Policy{})}, &updateResult{})
 		env.RegisterDelayedCallback(func() {
 			sendUpdate(env, replica.UpdateApply, ApplyRequest{Spec: shopSpec(2, "v1", policy.Policy{})}, back)
-			env.RegisterDelayedCallback(func() { during = rollout(t, env); close(hold) }, 50*time.Millisecond)
+			env.RegisterDelayedCallback(func() {
+				during = rollout(t, env)
+				// Hold the replacement back to v1 too, and look meanwhile.
+				c.mu.Lock()
+				c.hold = make(chan struct{})
+				again := c.hold
+				c.mu.Unlock()
+				close(hold)
+				env.RegisterDelayedCallback(func() { back2 = rollout(t, env); close(again) }, 100*time.Millisecond)
+			}, 50*time.Millisecond)
 		}, 50*time.Millisecond)
 	}, 2*time.Minute)
 	env.RegisterDelayedCallback(func() { after = rollout(t, env) }, 3*time.Minute-time.Second)
@@ -576,6 +585,7 @@ func TestDeploymentRollbackMidReplacement(t *testing.T) {
 		require.Equal(t, []string{"v1"}, r.Config.Spec.Args, ref)
 	}
 	require.Equal(t, RolloutProgressing, during.State, "not complete while rep-1 is brought to v2")
+	require.Equal(t, RolloutProgressing, back2.State, "nor while it is brought back")
 	require.Equal(t, RolloutStatus{Deployment: "shop", Generation: 3, State: RolloutComplete, Updated: 2, Total: 2}, after)
 }
 
