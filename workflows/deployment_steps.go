@@ -54,7 +54,7 @@ func (d *deployer) nextStep(ctx workflow.Context) error {
 		return d.reconfigure(ctx, inPlace, 0)
 	}
 	if d.rel >= V030 {
-		return d.replace(ctx)
+		return d.replace(ctx, pending)
 	}
 	// Replacements: the first service that has any, max_unavailable at a time.
 	var batch []Step
@@ -82,8 +82,8 @@ const budgetRecheck = 5 * time.Second
 // replicas as they are now, observed, so that a replica that went down
 // since the last step counts against max_unavailable. With no budget left
 // it waits, saying why, until a replica is back or an apply comes.
-func (d *deployer) replace(ctx workflow.Context) error {
-	if err := d.reobserve(ctx, d.serviceRefs(d.pending())); err != nil {
+func (d *deployer) replace(ctx workflow.Context, pending []Step) error {
+	if err := d.reobserve(ctx, d.serviceRefs(pending)); err != nil {
 		return err
 	}
 	gen := d.st.Generation
