@@ -91,7 +91,7 @@ func applyCommand(a *app, use string, taskQueue func() string, lookup func(strin
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "deployment file (YAML); - reads it from stdin")
 	cmd.Flags().StringVar(&node, "node", host, "node whose vigil-worker runs the containers (env VIGIL_NODE)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and what the preflight on the nodes finds (exit 1 if anything), and change nothing")
 	cmd.Flags().BoolVar(&wait, "wait", false, "return once the rollout is complete and every replica runs (fails if the rollout pauses or --timeout passes first)")
 	return cmd
 }
