@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	vcontainerd "github.com/vigil-run/vigil/runtime/containerd"
@@ -59,6 +60,7 @@ var Scenarios = []Scenario{
 	{Name: "deployment-delete", Since: "v0.3.0", Run: deploymentDelete},
 	{Name: "preflight-pause", Since: "v0.3.0", Run: preflightPause},
 	{Name: "budget-down-first", Since: "v0.3.0", Run: budgetDownFirst},
+	{Name: "fenced-restart", Since: "v0.3.0", Run: fencedRestart},
 }
 
 // Image is the busybox image every private containerd of the tests holds.
@@ -748,6 +750,49 @@ func lostTask(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 		return nil, err
 	}
 	return one(wid, "lost-task"), nil
+}
+
+// fenced-restart: a movable replica (placement) whose container its
+// node's fence ended while the lease lapsed, reported once the lease came
+// back: restarted in place, event Fenced, not counted (open). The report is
+// the node watch's, sent here as the watch would.
+func fencedRestart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
+	ref, wid := ids(dep, "web")
+	yaml := Deployment(dep, "web", Image, healthyScript, restartAlways) + "    placement: { nodes: [" + e.Stack.Node + "] }\n"
+	if err := e.Supervise(dep, yaml); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "watching", Watching); err != nil {
+		return nil, err
+	}
+	id := replica.ID{Deployment: dep, Service: "web", Replica: 1}
+	rt, err := vcontainerd.New(ctx, e.Stack.Containerd.RuntimeConfig())
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Close()
+	list, err := rt.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(list, func(c runtime.ContainerInfo) bool { return c.ID == id })
+	if i < 0 || list[i].StartedAt.IsZero() {
+		return nil, fmt.Errorf("fenced-restart: no started container %s", id.ContainerName())
+	}
+	fenced := activities.ExitReport{ID: id, Node: e.Stack.Node, Exit: runtime.Exit{ExitCode: lease.FencedExit,
+		ExitedAt: time.Now().UTC(), StartedAt: list[i].StartedAt.UTC(), PID: list[i].PID, Cause: runtime.ExitFenced}}
+	if err := e.Client.SignalWorkflow(ctx, wid, "", replica.SignalExit, fenced); err != nil {
+		return nil, err
+	}
+	if _, err := e.WaitState(ctx, ref, "restarted in place after the fence", func(v workflows.StateView) bool {
+		return v.State == workflows.StateRunning && len(v.Events) > 0 && v.Events[len(v.Events)-1].Type == workflows.EventFenced
+	}); err != nil {
+		return nil, err
+	}
+	if err := e.WaitHistory(ctx, wid, "watching again", Watching); err != nil {
+		return nil, err
+	}
+	return one(wid, "fenced-restart"), nil
 }
 
 // node-takeover: the node's workflow after `vigil node takeover` (update
