@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/vigil-run/vigil/activities"
@@ -126,10 +127,13 @@ func TestPinnedReplicaShowsNodeLost(t *testing.T) {
 	require.Equal(t, []string{replica.NodeTaskQueue("node-a")}, l.queues)
 }
 
-// A start that keeps failing on a lost node (no worker takes it) is tried
-// on another node once the lease is lost_after old.
+// A start that keeps failing on a lost node is tried on another node once
+// the lease is lost_after old.
 func TestFailingStartOnLostNodeMoves(t *testing.T) {
-	l, in := newLeaseEnv(t, true, func(PlanMoveInput) MovePlan { return MovePlan{To: "node-b"} }, noWorkerErr(), noWorkerErr())
+	boom := func() error {
+		return temporal.NewNonRetryableApplicationError("containerd does not answer", "Test", nil)
+	}
+	l, in := newLeaseEnv(t, true, func(PlanMoveInput) MovePlan { return MovePlan{To: "node-b"} }, boom(), boom())
 	l.notice(time.Second, "node-a", true, 8*time.Second)
 	unsuperviseAt(l.env, time.Minute)
 	l.env.ExecuteWorkflow(Supervise, in)
@@ -208,4 +212,18 @@ func TestFencedRestartsInPlace(t *testing.T) {
 			require.Equal(t, 1, after.TotalRestarts, "a pinned replica's exit is a crash")
 		}
 	}
+}
+
+// A movable replica whose start no worker takes, with no lapse heard (its
+// node never ran a worker), asks whether the node's lease was renewed
+// within lost_after, and moves if not.
+func TestStartNoWorkerTakesMovesWithoutNotice(t *testing.T) {
+	l, in := newLeaseEnv(t, true, func(p PlanMoveInput) MovePlan { return MovePlan{To: "node-b"} }, noWorkerErr())
+	unsuperviseAt(l.env, time.Minute)
+	start := l.env.Now()
+	l.env.ExecuteWorkflow(Supervise, in)
+	require.NoError(t, l.env.GetWorkflowError())
+	require.Equal(t, []string{replica.NodeTaskQueue("node-a"), replica.NodeTaskQueue("node-b")}, l.queues)
+	require.Len(t, l.plans, 1)
+	require.Equal(t, in.NodeLostAfter(), start.Sub(l.plans[0].LastRenewal), "asked about renewals within lost_after")
 }

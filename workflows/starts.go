@@ -75,6 +75,14 @@ func (s *supervisor) start(ctx workflow.Context, after time.Time, n attempts) (a
 		if s.st.State == StateRunning {
 			s.setState(ctx, StateRestarting)
 		}
+		if s.rel >= V030 && s.in.Movable() && isNoWorker(err) && s.st.NodeLapsedAt.IsZero() {
+			// No worker took the start, and no lapse was heard: the node
+			// may never have run (a new replica placed on it) or have been
+			// lost before this replica came. Unless its lease was renewed
+			// within lost_after, it is lost.
+			s.st.NodeLapsedAt = workflow.Now(ctx).Add(-s.in.NodeLostAfter())
+			s.armMove(ctx, 0)
+		}
 		if s.rel >= V030 && s.lostDue() {
 			// The node is lost: a movable replica's next attempt is on
 			// another node, at once.
