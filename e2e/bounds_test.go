@@ -40,9 +40,9 @@ func (s *tstack) unsuperviseStop(ref string) string {
 
 func running(v workflows.StateView) bool { return v.State == workflows.StateRunning }
 
-// A replica on a node no worker serves (a node: typo), new or in the middle
-// of a replacement, is unsupervised (with --stop) within 10 s, and the
-// corrected file then runs it.
+// A new replica on a node no worker serves (a node: typo) is unsupervised
+// (with --stop) within 10 s; a move to such a node pauses at its preflight
+// with the replica still serving; the corrected file then runs both.
 func TestUnsuperviseOnANodeWithoutWorker(t *testing.T) {
 	s := newStack(t)
 	const typo = "e2e-typo"
@@ -56,13 +56,19 @@ func TestUnsuperviseOnANodeWithoutWorker(t *testing.T) {
 		t.Errorf("unsupervise --stop of a new replica: %q; want it to say the container was not stopped", out)
 	}
 
-	// a's node fixed, b moved to the typo's node: b's replacement stops its
-	// container here and waits for a worker on the typo's node.
+	// a's node fixed, b moved to the typo's node: b's replacement fails its
+	// preflight there (no worker), so b keeps serving where it is and the
+	// rollout pauses saying why.
 	s.apply(s.deployment("v2", nodesFile(s.Node, typo)))
-	s.waitFor("typo/b-rep-1", "its replacement", 2*time.Minute, func(v workflows.StateView) bool {
-		return v.Generation == 2 && v.State == workflows.StateRestarting
+	st := s.waitRollout("typo", "paused", 2*time.Minute, func(st workflows.RolloutStatus) bool {
+		return st.State == workflows.RolloutPaused
 	})
-	s.unsuperviseStop("typo/b-rep-1")
+	if !strings.Contains(st.Reason, "no worker on node "+typo) {
+		t.Errorf("pause reason %q; want it to name the node without a worker", st.Reason)
+	}
+	if v, _ := s.status("typo/b-rep-1"); v.State != workflows.StateRunning || v.Generation != 1 || v.Node != s.Node {
+		t.Errorf("typo/b-rep-1 after the paused move: %s, generation %d, node %q; want Running, generation 1, on %q", v.State, v.Generation, v.Node, s.Node)
+	}
 	s.waitFor("typo/a-rep-1", "Running on the fixed node", 2*time.Minute, running)
 
 	// b's node fixed too: it runs again.
