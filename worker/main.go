@@ -21,18 +21,14 @@ import (
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/pflag"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/interceptor"
-	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/ctrlog"
+	"github.com/vigil-run/vigil/internal/nodeworker"
 	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/logging"
 	"github.com/vigil-run/vigil/metrics"
@@ -48,16 +44,6 @@ const (
 	exitOK    = 0
 	exitFail  = 1
 	exitUsage = 2
-)
-
-// stopTimeout is how long running activities get to finish on shutdown.
-// WaitForExit is cancelled and simply resumes on the next worker.
-const stopTimeout = 10 * time.Second
-
-// Worker tuning, measured with `make bench` (see README, Benchmark results).
-const (
-	taskPollers       = 8
-	heartbeatThrottle = 5 * time.Second
 )
 
 type options struct {
@@ -343,17 +329,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		log.Info("vigil-worker stopped")
 	}()
 
-	// More pollers than the SDK's two drain a crash storm's workflow tasks
-	// sooner (bench: 100-container storm 32.1 -> 26.9 s, never worse in four pairs).
-	wf := worker.New(c, o.conn.TaskQueue, worker.Options{
-		WorkerStopTimeout:                stopTimeout,
-		OnFatalError:                     onFatal,
-		MaxConcurrentWorkflowTaskPollers: taskPollers,
-	})
-	registerWorkflows(wf)
-	// The deployment workflow's control activities need only Temporal, so
-	// every worker runs them on the workflow queue.
-	control.New(c).Register(wf)
+	wf := nodeworker.NewWorkflowWorker(c, o.conn.TaskQueue, onFatal)
 	if err := wf.Start(); err != nil {
 		return fmt.Errorf("cannot start the workflow worker on task queue %s: %w", o.conn.TaskQueue, err)
 	}
@@ -370,10 +346,8 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			_, err := rt.Version(ctx)
 			return err
 		})
-		queue := nodeQueue
 		var actRT runtime.Runtime = rt
-		lost := make(chan struct{}, 1)
-		me, err := loadIdentity(o.stateDir)
+		me, err := nodeworker.LoadIdentity(o.stateDir)
 		if err != nil {
 			return err
 		}
@@ -385,54 +359,22 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		cleanup = append(cleanup, func() { _ = logs.Close() })
 		endpoint := &workflows.LogsEndpoint{Address: ctrlog.Advertised(o.logsAdvertise, logs.Addr()), CertSHA256: logs.Fingerprint()}
 		log.Info("serving the containers' logs", zap.String("address", logs.Addr()), zap.String("advertised", endpoint.Address), zap.String("token_file", o.logsTokenFile))
-		claimant := control.Claimant{Worker: o.conn.Identity, NodeID: me.NodeID, Instance: me.Instance, Host: host, Replaces: me.Replaces, Logs: endpoint}
-		gate := &nodeGate{node: o.node}
-		aw := worker.New(c, queue, worker.Options{
-			WorkerStopTimeout:                  stopTimeout,
-			OnFatalError:                       onFatal,
-			MaxConcurrentActivityExecutionSize: o.maxActivities,
-			MaxConcurrentActivityTaskPollers:   taskPollers,
-			// The SDK would send a watch's heartbeat only every 8 s of its 10 s
-			// timeout; a server slowed by a storm then times out healthy watches.
-			// Every 5 s leaves 5 s of slack.
-			MaxHeartbeatThrottleInterval: heartbeatThrottle,
-			Interceptors:                 []interceptor.WorkerInterceptor{gate},
-		})
-		actOpts := activities.Options{
-			Instance: me.Instance,
-			Probes:   rt, ReportHealth: healthReporter(c),
-			Reporter: control.ExitReporter(c, o.conn.Namespace),
-			Roster:   control.Roster(c),
-			Renew:    c.RecordActivityHeartbeat,
-			LeaseDir: lease.Dir(o.stateDir),
-			OnWatchEnded: func() {
-				select {
-				case lost <- struct{}{}:
-				default:
-				}
-			},
-		}
+		actOpts := activities.Options{Probes: rt, LeaseDir: lease.Dir(o.stateDir)}
 		if m != nil {
 			actRT = m.Instrument(rt)
 			actOpts.Watched = m.Watched()
 		}
-		registerActivities(aw, activities.New(actRT, actOpts))
-		// The node's queue is polled only once the node is ours: a worker
-		// refused (another host holds the node name) never runs its tasks.
-		claims := &nodeClaims{c: c, o: o, me: claimant, rebooted: me.Rebooted, gate: gate, log: log}
-		if err := claims.claim(ctx); err != nil {
+		stopNode, err := nodeworker.Node{
+			Client: c, Namespace: o.conn.Namespace, WorkflowQueue: o.conn.TaskQueue, Name: o.node, Identity: me,
+			Claimant: control.Claimant{Worker: o.conn.Identity, Host: host, Logs: endpoint},
+			Runtime:  actRT, Activities: actOpts, MaxActivities: o.maxActivities, OnFatal: onFatal, Log: log,
+		}.Start(ctx)
+		if err != nil {
 			return err
 		}
-		if err := me.record(); err != nil {
-			log.Warn("cannot record this worker instance in the state dir; a restart waits for the node to be free", zap.Error(err))
-		}
-		if err := aw.Start(); err != nil {
-			return fmt.Errorf("cannot start the activity worker on task queue %s: %w", queue, err)
-		}
-		cleanup = append(cleanup, aw.Stop)
+		cleanup = append(cleanup, stopNode)
 		ready.Set(conditions[1])
-		go claims.keep(ctx, lost, onFatal)
-		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue), zap.String("activity_task_queue", queue))
+		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue), zap.String("activity_task_queue", nodeQueue))
 	} else {
 		log.Info("polling", zap.String("workflow_task_queue", o.conn.TaskQueue))
 	}
@@ -460,153 +402,4 @@ func serveLogs(o *options, rt *containerd.Runtime) (*ctrlog.Server, error) {
 		}
 		return rt.Log(id)
 	})
-}
-
-// healthReporter signals a replica's workflow when its container's health
-// changes (only then: a healthy container adds no history).
-func healthReporter(c client.Client) func(context.Context, replica.ID, runtime.HealthStatus, string, time.Time) error {
-	return func(ctx context.Context, id replica.ID, status runtime.HealthStatus, detail string, startedAt time.Time) error {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return c.SignalWorkflow(ctx, id.WorkflowID(), "", replica.SignalHealth,
-			workflows.HealthReport{Status: status, Detail: detail, StartedAt: startedAt})
-	}
-}
-
-// nodeClaims claims the worker's node for it and keeps it claimed.
-type nodeClaims struct {
-	c        client.Client
-	o        *options
-	me       control.Claimant
-	rebooted string // see nodeIdentity.Rebooted
-	gate     *nodeGate
-	log      *zap.Logger
-}
-
-// rebootWait bounds the wait for this host's instance from before a reboot
-// to go silent: its watch's last heartbeat ages past NodeClaimLiveFor. A
-// cloned VM's original stays alive, and the clone is refused after it.
-const rebootWait = workflows.NodeClaimLiveFor + workflows.NodeLiveHeartbeat + 10*time.Second
-
-// claim claims the node, retrying until the server answers: the node's
-// watch then moves to this worker at once (a worker that ran here before
-// may be dead, and its watch would otherwise be retried only after its
-// heartbeat timed out). A refusal (*control.ClaimRefused) is final.
-func (n *nodeClaims) claim(ctx context.Context) error {
-	began := time.Now()
-	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
-		cl, err := control.ClaimNode(ctx, n.c, n.o.conn.Namespace, n.o.conn.TaskQueue, n.o.node, n.me)
-		var refused *control.ClaimRefused
-		switch {
-		case err == nil:
-			n.gate.owner.Store(true)
-			n.log.Info("node claimed: this worker watches its containers", zap.String("node", n.o.node), zap.String("claim", cl.ID),
-				zap.String("node_id", n.me.NodeID), zap.String("instance", n.me.Instance))
-			return nil
-		case errors.As(err, &refused):
-			if !n.heldBeforeReboot(ctx) || time.Since(began) > rebootWait {
-				return err
-			}
-			n.log.Info("the node is held by this host's worker from before a reboot; waiting for it to go silent",
-				zap.String("node", n.o.node), zap.String("instance", n.rebooted))
-			delay = 5 * time.Second
-		}
-		n.log.Warn("cannot claim the node yet; retrying", zap.String("node", n.o.node), zap.Error(err), zap.Duration("retry_in", delay))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-	}
-}
-
-// keep claims the node again whenever a watch of this worker ended and the
-// node's workflow is no longer running (e.g. it was terminated): the node
-// must never be left without a watch. A node claimed by another worker
-// since is not this worker's any more: it stops (onFatal).
-func (n *nodeClaims) keep(ctx context.Context, lost <-chan struct{}, onFatal func(error)) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-lost:
-		}
-		// A watch also ends when a claim replaces it or its hour is up; then
-		// the workflow runs on and starts the next one.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
-		desc, err := n.c.DescribeWorkflowExecution(ctx, replica.NodeWorkflowID(n.o.node), "")
-		if err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			if view, err := n.view(ctx); err == nil && view.LastClaim != nil &&
-				view.LastClaim.Instance != "" && view.LastClaim.Instance != n.me.Instance {
-				n.gate.owner.Store(false)
-				onFatal(&control.ClaimRefused{Reason: fmt.Sprintf("node %s was claimed by host %s (node identity %s); this worker no longer serves it",
-					n.o.node, view.LastClaim.Host, view.LastClaim.NodeID)})
-				return
-			}
-			continue
-		}
-		n.log.Warn("the node's watch workflow is gone; claiming the node again", zap.String("node", n.o.node), zap.Error(err))
-		if err := n.claim(ctx); err != nil && ctx.Err() == nil {
-			onFatal(err)
-			return
-		}
-	}
-}
-
-// heldBeforeReboot reports whether the node's claimant is the instance this
-// state dir recorded during an earlier boot.
-func (n *nodeClaims) heldBeforeReboot(ctx context.Context) bool {
-	if n.rebooted == "" {
-		return false
-	}
-	view, err := n.view(ctx)
-	return err == nil && view.LastClaim != nil && view.LastClaim.Instance == n.rebooted
-}
-
-// view is the node's view, asked a few times: a query can fail while the
-// node workflow's task is retried.
-func (n *nodeClaims) view(ctx context.Context) (workflows.NodeView, error) {
-	var err error
-	for range 5 {
-		var view workflows.NodeView
-		if view, err = control.NodeView(ctx, n.c, n.o.node); err == nil {
-			return view, nil
-		}
-		select {
-		case <-ctx.Done():
-			return view, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-	n.log.Warn("cannot read the node's claim", zap.String("node", n.o.node), zap.Error(err))
-	return workflows.NodeView{}, err
-}
-
-// registerWorkflows registers the workflows under the names clients use.
-func registerWorkflows(w worker.WorkflowRegistry) {
-	w.RegisterWorkflowWithOptions(workflows.Supervise, workflow.RegisterOptions{Name: replica.SupervisorWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: replica.DeploymentWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.NodeWatch, workflow.RegisterOptions{Name: replica.NodeWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.FetchLogs, workflow.RegisterOptions{Name: replica.FetchLogsWorkflowName})
-}
-
-// registerActivities registers each container activity under its constant
-// name, so renaming a method cannot silently change the wire name.
-func registerActivities(w worker.ActivityRegistry, a *activities.Activities) {
-	for name, fn := range map[string]any{
-		replica.EnsureRunningName: a.EnsureRunning,
-		replica.WaitForExitName:   a.WaitForExit,
-		replica.StopName:          a.Stop,
-		replica.IsolateName:       a.Isolate,
-		replica.LogsName:          a.Logs,
-		replica.WatchNodeName:     a.WatchNode,
-		replica.OrphansName:       a.Orphans,
-		replica.PreflightName:     a.Preflight,
-	} {
-		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package nodeworker
 
 import (
 	"encoding/json"
@@ -25,8 +25,8 @@ const (
 	workerComm   = "vigil-worker"
 )
 
-// nodeIdentity is this worker's identity on its node.
-type nodeIdentity struct {
+// Identity is a worker's identity on its node.
+type Identity struct {
 	NodeID, Instance string
 	// Replaces is the previous instance on this host, ended (see
 	// workflows.Claim); empty when unknown.
@@ -45,10 +45,10 @@ type instanceRecord struct {
 	BootID   string `json:"boot_id"`
 }
 
-// loadIdentity reads the node identity in stateDir, making it on first
+// LoadIdentity reads the node identity in stateDir, making it on first
 // use, and names a new instance.
-func loadIdentity(stateDir string) (nodeIdentity, error) {
-	id := nodeIdentity{Instance: uuid.NewString(), dir: stateDir}
+func LoadIdentity(stateDir string) (Identity, error) {
+	id := Identity{Instance: uuid.NewString(), dir: stateDir}
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return id, fmt.Errorf("state dir: %w", err)
 	}
@@ -84,8 +84,8 @@ func loadIdentity(stateDir string) (nodeIdentity, error) {
 	return id, nil
 }
 
-// record notes this instance as the state dir's accepted one.
-func (id nodeIdentity) record() error {
+// Record notes this instance as the state dir's accepted one.
+func (id Identity) Record() error {
 	data, err := json.Marshal(instanceRecord{Instance: id.Instance, PID: os.Getpid(), BootID: bootID()})
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package nodeworker
 
 import (
 	"context"
@@ -10,22 +10,22 @@ import (
 	"github.com/vigil-run/vigil/replica"
 )
 
-// nodeGate lets node activities run only while this worker is its node's
+// Gate lets node activities run only while this worker is its node's
 // accepted claimant: an activity that reaches a worker whose claim was
 // refused or taken over fails at once, typed and not retried here.
-type nodeGate struct {
+type Gate struct {
 	interceptor.WorkerInterceptorBase
 	node  string
 	owner atomic.Bool
 }
 
-func (g *nodeGate) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+func (g *Gate) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
 	return &gatedActivity{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}, g: g}
 }
 
 type gatedActivity struct {
 	interceptor.ActivityInboundInterceptorBase
-	g *nodeGate
+	g *Gate
 }
 
 func (a *gatedActivity) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {

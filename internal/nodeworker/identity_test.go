@@ -1,4 +1,4 @@
-package main
+package nodeworker
 
 import (
 	"encoding/json"
@@ -9,18 +9,18 @@ import (
 
 func TestNodeIdentity(t *testing.T) {
 	dir := t.TempDir()
-	first, err := loadIdentity(dir)
+	first, err := LoadIdentity(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if first.NodeID == "" || first.Instance == "" || first.Replaces != "" || first.Rebooted != "" {
 		t.Fatalf("first start: %+v; want a new identity and instance, replacing nothing", first)
 	}
-	if err := first.record(); err != nil {
+	if err := first.Record(); err != nil {
 		t.Fatal(err)
 	}
 	// The recorded process is this test, not a vigil-worker: it has ended.
-	again, err := loadIdentity(dir)
+	again, err := LoadIdentity(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestNodeIdentity(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, instanceFile), rec, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rebooted, err := loadIdentity(dir)
+	rebooted, err := LoadIdentity(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestNodeIdentity(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, nodeIDFile), []byte("not a uuid\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadIdentity(dir); err == nil {
+	if _, err := LoadIdentity(dir); err == nil {
 		t.Fatal("a damaged node-id file is taken")
 	}
 }
