@@ -310,6 +310,7 @@ func (s *supervisor) restartFenced(ctx workflow.Context, exit runtime.Exit) erro
 	s.st.LastExitAt = exit.ExitedAt
 	s.st.LastExitReason, s.st.LastExitSignal = exit.Label(), ""
 	workflow.GetLogger(ctx).Info("container fenced on its node; its lease is back: restarting it there", "node", s.in.Node, "exited_at", exit.ExitedAt)
+	s.metric(ctx, string(exit.Label())).Counter(metrics.ContainerExits).Inc(1)
 	s.emit(ctx, EventFenced, &code)
 	s.why = "restart after the node's fence (its lease lapsed, then came back)"
 	s.setState(ctx, StateRestarting)

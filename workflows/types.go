@@ -250,7 +250,7 @@ type StateView struct {
 	Events          []Event  `json:"events"`
 	// Generation is the deployment generation the container was made from.
 	Generation int `json:"generation"`
-	// LastExitReason is Exited, Signaled, OOMKilled, Unhealthy, Failed or Lost;
+	// LastExitReason is Exited, Signaled, OOMKilled, Unhealthy, Failed, Lost or Fenced;
 	// LastExitSignal names the signal that killed it. Null when none.
 	LastExitReason *string `json:"last_exit_reason"`
 	LastExitSignal *string `json:"last_exit_signal"`
