@@ -64,7 +64,7 @@ func main() {
 	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
 	onCluster := flag.Bool("cluster", false, "also measure restart latency and the crash storm on a Temporal cluster on PostgreSQL (internal/cluster)")
 	stormRepeats := flag.Int("storm-repeats", 0, "with --phases storms: how many Vigil crash storms to measure one after another (for comparing settings)")
-	partitions := flag.Int("partitions", 20, "partitions of node-b the failover phase measures (quick: 3)")
+	partitions := flag.Int("partitions", 20, "partitions of node-b the failover phase measures (quick: 3, and the phase only when --phases names it)")
 	before := flag.String("before", "", "also measure the Vigil phases (latency, scale) of this git revision first, in the same run, and print the two side by side (make bench: the last commit before the node watch)")
 	flag.Parse()
 
@@ -111,6 +111,13 @@ func main() {
 			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, confine, latency, docker, scale, rollout, failover, storms\n", p)
 			os.Exit(2)
 		}
+	}
+	phasesSet := false
+	flag.Visit(func(f *flag.Flag) { phasesSet = phasesSet || f.Name == "phases" })
+	if cfg.Quick && !phasesSet {
+		// Partitions take lost_after (30 s) and more each: not in the
+		// five quick minutes unless asked for.
+		delete(cfg.Phases, "failover")
 	}
 	if err := run(cfg, *out); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
