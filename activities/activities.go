@@ -461,8 +461,10 @@ func (a *Activities) Logs(ctx context.Context, in LogsInput) (LogsResult, error)
 	return LogsResult{Output: string(out)}, nil
 }
 
-// activityError marks a missing image, a spec the node refuses and a host
-// port in use (ErrTypePortInUse) non-retryable; the rest are retried
+// activityError marks a missing image, a spec the node refuses, a host
+// port in use (ErrTypePortInUse) and refused registry credentials
+// (ErrTypeImagePullUnauthorized) non-retryable; the rest, a stalled pull
+// (ErrTypeImagePullStalled) among them, are retried
 // by the activity's retry policy (a container that vanished between calls is
 // simply created again by the retry).
 func activityError(op string, id replica.ID, err error) error {
@@ -474,6 +476,15 @@ func activityError(op string, id replica.ID, err error) error {
 	if errors.As(err, &inUse) {
 		// The replica shows it as it is: its text begins with its type.
 		return temporal.NewNonRetryableApplicationError(inUse.Error(), replica.ErrTypePortInUse, err)
+	}
+	// Their texts begin with their types too.
+	if errors.Is(err, runtime.ErrImagePullUnauthorized) {
+		msg := fmt.Sprintf("%s: %s %s: %v", replica.ErrTypeImagePullUnauthorized, op, id.Ref(), err)
+		return temporal.NewNonRetryableApplicationError(msg, replica.ErrTypeImagePullUnauthorized, err)
+	}
+	if errors.Is(err, runtime.ErrImagePullStalled) {
+		msg := fmt.Sprintf("%s: %s %s: %v", replica.ErrTypeImagePullStalled, op, id.Ref(), err)
+		return temporal.NewApplicationErrorWithCause(msg, replica.ErrTypeImagePullStalled, err)
 	}
 	if errors.Is(err, runtime.ErrInvalidSpec) {
 		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)

@@ -185,6 +185,12 @@ const (
 	// port the container publishes is taken (runtime.PortInUse): by another
 	// container or a host process. Retrying works once the port is free.
 	ErrTypePortInUse = "PortInUse"
+	// ErrTypeImagePullUnauthorized marks a pull the registry refused the
+	// node's credentials for: permanent until the node's registry config
+	// is fixed. ErrTypeImagePullStalled marks a pull that received nothing
+	// for the node's stall timeout; it is retried.
+	ErrTypeImagePullUnauthorized = "ImagePullUnauthorized"
+	ErrTypeImagePullStalled      = "ImagePullStalled"
 	// ErrTypeContainerNotFound marks a call about a container that does not
 	// exist (e.g. logs of an unknown replica); retrying cannot help.
 	ErrTypeContainerNotFound = "ContainerNotFound"

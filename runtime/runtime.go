@@ -206,4 +206,9 @@ var (
 	// ErrTaskChanged: the container's task is not the one meant (it was
 	// started again meanwhile).
 	ErrTaskChanged = errors.New("the container's task was started again")
+	// ErrImagePullUnauthorized: the registry refused the node's
+	// credentials for the image (or the node has none for it).
+	ErrImagePullUnauthorized = errors.New(replica.ErrTypeImagePullUnauthorized)
+	// ErrImagePullStalled: a pull received nothing for the stall timeout.
+	ErrImagePullStalled = errors.New(replica.ErrTypeImagePullStalled)
 )

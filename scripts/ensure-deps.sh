@@ -69,3 +69,21 @@ go_install() {
 
 go_install temporal "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
 go_install workflowcheck "go.temporal.io/sdk/contrib/tools/workflowcheck@$WORKFLOWCHECK_VERSION"
+
+# The distribution registry the pull tests run on 127.0.0.1 with TLS and a
+# password (internal/registrytest), built from its Go module (tools/registry)
+# once per version, like the Temporal server.
+REGISTRY_VERSION=$(sed -n 's#^\tgithub.com/distribution/distribution/v3 \(v[^ ]*\).*#\1#p' "$VIGIL_REPO/tools/registry/go.mod")
+[[ -n $REGISTRY_VERSION ]] || die "tools/registry/go.mod: no github.com/distribution/distribution/v3 requirement"
+REGISTRY_BIN=$VIGIL_BIN/registry-${REGISTRY_VERSION#v}
+if [[ ! -x $REGISTRY_BIN ]]; then
+	mkdir -p "$VIGIL_BIN"
+	(
+		flock 9
+		[[ -x $REGISTRY_BIN ]] && exit 0
+		log "building the registry $REGISTRY_VERSION into $VIGIL_BIN (first time only, takes a few minutes)"
+		cd "$VIGIL_REPO/tools/registry"
+		GOWORK=off go build -trimpath -ldflags "-s -w" -o "$REGISTRY_BIN.partial" github.com/distribution/distribution/v3/cmd/registry
+		mv "$REGISTRY_BIN.partial" "$REGISTRY_BIN"
+	) 9>"$VIGIL_BIN/.install.lock"
+fi

@@ -59,6 +59,7 @@ type options struct {
 	network             containerd.NetworkConfig
 	initPath            string
 	fencePath           string
+	registry            containerd.RegistryConfig
 	metricsAddress      string
 	logsListen          string
 	logsAdvertise       string
@@ -93,6 +94,9 @@ var workerEnv = map[string]string{
 	"logger-path":          "VIGIL_LOGGER_PATH",
 	"log-format":           "VIGIL_LOG_FORMAT",
 	"log-level":            "VIGIL_LOG_LEVEL",
+	"registry-config":      "VIGIL_REGISTRY_CONFIG",
+	"registry-ca-file":     "VIGIL_REGISTRY_CA_FILE",
+	"pull-stall-timeout":   "VIGIL_PULL_STALL_TIMEOUT",
 }
 
 func main() {
@@ -124,6 +128,9 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.network.NetNSDir, "netns-dir", containerd.DefaultNetNSDir, "directory of the containers' network namespaces")
 	fs.StringVar(&o.initPath, "init-path", containerd.DefaultInitPath, "static init run as PID 1 by services with init: true (Debian: tini)")
 	fs.StringVar(&o.fencePath, "fence-path", defaultFencePath(), "static vigil-fence run in every movable replica's container, a path on the host")
+	fs.StringVar(&o.registry.ConfigFile, "registry-config", "", "a Docker-style config.json with the credentials of the registries images are pulled from, read at each pull (env VIGIL_REGISTRY_CONFIG)")
+	fs.StringVar(&o.registry.CAFile, "registry-ca-file", "", "PEM file of CAs trusted for registries besides the system's (env VIGIL_REGISTRY_CA_FILE)")
+	fs.DurationVar(&o.registry.StallTimeout, "pull-stall-timeout", containerd.DefaultPullStallTimeout, "fail a pull that receives nothing for this long with ImagePullStalled (env VIGIL_PULL_STALL_TIMEOUT)")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "serve /metrics, /healthz and /readyz on this host:port, e.g. 127.0.0.1:9464; off when empty (env VIGIL_METRICS_ADDRESS)")
 	fs.StringVar(&o.logsListen, "logs-listen", "127.0.0.1:0", "serve the containers' logs (HTTPS, token) on this host:port; port 0 picks a free one (env VIGIL_LOGS_LISTEN)")
 	fs.StringVar(&o.logsAdvertise, "logs-advertise", "", "host:port the node advertises for its logs, when readers reach it by another address than --logs-listen's (env VIGIL_LOGS_ADVERTISE)")
@@ -170,6 +177,12 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 		if _, _, err := net.SplitHostPort(o.metricsAddress); err != nil {
 			return nil, fmt.Errorf("--metrics-address %q: want host:port, e.g. 127.0.0.1:9464 (empty turns metrics off)", o.metricsAddress)
 		}
+	}
+	if o.registry.StallTimeout <= 0 {
+		return nil, fmt.Errorf("--pull-stall-timeout: %s must be positive, e.g. 60s", o.registry.StallTimeout)
+	}
+	if err := containerd.CheckRegistryConfig(o.registry); err != nil {
+		return nil, err
 	}
 	if strings.TrimSpace(o.node) == "" {
 		return nil, errors.New("--node: empty; give this host's name (or set VIGIL_NODE)")
@@ -237,6 +250,7 @@ func newRuntime(ctx context.Context, o *options) (*containerd.Runtime, error) {
 		Network:     o.network,
 		InitPath:    o.initPath,
 		FencePath:   o.fencePath,
+		Registry:    o.registry,
 	})
 }
 

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-run/vigil/version"
 )
@@ -75,5 +78,46 @@ func TestVersionPrintsReleaseAndCommit(t *testing.T) {
 	code := run(context.Background(), []string{"--version"}, env(nil), &stdout, &stderr)
 	if code != exitOK || stdout.String() != "vigil-worker "+version.String()+"\n" || !strings.Contains(stdout.String(), version.Release) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}
+
+// A registry config the worker cannot use stops it at once with one line
+// naming the flag, and never with the file's content (it holds secrets).
+func TestBadRegistryConfigExits2WithoutSecret(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	const secret = "hunter2-registry-secret"
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--registry-config", filepath.Join(dir, "missing.json")}, nil, "--registry-config"},
+		{nil, map[string]string{"VIGIL_REGISTRY_CONFIG": write("broken.json", `{"auths": {"r": {"password": "`+secret)}, "--registry-config"},
+		{nil, map[string]string{"VIGIL_REGISTRY_CONFIG": write("auth.json", `{"auths": {"r": {"auth": "`+secret+`"}}}`)}, "--registry-config"},
+		{[]string{"--registry-ca-file", write("ca.pem", secret)}, nil, "--registry-ca-file"},
+		{[]string{"--pull-stall-timeout", "0s"}, nil, "--pull-stall-timeout"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(context.Background(), c.args, env(c.env), io.Discard, &stderr); code != exitUsage {
+			t.Errorf("%v %v: exit %d, want %d (%s)", c.args, c.env, code, exitUsage, stderr.String())
+		}
+		out := strings.TrimSpace(stderr.String())
+		if strings.Contains(out, "\n") || !strings.Contains(out, c.want) || strings.Contains(out, secret) {
+			t.Errorf("%v %v: stderr %q, want one line naming %s without the secret", c.args, c.env, out, c.want)
+		}
+	}
+	o, err := parseFlags(nil, env(map[string]string{
+		"VIGIL_REGISTRY_CONFIG":    write("ok.json", `{"auths": {"https://index.docker.io/v1/": {"auth": "dTpw"}}}`),
+		"VIGIL_PULL_STALL_TIMEOUT": "5s",
+	}), io.Discard)
+	if err != nil || o.registry.ConfigFile == "" || o.registry.StallTimeout != 5*time.Second {
+		t.Errorf("registry settings from the environment: %+v, %v", o, err)
 	}
 }

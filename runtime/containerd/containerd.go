@@ -87,6 +87,8 @@ type Config struct {
 	// FencePath is the static vigil-fence run in the containers of specs
 	// with a Fence (none without it: such a spec is refused).
 	FencePath string
+	// Registry says how images are pulled: credentials, CAs, stall timeout.
+	Registry RegistryConfig
 }
 
 func (c *Config) setDefaults() {
@@ -123,6 +125,9 @@ func (c *Config) setDefaults() {
 	if c.InitPath == "" {
 		c.InitPath = DefaultInitPath
 	}
+	if c.Registry.StallTimeout <= 0 {
+		c.Registry.StallTimeout = DefaultPullStallTimeout
+	}
 }
 
 // Runtime implements runtime.Runtime on containerd.
@@ -131,6 +136,7 @@ type Runtime struct {
 	cfg    Config
 	logDir string // cfg.LogDir/<namespace>
 	net    *network
+	pulls  pulls
 
 	locks     keyedMutex
 	stop      chan struct{}

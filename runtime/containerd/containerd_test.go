@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,9 +17,11 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/vigil-run/vigil/ctrlog"
 	"github.com/vigil-run/vigil/internal/containerdtest"
+	"github.com/vigil-run/vigil/internal/registrytest"
 	"github.com/vigil-run/vigil/internal/testimage"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -601,20 +602,35 @@ func TestExitWhileContainerdIsDownKeepsItsCode(t *testing.T) {
 	}
 }
 
-func TestPullPolicies(t *testing.T) {
-	_, rt, ctx, _ := setup(t, "pull")
+// TestPullFromRegistry pulls from a real registry on 127.0.0.1, over TLS
+// with a test CA and a password, through each pull policy; a digest pin is
+// verified, a wrong password and a stall are typed errors.
+func TestPullFromRegistry(t *testing.T) {
+	d, _, ctx, _ := setup(t, "pull")
 	tarball, err := testimage.Tar()
 	if err != nil {
 		t.Fatal(err)
 	}
-	registry, err := testimage.NewRegistry(tarball)
-	if err != nil {
-		t.Fatal(err)
+	reg := registrytest.Start(t)
+	pushed := reg.Push(t, "demo/busybox:v1", tarball)
+	// runtimeWith is a runtime of the daemon in a namespace of its own (no
+	// image yet) pulling with registry.
+	namespaces := 0
+	runtimeWith := func(registry vcontainerd.RegistryConfig) *vcontainerd.Runtime {
+		cfg := d.RuntimeConfig()
+		namespaces++
+		cfg.Namespace = fmt.Sprintf("%s-pull%d", d.Namespace, namespaces)
+		cfg.Registry = registry
+		rt, err := vcontainerd.New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rt.Close() })
+		return rt
 	}
-	server := httptest.NewServer(registry)
-	host := strings.TrimPrefix(server.URL, "http://")
+	rt := runtimeWith(vcontainerd.RegistryConfig{ConfigFile: reg.WriteDockerConfig(t, reg.Password), CAFile: reg.CAFile})
 	spec := containerdtest.TestImage("echo pulled")
-	spec.Image = host + "/demo/busybox:v1"
+	spec.Image = reg.Host + "/demo/busybox:v1"
 
 	spec.PullPolicy = runtime.PullNever
 	if err := rt.Create(ctx, newID("pull"), spec); !errors.Is(err, runtime.ErrImageNotFound) {
@@ -624,31 +640,65 @@ func TestPullPolicies(t *testing.T) {
 	spec.PullPolicy = runtime.PullIfNotPresent
 	id := newID("pull")
 	runSpec(t, rt, id, spec)
-	if st := wait(t, rt, id); st.ExitCode != 0 || registry.Pulls() == 0 {
-		t.Fatalf("if_not_present, not present: %+v after %d pulls", st, registry.Pulls())
+	if st := wait(t, rt, id); st.ExitCode != 0 || reg.ManifestRequests(t) == 0 {
+		t.Fatalf("if_not_present, not present: %+v after %d manifest requests", st, reg.ManifestRequests(t))
 	}
-	pulls := registry.Pulls()
+	pulls := reg.ManifestRequests(t)
 	runSpec(t, rt, newID("pull"), spec)
-	if registry.Pulls() != pulls {
+	if reg.ManifestRequests(t) != pulls {
 		t.Fatal("if_not_present pulled an image that was present")
 	}
 
 	spec.PullPolicy = runtime.PullAlways
 	runSpec(t, rt, newID("pull"), spec)
-	if registry.Pulls() == pulls {
+	if reg.ManifestRequests(t) == pulls {
 		t.Fatal("always did not pull")
 	}
 
 	missing := spec
-	missing.Image = host + "/missing/busybox:v1"
+	missing.Image = reg.Host + "/missing/busybox:v1"
 	if err := rt.Create(ctx, newID("pull"), missing); !errors.Is(err, runtime.ErrImageNotFound) {
 		t.Fatalf("always, unknown to the registry: %v, want ErrImageNotFound", err)
 	}
 
-	server.Close()
-	err = rt.Create(ctx, newID("pull"), spec)
-	if err == nil || errors.Is(err, runtime.ErrImageNotFound) {
-		t.Fatalf("always, registry down: %v, want a retryable error", err)
+	// Pinned by digest: the pushed manifest's runs, another is not found.
+	pinned := spec
+	pinned.Image = reg.Host + "/demo/busybox@" + pushed.String()
+	id = newID("pull")
+	runSpec(t, runtimeWith(vcontainerd.RegistryConfig{ConfigFile: reg.WriteDockerConfig(t, reg.Password), CAFile: reg.CAFile}), id, pinned)
+	pinned.Image = reg.Host + "/demo/busybox@" + digest.FromString("another manifest").String()
+	if err := rt.Create(ctx, newID("pull"), pinned); !errors.Is(err, runtime.ErrImageNotFound) {
+		t.Fatalf("pinned to a digest the registry lacks: %v, want ErrImageNotFound", err)
+	}
+
+	// A wrong password, or none: ImagePullUnauthorized, saying where to fix it.
+	for name, registry := range map[string]vcontainerd.RegistryConfig{
+		"wrong password": {ConfigFile: reg.WriteDockerConfig(t, "not-"+reg.Password), CAFile: reg.CAFile},
+		"no credentials": {CAFile: reg.CAFile},
+	} {
+		err := runtimeWith(registry).Create(ctx, newID("pull"), spec)
+		if !errors.Is(err, runtime.ErrImagePullUnauthorized) || !strings.Contains(err.Error(), "--registry-config") {
+			t.Fatalf("%s: %v, want ErrImagePullUnauthorized naming --registry-config", name, err)
+		}
+		if strings.Contains(err.Error(), reg.Password) {
+			t.Fatalf("%s: the error shows the password: %v", name, err)
+		}
+	}
+
+	// The registry's certificate is verified, on 127.0.0.1 too.
+	err = runtimeWith(vcontainerd.RegistryConfig{ConfigFile: reg.WriteDockerConfig(t, reg.Password)}).Create(ctx, newID("pull"), spec)
+	if err == nil || errors.Is(err, runtime.ErrImagePullUnauthorized) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("without the registry's CA: %v, want a certificate error", err)
+	}
+
+	// A pull that receives nothing for the stall timeout: ImagePullStalled.
+	proxy := registrytest.NewProxy(t, reg.Host)
+	stalling := runtimeWith(vcontainerd.RegistryConfig{
+		ConfigFile: reg.WriteDockerConfig(t, reg.Password, proxy.Addr), CAFile: reg.CAFile, StallTimeout: 2 * time.Second})
+	proxy.Stall()
+	spec.Image = proxy.Addr + "/demo/busybox:v1"
+	if err := stalling.Create(ctx, newID("pull"), spec); !errors.Is(err, runtime.ErrImagePullStalled) {
+		t.Fatalf("stalled pull: %v, want ErrImagePullStalled", err)
 	}
 }
 

@@ -49,6 +49,9 @@ func (r *Runtime) ensureImage(ctx context.Context, spec runtime.ContainerSpec) (
 	if err != nil {
 		return nil, wrap("image", ref, err, runtime.ErrImageNotFound)
 	}
+	if err := verifyDigest(ref, image); err != nil {
+		return nil, err
+	}
 	unpacked, err := image.IsUnpacked(ctx, r.cfg.Snapshotter)
 	if err != nil {
 		return nil, wrap("unpack", ref, err, runtime.ErrImageNotFound)
@@ -61,12 +64,44 @@ func (r *Runtime) ensureImage(ctx context.Context, spec runtime.ContainerSpec) (
 	return image, nil
 }
 
+// pull fetches the image (the caller unpacks it) through containerd with
+// the node's registry config. A pull that receives nothing for the stall
+// timeout is cancelled (ErrImagePullStalled); progress reports the bytes
+// received so far, for status, while it runs.
 func (r *Runtime) pull(ctx context.Context, ref string) (containerd.Image, error) {
-	opts := []containerd.RemoteOpt{containerd.WithPullUnpack}
+	got := r.pulls.start(ref)
+	defer r.pulls.done(ref)
+	resolver, err := r.resolver(ctx, got)
+	if err != nil {
+		return nil, &Error{Op: "pull", ID: ref, Err: err}
+	}
+	opts := []containerd.RemoteOpt{containerd.WithResolver(resolver)}
 	if r.cfg.Snapshotter != "" {
 		opts = append(opts, containerd.WithPullSnapshotter(r.cfg.Snapshotter))
 	}
-	return r.client.Pull(ctx, ref, opts...)
+	pullCtx, stop := watchStall(ctx, got, r.cfg.Registry.StallTimeout)
+	defer stop()
+	image, err := r.client.Pull(pullCtx, ref, opts...)
+	if err != nil {
+		return nil, r.pullError(pullCtx, ref, err)
+	}
+	return image, nil
+}
+
+// verifyDigest makes sure an image pinned by digest (name@sha256:...) is
+// that manifest. containerd checks each blob it fetches against the digest
+// it asked for; this checks that what it stored under the name is the pin.
+func verifyDigest(ref string, image containerd.Image) error {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return nil // NormalizeImage checked it
+	}
+	pinned, ok := named.(reference.Digested)
+	if !ok || image.Target().Digest == pinned.Digest() {
+		return nil
+	}
+	return &Error{Op: "image", ID: ref, Kind: runtime.ErrImageNotFound,
+		Err: fmt.Errorf("its manifest is %s, not the pinned digest; pull it again (pull_policy: always) or pin the digest the registry serves", image.Target().Digest)}
 }
 
 // ImportImage imports an OCI image layout or docker-archive tar (as written
