@@ -19,8 +19,10 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/vigil-run/vigil/internal/codec"
 	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
@@ -48,6 +50,10 @@ type Connection struct {
 
 	APIKey string
 
+	// CodecKeyFile turns on payload encryption (internal/codec): every
+	// payload Vigil writes to Temporal is encrypted with its first key.
+	CodecKeyFile string
+
 	// Identity is the Temporal client identity (not a flag): the worker sets
 	// it to version.Identity so the Web UI shows which release ran each task.
 	// Empty means the SDK's default.
@@ -60,6 +66,9 @@ type Connection struct {
 	// tlsExplicit records that --tls (or TEMPORAL_TLS) was given, so that
 	// --tls=false can turn off the TLS an API key would otherwise imply.
 	tlsExplicit bool
+
+	// codec is the key file's codec, read once (nil: not yet, or no file).
+	codec *codec.Codec
 }
 
 // flag names and the environment variables that back them (the names the
@@ -74,6 +83,7 @@ var envOf = map[string]string{
 	"tls-key-file":    "TEMPORAL_TLS_KEY_PATH",
 	"tls-server-name": "TEMPORAL_TLS_SERVER_NAME",
 	"api-key":         "TEMPORAL_API_KEY",
+	"codec-key-file":  "VIGIL_CODEC_KEY_FILE",
 }
 
 // AddFlags registers the connection flags on fs. Defaults shown in help are
@@ -89,6 +99,7 @@ func (c *Connection) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.KeyFile, "tls-key-file", "", "PEM client key for mTLS (env TEMPORAL_TLS_KEY_PATH)")
 	fs.StringVar(&c.ServerName, "tls-server-name", "", "server name to verify in the server certificate (env TEMPORAL_TLS_SERVER_NAME)")
 	fs.StringVar(&c.APIKey, "api-key", "", "API key sent as a bearer token (env TEMPORAL_API_KEY; prefer the environment: flags show up in ps)")
+	fs.StringVar(&c.CodecKeyFile, "codec-key-file", "", "encrypt payloads with the keys in this file, one `key-id: base64-key` a line, the first encrypts (env VIGIL_CODEC_KEY_FILE)")
 }
 
 // Resolve applies environment fallbacks to every flag not given on the
@@ -203,9 +214,12 @@ func (c *Connection) ClientOptions(logger tlog.Logger) (client.Options, error) {
 	if err := c.Validate(); err != nil {
 		return client.Options{}, err
 	}
+	dc, err := c.DataConverter()
+	if err != nil {
+		return client.Options{}, err
+	}
 	opts := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger, Identity: c.Identity, MetricsHandler: c.MetricsHandler,
-		// Durations as "60s" in inputs, queries and results.
-		DataConverter: humanjson.DataConverter()}
+		DataConverter: dc}
 	tlsCfg, err := c.TLSConfig()
 	if err != nil {
 		return client.Options{}, err
@@ -221,6 +235,32 @@ func (c *Connection) ClientOptions(logger tlog.Logger) (client.Options, error) {
 	return opts, nil
 }
 
+// Codec is the payload codec of --codec-key-file, read once; nil without
+// a key file. The error names the flag and says how to fix the file.
+func (c *Connection) Codec() (*codec.Codec, error) {
+	if c.CodecKeyFile == "" || c.codec != nil {
+		return c.codec, nil
+	}
+	cd, err := codec.Load(c.CodecKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--codec-key-file: %w", err)
+	}
+	c.codec = cd
+	return cd, nil
+}
+
+// DataConverter is the one converter of every payload Vigil writes or
+// reads (inputs, results, memos, signals, updates, queries): durations as
+// "60s", encrypted when a key file is given. Search attributes are not
+// payloads of it: they stay readable for the list view.
+func (c *Connection) DataConverter() (converter.DataConverter, error) {
+	cd, err := c.Codec()
+	if err != nil || cd == nil {
+		return humanjson.DataConverter(), err
+	}
+	return cd.DataConverter(humanjson.DataConverter()), nil
+}
+
 // String describes the connection for logs, without secrets.
 func (c *Connection) String() string {
 	var b strings.Builder
@@ -230,6 +270,9 @@ func (c *Connection) String() string {
 	}
 	if c.APIKey != "" {
 		b.WriteString(" api_key=set")
+	}
+	if c.CodecKeyFile != "" {
+		b.WriteString(" payload_encryption=on")
 	}
 	return b.String()
 }

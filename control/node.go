@@ -17,7 +17,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/activities"
-	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -187,10 +186,16 @@ func (r *exitReporter) ReportExit(ctx context.Context, rep activities.ExitReport
 
 // Roster answers the node watch's question which replicas should run on a
 // node from visibility: the replicas publish their node and state
-// (workflows.SearchAttrNode, SearchAttrState).
-func Roster(c client.Client) activities.Roster { return roster{c: c} }
+// (workflows.SearchAttrNode, SearchAttrState). dc is the client's data
+// converter, which reads the memos (encrypted with a codec key).
+func Roster(c client.Client, dc converter.DataConverter) activities.Roster {
+	return roster{c: c, dc: dc}
+}
 
-type roster struct{ c client.Client }
+type roster struct {
+	c  client.Client
+	dc converter.DataConverter
+}
 
 func (r roster) Running(ctx context.Context, node string) ([]replica.ID, error) {
 	if node == "" || strings.ContainsAny(node, `'\`) {
@@ -320,7 +325,7 @@ func (r roster) pendingStop(ctx context.Context, workflowID, node string) (activ
 	}
 	// A memo that does not decode to this replica's stop is not acted on:
 	// nothing is stopped on a guess.
-	if err := humanjson.DataConverter().FromPayload(p, &stop); err != nil {
+	if err := r.dc.FromPayload(p, &stop); err != nil {
 		return stop, false, fmt.Errorf("the pending stop of %s: %w", workflowID, err)
 	}
 	if stop.ID.WorkflowID() != workflowID {

@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/internal/errtext"
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
 )
 
@@ -60,6 +63,23 @@ func exitCode(err error) int {
 
 // dialer connects to Temporal; tests replace it with one returning a mock.
 type dialer func(ctx context.Context, opts client.Options) (client.Client, error)
+
+// convertingClient is the client with the data converter it was dialed
+// with: the SDK leaves memos encoded, and decodeMemo reads them with it
+// (decrypts them when a codec key is given).
+type convertingClient struct {
+	client.Client
+	dc converter.DataConverter
+}
+
+// decodeMemo decodes a memo field read from c into out.
+func decodeMemo(c client.Client, field *commonpb.Payload, out any) error {
+	dc := humanjson.DataConverter() // a client made in tests
+	if cc, ok := c.(convertingClient); ok {
+		dc = cc.dc
+	}
+	return dc.FromPayload(field, out)
+}
 
 // app is the state shared by the commands: output, connection, and the
 // client, which is made only when a command first needs it so that local

@@ -11,7 +11,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
@@ -127,7 +126,7 @@ func deletedGeneration(ctx context.Context, c client.Client, name string) (int, 
 	}
 	var gen int
 	if field := resp.GetWorkflowExecutionInfo().GetMemo().GetFields()[replica.MemoGeneration]; field != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(field, &gen)
+		_ = decodeMemo(c, field, &gen)
 	}
 	return gen, true
 }

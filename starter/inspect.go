@@ -14,7 +14,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/internal/errtext"
@@ -105,7 +104,7 @@ func describeStatus(ctx context.Context, c client.Client, id replica.ID) supervi
 	sup := supervision{ended: info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
 	var msg string
 	if field := info.GetMemo().GetFields()[replica.MemoStartError]; field != nil &&
-		converter.GetDefaultDataConverter().FromPayload(field, &msg) == nil {
+		decodeMemo(c, field, &msg) == nil {
 		sup.startErr = shortStartError(msg)
 	}
 	return sup

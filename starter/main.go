@@ -107,7 +107,7 @@ func newRootCommand(a *app, lookup func(string) (string, bool), dial dialer) *co
 		if err != nil {
 			return nil, failure{fmt.Errorf("cannot reach Temporal at %s (namespace %s): %s", conn.Address, conn.Namespace, errtext.OneLine(err.Error()))}
 		}
-		return c, nil
+		return convertingClient{Client: c, dc: opts.DataConverter}, nil
 	}
 	taskQueue := func() string { return conn.TaskQueue }
 

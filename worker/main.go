@@ -315,6 +315,10 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		return err
 	}
 	defer c.Close()
+	dc, err := o.conn.DataConverter() // read by Dial already: no error now
+	if err != nil {
+		return err
+	}
 	ready.AddCheck("Temporal at "+o.conn.Address, func(ctx context.Context) error {
 		_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
 		return err
@@ -379,7 +383,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			actOpts.Watched = m.Watched()
 		}
 		stopNode, err := nodeworker.Node{
-			Client: c, Namespace: o.conn.Namespace, WorkflowQueue: o.conn.TaskQueue, Name: o.node, Identity: me,
+			Client: c, DataConverter: dc, Namespace: o.conn.Namespace, WorkflowQueue: o.conn.TaskQueue, Name: o.node, Identity: me,
 			Claimant: control.Claimant{Worker: o.conn.Identity, Host: host, Logs: endpoint},
 			Runtime:  actRT, Activities: actOpts, MaxActivities: o.maxActivities, OnFatal: onFatal, Log: log,
 		}.Start(ctx)

@@ -13,6 +13,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/control"
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
@@ -78,7 +80,10 @@ func NewWorkflowWorker(c client.Client, queue string, onFatal func(error)) worke
 
 // Node is what serving one node's queue needs.
 type Node struct {
-	Client        client.Client
+	Client client.Client
+	// DataConverter is the one Client was dialed with (config.Connection's):
+	// it reads the replicas' memos. Nil: plain humanjson.
+	DataConverter converter.DataConverter
 	Namespace     string
 	WorkflowQueue string // the shared queue, where the node's workflow runs
 	Name          string // the node's name; its queue is replica.NodeTaskQueue(Name)
@@ -123,7 +128,11 @@ func (n Node) Start(ctx context.Context) (stop func(), err error) {
 	opts.Instance = n.Identity.Instance
 	opts.ReportHealth = HealthReporter(n.Client)
 	opts.Reporter = control.ExitReporter(n.Client, n.Namespace)
-	opts.Roster = control.Roster(n.Client)
+	dc := n.DataConverter
+	if dc == nil {
+		dc = humanjson.DataConverter()
+	}
+	opts.Roster = control.Roster(n.Client, dc)
 	opts.Renew = n.Client.RecordActivityHeartbeat
 	opts.OnWatchEnded = func() {
 		select {

@@ -144,6 +144,10 @@ func serve(ctx context.Context, o *options, log *zap.Logger, stdout io.Writer) e
 		return err
 	}
 	defer c.Close()
+	dc, err := o.conn.DataConverter() // read by Dial already: no error now
+	if err != nil {
+		return err
+	}
 	if err := config.EnsureSearchAttributes(dialCtx, c, o.conn.Namespace); err != nil && !errors.Is(err, config.ErrNoOperatorAccess) {
 		return err
 	}
@@ -176,7 +180,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger, stdout io.Writer) e
 		rt := simruntime.New(simruntime.Config{StartLatency: latency, CrashesPerHour: o.crashRate, Seed: o.seed + uint64(i)})
 		nodes[i] = &simNode{name: name, rt: rt}
 		stop, err := nodeworker.Node{
-			Client: c, Namespace: o.conn.Namespace, WorkflowQueue: o.conn.TaskQueue, Name: name, Identity: me,
+			Client: c, DataConverter: dc, Namespace: o.conn.Namespace, WorkflowQueue: o.conn.TaskQueue, Name: name, Identity: me,
 			Claimant: control.Claimant{Worker: o.conn.Identity + "/" + name, Host: host + "/" + name},
 			Runtime:  rt, Activities: activities.Options{Node: name, LeaseDir: lease.Dir(dir)},
 			MaxActivities: o.maxActivities, Pollers: o.pollers, OnFatal: onFatal, Log: log.With(zap.String("node", name)),
