@@ -92,6 +92,13 @@ func newStackOf(t *testing.T, vigilBin, workerBin string, workerArgs ...string) 
 // newStackOn is newStackOf with the stack's node named node.
 func newStackOn(t *testing.T, node, vigilBin, workerBin string, workerArgs ...string) *tstack {
 	t.Helper()
+	return newStackWith(t, stack.Options{VigilBin: vigilBin, WorkerBin: workerBin, Node: node, WorkerArgs: workerArgs})
+}
+
+// newStackWith starts a stack of opts (Dir and TemporalCLI are filled in),
+// with one worker running.
+func newStackWith(t *testing.T, opts stack.Options) *tstack {
+	t.Helper()
 	cli := requirePrerequisites(t)
 	// Short: the containerd socket lives under it.
 	dir, err := os.MkdirTemp("", "e2e")
@@ -100,7 +107,8 @@ func newStackOn(t *testing.T, node, vigilBin, workerBin string, workerArgs ...st
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{Dir: dir, TemporalCLI: cli, VigilBin: vigilBin, WorkerBin: workerBin, Node: node, WorkerArgs: workerArgs})
+	opts.Dir, opts.TemporalCLI = dir, cli
+	st, err := stack.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,17 @@
 package workflows
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/vigil-run/vigil/internal/codec"
 	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
 )
@@ -26,7 +29,12 @@ const minV010Histories = 11
 
 func newReplayer() worker.WorkflowReplayer {
 	// Histories of v0.2.0 on carry durations as text (humanjson).
-	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: humanjson.DataConverter()})
+	return newReplayerWith(humanjson.DataConverter())
+}
+
+// newReplayerWith replays with the converter dc.
+func newReplayerWith(dc converter.DataConverter) worker.WorkflowReplayer {
+	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: dc})
 	if err != nil {
 		panic(err) // the options are fixed: this is a programming error
 	}
@@ -43,6 +51,10 @@ func newReplayer() worker.WorkflowReplayer {
 // a replica that runs in the field.
 func TestReplayEveryRelease(t *testing.T) {
 	releases, err := os.ReadDir(historiesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyed, err := codec.Parse([]byte("k1: " + base64.StdEncoding.EncodeToString(make([]byte, codec.KeySize))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +78,11 @@ func TestReplayEveryRelease(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				if err := newReplayer().ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 					t.Fatalf("replay of %s: %v", f, err)
+				}
+				// A worker given a key file replays them too: their plain
+				// payloads pass through the codec.
+				if err := newReplayerWith(keyed.DataConverter(humanjson.DataConverter())).ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+					t.Fatalf("replay of %s with a codec key: %v", f, err)
 				}
 			})
 			total++

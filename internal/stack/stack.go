@@ -22,10 +22,11 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/vigil-run/vigil/config"
 	"github.com/vigil-run/vigil/internal/containerdtest"
-	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
@@ -98,6 +99,9 @@ type Options struct {
 	Node        string // default "local"
 	// WorkerArgs are added to every vigil-worker command line.
 	WorkerArgs []string
+	// CodecKeyFile, when set, is given to the workers that know
+	// --codec-key-file, to the CLI (VIGIL_CODEC_KEY_FILE) and to Client.
+	CodecKeyFile string
 	// ServerMetrics makes the dev server serve Prometheus metrics (its
 	// per-operation request counts) at MetricsURL.
 	ServerMetrics bool
@@ -369,6 +373,9 @@ func (s *Stack) workerArgs(address, node, dir string, ctd *containerdtest.Daemon
 	if knowsFlag(s.WorkerBin, "--logs-token-file") {
 		args = append(args, "--logs-token-file", s.LogsTokenFile())
 	}
+	if s.CodecKeyFile != "" && knowsFlag(s.WorkerBin, "--codec-key-file") {
+		args = append(args, "--codec-key-file", s.CodecKeyFile)
+	}
 	return append(append(args, s.WorkerArgs...), extra...)
 }
 
@@ -487,7 +494,18 @@ func (s *Stack) Close(ctx context.Context) error {
 
 // Client dials the stack's Temporal server.
 func (s *Stack) Client() (client.Client, error) {
-	return client.Dial(client.Options{HostPort: s.HostPort, Logger: quietLogger{}, DataConverter: humanjson.DataConverter()})
+	dc, err := s.DataConverter()
+	if err != nil {
+		return nil, err
+	}
+	return client.Dial(client.Options{HostPort: s.HostPort, Logger: quietLogger{}, DataConverter: dc})
+}
+
+// DataConverter is the converter of the stack's payloads: the workers' and
+// the CLI's (with CodecKeyFile, decrypting).
+func (s *Stack) DataConverter() (converter.DataConverter, error) {
+	conn := config.Connection{CodecKeyFile: s.CodecKeyFile}
+	return conn.DataConverter()
 }
 
 // Result is one run of the vigil CLI.
@@ -501,6 +519,9 @@ func (s *Stack) Vigil(args ...string) (Result, error) {
 	full := append([]string{"--address", s.HostPort}, args...)
 	cmd := exec.Command(s.VigilBin, full...)
 	cmd.Env = append(os.Environ(), "VIGIL_NODE="+s.Node, "VIGIL_LOGS_TOKEN_FILE="+s.LogsTokenFile())
+	if s.CodecKeyFile != "" {
+		cmd.Env = append(cmd.Env, "VIGIL_CODEC_KEY_FILE="+s.CodecKeyFile)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
