@@ -13,7 +13,11 @@
 # (every gRPC dial looks up _grpc_config.<host>), and with no resolver that
 # answers, each such lookup waits out dockerd's timeouts (temporal:7233 took
 # 10 s to dial, and the namespace setup never finished).
-#   dockerd.sh start CONTAINERD_SOCKET   start it (or reuse the running one)
+# Builds need the host's resolvers (apt-get, the module proxy), so --dns is
+# given only in the mode "isolated", for running the stack.
+#   dockerd.sh start CONTAINERD_SOCKET [isolated]
+#                                        start it (or reuse the running one
+#                                        when in the same mode)
 #   dockerd.sh stop                      stop it (the containers must be gone)
 #   dockerd.sh host                      print DOCKER_HOST for it
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -32,10 +36,14 @@ NXDOMAIN_PID=$VIGIL_RUN/nxdomain.pid
 ISOLATE=(FORWARD -s "$DOCKERD_POOL" ! -d "$DOCKERD_POOL" -m comment --comment vigil-compose-dockerd -j REJECT)
 
 start() {
-	local containerd_sock=${1:?usage: dockerd.sh start CONTAINERD_SOCKET}
+	local containerd_sock=${1:?usage: dockerd.sh start CONTAINERD_SOCKET [isolated]} mode=${2:-build} dns=()
 	command -v dockerd >/dev/null || die "dockerd not found; install Debian's docker.io (apt-get install docker.io)"
+	[[ $mode == isolated ]] && dns=(--dns "$DNS_ADDR")
+	if pid_alive "$DOCKERD_PID" "$DOCKERD_SOCK" && [[ $(cat "$DOCKERD_RUN/mode" 2>/dev/null) != "$mode" ]]; then
+		stop_pid dockerd "$DOCKERD_PID" "$DOCKERD_SOCK"
+	fi
 	if pid_alive "$DOCKERD_PID" "$DOCKERD_SOCK"; then
-		log "dockerd: already running (pid $(<"$DOCKERD_PID"))"
+		log "dockerd: already running (pid $(<"$DOCKERD_PID"), $mode)"
 	else
 		mkdir -p "$DOCKERD_RUN" "$DOCKERD_DATA"
 		iptables -C "${ISOLATE[@]}" 2>/dev/null || iptables -I "${ISOLATE[@]}"
@@ -48,8 +56,9 @@ start() {
 			--data-root "$DOCKERD_DATA" --exec-root "$DOCKERD_RUN/exec" \
 			--pidfile "$DOCKERD_RUN/dockerd.pid" -H "unix://$DOCKERD_SOCK" \
 			--containerd "$containerd_sock" \
-			--bridge=none --iptables=false --ip-masq=false --log-level=warn --dns "$DNS_ADDR" \
+			--bridge=none --iptables=false --ip-masq=false --log-level=warn "${dns[@]}" \
 			--default-address-pool "base=$DOCKERD_POOL,size=24"
+		echo "$mode" >"$DOCKERD_RUN/mode"
 	fi
 	wait_until dockerd 60 "$DOCKERD_PID" "$DOCKERD_SOCK" "$DOCKERD_LOG" \
 		/usr/bin/docker -H "unix://$DOCKERD_SOCK" version
@@ -71,8 +80,8 @@ stop() {
 }
 
 case ${1:-} in
-start) start "${2:-}" ;;
+start) start "${2:-}" "${3:-}" ;;
 stop) stop ;;
 host) printf 'unix://%s\n' "$DOCKERD_SOCK" ;;
-*) die "usage: $0 start CONTAINERD_SOCKET|stop|host" ;;
+*) die "usage: $0 start CONTAINERD_SOCKET [isolated]|stop|host" ;;
 esac

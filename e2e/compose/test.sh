@@ -154,6 +154,9 @@ fi
 mount --make-shared "$VIGIL_NETNS_DIR"
 
 # --- up ----------------------------------------------------------------------
+# The stack's containers resolve only the compose network's names (see
+# scripts/dockerd.sh).
+scripts/dockerd.sh start "$CONTAINERD_SOCKET" isolated 8>&-
 start=$SECONDS
 compose up -d --wait --wait-timeout 300 "${SERVICES[@]}" || {
 	compose ps -a
