@@ -48,8 +48,10 @@ func NodeLease(ctx context.Context, c client.Client, node string) (workflows.Nod
 }
 
 // leasePoll is how often a lease wait reads the lease (a describe of the
-// node's workflow): twice per renewal, 1 440 reads per node-hour.
-const leasePoll = workflows.NodeLiveHeartbeat / 2
+// node's workflow): once per renewal, 720 reads per node-hour. The lapse
+// (NodeLeaseLapse) is then seen 7.5 to 12.5 s after the last renewal, well
+// before the least lost_after.
+const leasePoll = workflows.NodeLiveHeartbeat
 
 // AwaitNodeLease returns once node's lease lapsed (is LapsedAfter old) or,
 // with RenewedAfter, once it was renewed after that. It heartbeats, so
