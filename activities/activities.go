@@ -140,7 +140,7 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 	if err := a.leaseFresh(ctx, spec.Fence); err != nil {
 		return EnsureRunningResult{}, err
 	}
-	if err := a.rt.Create(ctx, in.ID, spec); err != nil {
+	if err := a.create(ctx, in, spec); err != nil {
 		return EnsureRunningResult{}, activityError("create", in.ID, err)
 	}
 	if !in.After.IsZero() {
@@ -172,7 +172,7 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 			return EnsureRunningResult{}, activityError("start", in.ID, ctx.Err())
 		case <-time.After(startConfirmDelay):
 		}
-		if err := a.rt.Create(ctx, in.ID, spec); err != nil {
+		if err := a.create(ctx, in, spec); err != nil {
 			return EnsureRunningResult{}, activityError("create", in.ID, err)
 		}
 		info, err = a.rt.Start(ctx, in.ID)
@@ -191,6 +191,27 @@ func (a *Activities) ensureRunning(ctx context.Context, in EnsureRunningInput) (
 		logger.Info("Container started", "container", in.ID.Ref(), "pid", info.PID, "image", spec.Image)
 	}
 	return EnsureRunningResult{StartedAt: info.StartedAt, AlreadyRunning: info.AlreadyRunning, Network: info.Network, NotBefore: notBefore, PID: info.PID}, nil
+}
+
+// create makes the container of spec. A running task of another spec (a
+// supervision started afresh over a container of an older config) is
+// stopped, as a stop asks (SIGTERM, then SIGKILL after in.Grace), and
+// replaced: adopting it would run a config nobody asked for under the new
+// one's name.
+func (a *Activities) create(ctx context.Context, in EnsureRunningInput, spec runtime.ContainerSpec) error {
+	err := a.rt.Create(ctx, in.ID, spec)
+	if !errors.Is(err, runtime.ErrSpecChanged) {
+		return err
+	}
+	grace := in.Grace
+	if grace <= 0 {
+		grace = runtime.DefaultStopGrace
+	}
+	activity.GetLogger(ctx).Info("Container runs another spec; stopping it to replace it", "container", in.ID.Ref(), "grace", grace)
+	if err := a.rt.Stop(ctx, in.ID, grace); err != nil && !errors.Is(err, runtime.ErrContainerNotFound) {
+		return err
+	}
+	return a.rt.Create(ctx, in.ID, spec)
 }
 
 // retryable reports whether a Start error may pass: the runtime was

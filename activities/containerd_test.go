@@ -52,6 +52,20 @@ func TestActivitiesOnContainerd(t *testing.T) {
 		}
 	})
 
+	t.Run("a running task of another spec is replaced, not adopted", func(t *testing.T) {
+		id := replica.ID{Deployment: "act", Service: "respec", Replica: 1}
+		loop := "trap 'exit 0' TERM; while :; do sleep 0.1; done"
+		first := h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("echo v1; " + loop)})
+		same := h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("echo v1; " + loop)})
+		if !same.AlreadyRunning || same.PID != first.PID {
+			t.Fatalf("the same spec again = %+v, want pid %d adopted", same, first.PID)
+		}
+		second := h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("echo v2; " + loop), Grace: 5 * time.Second})
+		if second.AlreadyRunning || second.PID == first.PID {
+			t.Fatalf("another spec = %+v, want a new task (was pid %d)", second, first.PID)
+		}
+	})
+
 	t.Run("stop after grace", func(t *testing.T) {
 		id := replica.ID{Deployment: "act", Service: "stop", Replica: 1}
 		h.ensure(activities.EnsureRunningInput{ID: id, Spec: containerdtest.TestImage("trap '' TERM; while :; do sleep 0.1; done")})

@@ -16,6 +16,9 @@ type EnsureRunningInput struct {
 	// this same call: it is not started again, so a retried activity never
 	// doubles a restart; the result reports that exit (ExitedSince).
 	After time.Time `json:"after"`
+	// Grace is the stop grace of a running task of another spec, which the
+	// start replaces (0: runtime.DefaultStopGrace).
+	Grace time.Duration `json:"grace,omitempty"`
 }
 
 // EnsureRunningResult says what EnsureRunning found or did.

@@ -52,7 +52,9 @@ func (r *instrumented) count(op string, err error) {
 
 func (r *instrumented) Create(ctx context.Context, id replica.ID, spec runtime.ContainerSpec) error {
 	err := r.Runtime.Create(ctx, id, spec)
-	r.count("create", err)
+	if !errors.Is(err, runtime.ErrSpecChanged) { // an answer (replace it), not a failure
+		r.count("create", err)
+	}
 	return err
 }
 

@@ -111,7 +111,10 @@ type StartInfo struct {
 // Runtime runs containers on one node. Every method must be safe to call
 // again after a failure or a crash of the caller (activities run at least once).
 type Runtime interface {
-	// Create creates the container if it does not exist (it is not an error if it does).
+	// Create creates the container if it does not exist (it is not an error
+	// if it does, with the same spec). A container with another spec is
+	// replaced when its task has ended; while the task runs, Create leaves
+	// it and returns ErrSpecChanged.
 	Create(ctx context.Context, id replica.ID, spec ContainerSpec) error
 	// Start makes the container's task run. A running task is left alone
 	// (AlreadyRunning); an exited task is deleted and a new one started.
@@ -211,4 +214,8 @@ var (
 	ErrImagePullUnauthorized = errors.New(replica.ErrTypeImagePullUnauthorized)
 	// ErrImagePullStalled: a pull received nothing for the stall timeout.
 	ErrImagePullStalled = errors.New(replica.ErrTypeImagePullStalled)
+	// ErrSpecChanged: Create found the container's task running with
+	// another spec. Create never stops a running task; its caller decides
+	// (EnsureRunning stops it, so a fresh supervision runs the spec it was given).
+	ErrSpecChanged = errors.New("the container's running task has another spec")
 )

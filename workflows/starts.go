@@ -142,7 +142,7 @@ func (s *supervisor) attempt(ctx workflow.Context, after time.Time, summary stri
 	}
 	var res activities.EnsureRunningResult
 	err := s.activity(ctx, s.startOptions(ctx, summary), replica.EnsureRunningName,
-		activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}, &res,
+		s.ensureInput(after), &res,
 		"starting the container", s.takeRestart(ctx))
 	return res, err
 }
@@ -152,13 +152,24 @@ func (s *supervisor) attempt(ctx workflow.Context, after time.Time, summary stri
 // and refuses other requests as busy; before, it heard nothing.
 func (s *supervisor) ensureRunning(ctx workflow.Context, after time.Time, why string) (activities.EnsureRunningResult, error) {
 	var res activities.EnsureRunningResult
-	in := activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}
+	in := s.ensureInput(after)
 	if s.rel >= V030 {
 		err := s.activity(ctx, s.startOptions(ctx, why), replica.EnsureRunningName, in, &res, "starting the container", nil)
 		return res, err
 	}
 	err := workflow.ExecuteActivity(s.startOptions(ctx, why), replica.EnsureRunningName, in).Get(ctx, &res)
 	return res, err
+}
+
+// ensureInput asks for the container of this replica's spec to run. Since
+// v0.3.0 it carries the stop grace: a running task of another spec is
+// stopped and replaced, not adopted.
+func (s *supervisor) ensureInput(after time.Time) activities.EnsureRunningInput {
+	in := activities.EnsureRunningInput{ID: s.in.ID, Spec: s.replicaSpec(), After: after}
+	if s.rel >= V030 {
+		in.Grace = s.in.StopGrace
+	}
+	return in
 }
 
 // noteNetwork keeps where a started container can be reached, for status.

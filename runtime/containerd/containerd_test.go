@@ -479,10 +479,11 @@ func TestChangedSpecReplacesStoppedContainer(t *testing.T) {
 		t.Fatalf("after a spec change the container ran %q, want v2", out)
 	}
 
-	// A running task is never replaced under the supervisor's feet.
+	// A running task is never replaced under the supervisor's feet: the
+	// caller hears that it runs another spec.
 	run(t, rt, id, "sleep 1000")
-	if err := rt.Create(ctx, id, containerdtest.TestImage("echo v3")); err != nil {
-		t.Fatal(err)
+	if err := rt.Create(ctx, id, containerdtest.TestImage("echo v3")); !errors.Is(err, runtime.ErrSpecChanged) {
+		t.Fatalf("create with a new spec over a running task = %v, want ErrSpecChanged", err)
 	}
 	if st, _ := rt.State(ctx, id); st.Status != runtime.StatusRunning {
 		t.Fatalf("create with a new spec touched the running task: %+v", st)

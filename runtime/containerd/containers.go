@@ -20,8 +20,8 @@ import (
 )
 
 // Create creates the container unless it exists with the same spec. A
-// container whose spec changed is replaced, unless its task is running (the
-// new spec then applies after the container is removed).
+// container whose spec changed is replaced, unless its task is running:
+// then it is left alone and the answer is ErrSpecChanged.
 func (r *Runtime) Create(ctx context.Context, id replica.ID, spec runtime.ContainerSpec) error {
 	ctx, name, unlock, err := r.exclusive(ctx, id)
 	if err != nil {
@@ -45,7 +45,10 @@ func (r *Runtime) Create(ctx context.Context, id replica.ID, spec runtime.Contai
 			return nil
 		}
 		if st, err := r.taskState(ctx, existing); err == nil && !st.Done() {
-			return nil
+			if labels[LabelSpec] != digest {
+				return &Error{Op: "create", ID: name, Kind: runtime.ErrSpecChanged, Err: runtime.ErrSpecChanged}
+			}
+			return nil // vanished underneath a running task: left to Start
 		}
 	case errdefs.IsNotFound(err):
 		existing = nil
