@@ -121,7 +121,7 @@ func New(rt runtime.Runtime, opts Options) *Activities {
 // heartbeat timeout.
 func (a *Activities) EnsureRunning(ctx context.Context, in EnsureRunningInput) (EnsureRunningResult, error) {
 	var res EnsureRunningResult
-	err := a.whileHeartbeating(ctx, "starting", func() (err error) {
+	err := a.whileHeartbeating(ctx, a.starting(in.Spec.Image), func() (err error) {
 		res, err = a.ensureRunning(ctx, in)
 		return err
 	})
@@ -355,9 +355,34 @@ func (a *Activities) heartbeatInterval(ctx context.Context) time.Duration {
 	return DefaultHeartbeatInterval
 }
 
+// StartProgress is EnsureRunning's heartbeat: what the start does, and
+// while it pulls the image, the bytes received so far (vigil status shows
+// them).
+type StartProgress struct {
+	Doing     string `json:"doing"`
+	PullImage string `json:"pull_image,omitempty"`
+	PullBytes int64  `json:"pull_bytes,omitempty"`
+}
+
+// starting is EnsureRunning's heartbeat for a start of image.
+func (a *Activities) starting(image string) func() any {
+	pr, ok := a.rt.(runtime.PullReporter)
+	return func() any {
+		if ok {
+			if n, pulling := pr.PullProgress(image); pulling {
+				return StartProgress{Doing: "pulling", PullImage: image, PullBytes: n}
+			}
+		}
+		return StartProgress{Doing: "starting"}
+	}
+}
+
+// doing is a heartbeat that does not change.
+func doing(what string) func() any { return func() any { return what } }
+
 // whileHeartbeating runs fn, heartbeating what it does until it returns, so
 // a long pull or stop grace period does not look like a dead worker.
-func (a *Activities) whileHeartbeating(ctx context.Context, doing string, fn func() error) error {
+func (a *Activities) whileHeartbeating(ctx context.Context, details func() any, fn func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- fn() }()
 	ticker := time.NewTicker(a.heartbeatInterval(ctx))
@@ -367,7 +392,7 @@ func (a *Activities) whileHeartbeating(ctx context.Context, doing string, fn fun
 		case err := <-done:
 			return err
 		case <-ticker.C:
-			activity.RecordHeartbeat(ctx, doing)
+			activity.RecordHeartbeat(ctx, details())
 		}
 	}
 }
@@ -383,7 +408,7 @@ func (a *Activities) Stop(ctx context.Context, in StopInput) (runtime.Exit, erro
 	// may still be on its way: the result says so (an operator's restart
 	// must not swallow its decision).
 	before, beforeErr := a.rt.State(ctx, in.ID)
-	err := a.whileHeartbeating(ctx, "stopping", func() error { return a.rt.Stop(ctx, in.ID, grace) })
+	err := a.whileHeartbeating(ctx, doing("stopping"), func() error { return a.rt.Stop(ctx, in.ID, grace) })
 	res := runtime.Exit{ExitCode: runtime.FailedExitCode}
 	switch {
 	case errors.Is(err, runtime.ErrContainerNotFound):

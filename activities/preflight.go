@@ -17,7 +17,7 @@ import (
 // it finds is in the result, per replica; an error is a failure to check.
 func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (PreflightResult, error) {
 	var res PreflightResult
-	err := a.whileHeartbeating(ctx, "preflight", func() error {
+	err := a.whileHeartbeating(ctx, doing("preflight"), func() error {
 		for _, r := range in.Replicas {
 			problems, err := a.preflight(ctx, r.ID, r.Spec)
 			if err != nil {

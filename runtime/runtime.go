@@ -166,6 +166,13 @@ type Runtime interface {
 	MarkReported(ctx context.Context, id replica.ID, exitedAt time.Time) error
 }
 
+// PullReporter is a Runtime that tells how far a pull in progress got.
+type PullReporter interface {
+	// PullProgress reports the bytes received so far by a pull of image
+	// (as a spec names it) in progress, and whether one is.
+	PullProgress(image string) (received int64, pulling bool)
+}
+
 // TaskEventKind says what happened to a task.
 type TaskEventKind string
 

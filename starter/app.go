@@ -74,11 +74,16 @@ type convertingClient struct {
 
 // decodeMemo decodes a memo field read from c into out.
 func decodeMemo(c client.Client, field *commonpb.Payload, out any) error {
-	dc := humanjson.DataConverter() // a client made in tests
+	return dataConverter(c).FromPayload(field, out)
+}
+
+// dataConverter is the converter c was dialed with, for what the SDK
+// leaves encoded (memos, heartbeat details).
+func dataConverter(c client.Client) converter.DataConverter {
 	if cc, ok := c.(convertingClient); ok {
-		dc = cc.dc
+		return cc.dc
 	}
-	return dc.FromPayload(field, out)
+	return humanjson.DataConverter() // a client made in tests
 }
 
 // app is the state shared by the commands: output, connection, and the

@@ -10,11 +10,14 @@ import (
 	"sync"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
+	"github.com/vigil-run/vigil/activities"
 	"github.com/vigil-run/vigil/control"
 	"github.com/vigil-run/vigil/internal/errtext"
 	"github.com/vigil-run/vigil/replica"
@@ -62,7 +65,7 @@ func statusCommand(a *app) *cobra.Command {
 				}
 				p := a.printer()
 				if p.json {
-					return p.JSON(statusJSON{StateView: view, SupervisionEnded: sup.ended, StartError: optional(sup.startErr)})
+					return p.JSON(statusJSON{StateView: view, SupervisionEnded: sup.ended, StartError: optional(sup.startErr), Pull: sup.pull})
 				}
 				return printStatus(p, view, sup)
 			})
@@ -76,6 +79,13 @@ type statusJSON struct {
 	workflows.StateView
 	SupervisionEnded bool    `json:"supervision_ended"`
 	StartError       *string `json:"start_error"`
+	// Pull is the pull a start of the replica makes now, if one does.
+	Pull *pullJSON `json:"pull,omitempty"`
+}
+
+type pullJSON struct {
+	Image         string `json:"image"`
+	BytesReceived int64  `json:"bytes_received"`
 }
 
 func optional(s string) *string {
@@ -92,6 +102,7 @@ type supervision struct {
 	ended    bool
 	startErr string
 	noWorker bool
+	pull     *pullJSON
 }
 
 // describeStatus reads it best effort: the state query has already answered.
@@ -107,7 +118,26 @@ func describeStatus(ctx context.Context, c client.Client, id replica.ID) supervi
 		decodeMemo(c, field, &msg) == nil {
 		sup.startErr = shortStartError(msg)
 	}
+	sup.pull = pullInProgress(dataConverter(c), resp)
 	return sup
+}
+
+// pullInProgress is the pull of a pending start, from its last heartbeat
+// (activities.StartProgress); nil when none pulls.
+func pullInProgress(dc converter.DataConverter, resp *workflowservice.DescribeWorkflowExecutionResponse) *pullJSON {
+	for _, a := range resp.GetPendingActivities() {
+		if a.GetActivityType().GetName() != replica.EnsureRunningName || a.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var progress activities.StartProgress
+		// A worker of an earlier release heartbeats a plain text: no pull shown.
+		if dc.FromPayloads(a.GetHeartbeatDetails(), &progress) != nil ||
+			progress.PullImage == "" {
+			continue
+		}
+		return &pullJSON{Image: progress.PullImage, BytesReceived: progress.PullBytes}
+	}
+	return nil
 }
 
 // maxStartError keeps START ERROR to about one terminal line.
@@ -176,6 +206,9 @@ func printStatus(p printer, v workflows.StateView, sup supervision) error {
 	}
 	if len(v.Ports) > 0 {
 		rows = append(rows, [2]string{"PORTS", portsText(v.Ports)})
+	}
+	if sup.pull != nil {
+		rows = append(rows, [2]string{"PULLING", fmt.Sprintf("%s: %s received", sup.pull.Image, units.HumanSize(float64(sup.pull.BytesReceived)))})
 	}
 	if sup.startErr != "" {
 		rows = append(rows, [2]string{"START ERROR", sup.startErr})
