@@ -119,3 +119,11 @@ func (s *supervisor) unsuperviseStopOptions(ctx workflow.Context) workflow.Conte
 		Summary:                "stop and remove the container: unsupervise --stop",
 	})
 }
+
+// DeadlockDetectionTimeout is how long a workflow task may run without
+// yielding before the SDK calls it a deadlock and fails the task (the SDK's
+// default is 1 s). A step of a 10,000-replica deployment plans every
+// replica a few times: 250-500 ms of CPU on a 2-core test host at load 7,
+// over 1 s at load 20. 5 s leaves that room and stays under Temporal's
+// 10 s workflow task timeout, past which the server retries the task anyway.
+const DeadlockDetectionTimeout = 5 * time.Second

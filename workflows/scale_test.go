@@ -19,12 +19,12 @@ import (
 // result, an update's result, a continue-as-new's input).
 const payloadLimit = 2 << 20
 
-// patient lets a workflow task take up to 10 s before the SDK calls it a
-// deadlock: a task of this test plans 10,000 replicas a few times, tens of
-// milliseconds each, which a test machine shared with others may stretch
-// past the worker's default of 1 s.
+// patient gives a workflow task the time a real worker gives it
+// (DeadlockDetectionTimeout): a task of this test plans 10,000 replicas a
+// few times, which a test machine shared with others may stretch past the
+// SDK's default of 1 s.
 func patient(env *testsuite.TestWorkflowEnvironment) {
-	env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: 10 * time.Second})
+	env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: DeadlockDetectionTimeout})
 }
 
 // A deployment of 10,000 replicas applies, rolls and continues as new:

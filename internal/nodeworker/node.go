@@ -62,17 +62,24 @@ func RegisterActivities(w worker.ActivityRegistry, a *activities.Activities) {
 	}
 }
 
+// workflowWorkerOptions are NewWorkflowWorker's options.
+func workflowWorkerOptions(onFatal func(error)) worker.Options {
+	return worker.Options{
+		WorkerStopTimeout:                StopTimeout,
+		OnFatalError:                     onFatal,
+		MaxConcurrentWorkflowTaskPollers: TaskPollers,
+		// A large deployment's task can take over the SDK's 1 s default.
+		DeadlockDetectionTimeout: workflows.DeadlockDetectionTimeout,
+	}
+}
+
 // NewWorkflowWorker is the worker of the shared workflow queue: the
 // workflows and the deployment workflow's control activities (they need
 // only Temporal, so every worker runs them on the workflow queue).
 func NewWorkflowWorker(c client.Client, queue string, onFatal func(error)) worker.Worker {
 	// More pollers than the SDK's two drain a crash storm's workflow tasks
 	// sooner (bench: 100-container storm 32.1 -> 26.9 s, never worse in four pairs).
-	wf := worker.New(c, queue, worker.Options{
-		WorkerStopTimeout:                StopTimeout,
-		OnFatalError:                     onFatal,
-		MaxConcurrentWorkflowTaskPollers: TaskPollers,
-	})
+	wf := worker.New(c, queue, workflowWorkerOptions(onFatal))
 	RegisterWorkflows(wf)
 	control.New(c).Register(wf)
 	return wf
