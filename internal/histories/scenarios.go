@@ -374,15 +374,17 @@ func noWorkerStart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 	return one(wid, "no-worker-start"), unsupervise(ctx, e, ref, wid, true)
 }
 
-// unsupervise-mid-replacement: a running replica moved to a node no worker
-// serves: its old container is stopped, the new one's start waits for a
-// worker, and unsupervise --stop ends it there.
+// unsupervise-mid-replacement: a running replica replaced by a config whose
+// command cannot start (the preflight does not check commands): its old
+// container is stopped, the new one's start fails and is retried, and
+// unsupervise --stop ends it there.
 func unsuperviseMidReplacement(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 	ref, wid, err := superviseWatched(ctx, e, dep)
 	if err != nil {
 		return nil, err
 	}
-	if err := e.Supervise(dep, onNowhere(dep)); err != nil {
+	unstartable := strings.Replace(Deployment(dep, "web", Image, healthyScript, restartAlways), `["/bin/sh", "-c"]`, `["/nonexistent/vigil-start"]`, 1)
+	if err := e.Supervise(dep, unstartable); err != nil {
 		return nil, err
 	}
 	if err := e.WaitHistory(ctx, wid, "the new container's start scheduled", func(h *historypb.History) bool {
