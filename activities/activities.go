@@ -523,14 +523,12 @@ func activityError(op string, id replica.ID, err error) error {
 		// The replica shows it as it is: its text begins with its type.
 		return temporal.NewNonRetryableApplicationError(inUse.Error(), replica.ErrTypePortInUse, err)
 	}
-	// Their texts begin with their types too.
-	if errors.Is(err, runtime.ErrImagePullUnauthorized) {
-		msg := fmt.Sprintf("%s: %s %s: %v", replica.ErrTypeImagePullUnauthorized, op, id.Ref(), err)
-		return temporal.NewNonRetryableApplicationError(msg, replica.ErrTypeImagePullUnauthorized, err)
-	}
-	if errors.Is(err, runtime.ErrImagePullStalled) {
-		msg := fmt.Sprintf("%s: %s %s: %v", replica.ErrTypeImagePullStalled, op, id.Ref(), err)
-		return temporal.NewApplicationErrorWithCause(msg, replica.ErrTypeImagePullStalled, err)
+	var pull *runtime.PullFailed
+	switch {
+	case errors.As(err, &pull) && pull.Kind == runtime.ErrImagePullUnauthorized:
+		return temporal.NewNonRetryableApplicationError(pull.Error(), replica.ErrTypeImagePullUnauthorized, err)
+	case errors.As(err, &pull) && pull.Kind == runtime.ErrImagePullStalled:
+		return temporal.NewApplicationErrorWithCause(pull.Error(), replica.ErrTypeImagePullStalled, err)
 	}
 	if errors.Is(err, runtime.ErrInvalidSpec) {
 		msg := fmt.Sprintf("%s %s: %v", op, id.Ref(), err)

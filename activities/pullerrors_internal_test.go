@@ -24,7 +24,7 @@ func TestPullErrorsAreTyped(t *testing.T) {
 		{runtime.ErrImagePullUnauthorized, replica.ErrTypeImagePullUnauthorized, false},
 		{runtime.ErrImagePullStalled, replica.ErrTypeImagePullStalled, true},
 	} {
-		err := activityError("create", id, fmt.Errorf("pull: %w", c.kind))
+		err := activityError("create", id, fmt.Errorf("image: %w", &runtime.PullFailed{Kind: c.kind, Image: "reg.example/app:v1", Why: "because"}))
 		var app *temporal.ApplicationError
 		if !errors.As(err, &app) || app.Type() != c.typ || app.NonRetryable() == c.retryable ||
 			!strings.HasPrefix(app.Error(), c.typ+": ") {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,17 +85,7 @@ services:
 		t.Fatal("workflow history lacks the $E: reference; is this the right workflow?")
 	}
 	outputs["workflow history"] = history
-	workerLogs, err := filepath.Glob(filepath.Join(s.Dir, "worker-*.log"))
-	if err != nil || len(workerLogs) == 0 {
-		t.Fatalf("no worker logs in %s", s.Dir)
-	}
-	for _, p := range workerLogs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		outputs[p] = string(b)
-	}
+	maps.Copy(outputs, workerLogs(t, s))
 
 	for where, text := range outputs {
 		if strings.Contains(text, secret) {
@@ -104,6 +95,24 @@ services:
 			t.Errorf("%s contains the API key", where)
 		}
 	}
+}
+
+// workerLogs is the text of each worker log of the stack, by path.
+func workerLogs(t *testing.T, s *tstack) map[string]string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(s.Dir, "worker-*.log"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no worker logs in %s", s.Dir)
+	}
+	logs := map[string]string{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs[p] = string(b)
+	}
+	return logs
 }
 
 // rawHistory is the workflow's history events in protobuf wire form, whose

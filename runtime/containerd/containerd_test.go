@@ -678,7 +678,9 @@ func TestPullFromRegistry(t *testing.T) {
 		"no credentials": {CAFile: reg.CAFile},
 	} {
 		err := runtimeWith(registry).Create(ctx, newID("pull"), spec)
-		if !errors.Is(err, runtime.ErrImagePullUnauthorized) || !strings.Contains(err.Error(), "--registry-config") {
+		var failed *runtime.PullFailed
+		if !errors.Is(err, runtime.ErrImagePullUnauthorized) || !errors.As(err, &failed) ||
+			!strings.HasPrefix(failed.Error(), "ImagePullUnauthorized: ") || !strings.Contains(failed.Error(), "--registry-config") {
 			t.Fatalf("%s: %v, want ErrImagePullUnauthorized naming --registry-config", name, err)
 		}
 		if strings.Contains(err.Error(), reg.Password) {

@@ -222,15 +222,15 @@ func watchStall(ctx context.Context, got *atomic.Int64, timeout time.Duration) (
 // pullError types a failed pull: stalled, refused credentials, or as wrap says.
 func (r *Runtime) pullError(ctx context.Context, ref string, err error) error {
 	if errors.Is(context.Cause(ctx), errStalled) {
-		return &Error{Op: "pull", ID: ref, Kind: runtime.ErrImagePullStalled,
-			Err: fmt.Errorf("no data from the registry for %s; check the node's network path to it (--pull-stall-timeout sets the limit)", r.cfg.Registry.StallTimeout)}
+		return &runtime.PullFailed{Kind: runtime.ErrImagePullStalled, Image: ref,
+			Why: fmt.Sprintf("no data from the registry for %s; check the node's way to it (--pull-stall-timeout sets the limit)", r.cfg.Registry.StallTimeout)}
 	}
 	var status remoteerrors.ErrUnexpectedStatus
 	if errors.Is(err, docker.ErrInvalidAuthorization) ||
 		(errors.As(err, &status) && (status.StatusCode == http.StatusUnauthorized || status.StatusCode == http.StatusForbidden)) {
 		host, _, _ := strings.Cut(ref, "/")
-		return &Error{Op: "pull", ID: ref, Kind: runtime.ErrImagePullUnauthorized,
-			Err: fmt.Errorf("the registry refused the node's credentials; set the user and password for %s in the worker's --registry-config (VIGIL_REGISTRY_CONFIG)", host)}
+		return &runtime.PullFailed{Kind: runtime.ErrImagePullUnauthorized, Image: ref,
+			Why: fmt.Sprintf("%s refused the node's credentials; set them for %s in the worker's --registry-config", host, host)}
 	}
 	return wrap("pull", ref, err, runtime.ErrImageNotFound)
 }
