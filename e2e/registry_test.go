@@ -16,7 +16,7 @@ import (
 // Replicas pull their image from a registry over TLS with the node's
 // credentials (a tag with pull_policy always, a digest pin); an image of a
 // host the node has no credentials for shows ImagePullUnauthorized as the
-// replica's start error. The password, plain or base64, is in no workflow
+// replica's start error; status shows a pull in progress. The password, plain or base64, is in no workflow
 // history and no worker log.
 func TestRegistryPullWithCredentials(t *testing.T) {
 	requirePrerequisites(t)
@@ -26,7 +26,11 @@ func TestRegistryPullWithCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	pushed := reg.Push(t, "demo/busybox:v1", tarball)
-	config := reg.WriteDockerConfig(t, reg.Password)
+	// big's pull, through a proxy, stops in the middle of its layer.
+	reg.PushRandom(t, "demo/big:v1", 2<<20)
+	proxy := registrytest.NewProxy(t, reg.Host)
+	proxy.StallAfter(512 << 10)
+	config := reg.WriteDockerConfig(t, reg.Password, reg.Host, proxy.Addr)
 	t.Setenv("VIGIL_LOG_LEVEL", "debug") // the most talkative worker
 	s := newStack(t, "--registry-config", config, "--registry-ca-file", reg.CAFile)
 
@@ -43,6 +47,11 @@ services:
   pinned:
     rtype: service
     image: { name: `+reg.Host+`/demo/busybox@`+pushed.String()+`, pull_policy: if_not_present }
+    command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 3600"] }
+    scale: { mode: fixed, replicas: 1 }
+  big:
+    rtype: service
+    image: { name: `+proxy.Addr+`/demo/big:v1, pull_policy: always }
     command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 3600"] }
     scale: { mode: fixed, replicas: 1 }
   nocreds:
@@ -67,6 +76,28 @@ services:
 	}
 	if !strings.HasPrefix(startErr, "ImagePullUnauthorized: ") || !strings.Contains(startErr, "--registry-config") {
 		t.Fatalf("start error of an image without credentials: %q, want ImagePullUnauthorized naming --registry-config", startErr)
+	}
+
+	// While big's start pulls, its status shows how far the pull got.
+	type pullView struct {
+		Image         string `json:"image"`
+		BytesReceived int64  `json:"bytes_received"`
+	}
+	var pull pullView
+	for deadline := time.Now().Add(45 * time.Second); pull.BytesReceived == 0 && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		var st struct {
+			Pull *pullView `json:"pull"`
+		}
+		r := s.vigil("status", "reg/big-rep-1", "--json")
+		if r.Code == 0 && json.Unmarshal([]byte(r.Stdout), &st) == nil && st.Pull != nil {
+			pull = *st.Pull
+		}
+	}
+	if pull.Image != proxy.Addr+"/demo/big:v1" || pull.BytesReceived == 0 {
+		t.Fatalf("status --json of a start that pulls: pull %+v, want its image and bytes received", pull)
+	}
+	if r := s.vigil("status", "reg/big-rep-1"); !strings.Contains(r.Stdout, "PULLING") {
+		t.Errorf("status of a start that pulls:\n%s", r.Stdout)
 	}
 
 	secrets := []string{reg.Password, base64.StdEncoding.EncodeToString([]byte(registrytest.User + ":" + reg.Password))}

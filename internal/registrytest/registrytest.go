@@ -38,6 +38,8 @@ import (
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -184,7 +186,7 @@ func (r *Registry) WriteDockerConfig(t testing.TB, password string, hosts ...str
 
 // Push pushes the image in an OCI layout tar (testimage.Write's) to the
 // registry as repo:tag (e.g. "demo/busybox:v1") and returns its manifest's
-// digest. It uses containerd's own pusher, with the registry's credentials.
+// digest.
 func (r *Registry) Push(t testing.TB, name string, image []byte) digest.Digest {
 	t.Helper()
 	ctx := context.Background()
@@ -209,6 +211,41 @@ func (r *Registry) Push(t testing.TB, name string, image []byte) digest.Digest {
 	desc := index
 	desc.MediaType, desc.Digest, desc.Size = m.MediaType, m.Digest, m.Size
 
+	r.push(t, name, store, desc)
+	return desc.Digest
+}
+
+// PushRandom pushes an image of one layer of size random bytes as name
+// (repo:tag) and returns its manifest's digest. Its blobs are new to any
+// containerd, so a pull of it fetches them all (it does not run).
+func (r *Registry) PushRandom(t testing.TB, name string, size int) digest.Digest {
+	t.Helper()
+	ctx := context.Background()
+	store := ok(local.NewStore(t.TempDir()))(t)
+	write := func(mediaType string, data []byte) ocispec.Descriptor {
+		desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
+		must(t, content.WriteBlob(ctx, store, desc.Digest.String(), bytes.NewReader(data), desc))
+		return desc
+	}
+	layer := make([]byte, size)
+	_, _ = rand.Read(layer)
+	layerDesc := write(ocispec.MediaTypeImageLayer, layer)
+	config := write(ocispec.MediaTypeImageConfig, ok(json.Marshal(ocispec.Image{
+		Platform: ocispec.Platform{OS: "linux", Architecture: goruntime.GOARCH},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDesc.Digest}},
+	}))(t))
+	manifest := write(ocispec.MediaTypeImageManifest, ok(json.Marshal(ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: config, Layers: []ocispec.Descriptor{layerDesc},
+	}))(t))
+	r.push(t, name, store, manifest)
+	return manifest.Digest
+}
+
+// push pushes desc and what it refers to from store as name, with
+// containerd's own pusher and the registry's credentials.
+func (r *Registry) push(t testing.TB, name string, store content.Provider, desc ocispec.Descriptor) {
+	t.Helper()
 	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: docker.ConfigureDefaultRegistries(
 		docker.WithClient(r.HTTPClient()),
 		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(func(string) (string, string, error) {
@@ -216,12 +253,11 @@ func (r *Registry) Push(t testing.TB, name string, image []byte) digest.Digest {
 		}))),
 	)})
 	ref := r.Host + "/" + name
-	pusher, err := resolver.Pusher(ctx, ref)
+	pusher, err := resolver.Pusher(context.Background(), ref)
 	must(t, err)
-	if err := remotes.PushContent(ctx, pusher, desc, store, nil, platforms.All, nil); err != nil {
+	if err := remotes.PushContent(context.Background(), pusher, desc, store, nil, platforms.All, nil); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
-	return desc.Digest
 }
 
 // ManifestRequests counts the manifest requests (HEAD or GET) the registry
@@ -297,6 +333,9 @@ type Proxy struct {
 	mu      sync.Mutex
 	stalled bool
 	stall   chan struct{}
+	// after, when positive, is how many bytes from the target are
+	// forwarded before the proxy stalls by itself.
+	after, forwarded int64
 }
 
 // NewProxy forwards to target (host:port) until the test ends.
@@ -325,6 +364,26 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	return p
 }
 
+// StallAfter makes the proxy stall once it has forwarded n bytes from the
+// target: a pull then stops in the middle of a blob.
+func (p *Proxy) StallAfter(n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.after = n
+}
+
+// fromTarget counts n bytes forwarded from the target, and stalls when
+// StallAfter's count is reached.
+func (p *Proxy) fromTarget(n int) {
+	p.mu.Lock()
+	p.forwarded += int64(n)
+	reached := p.after > 0 && p.forwarded >= p.after
+	p.mu.Unlock()
+	if reached {
+		p.Stall()
+	}
+}
+
 // Stall stops forwarding; connections stay open.
 func (p *Proxy) Stall() {
 	p.mu.Lock()
@@ -343,7 +402,7 @@ func (p *Proxy) serve(c net.Conn, done <-chan struct{}) {
 	}
 	defer up.Close()
 	finished := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
+	pipe := func(dst, src net.Conn, fromTarget bool) {
 		defer func() { finished <- struct{}{} }()
 		buf := make([]byte, 4096) // small: a stall cuts a body short
 		for {
@@ -357,14 +416,17 @@ func (p *Proxy) serve(c net.Conn, done <-chan struct{}) {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					return
 				}
+				if fromTarget {
+					p.fromTarget(n)
+				}
 			}
 			if err != nil {
 				return
 			}
 		}
 	}
-	go pipe(up, c)
-	go pipe(c, up)
+	go pipe(up, c, false)
+	go pipe(c, up, true)
 	select {
 	case <-finished:
 	case <-p.stall:

@@ -698,10 +698,23 @@ func TestPullFromRegistry(t *testing.T) {
 	proxy := registrytest.NewProxy(t, reg.Host)
 	stalling := runtimeWith(vcontainerd.RegistryConfig{
 		ConfigFile: reg.WriteDockerConfig(t, reg.Password, proxy.Addr), CAFile: reg.CAFile, StallTimeout: 2 * time.Second})
-	proxy.Stall()
-	spec.Image = proxy.Addr + "/demo/busybox:v1"
-	if err := stalling.Create(ctx, newID("pull"), spec); !errors.Is(err, runtime.ErrImagePullStalled) {
-		t.Fatalf("stalled pull: %v, want ErrImagePullStalled", err)
+	reg.PushRandom(t, "demo/big:v1", 2<<20) // blobs containerd lacks
+	proxy.StallAfter(512 << 10)             // in the middle of the layer
+	spec.Image = proxy.Addr + "/demo/big:v1"
+	created := make(chan error, 1)
+	go func() { created <- stalling.Create(ctx, newID("pull"), spec) }()
+	var received int64 // the most PullProgress reported while it pulled
+	for done := false; !done; {
+		select {
+		case err = <-created:
+			done = true
+		case <-time.After(20 * time.Millisecond):
+			n, _ := stalling.PullProgress(spec.Image)
+			received = max(received, n)
+		}
+	}
+	if !errors.Is(err, runtime.ErrImagePullStalled) || received == 0 {
+		t.Fatalf("stalled pull: %v after %d bytes, want ErrImagePullStalled after some", err, received)
 	}
 }
 
