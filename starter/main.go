@@ -124,6 +124,7 @@ func newRootCommand(a *app, lookup func(string) (string, bool), dial dialer) *co
 		updateCommand(a, "rollover", "Move a replica's supervision to a new workflow run now (after an upgrade), leaving its container alone"),
 		unsuperviseCommand(a),
 		logsCommand(a, taskQueue, lookup),
+		codecServerCommand(a),
 		nodeCommand(a),
 		versionCommand(a),
 	)
