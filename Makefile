@@ -64,6 +64,7 @@ run: deps
 	@scripts/temporal-dev.sh start
 	@$(MAKE) --no-print-directory build image
 	@scripts/worker.sh start
+	@scripts/codec-server.sh start
 	bin/vigil supervise -f $(DEMO)
 	@echo
 	@echo 'Temporal Web UI: http://localhost:8233  (workflows of $(DEMO))'

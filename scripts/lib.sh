@@ -16,6 +16,16 @@ TEMPORAL_PORT=7233
 TEMPORAL_UI_PORT=8233
 TEMPORAL_ADDRESS=$TEMPORAL_IP:$TEMPORAL_PORT
 
+# The worker's /metrics, /healthz and /readyz (VIGIL_METRICS_ADDRESS= turns
+# them off).
+METRICS_ADDRESS=${VIGIL_METRICS_ADDRESS-127.0.0.1:9464}
+
+# Payload encryption: with VIGIL_CODEC_KEY_FILE set, the worker and the CLI
+# encrypt (they read the variable themselves), `vigil codec-server` serves
+# the Web UI's codec endpoint here and the dev server's UI is pointed at it.
+VIGIL_CODEC_KEY_FILE=${VIGIL_CODEC_KEY_FILE:-}
+CODEC_LISTEN=127.0.0.1:8088
+
 # Namespace the worker and `make image` use inside the private containerd.
 CONTAINERD_NAMESPACE=vigil
 

@@ -6,5 +6,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$VIGIL_REPO"
 scripts/worker.sh stop
+scripts/codec-server.sh stop
 scripts/containerd.sh stop
 scripts/temporal-dev.sh stop

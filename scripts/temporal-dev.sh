@@ -15,8 +15,13 @@ healthy() {
 
 start() {
 	command -v temporal >/dev/null 2>&1 || die "temporal CLI not found in $VIGIL_BIN; run scripts/ensure-deps.sh"
+	local codec=()
+	if [[ -n $VIGIL_CODEC_KEY_FILE ]]; then
+		# The UI asks scripts/codec-server.sh's endpoint to decrypt payloads.
+		codec=(--ui-codec-endpoint "http://$CODEC_LISTEN")
+	fi
 	if pid_alive "$TEMPORAL_PID" "$TEMPORAL_DB"; then
-		log "temporal: already running (pid $(<"$TEMPORAL_PID"))"
+		log "temporal: already running (pid $(<"$TEMPORAL_PID")); make stop first to change its --ui-codec-endpoint"
 	elif healthy; then
 		die "another Temporal server already listens on $TEMPORAL_ADDRESS; stop it first (it is not ours to stop)"
 	else
@@ -37,7 +42,8 @@ start() {
 			--dynamic-config-value system.enableActivityEagerExecution=true \
 			--sqlite-pragma journal_mode=WAL \
 			--sqlite-pragma synchronous=FULL \
-			--log-level warn
+			--log-level warn \
+			"${codec[@]}"
 	fi
 	wait_until temporal 60 "$TEMPORAL_PID" "$TEMPORAL_DB" "$TEMPORAL_LOG" healthy
 	log "temporal: ready at $TEMPORAL_ADDRESS, Web UI http://localhost:$TEMPORAL_UI_PORT"

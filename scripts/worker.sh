@@ -38,9 +38,10 @@ start() {
 		--containerd-namespace "$CONTAINERD_NAMESPACE" \
 		--log-dir "$VIGIL_LOGS/containers" \
 		--state-dir "$VIGIL_DIR/state" \
-		--log-format console
+		--log-format console \
+		--metrics-address "$METRICS_ADDRESS"
 	wait_until worker 30 "$WORKER_PID" "$WORKER_BIN" "$WORKER_LOG" polling
-	log "worker: polling (node queue vigil-node-$(hostname))"
+	log "worker: polling (node queue vigil-node-$(hostname))${METRICS_ADDRESS:+, metrics at http://$METRICS_ADDRESS/metrics}${VIGIL_CODEC_KEY_FILE:+, payloads encrypted}"
 }
 
 stop() { stop_pid worker "$WORKER_PID" "$WORKER_BIN"; }
