@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/internal/codec"
 	"github.com/vigil-run/vigil/internal/errtext"
@@ -220,6 +221,11 @@ func (c *Connection) ClientOptions(logger tlog.Logger) (client.Options, error) {
 	}
 	opts := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger, Identity: c.Identity, MetricsHandler: c.MetricsHandler,
 		DataConverter: dc}
+	if c.CodecKeyFile != "" {
+		// An error's message and stack trace (a start's error quotes the
+		// command) go into an encrypted payload too; its type stays readable.
+		opts.FailureConverter = temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{DataConverter: dc, EncodeCommonAttributes: true})
+	}
 	tlsCfg, err := c.TLSConfig()
 	if err != nil {
 		return client.Options{}, err

@@ -60,7 +60,8 @@ func rotateKeyFile(t *testing.T, path, id string) {
 // With a key file on the worker and the CLI, a marker in a service's env
 // and command is in no event of any history, every payload the workers
 // and the CLI write is encrypted, the replicas run and the CLI reads them,
-// and the histories replay with the key. A rotated key (a new first line)
+// and the histories replay with the key. So is a failed start's error
+// (its message quotes the spec). A rotated key (a new first line)
 // encrypts from the worker's restart on; the old one still decrypts.
 func TestCodecEncryptsEveryPayload(t *testing.T) {
 	t.Parallel()
@@ -83,13 +84,25 @@ services:
     command: { entrypoint: ["/bin/sh", "-c", "exec sleep 3600 # `+marker+`"] }
     env: { MARK: "`+marker+`" }
     scale: { mode: fixed, replicas: 3 }
+  c:
+    image: { name: docker.io/library/`+marker+`:1, pull_policy: never }
+    command: { entrypoint: ["/bin/sh", "-c", "exec sleep 3600"] }
 `))
 	refs := []string{"enc/a-rep-1", "enc/a-rep-2", "enc/a-rep-3", "enc/b-rep-1", "enc/b-rep-2", "enc/b-rep-3"}
 	running := func(v workflows.StateView) bool { return v.State == workflows.StateRunning }
 	for _, ref := range refs {
 		s.waitFor(ref, "Running", 2*time.Minute, running)
 	}
-	s.waitRollout("enc", "complete", time.Minute, completeAt(1))
+	// c's start fails: the error quotes its image, and is encrypted too.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		r := s.vigil("status", "enc/c-rep-1")
+		if strings.Contains(r.Stdout, marker) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status of the failing start never showed its error (START ERROR, a memo) with the key: %q%q", r.Stdout, r.Stderr)
+		}
+	}
 
 	// Rotate: k2 first, k1 kept. A restart after it writes with k2.
 	rotateKeyFile(t, keys, "k2")
