@@ -677,7 +677,14 @@ func TestPullFromRegistry(t *testing.T) {
 		"wrong password": {ConfigFile: reg.WriteDockerConfig(t, "not-"+reg.Password), CAFile: reg.CAFile},
 		"no credentials": {CAFile: reg.CAFile},
 	} {
-		err := runtimeWith(registry).Create(ctx, newID("pull"), spec)
+		refused := runtimeWith(registry)
+		// A rollout's preflight names it the same way.
+		problems, err := refused.Preflight(ctx, newID("pull"), spec)
+		if err != nil || len(problems) != 1 || problems[0].Field != "image" ||
+			!strings.HasPrefix(problems[0].Reason, "ImagePullUnauthorized: pull "+spec.Image) {
+			t.Fatalf("%s: preflight %+v, %v, want the image's ImagePullUnauthorized", name, problems, err)
+		}
+		err = refused.Create(ctx, newID("pull"), spec)
 		var failed *runtime.PullFailed
 		if !errors.Is(err, runtime.ErrImagePullUnauthorized) || !errors.As(err, &failed) ||
 			!strings.HasPrefix(failed.Error(), "ImagePullUnauthorized: ") || !strings.Contains(failed.Error(), "--registry-config") {

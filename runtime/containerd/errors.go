@@ -41,7 +41,8 @@ func wrap(op, id string, err error, notFound error) error {
 		return nil
 	}
 	var already *Error
-	if errors.As(err, &already) {
+	var pull *runtime.PullFailed // typed and worded already
+	if errors.As(err, &already) || errors.As(err, &pull) {
 		return err
 	}
 	e := &Error{Op: op, ID: id, Err: err}
