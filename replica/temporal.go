@@ -95,6 +95,10 @@ const (
 	UpdateApply   = "apply"
 	QueryRollout  = "rollout"
 	QueryReplicas = "replicas"
+	// QueryReplicasCompact (since v0.3.0) answers the same records as
+	// QueryReplicas, each config once by digest (workflows.CompactReplicas):
+	// 10,000 replicas' full records exceed what a query may answer.
+	QueryReplicasCompact = "replicas-compact"
 	// QueryDesired answers the deployment file being rolled out (null
 	// before the first apply).
 	QueryDesired = "desired"

@@ -13,7 +13,7 @@ func TestTemporalNamesNeverChange(t *testing.T) {
 		UnsuperviseReplicaName: "UnsuperviseReplica", ShutdownReplicaName: "ShutdownReplica",
 		QueryState: "state", QueryConfig: "config", UpdateRelease: "release", UpdateRestart: "restart", UpdateUnsupervise: "unsupervise",
 		UpdateRollover: "rollover", UpdateReconfigure: "reconfigure", UpdateShutdown: "shutdown", SignalHealth: "health", SignalExit: "exit",
-		UpdateApply: "apply", QueryRollout: "rollout", QueryReplicas: "replicas", QueryDesired: "desired", UpdateDelete: "delete", DeleteReplicaName: "DeleteReplica", MemoGeneration: "vigil.generation", SignalServiceShutdown: "service-shutdown",
+		UpdateApply: "apply", QueryRollout: "rollout", QueryReplicas: "replicas", QueryReplicasCompact: "replicas-compact", QueryDesired: "desired", UpdateDelete: "delete", DeleteReplicaName: "DeleteReplica", MemoGeneration: "vigil.generation", SignalServiceShutdown: "service-shutdown",
 		SignalClaim: "claim", QueryNode: "node", UpdateLogs: "logs", UpdateOrphans: "orphans", UpdatePreflight: "preflight",
 		MemoLastEvent: "vigil.last_event", MemoStartError: "vigil.start_error",
 		SearchAttrState: "VigilState", SearchAttrService: "VigilService", SearchAttrDeployment: "VigilDeployment", SearchAttrNode: "VigilNode", SearchStateContinuedAsNew: "ContinuedAsNew",

@@ -279,9 +279,24 @@ func preflightFailures(plan []workflows.PlanItem) int {
 // errNoDeployment: nothing was ever applied under this name.
 var errNoDeployment = errors.New("no deployment workflow")
 
+// errQueryRefused: the deployment's run did not answer the query; a run of
+// a release older than the query knows no handler for it.
+var errQueryRefused = errors.New("query refused")
+
+// deploymentReplicas reads the deployment's records, compactly (configs
+// once by digest: 10,000 full records exceed what a query may answer). A
+// run older than v0.3.0 refuses that query: its full records then.
 func deploymentReplicas(ctx context.Context, c client.Client, name string) ([]workflows.ReplicaRecord, error) {
+	var compact workflows.CompactReplicas
+	err := queryDeployment(ctx, c, name, replica.QueryReplicasCompact, &compact)
+	if err == nil {
+		return compact.Records(name), nil
+	}
+	if !errors.Is(err, errQueryRefused) {
+		return nil, err
+	}
 	var out []workflows.ReplicaRecord
-	err := queryDeployment(ctx, c, name, replica.QueryReplicas, &out)
+	err = queryDeployment(ctx, c, name, replica.QueryReplicas, &out)
 	return out, err
 }
 
@@ -296,6 +311,10 @@ func queryDeployment(ctx context.Context, c client.Client, name, query string, o
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return errNoDeployment
+	}
+	var refused *serviceerror.QueryFailed
+	if errors.As(err, &refused) {
+		return failure{fmt.Errorf("deployment %s: %w: %s", name, errQueryRefused, errtext.OneLine(refused.Message))}
 	}
 	if err != nil {
 		return describeErr("deployment "+name, err)

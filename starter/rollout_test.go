@@ -8,9 +8,11 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/mocks"
 
 	"github.com/vigil-run/vigil/replica"
+	"github.com/vigil-run/vigil/runtime"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -92,4 +94,28 @@ func TestRolloutStatusWatch(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(lines[1]), &last))
 	require.Equal(t, workflows.RolloutComplete, last.State)
 	require.Equal(t, 1, last.Available)
+}
+
+// The CLI reads a deployment's records compactly (10,000 full records
+// exceed what a query may answer); a run older than v0.3.0 refuses that
+// query, and its full records are read instead.
+func TestDeploymentReplicasCompactOrFull(t *testing.T) {
+	rec := workflows.ReplicaRecord{ID: replica.ID{Deployment: "shop", Service: "api", Replica: 1}, Generation: 2, State: workflows.StateRunning,
+		Config: workflows.ReplicaConfig{Spec: runtime.ContainerSpec{Image: "busybox", Args: []string{"v2"}}, Node: "n1"}}
+	rec.Digest = workflows.ConfigDigest(rec.Config)
+	for _, old := range []bool{false, true} {
+		c := mocks.NewClient(t)
+		c.On("DescribeWorkflowExecution", mock.Anything, "vigil/shop", "").Return(describeRunning("run-1", "run-1"), nil)
+		if old {
+			c.On("QueryWorkflow", mock.Anything, "vigil/shop", "", replica.QueryReplicasCompact).
+				Return(nil, serviceerror.NewQueryFailed("unknown queryType replicas-compact"))
+			c.On("QueryWorkflow", mock.Anything, "vigil/shop", "", replica.QueryReplicas).Return(value{[]workflows.ReplicaRecord{rec}}, nil)
+		} else {
+			c.On("QueryWorkflow", mock.Anything, "vigil/shop", "", replica.QueryReplicasCompact).
+				Return(value{workflows.Compact([]workflows.ReplicaRecord{rec})}, nil)
+		}
+		got, err := deploymentReplicas(t.Context(), c, "shop")
+		require.NoError(t, err, "old run: %v", old)
+		require.Equal(t, []workflows.ReplicaRecord{rec}, got, "old run: %v", old)
+	}
 }

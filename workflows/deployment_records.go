@@ -39,7 +39,8 @@ type RolloutStatus struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// registerQueries serves QueryRollout, QueryDesired and QueryReplicas.
+// registerQueries serves QueryRollout, QueryDesired, QueryReplicasCompact
+// and QueryReplicas (full records, for CLIs older than v0.3.0).
 // (Registering a query issues no command.)
 func (d *deployer) registerQueries(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, replica.QueryRollout, func() (RolloutStatus, error) {
@@ -49,6 +50,11 @@ func (d *deployer) registerQueries(ctx workflow.Context) error {
 	}
 	if err := workflow.SetQueryHandler(ctx, replica.QueryDesired, func() (*DeploymentSpec, error) {
 		return d.st.Desired, nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, replica.QueryReplicasCompact, func() (CompactReplicas, error) {
+		return Compact(d.records()), nil
 	}); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vigil-run/vigil/policy"
+	"github.com/vigil-run/vigil/replica"
 )
 
 // payloadLimit is Temporal's limit on one payload (an activity's input or
@@ -73,12 +74,27 @@ func TestDeploymentOf10000Replicas(t *testing.T) {
 	env2.SetTestTimeout(5 * time.Minute)
 	patient(env2)
 	var st RolloutStatus
-	env2.RegisterDelayedCallback(func() { st = rollout(t, env2); env2.CancelWorkflow() }, time.Minute)
+	var records json.RawMessage // what the CLI reads (QueryReplicasCompact)
+	env2.RegisterDelayedCallback(func() {
+		st = rollout(t, env2)
+		v, err := env2.QueryWorkflow(replica.QueryReplicasCompact)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&records))
+		env2.CancelWorkflow()
+	}, time.Minute)
 	next.ContinueAsNewAfter = 0
 	env2.ExecuteWorkflow(Deployment, next)
 	require.Equal(t, RolloutComplete, st.State, st.Reason)
 	require.Equal(t, n, st.Updated)
 	for _, r := range c.replicas {
 		require.Equal(t, []string{"v2"}, r.Config.Spec.Args)
+	}
+	require.Less(t, len(records), payloadLimit/2, "the replicas query's answer")
+	var compact CompactReplicas
+	require.NoError(t, json.Unmarshal(records, &compact))
+	got := compact.Records("shop")
+	require.Len(t, got, n)
+	for _, r := range got {
+		require.Equal(t, []string{"v2"}, r.Config.Spec.Args, r.ID.Ref())
 	}
 }
