@@ -19,6 +19,7 @@ import (
 // replica's start error; status shows a pull in progress. The password, plain or base64, is in no workflow
 // history and no worker log.
 func TestRegistryPullWithCredentials(t *testing.T) {
+	t.Parallel()
 	requirePrerequisites(t)
 	reg := registrytest.Start(t)
 	tarball, err := testimage.Tar()
@@ -31,8 +32,8 @@ func TestRegistryPullWithCredentials(t *testing.T) {
 	proxy := registrytest.NewProxy(t, reg.Host)
 	proxy.StallAfter(512 << 10)
 	config := reg.WriteDockerConfig(t, reg.Password, reg.Host, proxy.Addr)
-	t.Setenv("VIGIL_LOG_LEVEL", "debug") // the most talkative worker
-	s := newStack(t, "--registry-config", config, "--registry-ca-file", reg.CAFile)
+	s := newStack(t, "--registry-config", config, "--registry-ca-file", reg.CAFile,
+		"--log-level", "debug") // the most talkative worker
 
 	// localhost is the same registry under a host the config lacks.
 	_, port, _ := strings.Cut(reg.Host, ":")
