@@ -126,6 +126,19 @@ func TestHonestStateEndToEnd(t *testing.T) {
 	if n := s.started("hon/app-rep-1"); n != 2 {
 		t.Errorf("app started %d times after supervising again; want 2: the running container is adopted", n)
 	}
+	// Supervised again with another command: the running container of the
+	// old one is replaced (stopped with the new file's stop_grace), not
+	// adopted under the new config.
+	if r = s.vigil("unsupervise", "hon/app-rep-1"); r.Code != 0 {
+		t.Fatalf("unsupervise: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	v2 := strings.Replace(honestDeployment, `"echo started; exec sleep 3600"] }`, `"echo started v2; exec sleep 3600"] }
+    stop_grace: 1s`, 1)
+	s.supervise(s.deployment("hon-v2", v2))
+	s.waitFor("hon/app-rep-1", "Running the new command", time.Minute, func(v workflows.StateView) bool { return v.State == workflows.StateRunning })
+	if n, last := s.started("hon/app-rep-1"), s.vigil("logs", "hon/app-rep-1", "--tail", "1").Stdout; n != 3 || !strings.Contains(last, "started v2") {
+		t.Errorf("after supervising another command: %d starts, last line %q; want 3, the new command's", n, last)
+	}
 
 	// unsupervise --stop: stopped and removed; the log stays readable.
 	r = s.vigil("unsupervise", "--stop", "hon/app-rep-1")
@@ -137,16 +150,16 @@ func TestHonestStateEndToEnd(t *testing.T) {
 			t.Errorf("containerd still has %s after unsupervise --stop", id)
 		}
 	}
-	if n := s.started("hon/app-rep-1"); n != 2 {
-		t.Errorf("log after unsupervise --stop shows %d starts; want 2", n)
+	if n := s.started("hon/app-rep-1"); n != 3 {
+		t.Errorf("log after unsupervise --stop shows %d starts; want 3", n)
 	}
 	// Supervised again: a clean start of a new container.
 	s.supervise(file)
 	s.waitFor("hon/app-rep-1", "Running after a clean start", time.Minute, func(v workflows.StateView) bool {
 		return v.State == workflows.StateRunning && v.TotalRestarts == 0 && len(v.Events) == 0
 	})
-	if n := s.started("hon/app-rep-1"); n != 3 {
-		t.Errorf("app started %d times in all; want 3", n)
+	if n := s.started("hon/app-rep-1"); n != 4 {
+		t.Errorf("app started %d times in all; want 4", n)
 	}
 
 	// vigil logs ran eight times above: not one workflow for it.
