@@ -650,6 +650,14 @@ func TestListAndCounts(t *testing.T) {
 		t.Errorf("stderr: %q", r.stderr)
 	}
 
+	// --counts asks the server for a count per state, and lists nothing.
+	counted := map[string]int64{"Running": 1, "CrashLoopBackOff": 1, "Isolated": 1}
+	c.On("CountWorkflow", mock.Anything, mock.MatchedBy(func(r *workflowservice.CountWorkflowExecutionsRequest) bool {
+		return r.Namespace == "ns1" && strings.HasPrefix(r.Query, wantQuery+" AND VigilState = '")
+	})).Return(func(_ context.Context, r *workflowservice.CountWorkflowExecutionsRequest) (*workflowservice.CountWorkflowExecutionsResponse, error) {
+		state := strings.TrimSuffix(strings.TrimPrefix(r.Query, wantQuery+" AND VigilState = '"), "'")
+		return &workflowservice.CountWorkflowExecutionsResponse{Count: counted[state]}, nil
+	})
 	r = vigil(t, c, env, "list", "--deployment", "shop", "--counts", "--json")
 	var counts map[string]int
 	if err := json.Unmarshal([]byte(r.stdout), &counts); err != nil || counts["CrashLoopBackOff"] != 1 || counts["Running"] != 1 ||
