@@ -55,6 +55,8 @@ type Ports struct {
 	Matching, MatchingMembership               int
 	Worker, WorkerMembership                   int
 	UI                                         int
+	// FrontendMetrics serves the frontend's Prometheus metrics (0: none).
+	FrontendMetrics int
 }
 
 // DefaultPorts are `make cluster`'s: the frontend on 7333, the Web UI on
@@ -96,10 +98,10 @@ func FreePorts() (Ports, error) {
 	p := Ports{
 		Postgres: next(), Frontend: next(), FrontendHTTP: next(), FrontendMembership: next(),
 		History: next(), HistoryMembership: next(), Matching: next(), MatchingMembership: next(),
-		Worker: next(), WorkerMembership: next(), UI: next(),
+		Worker: next(), WorkerMembership: next(), UI: next(), FrontendMetrics: next(),
 	}
 	for _, port := range []int{p.Postgres, p.Frontend, p.FrontendHTTP, p.FrontendMembership, p.History, p.HistoryMembership,
-		p.Matching, p.MatchingMembership, p.Worker, p.WorkerMembership, p.UI} {
+		p.Matching, p.MatchingMembership, p.Worker, p.WorkerMembership, p.UI, p.FrontendMetrics} {
 		if port == 0 {
 			return p, errors.New("no free ports between 20000 and 32000 on 127.0.0.1")
 		}
@@ -439,6 +441,31 @@ func (c *Cluster) serverEnv() ([]string, error) {
 	}, nil
 }
 
+// MetricsURL is the frontend's Prometheus endpoint ("" without Ports.FrontendMetrics).
+func (c *Cluster) MetricsURL() string {
+	if c.Ports.FrontendMetrics == 0 {
+		return ""
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/metrics", c.Ports.FrontendMetrics)
+}
+
+// Query runs one SQL query on database (temporal or temporal_visibility)
+// with psql and returns its output, unaligned and without headers.
+func (c *Cluster) Query(ctx context.Context, database, query string) (string, error) {
+	pw, err := c.password()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(c.pgBin, "psql"), "-h", "127.0.0.1", "-p", strconv.Itoa(c.Ports.Postgres),
+		"-U", pgUser, "-d", database, "-At", "-c", query)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+pw)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("psql %s: %w: %s", database, err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
 // servicePort is the gRPC port a server part listens on.
 func (c *Cluster) servicePort(part string) int {
 	switch part {
@@ -465,6 +492,9 @@ func (c *Cluster) StartServer(ctx context.Context, part string) error {
 		cmd := exec.Command(c.Bin.Server, "--config-file", filepath.Join(c.Repo, "deploy", "cluster", "temporal.yaml"),
 			"--allow-no-auth", "start", "--service", service)
 		cmd.Env = append(os.Environ(), env...)
+		if part == PartFrontend && c.Ports.FrontendMetrics != 0 {
+			cmd.Env = append(cmd.Env, "METRICS_PORT="+strconv.Itoa(c.Ports.FrontendMetrics))
+		}
 		if err := c.spawn(part, cmd); err != nil {
 			return err
 		}
