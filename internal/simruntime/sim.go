@@ -50,20 +50,26 @@ type Config struct {
 	Seed uint64
 }
 
-// Runtime is a simulated node's runtime. Its containers exit when told (Stop,
-// Crash, CrashAll) or at Config.CrashesPerHour (Run).
+// Runtime is a simulated node's runtime. Its containers exit when told
+// (Stop, CrashAll) or at the crash rate (Run).
 type Runtime struct {
 	*runtimetest.Fake
 	cfg Config
 	mu  sync.Mutex
 	rng *rand.Rand
+	// crashed holds when each container crashed, until it runs again;
+	// recovered the times from crash to running since Recoveries.
+	crashed   map[replica.ID]time.Time
+	recovered []time.Duration
+	rate      float64 // crashes per hour, Config.CrashesPerHour or SetCrashRate's
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
 
 // New returns an empty simulated runtime.
 func New(cfg Config) *Runtime {
-	return &Runtime{Fake: runtimetest.New(), cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
+	return &Runtime{Fake: runtimetest.New(), cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		crashed: map[replica.ID]time.Time{}, rate: cfg.CrashesPerHour}
 }
 
 // Start waits a start latency drawn from Config.StartLatency, then starts
@@ -80,7 +86,42 @@ func (r *Runtime) Start(ctx context.Context, id replica.ID) (runtime.StartInfo, 
 			}
 		}
 	}
-	return r.Fake.Start(ctx, id)
+	info, err := r.Fake.Start(ctx, id)
+	if err == nil && !info.AlreadyRunning {
+		r.mu.Lock()
+		if at, ok := r.crashed[id]; ok {
+			r.recovered = append(r.recovered, time.Since(at))
+			delete(r.crashed, id)
+		}
+		r.mu.Unlock()
+	}
+	return info, err
+}
+
+// crash makes the running container id exit as a crash, noting when.
+func (r *Runtime) crash(id replica.ID) {
+	r.mu.Lock()
+	r.crashed[id] = time.Now()
+	r.mu.Unlock()
+	r.Exit(id, CrashExitCode)
+}
+
+// Recoveries returns the time from each crash to the container running
+// again (started by its supervisor) since the last call.
+func (r *Runtime) Recoveries() []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.recovered
+	r.recovered = nil
+	return out
+}
+
+// SetCrashRate changes the fraction of running containers that crash each
+// hour while Run runs.
+func (r *Runtime) SetCrashRate(perHour float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rate = perHour
 }
 
 // startLatency draws a latency: a uniform quantile, interpolated linearly
@@ -133,17 +174,14 @@ func (r *Runtime) Running() []replica.ID {
 func (r *Runtime) CrashAll() int {
 	ids := r.Running()
 	for _, id := range ids {
-		r.Exit(id, CrashExitCode)
+		r.crash(id)
 	}
 	return len(ids)
 }
 
-// Run crashes running containers at Config.CrashesPerHour until ctx ends:
-// each tick, a Poisson-distributed number of them, picked at random.
+// Run crashes running containers at the crash rate until ctx ends: each
+// tick, a Poisson-distributed number of them, picked at random.
 func (r *Runtime) Run(ctx context.Context, tick time.Duration) {
-	if r.cfg.CrashesPerHour <= 0 {
-		return
-	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -152,13 +190,19 @@ func (r *Runtime) Run(ctx context.Context, tick time.Duration) {
 			return
 		case <-t.C:
 		}
+		r.mu.Lock()
+		rate := r.rate
+		r.mu.Unlock()
+		if rate <= 0 {
+			continue
+		}
 		ids := r.Running()
 		r.mu.Lock()
-		n := poisson(r.rng, float64(len(ids))*r.cfg.CrashesPerHour*tick.Hours())
+		n := poisson(r.rng, float64(len(ids))*rate*tick.Hours())
 		r.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 		r.mu.Unlock()
 		for _, id := range ids[:min(n, len(ids))] {
-			r.Exit(id, CrashExitCode)
+			r.crash(id)
 		}
 	}
 }

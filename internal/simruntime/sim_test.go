@@ -93,6 +93,18 @@ func TestCrashAllEndsEveryRunningTaskWithAnEvent(t *testing.T) {
 	if err != nil || st.Status != runtime.StatusExited {
 		t.Errorf("Wait after the crash: %+v, %v", st, err)
 	}
+	// The supervisor's restart ends each crash's recovery.
+	for _, id := range ids[:2] {
+		if _, err := r.Start(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rec := r.Recoveries(); len(rec) != 2 {
+		t.Errorf("recoveries %v, want the 2 restarted", rec)
+	}
+	if rec := r.Recoveries(); len(rec) != 0 {
+		t.Errorf("recoveries again %v, want none (drained)", rec)
+	}
 }
 
 func TestRunCrashesAtTheConfiguredRate(t *testing.T) {
@@ -110,7 +122,9 @@ func TestRunCrashesAtTheConfiguredRate(t *testing.T) {
 	}
 	none := New(Config{})
 	start(t, none, 3)
-	none.Run(context.Background(), time.Millisecond) // returns at once: no rate
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel2()
+	none.Run(ctx2, time.Millisecond)
 	if len(none.Running()) != 3 {
 		t.Error("no crash rate: want no crash")
 	}

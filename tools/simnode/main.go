@@ -8,9 +8,11 @@
 //	simnode --nodes 100 --state-dir /tmp/sim --control 127.0.0.1:0
 //
 // A small HTTP API on --control (127.0.0.1 only) drives the simulation:
-// GET /stats (running containers and starts per node) and
+// GET /stats (running containers and starts per node),
 // POST /crash?node=sim-001&node=sim-002 (every running container of those
-// nodes crashes at once).
+// nodes crashes at once), POST /crash-rate?per_hour=0.01 (the background
+// crash rate of every node) and GET /recoveries (each crash's time until
+// its container ran again, since the last call).
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -224,6 +227,11 @@ type CrashResult struct {
 	At      time.Time `json:"at"`
 }
 
+// Recoveries is GET /recoveries's answer.
+type Recoveries struct {
+	Millis []float64 `json:"exit_to_running_ms"`
+}
+
 func controlAPI(nodes []*simNode) http.Handler {
 	byName := map[string]*simNode{}
 	for _, n := range nodes {
@@ -249,6 +257,26 @@ func controlAPI(nodes []*simNode) http.Handler {
 		res := CrashResult{At: time.Now()}
 		for _, name := range names {
 			res.Crashed += byName[name].rt.CrashAll()
+		}
+		_ = json.NewEncoder(w).Encode(res)
+	})
+	mux.HandleFunc("POST /crash-rate", func(w http.ResponseWriter, r *http.Request) {
+		rate, err := strconv.ParseFloat(r.URL.Query().Get("per_hour"), 64)
+		if err != nil || rate < 0 {
+			http.Error(w, "per_hour: want a fraction of the containers per hour, e.g. 0.01", http.StatusBadRequest)
+			return
+		}
+		for _, n := range nodes {
+			n.rt.SetCrashRate(rate)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]float64{"per_hour": rate})
+	})
+	mux.HandleFunc("GET /recoveries", func(w http.ResponseWriter, r *http.Request) {
+		res := Recoveries{Millis: []float64{}}
+		for _, n := range nodes {
+			for _, d := range n.rt.Recoveries() {
+				res.Millis = append(res.Millis, float64(d.Microseconds())/1000)
+			}
 		}
 		_ = json.NewEncoder(w).Encode(res)
 	})
