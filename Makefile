@@ -20,7 +20,7 @@ FUZZTIME ?= 20s
 # their output should read top to bottom.
 .NOTPARALLEL:
 
-.PHONY: help deps build image run stop cluster cluster-stop cluster-deps test test-compose fmt-check vet workflowcheck fuzz-short bench bench-quick chaos clean
+.PHONY: help deps build image run stop cluster cluster-stop cluster-deps test test-compose fmt-check vet workflowcheck fuzz-short bench bench-quick bench-scale chaos clean
 
 help:
 	@echo 'make run     start containerd, the Temporal dev server and a worker; supervise $(DEMO)'
@@ -32,6 +32,7 @@ help:
 	@echo 'make build   build bin/vigil, bin/vigil-worker and bin/vigil-fence'
 	@echo 'make image   build the busybox image and import it into the local containerd'
 	@echo 'make bench   run the benchmark harness (bench/; make bench-quick: under 5 minutes)'
+	@echo 'make bench-scale  the scale harness: 100,000 replicas over 100 simulated nodes on the cluster (BENCH_SCALE_ARGS="--replicas 1000 --nodes 10")'
 	@echo 'make chaos   run the chaos soak (chaos/; CHAOS_ARGS="--seed N --duration 10m")'
 	@echo 'make clean   stop, then delete bin/ and .vigil/'
 
@@ -139,6 +140,11 @@ bench: deps
 
 bench-quick: deps
 	go run ./bench --quick $(BENCH_ARGS)
+
+# The scale harness (README, Scale): simulated nodes (tools/simnode), the
+# real workflows, CLI and Temporal cluster on PostgreSQL. Not part of make test.
+bench-scale: cluster-deps
+	go run ./bench --phases fleet $(BENCH_SCALE_ARGS)
 
 chaos: deps
 	go run ./chaos $(CHAOS_ARGS)

@@ -60,13 +60,13 @@ func (v *vigilBench) failover(ctx context.Context, n int) (*FailoverResult, erro
 
 	// The lease's cost, both nodes healthy, over a quiet minute.
 	time.Sleep(10 * time.Second)
-	c0, err := scrapeServer(ctx, v.stack.MetricsURL)
+	c0, err := scrapeServer(ctx, v.stack.MetricsURL, "default")
 	if err != nil {
 		return nil, err
 	}
 	const quiet = time.Minute
 	time.Sleep(quiet)
-	c1, err := scrapeServer(ctx, v.stack.MetricsURL)
+	c1, err := scrapeServer(ctx, v.stack.MetricsURL, "default")
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,8 @@ type config struct {
 	StormRepeats int `json:"storm_repeats,omitempty"`
 	// Partitions is how many partitions the failover phase measures.
 	Partitions int `json:"partitions,omitempty"`
+	// Fleet is the scale phase's (--phases fleet, make bench-scale).
+	Fleet *fleetConfig `json:"fleet,omitempty"`
 }
 
 func main() {
@@ -65,6 +67,15 @@ func main() {
 	onCluster := flag.Bool("cluster", false, "also measure restart latency and the crash storm on a Temporal cluster on PostgreSQL (internal/cluster)")
 	stormRepeats := flag.Int("storm-repeats", 0, "with --phases storms: how many Vigil crash storms to measure one after another (for comparing settings)")
 	partitions := flag.Int("partitions", 20, "partitions of node-b the failover phase measures (quick: 3, and the phase only when --phases names it)")
+	fleetReplicas := flag.Int("replicas", 100000, "with --phases fleet: replicas supervised over the simulated nodes")
+	fleetNodes := flag.Int("nodes", 100, "with --phases fleet: simulated nodes (tools/simnode)")
+	fleetDeployments := flag.Int("deployments", 10, "with --phases fleet: deployments the replicas are applied in")
+	fleetStormNodes := flag.Int("storm-nodes", 10, "with --phases fleet: nodes whose every replica crashes at once")
+	fleetSteady := flag.Duration("fleet-steady", 5*time.Minute, "with --phases fleet: the healthy steady state's measurement interval")
+	fleetCrashRate := flag.Float64("crash-rate", 0.01, "with --phases fleet: the background crash rate, a fraction of the replicas per hour")
+	fleetBackground := flag.Duration("fleet-background", 10*time.Minute, "with --phases fleet: how long the background crashes are measured (0: not)")
+	fleetTimeout := flag.Duration("fleet-timeout", 2*time.Hour, "with --phases fleet: the longest wait for every replica to run")
+	label := flag.String("label", "", "a word added to the results file's name, e.g. small-proof")
 	before := flag.String("before", "", "also measure the Vigil phases (latency, scale) of this git revision first, in the same run, and print the two side by side (make bench: the last commit before the node watch)")
 	flag.Parse()
 
@@ -105,10 +116,10 @@ func main() {
 	cfg.Phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "floor", "confine", "latency", "docker", "scale", "rollout", "failover", "storms":
+		case "floor", "confine", "latency", "docker", "scale", "rollout", "failover", "storms", "fleet":
 			cfg.Phases[p] = true
 		default:
-			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, confine, latency, docker, scale, rollout, failover, storms\n", p)
+			fmt.Fprintf(os.Stderr, "bench: --phases: %q is not one of floor, confine, latency, docker, scale, rollout, failover, storms, fleet\n", p)
 			os.Exit(2)
 		}
 	}
@@ -118,6 +129,19 @@ func main() {
 		// Partitions take lost_after (30 s) and more each: not in the
 		// five quick minutes unless asked for.
 		delete(cfg.Phases, "failover")
+	}
+	if cfg.Phases["fleet"] {
+		if len(cfg.Phases) > 1 {
+			fmt.Fprintln(os.Stderr, "bench: --phases: fleet runs alone (it has its own cluster); give --phases fleet")
+			os.Exit(2)
+		}
+		f := &fleetConfig{Replicas: *fleetReplicas, Nodes: *fleetNodes, Deployments: *fleetDeployments, StormNodes: *fleetStormNodes,
+			Steady: *fleetSteady, CrashRate: *fleetCrashRate, Background: *fleetBackground, Timeout: *fleetTimeout, Label: *label}
+		if err := f.validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(2)
+		}
+		cfg.Fleet = f
 	}
 	if err := run(cfg, *out); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -149,6 +173,8 @@ type Results struct {
 	Before *Results `json:"before,omitempty"`
 	// Goals compares before and after with the goals of the liveness issue.
 	Goals []GoalRow `json:"goals,omitempty"`
+	// Fleet is the scale phase's (--phases fleet).
+	Fleet *FleetResult `json:"fleet,omitempty"`
 	// Storms are the storms of --phases storms.
 	Storms []*StormResult `json:"storms,omitempty"`
 	Errors []string       `json:"errors,omitempty"`
@@ -193,6 +219,24 @@ func run(cfg config, outDir string) error {
 		res.Errors = append(res.Errors, msg)
 	}
 
+	if cfg.Fleet != nil {
+		phase("scale: %d replicas over %d simulated nodes on a Temporal cluster on PostgreSQL", cfg.Fleet.Replicas, cfg.Fleet.Nodes)
+		var err error
+		if res.Fleet, err = benchFleet(ctx, *cfg.Fleet); err != nil {
+			fail("fleet", err)
+		}
+		res.Machine.LoadAtEnd = loadAverage()
+		res.Duration = time.Since(res.Started).Round(time.Second).String()
+		path, err := writeResults(res, outDir)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nresults: %s\n", path)
+		if len(res.Errors) > 0 {
+			return fmt.Errorf("%d measurement(s) failed; see errors in %s", len(res.Errors), path)
+		}
+		return nil
+	}
 	// The cluster first, stopped before the dev server starts: neither
 	// measures while the other's processes run.
 	if cfg.Cluster {
@@ -248,8 +292,14 @@ func writeResults(res *Results, dir string) (string, error) {
 		return "", err
 	}
 	kind := "full"
-	if res.Config.Quick {
+	switch {
+	case res.Config.Quick:
 		kind = "quick"
+	case res.Config.Fleet != nil:
+		kind = "scale"
+		if res.Config.Fleet.Label != "" {
+			kind += "-" + res.Config.Fleet.Label
+		}
 	}
 	name := fmt.Sprintf("%s-%s.json", res.Started.Format("20060102T150405Z"), kind)
 	b, err := json.MarshalIndent(res, "", "  ")

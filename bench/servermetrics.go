@@ -14,14 +14,14 @@ import (
 
 // serverCounts are the dev server's own counters of what clients asked of
 // it (service_requests of the frontend) and of Temporal's billable actions
-// (action), in namespace default, by operation. Every request count in the
+// (action), in a namespace, by operation. Every request count in the
 // bench comes from these, not from Vigil's settings.
 type serverCounts struct {
 	Requests map[string]float64 `json:"requests"`
 	Actions  map[string]float64 `json:"actions"`
 }
 
-func scrapeServer(ctx context.Context, url string) (serverCounts, error) {
+func scrapeServer(ctx context.Context, url, namespace string) (serverCounts, error) {
 	out := serverCounts{Requests: map[string]float64{}, Actions: map[string]float64{}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -29,13 +29,13 @@ func scrapeServer(ctx context.Context, url string) (serverCounts, error) {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return out, fmt.Errorf("dev server metrics: %w", err)
+		return out, fmt.Errorf("server metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(model.LegacyValidation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return out, fmt.Errorf("dev server metrics: %w", err)
+		return out, fmt.Errorf("server metrics: %w", err)
 	}
 	collect := func(family string, into map[string]float64) {
 		f := families[family]
@@ -47,7 +47,7 @@ func scrapeServer(ctx context.Context, url string) (serverCounts, error) {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["namespace"] != "default" || labels["service_name"] != "frontend" {
+			if labels["namespace"] != namespace || labels["service_name"] != "frontend" {
 				continue
 			}
 			into[labels["operation"]] += m.GetCounter().GetValue()

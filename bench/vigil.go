@@ -383,13 +383,13 @@ func (v *vigilBench) steady(ctx context.Context, set *replicaSet, interval time.
 	// The server's counters are flushed about once a second: let the
 	// bench's own history reads above land before the first count.
 	time.Sleep(3 * time.Second)
-	c0, err := scrapeServer(ctx, v.stack.MetricsURL)
+	c0, err := scrapeServer(ctx, v.stack.MetricsURL, "default")
 	if err != nil {
 		return SteadyResult{}, err
 	}
 	t0 := time.Now()
 	time.Sleep(interval)
-	c1, err := scrapeServer(ctx, v.stack.MetricsURL)
+	c1, err := scrapeServer(ctx, v.stack.MetricsURL, "default")
 	if err != nil {
 		return SteadyResult{}, err
 	}
