@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/vigil-run/vigil/config/configtest"
 	"github.com/vigil-run/vigil/internal/containerdtest"
@@ -196,6 +197,17 @@ func (s *tstack) waitFor(ref, what string, limit time.Duration, cond func(workfl
 		s.t.Fatal(err)
 	}
 	return v
+}
+
+// dataConverter is the converter of the stack's payloads (with its key
+// file, if any).
+func (s *tstack) dataConverter() converter.DataConverter {
+	s.t.Helper()
+	dc, err := s.DataConverter()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return dc
 }
 
 // clientFor dials the stack's server for a minute of work: the client and

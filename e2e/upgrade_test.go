@@ -179,19 +179,26 @@ services:
 func TestUpgradeFromEveryRelease(t *testing.T) {
 	requirePrerequisites(t)
 	var wg sync.WaitGroup
-	for _, old := range earlierReleases(t) {
+	olds := earlierReleases(t)
+	for _, old := range olds {
 		for _, kill := range []bool{true, false} {
 			wg.Go(func() {
 				t.Run(old.Release+"/"+map[bool]string{true: "sigkill", false: "graceful"}[kill], func(t *testing.T) {
-					upgrade(t, old, kill)
+					upgrade(t, old, kill, false)
 				})
 			})
 		}
 	}
+	// Encryption turned on with the upgrade: the new worker and CLI get a
+	// codec key and carry on the old release's plain histories.
+	newest := olds[len(olds)-1]
+	wg.Go(func() {
+		t.Run(newest.Release+"/sigkill+codec-key", func(t *testing.T) { upgrade(t, newest, true, true) })
+	})
 	wg.Wait()
 }
 
-func upgrade(t *testing.T, old oldRelease, kill bool) {
+func upgrade(t *testing.T, old oldRelease, kill, codecKey bool) {
 	newVigil, newWorker := currentBinaries(t)
 	s := newStackOf(t, old.vigil, old.worker)
 	starts := recordTaskEvents(t, s.Stack)
@@ -252,6 +259,11 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 		s.StopWorker(30 * time.Second)
 	}
 	s.WorkerBin, s.VigilBin = newWorker, newVigil
+	if codecKey {
+		keys := filepath.Join(t.TempDir(), "keys")
+		writeKeyFile(t, keys, "k1")
+		s.CodecKeyFile = keys
+	}
 	s.startWorker()
 	t.Logf("%s worker replaced by %s (%s) at %s, %s before the backoff deadline; mid's exit was %s",
 		old.Release, version.Release, map[bool]string{true: "SIGKILL", false: "SIGTERM"}[kill],
@@ -337,7 +349,7 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 	// the markers they had (changeIDs).
 	for _, ref := range []string{"up/down-rep-1", "up/web-rep-1"} {
 		wid := idOf(t, ref).WorkflowID()
-		ids := histories.ChangeIDs(s.history(wid))
+		ids := histories.ChangeIDs(s.history(wid), s.dataConverter())
 		if len(ids) != old.changeIDs || slices.Contains(ids, workflows.ReleaseMarker) {
 			t.Fatalf("%s: the run %s started has version markers %q; want %d change IDs and no release marker", ref, old.Release, ids, old.changeIDs)
 		}
@@ -346,8 +358,8 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 		if r := s.vigil("rollover", ref); r.Code != 0 {
 			t.Fatalf("rollover %s: exit %d: %s%s", ref, r.Code, r.Stdout, r.Stderr)
 		}
-		s.waitHistory(wid, "a new run with this release's marker", func(h *historypb.History) bool { return len(histories.ChangeIDs(h)) > 0 })
-		if ids := histories.ChangeIDs(s.history(wid)); !slices.Equal(ids, []string{workflows.ReleaseMarker}) {
+		s.waitHistory(wid, "a new run with this release's marker", func(h *historypb.History) bool { return len(histories.ChangeIDs(h, s.dataConverter())) > 0 })
+		if ids := histories.ChangeIDs(s.history(wid), s.dataConverter()); !slices.Equal(ids, []string{workflows.ReleaseMarker}) {
 			t.Fatalf("%s: the run rolled over to %s has version markers %q; want exactly one, %q", ref, version.Release, ids, workflows.ReleaseMarker)
 		}
 		after, _ := s.status(ref)
@@ -387,6 +399,9 @@ func upgrade(t *testing.T, old oldRelease, kill bool) {
 	for _, ref := range []string{"up/web-rep-1", "up/loop-rep-1", "up/iso-rep-1"} {
 		if !completedBy(s.history(idOf(t, ref).WorkflowID()), "vigil-worker@"+version.Release+"/") {
 			t.Errorf("%s: no workflow task completed by a %s worker after the upgrade", ref, version.Release)
+		}
+		if n := payloadKeys(t, s.history(idOf(t, ref).WorkflowID())); codecKey && n["k1"] == 0 {
+			t.Errorf("%s: no payload encrypted after the upgrade with a key: %v", ref, n)
 		}
 	}
 	for i := 1; i <= 2; i++ {

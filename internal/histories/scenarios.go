@@ -2,7 +2,6 @@ package histories
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"slices"
@@ -13,9 +12,11 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vigil-run/vigil/activities"
+	"github.com/vigil-run/vigil/internal/humanjson"
 	"github.com/vigil-run/vigil/lease"
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -126,13 +127,13 @@ func Watching(h *historypb.History) bool {
 // hasNodeWatch: the run took the node-watch branch: its v0.2.0 change
 // marker, or a release marker (every release that has one watches by node).
 func hasNodeWatch(h *historypb.History) bool {
-	ids := ChangeIDs(h)
+	ids := ChangeIDs(h, humanjson.DataConverter())
 	return slices.Contains(ids, "node-watch") || slices.Contains(ids, workflows.ReleaseMarker)
 }
 
 // ChangeIDs lists the change IDs of the run's version markers
 // (workflow.GetVersion), in the order it recorded them.
-func ChangeIDs(h *historypb.History) []string {
+func ChangeIDs(h *historypb.History, dc converter.DataConverter) []string {
 	var ids []string
 	for _, ev := range h.Events {
 		a := ev.GetMarkerRecordedEventAttributes()
@@ -140,7 +141,7 @@ func ChangeIDs(h *historypb.History) []string {
 			continue
 		}
 		var id string
-		if p := a.GetDetails()["change-id"].GetPayloads(); len(p) == 1 && json.Unmarshal(p[0].GetData(), &id) == nil {
+		if p := a.GetDetails()["change-id"]; len(p.GetPayloads()) == 1 && dc.FromPayloads(p, &id) == nil {
 			ids = append(ids, id)
 		}
 	}
