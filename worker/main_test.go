@@ -102,6 +102,7 @@ func TestBadRegistryConfigExits2WithoutSecret(t *testing.T) {
 		{nil, map[string]string{"VIGIL_REGISTRY_CONFIG": write("broken.json", `{"auths": {"r": {"password": "`+secret)}, "--registry-config"},
 		{nil, map[string]string{"VIGIL_REGISTRY_CONFIG": write("auth.json", `{"auths": {"r": {"auth": "`+secret+`"}}}`)}, "--registry-config"},
 		{[]string{"--registry-ca-file", write("ca.pem", secret)}, nil, "--registry-ca-file"},
+		{[]string{"--registry-config", write("helper.json", `{"auths": {}, "credsStore": "desktop"}`)}, nil, "credsStore"},
 		{[]string{"--pull-stall-timeout", "0s"}, nil, "--pull-stall-timeout"},
 	} {
 		var stderr bytes.Buffer

@@ -70,10 +70,16 @@ func readCredentials(path string) (credentials, error) {
 			Username string `json:"username"`
 			Password string `json:"password"`
 		} `json:"auths"`
+		CredsStore  string            `json:"credsStore"`
+		CredHelpers map[string]string `json:"credHelpers"`
 	}
 	if err := json.Unmarshal(data, &file); err != nil {
 		// Not err's text: it may quote the file's content.
 		return nil, fmt.Errorf("--registry-config %s: not a JSON object with \"auths\"; write it as docker login does", path)
+	}
+	if file.CredsStore != "" || len(file.CredHelpers) > 0 {
+		// Their credentials are elsewhere: every pull would be refused.
+		return nil, fmt.Errorf("--registry-config %s: credsStore and credHelpers are not read; write the credentials into \"auths\" (docker --config DIR login with no helper)", path)
 	}
 	for host, a := range file.Auths {
 		user, pass := a.Username, a.Password
