@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
@@ -47,35 +49,23 @@ func NodeLease(ctx context.Context, c client.Client, node string) (workflows.Nod
 	return workflows.NodeLease{LastRenewal: last}, nil
 }
 
-// leasePoll is how often a lease wait reads the lease (a describe of the
-// node's workflow): once per renewal, 720 reads per node-hour. The lapse
-// (NodeLeaseLapse) is then seen 7.5 to 12.5 s after the last renewal, well
-// before the least lost_after.
+// leasePoll is how often a lease wait reads a lapsed lease (a describe of
+// the node's workflow): once per renewal, only while it is lapsed.
 const leasePoll = workflows.NodeLiveHeartbeat
 
-// AwaitNodeLease returns once node's lease lapsed (is LapsedAfter old) or,
-// with RenewedAfter, once it was renewed after that. It heartbeats, so
-// another worker takes the wait over when this one is lost.
+// AwaitNodeLease returns once node's lease was renewed after
+// in.RenewedAfter. It heartbeats, so another worker takes the wait over
+// when this one is lost.
 func (a *Activities) AwaitNodeLease(ctx context.Context, in workflows.NodeLeaseInput) (workflows.NodeLease, error) {
 	tick := time.NewTicker(leasePoll)
 	defer tick.Stop()
 	for {
 		l, err := NodeLease(ctx, a.c, in.Node)
-		if err == nil {
-			switch {
-			case !in.RenewedAfter.IsZero():
-				if l.LastRenewal.After(in.RenewedAfter) {
-					return l, nil
-				}
-			case !l.LastRenewal.IsZero() && time.Since(l.LastRenewal) >= in.LapsedAfter:
-				// The node workflow's cached state may be on the lost
-				// node's worker: its next task goes to a live one at once.
-				info := activity.GetInfo(ctx)
-				resetSticky(ctx, a.c, info.WorkflowNamespace, info.WorkflowExecution.ID)
-				return l, nil
-			}
-		} else {
+		switch {
+		case err != nil:
 			activity.GetLogger(ctx).Warn("Lease not read; trying again", "node", in.Node, "error", err)
+		case l.LastRenewal.After(in.RenewedAfter):
+			return l, nil
 		}
 		activity.RecordHeartbeat(ctx)
 		select {
@@ -95,7 +85,13 @@ func (a *Activities) NotifyNodeReplicas(ctx context.Context, in workflows.Notify
 	}
 	n := 0
 	var errs []error
-	namespace := activity.GetInfo(ctx).WorkflowNamespace
+	info := activity.GetInfo(ctx)
+	namespace := info.WorkflowNamespace
+	if in.Notice.Lost {
+		if last, ok := lapsedAfter(ctx, a.c, namespace, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, in.Notice.LastRenewal); ok {
+			in.Notice.LastRenewal = last
+		}
+	}
 	for _, id := range ids {
 		if in.Notice.Lost {
 			// As the node workflow's: a replica cached on the lost node's
@@ -112,6 +108,40 @@ func (a *Activities) NotifyNodeReplicas(ctx context.Context, in workflows.Notify
 		}
 	}
 	return n, errors.Join(errs...)
+}
+
+// lapsedAfter is the last renewal of a lapsed lease, on the server's clock:
+// the workflow (the node's run that saw the lapse, which knows it only as
+// late as its task ran, upTo) has in its history when the server timed its
+// watch out, NodeLeaseLapse after that renewal (its one heartbeat timeout
+// not retried). A workflow task held a while on a lost worker's sticky
+// queue thus does not delay the replicas' moves.
+func lapsedAfter(ctx context.Context, c client.Client, namespace string, workflowID, runID string, upTo time.Time) (time.Time, bool) {
+	req := &workflowservice.GetWorkflowExecutionHistoryReverseRequest{
+		Namespace:       namespace,
+		Execution:       &commonpb.WorkflowExecution{WorkflowId: workflowID, RunId: runID},
+		MaximumPageSize: 200,
+	}
+	for range 5 {
+		resp, err := c.WorkflowService().GetWorkflowExecutionHistoryReverse(ctx, req)
+		if err != nil {
+			activity.GetLogger(ctx).Warn("Lapse not read from the node's history; its replicas get the workflow's time", "error", err)
+			return time.Time{}, false
+		}
+		for _, e := range resp.GetHistory().GetEvents() {
+			t := e.GetActivityTaskTimedOutEventAttributes()
+			if t.GetFailure().GetTimeoutFailureInfo().GetTimeoutType() != enumspb.TIMEOUT_TYPE_HEARTBEAT {
+				continue
+			}
+			if last := e.GetEventTime().AsTime().Add(-workflows.NodeLeaseLapse); !last.After(upTo) {
+				return last, true
+			}
+		}
+		if req.NextPageToken = resp.GetNextPageToken(); len(req.NextPageToken) == 0 {
+			break
+		}
+	}
+	return time.Time{}, false
 }
 
 // PlanMove says where a replica of a lost node goes: nowhere if the lost

@@ -14,21 +14,22 @@ import (
 // lease lapses it tells the node's replicas (signal node-lease, Lost), and
 // again when it comes back. A movable replica then moves by its own durable
 // timer once the lease is its lost_after old (move.go), and a pinned one
-// shows NodeLost. A healthy node costs no history: the waits are activities
-// that poll the lease and heartbeat, and return only on a change.
+// shows NodeLost. A healthy node costs no history and no request beyond its
+// renewals: the server itself notices a lapse (the watch's heartbeat times
+// out); only while the lease is lapsed does an activity read it, to tell
+// its return.
 
 // NodeLeaseLapse is the lease age at which the node's replicas hear that it
-// lapsed, and a node is no longer Ready to take moved replicas: one renewal missed and a half (below replica.MinLostAfter, so that
-// every replica hears it before its lost_after).
+// lapsed, and a node is no longer Ready to take moved replicas: one renewal
+// missed and a half (below replica.MinLostAfter, so that every replica hears
+// it before its lost_after). It is the watch's heartbeat timeout.
 const NodeLeaseLapse = NodeLiveHeartbeat + NodeLiveHeartbeat/2
 
 // NodeLeaseInput is AwaitNodeLease's argument: return once the lease of
-// Node is LapsedAfter old or, with RenewedAfter set, once it was renewed
-// after RenewedAfter.
+// Node was renewed after RenewedAfter.
 type NodeLeaseInput struct {
-	Node         string        `json:"node"`
-	LapsedAfter  time.Duration `json:"lapsed_after,omitempty"`
-	RenewedAfter time.Time     `json:"renewed_after,omitzero"`
+	Node         string    `json:"node"`
+	RenewedAfter time.Time `json:"renewed_after,omitzero"`
 }
 
 // NodeLease is what the server knows of a node's lease: when it was last
@@ -69,9 +70,11 @@ func leaseOptions(ctx workflow.Context, summary string) workflow.Context {
 	})
 }
 
-// followLease tells the node's replicas each time its lease lapses and
-// comes back, for the node workflow's run (since v0.3.0).
-func followLease(ctx workflow.Context, node string) {
+// followLease tells the node's replicas each time its lease lapses (the
+// watch timed out: lapses) and comes back, for the node workflow's run
+// (since v0.3.0). Only a lapsed lease is read, once per renewal, until it
+// is back: a healthy node costs nothing here.
+func followLease(ctx workflow.Context, node string, lapses workflow.ReceiveChannel) {
 	log := workflow.GetLogger(ctx)
 	notify := func(n NodeLeaseNotice) {
 		what := "tell the replicas of " + node + " its lease came back"
@@ -85,17 +88,9 @@ func followLease(ctx workflow.Context, node string) {
 	}
 	for {
 		var lapsed NodeLease
-		err := workflow.ExecuteActivity(leaseOptions(ctx, "await the lapse of the lease of "+node), replica.AwaitNodeLeaseName,
-			NodeLeaseInput{Node: node, LapsedAfter: NodeLeaseLapse}).Get(ctx, &lapsed)
-		if err != nil {
-			if temporal.IsCanceledError(err) {
-				return
-			}
-			log.Warn("lease wait failed; waiting again", "node", node, "error", err)
-			_ = workflow.Sleep(ctx, leaseHeartbeat)
-			continue
+		if !lapses.Receive(ctx, &lapsed) {
+			return
 		}
-		log.Info("node lease lapsed", "node", node, "last_renewal", lapsed.LastRenewal)
 		notify(NodeLeaseNotice{Node: node, LastRenewal: lapsed.LastRenewal, Lost: true})
 		var back NodeLease
 		for {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -141,11 +142,13 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 	}
 	// accepted wakes the loop for a claim the update accepted (v0.3.0).
 	accepted := workflow.NewBufferedChannel(ctx, 1)
+	// lapses carries each lapse of the lease the watch saw to followLease (v0.3.0).
+	lapses := workflow.NewBufferedChannel(ctx, nodeWatchesPerRun)
 	if rel >= V030 {
 		if err := registerClaims(ctx, in.Node, &st, onClaim, accepted); err != nil {
 			return err
 		}
-		workflow.Go(ctx, func(ctx workflow.Context) { followLease(ctx, in.Node) })
+		workflow.Go(ctx, func(ctx workflow.Context) { followLease(ctx, in.Node, lapses) })
 		if err := registerAdmin(ctx, in.Node, &st); err != nil {
 			return err
 		}
@@ -175,7 +178,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 		watchStarted = workflow.Now(ctx)
 		st.Watches++
 		workflow.SetCurrentDetails(ctx, "watching node "+in.Node+" (claim "+claimID+")")
-		future := workflow.ExecuteActivity(nodeWatchOptions(watchCtx, in.Node), replica.WatchNodeName,
+		future := workflow.ExecuteActivity(nodeWatchOptions(watchCtx, rel, in.Node), replica.WatchNodeName,
 			watchInput(rel, in.Node, st.LastClaim))
 		var watchErr error
 		claimed, watchEnded := false, false
@@ -199,6 +202,15 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 			sel.Select(ctx) // a corrupt claim is skipped: the watch goes on
 		}
 		cancel()
+		if !claimed && rel >= V030 && leaseLapsed(watchErr) {
+			// The server timed the watch out: no renewal for NodeLeaseLapse.
+			// The next watch starts at once; the node's worker takes it
+			// when it can reach the server again.
+			last := workflow.Now(ctx).Add(-NodeLeaseLapse)
+			log.Info("node lease lapsed", "node", in.Node, "last_renewal", last)
+			lapses.SendAsync(NodeLease{LastRenewal: last})
+			continue
+		}
 		if !claimed && watchErr != nil {
 			// The watch retries forever by itself; an error here is permanent
 			// (e.g. a worker without a reporter). Pause before the next one.
@@ -290,14 +302,33 @@ func refuseClaim(node string, cur *Claim, takenOver bool, c Claim, now time.Time
 
 // nodeWatchOptions: the watch is retried without limit; after a lost
 // worker, the retry waits for a heartbeat timeout unless a worker claims the
-// node first. It ends by itself after DefaultNodeWatchFor.
-func nodeWatchOptions(ctx workflow.Context, node string) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+// node first. It ends by itself after DefaultNodeWatchFor. Since v0.3.0 its
+// heartbeat is the node's lease: the server times a watch out once the lease
+// is NodeLeaseLapse old, and that timeout is not retried but ends the watch
+// in the workflow, which is how it learns of a lapse (leaseLapsed) at no cost
+// per renewal.
+func nodeWatchOptions(ctx workflow.Context, rel Release, node string) workflow.Context {
+	opts := workflow.ActivityOptions{
 		TaskQueue:           replica.NodeTaskQueue(node),
 		StartToCloseTimeout: activities.DefaultNodeWatchFor + 10*time.Minute,
 		HeartbeatTimeout:    NodeHeartbeatTimeout,
 		WaitForCancellation: false,
 		RetryPolicy:         retryDoubling(time.Second, 10*time.Second),
 		Summary:             "watch node " + node,
-	})
+	}
+	if rel >= V030 {
+		opts.HeartbeatTimeout = NodeLeaseLapse
+		opts.RetryPolicy.NonRetryableErrorTypes = []string{heartbeatTimeoutType}
+	}
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
+// heartbeatTimeoutType names a heartbeat timeout in a retry policy.
+var heartbeatTimeoutType = "TemporalTimeout:" + enumspb.TIMEOUT_TYPE_HEARTBEAT.String()
+
+// leaseLapsed reports whether a watch ended because its heartbeat, the
+// node's lease, timed out on the server.
+func leaseLapsed(err error) bool {
+	var timeout *temporal.TimeoutError
+	return errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT
 }
