@@ -26,23 +26,11 @@ type FailoverResult struct {
 	Duplicates int `json:"duplicates"`
 	// Lease cost while both nodes are healthy, per node-hour, from the
 	// server's own counters: renewals (RecordActivityTaskHeartbeat) and the
-	// node workflows' lease reads (DescribeWorkflowExecution).
+	// node workflows' lease reads (DescribeWorkflowExecution), and the two
+	// together (the issue's goal: at most 720).
 	RenewalsPerNodeHour float64 `json:"lease_renewals_per_node_hour"`
 	ReadsPerNodeHour    float64 `json:"lease_reads_per_node_hour"`
-}
-
-// failoverFile is one replica placed over node-b first (so it starts there)
-// and the bench node.
-func failoverFile(dep, benchNode string) string {
-	return fmt.Sprintf(`version: v1
-deployment: %s
-services:
-  f:
-    image: { name: docker.io/library/busybox:local, pull_policy: never }
-    command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 100000"] }
-    placement: { nodes: [node-b, %s] }
-    network: none
-`, dep, benchNode)
+	RequestsPerNodeHour float64 `json:"lease_requests_per_node_hour"`
 }
 
 // failover measures n partitions of node-b.
@@ -73,14 +61,16 @@ func (v *vigilBench) failover(ctx context.Context, n int) (*FailoverResult, erro
 	cost := diffCounts(c0, c1, quiet)
 	res.RenewalsPerNodeHour = cost.perHour(cost.ByOperation["RecordActivityTaskHeartbeat"]) / 2
 	res.ReadsPerNodeHour = cost.perHour(cost.ByOperation["DescribeWorkflowExecution"]) / 2
-	fmt.Printf("    lease, both nodes healthy: %.0f renewals and %.0f lease reads per node-hour\n", res.RenewalsPerNodeHour, res.ReadsPerNodeHour)
+	res.RequestsPerNodeHour = res.RenewalsPerNodeHour + res.ReadsPerNodeHour
+	fmt.Printf("    lease, both nodes healthy: %.0f requests per node-hour (%.0f renewals, %.0f lease reads)\n",
+		res.RequestsPerNodeHour, res.RenewalsPerNodeHour, res.ReadsPerNodeHour)
 
 	var replacement, fencing []time.Duration
 	for i := 1; i <= n && ctx.Err() == nil; i++ {
 		dep := fmt.Sprintf("fo%d", i)
 		ref := dep + "/f-rep-1"
 		id, _ := replica.ParseRef(ref)
-		file, err := v.stack.Deployment(dep, failoverFile(dep, v.stack.Node))
+		file, err := v.stack.Deployment(dep, stack.PlacedDeployment(dep, "f", "node-b", v.stack.Node))
 		if err != nil {
 			return nil, err
 		}

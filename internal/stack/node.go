@@ -134,3 +134,18 @@ func (n *Node) close(ctx context.Context) error {
 	}
 	return err
 }
+
+// PlacedDeployment is a deployment file of one replica of service that
+// sleeps, placed over nodes (the first with fewest replicas takes it), with
+// the default lost_after: what a partition moves.
+func PlacedDeployment(dep, service string, nodes ...string) string {
+	return fmt.Sprintf(`version: v1
+deployment: %s
+services:
+  %s:
+    image: { name: docker.io/library/busybox:local, pull_policy: never }
+    command: { entrypoint: ["/bin/sh", "-c"], args: ["exec sleep 100000"] }
+    placement: { nodes: [%s] }
+    network: none
+`, dep, service, strings.Join(nodes, ", "))
+}
