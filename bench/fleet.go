@@ -472,7 +472,7 @@ func fleetSteady(ctx context.Context, c *cluster.Cluster, cfg fleetConfig, pids 
 	}
 	samples0 := map[string]procSample{}
 	for name, pid := range pids() {
-		if s, err := sampleProc(pid); err == nil {
+		if s, err := sampleTree(pid); err == nil {
 			samples0[name] = s
 		}
 	}
@@ -485,7 +485,7 @@ func fleetSteady(ctx context.Context, c *cluster.Cluster, cfg fleetConfig, pids 
 	d := time.Since(began)
 	st := &FleetSteady{Cost: diffCounts(c0, c1, d), CPUPercent: map[string]float64{}, RSSMiB: map[string]float64{}}
 	for name, pid := range pids() {
-		s1, err := sampleProc(pid)
+		s1, err := sampleTree(pid)
 		s0, ok := samples0[name]
 		if err != nil || !ok {
 			continue
@@ -583,4 +583,48 @@ func timeCLI(ctx context.Context, bin string, env []string, args ...string) (flo
 		return 0, fmt.Errorf("vigil %s: %w: %s", strings.Join(args, " "), err, lastLines(out, 3))
 	}
 	return round3(time.Since(began).Seconds()), nil
+}
+
+// sampleTree samples pid and every process below it: PostgreSQL's work is
+// done by its backends, children of the postmaster.
+func sampleTree(pid int) (procSample, error) {
+	total, err := sampleProc(pid)
+	if err != nil {
+		return total, err
+	}
+	entries, _ := os.ReadDir("/proc")
+	parent := map[int]int{}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+		if len(f) > 1 {
+			parent[child], _ = strconv.Atoi(f[1])
+		}
+	}
+	below := func(p int) bool {
+		for range 32 {
+			if p = parent[p]; p == pid {
+				return true
+			} else if p <= 1 {
+				return false
+			}
+		}
+		return false
+	}
+	for child := range parent {
+		if child != pid && below(child) {
+			if s, err := sampleProc(child); err == nil {
+				total.cpu += s.cpu
+				total.rssKB += s.rssKB
+			}
+		}
+	}
+	return total, nil
 }
