@@ -38,6 +38,7 @@ start() {
 		--containerd-namespace "$CONTAINERD_NAMESPACE" \
 		--log-dir "$VIGIL_LOGS/containers" \
 		--state-dir "$VIGIL_DIR/state" \
+		--runc-root "$VIGIL_DIR/runc" \
 		--log-format console \
 		--metrics-address "$METRICS_ADDRESS"
 	wait_until worker 30 "$WORKER_PID" "$WORKER_BIN" "$WORKER_LOG" polling

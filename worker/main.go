@@ -59,6 +59,7 @@ type options struct {
 	network             containerd.NetworkConfig
 	initPath            string
 	fencePath           string
+	runcRoot            string
 	registry            containerd.RegistryConfig
 	metricsAddress      string
 	logsListen          string
@@ -97,6 +98,7 @@ var workerEnv = map[string]string{
 	"registry-config":      "VIGIL_REGISTRY_CONFIG",
 	"registry-ca-file":     "VIGIL_REGISTRY_CA_FILE",
 	"pull-stall-timeout":   "VIGIL_PULL_STALL_TIMEOUT",
+	"runc-root":            "VIGIL_RUNC_ROOT",
 }
 
 func main() {
@@ -128,6 +130,7 @@ func parseFlags(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&o.network.NetNSDir, "netns-dir", containerd.DefaultNetNSDir, "directory of the containers' network namespaces")
 	fs.StringVar(&o.initPath, "init-path", containerd.DefaultInitPath, "static init run as PID 1 by services with init: true (Debian: tini)")
 	fs.StringVar(&o.fencePath, "fence-path", defaultFencePath(), "static vigil-fence run in every movable replica's container, a path on the host")
+	fs.StringVar(&o.runcRoot, "runc-root", "", "runc's state root for the tasks; default runc's own, shared by every containerd on the host: give each extra containerd (a dev or test stack) its own (env VIGIL_RUNC_ROOT)")
 	fs.StringVar(&o.registry.ConfigFile, "registry-config", "", "a Docker-style config.json with the credentials of the registries images are pulled from, read at each pull (env VIGIL_REGISTRY_CONFIG)")
 	fs.StringVar(&o.registry.CAFile, "registry-ca-file", "", "PEM file of CAs trusted for registries besides the system's (env VIGIL_REGISTRY_CA_FILE)")
 	fs.DurationVar(&o.registry.StallTimeout, "pull-stall-timeout", containerd.DefaultPullStallTimeout, "fail a pull that receives nothing for this long with ImagePullStalled (env VIGIL_PULL_STALL_TIMEOUT)")
@@ -250,6 +253,7 @@ func newRuntime(ctx context.Context, o *options) (*containerd.Runtime, error) {
 		Network:     o.network,
 		InitPath:    o.initPath,
 		FencePath:   o.fencePath,
+		RuncRoot:    o.runcRoot,
 		Registry:    o.registry,
 	})
 }

@@ -80,7 +80,7 @@ func (d *Daemon) Runtime(t testing.TB) *vcontainerd.Runtime {
 
 // RuntimeConfig is the runtime configuration for this daemon and namespace.
 func (d *Daemon) RuntimeConfig() vcontainerd.Config {
-	return vcontainerd.Config{Address: d.Address, Namespace: d.Namespace, LogDir: d.Dir + "/logs", StateDir: d.Dir + "/vigil"}
+	return vcontainerd.Config{Address: d.Address, Namespace: d.Namespace, LogDir: d.Dir + "/logs", StateDir: d.Dir + "/vigil", RuncRoot: d.Dir + "/runc"}
 }
 
 // TestImage is the spec of a busybox container running args with sh -c.

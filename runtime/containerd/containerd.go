@@ -72,6 +72,11 @@ type Config struct {
 	// Snapshotter and OCIRuntime override containerd's defaults (overlayfs, io.containerd.runc.v2).
 	Snapshotter string
 	OCIRuntime  string
+	// RuncRoot is runc's state root for this worker's tasks (default
+	// runc's, /run/containerd/runc, shared by every containerd on the
+	// host): a second containerd on the host, e.g. a dev or test stack,
+	// needs its own, or tasks of the same namespace and name collide.
+	RuncRoot string
 	// DialTimeout bounds connecting to containerd (default 10 s).
 	DialTimeout time.Duration
 	// LogTrimInterval is how often log files of running tasks are trimmed back

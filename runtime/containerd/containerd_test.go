@@ -761,3 +761,36 @@ func TestShimKilledIsAFailureNotAnExit0(t *testing.T) {
 		t.Fatal("wait did not return after the shim died")
 	}
 }
+
+// Two containerds on one host, each with a Vigil in the same namespace
+// running the same replica (two `make run` stacks in two worktrees), must
+// not share runc's state: with runc's default root both tasks were
+// /run/containerd/runc/<namespace>/<name>, so the second failed with
+// "container with given ID already exists" and each stack's kills and
+// cleanups hit the other's containers (exit 137 over and over).
+func TestTwoDaemonsSameNamespaceAndReplica(t *testing.T) {
+	d1, d2 := containerdtest.Start(t), containerdtest.Start(t)
+	ctx := testCtx(t)
+	id := newID("twin")
+	var rts []*vcontainerd.Runtime
+	for _, d := range []*containerdtest.Daemon{d1, d2} {
+		cfg := d.RuntimeConfig()
+		cfg.Namespace = d1.Namespace + "-twin" // the same on both
+		if _, err := d.ImportTestImage(ctx, cfg.Namespace); err != nil {
+			t.Fatal(err)
+		}
+		rt, err := vcontainerd.New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rt.Remove(context.Background(), id); _ = rt.Close() })
+		runSpec(t, rt, id, containerdtest.TestImage("sleep 1000"))
+		rts = append(rts, rt)
+	}
+	for i, rt := range rts {
+		st, err := rt.State(ctx, id)
+		if err != nil || st.Status != runtime.StatusRunning {
+			t.Fatalf("daemon %d: state %+v, %v; want both running", i+1, st, err)
+		}
+	}
+}

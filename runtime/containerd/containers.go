@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
@@ -110,6 +111,9 @@ func (r *Runtime) Create(ctx context.Context, id replica.ID, spec runtime.Contai
 		labels[LabelFence] = spec.Fence.String()
 	}
 	opts := []containerd.NewContainerOpts{containerd.WithImage(image)}
+	if r.cfg.RuncRoot != "" {
+		opts = append(opts, containerd.WithRuntime(r.client.Runtime(), &runcoptions.Options{Root: r.cfg.RuncRoot}))
+	}
 	if r.cfg.Snapshotter != "" {
 		opts = append(opts, containerd.WithSnapshotter(r.cfg.Snapshotter))
 	}
