@@ -65,13 +65,19 @@ const (
 	// must be refused (exit 1) and the first keeps the node (or, as for
 	// two-workers, one of the two gives way).
 	faultOtherIdentity faultKind = "other-identity-worker"
+	// faultPartition cuts node-b (a second node, its worker behind a
+	// proxy) off from the server while a replica placed over both nodes
+	// runs there, until the replica runs on the soak's node, with the
+	// default lost_after: its copy on node-b must be fenced first, and a
+	// checker reading both containerds every 100 ms must never see both.
+	faultPartition faultKind = "node-partition"
 )
 
 // allFaults in a fixed order; the first faults of a soak are a seeded
 // permutation of them, so even a short soak injects every kind.
 var allFaults = []faultKind{faultWorkerKill, faultServerRestart, faultContainerdRestart, faultTaskKill, faultContainerDelete,
 	faultContainerdCrash, faultKillDuringRestart, faultNodeWatchKill, faultTwoWorkers,
-	faultDeleteWhileDown, faultReboot, faultWorkerLoop, faultCorruptSignal, faultOtherIdentity}
+	faultDeleteWhileDown, faultReboot, faultWorkerLoop, faultCorruptSignal, faultOtherIdentity, faultPartition}
 
 // firstShuffled is how many of allFaults open a soak in a seeded order; the
 // faults added later follow them in a fixed order, so a seed replays the
@@ -83,6 +89,7 @@ var faultWeights = map[faultKind]int{
 	faultWorkerKill: 2, faultServerRestart: 1, faultContainerdRestart: 1, faultTaskKill: 4, faultContainerDelete: 2,
 	faultContainerdCrash: 1, faultKillDuringRestart: 2, faultNodeWatchKill: 1, faultTwoWorkers: 1,
 	faultDeleteWhileDown: 1, faultReboot: 1, faultWorkerLoop: 1, faultCorruptSignal: 1, faultOtherIdentity: 1,
+	faultPartition: 1,
 }
 
 // fault is one injected failure, as logged.
@@ -108,7 +115,9 @@ func (f fault) String() string {
 
 // driver injects faults at seeded random times.
 type driver struct {
-	st       *stack.Stack
+	st *stack.Stack
+	// b is node-b, the partition fault's node (nil when it cannot be picked).
+	b        *stack.Node
 	rng      *rand.Rand
 	replicas []soakReplica
 	// MinGap and MaxGap bound the pause between faults.
@@ -312,6 +321,8 @@ func (d *driver) inject(ctx context.Context, n int, kind faultKind) fault {
 		}
 	case faultCorruptSignal:
 		f.Target, err = d.corruptSignals(ctx)
+	case faultPartition:
+		f.Target, err = d.partition(ctx, n)
 	}
 	f.Took = time.Since(f.At)
 	if err != nil {

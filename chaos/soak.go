@@ -112,6 +112,15 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	if err := st.StartWorker(); err != nil {
 		return nil, err
 	}
+	var nodeB *stack.Node
+	var check *stack.Checker
+	if cfg.Faults == nil || slices.Contains(cfg.Faults, faultPartition) {
+		if nodeB, check, err = addPartitionNode(ctx, st); err != nil {
+			return nil, err
+		}
+		defer check.Close()
+		cfg.logf("%s added for the partition fault; both containerds checked every %s", partitionNode, stack.CheckInterval)
+	}
 	file, err := st.Deployment(deploymentName, deploymentYAML(replicas))
 	if err != nil {
 		return nil, err
@@ -151,7 +160,7 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	cfg.logf("supervising %d replicas; warming up for %s", len(checked), cfg.Warmup)
 	sleepCtx(ctx, cfg.Warmup)
 
-	drv := &driver{st: st, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), replicas: replicas,
+	drv := &driver{st: st, b: nodeB, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), replicas: replicas,
 		MinGap: cfg.MinGap, MaxGap: cfg.MaxGap, MaxFaults: cfg.MaxFaults, Kinds: cfg.Faults, logf: cfg.logf}
 	drv.run(ctx, time.Now().Add(cfg.Duration))
 	rep.Faults = drv.faults()
@@ -176,6 +185,10 @@ func soak(ctx context.Context, cfg config) (*report, error) {
 	}
 	rep.Violations = append(rep.Violations, liveViolations...)
 	rep.Violations = append(rep.Violations, workerLogProblems(st)...)
+	rep.Violations = append(rep.Violations, duplicates(check)...)
+	if check != nil {
+		cfg.logf("two nodes: %d reads of both containerds, %d sightings of two running copies", check.Rounds(), len(check.Duplicates()))
+	}
 	passed = len(rep.Violations) == 0
 	return rep, nil
 }
@@ -202,6 +215,8 @@ func heal(ctx context.Context, st *stack.Stack, serverDown bool) error {
 func workerLogProblems(st *stack.Stack) []string {
 	var out []string
 	paths, _ := filepath.Glob(filepath.Join(st.Dir, "worker-*.log"))
+	more, _ := filepath.Glob(filepath.Join(st.Dir, "*", "worker-*.log")) // other nodes'
+	paths = append(paths, more...)
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {
