@@ -26,20 +26,24 @@ func TestRefuseClaim(t *testing.T) {
 		takenOver bool
 		c         Claim
 		refused   bool
+		lapsed    time.Time
 	}{
-		{"first claim", nil, false, live(other), false},
-		{"after a v0.2.0 claim", &Claim{ID: "c0", Worker: "w0"}, false, live(other), false},
-		{"another identity, holder alive", holder, false, live(other), true},
-		{"another identity, holder silent a minute", holder, false, silent(other), false},
-		{"another identity, no watch running", holder, false, other, false},
-		{"another identity, the watch on another worker", holder, false, func() Claim { c := live(other); c.HolderWorker = "w9"; return c }(), false},
-		{"another identity after takeover", holder, true, live(other), false},
-		{"same identity, another instance alive", holder, false, live(clone), true},
-		{"same identity, a restart on the host", holder, false, live(restart), false},
-		{"the holder again", holder, false, live(Claim{ID: "c4", Worker: "w1", NodeID: "n1", Instance: "i1"}), false},
+		{"first claim", nil, false, live(other), false, time.Time{}},
+		{"after a v0.2.0 claim", &Claim{ID: "c0", Worker: "w0"}, false, live(other), false, time.Time{}},
+		{"another identity, holder alive", holder, false, live(other), true, time.Time{}},
+		{"another identity, holder silent a minute", holder, false, silent(other), false, time.Time{}},
+		{"another identity, no watch running", holder, false, other, false, time.Time{}},
+		{"another identity, the watch on another worker", holder, false, func() Claim { c := live(other); c.HolderWorker = "w9"; return c }(), false, time.Time{}},
+		{"another identity after takeover", holder, true, live(other), false, time.Time{}},
+		{"same identity, another instance alive", holder, false, live(clone), true, time.Time{}},
+		{"same identity, a restart on the host", holder, false, live(restart), false, time.Time{}},
+		{"the holder again", holder, false, live(Claim{ID: "c4", Worker: "w1", NodeID: "n1", Instance: "i1"}), false, time.Time{}},
+		{"another identity, the lease lapsed 20 s ago", holder, false, other, true, now.Add(-20 * time.Second)},
+		{"another identity, the lease lapsed a minute ago", holder, false, other, false, now.Add(-NodeClaimLiveFor)},
+		{"the holder back after a lapse", holder, false, Claim{ID: "c5", Worker: "w1", NodeID: "n1", Instance: "i1"}, false, now.Add(-20 * time.Second)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := refuseClaim("vm", tc.cur, tc.takenOver, tc.c, now)
+			err := refuseClaim("vm", tc.cur, tc.takenOver, tc.lapsed, tc.c, now)
 			var appErr *temporal.ApplicationError
 			if got := errors.As(err, &appErr) && appErr.Type() == replica.ErrTypeNodeClaimed; got != tc.refused {
 				t.Fatalf("refused = %v (%v), want %v", got, err, tc.refused)
@@ -49,7 +53,7 @@ func TestRefuseClaim(t *testing.T) {
 			}
 		})
 	}
-	if err := refuseClaim("vm", nil, false, Claim{ID: "c"}, now); err == nil {
+	if err := refuseClaim("vm", nil, false, time.Time{}, Claim{ID: "c"}, now); err == nil {
 		t.Error("a claim without node identity and instance is accepted")
 	}
 }

@@ -94,6 +94,10 @@ type NodeCarry struct {
 	// movable replicas are moving off it (`vigil node drain`; since v0.3.0).
 	Cordoned bool `json:"cordoned,omitempty"`
 	Draining bool `json:"draining,omitempty"`
+	// LapsedRenewal: the last renewal of a lease that lapsed (since
+	// v0.3.0). The next watch has not started, so no claimant can read the
+	// holder's liveness from it: the validator reads this instead.
+	LapsedRenewal time.Time `json:"lapsed_renewal,omitzero"`
 }
 
 // NodeView answers the "node" query.
@@ -207,6 +211,7 @@ func NodeWatch(ctx workflow.Context, in NodeInput) error {
 			// The next watch starts at once; the node's worker takes it
 			// when it can reach the server again.
 			last := workflow.Now(ctx).Add(-NodeLeaseLapse)
+			st.LapsedRenewal = last
 			log.Info("node lease lapsed", "node", in.Node, "last_renewal", last)
 			lapses.SendAsync(NodeLease{LastRenewal: last})
 			continue
@@ -261,7 +266,7 @@ func registerClaims(ctx workflow.Context, node string, st *NodeCarry, onClaim fu
 		accepted.SendAsync(true) // one wake-up is enough for any number of claims
 		return c.ID, nil
 	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, c Claim) error {
-		return refuseClaim(node, st.LastClaim, st.TakenOver, c, workflow.Now(ctx))
+		return refuseClaim(node, st.LastClaim, st.TakenOver, st.LapsedRenewal, c, workflow.Now(ctx))
 	}})
 	if err != nil {
 		return err
@@ -279,21 +284,29 @@ func registerClaims(ctx workflow.Context, node string, st *NodeCarry, onClaim fu
 // node name) and against another instance of the same identity (a copied
 // state dir), unless the claim replaces that instance (a restart on the
 // same host) or `vigil node takeover` released the node.
-func refuseClaim(node string, cur *Claim, takenOver bool, c Claim, now time.Time) error {
+func refuseClaim(node string, cur *Claim, takenOver bool, lapsedRenewal time.Time, c Claim, now time.Time) error {
 	if c.NodeID == "" || c.Instance == "" {
 		return temporal.NewNonRetryableApplicationError("a claim names the node identity and the worker instance", replica.ErrTypeBadSpec, nil)
 	}
 	if cur == nil || cur.NodeID == "" || takenOver || cur.Instance == c.Instance || c.Replaces == cur.Instance {
 		return nil
 	}
-	live := c.HolderWorker == cur.Worker && !c.HolderSeen.IsZero() && now.Sub(c.HolderSeen) < NodeClaimLiveFor
-	if !live {
+	seen := time.Time{}
+	switch c.HolderWorker {
+	case cur.Worker:
+		seen = c.HolderSeen
+	case "":
+		// No watch running: after a lapse, the holder was last alive at its
+		// last renewal, which it may still be within a partition's minute.
+		seen = lapsedRenewal
+	}
+	if seen.IsZero() || now.Sub(seen) >= NodeClaimLiveFor {
 		return nil
 	}
 	if cur.NodeID != c.NodeID {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"node %s is held by host %s (node identity %s, alive %s ago); stop the worker there, or if that host is gone for good run `vigil node takeover %s`",
-			node, cur.Host, cur.NodeID, now.Sub(c.HolderSeen).Round(time.Second), node), replica.ErrTypeNodeClaimed, nil)
+			node, cur.Host, cur.NodeID, now.Sub(seen).Round(time.Second), node), replica.ErrTypeNodeClaimed, nil)
 	}
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 		"node %s is held by another worker with this node identity %s on host %s (a copied --state-dir?); stop one of them, or give this one its own --state-dir and --node",
