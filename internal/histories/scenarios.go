@@ -715,6 +715,25 @@ func nodeWorkflow(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 	return one(replica.NodeWorkflowID(e.Stack.Node), "node-workflow"), nil
 }
 
+// startedContainer reads id's container from the stack's containerd; it
+// must have started.
+func startedContainer(ctx context.Context, e *Env, id replica.ID) (runtime.ContainerInfo, error) {
+	rt, err := vcontainerd.New(ctx, e.Stack.Containerd.RuntimeConfig())
+	if err != nil {
+		return runtime.ContainerInfo{}, err
+	}
+	defer rt.Close()
+	list, err := rt.List(ctx)
+	if err != nil {
+		return runtime.ContainerInfo{}, err
+	}
+	i := slices.IndexFunc(list, func(c runtime.ContainerInfo) bool { return c.ID == id })
+	if i < 0 || list[i].StartedAt.IsZero() {
+		return runtime.ContainerInfo{}, fmt.Errorf("no started container %s", id.ContainerName())
+	}
+	return list[i], nil
+}
+
 // lost-task: the node reports the running task Lost, naming it by its start,
 // as a watch does for a task gone with containerd's state (since v0.3.0 the
 // replica matches the task, not the clocks): the replica acts on it once,
@@ -725,20 +744,11 @@ func lostTask(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 		return nil, err
 	}
 	id := replica.ID{Deployment: dep, Service: "web", Replica: 1}
-	rt, err := vcontainerd.New(ctx, e.Stack.Containerd.RuntimeConfig())
+	c, err := startedContainer(ctx, e, id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lost-task: %w", err)
 	}
-	defer rt.Close()
-	list, err := rt.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	i := slices.IndexFunc(list, func(c runtime.ContainerInfo) bool { return c.ID == id })
-	if i < 0 || list[i].StartedAt.IsZero() {
-		return nil, fmt.Errorf("lost-task: no started container %s", id.ContainerName())
-	}
-	started := list[i].StartedAt.UTC()
+	started := c.StartedAt.UTC()
 	lost := activities.ExitReport{ID: id, Node: e.Stack.Node, Exit: runtime.Exit{ExitCode: runtime.FailedExitCode,
 		ExitedAt: started, StartedAt: started, Reason: "container has no task", Cause: runtime.ExitLost}}
 	if err := e.Client.SignalWorkflow(ctx, wid, "", replica.SignalExit, lost); err != nil {
@@ -769,21 +779,12 @@ func fencedRestart(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 		return nil, err
 	}
 	id := replica.ID{Deployment: dep, Service: "web", Replica: 1}
-	rt, err := vcontainerd.New(ctx, e.Stack.Containerd.RuntimeConfig())
+	c, err := startedContainer(ctx, e, id)
 	if err != nil {
-		return nil, err
-	}
-	defer rt.Close()
-	list, err := rt.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	i := slices.IndexFunc(list, func(c runtime.ContainerInfo) bool { return c.ID == id })
-	if i < 0 || list[i].StartedAt.IsZero() {
-		return nil, fmt.Errorf("fenced-restart: no started container %s", id.ContainerName())
+		return nil, fmt.Errorf("fenced-restart: %w", err)
 	}
 	fenced := activities.ExitReport{ID: id, Node: e.Stack.Node, Exit: runtime.Exit{ExitCode: lease.FencedExit,
-		ExitedAt: time.Now().UTC(), StartedAt: list[i].StartedAt.UTC(), PID: list[i].PID, Cause: runtime.ExitFenced}}
+		ExitedAt: time.Now().UTC(), StartedAt: c.StartedAt.UTC(), PID: c.PID, Cause: runtime.ExitFenced}}
 	if err := e.Client.SignalWorkflow(ctx, wid, "", replica.SignalExit, fenced); err != nil {
 		return nil, err
 	}
