@@ -628,6 +628,7 @@ func sampleTree(pid int) (procSample, error) {
 			if s, err := sampleProc(child); err == nil {
 				total.cpu += s.cpu
 				total.rssKB += s.rssKB
+				total.procs++
 			}
 		}
 	}

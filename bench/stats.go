@@ -52,13 +52,14 @@ type procSample struct {
 	at    time.Time
 	cpu   time.Duration // user + system, including waited-for children
 	rssKB int64
+	procs int // processes summed: 1 for one process
 }
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
 const clockTicks = 100
 
 func sampleProc(pid int) (procSample, error) {
-	s := procSample{at: time.Now()}
+	s := procSample{at: time.Now(), procs: 1}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return s, err
