@@ -81,6 +81,12 @@ type FleetResult struct {
 	Database             *FleetDatabase   `json:"database,omitempty"`
 	ListCountsS          float64          `json:"vigil_list_counts_s"`
 	ListCrashLoopS       float64          `json:"vigil_list_state_crashloopbackoff_s"`
+	// What the cluster spent per replica started (apply until all Running),
+	// per restart of the storm, and per run continued as new (the rollover
+	// of one node's replicas: the cost of the periodic continue-as-new).
+	StartCost         *PhaseCost `json:"cost_per_start,omitempty"`
+	StormCost         *PhaseCost `json:"cost_per_storm_restart,omitempty"`
+	ContinueAsNewCost *PhaseCost `json:"cost_per_continue_as_new,omitempty"`
 	// FirstLimit is the first limit the run met, as the bench saw it.
 	FirstLimit string `json:"first_limit,omitempty"`
 }
@@ -329,6 +335,10 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 		return nil, err
 	}
 	phase("scale: vigil apply: %d replicas in %d deployments over %d nodes", cfg.Replicas, len(files), cfg.Nodes)
+	meter, err := startMeter(ctx, c, pids)
+	if err != nil {
+		return nil, err
+	}
 	began = time.Now()
 	for _, f := range files {
 		cmd := exec.CommandContext(ctx, vigilBin, "apply", "-f", f, "--timeout", cfg.Timeout.String())
@@ -348,6 +358,10 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 	res.AllRunningS = round1(took.Seconds())
 	res.WorkflowsStartedPerS = round1(float64(cfg.Replicas) / took.Seconds())
 	fmt.Printf("    all %d Running after %.1f s (apply %.1f s): %.1f workflows started/s\n", cfg.Replicas, res.AllRunningS, res.ApplyS, res.WorkflowsStartedPerS)
+	if res.StartCost, err = meter.stop(ctx, cfg.Replicas); err != nil {
+		return res, err
+	}
+	fmt.Printf("    start: %s\n", res.StartCost)
 
 	phase("scale: steady state of %d healthy replicas for %s", cfg.Replicas, cfg.Steady)
 	if res.Steady, res.Database, err = fleetSteady(ctx, c, cfg, pids, empty); err != nil {
@@ -367,11 +381,33 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 	fmt.Printf("    vigil list --counts %.2f s, --state CrashLoopBackOff %.2f s\n", res.ListCountsS, res.ListCrashLoopS)
 
 	phase("scale: storm: every replica of %d nodes crashes at once", cfg.StormNodes)
+	if meter, err = startMeter(ctx, c, pids); err != nil {
+		return res, err
+	}
 	if res.Storm, err = fleetStorm(ctx, sim, cfg); err != nil {
 		return res, fmt.Errorf("storm: %w", err)
 	}
+	if res.StormCost, err = meter.stop(ctx, res.Storm.Crashed); err != nil {
+		return res, err
+	}
 	fmt.Printf("    %d crashed; all running again after %.1f s (%.1f restarts/s); exit -> running %s\n",
 		res.Storm.Crashed, res.Storm.AllRunningS, res.Storm.RestartsPerS, res.Storm.Latency)
+
+	fmt.Printf("    storm: %s\n", res.StormCost)
+
+	phase("scale: continue-as-new: every replica of %s moves to a new run (vigil rollover)", nodeName(cfg.Nodes-1))
+	if meter, err = startMeter(ctx, c, pids); err != nil {
+		return res, err
+	}
+	moved, err := rolloverNode(ctx, tc, cfg)
+	if err != nil {
+		return res, fmt.Errorf("rollover: %w", err)
+	}
+	time.Sleep(5 * time.Second) // the new runs' first tasks
+	if res.ContinueAsNewCost, err = meter.stop(ctx, moved); err != nil {
+		return res, err
+	}
+	fmt.Printf("    continue-as-new: %s\n", res.ContinueAsNewCost)
 
 	if cfg.CrashRate > 0 && cfg.Background > 0 {
 		phase("scale: background crashes, %.3g of the replicas per hour, for %s", cfg.CrashRate, cfg.Background)
