@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -26,18 +27,45 @@ func continuedInput(t *testing.T, env *testsuite.TestWorkflowEnvironment) Superv
 	return next
 }
 
-// A healthy replica continues as new after a day of workflow time, without a
-// restart: the next run watches the same container, and the counts, window,
-// events and supervised_since are carried.
-func TestHealthyReplicaContinuesAsNewDaily(t *testing.T) {
-	// The container would exit after 48 h; the run ends at 24 h.
-	n := &node{exits: crashes(1, 1), exitsAt: []time.Duration{48 * time.Hour}}
+// replicaEnv is newEnv with the run started as replicaID's workflow, whose
+// ID places its continue-as-new (dueAt).
+func replicaEnv(t *testing.T, n *node) *testsuite.TestWorkflowEnvironment {
 	env := newEnv(t, n)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: replicaID.WorkflowID()})
+	return env
+}
+
+// dueAt is when a run of rel, replicaID's, begun at start continues as new on
+// its timer: every later before v0.3.0, at the replica's phase since.
+func dueAt(rel Release, start time.Time, every time.Duration) time.Time {
+	if rel < V030 {
+		return start.Add(every)
+	}
+	return start.Add(continueAsNewDelay(replicaID.WorkflowID(), start, every))
+}
+
+// A healthy replica continues as new within a day of workflow time, without
+// a restart: the next run watches the same container, and the counts,
+// window, events and supervised_since are carried. A v0.2.0 run keeps its
+// timer of exactly a day.
+func TestHealthyReplicaContinuesAsNewDaily(t *testing.T) {
+	t.Run("current", func(t *testing.T) { testHealthyReplicaContinuesAsNewDaily(t, CurrentRelease) })
+	t.Run("v0.2.0", func(t *testing.T) { testHealthyReplicaContinuesAsNewDaily(t, V020) })
+}
+
+func testHealthyReplicaContinuesAsNewDaily(t *testing.T, rel Release) {
+	// The container would exit after 48 h; the run ends within 24 h.
+	n := &node{exits: crashes(1, 1), exitsAt: []time.Duration{48 * time.Hour}}
+	env := replicaEnv(t, n)
+	if rel == V020 {
+		asRelease(env, V020)
+	}
 	start := env.Now()
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	next := continuedInput(t, env)
 
-	requireTime(t, start.Add(DefaultContinueAsNewEvery), env.Now(), "continued at")
+	due := dueAt(rel, start, DefaultContinueAsNewEvery)
+	requireTime(t, due, env.Now(), "continued at")
 	require.Equal(t, StateRunning, next.Carry.State)
 	require.Equal(t, 0, next.Carry.TotalRestarts)
 	require.Equal(t, 1, next.Carry.Runs)
@@ -53,7 +81,7 @@ func TestHealthyReplicaContinuesAsNewDaily(t *testing.T) {
 	// The next run only watches: no start, no restart.
 	n2 := &node{}
 	env2 := newEnv(t, n2)
-	env2.SetStartTime(start.Add(DefaultContinueAsNewEvery))
+	env2.SetStartTime(due)
 	res := unsuperviseWhenWatching(env2, n2, 1, 0)
 	env2.ExecuteWorkflow(Supervise, next)
 	require.NoError(t, env2.GetWorkflowError())
@@ -69,30 +97,33 @@ func TestHealthyReplicaContinuesAsNewDaily(t *testing.T) {
 
 // The periodic continue-as-new in the middle of a backoff carries the
 // deadline: the next run starts the container once, at the original deadline.
+// (85 minutes: the first run ends within the backoff, 42.5 to 85 minutes in,
+// and the second, which lasts the whole 85, after the deadline.)
 func TestPeriodicContinueAsNewMidBackoffKeepsDeadline(t *testing.T) {
 	n := &node{exits: crashes(6, 1)}
-	env := newEnv(t, n)
+	env := replicaEnv(t, n)
 	start := env.Now()
 	p := policy.Default()
 	p.Backoff = 2 * time.Hour
 	in := input(p)
-	in.ContinueAsNewEvery = 75 * time.Minute
+	in.ContinueAsNewEvery = 85 * time.Minute
 	env.ExecuteWorkflow(Supervise, in)
 	next := continuedInput(t, env)
 
-	requireTime(t, start.Add(75*time.Minute), env.Now(), "continued at")
+	due := dueAt(CurrentRelease, start, in.ContinueAsNewEvery)
+	requireTime(t, due, env.Now(), "continued at")
 	require.Equal(t, StateCrashLoopBackOff, next.Carry.State)
 	requireTime(t, start.Add(2*time.Hour), next.Carry.NextRestartAt, "carried deadline")
 	require.Equal(t, 5, next.Carry.TotalRestarts)
 	require.Len(t, n.starts, 6, "5 restarts, then the backoff")
-	require.Equal(t, 75*time.Minute, next.ContinueAsNewEvery, "the setting is carried")
+	require.Equal(t, 85*time.Minute, next.ContinueAsNewEvery, "the setting is carried")
 
 	n2 := &node{}
-	env2 := newEnv(t, n2)
-	env2.SetStartTime(start.Add(75 * time.Minute))
+	env2 := replicaEnv(t, n2)
+	env2.SetStartTime(due)
 	var during StateView
 	env2.RegisterDelayedCallback(func() { during = queryState(t, env2) }, 30*time.Minute)
-	unsuperviseWhenWatching(env2, n2, 1, 45*time.Minute+time.Second)
+	unsuperviseWhenWatching(env2, n2, 1, start.Add(2*time.Hour+time.Second).Sub(due))
 	env2.ExecuteWorkflow(Supervise, next)
 	require.NoError(t, env2.GetWorkflowError())
 
@@ -110,12 +141,14 @@ func TestPeriodicContinueAsNewMidBackoffKeepsDeadline(t *testing.T) {
 // exit is handled exactly once: by this run if it is already in, otherwise by
 // the next run, whose watch finds the exited container at once.
 func TestExitAtTheContinueAsNewBoundaryIsHandledOnce(t *testing.T) {
-	n := &node{exits: crashes(1, 7), exitsAt: []time.Duration{DefaultContinueAsNewEvery}}
-	env := newEnv(t, n)
+	n := &node{exits: crashes(1, 7)}
+	env := replicaEnv(t, n)
 	start := env.Now()
+	due := dueAt(CurrentRelease, start, DefaultContinueAsNewEvery)
+	n.exitsAt = []time.Duration{due.Sub(start)}
 	env.ExecuteWorkflow(Supervise, input(policy.Default()))
 	next := continuedInput(t, env)
-	requireTime(t, start.Add(DefaultContinueAsNewEvery), env.Now(), "continued at")
+	requireTime(t, due, env.Now(), "continued at")
 
 	n2 := &node{}
 	switch next.Carry.TotalRestarts {
@@ -145,11 +178,11 @@ func TestExitAtTheContinueAsNewBoundaryIsHandledOnce(t *testing.T) {
 // takes; their runs continue as new daily too, still waiting.
 func TestParkedReplicaContinuesAsNewDaily(t *testing.T) {
 	n := &node{exits: crashes(1, 4)}
-	env := newEnv(t, n)
+	env := replicaEnv(t, n)
 	start := env.Now()
 	env.ExecuteWorkflow(Supervise, input(policy.Policy{Action: policy.ActionShutdown}))
 	next := continuedInput(t, env)
-	requireTime(t, start.Add(DefaultContinueAsNewEvery), env.Now(), "continued at")
+	requireTime(t, dueAt(CurrentRelease, start, DefaultContinueAsNewEvery), env.Now(), "continued at")
 	require.Equal(t, StateShutdown, next.Carry.State)
 	require.Equal(t, []EventType{EventServiceShutdown}, eventTypesOf(next.Carry.Events))
 }
@@ -253,5 +286,58 @@ func TestFailingStartContinuesAsNewWhenDue(t *testing.T) {
 			v := queryState(t, env2)
 			require.Equal(t, tc.restarts, v.TotalRestarts)
 		})
+	}
+}
+
+// Each replica's runs end at its own phase, so a fleet started within one
+// minute does not continue as new within one minute a day later.
+func TestContinueAsNewDelay(t *testing.T) {
+	every := DefaultContinueAsNewEvery
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	id := replicaID.WorkflowID()
+	for _, tc := range []struct {
+		name  string
+		id    string
+		now   time.Time
+		every time.Duration
+	}{
+		{"default", id, t0, every},
+		{"a nanosecond later", id, t0.Add(time.Nanosecond), every},
+		{"half a period later", id, t0.Add(every / 2), every},
+		{"another replica", "vigil/shop/api-rep-2", t0, every},
+		{"the minimum", id, t0, MinContinueAsNewEvery},
+		{"an odd period", id, t0, 3*time.Hour + time.Nanosecond},
+		{"before 1970", id, time.Date(1960, 1, 1, 0, 0, 0, 7, time.UTC), every},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := continueAsNewDelay(tc.id, tc.now, tc.every)
+			require.Greater(t, d, tc.every/2)
+			require.LessOrEqual(t, d, tc.every, "ContinueAsNewEvery is the longest a run lasts")
+			require.Equal(t, d, continueAsNewDelay(tc.id, tc.now, tc.every), "deterministic")
+			// The next run begins at the end and lasts the whole period: the phase is kept.
+			end := tc.now.Add(d)
+			require.Equal(t, 2*(tc.every/2), continueAsNewDelay(tc.id, end, tc.every))
+			require.Equal(t, 2*(tc.every/2)-time.Millisecond, continueAsNewDelay(tc.id, end.Add(time.Millisecond), tc.every))
+		})
+	}
+	require.NotEqual(t, continueAsNewDelay(id, t0, every), continueAsNewDelay("vigil/shop/api-rep-2", t0, every))
+	require.Equal(t, time.Duration(1), continueAsNewDelay(id, t0, 1), "no phase in a nanosecond")
+
+	// 10,000 replicas started within the same minute continue as new spread
+	// over the half period their runs may end in (12 h of the day, the same
+	// 12 h every day): no 1/24 of it holds more than twice its share.
+	const replicas, slots = 10000, 24
+	half := every / 2
+	var count [slots]int
+	for i := range replicas {
+		now := t0.Add(time.Duration(i) * time.Minute / replicas)
+		rid := replica.ID{Deployment: "shop", Service: "api", Replica: i + 1}.WorkflowID()
+		end := now.Add(continueAsNewDelay(rid, now, every))
+		count[min(end.Sub(t0.Add(half))*slots/half, slots-1)]++
+	}
+	t.Logf("ends per 1/24 of the half period: %v", count)
+	for i, c := range count {
+		require.LessOrEqual(t, c, 2*replicas/slots, "slot %d of %d", i, slots)
+		require.Positive(t, c, "slot %d of %d", i, slots)
 	}
 }

@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"time"
 
@@ -227,9 +226,7 @@ func (s *supervisor) decide(ctx workflow.Context, exit runtime.Exit) policy.Deci
 		return o.decide(ctx, s, exit)
 	}
 	p := s.in.Policy
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(workflow.GetInfo(ctx).WorkflowExecution.ID))
-	p.Seed = h.Sum64()
+	p.Seed = idHash(workflow.GetInfo(ctx).WorkflowExecution.ID)
 	d := p.Decide(s.st.History, exit, workflow.Now(ctx))
 	s.st.LastExitReason = exit.Label()
 	s.st.LastExitSignal = exit.Signal

@@ -94,7 +94,7 @@ type supervisor struct {
 	// ignoredThisRun counts the exit reports this run received and did not
 	// act on (repeats): they count towards continue-as-new like exits.
 	ignoredThisRun int
-	// canDue fires when this run has lasted ContinueAsNewEvery (nil when the
+	// canDue fires when this run has lasted runLength (nil when the
 	// release has no such timer). One timer per run: every wait selects on it.
 	canDue workflow.Future
 	// why is the reason for the next start, shown as its activity's summary.
@@ -151,7 +151,7 @@ func (s *supervisor) old() oldRelease { return releases[s.rel] }
 
 // open begins a run: a first run is Pending until its first start has
 // worked; the state is published; the run continues as new when it has
-// lasted ContinueAsNewEvery; the node's health reports are followed.
+// lasted runLength; the node's health reports are followed.
 func (s *supervisor) open(ctx workflow.Context) {
 	if o := s.old(); o != nil {
 		o.open(ctx, s)
@@ -162,7 +162,7 @@ func (s *supervisor) open(ctx workflow.Context) {
 	}
 	workflow.Go(ctx, s.followHealth)
 	s.publishState(ctx)
-	s.canDue = workflow.NewTimerWithOptions(ctx, s.in.ContinueAsNewEvery,
+	s.canDue = workflow.NewTimerWithOptions(ctx, s.runLength(ctx),
 		workflow.TimerOptions{Summary: "periodic continue-as-new"})
 	if !s.st.NodeLapsedAt.IsZero() {
 		// The lease lapsed during the last run: its timer goes on here.

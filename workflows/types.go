@@ -173,7 +173,9 @@ type SupervisionInput struct {
 	ContinueAsNewAfter int `json:"continue_as_new_after,omitempty"`
 	// ContinueAsNewEvery is the longest one run lasts, in workflow time,
 	// before it continues as new (default DefaultContinueAsNewEvery; at least
-	// MinContinueAsNewEvery), where the run's release has that timer.
+	// MinContinueAsNewEvery), where the run's release has that timer. Since
+	// v0.3.0 a run lasts more than half of it, until the replica's own phase
+	// (continueAsNewDelay), so a fleet's runs do not all end together.
 	ContinueAsNewEvery time.Duration `json:"continue_as_new_every,omitempty"`
 	// Generation is the deployment generation the spec comes from (0 for
 	// replicas supervised before deployments had generations).

@@ -60,7 +60,10 @@ const (
 	// nodes (Preflight) before it stops anything. A replica keeps the
 	// rule that decided its last exit, who shut its service down and the
 	// failed probe's answer, and an operator's restart that ends a
-	// backoff is not counted as a crash restart (it was before).
+	// backoff is not counted as a crash restart (it was before). A
+	// replica's run continues as new at the replica's own phase, between
+	// half and all of ContinueAsNewEvery after it began (exactly all of it
+	// before).
 	V030 Release = 3
 
 	// CurrentRelease is the release new runs are recorded as.
