@@ -459,11 +459,11 @@ func continuedAsNew(ctx context.Context, e *Env, dep string) ([]Capture, error) 
 }
 
 // periodic-continue-as-new: a healthy replica whose run continues as new on
-// its timer (every 3 s here, a day by default) without a restart; the next
-// run is unsupervised.
+// its timer (every 6 s here, a day by default; since v0.3.0 after 3 to 6 s,
+// at the replica's phase) without a restart; the next run is unsupervised.
 func periodicContinueAsNew(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 	ref, wid, first, err := e.StartVariant(ctx, dep, "web", Deployment(dep, "web", Image, healthyScript, restartAlways),
-		func(in map[string]any) { in["continue_as_new_every"] = int64(3 * time.Second) })
+		func(in map[string]any) { in["continue_as_new_every"] = int64(6 * time.Second) })
 	if err != nil {
 		return nil, err
 	}
@@ -474,11 +474,12 @@ func periodicContinueAsNew(ctx context.Context, e *Env, dep string) ([]Capture, 
 }
 
 // periodic-continue-as-new-backoff: the run's timer fires during a
-// crash-loop backoff; the next run waits out the same deadline (open).
+// crash-loop backoff (reached about 3 s in; the timer fires after 10 to 20 s
+// since v0.3.0); the next run waits out the same deadline (open).
 func periodicContinueAsNewBackoff(ctx context.Context, e *Env, dep string) ([]Capture, error) {
 	pol := "{ action: restart, max_restarts: 1, restart_window: 120s, backoff: 1h, poll_interval: 1s }"
 	ref, wid, first, err := e.StartVariant(ctx, dep, "crasher", Deployment(dep, "crasher", Image, crashScript, pol),
-		func(in map[string]any) { in["continue_as_new_every"] = int64(10 * time.Second) })
+		func(in map[string]any) { in["continue_as_new_every"] = int64(20 * time.Second) })
 	if err != nil {
 		return nil, err
 	}
