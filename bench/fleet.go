@@ -322,13 +322,9 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 		return m
 	}
 
-	var empty int64
-	for _, db := range []string{"temporal", "temporal_visibility"} {
-		n, err := dbSize(ctx, c, db)
-		if err != nil {
-			return nil, err
-		}
-		empty += n
+	empty, err := dbBytes(ctx, c)
+	if err != nil {
+		return nil, err
 	}
 	files, err := fleetFiles(dir, cfg)
 	if err != nil {
