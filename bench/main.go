@@ -77,7 +77,16 @@ func main() {
 	fleetTimeout := flag.Duration("fleet-timeout", 2*time.Hour, "with --phases fleet: the longest wait for every replica to run")
 	label := flag.String("label", "", "a word added to the results file's name, e.g. small-proof")
 	before := flag.String("before", "", "also measure the Vigil phases (latency, scale) of this git revision first, in the same run, and print the two side by side (make bench: the last commit before the node watch)")
+	model := flag.String("model", "", "print the capacity model from this scale run's results JSON (make bench-scale) and exit")
+	modelCheck := flag.String("model-check", "", "with --model: a smaller scale run whose unit costs predict the --model run's steady state, beside what it measured")
 	flag.Parse()
+	if *model != "" {
+		if err := printModel(os.Stdout, *model, *modelCheck); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: --model: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	cfg := config{
 		Restarts: 50, FloorRestarts: 30, DockerRestarts: 10, DockerLongRuns: 4,
