@@ -65,7 +65,7 @@ func main() {
 	commit := flag.String("vigil-commit", "", "measure vigil and vigil-worker built from this git revision (default: the working tree)")
 	restarts := flag.Int("restarts", 0, "restarts measured for Vigil and the floor (default 50; quick: 20)")
 	onCluster := flag.Bool("cluster", false, "also measure restart latency and the crash storm on a Temporal cluster on PostgreSQL (internal/cluster)")
-	stormRepeats := flag.Int("storm-repeats", 0, "with --phases storms: how many Vigil crash storms to measure one after another (for comparing settings)")
+	stormRepeats := flag.Int("storm-repeats", 0, "how many Vigil crash storms to measure one after another: with --phases storms (for comparing settings), and the cluster's storm (default 3)")
 	partitions := flag.Int("partitions", 20, "partitions of node-b the failover phase measures (quick: 3, and the phase only when --phases names it)")
 	fleetReplicas := flag.Int("replicas", 100000, "with --phases fleet: replicas supervised over the simulated nodes")
 	fleetNodes := flag.Int("nodes", 100, "with --phases fleet: simulated nodes (tools/simnode)")
