@@ -77,8 +77,19 @@ func startCluster(ctx context.Context) (*vigilBench, float64, error) {
 		return nil, 0, err
 	}
 	start := round1(time.Since(began).Seconds())
+	if err := b.onClusterNode(ctx, vigilBin); err != nil {
+		b.Close(ctx)
+		return nil, 0, err
+	}
+	return b, start, nil
+}
+
+// onClusterNode points a vigilBench on a started cluster at clusterNode:
+// its CLI, client, event stream and the processes whose CPU a storm reports.
+func (b *vigilBench) onClusterNode(ctx context.Context, vigilBin string) error {
+	c := b.cluster
 	b.stack = &stack.Stack{
-		Options:  stack.Options{Dir: dir, VigilBin: vigilBin, Node: clusterNode},
+		Options:  stack.Options{Dir: b.dir, VigilBin: vigilBin, Node: clusterNode},
 		HostPort: c.Address(),
 		// Only its address and namespace are used: the cluster owns the daemon.
 		Containerd: &containerdtest.Daemon{Address: c.ContainerdAddress(clusterNode), Namespace: c.Namespace},
@@ -90,15 +101,12 @@ func startCluster(ctx context.Context) (*vigilBench, float64, error) {
 		}
 		return pids
 	}
+	var err error
 	if b.tc, err = client.Dial(client.Options{HostPort: c.Address(), Logger: quietLogger{}}); err != nil {
-		b.Close(ctx)
-		return nil, 0, err
+		return err
 	}
-	if b.events, err = subscribe(ctx, c.ContainerdAddress(clusterNode), c.Namespace); err != nil {
-		b.Close(ctx)
-		return nil, 0, err
-	}
-	return b, start, nil
+	b.events, err = subscribe(ctx, c.ContainerdAddress(clusterNode), c.Namespace)
+	return err
 }
 
 // closeCluster removes the containers and stops the cluster.
