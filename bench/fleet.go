@@ -35,6 +35,11 @@ type fleetConfig struct {
 	Background  time.Duration `json:"background_ns"`
 	Timeout     time.Duration `json:"timeout_ns"`
 	Label       string        `json:"label,omitempty"`
+	// RealNodeStorm is the crash storm's size on node-a, the real node
+	// beside the simulated ones (0: no real node); RealNodeRestarts the
+	// restart latency's samples there.
+	RealNodeStorm    int `json:"real_node_storm"`
+	RealNodeRestarts int `json:"real_node_restarts"`
 }
 
 func (c *fleetConfig) validate() error {
@@ -51,6 +56,10 @@ func (c *fleetConfig) validate() error {
 		return fmt.Errorf("--fleet-steady: %s must be positive, e.g. 5m", c.Steady)
 	case c.CrashRate < 0:
 		return fmt.Errorf("--crash-rate: %v must be 0 or more, e.g. 0.01", c.CrashRate)
+	case c.RealNodeStorm < 0:
+		return fmt.Errorf("--real-node-storm: %d must be 0 (no real node) or more, e.g. 100", c.RealNodeStorm)
+	case c.RealNodeStorm > 0 && c.RealNodeRestarts < 1:
+		return fmt.Errorf("--real-node-restarts: %d must be at least 1 with a real node, e.g. 30", c.RealNodeRestarts)
 	case c.Label != "" && !labelOK(c.Label):
 		return fmt.Errorf("--label: %q: use letters, digits and dashes, e.g. small-proof", c.Label)
 	}
@@ -87,8 +96,13 @@ type FleetResult struct {
 	StartCost         *PhaseCost `json:"cost_per_start,omitempty"`
 	StormCost         *PhaseCost `json:"cost_per_storm_restart,omitempty"`
 	ContinueAsNewCost *PhaseCost `json:"cost_per_continue_as_new,omitempty"`
+	// RealNode is node-a's restart latency and crash storm, on this cluster
+	// beside the simulated fleet and on the runtime alone.
+	RealNode *FleetRealNode `json:"real_node,omitempty"`
 	// FirstLimit is the first limit the run met, as the bench saw it.
 	FirstLimit string `json:"first_limit,omitempty"`
+	// Goals are issue 28's goals, judged on this run.
+	Goals []GoalRow `json:"goals,omitempty"`
 }
 
 // FleetSteady is the healthy steady state: the server's own request counts
@@ -239,11 +253,11 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := cluster.ReadVersions(repo)
+	vers, err := cluster.ReadVersions(repo)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := cluster.Build(ctx, repo, v, os.Stdout); err != nil {
+	if _, err := cluster.Build(ctx, repo, vers, os.Stdout); err != nil {
 		return nil, err
 	}
 	cli, err := temporalCLI()
@@ -259,7 +273,7 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 		return nil, err
 	}
 	phase("scale: building vigil and simnode; starting PostgreSQL and the Temporal cluster in %s", dir)
-	vigilBin, _, err := stack.Build(".", dir)
+	vigilBin, workerBin, err := stack.Build(".", dir)
 	if err != nil {
 		return nil, err
 	}
@@ -271,23 +285,25 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := cluster.New(cluster.Options{Repo: repo, Dir: filepath.Join(dir, "c"), Ports: ports, Nodes: []string{},
-		Namespace: "vigil", TemporalCLI: cli})
+	// node-a, when measured, is a real node; its containerd and worker start
+	// after the simulated storm (startRealNode): until then the fleet's
+	// workflow tasks go to simnode's worker alone.
+	opts := cluster.Options{Repo: repo, Dir: filepath.Join(dir, "c"), Ports: ports, Nodes: []string{}, Namespace: "vigil", TemporalCLI: cli}
+	if cfg.RealNodeStorm > 0 {
+		opts.Nodes = []string{clusterNode}
+	}
+	c, err := cluster.New(opts)
 	if err != nil {
 		return nil, err
 	}
 	res := &FleetResult{}
+	v := &vigilBench{dir: dir, cli: cli, cluster: c}
 	began := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	err = c.Start(sctx)
 	cancel()
-	defer func() {
-		stctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := c.Stop(stctx); err != nil {
-			fmt.Fprintf(os.Stderr, "bench: stop the cluster: %v\n", err)
-		}
-	}()
+	// Closing v removes node-a's containers and stops the cluster.
+	defer v.Close(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -405,6 +421,19 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 	}
 	fmt.Printf("    continue-as-new: %s\n", res.ContinueAsNewCost)
 
+	// A failed real node leaves the background crashes measured.
+	var realErr error
+	if cfg.RealNodeStorm > 0 {
+		phase("scale: %s, a real node (containerd and vigil-worker), beside the simulated fleet", clusterNode)
+		if realErr = v.startRealNode(ctx, vigilBin, workerBin); realErr == nil {
+			res.RealNode, realErr = fleetRealNode(ctx, v, cfg)
+		}
+		if realErr != nil {
+			realErr = fmt.Errorf("%s: %w", clusterNode, realErr)
+			fmt.Fprintf(os.Stderr, "bench: %v\n", realErr)
+		}
+	}
+
 	if cfg.CrashRate > 0 && cfg.Background > 0 {
 		phase("scale: background crashes, %.3g of the replicas per hour, for %s", cfg.CrashRate, cfg.Background)
 		var out map[string]float64
@@ -423,7 +452,7 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 		res.Background = &FleetBackground{RatePerHour: cfg.CrashRate, Seconds: cfg.Background.Seconds(), Latency: dist(ds)}
 		fmt.Printf("    exit -> running %s\n", res.Background.Latency)
 	}
-	return res, nil
+	return res, realErr
 }
 
 func startSimnode(ctx context.Context, bin, dir string, env []string, cfg fleetConfig) (*simnodeProc, error) {

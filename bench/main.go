@@ -54,6 +54,10 @@ type config struct {
 	Fleet *fleetConfig `json:"fleet,omitempty"`
 }
 
+// crashCommand is the crashing container's command the restart latency
+// measures: it runs for a second and fails.
+const crashCommand = "sleep 1; exit 1"
+
 func main() {
 	quick := flag.Bool("quick", false, "a smaller run that finishes in under 5 minutes")
 	skipDocker := flag.Bool("skip-docker", false, "do not measure Docker")
@@ -75,6 +79,8 @@ func main() {
 	fleetCrashRate := flag.Float64("crash-rate", 0.01, "with --phases fleet: the background crash rate, a fraction of the replicas per hour")
 	fleetBackground := flag.Duration("fleet-background", 10*time.Minute, "with --phases fleet: how long the background crashes are measured (0: not)")
 	fleetTimeout := flag.Duration("fleet-timeout", 2*time.Hour, "with --phases fleet: the longest wait for every replica to run")
+	realNodeStorm := flag.Int("real-node-storm", 100, "with --phases fleet: the crash storm's size on node-a, a real node (containerd and vigil-worker) beside the simulated ones, measured with its restart latency and both on the runtime alone (0: no real node)")
+	realNodeRestarts := flag.Int("real-node-restarts", 30, "with --phases fleet: restarts measured on node-a, on the cluster and on the runtime alone")
 	label := flag.String("label", "", "a word added to the results file's name, e.g. small-proof")
 	before := flag.String("before", "", "also measure the Vigil phases (latency, scale) of this git revision first, in the same run, and print the two side by side (make bench: the last commit before the node watch)")
 	model := flag.String("model", "", "print the capacity model from this scale run's results JSON (make bench-scale) and exit")
@@ -92,7 +98,7 @@ func main() {
 		Restarts: 50, FloorRestarts: 30, DockerRestarts: 10, DockerLongRuns: 4,
 		SteadySizes: []int{100, 1000}, SteadyInterval: 60 * time.Second,
 		StormSize: 100, LossCrashes: 10, LossWorkerDown: 3 * time.Second,
-		SkipDocker: *skipDocker, ContainerCommand: "sleep 1; exit 1", VigilCommit: *commit,
+		SkipDocker: *skipDocker, ContainerCommand: crashCommand, VigilCommit: *commit,
 		Cluster: *onCluster, Before: *before, StormRepeats: *stormRepeats, Partitions: *partitions,
 	}
 	if *quick {
@@ -145,7 +151,8 @@ func main() {
 			os.Exit(2)
 		}
 		f := &fleetConfig{Replicas: *fleetReplicas, Nodes: *fleetNodes, Deployments: *fleetDeployments, StormNodes: *fleetStormNodes,
-			Steady: *fleetSteady, CrashRate: *fleetCrashRate, Background: *fleetBackground, Timeout: *fleetTimeout, Label: *label}
+			Steady: *fleetSteady, CrashRate: *fleetCrashRate, Background: *fleetBackground, Timeout: *fleetTimeout, Label: *label,
+			RealNodeStorm: *realNodeStorm, RealNodeRestarts: *realNodeRestarts}
 		if err := f.validate(); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			os.Exit(2)
@@ -235,6 +242,10 @@ func run(cfg config, outDir string) error {
 			fail("fleet", err)
 		}
 		res.Machine.LoadAtEnd = loadAverage()
+		if res.Fleet != nil {
+			res.Fleet.Goals = fleetGoals(res.Fleet)
+			printFleet(res.Fleet, res.Machine)
+		}
 		res.Duration = time.Since(res.Started).Round(time.Second).String()
 		path, err := writeResults(res, outDir)
 		if err != nil {
