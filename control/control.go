@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/runtime"
@@ -40,6 +41,7 @@ func (a *Activities) Register(w interface {
 		replica.ObserveReplicasName:    a.ObserveReplicas,
 		replica.ObserveReplicaPageName: a.ObserveReplicaPage,
 		replica.StartReplicaName:       a.StartReplica,
+		replica.StartReplicasName:      a.StartReplicas,
 		replica.ReconfigureReplicaName: a.ReconfigureReplica,
 		replica.UnsuperviseReplicaName: a.UnsuperviseReplica,
 		replica.ShutdownReplicaName:    a.ShutdownReplica,
@@ -196,6 +198,30 @@ func query(ctx context.Context, c client.Client, wid, name string, out any) erro
 func (a *Activities) StartReplica(ctx context.Context, in workflows.SupervisionInput) error {
 	_, err := StartReplica(ctx, a.c, activity.GetInfo(ctx).TaskQueue, in)
 	return err
+}
+
+// startParallelism bounds the starts one StartReplicas activity has in
+// flight: enough to hide a start's round trip, few enough not to flood the
+// frontend.
+const startParallelism = 16
+
+// StartReplicas starts a batch of replicas' supervisors, several at once,
+// heartbeating as each starts. Each start leaves a running supervisor alone,
+// so a retried batch starts only the ones the last attempt did not.
+func (a *Activities) StartReplicas(ctx context.Context, in workflows.StartReplicasInput) error {
+	taskQueue := activity.GetInfo(ctx).TaskQueue
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(startParallelism)
+	for _, r := range in.Replicas {
+		g.Go(func() error {
+			if _, err := StartReplica(gctx, a.c, taskQueue, r); err != nil {
+				return fmt.Errorf("start %s: %w", r.ID.Ref(), err)
+			}
+			activity.RecordHeartbeat(ctx, r.ID.Ref())
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // StartReplica starts the replica's supervisor workflow unless one runs.

@@ -46,6 +46,8 @@ const (
 	// ObserveReplicaPageName (since v0.3.0) reads one page of them, configs by digest.
 	ObserveReplicaPageName = "ObserveReplicaPage"
 	StartReplicaName       = "StartReplica"
+	// StartReplicasName (since v0.3.0) starts a batch of them in one activity.
+	StartReplicasName      = "StartReplicas"
 	ReconfigureReplicaName = "ReconfigureReplica"
 	UnsuperviseReplicaName = "UnsuperviseReplica"
 	ShutdownReplicaName    = "ShutdownReplica"

@@ -9,7 +9,7 @@ func TestTemporalNamesNeverChange(t *testing.T) {
 		NodeWorkflowID("n1"): "vigil-node/n1", NodeTaskQueue("n1"): "vigil-node-n1", DefaultTaskQueue: "vigil",
 		SupervisorWorkflowName: "Supervise", DeploymentWorkflowName: "Deployment", NodeWorkflowName: "NodeWatch", FetchLogsWorkflowName: "FetchLogs",
 		EnsureRunningName: "EnsureRunning", WaitForExitName: "WaitForExit", StopName: "Stop", IsolateName: "Isolate", LogsName: "Logs", WatchNodeName: "WatchNode", OrphansName: "Orphans", PreflightName: "Preflight",
-		ObserveReplicasName: "ObserveReplicas", StartReplicaName: "StartReplica", ReconfigureReplicaName: "ReconfigureReplica",
+		ObserveReplicasName: "ObserveReplicas", StartReplicaName: "StartReplica", StartReplicasName: "StartReplicas", ReconfigureReplicaName: "ReconfigureReplica",
 		UnsuperviseReplicaName: "UnsuperviseReplica", ShutdownReplicaName: "ShutdownReplica",
 		QueryState: "state", QueryConfig: "config", UpdateRelease: "release", UpdateRestart: "restart", UpdateUnsupervise: "unsupervise",
 		UpdateRollover: "rollover", UpdateReconfigure: "reconfigure", UpdateShutdown: "shutdown", SignalHealth: "health", SignalExit: "exit",

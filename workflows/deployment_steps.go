@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -296,6 +297,9 @@ func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 		}
 	}
 	d.touch(steps)
+	if d.rel >= V030 {
+		return d.createBatched(ctx, steps, gen)
+	}
 	futures := make([]workflow.Future, len(steps))
 	for i, s := range steps {
 		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, fmt.Sprintf("create %s (generation %d)", s.ID.Ref(), gen), time.Minute),
@@ -305,8 +309,68 @@ func (d *deployer) create(ctx workflow.Context, steps []Step) error {
 		if err := f.Get(ctx, nil); err != nil {
 			return err
 		}
-		s := steps[i]
-		d.st.Replicas[s.ID.Ref()] = ReplicaRecord{ID: s.ID, Config: s.Config, Generation: gen, State: StateRunning}
+		d.created(steps[i], gen)
+	}
+	return nil
+}
+
+// created records a replica whose supervisor has started.
+func (d *deployer) created(s Step, gen int) {
+	d.st.Replicas[s.ID.Ref()] = ReplicaRecord{ID: s.ID, Config: s.Config, Generation: gen, State: StateRunning}
+}
+
+// Since v0.3.0 a create step starts its replicas in batches, one
+// StartReplicas activity each: per replica, an activity's dispatch and
+// three events were a large share of the cluster's work per start. A batch
+// is bounded by count and by the JSON size of its inputs, far below
+// Temporal's 2 MiB payload limit however large the specs.
+const (
+	maxStartBatch      = 100
+	maxStartBatchBytes = 256 << 10
+)
+
+// encodedSize is the size of in's JSON, as its payload carries it. Pure and
+// deterministic: encoding/json writes fields in order and map keys sorted.
+//
+//workflowcheck:ignore
+func encodedSize(in SupervisionInput) int {
+	raw, err := json.Marshal(in)
+	if err != nil {
+		// An input is plain data; no value of it fails to encode.
+		panic("supervision input: " + err.Error())
+	}
+	return len(raw)
+}
+
+// createBatched starts the step's replicas in batches, all at once.
+func (d *deployer) createBatched(ctx workflow.Context, steps []Step, gen int) error {
+	var batches [][]Step
+	var inputs []StartReplicasInput
+	size := 0
+	for _, s := range steps {
+		in := SupervisionInput{ID: s.ID, ReplicaConfig: s.Config, Generation: gen}
+		n := encodedSize(in)
+		last := len(batches) - 1
+		if last < 0 || len(batches[last]) == maxStartBatch || size+n > maxStartBatchBytes {
+			batches, inputs, size = append(batches, nil), append(inputs, StartReplicasInput{}), 0
+			last++
+		}
+		batches[last] = append(batches[last], s)
+		inputs[last].Replicas = append(inputs[last].Replicas, in)
+		size += n
+	}
+	futures := make([]workflow.Future, len(batches))
+	for i, b := range batches {
+		what := fmt.Sprintf("create %s .. %s, %d replicas (generation %d)", b[0].ID.Ref(), b[len(b)-1].ID.Ref(), len(b), gen)
+		futures[i] = workflow.ExecuteActivity(d.controlOptions(ctx, what, 5*time.Minute), replica.StartReplicasName, inputs[i])
+	}
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			return err
+		}
+		for _, s := range batches[i] {
+			d.created(s, gen)
+		}
 	}
 	return nil
 }

@@ -47,6 +47,8 @@ type cluster struct {
 	observed, maxObserved int
 	// creating counts the creates in flight; maxCreating the most at once.
 	creating, maxCreating int
+	// batches are the sizes of the StartReplicas batches, in order.
+	batches []int
 	// updates are the replacements' answers by replica and update ID.
 	updates map[string]ReconfigureReplicaResult
 	// problems are what the preflight of these replicas finds.
@@ -89,6 +91,7 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 	env.RegisterActivityWithOptions(func(context.Context, ObserveInput) ([]ReplicaRecord, error) { return nil, nil }, activityName(replica.ObserveReplicasName))
 	env.RegisterActivityWithOptions(func(context.Context, ObservePageInput) (ObservePage, error) { return ObservePage{}, nil }, activityName(replica.ObserveReplicaPageName))
 	env.RegisterActivityWithOptions(func(context.Context, SupervisionInput) error { return nil }, activityName(replica.StartReplicaName))
+	env.RegisterActivityWithOptions(func(context.Context, StartReplicasInput) error { return nil }, activityName(replica.StartReplicasName))
 	env.RegisterActivityWithOptions(func(context.Context, ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {
 		return ReconfigureReplicaResult{}, nil
 	}, activityName(replica.ReconfigureReplicaName))
@@ -126,7 +129,7 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		}
 		return ObservePage{Replicas: Compact(out)}, nil
 	})
-	env.OnActivity(replica.StartReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in SupervisionInput) error {
+	create := func(in SupervisionInput) {
 		c.mu.Lock()
 		c.creating++
 		c.maxCreating = max(c.maxCreating, c.creating)
@@ -137,6 +140,21 @@ func newDeploymentEnv(t *testing.T, c *cluster) *testsuite.TestWorkflowEnvironme
 		c.creating--
 		c.record("create %s gen %d", in.ID.Ref(), in.Generation)
 		c.replicas[in.ID.Ref()] = ReplicaRecord{ID: in.ID, Config: in.ReplicaConfig, Generation: in.Generation, State: StateRunning, Digest: c.digest(in.ReplicaConfig)}
+	}
+	env.OnActivity(replica.StartReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in SupervisionInput) error {
+		create(in)
+		return nil
+	})
+	env.OnActivity(replica.StartReplicasName, mock.Anything, mock.Anything).Return(func(_ context.Context, in StartReplicasInput) error {
+		c.mu.Lock()
+		c.batches = append(c.batches, len(in.Replicas))
+		c.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, r := range in.Replicas {
+			wg.Add(1)
+			go func() { defer wg.Done(); create(r) }()
+		}
+		wg.Wait()
 		return nil
 	})
 	env.OnActivity(replica.ReconfigureReplicaName, mock.Anything, mock.Anything).Return(func(_ context.Context, in ReconfigureReplicaInput) (ReconfigureReplicaResult, error) {
@@ -688,4 +706,41 @@ func TestDeploymentReplacesOnAWorkerWithoutPreflight(t *testing.T) {
 	require.Equal(t, RolloutComplete, st.State, st.Reason)
 	require.Equal(t, []string{"replace shop/api-rep-1 gen 2", "replace shop/api-rep-2 gen 2"}, c.log)
 	require.Equal(t, []string{"shop/api-rep-1", "shop/api-rep-2"}, c.preflights, "tried once each, not retried")
+}
+
+// Since v0.3.0 a create step starts its replicas in StartReplicas batches,
+// bounded by count and by the size of their inputs; a v0.2.0 run keeps one
+// StartReplica activity per replica.
+func TestDeploymentCreatesInBatches(t *testing.T) {
+	big := strings.Repeat("x", 10<<10)
+	for _, tc := range []struct {
+		name    string
+		release workflow.Version // DefaultVersion: a v0.2.0 run
+		args    string
+		batches []int
+	}{
+		{"v0.3.0", workflow.Version(CurrentRelease), "v1", []int{100, 100, 50}},
+		// 24 inputs of 10 KiB and more come to 256 KiB.
+		{"v0.3.0 large specs", workflow.Version(CurrentRelease), big, []int{24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 10}},
+		{"v0.2.0", workflow.DefaultVersion, "v1", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &cluster{}
+			env := newDeploymentEnv(t, c)
+			recordVersions(env, tc.release)
+			applyAt(env, time.Minute, shopSpec(250, tc.args, policy.Policy{}), &updateResult{})
+			env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Minute)
+			env.ExecuteWorkflow(Deployment, DeploymentInput{Name: "shop"})
+
+			sort.Ints(c.batches)
+			want := append([]int(nil), tc.batches...)
+			sort.Ints(want)
+			require.Equal(t, want, c.batches)
+			require.Len(t, c.log, 250, "every replica created once")
+			require.Len(t, c.replicas, 250)
+			st := rollout(t, env)
+			require.Equal(t, RolloutComplete, st.State)
+			require.Equal(t, 250, st.Updated)
+		})
+	}
 }

@@ -203,6 +203,11 @@ type ObservePage struct {
 	Listed   []string        `json:"listed,omitempty"`
 }
 
+// StartReplicasInput starts a batch of replicas' supervisors (since v0.3.0).
+type StartReplicasInput struct {
+	Replicas []SupervisionInput `json:"replicas"`
+}
+
 // ReconfigureReplicaInput sends one reconfigure update.
 type ReconfigureReplicaInput struct {
 	ID       replica.ID         `json:"id"`
