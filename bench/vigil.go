@@ -250,6 +250,11 @@ func (v *vigilBench) floor(ctx context.Context, cfg config) (client, rt Dist, er
 	return dist(raw), dist(viaRuntime), err
 }
 
+// neverBackOff is the restart policy of the containers the bench crashes
+// on purpose: restart every time, so that repeated storms and restart
+// cycles measure restarts, never a crash-loop backoff.
+const neverBackOff = "    errors:\n      on_panic: { action: restart, max_restarts: 1000000, restart_window: 10s, backoff: 1s, poll_interval: 5s }\n"
+
 func crashDeployment(name, cmd string, replicas int, onPanic string) string {
 	return fmt.Sprintf(`version: v1
 deployment: %s
@@ -272,8 +277,7 @@ type vigilLatency struct {
 // restartLatency supervises one crashing container with a policy that never
 // backs off and measures exit -> next start from containerd's events.
 func (v *vigilBench) restartLatency(ctx context.Context, cfg config) (*vigilLatency, error) {
-	yaml := crashDeployment("lat", cfg.ContainerCommand, 1,
-		"    errors:\n      on_panic: { action: restart, max_restarts: 1000000, restart_window: 10s, backoff: 1s, poll_interval: 5s }\n")
+	yaml := crashDeployment("lat", cfg.ContainerCommand, 1, neverBackOff)
 	file, err := v.stack.Deployment("lat", yaml)
 	if err != nil {
 		return nil, err
@@ -311,7 +315,7 @@ type replicaSet struct {
 // superviseHealthy supervises n more long-running containers in a new
 // deployment and waits until they all run.
 func (v *vigilBench) superviseHealthy(ctx context.Context, set *replicaSet, deployment string, n int) error {
-	file, err := v.stack.Deployment(deployment, crashDeployment(deployment, "exec sleep 100000", n, ""))
+	file, err := v.stack.Deployment(deployment, crashDeployment(deployment, "exec sleep 100000", n, neverBackOff))
 	if err != nil {
 		return err
 	}
