@@ -138,10 +138,32 @@ func readResults(path string) (*Results, error) {
 	return &r, nil
 }
 
+// attachedSteady is a steady-state window measured beside a scale run by
+// hand, on its cluster (bench/results/*-steady.json): it replaces the run's
+// own steady state in the model when that one is void.
+type attachedSteady struct {
+	Nodes                   int                `json:"nodes"`
+	Replicas                int                `json:"replicas"`
+	RequestsPerReplicaHour  float64            `json:"requests_per_replica_hour"`
+	NodeRequestsPerNodeHour float64            `json:"node_level_requests_per_node_hour"`
+	Actions                 float64            `json:"actions"`
+	IntervalS               float64            `json:"interval_s"`
+	ClusterCPUPercent       float64            `json:"cluster_cpu_percent_of_one_core"`
+	DBBytes                 int64              `json:"db_bytes"`
+	CPUPercent              map[string]float64 `json:"cpu_percent_of_one_core"`
+}
+
+func (a *attachedSteady) apply(in *capacityInputs) {
+	in.NodeRequestsH = a.NodeRequestsPerNodeHour
+	in.NodeActionsH = a.Actions / (a.IntervalS / 3600) / float64(a.Nodes)
+	in.ReplicaRequestsH = a.RequestsPerReplicaHour
+	in.NodeCPUPercent = a.ClusterCPUPercent / float64(a.Nodes)
+}
+
 // printModel prints the model of a million replicas on 10,000 nodes from
 // path's unit costs and, given check, the steady state that check's unit
 // costs predict for path's fleet beside what path measured.
-func printModel(w io.Writer, path, check string) error {
+func printModel(w io.Writer, path, check, steady string) error {
 	r, err := readResults(path)
 	if err != nil {
 		return err
@@ -149,6 +171,18 @@ func printModel(w io.Writer, path, check string) error {
 	in, err := inputsFrom(r)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	var att *attachedSteady
+	if steady != "" {
+		b, err := os.ReadFile(steady)
+		if err != nil {
+			return err
+		}
+		att = &attachedSteady{}
+		if err := json.Unmarshal(b, att); err != nil || att.Nodes < 1 || att.IntervalS <= 0 {
+			return fmt.Errorf("--model-steady %s: not a steady window (nodes, interval_s): %v", steady, err)
+		}
+		att.apply(in)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "unit costs from %s (%d replicas, %d nodes, commit %s):\n", path, in.Replicas, in.Nodes, r.Machine.Commit)
@@ -178,11 +212,16 @@ func printModel(w io.Writer, path, check string) error {
 		}
 		p := sin.at(in.Replicas, in.Nodes, 0, 0)
 		st := r.Fleet.Steady
+		reqS, actS, cpu := st.Cost.Requests/st.Cost.Seconds, st.Cost.Actions/st.Cost.Seconds, st.ClusterCPUPercent
+		if att != nil {
+			p = sin.at(att.Replicas, att.Nodes, 0, 0)
+			reqS = (att.RequestsPerReplicaHour*float64(att.Replicas) + att.NodeRequestsPerNodeHour*float64(att.Nodes)) / 3600
+			actS, cpu = att.Actions/att.IntervalS, att.ClusterCPUPercent
+		}
 		fmt.Fprintf(&b, "check: the healthy steady state of %d replicas on %d nodes predicted from %s (%d replicas) vs measured:\n",
-			in.Replicas, in.Nodes, check, sin.Replicas)
+			p.Replicas, p.Nodes, check, sin.Replicas)
 		fmt.Fprintf(&b, "  requests/s %.2f vs %.2f; actions/s %.2f vs %.2f; cluster CPU %.1f %% vs %.1f %% of a core; database %.2f vs %.2f GB\n",
-			p.RequestsPerS, (st.Cost.Requests)/st.Cost.Seconds, p.ActionsPerS, st.Cost.Actions/st.Cost.Seconds,
-			p.SteadyCores*100, st.ClusterCPUPercent,
+			p.RequestsPerS, reqS, p.ActionsPerS, actS, p.SteadyCores*100, cpu,
 			float64(in.Replicas)*sin.BytesPerReplica/1e9, float64(in.Replicas)*in.BytesPerReplica/1e9)
 	}
 	_, err = io.WriteString(w, b.String())

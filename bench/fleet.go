@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigil-run/vigil/internal/cluster"
 	"github.com/vigil-run/vigil/internal/stack"
+	"github.com/vigil-run/vigil/replica"
 	"github.com/vigil-run/vigil/workflows"
 )
 
@@ -88,8 +89,11 @@ type FleetResult struct {
 	Storm                *FleetStorm      `json:"storm,omitempty"`
 	Background           *FleetBackground `json:"background_crashes,omitempty"`
 	Database             *FleetDatabase   `json:"database,omitempty"`
-	ListCountsS          float64          `json:"vigil_list_counts_s"`
-	ListCrashLoopS       float64          `json:"vigil_list_state_crashloopbackoff_s"`
+	// DeploymentsSettledS is how long after all were Running the
+	// deployment workflows had no activity left (the steady state's start).
+	DeploymentsSettledS float64 `json:"deployments_idle_after_s"`
+	ListCountsS         float64 `json:"vigil_list_counts_s"`
+	ListCrashLoopS      float64 `json:"vigil_list_state_crashloopbackoff_s"`
 	// What the cluster spent per replica started (apply until all Running),
 	// per restart of the storm, and per run continued as new (the rollover
 	// of one node's replicas: the cost of the periodic continue-as-new).
@@ -375,6 +379,12 @@ func benchFleet(ctx context.Context, cfg fleetConfig) (*FleetResult, error) {
 	}
 	fmt.Printf("    start: %s\n", res.StartCost)
 
+	// The deployments' last steps (re-reading the replicas they started)
+	// trail the replicas' own starts: the steady state begins after them.
+	if res.DeploymentsSettledS, err = waitDeploymentsIdle(ctx, tc, files, cfg.Timeout); err != nil {
+		return res, err
+	}
+	fmt.Printf("    the deployments idle %.1f s after all were Running\n", res.DeploymentsSettledS)
 	phase("scale: steady state of %d healthy replicas for %s", cfg.Replicas, cfg.Steady)
 	if res.Steady, res.Database, err = fleetSteady(ctx, c, cfg, pids, empty); err != nil {
 		return res, fmt.Errorf("steady state: %w", err)
@@ -520,6 +530,29 @@ func waitFleetRunning(ctx context.Context, tc client.Client, namespace string, n
 		time.Sleep(2 * time.Second)
 	}
 	return last, fmt.Errorf("%d of %d replicas Running by the deadline", last, n)
+}
+
+// waitDeploymentsIdle waits until no deployment workflow of files has an
+// activity pending, and returns how long that took.
+func waitDeploymentsIdle(ctx context.Context, tc client.Client, files []string, within time.Duration) (float64, error) {
+	began := time.Now()
+	for {
+		busy := 0
+		for _, f := range files {
+			name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+			desc, err := tc.DescribeWorkflowExecution(ctx, replica.DeploymentWorkflowID(name), "")
+			if err != nil || len(desc.GetPendingActivities()) > 0 {
+				busy++
+			}
+		}
+		if busy == 0 {
+			return round1(time.Since(began).Seconds()), nil
+		}
+		if time.Since(began) > within {
+			return 0, fmt.Errorf("%d deployments still busy %s after all replicas were Running", busy, within)
+		}
+		time.Sleep(5 * time.Second)
+	}
 }
 
 // fleetSteady measures the healthy fleet over cfg.Steady: the frontend's

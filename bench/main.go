@@ -85,9 +85,10 @@ func main() {
 	before := flag.String("before", "", "also measure the Vigil phases (latency, scale) of this git revision first, in the same run, and print the two side by side (make bench: the last commit before the node watch)")
 	model := flag.String("model", "", "print the capacity model from this scale run's results JSON (make bench-scale) and exit")
 	modelCheck := flag.String("model-check", "", "with --model: a smaller scale run whose unit costs predict the --model run's steady state, beside what it measured")
+	modelSteady := flag.String("model-steady", "", "with --model: a steady-state window measured beside that run (bench/results/*-steady.json) to use instead of the run's own")
 	flag.Parse()
 	if *model != "" {
-		if err := printModel(os.Stdout, *model, *modelCheck); err != nil {
+		if err := printModel(os.Stdout, *model, *modelCheck, *modelSteady); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: --model: %v\n", err)
 			os.Exit(1)
 		}

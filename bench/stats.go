@@ -67,7 +67,10 @@ func sampleProc(pid int) (procSample, error) {
 	// Fields after the command name, which may contain spaces.
 	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
 	var ticks int64
-	for _, i := range []int{11, 12} { // utime, stime (fields 14, 15)
+	// utime, stime, cutime, cstime (fields 14-17): a child that exits (a
+	// PostgreSQL backend) moves its time to its parent's cutime, so a
+	// tree's sum never falls.
+	for _, i := range []int{11, 12, 13, 14} {
 		v, _ := strconv.ParseInt(fields[i], 10, 64)
 		ticks += v
 	}
