@@ -126,31 +126,33 @@ func shardsFor(replicas int) int {
 	return n
 }
 
-func readResults(path string) (*Results, error) {
+func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func readResults(path string) (*Results, error) {
 	var r Results
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &r, nil
+	return &r, readJSON(path, &r)
 }
 
 // attachedSteady is a steady-state window measured beside a scale run by
 // hand, on its cluster (bench/results/*-steady.json): it replaces the run's
 // own steady state in the model when that one is void.
 type attachedSteady struct {
-	Nodes                   int                `json:"nodes"`
-	Replicas                int                `json:"replicas"`
-	RequestsPerReplicaHour  float64            `json:"requests_per_replica_hour"`
-	NodeRequestsPerNodeHour float64            `json:"node_level_requests_per_node_hour"`
-	Actions                 float64            `json:"actions"`
-	IntervalS               float64            `json:"interval_s"`
-	ClusterCPUPercent       float64            `json:"cluster_cpu_percent_of_one_core"`
-	DBBytes                 int64              `json:"db_bytes"`
-	CPUPercent              map[string]float64 `json:"cpu_percent_of_one_core"`
+	Nodes                   int     `json:"nodes"`
+	Replicas                int     `json:"replicas"`
+	RequestsPerReplicaHour  float64 `json:"requests_per_replica_hour"`
+	NodeRequestsPerNodeHour float64 `json:"node_level_requests_per_node_hour"`
+	Actions                 float64 `json:"actions"`
+	IntervalS               float64 `json:"interval_s"`
+	ClusterCPUPercent       float64 `json:"cluster_cpu_percent_of_one_core"`
 }
 
 func (a *attachedSteady) apply(in *capacityInputs) {
@@ -174,12 +176,8 @@ func printModel(w io.Writer, path, check, steady string) error {
 	}
 	var att *attachedSteady
 	if steady != "" {
-		b, err := os.ReadFile(steady)
-		if err != nil {
-			return err
-		}
 		att = &attachedSteady{}
-		if err := json.Unmarshal(b, att); err != nil || att.Nodes < 1 || att.IntervalS <= 0 {
+		if err := readJSON(steady, att); err != nil || att.Nodes < 1 || att.IntervalS <= 0 {
 			return fmt.Errorf("--model-steady %s: not a steady window (nodes, interval_s): %v", steady, err)
 		}
 		att.apply(in)
